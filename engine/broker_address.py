@@ -1,0 +1,87 @@
+"""Where the broker is and how to log in: parsed from `mqtt://` / `mqtts://` URLs and the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from engine.errors import ConfigError
+
+SCHEMES = {"mqtt": (False, 1883), "tcp": (False, 1883), "mqtts": (True, 8883), "ssl": (True, 8883)}
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """Parse `mqtt://[user[:pass]@]host[:port]` or `mqtts://...`; raise ConfigError with one line."""
+        text = url.strip()
+        if "://" not in text:
+            text = "mqtt://" + text
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"bad broker URL {url!r}: {exc}") from None
+        if parts.scheme not in SCHEMES:
+            raise ConfigError(f"bad broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ConfigError(f"bad broker URL {url!r}: no host")
+        if parts.path not in ("", "/") or parts.query:
+            raise ConfigError(f"bad broker URL {url!r}: unexpected path or query")
+        tls, default_port = SCHEMES[parts.scheme]
+        return cls(
+            host=parts.hostname,
+            port=port or default_port,
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+    def with_credentials_from(
+        self, env: dict[str, str] | None = None, password_file: str | None = None
+    ) -> BrokerAddress:
+        """Fill username/password from MNIST_BROKER_USER / MNIST_BROKER_PASSWORD or a password file.
+
+        A password in a file or the environment does not show in the process list, as one in a URL would.
+        """
+        env = os.environ if env is None else env
+        user = self.username or env.get("MNIST_BROKER_USER") or None
+        password = self.password or env.get("MNIST_BROKER_PASSWORD") or None
+        password_file = password_file or env.get("MNIST_BROKER_PASSWORD_FILE")
+        if password_file and not password:
+            try:
+                password = Path(password_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read password file {password_file}: {exc.strerror}") from None
+        return replace(self, username=user, password=password)
+
+    def with_tls_files(
+        self, cafile: str | None = None, certfile: str | None = None, keyfile: str | None = None
+    ) -> BrokerAddress:
+        for label, path in (("CA file", cafile), ("certificate", certfile), ("key", keyfile)):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{label} not found: {path}")
+        if (certfile is None) != (keyfile is None):
+            raise ConfigError("--cert and --key go together")
+        tls = self.tls or bool(cafile or certfile)
+        return replace(self, tls=tls, cafile=cafile, certfile=certfile, keyfile=keyfile)
+
+    @property
+    def url(self) -> str:
+        """The URL without the password, fit to show on screen."""
+        scheme = "mqtts" if self.tls else "mqtt"
+        user = f"{self.username}@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{user}{host}:{self.port}"
