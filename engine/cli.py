@@ -1,0 +1,322 @@
+"""Command line: global options shared by the console and the headless subcommands.
+
+`tui.cli.main` is the console script; it parses with `build_parser()` and hands subcommands to
+`dispatch()`, which never imports textual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.broker_address import BrokerAddress
+from engine.errors import ConfigError
+from engine.protocol import Result
+from engine.settings import DEFAULT_DATASET, Settings
+from engine.topics import ROLES, Topics
+
+log = logging.getLogger("mnist-tui")
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(name, default)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
+    return value
+
+
+def _qos(text: str) -> int:
+    if text not in ("0", "1", "2"):
+        raise argparse.ArgumentTypeError(f"QoS must be 0, 1 or 2, not {text!r}")
+    return int(text)
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("broker (default: an embedded local broker)")
+    g.add_argument("--broker", default=_env("MNIST_BROKER"), metavar="URL",
+                   help="mqtt://[user@]host[:port] or mqtts://... (env MNIST_BROKER)")
+    g.add_argument("--embedded", choices=("auto", "mosquitto", "python"), default=_env("MNIST_EMBEDDED", "auto"),
+                   help="which embedded broker to start when no --broker is given (default: auto)")
+    g.add_argument("--cafile", default=_env("MNIST_CAFILE"), help="CA certificate for mqtts:// (env MNIST_CAFILE)")
+    g.add_argument("--cert", default=_env("MNIST_CERT"), help="client certificate (env MNIST_CERT)")
+    g.add_argument("--key", default=_env("MNIST_KEY"), help="client key (env MNIST_KEY)")
+    g.add_argument("--password-file", default=None, metavar="FILE",
+                   help="read the broker password from FILE (or env MNIST_BROKER_PASSWORD[_FILE]; "
+                        "user from the URL or MNIST_BROKER_USER)")
+    g.add_argument("--mqtt", choices=("auto", "5", "3.1.1"), default=_env("MNIST_MQTT", "auto"),
+                   help="MQTT version (default: 5 when the broker speaks it)")
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    t = parser.add_argument_group("topics")
+    t.add_argument("--image-topic", default=_env("MNIST_IMAGE_TOPIC", "mnist"))
+    t.add_argument("--result-topic", default=_env("MNIST_RESULT_TOPIC", "result"))
+    t.add_argument("--topic-prefix", default=_env("MNIST_TOPIC_PREFIX", "mnist"),
+                   help="prefix of the status, control and reply topics (default: mnist)")
+    i = parser.add_argument_group("input role")
+    i.add_argument("--dataset", type=Path, default=Path(_env("MNIST_DATASET", DEFAULT_DATASET)),
+                   help="folder of PNG digits with a list file ('0.png 7' per line)")
+    i.add_argument("--list-file", default=_env("MNIST_LIST_FILE"), help="list file (default: list.txt)")
+    i.add_argument("--rate", type=_positive_float, default=float(_env("MNIST_RATE", 10)),
+                   help="images per second, 0 = as fast as possible (default: 10)")
+    i.add_argument("--qos", type=_qos, default=int(_env("MNIST_QOS", 0)), help="QoS of images and results")
+    i.add_argument("--shuffle", action="store_true", default=_env("MNIST_SHUFFLE") == "1")
+    i.add_argument("--once", action="store_true", help="play the dataset once instead of looping")
+    i.add_argument("--count", type=_positive_int, default=None, help="send N images, then stop")
+    w = parser.add_argument_group("infer role")
+    w.add_argument("--model", default=_env("MNIST_MODEL"), metavar="PATH",
+                   help="state_dict of the shipped architecture or a TorchScript file")
+    w.add_argument("--max-batch", type=_positive_int, default=int(_env("MNIST_MAX_BATCH", 64)))
+    w.add_argument("--max-delay-ms", type=_positive_float, default=float(_env("MNIST_MAX_DELAY_MS", 2)))
+    w.add_argument("--queue-size", type=_positive_int, default=int(_env("MNIST_QUEUE_SIZE", 10_000)))
+    w.add_argument("--max-payload", type=_positive_int, default=int(_env("MNIST_MAX_PAYLOAD", 1_048_576)),
+                   help="largest image payload in bytes (default: 1 MiB)")
+    w.add_argument("--max-pixels", type=_positive_int, default=int(_env("MNIST_MAX_PIXELS", 4_000_000)),
+                   help="largest image in pixels (default: 4,000,000)")
+    w.add_argument("--group", default=_env("MNIST_GROUP"),
+                   help="shared-subscription group: workers in one group share the image stream")
+    w.add_argument("--session-expiry", type=int, default=int(_env("MNIST_SESSION_EXPIRY", 0)),
+                   help="seconds the broker keeps a worker's session (and its QoS 1 images) while it is away")
+    w.add_argument("--threads", type=_positive_int, default=None, help="torch threads per worker")
+    parser.add_argument("--id", default=_env("MNIST_CLIENT_ID"),
+                        help="client id (of the single role started; default <role>-<host>-<pid>)")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    prefix = args.topic_prefix.strip("/") or "mnist"
+    topics = Topics(
+        images=args.image_topic,
+        results=args.result_topic,
+        status_prefix=f"{prefix}/status",
+        control_prefix=f"{prefix}/control",
+        reply_prefix=f"{prefix}/reply",
+    )
+    for name in (topics.images, topics.results):
+        if not name or any(c in name for c in "+#") or "\0" in name:
+            raise ConfigError(f"bad topic name {name!r}: no wildcards in a topic to publish on")
+    return Settings(
+        topics=topics,
+        dataset=args.dataset,
+        list_file=args.list_file,
+        rate=args.rate,
+        qos=args.qos,
+        order="shuffle" if args.shuffle else "sequential",
+        loop=not args.once,
+        count=args.count,
+        model_path=args.model,
+        max_batch=args.max_batch,
+        max_delay_ms=args.max_delay_ms,
+        queue_size=args.queue_size,
+        max_payload=args.max_payload,
+        max_pixels=args.max_pixels,
+        share_group=args.group,
+        session_expiry=args.session_expiry,
+        threads=args.threads,
+    )
+
+
+def address_from_args(args: argparse.Namespace) -> BrokerAddress | None:
+    """The external broker's address, or None for an embedded one."""
+    if not args.broker:
+        if args.cafile or args.cert:
+            raise ConfigError("--cafile/--cert/--key need --broker mqtts://...")
+        return None
+    address = BrokerAddress.parse(args.broker)
+    address = address.with_credentials_from(password_file=args.password_file)
+    return address.with_tls_files(args.cafile, args.cert, args.key)
+
+
+def protocols_from_args(args: argparse.Namespace) -> tuple[int, ...] | None:
+    return {"auto": None, "5": (5,), "3.1.1": (4,)}[args.mqtt]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnist-tui",
+        description="Run, watch and steer an MQTT MNIST inference pipeline. "
+                    "With no command: the terminal console.",
+    )
+    add_connection_options(parser)
+    add_pipeline_options(parser)
+    parser.add_argument("--roles", default=None,
+                        help="roles the console starts in-process, comma-separated (default: all three on "
+                             "the embedded broker, none with --broker)")
+    parser.add_argument("--paused", action="store_true", help="console: do not start publishing at once")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run roles headless until Ctrl-C or SIGTERM")
+    run.add_argument("roles", nargs="+", metavar="ROLE", help="input, infer, output, or all")
+    run.add_argument("--workers", type=_positive_int, default=int(_env("MNIST_WORKERS", 1)),
+                     help="infer workers in this process, sharing the stream (mosquitto or another MQTT 5 broker)")
+    run.add_argument("--json", action="store_true", help="output role: print each result as one JSON line")
+    run.add_argument("--hold", action="store_true", help="input role: wait for a start command")
+    run.add_argument("--quiet", action="store_true", help="no periodic summary lines")
+
+    for name, helper in _optional_commands().items():
+        helper(sub.add_parser(name, help=_HELP[name]))
+    return parser
+
+
+_HELP = {"train": "retrain the model reproducibly and write its model card",
+         "bench": "benchmark the pipeline and report throughput, latency and losses",
+         "record": "record traffic on chosen topics to a file",
+         "replay": "play a recorded file back onto a broker"}
+
+
+def _optional_commands() -> dict[str, Callable[[argparse.ArgumentParser], None]]:
+    """Subcommands whose modules exist in this build (each module has add_arguments and run)."""
+    import importlib
+
+    found = {}
+    modules = {"train": "engine.train", "bench": "engine.bench",
+               "record": "engine.recorder", "replay": "engine.recorder"}
+    for name, module in modules.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        adder = getattr(mod, f"add_{name}_arguments", None) or getattr(mod, "add_arguments", None)
+        if adder is not None:
+            found[name] = adder
+    return found
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run a headless subcommand; returns the exit status. MnistError propagates to the caller."""
+    if args.command == "run":
+        return run_roles(args)
+    if args.command == "train":
+        from engine import train
+
+        return train.run(args)
+    if args.command == "bench":
+        from engine import bench
+
+        return bench.run(args)
+    if args.command in ("record", "replay"):
+        from engine import recorder
+
+        return getattr(recorder, f"run_{args.command}")(args)
+    raise ConfigError(f"unknown command {args.command!r}")
+
+
+def _setup_logging(quiet: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
+    logging.getLogger("transitions").setLevel(logging.CRITICAL)
+
+
+def _result_printer() -> Callable[[Result, bytes], None]:
+    lock = threading.Lock()
+    out = sys.stdout
+
+    def print_result(result: Result, payload: bytes) -> None:
+        if result.legacy:
+            line = json.dumps({"id": None, "pred": result.pred, "legacy": True})
+        else:
+            line = payload.decode("utf-8").strip()
+        with lock:
+            try:
+                out.write(line + "\n")
+                out.flush()
+            except (BrokenPipeError, ValueError):
+                pass
+
+    return print_result
+
+
+def run_roles(args: argparse.Namespace) -> int:
+    from engine.pipeline import LocalPipeline
+
+    roles = list(ROLES) if "all" in args.roles else args.roles
+    for name in roles:
+        if name not in ROLES:
+            raise ConfigError(f"unknown role {name!r} (roles: input, infer, output, all)")
+    _setup_logging(args.quiet or args.json)
+    settings = settings_from_args(args)
+    settings.autostart = not args.hold
+    ids: dict[str, str] = {}
+    if args.id:
+        if len(roles) != 1:
+            raise ConfigError("--id names one role: start one role per process to give it an id")
+        ids[roles[0]] = args.id  # several workers get -1, -2, ... appended
+    pipeline = LocalPipeline(
+        settings, roles, address_from_args(args), broker_kind=args.embedded, workers=args.workers,
+        client_ids=ids, on_result=_result_printer() if args.json else None, protocols=protocols_from_args(args),
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        pipeline.start()
+        for note in pipeline.notes:
+            log.warning("%s", note)
+        log.info("broker: %s (%s, %s)", pipeline.address.url, pipeline.broker_description, pipeline.protocol_name)
+        for role in pipeline.roles:
+            log.info("%s %s started", role.role, role.client_id)
+        publisher = pipeline.role("input")
+        only_input = roles == ["input"]
+        next_summary = time.monotonic() + 5
+        while not stop.wait(0.2):
+            if only_input and publisher is not None and publisher.finished:
+                log.info("input: sent %d images, done", publisher.sent)
+                break
+            if not (args.quiet or args.json) and time.monotonic() >= next_summary:
+                next_summary += 5
+                for role in pipeline.roles:
+                    log.info("%s", _summary(role.status()))
+    finally:
+        log.info("stopping")
+        pipeline.stop()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    return 0
+
+
+def _summary(status: dict[str, Any]) -> str:
+    role = status["role"]
+    if role == "input":
+        return f"input {status['id']}: {status['state']}, sent {status['sent']}, {status['rate_actual']}/s"
+    if role == "infer":
+        lat = status["lat_ms"]
+        return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, "
+                f"{status['rate']}/s, queue {status['queue']}, dropped {status['dropped']}, "
+                f"batch {status['batch_mean']}, p50 {lat['p50']} ms, p99 {lat['p99']} ms")
+    acc = status["accuracy"]
+    acc_text = f"{acc * 100:.2f}%" if acc is not None else "n/a"
+    return (f"output {status['id']}: results {status['received']}, accuracy {acc_text}, "
+            f"duplicates {status['duplicates']}, {status['rate']}/s")

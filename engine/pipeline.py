@@ -1,0 +1,150 @@
+"""Start and stop a set of roles in this process, on an embedded broker or an existing one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from engine.broker_address import BrokerAddress
+from engine.collector import Collector
+from engine.errors import BrokerError, ConfigError
+from engine.mqtt import PROTOCOL_NAMES, probe
+from engine.protocol import Result
+from engine.publisher import Publisher
+from engine.role import Role
+from engine.settings import Settings
+from engine.topics import ROLES
+
+log = logging.getLogger(__name__)
+
+
+class LocalPipeline:
+    """The roles named in `roles`, each with its own MQTT client, in background threads.
+
+    With no `address`, an embedded broker is started first (mosquitto when installed, else the Python
+    broker) and stopped last. Nothing here gives the UI a back door: it sees these roles through the
+    broker only, like roles on other machines.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        roles: Iterable[str] = ROLES,
+        address: BrokerAddress | None = None,
+        *,
+        broker_kind: str = "auto",
+        workers: int = 1,
+        client_ids: dict[str, str] | None = None,
+        on_result: Callable[[Result, bytes], None] | None = None,
+        protocols: tuple[int, ...] | None = None,
+    ):
+        self.settings = settings or Settings()
+        self.role_names = tuple(dict.fromkeys(roles))
+        unknown = [r for r in self.role_names if r not in ROLES]
+        if unknown:
+            raise ConfigError(f"unknown role {unknown[0]!r} (roles: {', '.join(ROLES)})")
+        if workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        self.workers = workers
+        self.address = address
+        self.broker_kind_wanted = broker_kind
+        self.client_ids = client_ids or {}
+        self.on_result = on_result
+        self.protocols = protocols
+        self.broker = None
+        self.roles: list[Role] = []
+        self.protocol: int = 5
+        self.notes: list[str] = []
+
+    # ----- what the header shows -----
+    @property
+    def broker_kind(self) -> str:
+        return self.broker.kind if self.broker is not None else "external"
+
+    @property
+    def broker_description(self) -> str:
+        if self.broker is not None:
+            return self.broker.description
+        return f"external broker at {self.address.url}" if self.address else "no broker"
+
+    @property
+    def protocol_name(self) -> str:
+        return PROTOCOL_NAMES.get(self.protocol, str(self.protocol))
+
+    def role(self, name: str) -> Role | None:
+        return next((r for r in self.roles if r.role == name), None)
+
+    # ----- lifecycle -----
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        protocols = self.protocols or (5, 4)
+        if self.address is None:
+            from engine.broker import EmbeddedBroker  # only when we run one
+
+            self.broker = EmbeddedBroker(kind=self.broker_kind_wanted)
+            self.broker.start()
+            self.address = self.broker.address
+            protocols = tuple(p for p in protocols if p in self.broker.protocols) or protocols
+        self.protocol = probe(self.address, protocols=protocols)
+        settings = replace(self.settings, protocol=self.protocol)
+        self.settings = settings
+        workers = self.workers
+        if "infer" in self.role_names and workers > 1:
+            shared = self.broker.shared_subscriptions if self.broker is not None else True
+            if not shared:
+                self.notes.append(
+                    "the embedded Python broker has no shared subscriptions: running one infer worker "
+                    "(install mosquitto for more)"
+                )
+                workers = 1
+            elif not settings.share_group:
+                settings = replace(settings, share_group="mnist-infer")
+        roles: list[Role] = []
+        for name in self.role_names:
+            if name == "input":
+                roles.append(Publisher(self.address, settings, self.client_ids.get("input")))
+            elif name == "infer":
+                from engine.model import load_model
+                from engine.worker import Worker
+
+                model = load_model(settings.model_path)
+                base = self.client_ids.get("infer")
+                for i in range(workers):
+                    cid = base if workers == 1 else (f"{base}-{i + 1}" if base else None)
+                    roles.append(Worker(self.address, settings, cid, model=model))
+            elif name == "output":
+                roles.append(Collector(self.address, settings, self.client_ids.get("output"), self.on_result))
+        # consumers first, so that nothing the publisher sends is missed
+        order = {"output": 0, "infer": 1, "input": 2}
+        for role in sorted(roles, key=lambda r: order[r.role]):
+            role.start()
+            self.roles.append(role)
+        for role in self.roles:
+            if not role.wait_ready(15):
+                raise BrokerError(f"{role.role} {role.client_id}: {role.last_error or 'no connection to the broker'}")
+
+    def stop(self) -> None:
+        """Publisher first, then workers (finishing their batch), collector, and the broker last."""
+        order = {"input": 0, "infer": 1, "output": 2}
+        for role in sorted(self.roles, key=lambda r: order[r.role]):
+            try:
+                role.stop()
+            except Exception:
+                log.exception("stopping %s failed", role.role)
+        self.roles.clear()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> LocalPipeline:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,177 @@
+"""The wire format (docs/PROTOCOL.md): PNG metadata chunks, result JSON, legacy results, commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+META_KEYWORD = b"mnist"
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_LEGACY = re.compile(r"^\s*tensor\(\[\s*(\d)\s*\]\)\s*$")
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    id: str | None = None
+    label: int | None = None
+    t: float | None = None
+    src: str | None = None
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def embed_meta(png: bytes, meta: dict[str, Any]) -> bytes:
+    """Return `png` with one tEXt chunk `mnist` = compact JSON spliced in just before IEND.
+
+    No pixel is re-encoded and the result stays a valid PNG. `png` must end with a standard IEND chunk.
+    """
+    text = json.dumps(meta, separators=(",", ":"), ensure_ascii=True).encode("latin-1")
+    if png.endswith(_IEND):
+        return png[: -len(_IEND)] + _chunk(b"tEXt", META_KEYWORD + b"\x00" + text) + _IEND
+    raise ValueError("not a PNG ending in IEND")
+
+
+def extract_meta(payload: bytes) -> ImageMeta:
+    """Metadata from the `mnist` tEXt chunk; an empty ImageMeta when absent or unreadable (never raises)."""
+    if not payload.startswith(PNG_SIGNATURE):
+        return ImageMeta()
+    # Our chunk sits right before IEND: look for it from the end first, which is O(1) for our images.
+    key = b"tEXt" + META_KEYWORD + b"\x00"
+    pos = payload.rfind(key)
+    if pos < 12:
+        return ImageMeta()
+    length_at = pos - 4
+    (length,) = struct.unpack(">I", payload[length_at:pos])
+    data = payload[pos + 4 : pos + 4 + length]
+    if len(data) != length:
+        return ImageMeta()
+    try:
+        raw = json.loads(data[len(META_KEYWORD) + 1 :].decode("latin-1"))
+    except (ValueError, UnicodeDecodeError):
+        return ImageMeta()
+    if not isinstance(raw, dict):
+        return ImageMeta()
+    return ImageMeta(
+        id=_clean_str(raw.get("id")),
+        label=_clean_label(raw.get("label")),
+        t=_clean_time(raw.get("t")),
+        src=_clean_str(raw.get("src")),
+    )
+
+
+def _clean_str(value: Any, max_len: int = 128) -> str | None:
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        text = str(value)[:max_len]
+        return text if text.isprintable() and text else None
+    return None
+
+
+def _clean_label(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 9:
+        return value
+    return None
+
+
+def _clean_time(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e11:
+        return float(value)
+    return None
+
+
+@dataclass
+class Result:
+    """One result as the collector sees it, from our JSON or from the original demo's text."""
+
+    id: str | None
+    pred: int | None
+    label: int | None = None
+    conf: float | None = None
+    probs: list[float] | None = None
+    error: str | None = None
+    worker: str | None = None
+    model: str | None = None
+    src: str | None = None
+    t_sent: float | None = None
+    t_recv: float | None = None
+    t_done: float | None = None
+    batch: int | None = None
+    legacy: bool = False
+
+    @property
+    def correct(self) -> bool | None:
+        if self.pred is None or self.label is None:
+            return None
+        return self.pred == self.label
+
+
+def parse_result(payload: bytes) -> Result:
+    """Parse a result payload; raises ValueError with a one-line reason when it is neither format."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("result is not UTF-8") from None
+    legacy = _LEGACY.match(text)
+    if legacy:
+        return Result(id=None, pred=int(legacy.group(1)), legacy=True)
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise ValueError(f"result is neither JSON nor tensor([d]): {text[:40]!r}") from None
+    if not isinstance(raw, dict):
+        raise ValueError("result JSON is not an object")
+    pred = raw.get("pred")
+    error = raw.get("error")
+    if error is None and not (isinstance(pred, int) and 0 <= pred <= 9):
+        raise ValueError("result has neither a pred 0-9 nor an error")
+    probs = raw.get("probs")
+    return Result(
+        id=_clean_str(raw.get("id")),
+        pred=pred if error is None else None,
+        label=_clean_label(raw.get("label")),
+        conf=raw.get("conf") if isinstance(raw.get("conf"), (int, float)) else None,
+        probs=probs if isinstance(probs, list) and len(probs) == 10 else None,
+        error=str(error)[:300] if error is not None else None,
+        worker=_clean_str(raw.get("worker")),
+        model=_clean_str(raw.get("model")),
+        src=_clean_str(raw.get("src")),
+        t_sent=_clean_time(raw.get("t_sent")),
+        t_recv=_clean_time(raw.get("t_recv")),
+        t_done=_clean_time(raw.get("t_done")),
+        batch=raw.get("batch") if isinstance(raw.get("batch"), int) else None,
+    )
+
+
+class CommandError(ValueError):
+    """A control command that is malformed, unknown or out of range: answered, never fatal."""
+
+
+def parse_command(payload: bytes) -> tuple[str, dict[str, Any], Any]:
+    """(cmd, args, req) from a control payload; raises CommandError with a one-line reason."""
+    try:
+        raw = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise CommandError(f"command is not JSON: {payload[:40]!r}") from None
+    if not isinstance(raw, dict):
+        raise CommandError("command must be a JSON object like {\"cmd\": \"start\"}")
+    req = raw.pop("req", None)
+    cmd = raw.pop("cmd", None)
+    if not isinstance(cmd, str) or not cmd:
+        raise CommandError("command has no \"cmd\" string")
+    return cmd, raw, req if isinstance(req, (str, int)) else None
+
+
+def number_arg(args: dict[str, Any], name: str, low: float, high: float, default: float | None = None) -> float:
+    """A numeric command argument within [low, high]; CommandError otherwise."""
+    value = args.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CommandError(f"{name} must be a number between {low:g} and {high:g}")
+    if not low <= value <= high:
+        raise CommandError(f"{name} {value:g} out of range {low:g}..{high:g}")
+    return float(value)

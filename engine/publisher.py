@@ -1,0 +1,274 @@
+"""The input role: plays a dataset of PNG digits onto the image topic at a set rate."""
+
+from __future__ import annotations
+
+import base64
+import random
+import threading
+import time
+from collections import deque
+from typing import Any, ClassVar
+
+import paho.mqtt.client as mqtt
+
+from engine.broker_address import BrokerAddress
+from engine.dataset import Sample, load_dataset
+from engine.protocol import CommandError, embed_meta, number_arg
+from engine.role import Role
+from engine.settings import Settings
+from engine.stats import RateMeter
+
+MAX_RATE = 100_000.0
+
+
+class Publisher(Role):
+    role: ClassVar[str] = "input"
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        settings: Settings | None = None,
+        client_id: str | None = None,
+        samples: list[Sample] | None = None,
+    ):
+        super().__init__(address, settings, client_id)
+        s = self.settings
+        self.samples = samples if samples is not None else load_dataset(s.dataset, s.list_file)
+        self.rate = float(s.rate)
+        self.qos = s.qos
+        self.order = s.order
+        self.loop = s.loop
+        self.remaining: int | None = s.count
+        self.sent = 0
+        self.errors = 0
+        self.meter = RateMeter()
+        self.last: dict[str, Any] | None = None
+        self._running = threading.Event()
+        self._wake = threading.Event()
+        self._pending_steps = 0
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._order = list(range(len(self.samples)))
+        self._pos = 0
+        self._finished = False
+        self._rng = random.Random(0)
+        self._in_flight: deque[mqtt.MQTTMessageInfo] = deque()
+        if self.order == "shuffle":
+            self._rng.shuffle(self._order)
+        self.commands.update(
+            start=self._cmd_start, stop=self._cmd_stop, toggle=self._cmd_toggle, step=self._cmd_step,
+            rate=self._cmd_rate, set=self._cmd_set, reset=self._cmd_reset,
+        )
+        self._thread = threading.Thread(target=self._run, name="input-publish", daemon=True)
+        if s.autostart:
+            self._running.set()
+
+    def start(self) -> None:
+        super().start()
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._running.clear()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    @property
+    def state(self) -> str:
+        return "running" if self._running.is_set() else "stopped"
+
+    @property
+    def finished(self) -> bool:
+        """True once a counted or non-looping run has sent everything it was asked to."""
+        return self._finished
+
+    # ----- API (also reached through control commands) -----
+    def play(self, count: int | None = None) -> None:
+        with self._lock:
+            if count is not None:
+                self.remaining = count
+            self._finished = False
+        self._running.set()
+        self._wake.set()
+
+    def pause(self) -> None:
+        self._running.clear()
+        self._wake.set()
+
+    def step(self, n: int = 1) -> None:
+        with self._lock:
+            self._pending_steps += n
+        self._wake.set()
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = float(rate)
+        self._wake.set()
+
+    # ----- commands -----
+    def _cmd_start(self, args: dict[str, Any]) -> None:
+        count = args.get("count")
+        if count is not None:
+            count = int(number_arg(args, "count", 1, 10**12))
+        self.play(count)
+
+    def _cmd_stop(self, _args: dict[str, Any]) -> None:
+        self.pause()
+
+    def _cmd_toggle(self, _args: dict[str, Any]) -> None:
+        if self._running.is_set():
+            self.pause()
+        else:
+            self.play()
+
+    def _cmd_step(self, args: dict[str, Any]) -> None:
+        self.step(int(number_arg(args, "n", 1, 100_000, default=1)))
+
+    def _cmd_rate(self, args: dict[str, Any]) -> None:
+        self.set_rate(number_arg(args, "value", 0, MAX_RATE))
+
+    def _cmd_set(self, args: dict[str, Any]) -> None:
+        known = {"qos", "order", "loop", "rate"}
+        unknown = set(args) - known
+        if unknown or not args:
+            raise CommandError(f"set takes {', '.join(sorted(known))}; got {', '.join(sorted(unknown)) or 'nothing'}")
+        qos = int(number_arg(args, "qos", 0, 2)) if "qos" in args else self.qos
+        if qos != args.get("qos", qos):
+            raise CommandError("qos must be 0, 1 or 2")
+        order = args.get("order", self.order)
+        if order not in ("sequential", "shuffle"):
+            raise CommandError("order must be 'sequential' or 'shuffle'")
+        loop = args.get("loop", self.loop)
+        if not isinstance(loop, bool):
+            raise CommandError("loop must be true or false")
+        rate = number_arg(args, "rate", 0, MAX_RATE) if "rate" in args else self.rate
+        with self._lock:
+            self.qos, self.loop = qos, loop
+            if order != self.order:
+                self.order = order
+                self._order = list(range(len(self.samples)))
+                if order == "shuffle":
+                    self._rng.shuffle(self._order)
+        self.set_rate(rate)
+
+    def _cmd_reset(self, _args: dict[str, Any]) -> None:
+        with self._lock:
+            self._pos = 0
+            self.sent = 0
+            self.errors = 0
+            self._finished = False
+
+    # ----- the publishing thread -----
+    def _next_sample(self) -> Sample | None:
+        with self._lock:
+            if self._pos >= len(self._order):
+                if not self.loop:
+                    return None
+                self._pos = 0
+                if self.order == "shuffle":
+                    self._rng.shuffle(self._order)
+            sample = self.samples[self._order[self._pos]]
+            self._pos += 1
+            return sample
+
+    def _send(self, sample: Sample) -> bool:
+        self._seq += 1
+        msg_id = f"{self.client_id}-{self._seq}"
+        meta = {"id": msg_id, "label": sample.label, "t": time.time(), "src": self.client_id}
+        payload = embed_meta(sample.png, meta)
+        while not self._stop.is_set():
+            info = self.client.publish(self.topics.images, payload, qos=self.qos)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.qos > 0):
+                break  # at QoS 1/2 paho keeps a message published while offline and sends it on reconnect
+            if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                self.connected.wait(0.5)  # QoS 0 while offline: wait for the reconnect, lose nothing
+                continue
+            self.errors += 1
+            time.sleep(0.001)
+        else:
+            return False
+        self._in_flight.append(info)
+        self._bound_in_flight()
+        self.sent += 1
+        self.meter.add()
+        self.last = {"id": msg_id, "label": sample.label, "name": sample.name, "png": sample.png}
+        return True
+
+    def _bound_in_flight(self, window: int = 2000) -> None:
+        """Wait while more than `window` messages are still in paho's queue: bounded memory, backpressure."""
+        while len(self._in_flight) > window:
+            if self.qos == 0 and not self.connected.is_set():
+                self._in_flight.clear()  # QoS 0 packets queued before a disconnect are never confirmed
+                return
+            oldest = self._in_flight[0]
+            try:
+                if oldest.is_published():
+                    self._in_flight.popleft()
+                    continue
+                oldest.wait_for_publish(timeout=0.5)
+            except (RuntimeError, ValueError):
+                self._in_flight.popleft()
+            if self._stop.is_set():
+                return
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            if self._pending_steps:
+                with self._lock:
+                    steps, self._pending_steps = self._pending_steps, 0
+                for _ in range(steps):
+                    sample = self._next_sample()
+                    if sample is None or not self._send(sample):
+                        break
+                continue
+            if not self._running.is_set() or not self.connected.is_set():
+                self._wake.wait(0.2)
+                self._wake.clear()
+                next_at = time.monotonic()
+                continue
+            rate = self.rate
+            if rate > 0:
+                now = time.monotonic()
+                if next_at > now:
+                    self._wake.wait(next_at - now)
+                    self._wake.clear()
+                    continue
+                next_at = max(next_at + 1.0 / rate, now - 0.1)
+            self._publish_one()
+
+    def _publish_one(self) -> None:
+        sample = self._next_sample()
+        if sample is None:
+            self._finish()
+            return
+        if self._send(sample) and self.remaining is not None:
+            with self._lock:
+                self.remaining -= 1
+                done = self.remaining <= 0
+            if done:
+                self._finish()
+
+    def _finish(self) -> None:
+        self._running.clear()
+        self._finished = True
+        self.publish_status()
+
+    # ----- status -----
+    def status_fields(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "dataset": str(self.settings.dataset),
+            "size": len(self.samples),
+            "sent": self.sent,
+            "rate": self.rate,
+            "rate_actual": round(self.meter.rate(), 1),
+            "qos": self.qos,
+            "order": self.order,
+            "loop": self.loop,
+            "remaining": self.remaining,
+            "errors": self.errors,
+            "last": None if last is None else {
+                "id": last["id"], "label": last["label"], "name": last["name"],
+                "png": base64.b64encode(last["png"]).decode("ascii"),
+            },
+        }

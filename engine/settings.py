@@ -1,0 +1,49 @@
+"""Settings shared by every role, with defaults that follow docs/PROTOCOL.md."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.topics import Topics, sanitize_id
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATASET = REPO_ROOT / "assets" / "mnist_images"
+
+
+def default_client_id(role: str) -> str:
+    """`<role>-<host>-<pid>`: unique per process, readable in the Workers pane."""
+    host = socket.gethostname().split(".")[0]
+    return sanitize_id(f"{role}-{host}-{os.getpid()}")
+
+
+@dataclass
+class Settings:
+    topics: Topics = field(default_factory=Topics)
+    protocol: int = 5
+    status_interval: float = 1.0
+    # input
+    dataset: Path = DEFAULT_DATASET
+    list_file: str | None = None
+    rate: float = 10.0
+    qos: int = 0
+    order: str = "sequential"
+    loop: bool = True
+    count: int | None = None
+    autostart: bool = False
+    # infer
+    model_path: str | None = None
+    max_batch: int = 64
+    max_delay_ms: float = 2.0
+    queue_size: int = 10_000
+    max_payload: int = 1_048_576
+    max_pixels: int = 4_000_000
+    share_group: str | None = None
+    session_expiry: int = 0
+    threads: int | None = None
+    result_qos: int | None = None
+    # output
+    latency_window: int = 10_000
+    dedup_window: int = 1_000_000

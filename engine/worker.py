@@ -1,0 +1,249 @@
+"""The infer role: classifies PNG digits from the image topic with dynamic batching.
+
+The paho callback only stamps and enqueues. One batching thread takes what is queued, up to
+max_batch, waiting at most max_delay for more (as Triton's dynamic batcher does), decodes, runs one
+forward pass and publishes one result per image. Every image gets exactly one answer: a prediction,
+or an error result when the payload cannot be classified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import torch
+
+from engine.broker_address import BrokerAddress
+from engine.model import LoadedModel, load_model
+from engine.preprocess import ImageError, decode_png
+from engine.protocol import CommandError, extract_meta, number_arg
+from engine.role import Role
+from engine.settings import Settings
+from engine.stats import RateMeter, Window, rounded
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class Worker(Role):
+    role: ClassVar[str] = "infer"
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        settings: Settings | None = None,
+        client_id: str | None = None,
+        model: LoadedModel | None = None,
+    ):
+        super().__init__(address, settings, client_id)
+        s = self.settings
+        self.model = model if model is not None else load_model(s.model_path)
+        self.max_batch = s.max_batch
+        self.max_delay = s.max_delay_ms / 1000.0
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=s.queue_size)
+        self.processed = 0
+        self.errors = 0
+        self.dropped = 0
+        self.received = 0
+        self._auto_ids = 0
+        self.meter = RateMeter()
+        self.latency = Window(5_000)
+        self.batches = Window(200)
+        self.stage = {name: Window(200) for name in ("queue", "decode", "infer", "publish")}
+        self._paused = threading.Event()
+        self.commands.update(start=self._cmd_start, stop=self._cmd_stop, set=self._cmd_set)
+        self._thread = threading.Thread(target=self._run, name="infer-batch", daemon=True)
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        topic = self.topics.images
+        if self.settings.share_group:
+            topic = f"$share/{self.settings.share_group}/{topic}"
+        return [(topic, 1)]
+
+    def start(self) -> None:
+        if self.settings.threads:
+            torch.set_num_threads(self.settings.threads)
+        super().start()
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Unsubscribe, then finish and publish every image already received before going offline."""
+        if self._client is not None and self.connected.is_set():
+            self._client.unsubscribe([t for t, _ in self.subscriptions()])
+        self._paused.clear()
+        with contextlib.suppress(queue.Full):
+            self.queue.put(_STOP, timeout=5)
+        self._thread.join(timeout=30)
+
+    @property
+    def state(self) -> str:
+        return "stopped" if self._paused.is_set() else "running"
+
+    # ----- network thread: stamp and enqueue only -----
+    def on_data(self, msg: mqtt.MQTTMessage) -> None:
+        item = (msg.payload, time.time())
+        self.received += 1
+        if msg.qos == 0:
+            try:
+                self.queue.put_nowait(item)
+            except queue.Full:
+                self.dropped += 1
+        else:
+            # QoS 1/2: hold the network thread briefly (the broker keeps the rest) rather than lose it
+            try:
+                self.queue.put(item, timeout=5)
+            except queue.Full:
+                self.dropped += 1
+
+    # ----- commands -----
+    def _cmd_start(self, _args: dict[str, Any]) -> None:
+        self._paused.clear()
+
+    def _cmd_stop(self, _args: dict[str, Any]) -> None:
+        self._paused.set()
+
+    def _cmd_set(self, args: dict[str, Any]) -> None:
+        unknown = set(args) - {"max_batch", "max_delay_ms"}
+        if unknown or not args:
+            raise CommandError(f"set takes max_batch, max_delay_ms; got {', '.join(sorted(unknown)) or 'nothing'}")
+        if "max_batch" in args:
+            self.max_batch = int(number_arg(args, "max_batch", 1, 1024))
+        if "max_delay_ms" in args:
+            self.max_delay = number_arg(args, "max_delay_ms", 0, 1000) / 1000.0
+
+    # ----- the batching loop -----
+    def _take_batch(self) -> tuple[list[tuple[bytes, float]], bool]:
+        """Block for the first item, then gather up to max_batch within max_delay. (batch, stop_seen)."""
+        try:
+            first = self.queue.get(timeout=0.2)
+        except queue.Empty:
+            return [], False
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + self.max_delay
+        limit = self.max_batch
+        while len(batch) < limit:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self.queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            if self._paused.is_set() and not self._stop.is_set():
+                time.sleep(0.05)
+                continue
+            batch, stopping = self._take_batch()
+            if not batch:
+                if stopping:
+                    # drain what is still queued, then end
+                    while True:
+                        try:
+                            item = self.queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if item is not _STOP:
+                            self._process([item])
+                continue
+            try:
+                self._process(batch)
+            except Exception:
+                log.exception("infer %s: batch of %d failed", self.client_id, len(batch))
+                self.errors += len(batch)
+
+    def _process(self, batch: list[tuple[bytes, float]]) -> None:
+        t0 = time.time()
+        s = self.settings
+        good_images: list[np.ndarray] = []
+        good: list[tuple[dict[str, Any], float]] = []
+        out: list[bytes] = []
+        for payload, t_recv in batch:
+            meta = extract_meta(payload)
+            if meta.id is None:
+                self._auto_ids += 1
+                msg_id = f"{self.client_id}:{self._auto_ids}"
+            else:
+                msg_id = meta.id
+            head = {"id": msg_id, "label": meta.label, "worker": self.client_id, "src": meta.src, "t_sent": meta.t}
+            try:
+                good_images.append(decode_png(payload, max_bytes=s.max_payload, max_pixels=s.max_pixels))
+                good.append((head, t_recv))
+            except ImageError as exc:
+                now = time.time()
+                out.append(_dump(head | {"error": str(exc), "t_recv": t_recv, "t_done": now}))
+                self.errors += 1
+        t1 = time.time()
+        if good_images:
+            probs = self.model.predict(np.stack(good_images))
+            preds = probs.argmax(axis=1)
+            t2 = time.time()
+            n = len(good)
+            for i, (head, t_recv) in enumerate(good):
+                p = probs[i]
+                pred = int(preds[i])
+                out.append(_dump(head | {
+                    "pred": pred, "conf": round(float(p[pred]), 4),
+                    "probs": [round(float(x), 4) for x in p],
+                    "model": self.model.name, "t_recv": t_recv, "t_done": t2, "batch": n,
+                }))
+        else:
+            t2 = t1
+        qos = s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
+        topic = self.topics.results
+        for payload in out:
+            self.client.publish(topic, payload, qos=qos)
+        t3 = time.time()
+        count = len(batch)
+        self.processed += len(good)
+        self.meter.add(count)
+        self.batches.add(count)
+        self.latency.extend([t3 - t_recv for _, t_recv in batch])
+        self.stage["queue"].add(sum(t0 - t for _, t in batch) / count)
+        self.stage["decode"].add((t1 - t0) / count)
+        self.stage["infer"].add((t2 - t1) / count)
+        self.stage["publish"].add((t3 - t2) / count)
+
+    # ----- status -----
+    def status_fields(self) -> dict[str, Any]:
+        mean_batch = self.batches.mean()
+        return {
+            "model": self.model.name,
+            "received": self.received,
+            "processed": self.processed,
+            "errors": self.errors,
+            "rate": round(self.meter.rate(), 1),
+            "queue": self.queue.qsize(),
+            "queue_max": self.queue.maxsize,
+            "dropped": self.dropped,
+            "batch_mean": round(mean_batch, 2) if mean_batch is not None else None,
+            "max_batch": self.max_batch,
+            "max_delay_ms": round(self.max_delay * 1000, 3),
+            "lat_ms": rounded(self.latency.percentiles((50, 90, 99))),
+            "stages_ms": {k: (round(v * 1000, 4) if (v := w.mean()) is not None else None)
+                          for k, w in self.stage.items()},
+            "group": self.settings.share_group,
+        }
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
