@@ -1,0 +1,92 @@
+"""Wire format: PNG metadata chunks, results (ours and the original demo's), commands, topic names."""
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from engine.broker_address import BrokerAddress
+from engine.errors import ConfigError
+from engine.protocol import CommandError, embed_meta, extract_meta, parse_command, parse_result
+from engine.topics import Topics, sanitize_id
+
+
+def _png(size: int = 28) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (size, size), 0).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_metadata_round_trip_keeps_a_valid_png() -> None:
+    png = _png()
+    tagged = embed_meta(png, {"id": "input-1-42", "label": 7, "t": 1764108000.5, "src": "input-1"})
+    meta = extract_meta(tagged)
+    assert (meta.id, meta.label, meta.t, meta.src) == ("input-1-42", 7, 1764108000.5, "input-1")
+    image = Image.open(io.BytesIO(tagged))
+    image.load()  # CRCs and chunk order are valid: Pillow decodes it
+    assert image.size == (28, 28)
+    assert image.text.get("mnist") is not None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"hello", _png(), b"\x89PNG\r\n\x1a\n" + b"\x00" * 30,
+     embed_meta(_png(), {"id": "x"})[:-20]],
+)
+def test_missing_or_broken_metadata_gives_empty_meta(payload: bytes) -> None:
+    meta = extract_meta(payload)
+    assert meta.label is None and meta.t is None
+
+
+def test_garbage_metadata_values_are_dropped() -> None:
+    tagged = embed_meta(_png(), {"id": "\x00bad", "label": 12, "t": "soon", "src": ["x"]})
+    meta = extract_meta(tagged)
+    assert meta == type(meta)()
+
+
+def test_results_ours_legacy_and_errors() -> None:
+    ours = parse_result(json.dumps({"id": "a", "pred": 3, "label": 3, "conf": 0.9, "probs": [0.1] * 10}).encode())
+    assert ours.pred == 3 and ours.correct is True
+    legacy = parse_result(b"tensor([7])")
+    assert legacy.pred == 7 and legacy.legacy and legacy.id is None
+    error = parse_result(json.dumps({"id": "b", "error": "not a PNG"}).encode())
+    assert error.error == "not a PNG" and error.pred is None and error.correct is None
+    for bad in (b"\xff\xfe", b"tensor([12])", b"[1,2]", b'{"id": "c", "pred": 11}'):
+        with pytest.raises(ValueError):
+            parse_result(bad)
+
+
+def test_commands() -> None:
+    assert parse_command(b'{"cmd": "rate", "value": 5, "req": "r1"}') == ("rate", {"value": 5}, "r1")
+    for bad in (b"", b"{", b"[]", b'{"value": 1}', b'{"cmd": 3}'):
+        with pytest.raises(CommandError):
+            parse_command(bad)
+
+
+def test_client_ids_cannot_inject_topic_levels() -> None:
+    assert sanitize_id("a/b+c#d e") == "a_b_c_d_e"
+    topics = Topics()
+    assert topics.status("infer", "evil/#") == "mnist/status/infer/evil__"
+    assert topics.parse_status("mnist/status/infer/w1") == ("infer", "w1")
+    assert topics.parse_status("mnist/status/other/w1") is None
+
+
+def test_broker_urls() -> None:
+    a = BrokerAddress.parse("mqtts://bob:s3cret@example.org")
+    assert (a.host, a.port, a.tls, a.username, a.password) == ("example.org", 8883, True, "bob", "s3cret")
+    assert "s3cret" not in a.url
+    assert BrokerAddress.parse("localhost:1884").port == 1884
+    for bad in ("http://x", "mqtt://", "mqtt://host:99999", "mqtt://host/path"):
+        with pytest.raises(ConfigError):
+            BrokerAddress.parse(bad)
+
+
+def test_password_from_file_and_environment(tmp_path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2\n")
+    env = {"MNIST_BROKER_USER": "u"}
+    a = BrokerAddress.parse("mqtt://host").with_credentials_from(env=env, password_file=str(secret))
+    assert (a.username, a.password) == ("u", "hunter2")
+    with pytest.raises(ConfigError):
+        BrokerAddress.parse("mqtt://host").with_credentials_from(env={}, password_file=str(tmp_path / "missing"))
