@@ -1,0 +1,842 @@
+"""The console's model of the broker: what every role says, the results, and every topic seen.
+
+One paho client subscribes to the inspector's filter (default `#`) plus whatever of the status, result
+and reply topics that filter does not already cover. Its callbacks run on paho's network thread and only
+parse and update bounded state under one lock: per message the work is O(1), so `#` at thousands of
+messages per second stays cheap. A UI calls `snapshot()` at a steady rate (about 10 Hz) and renders the
+immutable copy it gets; it never gets one update per message.
+
+The observer steers roles only through the control topics (docs/PROTOCOL.md), never by calling into
+role objects: a role in this process and one on another machine look the same.
+
+Nothing here imports textual (engine rule); the Textual console lives in `tui/`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from engine.broker_address import BrokerAddress
+from engine.errors import BrokerError, ConfigError
+from engine.mqtt import connect_kwargs, make_client, probe, reason_text
+from engine.protocol import parse_result
+from engine.topics import ROLES, Topics, sanitize_id
+
+# Subscription identifiers (MQTT 5) tell an inspector copy of a message from a core copy when the broker
+# delivers one copy per matching subscription (mosquitto does). Each (re)subscription is a generation g:
+# the inspector filter gets id 2g+1, the core filters 2g+2, so copies still in flight from a replaced
+# filter are recognised too.
+_SUB_INSPECT = 1
+_SUB_CORE = 2
+_MAX_TOPIC_BYTES = 65_535
+STALE_AFTER = 5.0  # seconds without a status before a live role is shown as silent
+
+
+# ----------------------------------------------------------------------------------------------------
+# topic names and filters
+
+
+def validate_filter(text: str) -> str:
+    """Return `text` if it is a valid MQTT subscription filter, else raise ConfigError with one line."""
+    if not text:
+        raise ConfigError("empty filter: use # for every topic")
+    if "\0" in text:
+        raise ConfigError("a filter cannot contain a NUL character")
+    if len(text.encode("utf-8")) > _MAX_TOPIC_BYTES:
+        raise ConfigError("filter longer than 65,535 bytes")
+    body = text
+    if text.startswith("$share/"):
+        parts = text.split("/", 2)
+        if len(parts) < 3 or not parts[1] or not parts[2]:
+            raise ConfigError(f"bad shared filter {text!r}: use $share/<group>/<filter>")
+        if any(c in parts[1] for c in "+#"):
+            raise ConfigError(f"bad shared filter {text!r}: the group name cannot hold + or #")
+        body = parts[2]
+    levels = body.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise ConfigError(f"bad filter {text!r}: # must be a whole level and the last one (like a/#)")
+        if "+" in level and level != "+":
+            raise ConfigError(f"bad filter {text!r}: + must be a whole level (like a/+/b)")
+    return text
+
+
+def validate_topic(text: str) -> str:
+    """Return `text` if it is a topic one can publish on, else raise ConfigError with one line."""
+    if not text:
+        raise ConfigError("empty topic")
+    if "+" in text or "#" in text:
+        raise ConfigError(f"bad topic {text!r}: no wildcards (+ or #) in a topic to publish on")
+    if "\0" in text:
+        raise ConfigError("a topic cannot contain a NUL character")
+    if len(text.encode("utf-8")) > _MAX_TOPIC_BYTES:
+        raise ConfigError("topic longer than 65,535 bytes")
+    return text
+
+
+def _filter_body(text: str) -> str:
+    return text.split("/", 2)[2] if text.startswith("$share/") else text
+
+
+def filter_covers(general: str, specific: str) -> bool:
+    """True when every topic matched by filter `specific` is also matched by filter `general`."""
+    g = _filter_body(general).split("/")
+    s = _filter_body(specific).split("/")
+    dollar = s[0].startswith("$")
+    for i, level in enumerate(g):
+        if level == "#":
+            return not (i == 0 and dollar)  # '#' alone does not match $SYS/... topics
+        if i >= len(s):
+            return False
+        if s[i] == "#":
+            return False
+        if level == "+":
+            if i == 0 and dollar:
+                return False
+            continue
+        if level != s[i]:
+            return False
+    return len(g) == len(s)
+
+
+def topic_matches(filter_text: str, topic: str) -> bool:
+    return mqtt.topic_matches_sub(_filter_body(filter_text), topic)
+
+
+# ----------------------------------------------------------------------------------------------------
+# what a snapshot holds (immutable)
+
+
+class Connection(NamedTuple):
+    state: str  # "idle", "connecting", "connected", "reconnecting", "stopped"
+    since: float
+    next_try: float | None  # when the next reconnect attempt is due (Unix time)
+    error: str | None
+    protocol: int  # 5 or 4 (MQTT 3.1.1)
+    url: str
+
+
+class RoleStatus(NamedTuple):
+    role: str
+    id: str
+    state: str  # running, stopped, offline (or whatever the role said)
+    data: Mapping[str, Any]  # the whole status message, read-only
+    received: float  # when the observer got it
+    history: tuple[float, ...]  # recent `rate` values, oldest first, one per status
+
+    @property
+    def online(self) -> bool:
+        return self.state != "offline"
+
+    def silent(self, now: float) -> bool:
+        """A live role whose status has not come for a while (hung, or its network is cut)."""
+        return self.online and now - self.received > STALE_AFTER
+
+
+class ResultRow(NamedTuple):
+    seq: int  # 1, 2, 3, ... over the observer's life (not reset by clear_results)
+    t: float  # arrival time at the observer
+    id: str | None
+    pred: int | None
+    label: int | None
+    conf: float | None
+    latency_ms: float | None  # arrival here minus t_sent
+    worker: str | None
+    error: str | None
+    probs: tuple[float, ...] | None
+    model: str | None
+    legacy: bool
+
+    @property
+    def correct(self) -> bool | None:
+        if self.pred is None or self.label is None:
+            return None
+        return self.pred == self.label
+
+
+class ResultStats(NamedTuple):
+    received: int
+    labelled: int
+    correct: int
+    errors: int
+    malformed: int
+    rate: float  # results per second, over the last second or so
+    lat_p50: float | None  # ms, over recent results
+    lat_p99: float | None
+    confusion: tuple[tuple[int, ...], ...]  # rows = label, columns = prediction
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+
+class Message(NamedTuple):
+    seq: int
+    t: float
+    topic: str
+    qos: int
+    retain: bool
+    size: int  # the payload's real size
+    payload: bytes  # the first `max_payload` bytes
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.payload) < self.size
+
+
+class TopicInfo(NamedTuple):
+    name: str
+    count: int
+    rate: float
+    last_size: int
+    last_t: float
+    retained: bool  # the last message came as a retained one
+
+
+class Reply(NamedTuple):
+    t: float
+    role: str
+    id: str
+    req: Any
+    cmd: str
+    ok: bool
+    error: str | None
+    ours: bool  # an answer to a command this observer sent
+
+
+class Event(NamedTuple):
+    seq: int
+    t: float
+    level: str  # "information", "warning", "error" (Textual's notify severities)
+    text: str
+
+
+class Snapshot(NamedTuple):
+    time: float
+    connection: Connection
+    roles: tuple[RoleStatus, ...]  # sorted by role, then id
+    results: tuple[ResultRow, ...]  # newest last
+    stats: ResultStats
+    topics: tuple[TopicInfo, ...]  # sorted by name; empty unless asked for
+    topics_version: int  # changes whenever a topic appears or the tree is reset
+    topic_count: int
+    topics_dropped: int  # messages on topics past max_topics
+    messages: tuple[Message, ...]  # recent messages of the topic asked for, newest last
+    filter: str
+    paused: bool
+    missed_while_paused: int
+    events: tuple[Event, ...]  # events after `events_after`
+    replies: tuple[Reply, ...]  # recent replies, newest last
+    inspected: int  # messages seen by the inspector in all
+
+    def roles_of(self, role: str) -> tuple[RoleStatus, ...]:
+        return tuple(r for r in self.roles if r.role == role)
+
+
+# ----------------------------------------------------------------------------------------------------
+# mutable state (under the observer's lock)
+
+
+class _TopicState:
+    __slots__ = ("name", "count", "rate", "mark", "last_size", "last_t", "retained", "messages")
+
+    def __init__(self, name: str, max_messages: int) -> None:
+        self.name = name
+        self.count = 0
+        self.rate = 0.0
+        self.mark = 0
+        self.last_size = 0
+        self.last_t = 0.0
+        self.retained = False
+        self.messages: deque[Message] = deque(maxlen=max_messages)
+
+
+class _RoleState:
+    __slots__ = ("role", "id", "state", "data", "received", "history")
+
+    def __init__(self, role: str, client_id: str) -> None:
+        self.role = role
+        self.id = client_id
+        self.state = "?"
+        self.data: Mapping[str, Any] = MappingProxyType({})
+        self.received = 0.0
+        self.history: deque[float] = deque(maxlen=60)
+
+
+def _default_client_id() -> str:
+    host = socket.gethostname().split(".")[0]
+    return sanitize_id(f"console-{host}-{os.getpid()}-{os.urandom(2).hex()}")
+
+
+class Observer:
+    """Watches one broker for a console. Thread-safe; start() connects in the background."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        topics: Topics | None = None,
+        *,
+        filter: str = "#",
+        protocol: int | None = None,
+        client_id: str | None = None,
+        max_results: int = 10_000,
+        max_topics: int = 5_000,
+        max_messages: int = 20,
+        max_payload: int = 65_536,
+        max_bytes: int = 32 * 1024 * 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.address = address
+        self.topics = topics or Topics()
+        self.client_id = client_id or _default_client_id()
+        self.max_results = max_results
+        self.max_topics = max_topics
+        self.max_messages = max_messages
+        self.max_payload = max_payload
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._protocol_wanted = protocol
+        self._lock = threading.Lock()
+        self._client: mqtt.Client | None = None
+        self._stopping = False
+        self._filter = validate_filter(filter)
+        self._core_filters = {
+            "status": self.topics.status_filter(),
+            "results": self.topics.results,
+            "reply": f"{self.topics.reply_prefix}/+/+",
+        }
+        self._separate: dict[str, str] = {}  # core filters subscribed on their own
+        self._gen = 0
+        self._separate_by_gen: dict[int, set[str]] = {}
+        self._status_prefix = self.topics.status_prefix + "/"
+        self._reply_prefix = self.topics.reply_prefix + "/"
+        self._results_topic = self.topics.results
+        now = clock()
+        self._connection = Connection("idle", now, None, None, protocol or 5, address.url)
+        self._ever_connected = False
+        self._outage_reported = False
+        self._retry_delay: float | None = None
+        self._retry_min, self._retry_max = 0.5, 8.0
+        self._seq = itertools.count(1)
+        # roles
+        self._roles: dict[tuple[str, str], _RoleState] = {}
+        # results
+        self._results: deque[ResultRow] = deque(maxlen=max_results)
+        self._result_seq = 0
+        self._latencies: deque[float] = deque(maxlen=2048)
+        self._reset_result_stats()
+        self._results_mark = 0
+        # inspector
+        self._topic_states: dict[str, _TopicState] = {}
+        self._topics_version = 0
+        self._topics_dropped = 0
+        self._all_messages: deque[tuple[_TopicState, Message]] = deque(maxlen=max_topics * max_messages)
+        self._bytes = 0
+        self._inspected = 0
+        self._paused = False
+        self._missed = 0
+        self._rate_mark_t = now
+        # events and replies
+        self._events: deque[Event] = deque(maxlen=200)
+        self._event_seq = 0
+        self._replies: deque[Reply] = deque(maxlen=100)
+        self._our_reqs: deque[str] = deque(maxlen=1000)
+        self._req_counter = itertools.count(1)
+
+    # ------------------------------------------------------------------------------------------------
+    # lifecycle
+
+    @property
+    def protocol(self) -> int:
+        return self._connection.protocol
+
+    @property
+    def filter(self) -> str:
+        return self._filter
+
+    def start(self) -> None:
+        """Connect in the background; an unreachable broker is retried with backoff (see snapshot)."""
+        protocol = self._protocol_wanted
+        if protocol is None:
+            try:
+                protocol = probe(self.address, timeout=3.0)
+            except BrokerError as exc:
+                protocol = 5  # falls back to 3.1.1 if the broker says so once it is reachable
+                with self._lock:
+                    self._set_connection("reconnecting", error=str(exc), next_try=self._clock() + 1)
+        self._start_client(protocol)
+
+    def _start_client(self, protocol: int) -> None:
+        client = make_client(self.address, self.client_id, protocol=protocol)
+        client.reconnect_delay_set(min_delay=1, max_delay=int(self._retry_max))
+        self._retry_min = 1.0
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        with self._lock:
+            self._client = client
+            c = self._connection
+            state = "connecting" if c.state in ("idle", "stopped") else c.state
+            self._connection = c._replace(state=state, protocol=protocol)
+        client.connect_async(self.address.host, self.address.port, **connect_kwargs(client, keepalive=15))
+        client.loop_start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            client = self._client
+            self._set_connection("stopped")
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+
+    def __enter__(self) -> Observer:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------------------------------
+    # connection callbacks (network thread)
+
+    def _set_connection(self, state: str, *, error: str | None = None, next_try: float | None = None) -> None:
+        c = self._connection
+        since = c.since if state == c.state else self._clock()
+        self._connection = Connection(state, since, next_try, error, c.protocol, c.url)
+
+    def _next_retry(self) -> float:
+        delay = self._retry_min if self._retry_delay is None else min(self._retry_delay * 2, self._retry_max)
+        self._retry_delay = delay
+        return self._clock() + delay
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            text = reason_text(rc)
+            if self.protocol == 5 and "MQTT version" in text:
+                # An MQTT 3.1.1-only broker (the embedded Python one, for instance): start over with 3.1.1.
+                with self._lock:
+                    self._add_event("information", "the broker speaks MQTT 3.1.1 only: switching to it")
+                client.loop_stop()
+                client.disconnect()
+                threading.Thread(target=self._restart_as_v4, daemon=True).start()
+                return
+            with self._lock:
+                self._set_connection("reconnecting", error=f"refused: {text}", next_try=self._next_retry())
+                if not self._outage_reported:
+                    self._outage_reported = True
+                    self._add_event("error", f"broker {self.address.url} refused the connection: {text}")
+            return
+        with self._lock:
+            self._retry_delay = None
+            recovered = self._outage_reported
+            self._outage_reported = False
+            self._ever_connected = True
+            self._set_connection("connected")
+            if recovered:
+                self._add_event("information", f"connected to {self.address.url} again")
+            self._subscribe_all(client)
+
+    def _restart_as_v4(self) -> None:
+        if not self._stopping:
+            self._start_client(4)
+
+    def _on_connect_fail(self, _client: mqtt.Client, _u: Any) -> None:
+        with self._lock:
+            if self._stopping:
+                return
+            self._set_connection(
+                "reconnecting", error=f"cannot reach {self.address.url}", next_try=self._next_retry()
+            )
+            if not self._outage_reported:
+                self._outage_reported = True
+                self._add_event("warning", f"cannot reach the broker at {self.address.url}; retrying")
+
+    def _on_disconnect(self, _client: mqtt.Client, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
+        with self._lock:
+            if self._stopping:
+                self._set_connection("stopped")
+                return
+            text = reason_text(rc)
+            if text == "Unspecified error":
+                text = "connection closed"
+            self._set_connection("reconnecting", error=f"lost connection: {text}", next_try=self._next_retry())
+            if not self._outage_reported:
+                self._outage_reported = True
+                self._add_event("warning", f"lost the broker at {self.address.url} ({text}); reconnecting")
+
+    # ------------------------------------------------------------------------------------------------
+    # subscriptions
+
+    def _subscribe_all(self, client: mqtt.Client) -> None:
+        """Subscribe the inspector's filter, then each core filter it does not cover (lock held)."""
+        self._gen += 1
+        self._separate = {
+            kind: f for kind, f in self._core_filters.items() if not filter_covers(self._filter, f)
+        }
+        self._separate_by_gen[self._gen] = set(self._separate)
+        self._separate_by_gen.pop(self._gen - 3, None)
+        self._subscribe(client, [self._filter], self._gen * 2 + _SUB_INSPECT)
+        if self._separate:
+            self._subscribe(client, list(self._separate.values()), self._gen * 2 + _SUB_CORE)
+
+    def _subscribe(self, client: mqtt.Client, filters: list[str], sub_id: int) -> None:
+        if self.protocol == 5:
+            props = Properties(PacketTypes.SUBSCRIBE)
+            props.SubscriptionIdentifier = sub_id
+            client.subscribe([(f, SubscribeOptions(qos=2)) for f in filters], properties=props)
+        else:
+            client.subscribe([(f, 2) for f in filters])
+
+    def set_filter(self, filter_text: str) -> None:
+        """Change the inspector's filter (validated: ConfigError on a bad one); the topic tree starts over.
+
+        Status, result and reply topics stay subscribed whatever the filter.
+        """
+        new = validate_filter(filter_text.strip())
+        with self._lock:
+            old = [self._filter, *self._separate.values()]
+            self._filter = new
+            self._clear_topics()
+            client = self._client
+            if client is not None and self._connection.state == "connected":
+                client.unsubscribe(old)
+                self._subscribe_all(client)
+            else:
+                self._separate = {}
+
+    def pause(self) -> None:
+        """Freeze the inspector (topic tree and recent messages); roles and results keep updating."""
+        with self._lock:
+            self._paused = True
+            self._missed = 0
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    # ------------------------------------------------------------------------------------------------
+    # messages (network thread): O(1) each
+
+    def _on_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        ids = None
+        props = msg.properties
+        if props is not None:
+            ids = getattr(props, "SubscriptionIdentifier", None)
+        self.ingest(msg.topic, msg.payload, msg.qos, bool(msg.retain), ids)
+
+    def ingest(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        sub_ids: list[int] | None = None,
+    ) -> None:
+        """Take one message as if it came from the broker (the paho callback uses this; so can replays)."""
+        now = self._clock()
+        with self._lock:
+            kind = self._core_kind(topic)
+            if sub_ids:
+                # Which subscription delivered this copy: the current inspector one, a core one, or one of
+                # a filter just replaced (still in flight). A core message is taken from exactly one copy.
+                inspect = self._gen * 2 + _SUB_INSPECT in sub_ids
+                core = kind is not None and any(self._is_core_copy(i, kind) for i in sub_ids)
+            else:
+                inspect = not self._separate or topic_matches(self._filter, topic)
+                core = kind is not None
+            if inspect:
+                self._inspect(topic, payload, qos, retain, now)
+            if core:
+                if kind == "results":
+                    self._on_result(payload, now)
+                elif kind == "status":
+                    self._on_status(topic, payload, retain, now)
+                else:
+                    self._on_reply(topic, payload, now)
+
+    def _core_kind(self, topic: str) -> str | None:
+        if topic == self._results_topic:
+            return "results"
+        if topic.startswith(self._status_prefix):
+            return "status"
+        if topic.startswith(self._reply_prefix):
+            return "reply"
+        return None
+
+    def _is_core_copy(self, sub_id: int, kind: str) -> bool:
+        gen, which = divmod(sub_id, 2)
+        if which == 0:  # a core subscription (ids 2g+2 are stored as gen g+1, remainder 0)
+            return True
+        separate = self._separate_by_gen.get(gen)
+        return separate is not None and kind not in separate
+
+    def _inspect(self, topic: str, payload: bytes, qos: int, retain: bool, now: float) -> None:
+        self._inspected += 1
+        if self._paused:
+            self._missed += 1
+            return
+        state = self._topic_states.get(topic)
+        if state is None:
+            if len(self._topic_states) >= self.max_topics:
+                self._topics_dropped += 1
+                return
+            state = self._topic_states[topic] = _TopicState(topic, self.max_messages)
+            self._topics_version += 1
+        size = len(payload)
+        state.count += 1
+        state.last_size = size
+        state.last_t = now
+        state.retained = retain
+        kept = payload if size <= self.max_payload else payload[: self.max_payload]
+        msgs = state.messages
+        if len(msgs) == msgs.maxlen:
+            self._bytes -= len(msgs[0].payload)
+        message = Message(next(self._seq), now, topic, qos, retain, size, kept)
+        msgs.append(message)
+        self._bytes += len(kept)
+        self._all_messages.append((state, message))
+        while self._bytes > self.max_bytes and self._all_messages:
+            old_state, old = self._all_messages.popleft()
+            if old_state.messages and old_state.messages[0] is old:
+                old_state.messages.popleft()
+                self._bytes -= len(old.payload)
+
+    def _on_result(self, payload: bytes, now: float) -> None:
+        try:
+            r = parse_result(payload)
+        except ValueError:
+            self._malformed += 1
+            return
+        self._result_seq += 1
+        latency = (now - r.t_sent) * 1000.0 if r.t_sent is not None else None
+        if latency is not None:
+            latency = max(0.0, latency)
+            self._latencies.append(latency)
+        probs = tuple(r.probs) if r.probs is not None else None
+        row = ResultRow(
+            self._result_seq, now, r.id, r.pred, r.label, r.conf, latency, r.worker, r.error, probs, r.model,
+            r.legacy,
+        )
+        self._results.append(row)
+        self._received += 1
+        if r.error is not None:
+            self._errors += 1
+        elif r.label is not None and r.pred is not None:
+            self._labelled += 1
+            if r.pred == r.label:
+                self._correct += 1
+            self._confusion[r.label][r.pred] += 1
+
+    def _on_status(self, topic: str, payload: bytes, retain: bool, now: float) -> None:
+        key = self.topics.parse_status(topic)
+        if key is None:
+            return
+        if not payload:  # a cleared status: the role is gone from every console
+            if self._roles.pop(key, None) is not None:
+                self._add_event("information", f"{key[0]} {key[1]} removed")
+            return
+        try:
+            data = json.loads(payload)
+        except (UnicodeDecodeError, ValueError):
+            return
+        if not isinstance(data, dict):
+            return
+        entry = self._roles.get(key)
+        prev = entry.state if entry is not None else None
+        if entry is None:
+            entry = self._roles[key] = _RoleState(*key)
+        state = str(data.get("state", "?"))
+        entry.state = state
+        entry.data = MappingProxyType(data)
+        entry.received = now
+        rate = data.get("rate_actual" if key[0] == "input" else "rate")
+        if isinstance(rate, (int, float)) and state != "offline":
+            entry.history.append(float(rate))
+        name = f"{key[0]} {key[1]}"
+        if state == "offline" and prev is not None and prev != "offline":
+            reason = data.get("reason")
+            why = f" ({reason})" if isinstance(reason, str) else ""
+            self._add_event("warning", f"{name} went offline{why}")
+        elif state != "offline" and prev == "offline" and not retain:
+            self._add_event("information", f"{name} is back online")
+        elif prev is None and state != "offline" and not retain:
+            self._add_event("information", f"{name} is online")
+
+    def _on_reply(self, topic: str, payload: bytes, now: float) -> None:
+        parts = topic[len(self._reply_prefix):].split("/")
+        if len(parts) != 2:
+            return
+        try:
+            data = json.loads(payload)
+        except (UnicodeDecodeError, ValueError):
+            return
+        if not isinstance(data, dict):
+            return
+        req = data.get("req")
+        ours = isinstance(req, str) and req in self._our_reqs
+        error = data.get("error")
+        reply = Reply(now, parts[0], parts[1], req, str(data.get("cmd", "?")), data.get("ok") is True,
+                      str(error) if error is not None else None, ours)
+        self._replies.append(reply)
+        if ours and not reply.ok:
+            self._add_event("error", f"{reply.role} {reply.id}: {reply.cmd}: {reply.error or 'refused'}")
+
+    def _add_event(self, level: str, text: str) -> None:
+        self._event_seq += 1
+        self._events.append(Event(self._event_seq, self._clock(), level, text))
+
+    # ------------------------------------------------------------------------------------------------
+    # snapshot (UI thread)
+
+    def snapshot(
+        self,
+        topic: str | None = None,
+        *,
+        results: int | None = None,
+        topics: bool = True,
+        events_after: int = 0,
+    ) -> Snapshot:
+        """An immutable copy of the state.
+
+        `topic`: whose recent messages to include; `results`: copy only the newest N results;
+        `topics`: include the topic list (O(topics)); `events_after`: only events with a larger seq.
+        """
+        with self._lock:
+            now = self._clock()
+            self._update_rates(now)
+            roles = tuple(
+                RoleStatus(e.role, e.id, e.state, e.data, e.received, tuple(e.history))
+                for _k, e in sorted(self._roles.items())
+            )
+            if results is None or results >= len(self._results):
+                rows = tuple(self._results)
+            else:
+                rows = tuple(itertools.islice(self._results, len(self._results) - results, None))
+            stats = ResultStats(
+                self._received, self._labelled, self._correct, self._errors, self._malformed,
+                self._result_rate, self._lat_p50, self._lat_p99, tuple(tuple(r) for r in self._confusion),
+            )
+            topic_list: tuple[TopicInfo, ...] = ()
+            if topics:
+                topic_list = tuple(
+                    TopicInfo(s.name, s.count, s.rate, s.last_size, s.last_t, s.retained)
+                    for s in sorted(self._topic_states.values(), key=lambda s: s.name)
+                )
+            messages: tuple[Message, ...] = ()
+            if topic is not None and topic in self._topic_states:
+                messages = tuple(self._topic_states[topic].messages)
+            events = tuple(e for e in self._events if e.seq > events_after)
+            return Snapshot(
+                now, self._connection, roles, rows, stats, topic_list, self._topics_version,
+                len(self._topic_states), self._topics_dropped, messages, self._filter, self._paused,
+                self._missed, events, tuple(self._replies), self._inspected,
+            )
+
+    def _update_rates(self, now: float) -> None:
+        dt = now - self._rate_mark_t
+        if dt < 1.0:
+            return
+        self._rate_mark_t = now
+        if not self._paused:
+            for s in self._topic_states.values():
+                s.rate = (s.count - s.mark) / dt
+                s.mark = s.count
+        self._result_rate = (self._result_seq - self._results_mark) / dt
+        self._results_mark = self._result_seq
+        if self._latencies:
+            values = sorted(self._latencies)
+            self._lat_p50 = values[len(values) // 2]
+            self._lat_p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+
+    # ------------------------------------------------------------------------------------------------
+    # results
+
+    def _reset_result_stats(self) -> None:
+        self._received = 0
+        self._labelled = 0
+        self._correct = 0
+        self._errors = 0
+        self._malformed = 0
+        self._result_rate = 0.0
+        self._lat_p50: float | None = None
+        self._lat_p99: float | None = None
+        self._confusion = [[0] * 10 for _ in range(10)]
+
+    def clear_results(self) -> None:
+        """Forget the results seen so far (this console's view only; the collector keeps its own)."""
+        with self._lock:
+            self._results.clear()
+            self._latencies.clear()
+            self._reset_result_stats()
+
+    def _clear_topics(self) -> None:
+        self._topic_states.clear()
+        self._all_messages.clear()
+        self._bytes = 0
+        self._topics_dropped = 0
+        self._missed = 0
+        self._topics_version += 1
+
+    # ------------------------------------------------------------------------------------------------
+    # steering (UI thread)
+
+    def _connected_client(self) -> mqtt.Client:
+        client = self._client
+        if client is None or self._connection.state != "connected":
+            raise BrokerError(f"not connected to the broker at {self.address.url}: nothing was sent")
+        return client
+
+    def send_control(self, role: str, cmd: str, client_id: str | None = None, **args: Any) -> str:
+        """Send a control command to one role (`client_id`) or all roles of a kind; returns the req id.
+
+        The answer arrives on the reply topic (see `snapshot().replies`); a refusal becomes an event.
+        """
+        if role not in ROLES:
+            raise ConfigError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        req = f"{self.client_id}-{next(self._req_counter)}"
+        body = {"cmd": cmd, "req": req, **args}
+        with self._lock:
+            client = self._connected_client()
+            self._our_reqs.append(req)
+        client.publish(self.topics.control(role, client_id), json.dumps(body), qos=1)
+        return req
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
+        """Publish one message (validated: ConfigError for a bad topic or QoS, BrokerError offline)."""
+        validate_topic(topic)
+        if qos not in (0, 1, 2):
+            raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        with self._lock:
+            client = self._connected_client()
+        info = client.publish(topic, data, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise BrokerError(f"publish on {topic!r} failed: {mqtt.error_string(info.rc)}")
+
+    def clear_retained(self, topic: str) -> None:
+        """Remove the retained message of `topic` at the broker (an empty retained message)."""
+        self.publish(topic, b"", qos=1, retain=True)
+        with self._lock:
+            state = self._topic_states.get(topic)
+            if state is not None:
+                state.retained = False
