@@ -84,6 +84,17 @@ class LocalPipeline:
             raise
 
     def _start(self) -> None:
+        # Files first: a bad dataset or model is reported before any broker is started or reached.
+        samples = None
+        model = None
+        if "input" in self.role_names:
+            from engine.dataset import load_dataset
+
+            samples = load_dataset(self.settings.dataset, self.settings.list_file)
+        if "infer" in self.role_names:
+            from engine.model import load_model
+
+            model = load_model(self.settings.model_path)
         protocols = self.protocols or (5, 4)
         if self.address is None:
             from engine.broker import EmbeddedBroker  # only when we run one
@@ -109,12 +120,10 @@ class LocalPipeline:
         roles: list[Role] = []
         for name in self.role_names:
             if name == "input":
-                roles.append(Publisher(self.address, settings, self.client_ids.get("input")))
+                roles.append(Publisher(self.address, settings, self.client_ids.get("input"), samples=samples))
             elif name == "infer":
-                from engine.model import load_model
                 from engine.worker import Worker
 
-                model = load_model(settings.model_path)
                 base = self.client_ids.get("infer")
                 for i in range(workers):
                     cid = base if workers == 1 else (f"{base}-{i + 1}" if base else None)
