@@ -242,6 +242,7 @@ class Snapshot(NamedTuple):
     events: tuple[Event, ...]  # events after `events_after`
     replies: tuple[Reply, ...]  # recent replies, newest last
     inspected: int  # messages seen by the inspector in all
+    subscribed: bool  # connected, and the broker acknowledged every subscription
 
     def roles_of(self, role: str) -> tuple[RoleStatus, ...]:
         return tuple(r for r in self.roles if r.role == role)
@@ -322,6 +323,7 @@ class Observer:
         self._separate: dict[str, str] = {}  # core filters subscribed on their own
         self._gen = 0
         self._separate_by_gen: dict[int, set[str]] = {}
+        self._pending_subs: dict[int, list[str]] = {}
         self._status_prefix = self.topics.status_prefix + "/"
         self._reply_prefix = self.topics.reply_prefix + "/"
         self._results_topic = self.topics.results
@@ -388,6 +390,7 @@ class Observer:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         with self._lock:
             self._client = client
             c = self._connection
@@ -447,6 +450,7 @@ class Observer:
             recovered = self._outage_reported
             self._outage_reported = False
             self._ever_connected = True
+            self._pending_subs.clear()
             self._set_connection("connected")
             if recovered:
                 self._add_event("information", f"connected to {self.address.url} again")
@@ -499,9 +503,20 @@ class Observer:
         if self.protocol == 5:
             props = Properties(PacketTypes.SUBSCRIBE)
             props.SubscriptionIdentifier = sub_id
-            client.subscribe([(f, SubscribeOptions(qos=2)) for f in filters], properties=props)
+            _rc, mid = client.subscribe([(f, SubscribeOptions(qos=2)) for f in filters], properties=props)
         else:
-            client.subscribe([(f, 2) for f in filters])
+            _rc, mid = client.subscribe([(f, 2) for f in filters])
+        if mid is not None:
+            self._pending_subs[mid] = filters
+
+    def _on_subscribe(self, _client: mqtt.Client, _u: Any, mid: int, reason_codes: Any, _p: Any) -> None:
+        with self._lock:
+            filters = self._pending_subs.pop(mid, None)
+            if filters is None:
+                return
+            for f, rc in zip(filters, reason_codes, strict=False):
+                if rc.is_failure:
+                    self._add_event("error", f"the broker refused the subscription to {f}: {reason_text(rc)}")
 
     def set_filter(self, filter_text: str) -> None:
         """Change the inspector's filter (validated: ConfigError on a bad one); the topic tree starts over.
@@ -750,6 +765,7 @@ class Observer:
                 now, self._connection, roles, rows, stats, topic_list, self._topics_version,
                 len(self._topic_states), self._topics_dropped, messages, self._filter, self._paused,
                 self._missed, events, tuple(self._replies), self._inspected,
+                self._connection.state == "connected" and not self._pending_subs,
             )
 
     def _update_rates(self, now: float) -> None:

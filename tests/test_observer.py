@@ -1,0 +1,288 @@
+"""The console's model of the broker (engine.observer) against real brokers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from helpers import MqttProbe, make_client, wait_for
+
+from engine.broker import EmbeddedBroker
+from engine.broker_address import BrokerAddress
+from engine.errors import BrokerError, ConfigError
+from engine.observer import Observer, filter_covers, validate_filter, validate_topic
+from engine.topics import Topics
+
+TOPICS = Topics()
+
+
+@pytest.fixture
+def observer_factory() -> Iterator:
+    made: list[Observer] = []
+
+    def make(address: BrokerAddress, **kwargs) -> Observer:
+        obs = Observer(address, **kwargs)
+        made.append(obs)
+        obs.start()
+        wait_for(lambda: obs.snapshot().subscribed, message="observer not connected and subscribed")
+        return obs
+
+    yield make
+    for obs in made:
+        obs.stop()
+
+
+def _status(role: str, cid: str, state: str = "running", **fields) -> bytes:
+    return json.dumps({"role": role, "id": cid, "state": state, "ts": time.time(), **fields}).encode()
+
+
+def _result(i: int, label: int | None, pred: int) -> bytes:
+    return json.dumps({"id": f"in-{i}", "pred": pred, "conf": 0.9, "label": label, "worker": "w1",
+                       "t_sent": time.time()}).encode()
+
+
+# ---- pure functions ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["#", "a/b", "a/+/c", "+", "a/#", "$SYS/#", "$share/g/a/+", "/", "a//b"])
+def test_valid_filters(text: str) -> None:
+    assert validate_filter(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("", "empty"), ("a/#/b", "last"), ("a#", "whole level"), ("a/b+", "whole level"),
+     ("$share/g", "$share/<group>"), ("$share//a", "$share/<group>"), ("a\0b", "NUL")],
+)
+def test_bad_filters_say_why(text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_filter(text)
+    assert fragment in str(err.value)
+
+
+def test_publish_topics_have_no_wildcards() -> None:
+    assert validate_topic("a/b") == "a/b"
+    for bad in ("", "a/+", "#", "a\0"):
+        with pytest.raises(ConfigError):
+            validate_topic(bad)
+
+
+def test_filter_covers() -> None:
+    assert filter_covers("#", "mnist/status/+/+")
+    assert filter_covers("mnist/#", "mnist/status/+/+")
+    assert filter_covers("mnist/+/+/+", "mnist/status/+/+")
+    assert filter_covers("result", "result")
+    assert not filter_covers("mnist/#", "result")
+    assert not filter_covers("mnist/status/infer/+", "mnist/status/+/+")
+    assert not filter_covers("#", "$SYS/broker/uptime")
+    assert filter_covers("a/#", "a")
+
+
+def test_inspector_is_bounded_without_a_broker() -> None:
+    """Topics, messages per topic and payload bytes are all capped; counting goes on."""
+    obs = Observer(BrokerAddress(), max_topics=3, max_messages=4, max_payload=100, max_bytes=1000)
+    for i in range(50):
+        obs.ingest(f"t/{i % 5}", bytes(300))
+    snap = obs.snapshot("t/0")
+    assert [t.name for t in snap.topics] == ["t/0", "t/1", "t/2"]
+    assert snap.topics_dropped == 20
+    assert snap.topics[0].count == 10
+    assert len(snap.messages) <= 4
+    assert all(m.size == 300 and len(m.payload) == 100 and m.truncated for m in snap.messages)
+    assert sum(len(obs.snapshot(t.name).messages) for t in snap.topics) * 100 <= 1000
+
+
+# ---- on a real broker -----------------------------------------------------------------------------
+
+
+def test_statuses_and_offline_via_retained_last_will(broker: EmbeddedBroker, observer_factory) -> None:
+    obs = observer_factory(broker.address)
+    # a role that dies without a goodbye: its retained last will says offline
+    topic = TOPICS.status("infer", "w1")
+    role = make_client(broker.address, client_id="w1")
+    role.will_set(topic, json.dumps({"role": "infer", "id": "w1", "state": "offline", "connected": False}),
+                  qos=1, retain=True)
+    role.connect(broker.address.host, broker.address.port, keepalive=30)
+    role.loop_start()
+    role.publish(topic, _status("infer", "w1", rate=12.5), qos=1, retain=True).wait_for_publish(10)
+    wait_for(lambda: obs.snapshot().roles, message="no role seen")
+    (seen,) = obs.snapshot().roles
+    assert (seen.role, seen.id, seen.state, seen.online) == ("infer", "w1", "running", True)
+    assert seen.data["rate"] == 12.5 and seen.history == (12.5,)
+
+    role.loop_stop()
+    role.socket().close()  # no DISCONNECT: the broker publishes the will
+
+    def offline() -> bool:
+        roles = obs.snapshot().roles
+        return bool(roles) and roles[0].state == "offline"
+
+    wait_for(offline, message="role never turned offline")
+    assert any("w1 went offline" in e.text and e.level == "warning" for e in obs.snapshot().events)
+
+    # a console started later learns the same from the retained message
+    late = observer_factory(broker.address)
+    wait_for(lambda: late.snapshot().roles, message="late observer saw no role")
+    assert late.snapshot().roles[0].state == "offline"
+    assert not late.snapshot().events  # an old death is no news
+
+    # an empty retained message removes the role everywhere
+    obs.clear_retained(topic)
+    wait_for(lambda: not obs.snapshot().roles and not late.snapshot().roles, message="role not removed")
+
+
+def test_results_ring_is_bounded_with_running_accuracy(broker: EmbeddedBroker, observer_factory) -> None:
+    obs = observer_factory(broker.address, max_results=50)
+    probe = MqttProbe(broker.address)
+    try:
+        for i in range(200):
+            probe.client.publish("result", _result(i, label=i % 10, pred=i % 10 if i % 4 else 0), qos=1)
+        probe.client.publish("result", b"tensor([3])", qos=1)
+        probe.client.publish("result", b"not a result", qos=1)
+        probe.client.publish("result", json.dumps({"id": "x", "error": "not a PNG"}), qos=1)
+        wait_for(lambda: obs.snapshot().stats.received == 202, message=lambda: str(obs.snapshot().stats))
+    finally:
+        probe.close()
+    snap = obs.snapshot()
+    assert len(snap.results) == 50
+    assert snap.results[-1].error == "not a PNG" and snap.results[-2].legacy and snap.results[-2].pred == 3
+    assert [r.seq for r in snap.results] == list(range(153, 203))
+    stats = snap.stats
+    # every 4th is predicted 0: right only for the ones labelled 0 (i = 0, 20, 40, ...)
+    assert (stats.labelled, stats.correct, stats.errors, stats.malformed) == (200, 160, 1, 1)
+    assert stats.accuracy == pytest.approx(0.8)
+    assert stats.confusion[4][0] == 10 and stats.confusion[7][7] == 20
+    assert all(r.latency_ms is not None and r.latency_ms >= 0 for r in snap.results[:-3])
+    assert len(obs.snapshot(results=10).results) == 10
+    obs.clear_results()
+    assert obs.snapshot().stats.received == 0 and not obs.snapshot().results
+
+
+def test_topic_tree_counts_messages_and_pause(mosquitto_broker: EmbeddedBroker, observer_factory) -> None:
+    obs = observer_factory(mosquitto_broker.address, max_messages=3)
+    probe = MqttProbe(mosquitto_broker.address)
+    try:
+        for i in range(5):
+            probe.publish("site/a", f"a{i}", qos=1)
+        probe.publish("site/b", b"\x00\x01", qos=2, retain=True)
+        wait_for(lambda: {t.name: t.count for t in obs.snapshot().topics} == {"site/a": 5, "site/b": 1},
+                 message=lambda: str(obs.snapshot().topics))
+        snap = obs.snapshot("site/a")
+        assert [m.payload for m in snap.messages] == [b"a2", b"a3", b"a4"]
+        assert all(m.qos == 1 and not m.retain for m in snap.messages)
+        (b,) = obs.snapshot("site/b").messages
+        assert (b.qos, b.size) == (2, 2)  # live delivery: the retain flag is only set for old messages
+
+        obs.pause()
+        probe.publish("site/a", "while paused", qos=1)
+        wait_for(lambda: obs.snapshot().missed_while_paused == 1, message="pause did not count")
+        assert obs.snapshot("site/a").messages[-1].payload == b"a4"
+        obs.resume()
+        probe.publish("site/a", "after", qos=1)
+        wait_for(lambda: obs.snapshot("site/a").messages[-1].payload == b"after", message="resume failed")
+    finally:
+        probe.close()
+
+
+def test_narrow_filter_still_follows_roles_and_results(broker: EmbeddedBroker, observer_factory) -> None:
+    obs = observer_factory(broker.address)
+    with pytest.raises(ConfigError, match="whole level"):
+        obs.set_filter("site/x+")
+    obs.set_filter("site/#")
+    assert obs.filter == "site/#"
+    wait_for(lambda: obs.snapshot().subscribed, message="new filter not acknowledged")
+    probe = MqttProbe(broker.address)
+    try:
+        probe.publish("site/x", "1", qos=1)
+        probe.publish("elsewhere", "2", qos=1)
+        probe.publish(TOPICS.status("output", "c1"), _status("output", "c1"), qos=1, retain=True)
+        for i in range(5):
+            probe.publish("result", _result(i, 1, 1), qos=1)
+        wait_for(lambda: obs.snapshot().stats.received == 5 and obs.snapshot().roles,
+                 message=lambda: str(obs.snapshot().stats))
+        wait_for(lambda: [t.name for t in obs.snapshot().topics] == ["site/x"],
+                 message=lambda: str(obs.snapshot().topics))
+        # back to everything: results are counted once, never twice
+        obs.set_filter("#")
+        wait_for(lambda: obs.snapshot().subscribed, message="new filter not acknowledged")
+        for i in range(5, 10):
+            probe.publish("result", _result(i, 1, 1), qos=1)
+        wait_for(lambda: obs.snapshot().stats.received == 10, message=lambda: str(obs.snapshot().stats))
+        probe.publish("site/x", "done", qos=1)
+        wait_for(lambda: any(t.name == "site/x" for t in obs.snapshot().topics), message="site/x not seen")
+        assert obs.snapshot().stats.received == 10
+    finally:
+        probe.close()
+        obs.clear_retained(TOPICS.status("output", "c1"))
+
+
+def test_control_commands_and_refusals(mosquitto_broker: EmbeddedBroker, observer_factory) -> None:
+    obs = observer_factory(mosquitto_broker.address)
+    role = MqttProbe(mosquitto_broker.address, [TOPICS.control("input"), TOPICS.control("input", "p1")])
+    try:
+        req = obs.send_control("input", "rate", value=50)
+        req2 = obs.send_control("input", "warp", client_id="p1")
+        (all_inputs,) = role.wait_count(1, topic=TOPICS.control("input"))
+        assert json.loads(all_inputs.payload) == {"cmd": "rate", "req": req, "value": 50}
+        (one,) = role.wait_count(1, topic=TOPICS.control("input", "p1"))
+        assert json.loads(one.payload)["cmd"] == "warp"
+        answer = {"req": req2, "cmd": "warp", "ok": False, "error": "unknown command 'warp'"}
+        role.publish(TOPICS.reply("input", "p1"), json.dumps(answer), qos=1)
+        wait_for(lambda: obs.snapshot().replies, message="no reply seen")
+        (reply,) = obs.snapshot().replies
+        assert (reply.role, reply.id, reply.ok, reply.ours) == ("input", "p1", False, True)
+        assert any(e.level == "error" and "unknown command 'warp'" in e.text for e in obs.snapshot().events)
+        with pytest.raises(ConfigError):
+            obs.send_control("nobody", "start")
+        with pytest.raises(ConfigError):
+            obs.publish("a/#", "x")
+    finally:
+        role.close()
+
+
+def test_broker_restart_reconnects(observer_factory) -> None:
+    broker = EmbeddedBroker(kind="mosquitto")
+    broker.start()
+    try:
+        obs = observer_factory(broker.address)
+        broker.stop()
+        wait_for(lambda: obs.snapshot().connection.state == "reconnecting", message="no reconnecting state")
+        conn = obs.snapshot().connection
+        assert conn.next_try is not None and conn.error
+        with pytest.raises(BrokerError, match="not connected"):
+            obs.publish("a", "b")
+        assert any(e.level == "warning" for e in obs.snapshot().events)
+        broker.start()  # same port
+        wait_for(lambda: obs.snapshot().subscribed, timeout=20, message="no recovery")
+        assert "again" in obs.snapshot().events[-1].text
+        probe = MqttProbe(broker.address)
+        probe.publish("after/restart", "x", qos=1)
+        probe.close()
+        wait_for(lambda: any(t.name == "after/restart" for t in obs.snapshot().topics),
+                 message="subscription not renewed after reconnect")
+    finally:
+        broker.stop()
+
+
+def test_observer_callbacks_are_cheap(mosquitto_broker: EmbeddedBroker) -> None:
+    """Not a timing assertion: `#` under a burst keeps only the bounds, whatever arrives."""
+    obs = Observer(mosquitto_broker.address, max_results=100, max_messages=5)
+    obs.start()
+    try:
+        wait_for(lambda: obs.snapshot().subscribed)
+        pub = make_client(mosquitto_broker.address)
+        pub.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+        pub.loop_start()
+        infos = [pub.publish("result", _result(i, 1, 1), qos=1) for i in range(3000)]
+        for info in infos:
+            info.wait_for_publish(10)
+        pub.disconnect()
+        pub.loop_stop()
+        wait_for(lambda: obs.snapshot().stats.received == 3000, message=lambda: str(obs.snapshot().stats))
+        snap = obs.snapshot("result")
+        assert len(snap.results) == 100 and len(snap.messages) == 5
+        assert snap.topics[0].count == 3000
+    finally:
+        obs.stop()
