@@ -1,0 +1,258 @@
+"""`mnist-tui record FILE` and `mnist-tui replay FILE`: keep a stretch of traffic and play it back.
+
+The file is NDJSON: a header line, then one line per message with its offset from the start
+(seconds), topic, QoS, retain flag and base64 payload. It is plain text, so it can be inspected with
+jq, cut with head, and concatenated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import paho.mqtt.client as mqtt
+
+from engine.broker_address import BrokerAddress
+from engine.errors import ConfigError
+from engine.mqtt import connect_kwargs, make_client, probe, reason_text
+from engine.settings import default_client_id
+
+FORMAT = "mnist-tui-record"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Recorded:
+    t: float
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps({"t": round(self.t, 6), "topic": self.topic, "qos": self.qos, "retain": self.retain,
+                           "payload": base64.b64encode(self.payload).decode("ascii")}, separators=(",", ":"))
+
+
+def read_recording(path: Path) -> tuple[dict[str, Any], Iterator[Recorded]]:
+    """The header and an iterator over the messages; ConfigError with one line on a bad file."""
+    try:
+        handle = path.open("r", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        header = json.loads(handle.readline() or "null")
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        handle.close()
+        raise ConfigError(f"{path} is not a mnist-tui recording (no header line)")
+
+    def messages() -> Iterator[Recorded]:
+        with handle:
+            for number, line in enumerate(handle, start=2):
+                if not line.strip():
+                    continue
+                try:
+                    raw = json.loads(line)
+                    yield Recorded(float(raw["t"]), str(raw["topic"]), base64.b64decode(raw["payload"]),
+                                   int(raw.get("qos", 0)), bool(raw.get("retain", False)))
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ConfigError(f"{path} line {number}: bad record ({exc})") from None
+
+    return header, messages()
+
+
+class Recorder:
+    """Subscribes to topic filters and writes every message to `out` as it arrives (not per message I/O
+    on the network thread: a writer thread drains a bounded queue)."""
+
+    def __init__(self, address: BrokerAddress, topics: list[str], out: IO[str], *, protocol: int = 5,
+                 include_retained: bool = False, limit: int | None = None) -> None:
+        self.address = address
+        self.topics = topics
+        self.out = out
+        self.include_retained = include_retained
+        self.limit = limit
+        self.count = 0
+        self.dropped = 0
+        self.done = threading.Event()
+        self.ready = threading.Event()
+        self.error: str | None = None
+        self._queue: queue.Queue[Recorded | None] = queue.Queue(maxsize=100_000)
+        self._t0: float | None = None
+        self._client = make_client(address, default_client_id("record"), protocol=protocol)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *_a: self.ready.set()
+        self._client.on_message = self._on_message
+        self._writer = threading.Thread(target=self._write, name="record-writer", daemon=True)
+
+    def start(self) -> None:
+        self.out.write(json.dumps({"format": FORMAT, "version": VERSION, "started": time.time(),
+                                   "topics": self.topics}) + "\n")
+        self.out.flush()
+        self._writer.start()
+        self._client.connect_async(self.address.host, self.address.port, **connect_kwargs(self._client))
+        self._client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if rc.is_failure:
+            self.error = f"broker refused the connection: {reason_text(rc)}"
+            self.done.set()
+            return
+        client.subscribe([(t, 1) for t in self.topics])
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.retain and not self.include_retained:
+            return  # state from before the recording started, not traffic
+        if self.done.is_set():
+            return
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        try:
+            self._queue.put_nowait(Recorded(now - self._t0, msg.topic, msg.payload, msg.qos, bool(msg.retain)))
+        except queue.Full:
+            self.dropped += 1
+            return
+        self.count += 1
+        if self.limit is not None and self.count >= self.limit:
+            self.done.set()
+
+    def _write(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            self.out.write(item.to_json() + "\n")
+            if self._queue.empty():
+                self.out.flush()  # readers (tail -f, tests) see what arrived so far
+        self.out.flush()
+
+    def stop(self) -> None:
+        self.done.set()
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._queue.put(None)
+        self._writer.join(timeout=30)
+
+
+def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float = 1.0, protocol: int = 5,
+           stop: threading.Event | None = None, topic_map: dict[str, str] | None = None) -> int:
+    """Publish the messages with their recorded spacing divided by `speed` (0 = as fast as possible)."""
+    stop = stop or threading.Event()
+    client = make_client(address, default_client_id("replay"), protocol=protocol)
+    client.connect(address.host, address.port, **connect_kwargs(client))
+    client.loop_start()
+    sent = 0
+    pending: list[mqtt.MQTTMessageInfo] = []
+    start = time.monotonic()
+    try:
+        for rec in messages:
+            if stop.is_set():
+                break
+            if speed > 0:
+                delay = start + rec.t / speed - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    break
+            topic = (topic_map or {}).get(rec.topic, rec.topic)
+            info = client.publish(topic, rec.payload, qos=rec.qos, retain=rec.retain)
+            pending.append(info)
+            if len(pending) > 1000:
+                pending.pop(0).wait_for_publish(timeout=30)
+            sent += 1
+        for info in pending:
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                info.wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return sent
+
+
+# ----- command line -----
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="where to write the recording (NDJSON)")
+    parser.add_argument("--topic", "-t", action="append", dest="record_topics", metavar="FILTER",
+                        help="topic filter to record (repeatable; default: the image and result topics)")
+    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--messages", type=int, default=None, help="stop after this many messages")
+    parser.add_argument("--include-retained", action="store_true",
+                        help="also record retained messages the broker hands over at subscription")
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="a recording made by `mnist-tui record`")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="1 = recorded timing, 2 = twice as fast, 0 = as fast as possible")
+    parser.add_argument("--map", action="append", default=[], metavar="FROM=TO",
+                        help="publish messages of topic FROM on topic TO (repeatable)")
+
+
+def _connect_target(args: argparse.Namespace) -> tuple[BrokerAddress, int]:
+    from engine.cli import address_from_args, protocols_from_args
+
+    address = address_from_args(args)
+    if address is None:
+        raise ConfigError("record and replay need --broker URL (the broker whose traffic to keep or feed)")
+    return address, probe(address, protocols=protocols_from_args(args) or (5, 4))
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_a: stop.set())
+    return stop
+
+
+def run_record(args: argparse.Namespace) -> int:
+    address, protocol = _connect_target(args)
+    topics = args.record_topics or [args.image_topic, args.result_topic]
+    for t in topics:
+        if not t or "#" in t[:-1] or (t.count("#") == 1 and not t.endswith("#")):
+            raise ConfigError(f"bad topic filter {t!r}")
+    try:
+        out = args.file.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {args.file}: {exc.strerror}") from None
+    stop = _stop_on_signals()
+    with out:
+        rec = Recorder(address, topics, out, protocol=protocol, include_retained=args.include_retained,
+                       limit=args.messages)
+        rec.start()
+        deadline = time.monotonic() + args.duration if args.duration else None
+        while not (stop.is_set() or rec.done.is_set()):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            stop.wait(0.1)
+        rec.stop()
+    if rec.error:
+        raise ConfigError(rec.error)
+    print(f"recorded {rec.count} messages to {args.file}" + (f" ({rec.dropped} dropped)" if rec.dropped else ""))
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    if args.speed < 0:
+        raise ConfigError("--speed must be >= 0")
+    mapping = {}
+    for item in args.map:
+        src, sep, dst = item.partition("=")
+        if not sep or not src or not dst or any(c in dst for c in "+#"):
+            raise ConfigError(f"bad --map {item!r}: use FROM=TO with plain topic names")
+        mapping[src] = dst
+    _header, messages = read_recording(args.file)
+    address, protocol = _connect_target(args)
+    sent = replay(address, messages, speed=args.speed, protocol=protocol, stop=_stop_on_signals(),
+                  topic_map=mapping)
+    print(f"replayed {sent} messages from {args.file}")
+    return 0
