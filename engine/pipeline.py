@@ -136,7 +136,10 @@ class LocalPipeline:
             role.start()
             self.roles.append(role)
         for role in self.roles:
-            if not role.wait_ready(15):
+            ready = role.wait_ready(15)
+            if role.fatal_error:
+                raise BrokerError(role.fatal_error)
+            if not ready:
                 raise BrokerError(f"{role.role} {role.client_id}: {role.last_error or 'no connection to the broker'}")
 
     def stop(self) -> None:

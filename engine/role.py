@@ -45,15 +45,31 @@ class Role:
         self.connected = threading.Event()
         self.ready = threading.Event()  # connected and every subscription acknowledged
         self._sub_mid: int | None = None
+        self._subscribed = False
+        self._hello_mid: int | None = None  # the first status after a connect: its PUBACK says if we may write
+        self._tracked: dict[int, str] = {}  # mid -> topic of status and reply publishes awaiting their PUBACK
         self.last_error: str | None = None
+        self.fatal_error: str | None = None  # set when the broker refuses what the role cannot work without
+        self.refused = 0  # publishes the broker refused (MQTT 5 PUBACK reason codes)
+        self._refusals_logged: set[str] = set()
+        self.reconnects = 0
+        self.last_outage: float | None = None  # seconds from losing the connection to getting it back
+        self._lost_at: float | None = None
+        self._ever_connected = False
         self._stop = threading.Event()
         self._status_thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self.commands: dict[str, Handler] = {"ping": lambda _a: None, "status": lambda _a: self.publish_status()}
 
     # ----- lifecycle -----
+    @property
+    def persistent(self) -> bool:
+        """A durable session (MQTT 5 clean start off + session expiry, 3.1.1 clean session off): while the
+        role is away, the broker keeps its subscriptions and queues its QoS 1 messages. Consumers only."""
+        return self.settings.session_expiry > 0 and self.role in ("infer", "output")
+
     def make_client(self) -> mqtt.Client:
-        persistent = self.settings.session_expiry > 0 and self.role == "infer"
+        persistent = self.persistent
         return make_client(
             self.address,
             self.client_id,
@@ -70,6 +86,7 @@ class Role:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
         self._client = client
         client.connect_async(self.address.host, self.address.port, **connect_kwargs(client))
         client.loop_start()
@@ -85,7 +102,9 @@ class Role:
         client = self._client
         if client is not None:
             if self.connected.is_set():
-                info = client.publish(self.status_topic, json.dumps(self._base_status("offline")), qos=1, retain=True)
+                # the goodbye carries the final counters, so a console can check that nothing was left undone
+                goodbye = self.status() | {"state": "offline"}
+                info = client.publish(self.status_topic, json.dumps(goodbye), qos=1, retain=True)
                 with contextlib.suppress(RuntimeError, ValueError):
                     info.wait_for_publish(timeout=3)
             client.disconnect()
@@ -115,11 +134,25 @@ class Role:
             log.error("%s %s: %s", self.role, self.client_id, self.last_error)
             return
         self.last_error = None
+        if self._ever_connected:
+            self.reconnects += 1
+            if self._lost_at is not None:
+                self.last_outage = time.monotonic() - self._lost_at
+            log.info("%s %s: reconnected%s", self.role, self.client_id,
+                     f" after {self.last_outage:.1f} s" if self.last_outage is not None else "")
+        self._ever_connected = True
+        self._lost_at = None
+        self._subscribed = False
         subs = [(self.topics.control(self.role), 1), (self.topics.control(self.role, self.client_id), 1)]
         subs += self.subscriptions()
         _rc, self._sub_mid = client.subscribe(subs)
         self.connected.set()
-        self.publish_status()
+        info = self.publish_status()
+        self._hello_mid = info.mid if info is not None else None
+
+    def _check_ready(self) -> None:
+        if self._subscribed and self._hello_mid is None and self.connected.is_set():
+            self.ready.set()
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, reason_codes: Any, _p: Any) -> None:
         if mid == self._sub_mid:
@@ -127,11 +160,41 @@ class Role:
             if refused:
                 self.last_error = f"broker refused a subscription: {', '.join(refused)}"
                 log.error("%s %s: %s", self.role, self.client_id, self.last_error)
-            self.ready.set()
+            self._subscribed = True
+            self._check_ready()
+
+    def data_topic(self) -> str | None:
+        """The topic the role publishes its data on (for messages about refused publishes)."""
+        return None
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
+        """MQTT 5 brokers say in the PUBACK when the ACL denies a QoS 1 publish; say so once per topic.
+
+        (MQTT 3.1.1 has no way to say it: a denied publish is acknowledged and dropped.)
+        """
+        topic = self._tracked.pop(mid, None)
+        hello = mid == self._hello_mid
+        if hello:
+            self._hello_mid = None
+        if rc.is_failure:
+            topic = topic or self.data_topic() or "a topic"
+            self.refused += 1
+            text = f"the broker refused to let {self.role} {self.client_id} publish on {topic}: {reason_text(rc)}"
+            self.last_error = text
+            if hello:  # a role that may not even say it is alive cannot work here
+                self.fatal_error = text + " (check the user name and the broker's ACL)"
+            if topic not in self._refusals_logged:
+                self._refusals_logged.add(topic)
+                log.error("%s", text)
+        if hello:
+            self._check_ready()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         self.connected.clear()
         self.ready.clear()
+        self._hello_mid = None
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
         if not self._stop.is_set():
             self.last_error = f"disconnected: {reason_text(rc)}; reconnecting"
             log.warning("%s %s: %s", self.role, self.client_id, self.last_error)
@@ -150,10 +213,12 @@ class Role:
 
     # ----- control -----
     def handle_control(self, payload: bytes) -> dict[str, Any]:
+        """Run one command and answer it; whatever the payload, exactly one answer and no exception."""
         req = None
         cmd = "?"
         try:
             cmd, args, req = parse_command(payload)
+            cmd = cmd if len(cmd) <= 40 else cmd[:40] + "..."
             handler = self.commands.get(cmd)
             if handler is None:
                 known = ", ".join(sorted(self.commands))
@@ -163,8 +228,12 @@ class Role:
         except CommandError as exc:
             answer = {"req": req, "cmd": cmd, "ok": False, "error": str(exc)}
             log.warning("%s %s: bad command: %s", self.role, self.client_id, exc)
+        except Exception as exc:  # a bug in a handler: answered like a bad command, and logged in full
+            answer = {"req": req, "cmd": cmd, "ok": False, "error": f"command failed: {type(exc).__name__}: {exc}"}
+            log.exception("%s %s: command %r failed", self.role, self.client_id, cmd)
         if self._client is not None:
-            self._client.publish(self.topics.reply(self.role, self.client_id), json.dumps(answer), qos=1)
+            topic = self.topics.reply(self.role, self.client_id)
+            self._track(self._client.publish(topic, json.dumps(answer), qos=1), topic)
         if answer["ok"]:
             self.publish_status()
         return answer
@@ -192,9 +261,18 @@ class Role:
     def status(self) -> dict[str, Any]:
         return self._base_status(self.state) | self.status_fields()
 
-    def publish_status(self) -> None:
+    def publish_status(self) -> mqtt.MQTTMessageInfo | None:
         if self._client is not None and self.connected.is_set() and not self._stop.is_set():
-            self._client.publish(self.status_topic, json.dumps(self.status()), qos=1, retain=True)
+            info = self._client.publish(self.status_topic, json.dumps(self.status()), qos=1, retain=True)
+            self._track(info, self.status_topic)
+            return info
+        return None
+
+    def _track(self, info: mqtt.MQTTMessageInfo, topic: str) -> None:
+        """Remember the topic of a control-plane publish until its PUBACK (to name it if refused)."""
+        if len(self._tracked) > 1000:  # PUBACKs lost with a connection: never let this grow
+            self._tracked.clear()
+        self._tracked[info.mid] = topic
 
     def _status_loop(self) -> None:
         while not self._stop.wait(self.settings.status_interval):
