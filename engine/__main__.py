@@ -9,11 +9,11 @@ from engine.errors import MnistError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.error("a command is needed here (run, train, bench, ...); the console is `mnist-tui`")
-    try:
+    try:  # a Ctrl-C at any moment, even while the parser imports the optional commands, ends quietly
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.error("a command is needed here (run, train, bench, ...); the console is `mnist-tui`")
         return dispatch(args)
     except MnistError as exc:
         print(f"mnist-tui: {exc}", file=sys.stderr)

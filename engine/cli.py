@@ -22,7 +22,7 @@ from engine.broker_address import BrokerAddress
 from engine.errors import ConfigError
 from engine.protocol import Result
 from engine.settings import DEFAULT_DATASET, Settings
-from engine.topics import ROLES, Topics
+from engine.topics import ROLES, Topics, sanitize_id
 
 log = logging.getLogger("mnist-tui")
 
@@ -102,7 +102,8 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--group", default=_env("MNIST_GROUP"),
                    help="shared-subscription group: workers in one group share the image stream")
     w.add_argument("--session-expiry", type=int, default=int(_env("MNIST_SESSION_EXPIRY", 0)),
-                   help="seconds the broker keeps a worker's session (and its QoS 1 images) while it is away")
+                   help="seconds the broker keeps an infer or output role's session (and its QoS 1 messages) "
+                        "while it is away; give it a fixed --id to resume the session")
     w.add_argument("--threads", type=_positive_int, default=None, help="torch threads per worker")
     parser.add_argument("--id", default=_env("MNIST_CLIENT_ID"),
                         help="client id (of the single role started; default <role>-<host>-<pid>)")
@@ -117,9 +118,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         control_prefix=f"{prefix}/control",
         reply_prefix=f"{prefix}/reply",
     )
-    for name in (topics.images, topics.results):
+    for name in (topics.images, topics.results, prefix):
         if not name or any(c in name for c in "+#") or "\0" in name:
             raise ConfigError(f"bad topic name {name!r}: no wildcards in a topic to publish on")
+    group = args.group
+    if group is not None and (not group or sanitize_id(group) != group):
+        raise ConfigError(f"bad group name {group!r}: use letters, digits, '_', '.' and '-' only")
     return Settings(
         topics=topics,
         dataset=args.dataset,
