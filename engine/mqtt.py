@@ -25,11 +25,14 @@ def make_client(
     protocol: int = 5,
     clean_start: bool = True,
     session_expiry: int | None = None,
+    receive_maximum: int | None = None,
 ) -> mqtt.Client:
     """A paho 2.x client with credentials, TLS and reconnect backoff applied; not yet connected.
 
     `session_expiry` (seconds) with `clean_start=False` asks for a persistent session: MQTT 5 session
     expiry, or clean session off on 3.1.1, so QoS 1 messages wait at the broker while the client is away.
+    `receive_maximum` (MQTT 5) caps the QoS 1/2 messages the broker sends before we acknowledge them:
+    a consumer that acknowledges only what it has processed then never holds more than that.
     """
     if protocol not in PROTOCOLS:
         raise BrokerError(f"unknown MQTT protocol {protocol!r} (use 5 or 4 for 3.1.1)")
@@ -55,6 +58,7 @@ def make_client(
     client._mnist_protocol = protocol  # type: ignore[attr-defined]
     client._mnist_clean_start = clean_start  # type: ignore[attr-defined]
     client._mnist_session_expiry = session_expiry  # type: ignore[attr-defined]
+    client._mnist_receive_maximum = receive_maximum  # type: ignore[attr-defined]
     return client
 
 
@@ -64,10 +68,14 @@ def connect_kwargs(client: mqtt.Client, keepalive: int = 30) -> dict[str, Any]:
     if getattr(client, "_mnist_protocol", 5) == 5:
         clean_start = getattr(client, "_mnist_clean_start", True)
         kwargs["clean_start"] = clean_start
+        props = Properties(PacketTypes.CONNECT)
         expiry = getattr(client, "_mnist_session_expiry", None)
         if expiry:
-            props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = int(expiry)
+        receive_maximum = getattr(client, "_mnist_receive_maximum", None)
+        if receive_maximum:
+            props.ReceiveMaximum = max(1, min(int(receive_maximum), 65535))
+        if expiry or receive_maximum:
             kwargs["properties"] = props
     return kwargs
 

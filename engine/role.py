@@ -34,6 +34,7 @@ class Role:
     """
 
     role: ClassVar[str] = "role"
+    receive_maximum: int | None = None  # MQTT 5: unacknowledged QoS 1/2 messages the broker may send us
 
     def __init__(self, address: BrokerAddress, settings: Settings | None = None, client_id: str | None = None):
         self.address = address
@@ -76,6 +77,7 @@ class Role:
             protocol=self.settings.protocol,
             clean_start=not persistent,
             session_expiry=self.settings.session_expiry if persistent else None,
+            receive_maximum=self.receive_maximum,
         )
 
     def start(self) -> None:

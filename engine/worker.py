@@ -27,6 +27,7 @@ from engine.protocol import CommandError, extract_meta, number_arg
 from engine.role import Role
 from engine.settings import Settings
 from engine.stats import RateMeter, Window, rounded
+from engine.topics import sanitize_id
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ class Worker(Role):
         self.max_batch = s.max_batch
         self.max_delay = s.max_delay_ms / 1000.0
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=s.queue_size)
+        # QoS 1/2 images are acknowledged only once their result is published (at-least-once: a worker
+        # killed with images in hand gets them again from its session), and MQTT 5 brokers send no more
+        # unacknowledged images than the queue holds, so at QoS 1 the queue never overflows.
+        self.receive_maximum = s.queue_size
+        self._conn_gen = 0  # packet ids of one connection mean nothing on the next
         self.processed = 0
         self.errors = 0
         self.dropped = 0
@@ -65,8 +71,20 @@ class Worker(Role):
     def subscriptions(self) -> list[tuple[str, int]]:
         topic = self.topics.images
         if self.settings.share_group:
-            topic = f"$share/{self.settings.share_group}/{topic}"
+            topic = f"$share/{sanitize_id(self.settings.share_group)}/{topic}"
         return [(topic, 1)]
+
+    def data_topic(self) -> str | None:
+        return self.topics.results
+
+    def make_client(self) -> mqtt.Client:
+        client = super().make_client()
+        client.manual_ack_set(True)
+        return client
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        self._conn_gen += 1
+        super()._on_connect(client, *args)
 
     def start(self) -> None:
         if self.settings.threads:
@@ -75,9 +93,19 @@ class Worker(Role):
         self._thread.start()
 
     def shutdown(self) -> None:
-        """Unsubscribe, then finish and publish every image already received before going offline."""
-        if self._client is not None and self.connected.is_set():
-            self._client.unsubscribe([t for t, _ in self.subscriptions()])
+        """Finish and publish every image already received before going offline.
+
+        Without a durable session, unsubscribe first (and wait for the broker's answer), so that no
+        image arrives after the queue is drained. With one, keep the subscription: the broker holds
+        what comes next until the worker is back, and images received but not answered are not
+        acknowledged, so the broker sends them again then.
+        """
+        client = self._client
+        if client is not None and self.connected.is_set() and not self.persistent:
+            done = threading.Event()
+            client.on_unsubscribe = lambda *_a: done.set()
+            client.unsubscribe([t for t, _ in self.subscriptions()])
+            done.wait(3)
         self._paused.clear()
         with contextlib.suppress(queue.Full):
             self.queue.put(_STOP, timeout=5)
@@ -89,7 +117,8 @@ class Worker(Role):
 
     # ----- network thread: stamp and enqueue only -----
     def on_data(self, msg: mqtt.MQTTMessage) -> None:
-        item = (msg.payload, time.time())
+        ack = None if msg.qos == 0 else (msg.mid, msg.qos, self._conn_gen)
+        item = (msg.payload, time.time(), ack)
         self.received += 1
         if msg.qos == 0:
             try:
@@ -102,6 +131,7 @@ class Worker(Role):
                 self.queue.put(item, timeout=5)
             except queue.Full:
                 self.dropped += 1
+                self._ack([item])
 
     # ----- commands -----
     def _cmd_start(self, _args: dict[str, Any]) -> None:
@@ -120,7 +150,7 @@ class Worker(Role):
             self.max_delay = number_arg(args, "max_delay_ms", 0, 1000) / 1000.0
 
     # ----- the batching loop -----
-    def _take_batch(self) -> tuple[list[tuple[bytes, float]], bool]:
+    def _take_batch(self) -> tuple[list[tuple[bytes, float, Any]], bool]:
         """Block for the first item, then gather up to max_batch within max_delay. (batch, stop_seen)."""
         try:
             first = self.queue.get(timeout=0.2)
@@ -154,30 +184,38 @@ class Worker(Role):
                 time.sleep(0.05)
                 continue
             batch, stopping = self._take_batch()
-            if not batch:
-                if stopping:
-                    # drain what is still queued, then end
-                    while True:
-                        try:
-                            item = self.queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if item is not _STOP:
-                            self._process([item])
-                continue
-            try:
-                self._process(batch)
-            except Exception:
-                log.exception("infer %s: batch of %d failed", self.client_id, len(batch))
-                self.errors += len(batch)
+            if stopping:  # finish everything received so far, in batches, then end
+                while True:
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not _STOP:
+                        batch.append(item)
+            for start in range(0, len(batch), max(1, self.max_batch)):
+                chunk = batch[start : start + max(1, self.max_batch)]
+                try:
+                    self._process(chunk)
+                except Exception:
+                    log.exception("infer %s: batch of %d failed", self.client_id, len(chunk))
+                    self.errors += len(chunk)
+                finally:
+                    self._ack(chunk)
 
-    def _process(self, batch: list[tuple[bytes, float]]) -> None:
+    def _ack(self, batch: list[tuple[bytes, float, Any]]) -> None:
+        """Acknowledge QoS 1/2 images whose results are queued (they go out first, in order)."""
+        gen = self._conn_gen
+        for _payload, _t, ack in batch:
+            if ack is not None and ack[2] == gen:
+                self.client.ack(ack[0], ack[1])
+
+    def _process(self, batch: list[tuple[bytes, float, Any]]) -> None:
         t0 = time.time()
         s = self.settings
         good_images: list[np.ndarray] = []
         good: list[tuple[dict[str, Any], float]] = []
         out: list[bytes] = []
-        for payload, t_recv in batch:
+        for payload, t_recv, _ack in batch:
             meta = extract_meta(payload)
             if meta.id is None:
                 self._auto_ids += 1
@@ -217,8 +255,8 @@ class Worker(Role):
         self.processed += len(good)
         self.meter.add(count)
         self.batches.add(count)
-        self.latency.extend([t3 - t_recv for _, t_recv in batch])
-        self.stage["queue"].add(sum(t0 - t for _, t in batch) / count)
+        self.latency.extend([t3 - item[1] for item in batch])
+        self.stage["queue"].add(sum(t0 - item[1] for item in batch) / count)
         self.stage["decode"].add((t1 - t0) / count)
         self.stage["infer"].add((t2 - t1) / count)
         self.stage["publish"].add((t3 - t2) / count)
