@@ -63,6 +63,9 @@ class Publisher(Role):
         if s.autostart:
             self._running.set()
 
+    def data_topic(self) -> str | None:
+        return self.topics.images
+
     def start(self) -> None:
         super().start()
         self._thread.start()
