@@ -1,0 +1,365 @@
+"""The mnist-tui console: one screen that runs, shows and steers the whole pipeline.
+
+The app renders observer snapshots at a steady rate (10 Hz) and never one update per message. It steers
+roles only through the observer's control messages (docs/PROTOCOL.md: local is remote); errors become
+notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer
+
+from engine.errors import MnistError
+from engine.observer import Observer, Snapshot
+from tui import formatting as fmt
+from tui.filter_dialog import FilterDialog
+from tui.header_bar import BrokerInfo, HeaderBar
+from tui.help_screen import HelpScreen, Section
+from tui.publish_dialog import PublishDialog, PublishRequest
+from tui.publisher_pane import PublisherPane, pick_publisher
+from tui.results_log import ResultsLog
+from tui.results_pane import ResultsPane
+from tui.topic_tree import TopicTree
+from tui.topics_pane import TopicsPane
+from tui.workers_pane import WorkersPane
+
+REFRESH_HZ = 10
+TOPICS_EVERY = 3  # ticks between full topic-tree refreshes (about 3 Hz)
+RATE_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
+PANES = ("publisher", "workers", "results", "topics")
+
+
+def next_rate(current: float, direction: int) -> float:
+    """The next rate up (+1) or down (-1) from `current`; 0 means as fast as possible (above every step)."""
+    if direction > 0:
+        if current == 0:
+            return 0
+        return next((r for r in RATE_STEPS if r > current), 0)
+    if current == 0:
+        return RATE_STEPS[-1]
+    return next((r for r in reversed(RATE_STEPS) if r < current), RATE_STEPS[0])
+
+
+class MainScreen(Screen[None]):
+    """The four panes under the header line. Keys that steer the pipeline live here, so no dialog
+    ever triggers them."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+
+    BINDINGS = [
+        Binding("space", "app.toggle_publishing", "Start/stop", priority=True),
+        Binding("tab", "app.next_pane", "Next pane", show=False, priority=True),
+        Binding("shift+tab", "app.previous_pane", "Previous pane", show=False, priority=True),
+        Binding("n", "app.step", "Send one", show=False),
+        Binding("plus,equals_sign", "app.faster", "Faster", show=False, key_display="+"),
+        Binding("minus", "app.slower", "Slower", show=False, key_display="-"),
+        Binding("c", "app.clear_results", "Clear results", show=False),
+        Binding("f", "app.filter", "Filter", show=False),
+        Binding("p", "app.publish", "Publish", show=False),
+        Binding("z", "app.zoom", "Zoom", show=False),
+        Binding("question_mark,f1", "app.help", "Help", key_display="?"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, broker: BrokerInfo) -> None:
+        super().__init__()
+        self.broker = broker
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(self.broker, id="header")
+        with Horizontal(id="main"):
+            yield PublisherPane(id="publisher")
+            with Vertical(id="right"):
+                yield WorkersPane(id="workers")
+                yield ResultsPane(id="results")
+                yield TopicsPane(id="topics")
+        yield Footer()
+
+
+class MnistApp(App[None]):
+    """`observer` must be started by the caller (and stopped after the app exits)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "mnist-tui"
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        observer: Observer,
+        broker: BrokerInfo | None = None,
+        *,
+        notes: Iterable[str] = (),
+        refresh_hz: float = REFRESH_HZ,
+        log_records: deque[logging.LogRecord] | None = None,
+    ) -> None:
+        super().__init__()
+        self.observer = observer
+        self.broker = broker or BrokerInfo(observer.address.url, "external", "external broker")
+        self.notes = list(notes)
+        self.refresh_hz = refresh_hz
+        self.log_records = log_records
+        self.snap: Snapshot | None = None
+        self._events_seen = 0
+        self._tick = 0
+
+    # ----- lifecycle -----
+    def get_default_screen(self) -> Screen[Any]:
+        return MainScreen(self.broker)
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._started)
+
+    def _started(self) -> None:
+        self.screen.query_one("#publisher", PublisherPane).focus()
+        self.refresh_from_observer(full=True)
+        self.set_interval(1 / self.refresh_hz, self.refresh_from_observer)
+        for note in self.notes:
+            self.notify(note, severity="warning", timeout=8)
+
+    @property
+    def main(self) -> MainScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
+
+    def refresh_from_observer(self, full: bool = False) -> None:
+        """Take one snapshot and hand it to every pane (also when a dialog is on top)."""
+        main = self.main
+        if main is None or not main.is_mounted:
+            return
+        self._tick += 1
+        full = full or self._tick % TOPICS_EVERY == 0
+        topics = main.query_one(TopicsPane)
+        snap = self.observer.snapshot(topics.selected_topic, topics=full, events_after=self._events_seen)
+        if not full and self.snap is not None:
+            snap = snap._replace(topics=self.snap.topics)
+        self.snap = snap
+        for event in snap.events:
+            self._events_seen = max(self._events_seen, event.seq)
+            self.notify(event.text, severity=event.level, timeout=6)  # type: ignore[arg-type]
+        self._show_log_errors()
+        main.query_one(HeaderBar).update_snapshot(snap)
+        main.query_one(PublisherPane).update_snapshot(snap)
+        main.query_one(WorkersPane).update_snapshot(snap)
+        main.query_one(ResultsPane).update_snapshot(snap)
+        topics.update_snapshot(snap, full)
+
+    def _show_log_errors(self) -> None:
+        """Errors logged by local roles while the console owns the terminal become notifications."""
+        records = self.log_records
+        shown = 0
+        while records:
+            record = records.popleft()
+            if record.levelno >= logging.ERROR and shown < 3:
+                shown += 1
+                self.notify(record.getMessage()[:300], title=record.name, severity="error", timeout=8)
+
+    # ----- steering the publisher (through the control topic, like any remote console) -----
+    def _publishers(self) -> list[Any]:
+        snap = self.snap or self.observer.snapshot(topics=False)
+        online = [r for r in snap.roles_of("input") if r.online]
+        if not online:
+            self.notify("no publisher online: start one with 'mnist-tui run input --broker URL'",
+                        title="Nothing to steer", severity="warning")
+        return online
+
+    def _control(self, role: str, cmd: str, **args: Any) -> bool:
+        try:
+            self.observer.send_control(role, cmd, **args)
+        except MnistError as exc:
+            self.notify(str(exc), title=f"{cmd} not sent", severity="error")
+            return False
+        return True
+
+    def action_toggle_publishing(self) -> None:
+        publishers = self._publishers()
+        if publishers:
+            running = any(r.state == "running" for r in publishers)
+            self._control("input", "stop" if running else "start")
+
+    def action_step(self) -> None:
+        if self._publishers():
+            self._control("input", "step", n=1)
+
+    def _change_rate(self, direction: int) -> None:
+        publishers = self._publishers()
+        if not publishers:
+            return
+        role, _n = pick_publisher(self.snap) if self.snap else (publishers[0], 1)
+        current = role.data.get("rate", 10) if role is not None else 10
+        current = float(current) if isinstance(current, (int, float)) else 10.0
+        new = next_rate(current, direction)
+        if new == current:
+            self.notify("already as fast as it goes" if new == 0 else f"rate is already {fmt.set_rate(new)}")
+            return
+        self._control("input", "rate", value=new)
+
+    def action_faster(self) -> None:
+        self._change_rate(+1)
+
+    def action_slower(self) -> None:
+        self._change_rate(-1)
+
+    # ----- results and topics -----
+    def action_clear_results(self) -> None:
+        self.observer.clear_results()
+        self.refresh_from_observer()
+
+    def action_filter(self) -> None:
+        def apply(new: str | None) -> None:
+            if new is None or new == self.observer.filter:
+                return
+            try:
+                self.observer.set_filter(new)
+            except MnistError as exc:
+                self.notify(str(exc), title="Bad filter", severity="error")
+                return
+            self.refresh_from_observer(full=True)
+
+        self.push_screen(FilterDialog(self.observer.filter), apply)
+
+    def _selected_topic(self) -> str | None:
+        main = self.main
+        return main.query_one(TopicsPane).selected_topic if main is not None else None
+
+    def action_publish(self) -> None:
+        def send(request: PublishRequest | None) -> None:
+            if request is None:
+                return
+            try:
+                self.observer.publish(request.topic, request.payload, request.qos, request.retain)
+            except MnistError as exc:
+                self.notify(str(exc), title="Not published", severity="error")
+                return
+            self.notify(f"{fmt.size(len(request.payload))} on {request.topic}", title="Published", timeout=3)
+
+        self.push_screen(PublishDialog(self._selected_topic() or ""), send)
+
+    def action_clear_retained(self) -> None:
+        topic = self._selected_topic()
+        if topic is None:
+            self.notify("select a topic in the Topics pane first", severity="warning")
+            return
+        try:
+            self.observer.clear_retained(topic)
+        except MnistError as exc:
+            self.notify(str(exc), title="Not cleared", severity="error")
+            return
+        self.notify(f"cleared the retained message of {topic}", timeout=3)
+
+    def action_toggle_pause(self) -> None:
+        if self.observer.paused:
+            self.observer.resume()
+            self.notify("inspector resumed", timeout=2)
+        else:
+            self.observer.pause()
+            self.notify("inspector paused: topics and messages hold still; results keep coming", timeout=3)
+        self.refresh_from_observer(full=True)
+
+    # ----- moving around -----
+    def _pane_targets(self) -> list[Widget]:
+        main = self.main
+        if main is None:
+            return []
+        return [
+            main.query_one(PublisherPane),
+            main.query_one("#workers-table"),
+            main.query_one(ResultsLog),
+            main.query_one(TopicTree),
+        ]
+
+    def _current_pane(self) -> int:
+        focused = self.focused
+        if focused is None:
+            return -1
+        for i, name in enumerate(PANES):
+            node: Any = focused
+            while node is not None:
+                if getattr(node, "id", None) == name:
+                    return i
+                node = node.parent
+        return -1
+
+    def _focus_pane(self, step: int) -> None:
+        targets = self._pane_targets()
+        if not targets:
+            return
+        index = (self._current_pane() + step) % len(targets)
+        if self.screen.maximized is not None:
+            self.screen.minimize()
+        targets[index].focus()
+
+    def action_next_pane(self) -> None:
+        self._focus_pane(+1)
+
+    def action_previous_pane(self) -> None:
+        self._focus_pane(-1)
+
+    def action_zoom(self) -> None:
+        """Fill the screen with the focused pane, or go back to all four."""
+        main = self.main
+        if main is None:
+            return
+        if main.maximized is not None:
+            main.minimize()
+            return
+        index = self._current_pane()
+        if index >= 0:
+            main.maximize(main.query_one(f"#{PANES[index]}"), container=False)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.key_sections()))
+
+    def key_sections(self) -> list[Section]:
+        def keys(bindings: Iterable[Any], skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+            out = []
+            for b in bindings:
+                if b.action.split(".")[-1] in skip:
+                    continue
+                key = b.key_display or "/".join(self.get_key_display(Binding(k, "")) for k in b.key.split(","))
+                out.append((key, b.description))
+            return out
+
+        pane_actions = ("step", "faster", "slower", "clear_results", "filter", "publish")
+        return [
+            ("Everywhere", keys(MainScreen.BINDINGS, pane_actions)
+             + [("ctrl+p", "command palette (every action by name)")]),
+            ("Publisher (the input role)", keys(PublisherPane.BINDINGS)),
+            ("Results", keys(ResultsPane.BINDINGS) + [("↑ ↓ pgup pgdn", "scroll back; end follows the newest")]),
+            ("Topics", keys(TopicsPane.BINDINGS)
+             + [("↑ ↓ enter", "pick a topic; enter goes to its messages, escape back")]),
+            ("Workers", [("↑ ↓", "move between workers (local or remote, from their status messages)")]),
+        ]
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if not isinstance(screen, MainScreen):
+            return
+        commands = [
+            ("Start or stop publishing", "space: start or stop every publisher", self.action_toggle_publishing),
+            ("Send one image", "n: the publisher sends one image now", self.action_step),
+            ("Faster", "+: raise the publishing rate", self.action_faster),
+            ("Slower", "-: lower the publishing rate", self.action_slower),
+            ("Clear results", "c: forget the results shown so far", self.action_clear_results),
+            ("Topic filter", "f: change the subscription filter of the Topics pane", self.action_filter),
+            ("Publish a message", "p: publish on any topic", self.action_publish),
+            ("Clear retained message", "x: clear the retained message of the selected topic",
+             self.action_clear_retained),
+            ("Pause or resume the inspector", "s: hold the Topics pane still", self.action_toggle_pause),
+            ("Zoom pane", "z: fill the screen with the focused pane", self.action_zoom),
+            ("Keys", "?: every key on one screen", self.action_help),
+        ]
+        for title, help_text, callback in commands:
+            yield SystemCommand(title, help_text, callback)

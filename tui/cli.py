@@ -1,0 +1,113 @@
+"""The `mnist-tui` console script.
+
+With a subcommand (`run`, `train`, `bench`, ...) it hands over to engine.cli and never imports textual.
+Without one it opens the console: on an embedded broker with all three roles in this process, or, with
+`--broker URL`, attached to an existing broker with only the roles named by `--roles` (default none).
+Errors print as one line and a non-zero exit status; quitting stops every local role and the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import deque
+
+from engine.errors import ConfigError, MnistError
+from engine.topics import ROLES
+
+
+class _RecentErrors(logging.Handler):
+    """Keeps log records while the console owns the terminal (a stray line would garble the screen)."""
+
+    def __init__(self, size: int = 200) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: deque[logging.LogRecord] = deque(maxlen=size)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def parse_roles(text: str | None, attached: bool) -> tuple[str, ...]:
+    """--roles: comma-separated role names, "all" or "none"; default all on the embedded broker, none attached."""
+    if text is None:
+        return () if attached else ROLES
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names in (["none"], []):
+        return ()
+    if "all" in names:
+        return ROLES
+    for name in names:
+        if name not in ROLES:
+            raise ConfigError(f"unknown role {name!r} in --roles (roles: {', '.join(ROLES)}, all, none)")
+    return tuple(dict.fromkeys(names))
+
+
+def run_console(args: argparse.Namespace) -> int:
+    from engine.cli import address_from_args, protocols_from_args, settings_from_args
+    from engine.observer import Observer
+    from engine.pipeline import LocalPipeline
+
+    settings = settings_from_args(args)
+    settings.autostart = False  # the publisher waits for space (or a start command from anywhere)
+    address = address_from_args(args)
+    roles = parse_roles(args.roles, attached=address is not None)
+    protocols = protocols_from_args(args)
+
+    root = logging.getLogger()
+    captured = _RecentErrors()
+    root.addHandler(captured)
+    if root.level > logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.WARNING)
+
+    pipeline: LocalPipeline | None = None
+    observer: Observer | None = None
+    try:
+        if address is None or roles:
+            pipeline = LocalPipeline(settings, roles, address, broker_kind=args.embedded, protocols=protocols)
+            pipeline.start()
+            address = pipeline.address
+            protocol: int | None = pipeline.protocol
+            kind, description = pipeline.broker_kind, pipeline.broker_description
+            notes = list(pipeline.notes)
+        else:
+            protocol = protocols[0] if protocols else None
+            kind, description, notes = "external", "external broker", []
+        assert address is not None
+        observer = Observer(address, settings.topics, protocol=protocol)
+        observer.start()
+
+        from tui.app import MnistApp  # textual only on this path
+        from tui.header_bar import BrokerInfo
+
+        if kind == "external":
+            description = f"external broker at {address.host}"
+        app = MnistApp(observer, BrokerInfo(address.url, kind, description), notes=notes, log_records=captured.records)
+        app.run()
+        return app.return_code or 0
+    finally:
+        if observer is not None:
+            observer.stop()
+        if pipeline is not None:
+            pipeline.stop()
+        root.removeHandler(captured)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:  # Ctrl-C at any moment (even while the parser imports optional commands) ends quietly
+        from engine.cli import build_parser, dispatch
+
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command:
+            return dispatch(args)
+        return run_console(args)
+    except MnistError as exc:
+        print(f"mnist-tui: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Small text formatters shared by the panes: counts, rates, times, sizes."""
+
+from __future__ import annotations
+
+import time
+
+
+def count(n: int | float | None) -> str:
+    """12,345 (or "-" for None)."""
+    if n is None:
+        return "-"
+    return f"{int(n):,}"
+
+
+def rate(value: float | None, unit: str = "/s") -> str:
+    """98.7/s, 1,234/s, 12.3k/s."""
+    if value is None:
+        return "-"
+    if value >= 100_000:
+        return f"{value / 1000:.0f}k{unit}"
+    if value >= 10_000:
+        return f"{value / 1000:.1f}k{unit}"
+    if value >= 100:
+        return f"{value:,.0f}{unit}"
+    return f"{value:.1f}{unit}"
+
+
+def set_rate(value: float | None) -> str:
+    """The publisher's set rate: 0 means as fast as it can."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "max"
+    return f"{value:g}/s" if value < 10_000 else f"{value:,.0f}/s"
+
+
+def ms(value: float | None) -> str:
+    """A latency in milliseconds: 0.42 ms, 3.1 ms, 125 ms, 1.2 s."""
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value / 1000:.1f} s"
+    if value >= 100:
+        return f"{value:.0f} ms"
+    if value >= 1:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def size(n: int) -> str:
+    """Bytes: 268 B, 12.3 KiB, 1.0 MiB."""
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024 / 1024:.1f} MiB"
+
+
+def clock(t: float, millis: bool = True) -> str:
+    """Local time of day: 14:03:07.123."""
+    lt = time.localtime(t)
+    text = time.strftime("%H:%M:%S", lt)
+    return f"{text}.{int((t % 1) * 1000):03d}" if millis else text
+
+
+def duration(seconds: float) -> str:
+    """3 s, 4 min, 2 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
+def percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.2f}%"
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: tuple[float, ...] | list[float], width: int) -> str:
+    """The last `width` values as block characters, scaled to their maximum."""
+    tail = list(values)[-width:]
+    if not tail:
+        return ""
+    top = max(tail)
+    if top <= 0:
+        return SPARKS[0] * len(tail)
+    return "".join(SPARKS[min(len(SPARKS) - 1, int(v / top * (len(SPARKS) - 1) + 0.5))] for v in tail)
+
+
+def ellipsize_left(text: str, width: int) -> str:
+    """Keep the end of an id (its sequence number) when it does not fit: …1a2b-42."""
+    if len(text) <= width:
+        return text
+    return "…" + text[-(width - 1):] if width > 1 else text[-width:]

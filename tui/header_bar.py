@@ -1,0 +1,58 @@
+"""The header line: broker URL, which broker, connection state and MQTT version."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from textual.markup import escape
+from textual.widgets import Static
+
+from engine.observer import Connection, Snapshot
+
+PROTOCOLS = {5: "MQTT 5", 4: "MQTT 3.1.1"}
+
+
+class BrokerInfo(NamedTuple):
+    """What the console knows about the broker besides its connection: given by whoever started it."""
+
+    url: str
+    kind: str  # "mosquitto", "python" or "external"
+    description: str  # e.g. "mosquitto 2.0.11 (embedded)"
+
+
+KIND_LABELS = {"mosquitto": "embedded mosquitto", "python": "embedded Python broker", "external": "external broker"}
+
+
+def connection_markup(conn: Connection, now: float, width: int) -> str:
+    if conn.state == "connected":
+        return "[bold $success]●[/] connected"
+    if conn.state == "reconnecting":
+        wait = f", next try in {max(0.0, conn.next_try - now):.0f} s" if conn.next_try else ""
+        why = f" ({escape(conn.error)})" if conn.error and width >= 110 else ""
+        return f"[bold $warning]◌ reconnecting{wait}[/]{why}"
+    if conn.state == "stopped":
+        return "[dim]○ stopped[/]"
+    return f"[$warning]◌ {conn.state}[/]"
+
+
+class HeaderBar(Static):
+    """One line; updated from snapshots (only when the text changes)."""
+
+    def __init__(self, broker: BrokerInfo, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.broker = broker
+        self._last: str | None = None
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        width = self.size.width or 120
+        conn = snap.connection
+        parts = ["[bold]mnist-tui[/]", escape(self.broker.url)]
+        if width >= 100:
+            parts.append(escape(self.broker.description))
+        elif width >= 70:
+            parts.append(escape(KIND_LABELS.get(self.broker.kind, self.broker.kind)))
+        parts += [connection_markup(conn, snap.time, width), PROTOCOLS.get(conn.protocol, "MQTT ?")]
+        markup = " [dim]│[/] ".join(parts)
+        if markup != self._last:
+            self._last = markup
+            self.update(markup)

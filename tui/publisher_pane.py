@@ -1,0 +1,114 @@
+"""The Publisher pane: the input role's state and settings, and the last digit it sent."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import PurePath
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.markup import escape
+from textual.widgets import Static
+
+from engine.observer import RoleStatus, Snapshot
+from tui import formatting as fmt
+from tui.digit_view import DigitView
+
+NO_PUBLISHER = (
+    "[dim]no publisher on the broker[/]\n\n"
+    "start one with\n[b]mnist-tui run input[/]\n[dim]--broker URL[/]\n"
+    "or run [b]mnist-tui[/] alone"
+)
+
+
+def pick_publisher(snap: Snapshot) -> tuple[RoleStatus | None, int]:
+    """The input role to show: a running one first, then any online one, then the newest offline one."""
+    inputs = snap.roles_of("input")
+    if not inputs:
+        return None, 0
+    ranked = sorted(inputs, key=lambda r: (r.state != "running", not r.online, -r.received))
+    return ranked[0], len(inputs)
+
+
+def _last_png(data: Any) -> bytes | None:
+    last = data.get("last")
+    if not isinstance(last, dict) or not isinstance(last.get("png"), str):
+        return None
+    try:
+        return base64.b64decode(last["png"], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
+    d = role.data
+    if not role.online:
+        state = "[bold $error]○ offline[/]"
+    elif role.silent(now):
+        state = f"[$warning]? silent {fmt.duration(now - role.received)}[/]"
+    elif role.state == "running":
+        state = "[bold $success]● running[/]"
+    else:
+        state = f"[$warning]■ {escape(role.state)}[/]"
+    rate_set = fmt.set_rate(d.get("rate"))
+    actual = fmt.rate(d.get("rate_actual"))
+    order = {"sequential": "in order", "shuffle": "shuffled"}.get(str(d.get("order")), str(d.get("order", "?")))
+    loop = "loop" if d.get("loop") else "once"
+    dataset = PurePath(str(d.get("dataset", "?"))).name
+    last = d.get("last") if isinstance(d.get("last"), dict) else None
+    remaining = d.get("remaining")
+    lines = [
+        f"state   {state}",
+        f"sent    [b]{fmt.count(d.get('sent'))}[/]" + (f" [dim]({fmt.count(remaining)} left)[/]" if remaining else ""),
+        f"rate    [b]{rate_set}[/] [dim]now[/] {actual}",
+        f"qos {escape(str(d.get('qos', '?')))} [dim]·[/] {order} [dim]·[/] {loop}",
+    ]
+    if not narrow:
+        lines.append(f"data    {escape(dataset)} [dim]({fmt.count(d.get('size'))})[/]")
+        if d.get("errors"):
+            lines.append(f"errors  [$error]{fmt.count(d.get('errors'))}[/]")
+    if last is not None:
+        label = last.get("label")
+        lines.append(f"last    label [b]{label if label is not None else '?'}[/]")
+    return "\n".join(lines)
+
+
+class PublisherPane(Vertical, can_focus=True):
+    """Shows the input role from its status messages; steered through the control topic by the app."""
+
+    BINDINGS = [
+        Binding("n", "app.step", "Send one"),
+        Binding("plus,equals_sign", "app.faster", "Faster", key_display="+"),
+        Binding("minus", "app.slower", "Slower", key_display="-"),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Publisher"
+        self._markup: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(NO_PUBLISHER, id="publisher-fields")
+        yield DigitView(id="publisher-digit")
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        role, n = pick_publisher(snap)
+        narrow = self.size.height < 20
+        fields = self.query_one("#publisher-fields", Static)
+        digit = self.query_one(DigitView)
+        if role is None:
+            markup = NO_PUBLISHER
+            subtitle = ""
+            digit.show_png(None)
+        else:
+            markup = publisher_markup(role, snap.time, narrow)
+            subtitle = escape(role.id) if n == 1 else f"{escape(role.id)} (1 of {n})"
+            digit.show_png(_last_png(role.data))
+        if markup != self._markup:
+            self._markup = markup
+            fields.update(markup)
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle

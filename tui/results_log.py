@@ -1,0 +1,153 @@
+"""An endless results log that renders only the lines on screen (Textual's Line API, as Toolong does).
+
+The rows come from observer snapshots (a bounded ring, newest last) at a steady rate; nothing here
+grows with the number of results that went by. While the view is at the bottom it follows the newest
+row; scrolled up, it stays on the rows being read even as old ones drop out of the ring.
+"""
+
+from __future__ import annotations
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from engine.observer import ResultRow
+from tui import formatting as fmt
+from tui.palette import Palette, palette
+
+Column = tuple[str, int, str]  # (title, width, justify)
+
+
+def columns_for(width: int) -> list[Column]:
+    """The columns that fit `width`, most important first kept."""
+    if width >= 76:
+        cols = [("time", 12, "left"), ("id", 20, "left"), ("pred", 4, "center"), ("label", 5, "center"),
+                ("", 1, "left"), ("conf", 5, "right"), ("latency", 9, "right")]
+        used = sum(c[1] + 1 for c in cols)
+        return [*cols, ("worker", max(6, width - used), "left")]
+    if width >= 50:
+        cols = [("time", 8, "left"), ("id", 12, "left"), ("pred", 4, "center"), ("label", 5, "center"),
+                ("", 1, "left"), ("conf", 5, "right"), ("latency", 8, "right")]
+        return cols
+    return [("time", 8, "left"), ("pred", 4, "center"), ("label", 5, "center"), ("", 1, "left"),
+            ("conf", 5, "right"), ("lat", 8, "right")]
+
+
+def header_text(width: int) -> str:
+    return " ".join(_cell(title, w, j) for title, w, j in columns_for(width))
+
+
+def _cell(text: str, width: int, justify: str) -> str:
+    if len(text) > width:
+        text = text[: width - 1] + "…" if width > 1 else text[:width]
+    if justify == "right":
+        return text.rjust(width)
+    if justify == "center":
+        return text.center(width)
+    return text.ljust(width)
+
+
+def row_segments(row: ResultRow, cols: list[Column], pal: Palette) -> list[Segment]:
+    """One result as styled cells of the given columns."""
+    out: list[Segment] = []
+    millis = cols[0][1] >= 12
+    for i, (title, width, justify) in enumerate(cols):
+        style: Style | None = None
+        if title == "time":
+            text = fmt.clock(row.t, millis=millis)
+            style = pal.muted
+        elif title == "id":
+            text = fmt.ellipsize_left(row.id or ("(legacy)" if row.legacy else "-"), width)
+        elif row.error is not None and title in ("pred", "label") and i == next(
+            j for j, c in enumerate(cols) if c[0] == "pred"
+        ):
+            rest = sum(c[1] + 1 for c in cols[i:]) - 1
+            out.append(Segment(_cell(f"error: {row.error}", rest, "left"), pal.bad))
+            break
+        elif title == "pred":
+            text = "-" if row.pred is None else str(row.pred)
+            style = pal.bold
+        elif title == "label":
+            text = "-" if row.label is None else str(row.label)
+        elif title == "":
+            ok = row.correct
+            text = "✓" if ok else ("✗" if ok is False else "·")
+            style = pal.ok if ok else (pal.bad if ok is False else pal.muted)
+        elif title == "conf":
+            text = "-" if row.conf is None else f"{row.conf:.3f}"[:width]
+        elif title in ("latency", "lat"):
+            text = fmt.ms(row.latency_ms)
+        elif title == "worker":
+            text = row.worker or "-"
+            style = pal.muted
+        else:
+            text = ""
+        if i:
+            out.append(Segment(" "))
+        out.append(Segment(_cell(text, width, justify), style))
+    return out
+
+
+class ResultsLog(ScrollView, can_focus=True):
+    """Rows of results; call `set_rows` with each snapshot's rows."""
+
+    DEFAULT_CSS = """
+    ResultsLog { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._rows: tuple[ResultRow, ...] = ()
+        self._cache: dict[int, Strip] = {}
+        self._cache_key: tuple[int, str] | None = None
+
+    @property
+    def rows(self) -> tuple[ResultRow, ...]:
+        return self._rows
+
+    @property
+    def following(self) -> bool:
+        """At the bottom: new rows scroll into view."""
+        return self.scroll_y >= self.max_scroll_y - 0.5
+
+    def set_rows(self, rows: tuple[ResultRow, ...]) -> None:
+        old = self._rows
+        if rows is old or (
+            rows and old and len(rows) == len(old) and rows[-1].seq == old[-1].seq and rows[0].seq == old[0].seq
+        ):
+            return
+        at_bottom = self.scroll_y >= self.max_scroll_y - 0.5
+        shift = 0
+        if old and rows and not at_bottom:
+            shift = rows[0].seq - old[0].seq  # rows that dropped out of the ring above the view
+        self._rows = rows
+        self.virtual_size = Size(self.size.width, len(rows))
+        if at_bottom:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        elif shift:
+            self.scroll_to(y=max(0, self.scroll_y - shift), animate=False, immediate=True)
+        if len(self._cache) > 4000:
+            self._cache.clear()
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        if index >= len(self._rows):
+            return Strip.blank(width, self.rich_style)
+        key = (width, self.app.theme)
+        if key != self._cache_key:
+            self._cache_key = key
+            self._cache.clear()
+            self._cols = columns_for(width)
+            self._pal = palette(self.app)
+        row = self._rows[index]
+        strip = self._cache.get(row.seq)
+        if strip is None:
+            strip = Strip(row_segments(row, self._cols, self._pal)).apply_style(self.rich_style)
+            strip = strip.adjust_cell_length(width, self.rich_style)
+            self._cache[row.seq] = strip
+        return strip.crop(scroll_x, scroll_x + width)
