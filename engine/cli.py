@@ -181,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="output role: print each result as one JSON line")
     run.add_argument("--hold", action="store_true", help="input role: wait for a start command")
     run.add_argument("--quiet", action="store_true", help="no periodic summary lines")
+    # The broker and pipeline options also work after `run ROLE` (`run infer --id w1 --session-expiry 3600`);
+    # defaults are suppressed there so that an option given before `run` is not reset.
+    own = {a.dest for a in run._actions}
+    add_connection_options(run)
+    add_pipeline_options(run)
+    for action in run._actions:
+        if action.dest not in own:
+            action.default = argparse.SUPPRESS
 
     for name, helper in _optional_commands().items():
         helper(sub.add_parser(name, help=_HELP[name]))

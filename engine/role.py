@@ -198,7 +198,9 @@ class Role:
         if self._lost_at is None:
             self._lost_at = time.monotonic()
         if not self._stop.is_set():
-            self.last_error = f"disconnected: {reason_text(rc)}; reconnecting"
+            why = reason_text(rc)
+            why = "connection lost" if why == "Unspecified error" else why  # what paho says when the socket closes
+            self.last_error = f"disconnected: {why}; reconnecting"
             log.warning("%s %s: %s", self.role, self.client_id, self.last_error)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
