@@ -293,8 +293,10 @@ def run_roles(args: argparse.Namespace) -> int:
         stop.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = False
     try:
-        pipeline.start()
+        pipeline.start()  # cleans up after itself when it fails
+        started = True
         for note in pipeline.notes:
             log.warning("%s", note)
         log.info("broker: %s (%s, %s)", pipeline.address.url, pipeline.broker_description, pipeline.protocol_name)
@@ -312,8 +314,9 @@ def run_roles(args: argparse.Namespace) -> int:
                 for role in pipeline.roles:
                     log.info("%s", _summary(role.status()))
     finally:
-        log.info("stopping")
-        pipeline.stop()
+        if started:
+            log.info("stopping")
+            pipeline.stop()
         for s, handler in old.items():
             signal.signal(s, handler)
     return 0
