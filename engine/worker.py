@@ -55,6 +55,7 @@ class Worker(Role):
         # unacknowledged images than the queue holds, so at QoS 1 the queue never overflows.
         self.receive_maximum = s.queue_size
         self._conn_gen = 0  # packet ids of one connection mean nothing on the next
+        self._held = 0  # images taken from the queue but held because the worker was paused meanwhile
         self.processed = 0
         self.errors = 0
         self.dropped = 0
@@ -184,6 +185,11 @@ class Worker(Role):
                 time.sleep(0.05)
                 continue
             batch, stopping = self._take_batch()
+            if batch and not stopping and self._paused.is_set():
+                self._held = len(batch)  # paused while gathering it: the batch waits too
+                while self._paused.is_set() and not self._stop.is_set():
+                    time.sleep(0.05)
+                self._held = 0
             if stopping:  # finish everything received so far, in batches, then end
                 while True:
                     try:
@@ -270,7 +276,7 @@ class Worker(Role):
             "processed": self.processed,
             "errors": self.errors,
             "rate": round(self.meter.rate(), 1),
-            "queue": self.queue.qsize(),
+            "queue": self.queue.qsize() + self._held,
             "queue_max": self.queue.maxsize,
             "dropped": self.dropped,
             "batch_mean": round(mean_batch, 2) if mean_batch is not None else None,
