@@ -26,6 +26,7 @@ def make_client(
     clean_start: bool = True,
     session_expiry: int | None = None,
     receive_maximum: int | None = None,
+    manual_ack: bool = False,
 ) -> mqtt.Client:
     """A paho 2.x client with credentials, TLS and reconnect backoff applied; not yet connected.
 
@@ -33,13 +34,14 @@ def make_client(
     expiry, or clean session off on 3.1.1, so QoS 1 messages wait at the broker while the client is away.
     `receive_maximum` (MQTT 5) caps the QoS 1/2 messages the broker sends before we acknowledge them:
     a consumer that acknowledges only what it has processed then never holds more than that.
+    `manual_ack`: QoS 1/2 messages are acknowledged by `client.ack(mid, qos)`, not when received.
     """
     if protocol not in PROTOCOLS:
         raise BrokerError(f"unknown MQTT protocol {protocol!r} (use 5 or 4 for 3.1.1)")
     kwargs: dict[str, Any] = {"protocol": PROTOCOLS[protocol], "client_id": client_id}
     if protocol == 4:
         kwargs["clean_session"] = clean_start
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, **kwargs)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, manual_ack=manual_ack, **kwargs)
     client.reconnect_delay_set(min_delay=1, max_delay=16)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)

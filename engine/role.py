@@ -35,6 +35,10 @@ class Role:
 
     role: ClassVar[str] = "role"
     receive_maximum: int | None = None  # MQTT 5: unacknowledged QoS 1/2 messages the broker may send us
+    # True: data messages are acknowledged by the subclass once handled (`client.ack`); control
+    # messages are always acknowledged here, else each would hold a receive-maximum slot for good
+    # and come back after a reconnect.
+    manual_ack: ClassVar[bool] = False
 
     def __init__(self, address: BrokerAddress, settings: Settings | None = None, client_id: str | None = None):
         self.address = address
@@ -78,6 +82,7 @@ class Role:
             clean_start=not persistent,
             session_expiry=self.settings.session_expiry if persistent else None,
             receive_maximum=self.receive_maximum,
+            manual_ack=self.manual_ack,
         )
 
     def start(self) -> None:
@@ -145,7 +150,11 @@ class Role:
         self._ever_connected = True
         self._lost_at = None
         self._subscribed = False
-        subs = [(self.topics.control(self.role), 1), (self.topics.control(self.role, self.client_id), 1)]
+        # A role that acknowledges its data itself takes commands at QoS 0: they then never wait behind
+        # the receive maximum (a stuck worker full of unacknowledged images must still hear "start"),
+        # and a command sent while it was away is not replayed when it comes back.
+        qos = 0 if self.manual_ack else 1
+        subs = [(self.topics.control(self.role), qos), (self.topics.control(self.role, self.client_id), qos)]
         subs += self.subscriptions()
         _rc, self._sub_mid = client.subscribe(subs)
         self.connected.set()
@@ -206,7 +215,11 @@ class Role:
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             if msg.topic.startswith(self.topics.control_prefix + "/"):
-                self.handle_control(msg.payload)
+                try:
+                    self.handle_control(msg.payload)
+                finally:
+                    if self.manual_ack and msg.qos:
+                        self.client.ack(msg.mid, msg.qos)
             else:
                 self.on_data(msg)
         except Exception:  # a role must never die of one message

@@ -36,6 +36,7 @@ _STOP = object()
 
 class Worker(Role):
     role: ClassVar[str] = "infer"
+    manual_ack: ClassVar[bool] = True  # an image is acknowledged once its result is queued (see _ack)
 
     def __init__(
         self,
@@ -77,11 +78,6 @@ class Worker(Role):
 
     def data_topic(self) -> str | None:
         return self.topics.results
-
-    def make_client(self) -> mqtt.Client:
-        client = super().make_client()
-        client.manual_ack_set(True)
-        return client
 
     def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
         self._conn_gen += 1
