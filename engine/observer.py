@@ -716,6 +716,11 @@ class Observer:
         if ours and not reply.ok:
             self._add_event("error", f"{reply.role} {reply.id}: {reply.cmd}: {reply.error or 'refused'}")
 
+    def note(self, level: str, text: str) -> None:
+        """Add an event of one's own (level: "information", "warning" or "error") for the UI to show."""
+        with self._lock:
+            self._add_event(level, text)
+
     def _add_event(self, level: str, text: str) -> None:
         self._event_seq += 1
         self._events.append(Event(self._event_seq, self._clock(), level, text))
@@ -730,11 +735,13 @@ class Observer:
         results: int | None = None,
         topics: bool = True,
         events_after: int = 0,
+        results_after: int | None = None,
     ) -> Snapshot:
         """An immutable copy of the state.
 
         `topic`: whose recent messages to include; `results`: copy only the newest N results;
-        `topics`: include the topic list (O(topics)); `events_after`: only events with a larger seq.
+        `results_after`: only results with a larger seq (O(new ones)); `topics`: include the topic list
+        (O(topics)); `events_after`: only events with a larger seq.
         """
         with self._lock:
             now = self._clock()
@@ -743,8 +750,13 @@ class Observer:
                 RoleStatus(e.role, e.id, e.state, e.data, e.received, tuple(e.history))
                 for _k, e in sorted(self._roles.items())
             )
+            if results_after is not None:
+                fresh = max(0, self._result_seq - results_after)
+                results = fresh if results is None else min(results, fresh)
             if results is None or results >= len(self._results):
                 rows = tuple(self._results)
+            elif results <= 0:
+                rows = ()
             else:
                 rows = tuple(itertools.islice(self._results, len(self._results) - results, None))
             stats = ResultStats(
@@ -822,14 +834,16 @@ class Observer:
             raise BrokerError(f"not connected to the broker at {self.address.url}: nothing was sent")
         return client
 
-    def send_control(self, role: str, cmd: str, client_id: str | None = None, **args: Any) -> str:
+    def send_control(
+        self, role: str, cmd: str, client_id: str | None = None, *, req: str | None = None, **args: Any
+    ) -> str:
         """Send a control command to one role (`client_id`) or all roles of a kind; returns the req id.
 
         The answer arrives on the reply topic (see `snapshot().replies`); a refusal becomes an event.
         """
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
-        req = f"{self.client_id}-{next(self._req_counter)}"
+        req = req or f"{self.client_id}-{next(self._req_counter)}"
         body = {"cmd": cmd, "req": req, **args}
         with self._lock:
             client = self._connected_client()

@@ -7,6 +7,7 @@ notifications.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from typing import Any
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -25,6 +27,7 @@ from tui import formatting as fmt
 from tui.filter_dialog import FilterDialog
 from tui.header_bar import BrokerInfo, HeaderBar
 from tui.help_screen import HelpScreen, Section
+from tui.observer_process import ObserverProcess
 from tui.publish_dialog import PublishDialog, PublishRequest
 from tui.publisher_pane import PublisherPane, pick_publisher
 from tui.results_log import ResultsLog
@@ -34,7 +37,7 @@ from tui.topics_pane import TopicsPane
 from tui.workers_pane import WorkersPane
 
 REFRESH_HZ = 10
-TOPICS_EVERY = 3  # ticks between full topic-tree refreshes (about 3 Hz)
+TOPICS_EVERY = 4  # ticks between topic-tree and message-list refreshes (2.5 Hz)
 RATE_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
 PANES = ("publisher", "workers", "results", "topics")
 
@@ -96,7 +99,7 @@ class MnistApp(App[None]):
 
     def __init__(
         self,
-        observer: Observer,
+        observer: Observer | ObserverProcess,
         broker: BrokerInfo | None = None,
         *,
         notes: Iterable[str] = (),
@@ -139,6 +142,10 @@ class MnistApp(App[None]):
         main = self.main
         if main is None or not main.is_mounted:
             return
+        with contextlib.suppress(NoMatches):  # NoMatches: the screen is being torn down (quitting)
+            self._refresh(main, full)
+
+    def _refresh(self, main: MainScreen, full: bool) -> None:
         self._tick += 1
         full = full or self._tick % TOPICS_EVERY == 0
         topics = main.query_one(TopicsPane)

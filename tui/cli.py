@@ -45,8 +45,8 @@ def parse_roles(text: str | None, attached: bool) -> tuple[str, ...]:
 
 def run_console(args: argparse.Namespace) -> int:
     from engine.cli import address_from_args, protocols_from_args, settings_from_args
-    from engine.observer import Observer
-    from engine.pipeline import LocalPipeline
+    from tui.observer_process import ObserverProcess
+    from tui.roles_process import RolesProcess
 
     settings = settings_from_args(args)
     settings.autostart = False  # the publisher waits for space (or a start command from anywhere)
@@ -60,36 +60,39 @@ def run_console(args: argparse.Namespace) -> int:
     if root.level > logging.WARNING or root.level == logging.NOTSET:
         root.setLevel(logging.WARNING)
 
-    pipeline: LocalPipeline | None = None
-    observer: Observer | None = None
+    def child_log(level: int, name: str, message: str) -> None:
+        captured.records.append(logging.makeLogRecord({"levelno": level, "name": name, "msg": message}))
+
+    local: RolesProcess | None = None
+    observer: ObserverProcess | None = None
     try:
         if address is None or roles:
-            pipeline = LocalPipeline(settings, roles, address, broker_kind=args.embedded, protocols=protocols)
-            pipeline.start()
-            address = pipeline.address
-            protocol: int | None = pipeline.protocol
-            kind, description = pipeline.broker_kind, pipeline.broker_description
-            notes = list(pipeline.notes)
+            local = RolesProcess(settings, roles, address, broker_kind=args.embedded, protocols=protocols,
+                                 on_log=child_log)
+            info = local.start()
+            address = info.address
+            protocol: int | None = info.protocol
+            kind, description, notes = info.broker_kind, info.broker_description, list(info.notes)
         else:
             protocol = protocols[0] if protocols else None
             kind, description, notes = "external", "external broker", []
-        assert address is not None
-        observer = Observer(address, settings.topics, protocol=protocol)
+        if kind == "external":
+            description = f"external broker at {address.host}"
+        observer = ObserverProcess(address, settings.topics, protocol=protocol)
         observer.start()
 
         from tui.app import MnistApp  # textual only on this path
         from tui.header_bar import BrokerInfo
 
-        if kind == "external":
-            description = f"external broker at {address.host}"
-        app = MnistApp(observer, BrokerInfo(address.url, kind, description), notes=notes, log_records=captured.records)
+        app = MnistApp(observer, BrokerInfo(address.url, kind, description), notes=notes,
+                       log_records=captured.records)
         app.run()
         return app.return_code or 0
     finally:
         if observer is not None:
             observer.stop()
-        if pipeline is not None:
-            pipeline.stop()
+        if local is not None:
+            local.stop()
         root.removeHandler(captured)
 
 

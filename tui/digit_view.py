@@ -64,12 +64,13 @@ class DigitView(Widget):
         else:
             strips = image_strips(self._image, width, height)
             pad_top = max(0, (height - len(strips)) // 2)
-            blank = Strip.blank(width)
+            base = self.rich_style
+            blank = Strip.blank(width, base)
             out = [blank] * pad_top
             for strip in strips:
                 left = max(0, (width - strip.cell_length) // 2)
-                out.append(Strip([Segment(" " * left), *strip, Segment(" " * (width - left - strip.cell_length))],
-                                 width))
+                right = width - left - strip.cell_length
+                out.append(Strip([Segment(" " * left, base), *strip, Segment(" " * right, base)], width))
             self._strips = out
         return self._strips
 
@@ -79,7 +80,7 @@ class DigitView(Widget):
             text = self._error or self.placeholder
             if y == self.content_size.height // 2 and width > 0:
                 text = text[:width].center(width)
-                return Strip([Segment(text, Style(dim=True))], width)
-            return Strip.blank(width)
+                return Strip([Segment(text, self.rich_style + Style(dim=True))], width)
+            return Strip.blank(width, self.rich_style)
         strips = self._layout_strips()
-        return strips[y] if y < len(strips) else Strip.blank(width)
+        return strips[y] if y < len(strips) else Strip.blank(width, self.rich_style)

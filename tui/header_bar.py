@@ -55,4 +55,4 @@ class HeaderBar(Static):
         markup = " [dim]│[/] ".join(parts)
         if markup != self._last:
             self._last = markup
-            self.update(markup)
+            self.update(markup, layout=False)

@@ -107,6 +107,8 @@ class PayloadView(VerticalScroll):
         super().__init__(id=id)
         self._shown: int | None = None
         self.kind: str | None = None
+        self._info_lines = -1
+        self._body_lines = -1
 
     def compose(self) -> ComposeResult:
         yield Static("[dim]select a topic to see its messages[/]", id="payload-info")
@@ -123,16 +125,24 @@ class PayloadView(VerticalScroll):
         body = self.query_one("#payload-body", Static)
         if message is None:
             self.kind = None
+            self._info_lines = self._body_lines = -1
             info.update(hint or "[dim]select a topic to see its messages[/]")
             image.show_png(None)
             image.display = False
             body.update("")
             return
         r = render_payload(message)
+        same_kind = r.kind == self.kind
         self.kind = r.kind
-        info.update(r.info)
+        # A new message of the same kind and shape needs no new layout (that would repaint the screen).
+        lines = r.info.count("\n")
+        info.update(r.info, layout=not (same_kind and lines == self._info_lines))
+        self._info_lines = lines
         image.display = r.png is not None
         image.show_png(r.png)
-        body.update(r.body if r.body is not None else "")
+        body_lines = r.body.plain.count("\n") if r.body is not None else -1
+        body.update(r.body if r.body is not None else "", layout=not (same_kind and body_lines == self._body_lines))
+        self._body_lines = body_lines
         body.display = r.body is not None
-        self.scroll_home(animate=False)
+        if not same_kind:
+            self.scroll_home(animate=False)

@@ -24,6 +24,10 @@ NO_PUBLISHER = (
 )
 
 
+ORDERS = {"sequential": "in order", "shuffle": "shuffled"}
+SHORT_ORDERS = {"sequential": "seq", "shuffle": "shuffle"}
+
+
 def pick_publisher(snap: Snapshot) -> tuple[RoleStatus | None, int]:
     """The input role to show: a running one first, then any online one, then the newest offline one."""
     inputs = snap.roles_of("input")
@@ -55,7 +59,8 @@ def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
         state = f"[$warning]■ {escape(role.state)}[/]"
     rate_set = fmt.set_rate(d.get("rate"))
     actual = fmt.rate(d.get("rate_actual"))
-    order = {"sequential": "in order", "shuffle": "shuffled"}.get(str(d.get("order")), str(d.get("order", "?")))
+    orders = SHORT_ORDERS if narrow else ORDERS
+    order = orders.get(str(d.get("order")), str(d.get("order", "?")))
     loop = "loop" if d.get("loop") else "once"
     dataset = PurePath(str(d.get("dataset", "?"))).name
     last = d.get("last") if isinstance(d.get("last"), dict) else None
@@ -96,7 +101,7 @@ class PublisherPane(Vertical, can_focus=True):
 
     def update_snapshot(self, snap: Snapshot) -> None:
         role, n = pick_publisher(snap)
-        narrow = self.size.height < 20
+        narrow = self.size.width < 30 or self.size.height < 20
         fields = self.query_one("#publisher-fields", Static)
         digit = self.query_one(DigitView)
         if role is None:
@@ -108,7 +113,8 @@ class PublisherPane(Vertical, can_focus=True):
             subtitle = escape(role.id) if n == 1 else f"{escape(role.id)} (1 of {n})"
             digit.show_png(_last_png(role.data))
         if markup != self._markup:
+            same_height = self._markup is not None and markup.count("\n") == self._markup.count("\n")
             self._markup = markup
-            fields.update(markup)
+            fields.update(markup, layout=not same_height)
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle

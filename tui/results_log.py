@@ -7,6 +7,7 @@ row; scrolled up, it stays on the rows being read even as old ones drop out of t
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.geometry import Size
@@ -90,11 +91,16 @@ def row_segments(row: ResultRow, cols: list[Column], pal: Palette) -> list[Segme
     return out
 
 
+def _virtual_height(rows: int) -> int:
+    """Grow the virtual height in steps: each change of it costs a layout of the whole screen."""
+    return rows if rows < 256 else -(-rows // 512) * 512
+
+
 class ResultsLog(ScrollView, can_focus=True):
     """Rows of results; call `set_rows` with each snapshot's rows."""
 
     DEFAULT_CSS = """
-    ResultsLog { height: 1fr; }
+    ResultsLog { height: 1fr; overflow-x: hidden; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -102,15 +108,38 @@ class ResultsLog(ScrollView, can_focus=True):
         self._rows: tuple[ResultRow, ...] = ()
         self._cache: dict[int, Strip] = {}
         self._cache_key: tuple[int, str] | None = None
+        self._follow = True
+        self._moving = False
 
     @property
     def rows(self) -> tuple[ResultRow, ...]:
         return self._rows
 
     @property
+    def max_scroll_y(self) -> int:
+        """Scroll no further than the last row (the virtual height may be a step larger)."""
+        return max(0, len(self._rows) - self.scrollable_content_region.height)
+
+    @property
     def following(self) -> bool:
         """At the bottom: new rows scroll into view."""
-        return self.scroll_y >= self.max_scroll_y - 0.5
+        return self._follow
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if not self._moving:  # the user scrolled: follow again once back at the bottom
+            self._follow = new_value >= self.max_scroll_y - 0.5
+
+    def _scroll_quietly(self, y: float) -> None:
+        self._moving = True
+        try:
+            self.scroll_to(y=y, animate=False, force=True, immediate=True)
+        finally:
+            self._moving = False
+
+    def follow(self) -> None:
+        self._follow = True
+        self._scroll_quietly(self.max_scroll_y)
 
     def set_rows(self, rows: tuple[ResultRow, ...]) -> None:
         old = self._rows
@@ -118,16 +147,15 @@ class ResultsLog(ScrollView, can_focus=True):
             rows and old and len(rows) == len(old) and rows[-1].seq == old[-1].seq and rows[0].seq == old[0].seq
         ):
             return
-        at_bottom = self.scroll_y >= self.max_scroll_y - 0.5
         shift = 0
-        if old and rows and not at_bottom:
+        if old and rows and not self._follow:
             shift = rows[0].seq - old[0].seq  # rows that dropped out of the ring above the view
         self._rows = rows
-        self.virtual_size = Size(self.size.width, len(rows))
-        if at_bottom:
-            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+        self.virtual_size = Size(self.scrollable_content_region.width, _virtual_height(len(rows)))
+        if self._follow:
+            self._scroll_quietly(self.max_scroll_y)
         elif shift:
-            self.scroll_to(y=max(0, self.scroll_y - shift), animate=False, immediate=True)
+            self._scroll_quietly(max(0, self.scroll_y - shift))
         if len(self._cache) > 4000:
             self._cache.clear()
         self.refresh()
@@ -147,7 +175,12 @@ class ResultsLog(ScrollView, can_focus=True):
         row = self._rows[index]
         strip = self._cache.get(row.seq)
         if strip is None:
-            strip = Strip(row_segments(row, self._cols, self._pal)).apply_style(self.rich_style)
-            strip = strip.adjust_cell_length(width, self.rich_style)
+            base = self.rich_style
+            segments = [Segment(text, base + style if style else base) for text, style, _c in
+                        row_segments(row, self._cols, self._pal)]
+            used = sum(cell_len(seg.text) for seg in segments)
+            if used < width:
+                segments.append(Segment(" " * (width - used), base))
+            strip = Strip(segments, max(used, width))
             self._cache[row.seq] = strip
-        return strip.crop(scroll_x, scroll_x + width)
+        return strip if scroll_x == 0 and strip.cell_length == width else strip.crop(scroll_x, scroll_x + width)

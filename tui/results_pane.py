@@ -12,9 +12,11 @@ from tui import formatting as fmt
 from tui.results_log import ResultsLog, header_text
 
 
-def summary_markup(stats: ResultStats, narrow: bool) -> str:
+def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False) -> str:
     acc = stats.accuracy
     if stats.received == 0:
+        if publishing:
+            return "[dim]no results yet: is an infer worker running?[/]"
         return "[dim]no results yet: press[/] space [dim]to start the publisher[/]"
     acc_text = f"[b]{fmt.percent(acc)}[/]" if acc is not None else "[dim]no labels[/]"
     parts = [f"accuracy {acc_text}"]
@@ -50,18 +52,19 @@ class ResultsPane(Vertical):
         return self.query_one(ResultsLog)
 
     def action_follow(self) -> None:
-        self.log_view.scroll_end(animate=False)
+        self.log_view.follow()
 
     def update_snapshot(self, snap: Snapshot) -> None:
         log = self.log_view
         width = log.scrollable_content_region.width
         if width != self._header_width:
             self._header_width = width
-            self.query_one("#results-header", Static).update(header_text(width))
-        summary = summary_markup(snap.stats, width < 60)
+            self.query_one("#results-header", Static).update(header_text(width), layout=False)
+        publishing = any(r.state == "running" for r in snap.roles_of("input"))
+        summary = summary_markup(snap.stats, width < 60, publishing)
         if summary != self._summary:
             self._summary = summary
-            self.query_one("#results-summary", Static).update(summary)
+            self.query_one("#results-summary", Static).update(summary, layout=False)
         log.set_rows(snap.results)
         subtitle = f"{fmt.count(snap.stats.received)} results" if snap.stats.received else ""
         if not log.following and snap.results:

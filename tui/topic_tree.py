@@ -54,6 +54,8 @@ class TopicTree(Tree[str]):
                 for name in sorted(names - self._topics):
                     self._add_topic(name, len(names))
             self._topics = names
+            if self.cursor_line < 0 and names:
+                self.cursor_line = 0
         self._relabel(topics)
 
     def _add_topic(self, name: str, total: int) -> None:

@@ -86,7 +86,7 @@ class TopicsPane(Vertical):
         line = self._filter_line(snap)
         if line != self._line:
             self._line = line
-            self.query_one("#topics-filter", Static).update(line)
+            self.query_one("#topics-filter", Static).update(line, layout=False)
         subtitle = "[b $warning]paused[/]" if snap.paused else ""
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle

@@ -13,18 +13,19 @@ from engine.observer import RoleStatus, Snapshot
 from tui import formatting as fmt
 from tui.palette import Palette, palette
 
+# (key, title, width): fixed widths, so updating a cell never re-lays out the screen
 COLUMNS = [
-    ("worker", "worker"),
-    ("state", "state"),
-    ("done", "done"),
-    ("rate", "img/s"),
-    ("trend", "trend"),
-    ("batch", "batch"),
-    ("queue", "queue"),
-    ("lat", "p50/p99 ms"),
-    ("errors", "err"),
-    ("dropped", "drop"),
-    ("model", "model"),
+    ("worker", "worker", 18),
+    ("state", "state", 9),
+    ("done", "done", 9),
+    ("rate", "img/s", 6),
+    ("trend", "trend", 10),
+    ("batch", "batch", 5),
+    ("queue", "queue", 6),
+    ("lat", "p50/p99 ms", 11),
+    ("errors", "err", 4),
+    ("dropped", "drop", 6),
+    ("model", "model", 20),
 ]
 TREND_WIDTH = 10
 NO_WORKERS = "[dim]no infer worker on the broker: start one with[/] mnist-tui run infer [dim]--broker URL[/]"
@@ -59,7 +60,7 @@ def worker_cells(role: RoleStatus, now: float, pal: Palette) -> tuple[Any, ...]:
     queue = _num(d.get("queue"))
     batch = _num(d.get("batch_mean"))
     return (
-        Text(role.id, style=pal.muted if not role.online else ""),
+        Text(fmt.ellipsize_left(role.id, COLUMNS[0][2]), style=pal.muted if not role.online else ""),
         state,
         Text(fmt.count(_num(d.get("processed"))), justify=right),
         Text(fmt.rate(_num(d.get("rate")), unit="") if role.online else "-", justify=right),
@@ -83,8 +84,8 @@ class WorkersPane(Vertical):
 
     def compose(self) -> ComposeResult:
         table: DataTable[Any] = DataTable(id="workers-table", cursor_type="row", zebra_stripes=False)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
         yield table
         yield Static(NO_WORKERS, id="workers-empty")
 
@@ -105,9 +106,9 @@ class WorkersPane(Vertical):
             if old is None:
                 table.add_row(*cells, key=role.id)
             elif old != plain:
-                for (key, _label), cell, before, after in zip(COLUMNS, cells, old, plain, strict=True):
+                for (key, _label, _w), cell, before, after in zip(COLUMNS, cells, old, plain, strict=True):
                     if before != after:
-                        table.update_cell(role.id, key, cell, update_width=True)
+                        table.update_cell(role.id, key, cell)
             self._rows[role.id] = plain
         for gone in set(self._rows) - seen:
             table.remove_row(gone)
