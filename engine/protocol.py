@@ -54,7 +54,7 @@ def extract_meta(payload: bytes) -> ImageMeta:
         return ImageMeta()
     try:
         raw = json.loads(data[len(META_KEYWORD) + 1 :].decode("latin-1"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return ImageMeta()
     if not isinstance(raw, dict):
         return ImageMeta()
@@ -122,7 +122,7 @@ def parse_result(payload: bytes) -> Result:
         return Result(id=None, pred=int(legacy.group(1)), legacy=True)
     try:
         raw = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError(f"result is neither JSON nor tensor([d]): {text[:40]!r}") from None
     if not isinstance(raw, dict):
         raise ValueError("result JSON is not an object")
@@ -156,7 +156,7 @@ def parse_command(payload: bytes) -> tuple[str, dict[str, Any], Any]:
     """(cmd, args, req) from a control payload; raises CommandError with a one-line reason."""
     try:
         raw = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: deep nesting
         raise CommandError(f"command is not JSON: {payload[:40]!r}") from None
     if not isinstance(raw, dict):
         raise CommandError("command must be a JSON object like {\"cmd\": \"start\"}")
