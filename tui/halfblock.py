@@ -78,7 +78,8 @@ def image_strips(img: Image.Image, max_cols: int, max_rows: int, upscale: bool =
     if (w, h) != img.size:
         resample = Image.Resampling.NEAREST if w >= img.width else Image.Resampling.BOX
         img = img.resize((w, h), resample)
-    pixels = list(img.getdata())
+    flat = getattr(img, "get_flattened_data", None)  # Pillow >= 12; getdata() is going away
+    pixels = list(flat() if flat is not None else img.getdata())
     strips: list[Strip] = []
     black = 0 if img.mode == "L" else (0, 0, 0)
     for row in range(0, h, 2):

@@ -56,9 +56,9 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
             with Horizontal(id="publish-options"):
                 yield Label("QoS", classes="option-label")
                 with RadioSet(id="publish-qos"):
-                    yield RadioButton("0", value=True, id="qos0")
-                    yield RadioButton("1", id="qos1")
-                    yield RadioButton("2", id="qos2")
+                    yield RadioButton("0", value=True, id="publish-qos0")
+                    yield RadioButton("1", id="publish-qos1")
+                    yield RadioButton("2", id="publish-qos2")
                 yield Checkbox("retain", id="publish-retain")
             yield Static("[dim]@file sends a file's bytes; an empty retained message clears a topic[/]",
                          classes="dialog-hint")

@@ -1,0 +1,313 @@
+"""The console (tui/) driven with Textual's Pilot against a real broker and real roles.
+
+The roles run in this process (LocalPipeline) or, for attach mode, in another process; the console sees
+them only through the broker either way. Waits poll with a deadline; nothing asserts on timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from helpers import MqttProbe
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from engine.broker import EmbeddedBroker
+from engine.observer import Observer
+from engine.pipeline import LocalPipeline
+from engine.settings import Settings
+from tui.app import MnistApp, next_rate
+from tui.digit_view import DigitView
+from tui.filter_dialog import FilterDialog
+from tui.header_bar import BrokerInfo
+from tui.observer_process import ObserverProcess
+from tui.payload_view import PayloadView
+from tui.publish_dialog import PublishDialog
+from tui.results_log import ResultsLog
+from tui.topic_tree import TopicTree
+from tui.workers_pane import WorkersPane
+
+DEADLINE = 30.0
+SIZE = (120, 40)
+
+
+async def until(pilot: Pilot[Any], predicate: Callable[[], Any], message: str | Callable[[], str],
+                timeout: float = DEADLINE) -> Any:
+    """Let the app run until `predicate()` is truthy; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {message() if callable(message) else message}")
+        await pilot.pause(0.05)
+
+
+@pytest.fixture
+def pipeline(mosquitto_broker: EmbeddedBroker) -> Iterator[LocalPipeline]:
+    """All three roles in this process on mosquitto, the publisher stopped (as the console starts it)."""
+    with LocalPipeline(Settings(rate=20), address=mosquitto_broker.address) as p:
+        yield p
+
+
+@pytest.fixture
+def make_app() -> Iterator[Callable[..., MnistApp]]:
+    observers: list[Any] = []
+
+    def make(address: Any, observer_class: type = Observer, kind: str = "mosquitto") -> MnistApp:
+        observer = observer_class(address)
+        observer.start()
+        observers.append(observer)
+        return MnistApp(observer, BrokerInfo(address.url, kind, f"{kind} (test)"))
+
+    yield make
+    for observer in observers:
+        observer.stop()
+
+
+def record_notifications(app: MnistApp) -> list[str]:
+    """Every notification the app shows from now on, as text."""
+    seen: list[str] = []
+    notify = app.notify
+
+    def recording(message: str, *args: Any, **kwargs: Any) -> None:
+        seen.append(str(message))
+        notify(message, *args, **kwargs)
+
+    app.notify = recording  # type: ignore[method-assign]
+    return seen
+
+
+def publisher_state(app: MnistApp) -> dict[str, Any] | None:
+    if app.snap is None:
+        return None
+    inputs = app.snap.roles_of("input")
+    return dict(inputs[0].data) if inputs else None
+
+
+async def run(app: MnistApp, body: Callable[[Pilot[Any]], Awaitable[None]], size: tuple[int, int] = SIZE) -> None:
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: app.snap is not None and app.snap.subscribed, "console not connected")
+        await body(pilot)
+
+
+# ---- pure helpers ------------------------------------------------------------------------------------
+
+
+def test_rate_steps() -> None:
+    assert next_rate(10, +1) == 20 and next_rate(10, -1) == 5
+    assert next_rate(7, +1) == 10 and next_rate(7, -1) == 5
+    assert next_rate(50_000, +1) == 0  # then as fast as it goes
+    assert next_rate(0, +1) == 0 and next_rate(0, -1) == 50_000
+    assert next_rate(1, -1) == 1
+
+
+# ---- the console on a real pipeline -------------------------------------------------------------------
+
+
+async def test_space_starts_publishing_and_results_appear(pipeline: LocalPipeline, make_app) -> None:
+    app = make_app(pipeline.address)
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: publisher_state(app), "publisher status never seen")
+        assert publisher_state(app)["state"] == "stopped"
+        await pilot.press("space")
+        log = app.screen.query_one(ResultsLog)
+        await until(pilot, lambda: len(log.rows) >= 3, lambda: f"{len(log.rows)} result rows")
+        assert publisher_state(app)["state"] == "running"
+        row = log.rows[-1]
+        assert row.pred is not None and row.label is not None and row.worker
+        assert app.snap.stats.received >= 3
+        # the Workers pane has the in-process worker, known only from its status messages
+        table = app.screen.query_one(WorkersPane).table
+        assert table.row_count == 1
+        await pilot.press("space")
+        await until(pilot, lambda: publisher_state(app)["state"] == "stopped", "space did not stop it")
+        await pilot.press("c")
+        await until(pilot, lambda: app.snap.stats.received == 0 or len(log.rows) < 3, "c did not clear")
+
+    await run(app, body)
+
+
+async def test_plus_and_minus_change_the_rate(pipeline: LocalPipeline, make_app) -> None:
+    app = make_app(pipeline.address)
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: publisher_state(app), "publisher status never seen")
+        assert publisher_state(app)["rate"] == 20
+        await pilot.press("plus")
+        await until(pilot, lambda: publisher_state(app)["rate"] == 50, lambda: f"rate {publisher_state(app)}")
+        await pilot.press("minus", "minus")
+        await until(pilot, lambda: publisher_state(app)["rate"] == 10, lambda: f"rate {publisher_state(app)}")
+        await pilot.press("n")  # one image, without starting
+        await until(pilot, lambda: publisher_state(app)["sent"] == 1, "n did not send one image")
+
+    await run(app, body)
+
+
+async def test_topics_pane_lists_result_and_draws_png(pipeline: LocalPipeline, make_app) -> None:
+    app = make_app(pipeline.address)
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: publisher_state(app), "publisher status never seen")
+        await pilot.press("n", "n")
+        tree = app.screen.query_one(TopicTree)
+        await until(pilot, lambda: {"mnist", "result"} <= tree.topic_names, lambda: str(tree.topic_names))
+        await pilot.press("tab", "tab", "tab")
+        assert app.focused is tree
+        view = app.screen.query_one(PayloadView)
+
+        async def select(topic: str) -> None:
+            line = next(i for i in range(tree.last_line + 1) if tree.get_node_at_line(i).data == topic)
+            tree.cursor_line = line
+            await until(pilot, lambda: view.kind is not None, f"nothing shown for {topic}")
+
+        await select("mnist")
+        await until(pilot, lambda: view.kind == "png", lambda: f"payload shown as {view.kind}")
+        assert view.query_one(DigitView).has_image
+        await select("result")
+        await until(pilot, lambda: view.kind == "json", lambda: f"payload shown as {view.kind}")
+
+    await run(app, body)
+
+
+async def test_publish_dialog_sends_a_message(mosquitto_broker: EmbeddedBroker, make_app) -> None:
+    app = make_app(mosquitto_broker.address)
+    probe = MqttProbe(mosquitto_broker.address, "test/#", qos=2)
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PublishDialog), "no publish dialog")
+        topic = app.screen.query_one("#publish-topic", Input)
+        payload = app.screen.query_one("#publish-payload", Input)
+        # a bad topic is refused in the dialog, and nothing is sent
+        topic.value, payload.value = "test/#", "x"
+        await pilot.press("enter")
+        assert isinstance(app.screen, PublishDialog)
+        assert "wildcards" in str(app.screen.query_one("#publish-error").render())
+        topic.value, payload.value = "test/hello", '{"hi": 1}'
+        await pilot.click("#publish-qos1")
+        await pilot.click("#publish")
+        await until(pilot, lambda: not isinstance(app.screen, PublishDialog), "dialog did not close")
+        (msg,) = await until(pilot, lambda: probe.messages("test/hello"), "probe got nothing")
+        assert json.loads(msg.payload) == {"hi": 1} and msg.qos == 1
+        assert len(probe.messages()) == 1
+
+    try:
+        await run(app, body)
+    finally:
+        probe.close()
+
+
+async def test_filter_dialog_refuses_bad_filters(mosquitto_broker: EmbeddedBroker, make_app) -> None:
+    app = make_app(mosquitto_broker.address)
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, FilterDialog), "no filter dialog")
+        field = app.screen.query_one(Input)
+        assert field.value == "#"
+        field.value = "a/#/b"
+        await pilot.press("enter")
+        assert "last" in str(app.screen.query_one("#filter-error").render())
+        field.value = "test/+"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.observer.filter == "test/+", "filter not applied")
+        await until(pilot, lambda: app.snap.filter == "test/+" and app.snap.subscribed, "not resubscribed")
+
+    await run(app, body)
+
+
+async def test_attach_mode_shows_a_role_of_another_process(mosquitto_broker: EmbeddedBroker, make_app) -> None:
+    """`mnist-tui run infer --broker URL` elsewhere: its row appears; killed, its row turns offline."""
+    app = make_app(mosquitto_broker.address, kind="external")
+    notes = record_notifications(app)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "--broker", mosquitto_broker.address.url, "run", "infer",
+         "--id", "remote-w1", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+    def row_state() -> str | None:
+        for role in app.snap.roles_of("infer") if app.snap else ():
+            if role.id == "remote-w1":
+                return role.state
+        return None
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: row_state() == "running", "remote worker never showed up", timeout=60)
+        table = app.screen.query_one(WorkersPane).table
+        assert "remote-w1" in str(table.get_row("remote-w1")[0])
+        os.kill(worker.pid, signal.SIGKILL)  # no goodbye: the broker sends its retained last will
+        await until(pilot, lambda: row_state() == "offline", lambda: f"row state {row_state()}")
+        assert "offline" in str(table.get_row("remote-w1")[1])
+        await until(pilot, lambda: any("remote-w1 went offline" in n for n in notes), lambda: str(notes))
+
+    try:
+        await run(app, body)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait(10)
+        probe = MqttProbe(mosquitto_broker.address)
+        probe.publish("mnist/status/infer/remote-w1", b"", qos=1, retain=True)
+        probe.close()
+
+
+async def test_observer_in_a_child_process(pipeline: LocalPipeline, make_app) -> None:
+    """The console's own setup: the observer in a child process behind the same API."""
+    app = make_app(pipeline.address, observer_class=ObserverProcess)
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: publisher_state(app), "publisher status never seen")
+        await pilot.press("space")
+        log = app.screen.query_one(ResultsLog)
+        await until(pilot, lambda: len(log.rows) >= 3, lambda: f"{len(log.rows)} result rows")
+        await pilot.press("space")
+        await until(pilot, lambda: publisher_state(app)["state"] == "stopped", "space did not stop it")
+        assert [r.seq for r in log.rows] == sorted({r.seq for r in log.rows})  # each once, in order
+
+    await run(app, body)
+    pid = app.observer.pid
+    app.observer.stop()
+    assert pid is not None and not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_broker_going_away_keeps_the_app_up(make_app) -> None:
+    broker = EmbeddedBroker(kind="mosquitto")
+    broker.start()
+    try:
+        app = make_app(broker.address)
+        notes = record_notifications(app)
+
+        async def body(pilot: Pilot[Any]) -> None:
+            broker.stop()
+            await until(pilot, lambda: app.snap.connection.state == "reconnecting", "no reconnecting state")
+            header = str(app.screen.query_one("#header").render())
+            assert "reconnecting" in header
+            await pilot.press("space")  # steering while offline: a notification, not a traceback
+            broker.start()
+            await until(pilot, lambda: app.snap.connection.state == "connected", "no recovery", timeout=40)
+
+        await run(app, body)
+        assert any("cannot reach" in t or "lost" in t for t in notes), notes
+        assert any("not connected" in t or "no publisher" in t for t in notes), notes
+    finally:
+        broker.stop()
