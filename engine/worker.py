@@ -141,10 +141,10 @@ class Worker(Role):
         unknown = set(args) - {"max_batch", "max_delay_ms"}
         if unknown or not args:
             raise CommandError(f"set takes max_batch, max_delay_ms; got {', '.join(sorted(unknown)) or 'nothing'}")
-        if "max_batch" in args:
-            self.max_batch = int(number_arg(args, "max_batch", 1, 1024))
-        if "max_delay_ms" in args:
-            self.max_delay = number_arg(args, "max_delay_ms", 0, 1000) / 1000.0
+        # every value is checked before any is applied: a bad command changes nothing
+        max_batch = int(number_arg(args, "max_batch", 1, 1024)) if "max_batch" in args else self.max_batch
+        max_delay = number_arg(args, "max_delay_ms", 0, 1000) / 1000.0 if "max_delay_ms" in args else self.max_delay
+        self.max_batch, self.max_delay = max_batch, max_delay
 
     # ----- the batching loop -----
     def _take_batch(self) -> tuple[list[tuple[bytes, float, Any]], bool]:
@@ -196,13 +196,40 @@ class Worker(Role):
                         batch.append(item)
             for start in range(0, len(batch), max(1, self.max_batch)):
                 chunk = batch[start : start + max(1, self.max_batch)]
+                errors = self.errors
                 try:
                     self._process(chunk)
                 except Exception:
-                    log.exception("infer %s: batch of %d failed", self.client_id, len(chunk))
-                    self.errors += len(chunk)
+                    log.exception("infer %s: batch of %d failed; answering its images one by one", self.client_id,
+                                  len(chunk))
+                    self.errors = errors
+                    self._process_one_by_one(chunk)
                 finally:
                     self._ack(chunk)
+
+    def _process_one_by_one(self, batch: list[tuple[bytes, float, Any]]) -> None:
+        """After a batch failed unexpectedly (a bug, not a bad image: those get an ImageError): each image
+        alone, and one that still fails gets an error result, so that every image is answered once."""
+        for item in batch:
+            errors = self.errors
+            try:
+                self._process([item])
+            except Exception as exc:
+                self.errors = errors + 1
+                self._auto_ids += 1
+                try:
+                    meta = extract_meta(item[0])
+                except Exception:
+                    meta = extract_meta(b"")
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                now = time.time()
+                s = self.settings
+                qos = s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
+                self.client.publish(self.topics.results, _dump({
+                    "id": meta.id or f"{self.client_id}:{self._auto_ids}", "error": f"internal error: {reason}",
+                    "label": meta.label, "worker": self.client_id, "src": meta.src, "t_sent": meta.t,
+                    "t_recv": item[1], "t_done": now,
+                }), qos=qos)
 
     def _ack(self, batch: list[tuple[bytes, float, Any]]) -> None:
         """Acknowledge QoS 1/2 images whose results are queued (they go out first, in order)."""
