@@ -40,6 +40,17 @@ REFRESH_HZ = 10
 TOPICS_EVERY = 4  # ticks between topic-tree and message-list refreshes (2.5 Hz)
 RATE_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
 PANES = ("publisher", "workers", "results", "topics")
+HELP_TEXT = {
+    "toggle_publishing": "start or stop publishing (every publisher on the broker)",
+    "next_pane": "next pane", "previous_pane": "previous pane",
+    "zoom": "fill the screen with the focused pane, or back to all four",
+    "help": "this screen", "quit": "quit (local roles and the embedded broker stop too)",
+    "step": "send one image now", "faster": "publish faster (0 = as fast as it can)", "slower": "publish slower",
+    "clear_results": "clear the results shown (this console only)",
+    "filter": "change the subscription filter", "publish": "publish a message (topic, payload, QoS, retain)",
+    "clear_retained": "clear the retained message of the selected topic",
+    "toggle_pause": "pause or resume the inspector (topics hold still; results go on)",
+}
 
 
 def next_rate(current: float, direction: int) -> float:
@@ -333,10 +344,11 @@ class MnistApp(App[None]):
         def keys(bindings: Iterable[Any], skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
             out = []
             for b in bindings:
-                if b.action.split(".")[-1] in skip:
+                action = b.action.split(".")[-1]
+                if action in skip:
                     continue
                 key = b.key_display or "/".join(self.get_key_display(Binding(k, "")) for k in b.key.split(","))
-                out.append((key, b.description))
+                out.append((key, HELP_TEXT.get(action, b.description)))
             return out
 
         pane_actions = ("step", "faster", "slower", "clear_results", "filter", "publish")

@@ -130,6 +130,10 @@ class ResultsLog(ScrollView, can_focus=True):
         if not self._moving:  # the user scrolled: follow again once back at the bottom
             self._follow = new_value >= self.max_scroll_y - 0.5
 
+    def on_resize(self) -> None:
+        if self._follow:
+            self._scroll_quietly(self.max_scroll_y)
+
     def _scroll_quietly(self, y: float) -> None:
         self._moving = True
         try:

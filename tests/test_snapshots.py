@@ -1,0 +1,103 @@
+"""How the console looks (pytest-textual-snapshot): the main screen and the help screen, 120x40 and 80x24.
+
+The flow is stopped and the content fixed: an observer fed a recorded set of messages through the same
+parsing path as live ones (`Observer.ingest`), on a frozen clock, in UTC. Update the pictures with
+`pytest tests/test_snapshots.py --snapshot-update` after a deliberate change, and look at them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from typing import Any
+
+import pytest
+from PIL import Image, ImageDraw
+
+from engine.broker_address import BrokerAddress
+from engine.observer import Connection, Observer, Snapshot
+from engine.protocol import embed_meta
+from tui.app import MnistApp
+from tui.header_bar import BrokerInfo
+
+NOW = 1_764_108_000.0  # 2025-11-25 22:00:00 UTC
+BROKER = BrokerInfo("mqtt://127.0.0.1:1883", "mosquitto", "mosquitto 2.0.11 (embedded)")
+
+
+def _digit_png() -> bytes:
+    """A hand-drawn 7, white on black, 28x28 (always the same bytes)."""
+    img = Image.new("L", (28, 28), 0)
+    draw = ImageDraw.Draw(img)
+    draw.line([(7, 7), (21, 7), (13, 23)], fill=255, width=3)
+    out = io.BytesIO()
+    img.save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+class FrozenObserver(Observer):
+    """An observer that never connects; its clock is frozen and it reports a live connection."""
+
+    def snapshot(self, *args: Any, **kwargs: Any) -> Snapshot:
+        snap = super().snapshot(*args, **kwargs)
+        return snap._replace(connection=Connection("connected", NOW - 60, None, None, 5, self.address.url),
+                             subscribed=True)
+
+
+def _status(role: str, cid: str, **fields: Any) -> bytes:
+    base = {"role": role, "id": cid, "state": "stopped", "host": "lab", "pid": 4242, "ts": NOW,
+            "uptime": 61.0, "connected": True}
+    return json.dumps(base | fields).encode()
+
+
+def make_observer() -> FrozenObserver:
+    obs = FrozenObserver(BrokerAddress(port=1883), clock=lambda: NOW, client_id="console-test")
+    png = _digit_png()
+    obs.ingest("mnist/status/input/input-lab-1", _status(
+        "input", "input-lab-1", dataset="assets/mnist_images", size=1000, sent=1234, rate=20.0, rate_actual=0.0,
+        qos=0, order="sequential", loop=True, remaining=None, errors=0,
+        last={"id": "input-lab-1-1234", "label": 7, "name": "7.png", "png": base64.b64encode(png).decode()}),
+        qos=1, retain=True)
+    obs.ingest("mnist/status/infer/infer-lab-1", _status(
+        "infer", "infer-lab-1", state="running", model="lenet5@3f2a9c1d", processed=1230, errors=1, rate=0.0,
+        queue=0, queue_max=10000, dropped=0, batch_mean=3.2, max_batch=64, max_delay_ms=2.0,
+        lat_ms={"p50": 1.8, "p90": 3.0, "p99": 6.4, "max": 9.1}), qos=1, retain=True)
+    obs.ingest("mnist/status/infer/infer-far-2", _status(
+        "infer", "infer-far-2", state="offline", connected=False, model="lenet5@3f2a9c1d", processed=400,
+        errors=0, queue=0, dropped=3, batch_mean=1.0, lat_ms={"p50": 2.5, "p99": 8.0}), qos=1, retain=True)
+    obs.ingest("mnist/status/output/output-lab-1", _status(
+        "output", "output-lab-1", state="running", received=1230, accuracy=0.99), qos=1, retain=True)
+    labels = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9, 0, 6, 9, 0, 1, 5, 9, 7, 3, 4]
+    for i, label in enumerate(labels):
+        pred = 7 if i == 8 else label  # one wrong answer
+        result = {"id": f"input-lab-1-{1200 + i}", "pred": pred, "conf": 0.9871, "label": label,
+                  "worker": "infer-lab-1", "model": "lenet5@3f2a9c1d", "t_sent": NOW - 0.0042}
+        obs.ingest("result", json.dumps(result).encode())
+    obs.ingest("result", json.dumps({"id": "infer-lab-1:17", "error": "not a PNG image (starts with 0x48 0x65)",
+                                     "worker": "infer-lab-1", "t_sent": None}).encode())
+    obs.ingest("mnist", embed_meta(png, {"id": "input-lab-1-1234", "label": 7, "t": NOW, "src": "input-lab-1"}))
+    obs.ingest("sensors/lab/temperature", b"21.5", qos=1, retain=True)
+    return obs
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_main_screen(snap_compare: Any, size: tuple[int, int]) -> None:
+    app = MnistApp(make_observer(), BROKER)
+
+    async def settle(pilot: Any) -> None:
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_help_screen(snap_compare: Any, size: tuple[int, int]) -> None:
+    app = MnistApp(make_observer(), BROKER)
+    assert snap_compare(app, terminal_size=size, press=["question_mark"])
