@@ -21,9 +21,11 @@ import paho.mqtt.client as mqtt
 import torch
 
 from engine.broker_address import BrokerAddress
+from engine.fastpng import SIDE, decode_batch, inflate_grey28
 from engine.model import LoadedModel, load_model
 from engine.preprocess import ImageError, decode_png
 from engine.protocol import CommandError, extract_meta, number_arg
+from engine.result_json import encode_results
 from engine.role import Role
 from engine.settings import Settings
 from engine.stats import RateMeter, Window, rounded
@@ -84,8 +86,10 @@ class Worker(Role):
         super()._on_connect(client, *args)
 
     def start(self) -> None:
-        if self.settings.threads:
-            torch.set_num_threads(self.settings.threads)
+        # One torch thread unless told otherwise: LeNet-5 at batch 64 runs about as fast on one core as
+        # on two, and the spare core is better spent on the paho thread, the broker and other workers
+        # (docs/PERFORMANCE.md). Scale out with more worker processes instead.
+        torch.set_num_threads(self.settings.threads or 1)
         super().start()
         self._thread.start()
 
@@ -241,9 +245,13 @@ class Worker(Role):
     def _process(self, batch: list[tuple[bytes, float, Any]]) -> None:
         t0 = time.time()
         s = self.settings
-        good_images: list[np.ndarray] = []
-        good: list[tuple[dict[str, Any], float]] = []
+        good: list[dict[str, Any]] = []  # result heads of the images to classify, in batch order
+        t_recvs: list[float] = []
+        raws: list[bytes] = []  # plain 28x28 grey PNGs, decoded together (engine.fastpng)
+        raw_slots: list[int] = []
+        decoded: list[tuple[int, np.ndarray]] = []  # everything else, decoded by decode_png
         out: list[bytes] = []
+        fast_ok = s.max_pixels >= SIDE * SIDE
         for payload, t_recv, _ack in batch:
             meta = extract_meta(payload)
             if meta.id is None:
@@ -252,33 +260,40 @@ class Worker(Role):
             else:
                 msg_id = meta.id
             head = {"id": msg_id, "label": meta.label, "worker": self.client_id, "src": meta.src, "t_sent": meta.t}
-            try:
-                good_images.append(decode_png(payload, max_bytes=s.max_payload, max_pixels=s.max_pixels))
-                good.append((head, t_recv))
-            except ImageError as exc:
-                now = time.time()
-                out.append(_dump(head | {"error": str(exc), "t_recv": t_recv, "t_done": now}))
-                self.errors += 1
+            raw = inflate_grey28(payload) if fast_ok and len(payload) <= s.max_payload else None
+            if raw is not None:
+                raw_slots.append(len(good))
+                raws.append(raw)
+            else:
+                try:
+                    decoded.append((len(good), decode_png(payload, max_bytes=s.max_payload, max_pixels=s.max_pixels)))
+                except ImageError as exc:
+                    now = time.time()
+                    out.append(_dump(head | {"error": str(exc), "t_recv": t_recv, "t_done": now}))
+                    self.errors += 1
+                    continue
+            good.append(head)
+            t_recvs.append(t_recv)
+        if raws and not decoded:
+            images = decode_batch(raws)
+        else:
+            images = np.empty((len(good), SIDE, SIDE), np.uint8)
+            if raws:
+                images[raw_slots] = decode_batch(raws)
+            for slot, image in decoded:
+                images[slot] = image
         t1 = time.time()
-        if good_images:
-            probs = self.model.predict(np.stack(good_images))
-            preds = probs.argmax(axis=1)
+        if good:
+            probs = self.model.predict(images)
             t2 = time.time()
-            n = len(good)
-            for i, (head, t_recv) in enumerate(good):
-                p = probs[i]
-                pred = int(preds[i])
-                out.append(_dump(head | {
-                    "pred": pred, "conf": round(float(p[pred]), 4),
-                    "probs": [round(float(x), 4) for x in p],
-                    "model": self.model.name, "t_recv": t_recv, "t_done": t2, "batch": n,
-                }))
+            out.extend(encode_results(good, probs, self.model.name, self.client_id, t_recvs, t2))
         else:
             t2 = t1
         qos = s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
         topic = self.topics.results
+        publish = self.client.publish
         for payload in out:
-            self.client.publish(topic, payload, qos=qos)
+            publish(topic, payload, qos=qos)
         t3 = time.time()
         count = len(batch)
         self.processed += len(good)
