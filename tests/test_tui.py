@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import MqttProbe
+from helpers import MqttProbe, wait_for
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -311,3 +311,44 @@ async def test_broker_going_away_keeps_the_app_up(make_app) -> None:
         assert any("not connected" in t or "no publisher" in t for t in notes), notes
     finally:
         broker.stop()
+
+
+# ---- the mnist-tui command -------------------------------------------------------------------------
+
+
+def test_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from tui.cli import main
+
+    assert main(["--broker", "bad://host"]) == 1
+    assert main(["--roles", "input,bogus"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("mnist-tui: ") for line in err), err
+    assert "Traceback" not in "".join(err)
+
+
+def test_cli_starts_local_roles_and_leaves_nothing_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mnist-tui` alone: broker and three roles in a child process; after quitting, all of it is gone."""
+    import psutil
+
+    from engine.broker import port_accepts
+    from tui.cli import main
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(self: MnistApp) -> None:  # instead of a terminal: check what the console would show
+        wait_for(lambda: len([r for r in self.observer.snapshot(topics=False).roles if r.online]) >= 3,
+                 timeout=90, message="the three local roles never showed up on the broker")
+        seen["roles"] = {r.role for r in self.observer.snapshot(topics=False).roles}
+        seen["port"] = self.observer.address.port
+        seen["children"] = [  # multiprocessing's resource tracker lives as long as this test process: not ours
+            p for p in psutil.Process().children(recursive=True) if "resource_tracker" not in " ".join(p.cmdline())
+        ]
+        seen["kind"] = self.broker.kind
+
+    monkeypatch.setattr(MnistApp, "run", fake_run)
+    assert main(["--embedded", "mosquitto"]) == 0
+    assert seen["roles"] == {"input", "infer", "output"} and seen["kind"] == "mosquitto"
+    assert len(seen["children"]) >= 3  # roles, observer, mosquitto
+    gone, alive = psutil.wait_procs(seen["children"], timeout=10)
+    assert not alive, f"left running: {alive}"
+    assert not port_accepts(seen["port"])
