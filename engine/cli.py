@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run roles headless until Ctrl-C or SIGTERM")
     run.add_argument("roles", nargs="+", metavar="ROLE", help="input, infer, output, or all")
     run.add_argument("--workers", type=_positive_int, default=int(_env("MNIST_WORKERS", 1)),
-                     help="infer workers in this process, sharing the stream (mosquitto or another MQTT 5 broker)")
+                     help="infer workers sharing the stream (mosquitto or another broker with shared subscriptions): "
+                          "the first runs in this process, the others as child processes")
     run.add_argument("--json", action="store_true", help="output role: print each result as one JSON line")
     run.add_argument("--hold", action="store_true", help="input role: wait for a start command")
     run.add_argument("--quiet", action="store_true", help="no periodic summary lines")

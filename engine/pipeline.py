@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from engine.broker_address import BrokerAddress
 from engine.collector import Collector
@@ -15,6 +16,9 @@ from engine.publisher import Publisher
 from engine.role import Role
 from engine.settings import Settings
 from engine.topics import ROLES
+
+if TYPE_CHECKING:
+    from engine.workerpool import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class LocalPipeline:
         self.protocols = protocols
         self.broker = None
         self.roles: list[Role] = []
+        self.pool: WorkerPool | None = None  # infer workers 2..N, as processes
         self.protocol: int = 5
         self.notes: list[str] = []
 
@@ -125,9 +130,14 @@ class LocalPipeline:
                 from engine.worker import Worker
 
                 base = self.client_ids.get("infer")
-                for i in range(workers):
-                    cid = base if workers == 1 else (f"{base}-{i + 1}" if base else None)
-                    roles.append(Worker(self.address, settings, cid, model=model))
+                cid = base if workers == 1 else (f"{base}-1" if base else None)
+                roles.append(Worker(self.address, settings, cid, model=model))
+                if workers > 1:
+                    # The others run as processes: threads of one process would share its GIL.
+                    from engine.workerpool import WorkerPool
+
+                    self.pool = WorkerPool(self.address, settings)
+                    self.pool.spawn([f"{base}-{i + 1}" if base else None for i in range(1, workers)])
             elif name == "output":
                 roles.append(Collector(self.address, settings, self.client_ids.get("output"), self.on_result))
         # consumers first, so that nothing the publisher sends is missed
@@ -137,6 +147,9 @@ class LocalPipeline:
             self.roles.append(role)
         for role in self.roles:
             ready = role.wait_ready(15)
+            failed = self.pool.failed() if self.pool is not None else None
+            if failed is not None:
+                raise BrokerError(f"infer worker process {failed.client_id or failed.pid}: {failed.last_error()}")
             if role.fatal_error:
                 raise BrokerError(role.fatal_error)
             if not ready:
@@ -146,10 +159,15 @@ class LocalPipeline:
         """Publisher first, then workers (finishing their batch), collector, and the broker last."""
         order = {"input": 0, "infer": 1, "output": 2}
         for role in sorted(self.roles, key=lambda r: order[r.role]):
+            if role.role == "infer" and self.pool is not None:
+                self.pool.terminate()  # the worker processes finish their queues while this one does
             try:
                 role.stop()
             except Exception:
                 log.exception("stopping %s failed", role.role)
+        if self.pool is not None:
+            self.pool.stop()
+            self.pool = None
         self.roles.clear()
         if self.broker is not None:
             self.broker.stop()
