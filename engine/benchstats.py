@@ -1,0 +1,133 @@
+"""What the benchmark counts, in bounded memory: answered ids as a bitmap, latencies as a histogram.
+
+A million images cost one byte each in the bitmap and nothing in the histogram (about 2,100 buckets
+of 1% width from 1 us to 1,000 s), so a long run measures without growing.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+_LOW = 1e-6  # seconds: the smallest latency told apart
+_GROWTH = 1.01  # each bucket is 1% wider than the one before
+_LOG_GROWTH = math.log(_GROWTH)
+_BUCKETS = int(math.log(1000.0 / _LOW) / _LOG_GROWTH) + 2
+
+
+class LatencyHistogram:
+    """Latency percentiles within 1%, exact max and mean, constant memory."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * _BUCKETS
+        self.n = 0
+        self.total = 0.0
+        self.max = 0.0
+        self.min = math.inf
+
+    def add(self, seconds: float) -> None:
+        index = 0 if seconds < _LOW else min(_BUCKETS - 1, int(math.log(seconds / _LOW) / _LOG_GROWTH) + 1)
+        self.counts[index] += 1
+        self.n += 1
+        self.total += seconds
+        if seconds > self.max:
+            self.max = seconds
+        if seconds < self.min:
+            self.min = seconds
+
+    def percentile(self, p: float) -> float | None:
+        """Nearest-rank percentile: the upper edge of the bucket holding it, never above the max."""
+        if not self.n:
+            return None
+        rank = max(1, math.ceil(p / 100.0 * self.n))
+        seen = 0
+        for index, count in enumerate(self.counts):
+            seen += count
+            if seen >= rank:
+                edge = _LOW * _GROWTH**index
+                return min(max(edge, self.min), self.max)
+        return self.max
+
+    def summary_ms(self) -> dict[str, float | None]:
+        def ms(v: float | None) -> float | None:
+            return None if v is None else round(v * 1000.0, 3)
+
+        return {
+            "p50": ms(self.percentile(50)),
+            "p90": ms(self.percentile(90)),
+            "p99": ms(self.percentile(99)),
+            "max": ms(self.max if self.n else None),
+            "mean": ms(self.total / self.n if self.n else None),
+        }
+
+
+@dataclass
+class Tally:
+    """Results of the measured images (sequence numbers >= first_seq) as the collector saw them."""
+
+    first_seq: int = 0
+    answered: int = 0
+    duplicates: int = 0
+    errors: int = 0  # error results (payloads the worker could not classify)
+    labelled: int = 0
+    correct: int = 0
+    per_worker: dict[str, int] = field(default_factory=dict)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    first_answer: float | None = None
+    last_answer: float | None = None
+
+
+class ResultTracker:
+    """Counts each image once by its sequence number: answered, duplicated, latency, per worker.
+
+    Images with a sequence number below `first_seq` are warm-up: they count for flow control
+    (`seen_any`) but not in the report. Thread-safe; `record` is called on paho's network thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen = bytearray()
+        self.tally = Tally()
+        self.seen_any = 0  # unique answers, warm-up included (for the in-flight window)
+        self.foreign = 0  # results for images this run did not send
+
+    def start_measuring(self, first_seq: int) -> None:
+        with self._lock:
+            self.tally = Tally(first_seq=first_seq)
+
+    def record(self, seq: int, now: float, t_sent: float | None, worker: str | None, error: bool,
+               pred: Any = None, label: Any = None) -> None:
+        with self._lock:
+            seen = self._seen
+            if seq >= len(seen):
+                seen.extend(bytes(max(seq + 1 - len(seen), 65536)))
+            tally = self.tally
+            duplicate = seen[seq] != 0
+            if not duplicate:
+                seen[seq] = 1
+                self.seen_any += 1
+            if seq < tally.first_seq:
+                return
+            if duplicate:
+                tally.duplicates += 1
+                return
+            tally.answered += 1
+            if tally.first_answer is None:
+                tally.first_answer = now
+            tally.last_answer = now
+            if worker:
+                tally.per_worker[worker] = tally.per_worker.get(worker, 0) + 1
+            if error:
+                tally.errors += 1
+            elif label is not None:
+                tally.labelled += 1
+                tally.correct += pred == label
+            if t_sent is not None:
+                tally.latency.add(max(0.0, now - t_sent))
+
+    def snapshot(self) -> tuple[int, int]:
+        """(answered, duplicates) of the measured images."""
+        with self._lock:
+            return self.tally.answered, self.tally.duplicates

@@ -1,0 +1,96 @@
+"""`mnist-tui bench` at a small size against mosquitto: the report adds up. No speed is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from engine.__main__ import main
+from engine.bench import render_table
+from engine.benchstats import LatencyHistogram, ResultTracker
+
+
+def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    for name in ("MNIST_BROKER", "MNIST_WORKERS", "MNIST_RATE"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "engine", "bench", "--no-progress", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+def _check_report(report: dict, sent: int) -> None:
+    assert report["sent"] == sent
+    assert report["answered"] + report["lost"] == report["sent"]
+    assert report["answered"] > 0
+    assert report["duplicated"] >= 0
+    assert report["throughput"] > 0
+    lat = report["latency_ms"]
+    assert 0 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert set(report["stages_ms"]) == {"queue", "decode", "infer", "publish"}
+    assert all(v is not None and v >= 0 for v in report["stages_ms"].values()), report["stages_ms"]
+    assert report["batch_mean"] is not None and report["batch_mean"] >= 1
+    (worker,) = report["per_worker"].values()
+    assert worker["answered"] == report["answered"]
+    assert worker["rss_mb_end"] > 0
+    assert worker["cpu_percent"] >= 0
+
+
+def test_bench_full_speed_qos1_on_the_embedded_mosquitto(capsys: pytest.CaptureFixture[str]) -> None:
+    done = _bench("--embedded", "mosquitto", "--qos", "1", "--rate", "0", "--count", "300", "--warmup", "0.5",
+                  "--json")
+    if "mosquitto not found" in done.stderr:
+        pytest.skip("mosquitto is not installed")
+    assert done.returncode == 0, done.stderr[-800:]
+    report = json.loads(done.stdout)
+    _check_report(report, 300)
+    assert report["config"]["qos"] == 1
+    assert report["config"]["broker_kind"] == "mosquitto"
+    assert report["lost"] == 0 and report["duplicated"] == 0  # QoS 1 on a healthy broker
+    # the same report as a table
+    render_table(report)
+    table = capsys.readouterr().out
+    for label in ("images sent", "answered", "lost", "duplicated", "latency p50 / p90 / p99", "mean batch"):
+        assert label in table
+    assert "full speed" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--broker", "mqtt://127.0.0.1:1", "--count", "10"], "cannot reach broker"),
+        (["--count", "5", "--duration", "5"], "not both"),
+        (["--workers", "0", "--count", "5"], "--workers 0"),
+    ],
+)
+def test_bench_errors_are_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--no-progress", *args]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mnist-tui:") and message in lines[0], err
+
+
+def test_histogram_percentiles_are_close_and_ordered() -> None:
+    h = LatencyHistogram()
+    values = [i / 10_000 for i in range(1, 10_001)]  # 0.1 ms .. 1 s
+    for v in values:
+        h.add(v)
+    for p in (50, 90, 99):
+        exact = values[int(p / 100 * len(values)) - 1]
+        assert abs(h.percentile(p) - exact) <= 0.011 * exact
+    assert h.percentile(50) <= h.percentile(90) <= h.percentile(99) <= h.max == 1.0
+
+
+def test_tracker_counts_each_image_once() -> None:
+    t = ResultTracker()
+    t.record(0, 10.0, 9.9, "w1", False, 1, 1)  # warm-up image
+    t.start_measuring(first_seq=1)
+    for seq in (1, 2, 2, 3, 0):
+        t.record(seq, 10.0, 9.99, "w1" if seq != 3 else "w2", False, 7, 7)
+    tally = t.tally
+    assert (tally.answered, tally.duplicates, t.seen_any) == (3, 1, 4)
+    assert tally.per_worker == {"w1": 2, "w2": 1}
+    assert tally.correct == tally.labelled == 3
