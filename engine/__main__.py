@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 from engine.cli import build_parser, dispatch
 from engine.errors import MnistError
 
 
 def main(argv: list[str] | None = None) -> int:
+    # torch warns about the pickle protocol of a file it is about to refuse; the refusal is the one line
+    warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
     try:  # a Ctrl-C at any moment, even while the parser imports the optional commands, ends quietly
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -110,9 +110,20 @@ def probe(address: BrokerAddress, timeout: float = 5.0, protocols: tuple[int, ..
             result["rc"] = rc
             done.set()
 
+        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any, result=result, done=done) -> None:
+            if not done.is_set():  # closed before any CONNACK: not an MQTT broker, or a TLS port
+                result["closed"] = rc
+                done.set()
+
         client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
         try:
             client.connect(address.host, address.port, keepalive=10)
+        except ssl.SSLCertVerificationError as exc:
+            hint = "" if address.cafile else " (give the CA that signed the broker's certificate with --cafile)"
+            reason = exc.verify_message or exc.reason or exc
+            text = f"TLS handshake with {address.url} failed: certificate not trusted: {reason}{hint}"
+            raise BrokerError(text) from None
         except ssl.SSLError as exc:
             raise BrokerError(f"TLS handshake with {address.url} failed: {exc.reason or exc}") from None
         except OSError as exc:
@@ -126,6 +137,10 @@ def probe(address: BrokerAddress, timeout: float = 5.0, protocols: tuple[int, ..
         finally:
             client.disconnect()
             client.loop_stop()
+        if "rc" not in result:
+            hint = "" if address.tls else " (a TLS port? use mqtts:// and --cafile)"
+            last_error = f"broker at {address.url} closed the connection without answering{hint}"
+            continue  # an old broker may hang up on an MQTT version it does not know: try the next
         rc = result["rc"]
         if not rc.is_failure:
             return protocol

@@ -57,6 +57,7 @@ class Role:
         self.fatal_error: str | None = None  # set when the broker refuses what the role cannot work without
         self.refused = 0  # publishes the broker refused (MQTT 5 PUBACK reason codes)
         self._refusals_logged: set[str] = set()
+        self._early_refusals: list[str] = []  # said once the first status is answered (unless that is refused)
         self.reconnects = 0
         self.last_outage: float | None = None  # seconds from losing the connection to getting it back
         self._lost_at: float | None = None
@@ -190,14 +191,22 @@ class Role:
         if rc.is_failure:
             topic = topic or self.data_topic() or "a topic"
             self.refused += 1
-            text = f"the broker refused to let {self.role} {self.client_id} publish on {topic}: {reason_text(rc)}"
+            why = str(getattr(rc, "getName", lambda: rc)()).lower()
+            text = f"the broker refused to let {self.role} {self.client_id} publish on {topic}: {why}"
             self.last_error = text
-            if hello:  # a role that may not even say it is alive cannot work here
+            if hello:  # a role that may not even say it is alive cannot work here: whoever started it says so
                 self.fatal_error = text + " (check the user name and the broker's ACL)"
-            if topic not in self._refusals_logged:
+            elif topic not in self._refusals_logged and self.fatal_error is None:
                 self._refusals_logged.add(topic)
-                log.error("%s", text)
+                if self._hello_mid is None:
+                    log.error("%s", text)
+                else:  # the first status is still unanswered: if it is refused too, that is the one line
+                    self._early_refusals.append(text)
         if hello:
+            if self.fatal_error is None:
+                for text in self._early_refusals:
+                    log.error("%s", text)
+            self._early_refusals.clear()
             self._check_ready()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
