@@ -1,0 +1,182 @@
+"""Nobody let in: mnist-tui against mosquitto with the secured recipe of mosquitto.conf (TLS with a
+throwaway CA, password file, the ACL of docs/SECURITY.md), model files that would run code, and
+client ids that try to inject topic levels.
+
+What is refused must be said in ONE line without a traceback, and the command must fail.
+The secured broker comes from the broker tests (`secured_broker`: the recipe enabled on a TLS port).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import subprocess
+from pathlib import Path
+
+import psutil
+import torch
+from fault_helpers import ENGINE, Engine, model, one_line_error, send, status, wait_status
+from helpers import MqttProbe, wait_for
+from test_broker import PASSWORDS, login, secured_broker  # noqa: F401 - secured_broker is a fixture
+
+from engine.collector import Collector
+from engine.model import LeNet5
+from engine.settings import Settings
+from engine.topics import Topics
+from engine.worker import Worker
+
+
+def _tls_args(secure) -> list[str]:
+    return ["--cafile", secure.cafile]
+
+
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `python -m engine ARGV` (no password in the environment unless given)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_BROKER")}
+    return subprocess.Popen([*ENGINE, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**clean, **(env or {})})
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
+def test_refusals_are_one_clear_line(secured_broker) -> None:  # noqa: F811
+    """Anonymous, a wrong password, plain TCP on the TLS port, an unknown CA, and a role whose user the
+    ACL does not let publish its status: each command fails with one line saying why."""
+    _, secure = secured_broker
+    port = str(secure.port)
+    url = f"mqtts://127.0.0.1:{port}"
+    cases = {
+        # the issue's own example: run infer, password from the environment, wrong
+        "wrong password": (run_cli("--broker", f"mqtts://infer@127.0.0.1:{port}", *_tls_args(secure),
+                                   "run", "infer", env={"MNIST_BROKER_PASSWORD": "not-the-password"}),
+                           ("refused", "not authorized")),
+        "anonymous": (run_cli("--broker", url, *_tls_args(secure), "run", "output"),
+                      ("refused", "not authorized")),
+        "plain TCP on the TLS port": (run_cli("--broker", f"mqtt://output@127.0.0.1:{port}", "run", "output",
+                                              env={"MNIST_BROKER_PASSWORD": PASSWORDS["output"]}),
+                                      ("127.0.0.1",)),
+        "no CA for the broker's certificate": (run_cli("--broker", f"mqtts://output@127.0.0.1:{port}", "run",
+                                                       "output", env={"MNIST_BROKER_PASSWORD": PASSWORDS["output"]}),
+                                               ("TLS", "certificate", "--cafile")),
+        # user `output` may write only mnist/status/output/<id>: an input role cannot even say it is alive
+        "ACL denies the role's topics": (run_cli("--broker", f"mqtts://output@127.0.0.1:{port}", *_tls_args(secure),
+                                                 "run", "input", "--id", "sneaky",
+                                                 env={"MNIST_BROKER_PASSWORD": PASSWORDS["output"]}),
+                                         ("refused", "mnist/status/input/sneaky", "not authorized")),
+    }
+    lines = {}
+    for case, (proc, words) in cases.items():
+        code, err = finish(proc)
+        assert code != 0, f"{case}: exit code {code}\n{err}"
+        line = one_line_error(err)
+        for word in words:
+            assert word.lower() in line.lower(), f"{case}: {word!r} not in {line!r}"
+        assert PASSWORDS["output"] not in line and "not-the-password" not in line
+        lines[case] = line
+    print("\nRELIABILITY security-refusals:\n  " + "\n  ".join(f"{k}: {v}" for k, v in lines.items()))
+
+
+def test_password_file_logs_in_without_showing_the_password(secured_broker, tmp_path: Path) -> None:  # noqa: F811
+    """--password-file: the role gets in (its status arrives), and the password is not in its command line."""
+    _, secure = secured_broker
+    secret = tmp_path / "output.password"
+    secret.write_text(PASSWORDS["output"] + "\n")
+    secret.chmod(0o600)
+    console = MqttProbe(login(secure, "console"), "mnist/status/#")
+    engine = Engine("--broker", f"mqtts://output@127.0.0.1:{secure.port}", *_tls_args(secure),
+                    "--password-file", str(secret), "run", "output", "--id", "collector-1", "--quiet")
+    try:
+        wait_status(console, "mnist/status/output/collector-1", lambda s: s["state"] == "running",
+                    what="never running", engine=engine)
+        assert PASSWORDS["output"] not in " ".join(psutil.Process(engine.pid).cmdline())
+    finally:
+        engine.close()
+        console.close()
+
+
+def test_a_denied_result_topic_is_said_once_and_the_worker_goes_on(secured_broker, caplog) -> None:  # noqa: F811
+    """An infer role that may not write where it is told to (--result-topic outside its ACL): at QoS 1 the
+    broker says so in each PUBACK (MQTT 5); the worker logs ONE line naming the topic, counts every
+    refusal, and keeps serving."""
+    _, secure = secured_broker
+    settings = Settings(qos=1, topics=Topics(results="stolen"))
+    worker = Worker(login(secure, "infer"), settings, "worker-1", model=model())
+    caplog.set_level(logging.ERROR, logger="engine.role")
+    worker.start()
+    try:
+        assert worker.wait_ready(30) and worker.fatal_error is None, worker.last_error
+        images = MqttProbe(login(secure, "input"), client_id="player-1")
+        try:
+            send(images, (f"i{n}" for n in range(20)))
+        finally:
+            images.close()
+        wait_for(lambda: worker.refused == 20, 30, message=lambda: f"{worker.refused} refusals seen")
+        assert worker.processed == 20, "the worker went on"
+        refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert refusals == ["the broker refused to let infer worker-1 publish on stolen: not authorized"], refusals
+    finally:
+        worker.stop()
+
+
+class _RunsCode:
+    """A pickle that runs a shell command when it is loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_models_that_would_run_code_are_refused(tmp_path: Path) -> None:
+    """A pickled module (as the original demo shipped) and a pickle that runs a shell command: refused
+    with one line, and the command never runs."""
+    marker = tmp_path / "pwned"
+    whole = tmp_path / "whole-module.pt"
+    torch.save(LeNet5(), whole)  # the module pickled, not its weights
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(_RunsCode(marker)))
+    procs = {path: run_cli("--broker", "mqtt://127.0.0.1:1", "run", "infer", "--model", str(path))
+             for path in (whole, evil)}
+    for path, proc in procs.items():
+        code, err = finish(proc)
+        line = one_line_error(err)
+        assert code != 0 and str(path) in line, line
+        assert "pickle" in line.lower() or "weights" in line.lower(), line
+    assert not marker.exists(), "loading the model ran code"
+
+
+def test_client_ids_and_groups_cannot_inject_topic_levels(mosquitto_broker, probe_factory) -> None:
+    """`--id 'a/#'` becomes one safe topic level everywhere (status, control, reply); a group with '/'
+    or a wildcard is refused in one line."""
+    addr = mosquitto_broker.address
+    watch = probe_factory(addr, ["mnist/status/#", "mnist/reply/#"])
+    role = Collector(addr, Settings(), "a/#/+x")
+    role.start()
+    try:
+        assert role.wait_ready(30)
+        assert role.client_id == "a____x"
+        bye = wait_status(watch, "mnist/status/output/a____x", lambda s: s["state"] == "running")
+        assert bye["id"] == "a____x"
+        watch.publish("mnist/control/output/a____x", json.dumps({"cmd": "ping", "req": 1}), qos=1)
+        wait_for(lambda: watch.messages("mnist/reply/output/a____x"), message="no reply on the sanitized topic")
+        assert all(len(m.topic.split("/")) == 4 for m in watch.messages()), [m.topic for m in watch.messages()]
+        assert status(watch, "mnist/status/output/a") is None
+    finally:
+        role.stop()
+    procs = [(run_cli("--broker", addr.url, "run", "infer", "--group", bad), "bad group name")
+             for bad in ("g/#", "a/b", "+")]
+    procs.append((run_cli("--broker", addr.url, "--topic-prefix", "x/#", "run", "output"), "bad topic name"))
+    for proc, expected in procs:
+        code, err = finish(proc)
+        assert code != 0 and expected in one_line_error(err)
+
