@@ -166,7 +166,7 @@ def decode_png(payload: bytes, max_bytes: int = 1_048_576, max_pixels: int = 4_0
 
     The declared size is read from the IHDR header and checked against `max_pixels` before any pixel
     is decompressed, so a decompression bomb costs microseconds. Raises ImageError (one line) for an
-    empty, oversized, non-PNG, truncated or corrupt payload.
+    empty, oversized, non-PNG, truncated or corrupt payload. The returned array may be read-only.
     """
     if not payload:
         raise ImageError("empty payload: no image")

@@ -85,7 +85,8 @@ def _variants(image: np.ndarray) -> dict[str, bytes]:
         "LA 16-bit": make_png(np.stack([wide, np.full_like(wide, 65535)], -1), 16, 4),
         "RGB 16-bit": make_png(np.stack([wide] * 3, -1), 16, 2),
         "RGBA 16-bit": make_png(np.stack([wide] * 3 + [np.full_like(wide, 65535)], -1), 16, 6),
-        "interlaced": pillow_png(img, optimize=True),
+        "optimized": pillow_png(img, optimize=True),
+        "P 4-bit": pillow_png(img.convert("P", palette=Image.Palette.ADAPTIVE, colors=16), bits=4),
     }
 
 
@@ -97,6 +98,8 @@ def test_every_mode_at_28x28_gives_the_same_digit(digits):
             assert out.dtype == np.uint8 and out.shape == (28, 28), mode
             if mode == "1":  # thresholded: compare with the thresholded digit
                 assert np.array_equal(out, np.where(image >= 128, 255, 0).astype(np.uint8)), mode
+            elif mode == "P 4-bit":  # 16 grey levels
+                assert np.abs(out.astype(int) - image).max() <= 24, mode
             else:
                 assert np.array_equal(out, image), mode
 
