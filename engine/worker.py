@@ -59,6 +59,8 @@ class Worker(Role):
         self.receive_maximum = s.queue_size
         self._conn_gen = 0  # packet ids of one connection mean nothing on the next
         self._held = 0  # images taken from the queue but held because the worker was paused meanwhile
+        self._intake = threading.Lock()  # closing the intake and the last enqueue do not interleave
+        self._intake_closed = False
         self.processed = 0
         self.errors = 0
         self.dropped = 0
@@ -108,8 +110,10 @@ class Worker(Role):
             client.unsubscribe([t for t, _ in self.subscriptions()])
             done.wait(3)
         self._paused.clear()
-        with contextlib.suppress(queue.Full):
-            self.queue.put(_STOP, timeout=5)
+        with self._intake:  # what arrives from now on is neither counted nor acknowledged (see on_data)
+            self._intake_closed = True
+            with contextlib.suppress(queue.Full):
+                self.queue.put(_STOP, timeout=5)
         self._thread.join(timeout=30)
 
     @property
@@ -120,19 +124,24 @@ class Worker(Role):
     def on_data(self, msg: mqtt.MQTTMessage) -> None:
         ack = None if msg.qos == 0 else (msg.mid, msg.qos, self._conn_gen)
         item = (msg.payload, time.time(), ack)
-        self.received += 1
-        if msg.qos == 0:
-            try:
-                self.queue.put_nowait(item)
-            except queue.Full:
-                self.dropped += 1
-        else:
-            # QoS 1/2: hold the network thread briefly (the broker keeps the rest) rather than lose it
-            try:
-                self.queue.put(item, timeout=5)
-            except queue.Full:
-                self.dropped += 1
-                self._ack([item])
+        with self._intake:
+            if self._intake_closed:
+                # Stopping, queue drained: not taken. Unacknowledged, a QoS 1 image comes back to a durable
+                # session; without one the broker drops it with the session, as for any worker that leaves.
+                return
+            self.received += 1
+            if msg.qos == 0:
+                try:
+                    self.queue.put_nowait(item)
+                except queue.Full:
+                    self.dropped += 1
+            else:
+                # QoS 1/2: hold the network thread briefly (the broker keeps the rest) rather than lose it
+                try:
+                    self.queue.put(item, timeout=5)
+                except queue.Full:
+                    self.dropped += 1
+                    self._ack([item])
 
     # ----- commands -----
     def _cmd_start(self, _args: dict[str, Any]) -> None:
