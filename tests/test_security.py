@@ -13,16 +13,23 @@ import logging
 import os
 import pickle
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
+import pytest
 import torch
 from fault_helpers import ENGINE, Engine, model, one_line_error, send, status, wait_status
 from helpers import MqttProbe, wait_for
 from test_broker import PASSWORDS, login, secured_broker  # noqa: F401 - secured_broker is a fixture
 
+from engine.broker import free_port
+from engine.broker_address import BrokerAddress
+from engine.cli import build_parser, settings_from_args
 from engine.collector import Collector
-from engine.model import LeNet5
+from engine.errors import BrokerError, ConfigError, ModelError
+from engine.model import LeNet5, load_model
+from engine.mqtt import probe
 from engine.settings import Settings
 from engine.topics import Topics
 from engine.worker import Worker
@@ -49,8 +56,9 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]
 
 
 def test_refusals_are_one_clear_line(secured_broker) -> None:  # noqa: F811
-    """Anonymous, a wrong password, plain TCP on the TLS port, an unknown CA, and a role whose user the
-    ACL does not let publish its status: each command fails with one line saying why."""
+    """Anonymous, a wrong password, and a role whose user the ACL does not let publish its status: each
+    command fails with one line saying why. (Plain TCP on the TLS port and an untrusted certificate: see
+    the next test, in-process, to spare two torch imports.)"""
     _, secure = secured_broker
     port = str(secure.port)
     url = f"mqtts://127.0.0.1:{port}"
@@ -61,12 +69,6 @@ def test_refusals_are_one_clear_line(secured_broker) -> None:  # noqa: F811
                            ("refused", "not authorized")),
         "anonymous": (run_cli("--broker", url, *_tls_args(secure), "run", "output"),
                       ("refused", "not authorized")),
-        "plain TCP on the TLS port": (run_cli("--broker", f"mqtt://output@127.0.0.1:{port}", "run", "output",
-                                              env={"MNIST_BROKER_PASSWORD": PASSWORDS["output"]}),
-                                      ("127.0.0.1",)),
-        "no CA for the broker's certificate": (run_cli("--broker", f"mqtts://output@127.0.0.1:{port}", "run",
-                                                       "output", env={"MNIST_BROKER_PASSWORD": PASSWORDS["output"]}),
-                                               ("TLS", "certificate", "--cafile")),
         # user `output` may write only mnist/status/output/<id>: an input role cannot even say it is alive
         "ACL denies the role's topics": (run_cli("--broker", f"mqtts://output@127.0.0.1:{port}", *_tls_args(secure),
                                                  "run", "input", "--id", "sneaky",
@@ -83,6 +85,25 @@ def test_refusals_are_one_clear_line(secured_broker) -> None:  # noqa: F811
         assert PASSWORDS["output"] not in line and "not-the-password" not in line
         lines[case] = line
     print("\nRELIABILITY security-refusals:\n  " + "\n  ".join(f"{k}: {v}" for k, v in lines.items()))
+
+
+def test_connection_failures_are_one_line(secured_broker) -> None:  # noqa: F811
+    """What the command prints for these (`mnist-tui: ` + the message, as for the refusals above)."""
+    _, secure = secured_broker
+    cases = {
+        "plain TCP on the TLS port": (replace(login(secure, "output"), tls=False, cafile=None),
+                                      ("closed the connection", "mqtts://")),
+        "no CA for the broker's certificate": (replace(login(secure, "output"), cafile=None),
+                                               ("TLS", "certificate not trusted", "--cafile")),
+        "unknown user": (login(secure, "mallory", "guess"), ("refused", "not authorized")),
+        "nothing listening": (BrokerAddress(port=free_port()), ("cannot reach",)),
+    }
+    for case, (address, words) in cases.items():
+        with pytest.raises(BrokerError) as caught:
+            probe(address, timeout=10)
+        line = str(caught.value)
+        assert "\n" not in line and all(w in line for w in words), f"{case}: {line}"
+        assert PASSWORDS["output"] not in line
 
 
 def test_password_file_logs_in_without_showing_the_password(secured_broker, tmp_path: Path) -> None:  # noqa: F811
@@ -145,13 +166,11 @@ def test_models_that_would_run_code_are_refused(tmp_path: Path) -> None:
     torch.save(LeNet5(), whole)  # the module pickled, not its weights
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps(_RunsCode(marker)))
-    procs = {path: run_cli("--broker", "mqtt://127.0.0.1:1", "run", "infer", "--model", str(path))
-             for path in (whole, evil)}
-    for path, proc in procs.items():
-        code, err = finish(proc)
-        line = one_line_error(err)
-        assert code != 0 and str(path) in line, line
-        assert "pickle" in line.lower() or "weights" in line.lower(), line
+    code, err = finish(run_cli("--broker", "mqtt://127.0.0.1:1", "run", "infer", "--model", str(evil)))
+    line = one_line_error(err)
+    assert code != 0 and str(evil) in line and "pickle" in line.lower(), line
+    with pytest.raises(ModelError, match="pickle"):  # the same refusal, without another torch import
+        load_model(whole)
     assert not marker.exists(), "loading the model ran code"
 
 
@@ -173,10 +192,9 @@ def test_client_ids_and_groups_cannot_inject_topic_levels(mosquitto_broker, prob
         assert status(watch, "mnist/status/output/a") is None
     finally:
         role.stop()
-    procs = [(run_cli("--broker", addr.url, "run", "infer", "--group", bad), "bad group name")
-             for bad in ("g/#", "a/b", "+")]
-    procs.append((run_cli("--broker", addr.url, "--topic-prefix", "x/#", "run", "output"), "bad topic name"))
-    for proc, expected in procs:
-        code, err = finish(proc)
-        assert code != 0 and expected in one_line_error(err)
+    parser = build_parser()  # what `run` checks before it starts anything (ConfigError: one line)
+    for argv, expected in [(["run", "infer", "--group", bad], "bad group name") for bad in ("g/#", "a/b", "+")] + [
+            (["--topic-prefix", "x/#", "run", "output"], "bad topic name")]:
+        with pytest.raises(ConfigError, match=expected):
+            settings_from_args(parser.parse_args(argv))
 
