@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -125,6 +126,7 @@ class MnistApp(App[None]):
         self.log_records = log_records
         self.snap: Snapshot | None = None
         self._events_seen = 0
+        self._wanted_rate: tuple[float | None, float] = (None, 0.0)
         self._tick = 0
 
     # ----- lifecycle -----
@@ -218,11 +220,15 @@ class MnistApp(App[None]):
         role, _n = pick_publisher(self.snap) if self.snap else (publishers[0], 1)
         current = role.data.get("rate", 10) if role is not None else 10
         current = float(current) if isinstance(current, (int, float)) else 10.0
+        wanted, asked_at = self._wanted_rate
+        if wanted is not None and time.monotonic() - asked_at < 3:
+            current = wanted  # keys pressed faster than the status comes back: step from what we asked for
         new = next_rate(current, direction)
         if new == current:
             self.notify("already as fast as it goes" if new == 0 else f"rate is already {fmt.set_rate(new)}")
             return
-        self._control("input", "rate", value=new)
+        if self._control("input", "rate", value=new):
+            self._wanted_rate = (new, time.monotonic())
 
     def action_faster(self) -> None:
         self._change_rate(+1)
