@@ -127,6 +127,7 @@ class MnistApp(App[None]):
         self.snap: Snapshot | None = None
         self._events_seen = 0
         self._wanted_rate: tuple[float | None, float] = (None, 0.0)
+        self._pending_pane: int | None = None
         self._tick = 0
 
     # ----- lifecycle -----
@@ -320,10 +321,18 @@ class MnistApp(App[None]):
         targets = self._pane_targets()
         if not targets:
             return
-        index = (self._current_pane() + step) % len(targets)
+        current = self._current_pane()
+        if self._pending_pane is not None:  # focus moves after this key: a fast second tab starts from there
+            current = self._pending_pane
+        index = (current + step) % len(targets)
         if self.screen.maximized is not None:
             self.screen.minimize()
+        self._pending_pane = index
         targets[index].focus()
+        self.call_after_refresh(self._focus_settled)
+
+    def _focus_settled(self) -> None:
+        self._pending_pane = None
 
     def action_next_pane(self) -> None:
         self._focus_pane(+1)
