@@ -96,18 +96,27 @@ class Recorder:
         self._client.on_message = self._on_message
         self._writer = threading.Thread(target=self._write, name="record-writer", daemon=True)
 
-    def start(self) -> None:
+    def start(self, timeout: float = 15.0) -> None:
+        """Connect and subscribe; the header is written once the broker acknowledged the subscription,
+        so everything published after it exists is in the recording."""
+        self._client.connect_async(self.address.host, self.address.port, **connect_kwargs(self._client))
+        self._client.loop_start()
+        if not self.ready.wait(timeout) and not self.error:
+            self.error = f"no subscription acknowledged by {self.address.url} within {timeout:.0f} s"
+        if self.error:
+            self._client.disconnect()
+            self._client.loop_stop()
+            raise ConfigError(self.error)
         self.out.write(json.dumps({"format": FORMAT, "version": VERSION, "started": time.time(),
                                    "topics": self.topics}) + "\n")
         self.out.flush()
         self._writer.start()
-        self._client.connect_async(self.address.host, self.address.port, **connect_kwargs(self._client))
-        self._client.loop_start()
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             self.error = f"broker refused the connection: {reason_text(rc)}"
             self.done.set()
+            self.ready.set()
             return
         client.subscribe([(t, 1) for t in self.topics])
 

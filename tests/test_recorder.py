@@ -23,13 +23,9 @@ def test_record_then_replay(mosquitto_broker, probe_factory, tmp_path) -> None:
     try:
         sent = [("mnist", b"\x89PNG fake 1"), ("result", b'{"id": "a", "pred": 1}'), ("mnist", bytes(range(256))),
                 ("other", b"not recorded"), ("result", b"tensor([7])"), ("mnist", b""), ("result", b"{}")]
-        # the recorder subscribes asynchronously: publish until its header is written and it has seen traffic
+        # the header is written once the recorder's subscription is acknowledged
         wait_for(lambda: file.exists() and file.stat().st_size > 0, timeout=60, message="recorder did not start")
-        probe = probe_factory(mosquitto_broker.address, "mnist")
-        probe.publish("mnist", b"warm-up")
-        probe.wait_count(1)
-        wait_for(lambda: len(file.read_text().splitlines()) >= 2, timeout=30,
-                 message="recorder never received the warm-up message")
+        sender.publish("mnist", b"warm-up", qos=1)
         for topic, payload in sent:
             sender.publish(topic, payload, qos=1)
         out, err = rec.communicate(timeout=60)
