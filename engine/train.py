@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import DatasetError, MnistError, ModelError
-from engine.model import DEFAULT_WEIGHTS, MODEL_CARD, LeNet5, benchmark, load_model, to_input_tensor
+from engine.model import DEFAULT_WEIGHTS, MODEL_CARD, BenchResult, LeNet5, benchmark, load_model, to_input_tensor
 
 __all__ = ["Dataset", "add_arguments", "load_idx_dir", "read_idx", "run"]
 
@@ -330,7 +330,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def model_card(
-    name: str, data: Dataset, result: Result, args: argparse.Namespace, size: int, speed: float | None
+    name: str, data: Dataset, result: Result, args: argparse.Namespace, size: int, speed: BenchResult | None
 ) -> str:
     correct = int((result.test_pred == data.test_y).sum())
     total = len(data.test_y)
@@ -344,9 +344,10 @@ def model_card(
             rows.append(f"| {digit} | {ok} / {int(mask.sum())} | {100.0 * ok / mask.sum():.1f}% |")
     load = _load_note()
     speed_line = (
-        f"**{speed:,.0f} images/s** at batch 64 with 1 thread (`torch.set_num_threads(1)`), measured "
-        "through `LoadedModel.predict` (uint8 in, probabilities out; median of 5 one-second rounds), the "
-        f"measurement `python -m engine.model --bench` makes; taken right after training{load}"
+        f"**{speed.best:,.0f} images/s** at batch 64 with 1 thread (`torch.set_num_threads(1)`) through "
+        f"`LoadedModel.predict` (uint8 in, probabilities out): the best of 5 one-second rounds, median "
+        f"{speed.median:,.0f}, {speed.cpu:,.0f} per CPU-second of the thread; measured right after "
+        f"training{load} with the code of `python -m engine.model --bench`"
         if speed is not None
         else "not measured in this run; measure with `python -m engine.model --bench`"
     )
@@ -470,7 +471,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{loaded.name}: {100.0 * correct / max(len(data.test_y), 1):.2f}% on {len(data.test_y):,} held-out digits, "
         f"trained in {result.train_seconds:.0f} s"
-        + (f", {speed:,.0f} images/s at batch 64 on 1 thread" if speed else "")
+        + (f", {speed.best:,.0f} images/s at batch 64 on 1 thread" if speed else "")
     )
     print(f"wrote {out} and {card}")
     return 0
