@@ -207,7 +207,7 @@ def _optional_commands() -> dict[str, Callable[[argparse.ArgumentParser], None]]
     import importlib
 
     found = {}
-    modules = {"train": "engine.train", "bench": "engine.bench",
+    modules = {"train": "engine.train_options", "bench": "engine.bench",
                "record": "engine.recorder", "replay": "engine.recorder"}
     for name, module in modules.items():
         try:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from engine.errors import ModelError
+from engine.settings import DEFAULT_WEIGHTS, MODEL_CARD
 
 __all__ = [
     "BenchResult",
@@ -43,9 +44,6 @@ __all__ = [
     "to_input_tensor",
 ]
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "lenet5.pt"
-MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"
 ARCH_NAME = "lenet5"
 
 # Input normalization (the usual MNIST statistics): x = (pixel / 255 - INPUT_MEAN) / INPUT_STD.

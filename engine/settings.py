@@ -11,6 +11,9 @@ from engine.topics import Topics, sanitize_id
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = REPO_ROOT / "assets" / "mnist_images"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "lenet5.pt"
+MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"
 
 
 def default_client_id(role: str) -> str:
