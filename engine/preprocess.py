@@ -91,6 +91,8 @@ def _open(payload: bytes, pixels: int) -> Image.Image:
         raise ImageError(f"image too large to decode safely: {_one_line(exc)}") from None
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib.error...
         raise ImageError(f"corrupt or truncated PNG: {_one_line(exc)}") from None
+    if img.mode in ("P", "PA") and img.palette is None:
+        raise ImageError("corrupt PNG: a palette image without a PLTE chunk")
     return img
 
 

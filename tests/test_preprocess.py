@@ -264,3 +264,14 @@ def test_pillows_own_bomb_guard_becomes_an_image_error():
     # With our pixel limit lifted beyond Pillow's, Pillow's decompression bomb check still refuses it.
     with pytest.raises(ImageError, match="too large"):
         decode_png(_bomb_header(100_000, 100_000), max_pixels=10**12)
+
+
+def test_palette_png_without_plte_is_an_image_error() -> None:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 28, 28, 8, 3, 0, 0, 0)  # colour type 3 = palette, but no PLTE follows
+    idat = chunk(b"IDAT", zlib.compress(b"\x00" * 29 * 28))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
+    with pytest.raises(ImageError, match="PLTE"):
+        decode_png(png)
