@@ -1,13 +1,18 @@
 """The console's model of the broker: what every role says, the results, and every topic seen.
 
-One paho client subscribes to the inspector's filter (default `#`) plus whatever of the status, result
-and reply topics that filter does not already cover. Its callbacks run on paho's network thread and only
+One paho client subscribes to the inspector's filter (default `#`) plus whatever of the status, result,
+reply and image topics that filter does not already cover. Its callbacks run on paho's network thread and only
 parse and update bounded state under one lock: per message the work is O(1), so `#` at thousands of
 messages per second stays cheap. A UI calls `snapshot()` at a steady rate (about 10 Hz) and renders the
 immutable copy it gets; it never gets one update per message.
 
 The observer steers roles only through the control topics (docs/PROTOCOL.md), never by calling into
 role objects: a role in this process and one on another machine look the same.
+
+Images are kept by the id in their metadata, the newest `max_images` of them within `max_image_bytes`
+(about 300 bytes each for MNIST: 5,000 take 1.5 MB), so a console can show the digit behind a recent
+result (`image(id)`); older ones are simply gone. `max_images=0` turns this off, and with it the image
+subscription.
 
 Nothing here imports textual (engine rule); the Textual console lives in `tui/`.
 """
@@ -20,7 +25,7 @@ import os
 import socket
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -33,7 +38,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from engine.broker_address import BrokerAddress
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt import connect_kwargs, make_client, probe, reason_text
-from engine.protocol import parse_result
+from engine.protocol import PNG_SIGNATURE, extract_meta, parse_result
 from engine.topics import ROLES, Topics, sanitize_id
 
 # Subscription identifiers (MQTT 5) tell an inspector copy of a message from a core copy when the broker
@@ -44,6 +49,8 @@ _SUB_INSPECT = 1
 _SUB_CORE = 2
 _MAX_TOPIC_BYTES = 65_535
 STALE_AFTER = 5.0  # seconds without a status before a live role is shown as silent
+HISTORY = 300  # status values kept per role for trends: about five minutes at one status a second
+MAX_IMAGE_PAYLOAD = 65_536  # larger image payloads are not kept for the detail view (MNIST PNGs: ~300 B)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -136,7 +143,9 @@ class RoleStatus(NamedTuple):
     state: str  # running, stopped, offline (or whatever the role said)
     data: Mapping[str, Any]  # the whole status message, read-only
     received: float  # when the observer got it
-    history: tuple[float, ...]  # recent `rate` values, oldest first, one per status
+    history: tuple[float, ...]  # recent `rate` values, oldest first, one per status (up to HISTORY)
+    history_t: tuple[float, ...] = ()  # when each of those statuses arrived (same length as history)
+    lat_history: tuple[float | None, ...] = ()  # the status's `lat_ms.p50` with each, None when absent
 
     @property
     def online(self) -> bool:
@@ -267,7 +276,7 @@ class _TopicState:
 
 
 class _RoleState:
-    __slots__ = ("role", "id", "state", "data", "received", "history")
+    __slots__ = ("role", "id", "state", "data", "received", "history", "history_t", "lat_history")
 
     def __init__(self, role: str, client_id: str) -> None:
         self.role = role
@@ -275,7 +284,9 @@ class _RoleState:
         self.state = "?"
         self.data: Mapping[str, Any] = MappingProxyType({})
         self.received = 0.0
-        self.history: deque[float] = deque(maxlen=60)
+        self.history: deque[float] = deque(maxlen=HISTORY)
+        self.history_t: deque[float] = deque(maxlen=HISTORY)
+        self.lat_history: deque[float | None] = deque(maxlen=HISTORY)
 
 
 def _default_client_id() -> str:
@@ -299,6 +310,8 @@ class Observer:
         max_messages: int = 20,
         max_payload: int = 65_536,
         max_bytes: int = 32 * 1024 * 1024,
+        max_images: int = 5_000,
+        max_image_bytes: int = 4 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.address = address
@@ -309,6 +322,8 @@ class Observer:
         self.max_messages = max_messages
         self.max_payload = max_payload
         self.max_bytes = max_bytes
+        self.max_images = max_images
+        self.max_image_bytes = max_image_bytes
         self._clock = clock
         self._protocol_wanted = protocol
         self._lock = threading.Lock()
@@ -320,6 +335,8 @@ class Observer:
             "results": self.topics.results,
             "reply": f"{self.topics.reply_prefix}/+/+",
         }
+        if max_images > 0:  # images are kept (bounded) for a result's detail view, whatever the filter
+            self._core_filters["images"] = self.topics.images
         self._separate: dict[str, str] = {}  # core filters subscribed on their own
         self._gen = 0
         self._separate_by_gen: dict[int, set[str]] = {}
@@ -327,6 +344,7 @@ class Observer:
         self._status_prefix = self.topics.status_prefix + "/"
         self._reply_prefix = self.topics.reply_prefix + "/"
         self._results_topic = self.topics.results
+        self._images_topic = self.topics.images if max_images > 0 else None
         now = clock()
         self._connection = Connection("idle", now, None, None, protocol or 5, address.url)
         self._ever_connected = False
@@ -342,6 +360,9 @@ class Observer:
         self._latencies: deque[float] = deque(maxlen=2048)
         self._reset_result_stats()
         self._results_mark = 0
+        # images by id (the newest max_images, at most max_image_bytes), for a result's detail view
+        self._images: OrderedDict[str, bytes] = OrderedDict()
+        self._image_bytes = 0
         # inspector
         self._topic_states: dict[str, _TopicState] = {}
         self._topics_version = 0
@@ -584,6 +605,8 @@ class Observer:
             if core:
                 if kind == "results":
                     self._on_result(payload, now)
+                elif kind == "images":
+                    self._on_image(payload)
                 elif kind == "status":
                     self._on_status(topic, payload, retain, now)
                 else:
@@ -592,6 +615,8 @@ class Observer:
     def _core_kind(self, topic: str) -> str | None:
         if topic == self._results_topic:
             return "results"
+        if topic == self._images_topic:
+            return "images"
         if topic.startswith(self._status_prefix):
             return "status"
         if topic.startswith(self._reply_prefix):
@@ -662,6 +687,33 @@ class Observer:
                 self._correct += 1
             self._confusion[r.label][r.pred] += 1
 
+    def _on_image(self, payload: bytes) -> None:
+        """Keep an image by the id in its metadata (O(1); the oldest go first past either bound)."""
+        if len(payload) > MAX_IMAGE_PAYLOAD or not payload.startswith(PNG_SIGNATURE):
+            return
+        image_id = extract_meta(payload).id
+        if image_id is None:  # no id: no result can be matched to it
+            return
+        images = self._images
+        old = images.pop(image_id, None)
+        if old is not None:
+            self._image_bytes -= len(old)
+        images[image_id] = payload
+        self._image_bytes += len(payload)
+        while images and (len(images) > self.max_images or self._image_bytes > self.max_image_bytes):
+            _id, dropped = images.popitem(last=False)
+            self._image_bytes -= len(dropped)
+
+    def image(self, image_id: str) -> bytes | None:
+        """The PNG of image `image_id` as it went over the broker, if it is still kept."""
+        with self._lock:
+            return self._images.get(image_id)
+
+    def images(self, ids: list[str]) -> dict[str, bytes]:
+        """The PNGs of those of `ids` that are still kept."""
+        with self._lock:
+            return {i: self._images[i] for i in ids if i in self._images}
+
     def _on_status(self, topic: str, payload: bytes, retain: bool, now: float) -> None:
         key = self.topics.parse_status(topic)
         if key is None:
@@ -685,8 +737,13 @@ class Observer:
         entry.data = MappingProxyType(data)
         entry.received = now
         rate = data.get("rate_actual" if key[0] == "input" else "rate")
-        if isinstance(rate, (int, float)) and state != "offline":
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool) and state != "offline":
             entry.history.append(float(rate))
+            entry.history_t.append(now)
+            lat = data.get("lat_ms")
+            p50 = lat.get("p50") if isinstance(lat, dict) else None
+            ok = isinstance(p50, (int, float)) and not isinstance(p50, bool)
+            entry.lat_history.append(float(p50) if ok else None)
         name = f"{key[0]} {key[1]}"
         if state == "offline" and prev is not None and prev != "offline":
             reason = data.get("reason")
@@ -747,7 +804,8 @@ class Observer:
             now = self._clock()
             self._update_rates(now)
             roles = tuple(
-                RoleStatus(e.role, e.id, e.state, e.data, e.received, tuple(e.history))
+                RoleStatus(e.role, e.id, e.state, e.data, e.received, tuple(e.history), tuple(e.history_t),
+                           tuple(e.lat_history))
                 for _k, e in sorted(self._roles.items())
             )
             if results_after is not None:

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from helpers import MqttProbe, make_client, wait_for
 
@@ -13,6 +14,8 @@ from engine.broker import EmbeddedBroker
 from engine.broker_address import BrokerAddress
 from engine.errors import BrokerError, ConfigError
 from engine.observer import Observer, filter_covers, validate_filter, validate_topic
+from engine.preprocess import encode_png
+from engine.protocol import embed_meta, extract_meta
 from engine.topics import Topics
 
 TOPICS = Topics()
@@ -92,6 +95,40 @@ def test_inspector_is_bounded_without_a_broker() -> None:
     assert len(snap.messages) <= 4
     assert all(m.size == 300 and len(m.payload) == 100 and m.truncated for m in snap.messages)
     assert sum(len(obs.snapshot(t.name).messages) for t in snap.topics) * 100 <= 1000
+
+
+def test_images_are_kept_by_id_within_bounds() -> None:
+    """For a result's detail view: the newest images by the id in their metadata, bounded in count and bytes."""
+    png = encode_png(np.full((28, 28), 200, np.uint8))
+    obs = Observer(BrokerAddress(), max_images=3, max_image_bytes=100_000)
+    for i in range(5):
+        obs.ingest("mnist", embed_meta(png, {"id": f"in-{i}", "label": 1}))
+    obs.ingest("mnist", png)  # no id: nothing to match a result to, not kept
+    obs.ingest("mnist", b"not a png")
+    assert obs.image("in-0") is None and obs.image("in-1") is None
+    assert extract_meta(obs.image("in-4") or b"").id == "in-4"
+    assert sorted(obs.images(["in-2", "in-3", "in-9"])) == ["in-2", "in-3"]
+    size = len(embed_meta(png, {"id": "in-0", "label": 1}))
+    small = Observer(BrokerAddress(), max_images=100, max_image_bytes=2 * size)
+    for i in range(4):
+        small.ingest("mnist", embed_meta(png, {"id": f"in-{i}", "label": 1}))
+    assert sorted(small.images([f"in-{i}" for i in range(4)])) == ["in-2", "in-3"]
+    off = Observer(BrokerAddress(), max_images=0)
+    off.ingest("mnist", embed_meta(png, {"id": "in-1"}))
+    assert off.image("in-1") is None
+    obs.pause()  # the inspector holds still; images keep coming, as results do
+    obs.ingest("mnist", embed_meta(png, {"id": "in-5", "label": 1}))
+    assert obs.image("in-5") is not None
+
+
+def test_role_history_keeps_times_and_latency() -> None:
+    clock = iter(range(1000, 2000))
+    obs = Observer(BrokerAddress(), clock=lambda: float(next(clock)))
+    for rate, lat in ((10.0, {"p50": 2.5}), (12.0, None)):
+        obs.ingest("mnist/status/infer/w1", _status("infer", "w1", rate=rate, lat_ms=lat))
+    (role,) = obs.snapshot().roles
+    assert role.history == (10.0, 12.0) and role.lat_history == (2.5, None)
+    assert len(role.history_t) == 2 and role.history_t[0] < role.history_t[1]
 
 
 # ---- on a real broker -----------------------------------------------------------------------------
@@ -200,8 +237,11 @@ def test_narrow_filter_still_follows_roles_and_results(broker: EmbeddedBroker, o
         probe.publish(TOPICS.status("output", "c1"), _status("output", "c1"), qos=1, retain=True)
         for i in range(5):
             probe.publish("result", _result(i, 1, 1), qos=1)
+        image = embed_meta(encode_png(np.zeros((28, 28), np.uint8)), {"id": "img-1"})
+        probe.publish("mnist", image, qos=1)  # images too are kept whatever the filter (not in the tree)
         wait_for(lambda: obs.snapshot().stats.received == 5 and obs.snapshot().roles,
                  message=lambda: str(obs.snapshot().stats))
+        wait_for(lambda: obs.image("img-1") == image, message="image not kept under a narrow filter")
         wait_for(lambda: [t.name for t in obs.snapshot().topics] == ["site/x"],
                  message=lambda: str(obs.snapshot().topics))
         # back to everything: results are counted once, never twice

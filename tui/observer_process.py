@@ -84,6 +84,7 @@ def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddr
         last_seq = 0
         events_seen = 0
         last_messages: tuple[str | None, int] | None = None
+        last_roles: tuple[Any, ...] | None = None
         for tick in itertools.count():
             full = tick % TOPICS_EVERY == 0 or force.is_set()
             force.clear()
@@ -98,7 +99,11 @@ def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddr
             if full and key != last_messages:
                 last_messages = key
                 messages = snap.messages
-            roles = tuple(r._replace(data=dict(r.data)) for r in snap.roles)
+            roles_key = tuple((r.role, r.id, r.state, r.received) for r in snap.roles)
+            roles = None  # unchanged since the last push (statuses come about once a second)
+            if roles_key != last_roles:
+                last_roles = roles_key
+                roles = tuple(r._replace(data=dict(r.data)) for r in snap.roles)
             delta = snap._replace(roles=roles, topics=snap.topics if full else None, messages=messages)
             if not send(("snap", topic, delta)) or stop.wait(1 / push_hz):
                 return
@@ -117,6 +122,9 @@ def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddr
             if name == "select":
                 selected[0] = args[0]
                 force.set()
+                continue
+            if name == "images":  # a request: the answer goes back on the push pipe with its token
+                send(("images", args[0], observer.images(args[1])))
                 continue
             try:
                 getattr(observer, name)(*args, **kw)
@@ -147,6 +155,7 @@ class ObserverProcess:
         protocol: int | None = None,
         client_id: str | None = None,
         max_results: int = 10_000,
+        max_images: int = 5_000,
         push_hz: float = PUSH_HZ,
         **kwargs: Any,
     ) -> None:
@@ -154,10 +163,11 @@ class ObserverProcess:
         self.topics = topics or Topics()
         self.client_id = client_id or _default_client_id()
         self.max_results = max_results
+        self.max_images = max_images
         self.push_hz = push_hz
         self._filter = validate_filter(filter)
         self._kwargs = dict(kwargs, filter=filter, protocol=protocol, client_id=self.client_id,
-                            max_results=max_results)
+                            max_results=max_results, max_images=max_images)
         self._ctx = multiprocessing.get_context("spawn")
         self._proc: Any = None
         self._cmd: Connection | None = None
@@ -174,6 +184,8 @@ class ObserverProcess:
         self._paused = False
         self._dead = False
         self._reqs = itertools.count(1)
+        self._tokens = itertools.count(1)
+        self._image_replies: dict[int, dict[str, bytes]] = {}
         now = time.time()
         self._idle = MqttConnection("connecting", now, None, None, protocol or 5, address.url)
 
@@ -253,6 +265,10 @@ class ObserverProcess:
                 kind, topic, delta = conn.recv()
                 if kind == "snap":
                     self._merge(topic, delta)
+                elif kind == "images":  # (kind, token, {id: png})
+                    self._image_replies[topic] = delta
+                    while len(self._image_replies) > 16:  # answers nobody waits for any more
+                        del self._image_replies[min(self._image_replies)]
                 elif kind == "stopped":
                     self._dead = True
         except (EOFError, OSError):
@@ -268,7 +284,10 @@ class ObserverProcess:
         if delta.messages is not None:
             self._messages = (topic, delta.messages)
         self._events.extend(delta.events)
-        roles = tuple(r._replace(data=MappingProxyType(r.data)) for r in delta.roles)
+        if delta.roles is not None:
+            roles = tuple(r._replace(data=MappingProxyType(r.data)) for r in delta.roles)
+        else:
+            roles = self._base.roles if self._base is not None else ()
         self._base = delta._replace(roles=roles, results=(), topics=(), messages=(), events=())
 
     # ----- the Observer API -----
@@ -318,6 +337,32 @@ class ObserverProcess:
                 time=time.time(), connection=conn, results=rows, topics=self._topic_list if topics else (),
                 messages=messages, events=events, filter=self._filter, paused=self._paused,
             )
+
+    def image(self, image_id: str, timeout: float = 2.0) -> bytes | None:
+        return self.images([image_id], timeout).get(image_id)
+
+    def images(self, ids: list[str], timeout: float = 2.0) -> dict[str, bytes]:
+        """The kept PNGs of those of `ids` the child still has: a request answered on the push pipe.
+
+        Blocks until the answer comes (milliseconds) or `timeout` passes ({} then); safe from any thread.
+        """
+        token = next(self._tokens)
+        try:
+            self._send("images", token, list(ids))
+        except BrokerError:
+            return {}
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                self._drain()
+                found = self._image_replies.pop(token, None)
+                conn = self._push
+            if found is not None:
+                return found
+            if conn is None or self._dead or time.monotonic() > deadline:
+                return {}
+            with contextlib.suppress(OSError, ValueError):
+                conn.poll(0.02)  # wait for the child to write (another thread may read it first: fine)
 
     def _require_connected(self) -> None:
         base = self._base
