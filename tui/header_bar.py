@@ -25,14 +25,14 @@ KIND_LABELS = {"mosquitto": "embedded mosquitto", "python": "embedded Python bro
 
 def connection_markup(conn: Connection, now: float, width: int) -> str:
     if conn.state == "connected":
-        return "[bold $success]●[/] connected"
+        return "[bold $text-success]●[/] connected"
     if conn.state == "reconnecting":
         wait = f", next try in {max(0.0, conn.next_try - now):.0f} s" if conn.next_try else ""
         why = f" ({escape(conn.error)})" if conn.error and width >= 110 else ""
-        return f"[bold $warning]◌ reconnecting{wait}[/]{why}"
+        return f"[bold $text-warning]◌ reconnecting{wait}[/]{why}"
     if conn.state == "stopped":
         return "[dim]○ stopped[/]"
-    return f"[$warning]◌ {conn.state}[/]"
+    return f"[$text-warning]◌ {conn.state}[/]"
 
 
 class HeaderBar(Static):

@@ -24,7 +24,7 @@ def keys_markup(sections: list[Section]) -> str:
     for title, keys in sections:
         if lines:
             lines.append("")
-        lines.append(f"[b $accent]{escape(title)}[/]")
+        lines.append(f"[b $text-accent]{escape(title)}[/]")
         for key, description in keys:
             lines.append(f"  [b]{escape(key.ljust(width))}[/]{escape(description)}")
     return "\n".join(lines)

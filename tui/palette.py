@@ -18,13 +18,14 @@ class Palette(NamedTuple):
 
 
 def palette(app: App) -> Palette:
-    """Styles from the current theme's success / error / warning / accent colours."""
+    """Styles from the current theme's success / error / warning / accent colours, in their text variants
+    (`text-success`, ...), which the theme makes readable on its background, light or dark."""
     v = app.theme_variables
     return Palette(
-        ok=Style.parse(v.get("success", "green")),
-        bad=Style.parse(v.get("error", "red")),
-        warn=Style.parse(v.get("warning", "yellow")),
-        accent=Style.parse(v.get("accent", "blue")),
+        ok=Style.parse(v.get("text-success", v.get("success", "green"))),
+        bad=Style.parse(v.get("text-error", v.get("error", "red"))),
+        warn=Style.parse(v.get("text-warning", v.get("warning", "yellow"))),
+        accent=Style.parse(v.get("text-accent", v.get("accent", "blue"))),
         muted=Style(dim=True),
         bold=Style(bold=True),
     )

@@ -50,13 +50,13 @@ def _last_png(data: Any) -> bytes | None:
 def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
     d = role.data
     if not role.online:
-        state = "[bold $error]○ offline[/]"
+        state = "[bold $text-error]○ offline[/]"
     elif role.silent(now):
-        state = f"[$warning]? silent {fmt.duration(now - role.received)}[/]"
+        state = f"[$text-warning]? silent {fmt.duration(now - role.received)}[/]"
     elif role.state == "running":
-        state = "[bold $success]● running[/]"
+        state = "[bold $text-success]● running[/]"
     else:
-        state = f"[$warning]■ {escape(role.state)}[/]"
+        state = f"[$text-warning]■ {escape(role.state)}[/]"
     rate_set = fmt.set_rate(d.get("rate"))
     actual = fmt.rate(d.get("rate_actual"))
     orders = SHORT_ORDERS if narrow else ORDERS
@@ -74,7 +74,7 @@ def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
     if not narrow:
         lines.append(f"data    {escape(dataset)} [dim]({fmt.count(d.get('size'))})[/]")
         if d.get("errors"):
-            lines.append(f"errors  [$error]{fmt.count(d.get('errors'))}[/]")
+            lines.append(f"errors  [$text-error]{fmt.count(d.get('errors'))}[/]")
     if last is not None:
         label = last.get("label")
         lines.append(f"last    label [b]{label if label is not None else '?'}[/]")

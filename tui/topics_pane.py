@@ -87,7 +87,7 @@ class TopicsPane(Vertical):
         if line != self._line:
             self._line = line
             self.query_one("#topics-filter", Static).update(line, layout=False)
-        subtitle = "[b $warning]paused[/]" if snap.paused else ""
+        subtitle = "[b $text-warning]paused[/]" if snap.paused else ""
         if self.border_subtitle != subtitle:
             self.border_subtitle = subtitle
         if full:
@@ -101,14 +101,14 @@ class TopicsPane(Vertical):
         total = sum(t.rate for t in snap.topics)
         parts = [f"filter [b]{escape(snap.filter)}[/]"]
         if not snap.subscribed:
-            parts[0] += " [$warning](not subscribed)[/]"
+            parts[0] += " [$text-warning](not subscribed)[/]"
         parts.append(f"{fmt.count(snap.topic_count)} topics")
         if snap.topics:
             parts.append(fmt.rate(total, " msg/s"))
         if snap.topics_dropped:
-            parts.append(f"[$warning]{fmt.count(snap.topics_dropped)} msgs on untracked topics[/]")
+            parts.append(f"[$text-warning]{fmt.count(snap.topics_dropped)} msgs on untracked topics[/]")
         if snap.paused:
-            parts.append(f"[$warning]paused, {fmt.count(snap.missed_while_paused)} not shown[/]")
+            parts.append(f"[$text-warning]paused, {fmt.count(snap.missed_while_paused)} not shown[/]")
         return " [dim]·[/] ".join(parts)
 
     def _show_messages(self, messages: tuple[Message, ...]) -> None:
