@@ -3,14 +3,23 @@
 The rows come from observer snapshots (a bounded ring, newest last) at a steady rate; nothing here
 grows with the number of results that went by. While the view is at the bottom it follows the newest
 row; scrolled up, it stays on the rows being read even as old ones drop out of the ring.
+
+A cursor picks one row (arrows, or a click); enter or the click posts `Selected`, and the app opens the
+result's detail. The cursor belongs to a result, not a line: it stays on it while new rows arrive, and
+End lets it go and follows the newest again.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -101,7 +110,39 @@ class ResultsLog(ScrollView, can_focus=True):
 
     DEFAULT_CSS = """
     ResultsLog { height: 1fr; overflow-x: hidden; }
+    ResultsLog > .results-log--cursor {
+        background: $block-cursor-blurred-background;
+        color: $block-cursor-blurred-foreground;
+    }
+    ResultsLog:focus > .results-log--cursor {
+        background: $block-cursor-background;
+        color: $block-cursor-foreground;
+        text-style: $block-cursor-text-style;
+    }
     """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"results-log--cursor"}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "cursor_page(-1)", "Page up", show=False),
+        Binding("pagedown", "cursor_page(1)", "Page down", show=False),
+        Binding("home", "cursor_home", "Oldest", show=False),
+        Binding("end", "follow", "Newest", show=False),
+        Binding("enter", "select", "Open"),
+    ]
+
+    class Selected(Message):
+        """A row was picked (enter or click): `rows` is the log's rows then, `index` the row's place."""
+
+        def __init__(self, log: ResultsLog, rows: tuple[ResultRow, ...], index: int) -> None:
+            super().__init__()
+            self.log = log
+            self.rows = rows
+            self.index = index
+
+        @property
+        def row(self) -> ResultRow:
+            return self.rows[self.index]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -110,6 +151,85 @@ class ResultsLog(ScrollView, can_focus=True):
         self._cache_key: tuple[int, str] | None = None
         self._follow = True
         self._moving = False
+        self._cursor: int | None = None  # the seq of the row under the cursor
+
+    @property
+    def cursor_row(self) -> ResultRow | None:
+        index = self._cursor_index()
+        return self._rows[index] if index is not None else None
+
+    def _cursor_index(self) -> int | None:
+        if self._cursor is None or not self._rows:
+            return None
+        index = self._cursor - self._rows[0].seq  # seqs are consecutive within the ring...
+        if 0 <= index < len(self._rows) and self._rows[index].seq == self._cursor:
+            return index
+        for i, row in enumerate(self._rows):  # ...unless results were cleared in between
+            if row.seq == self._cursor:
+                return i
+        return None
+
+    def move_cursor(self, index: int) -> None:
+        """Put the cursor on row `index` (clamped) and scroll it into view; following stops."""
+        if not self._rows:
+            return
+        index = max(0, min(len(self._rows) - 1, index))
+        self._cursor = self._rows[index].seq
+        self._follow = False
+        height = self.scrollable_content_region.height
+        top = int(self.scroll_y)
+        if index < top:
+            self._scroll_quietly(index)
+        elif index >= top + height:
+            self._scroll_quietly(index - height + 1)
+        self.refresh()
+
+    def action_cursor(self, step: int) -> None:
+        index = self._cursor_index()
+        if index is None:  # no cursor yet: start at the bottom line in view
+            bottom = int(self.scroll_y) + self.scrollable_content_region.height - 1
+            self.move_cursor(min(bottom, len(self._rows) - 1))
+            return
+        self.move_cursor(index + step)
+
+    def action_cursor_page(self, direction: int) -> None:
+        index = self._cursor_index()
+        height = max(1, self.scrollable_content_region.height - 1)
+        base = index if index is not None else int(self.scroll_y) + height
+        self.move_cursor(base + direction * height)
+
+    def action_cursor_home(self) -> None:
+        self.move_cursor(0)
+
+    def action_follow(self) -> None:
+        self._cursor = None
+        self.follow()
+        self.refresh()
+
+    def action_select(self) -> None:
+        index = self._cursor_index()
+        if index is None:
+            if not self._rows:
+                return
+            index = len(self._rows) - 1  # enter with no cursor: the newest result
+            self.move_cursor(index)
+        self.post_message(self.Selected(self, self._rows, index))
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        index = int(self.scroll_y) + offset.y
+        if 0 <= index < len(self._rows):
+            self.focus()
+            self.move_cursor(index)
+            self.post_message(self.Selected(self, self._rows, index))
 
     @property
     def rows(self) -> tuple[ResultRow, ...]:
@@ -127,7 +247,7 @@ class ResultsLog(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        if not self._moving:  # the user scrolled: follow again once back at the bottom
+        if not self._moving and self._cursor is None:  # scrolled: follow again once back at the bottom
             self._follow = new_value >= self.max_scroll_y - 0.5
 
     def on_resize(self) -> None:
@@ -155,6 +275,8 @@ class ResultsLog(ScrollView, can_focus=True):
         if old and rows and not self._follow:
             shift = rows[0].seq - old[0].seq  # rows that dropped out of the ring above the view
         self._rows = rows
+        if self._cursor is not None and (not rows or rows[0].seq > self._cursor):
+            self._cursor = None  # its row dropped out of the ring (or the results were cleared)
         self.virtual_size = Size(self.scrollable_content_region.width, _virtual_height(len(rows)))
         if self._follow:
             self._scroll_quietly(self.max_scroll_y)
@@ -187,4 +309,7 @@ class ResultsLog(ScrollView, can_focus=True):
                 segments.append(Segment(" " * (width - used), base))
             strip = Strip(segments, max(used, width))
             self._cache[row.seq] = strip
+        if row.seq == self._cursor:
+            cursor = self.get_component_rich_style("results-log--cursor")
+            strip = Strip(Segment.apply_style(list(strip), post_style=cursor), strip.cell_length)
         return strip if scroll_x == 0 and strip.cell_length == width else strip.crop(scroll_x, scroll_x + width)

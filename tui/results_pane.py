@@ -26,7 +26,7 @@ def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False) -
     if stats.lat_p50 is not None:
         parts.append(f"p50 {fmt.ms(stats.lat_p50)}" + ("" if narrow else f" p99 {fmt.ms(stats.lat_p99)}"))
     if stats.errors:
-        parts.append(f"[$error]{fmt.count(stats.errors)} error{'s' if stats.errors != 1 else ''}[/]")
+        parts.append(f"[$text-error]{fmt.count(stats.errors)} error{'s' if stats.errors != 1 else ''}[/]")
     return " [dim]·[/] ".join(parts)
 
 
@@ -52,7 +52,7 @@ class ResultsPane(Vertical):
         return self.query_one(ResultsLog)
 
     def action_follow(self) -> None:
-        self.log_view.follow()
+        self.log_view.action_follow()
 
     def update_snapshot(self, snap: Snapshot) -> None:
         log = self.log_view
