@@ -95,3 +95,36 @@ def ellipsize_left(text: str, width: int) -> str:
     if len(text) <= width:
         return text
     return "…" + text[-(width - 1):] if width > 1 else text[-width:]
+
+
+def buckets(times: tuple[float, ...] | list[float], values: tuple[float | None, ...] | list[float | None],
+            now: float, window: float, width: int) -> list[float | None]:
+    """`values` (taken at `times`) over the last `window` seconds, as `width` bucket means, oldest first;
+    None for a bucket without any value."""
+    sums = [0.0] * width
+    counts = [0] * width
+    start = now - window
+    for t, v in zip(times, values, strict=False):
+        if v is None or t < start:
+            continue
+        i = min(width - 1, int((t - start) / window * width))
+        sums[i] += v
+        counts[i] += 1
+    return [s / n if n else None for s, n in zip(sums, counts, strict=True)]
+
+
+def time_sparkline(times: tuple[float, ...] | list[float], values: tuple[float | None, ...] | list[float | None],
+                   now: float, window: float, width: int) -> str:
+    """A sparkline of the last `window` seconds in `width` characters (a blank where nothing came),
+    scaled to the largest bucket."""
+    means = buckets(times, values, now, window, width)
+    top = max((m for m in means if m is not None), default=0.0)
+    out = []
+    for m in means:
+        if m is None:
+            out.append(" ")
+        elif top <= 0:
+            out.append(SPARKS[0])
+        else:
+            out.append(SPARKS[min(len(SPARKS) - 1, int(m / top * (len(SPARKS) - 1) + 0.5))])
+    return "".join(out)
