@@ -1,4 +1,5 @@
-"""How the console looks (pytest-textual-snapshot): the main screen and the help screen, 120x40 and 80x24.
+"""How the console looks (pytest-textual-snapshot): the main screen, the help screen, the draw dialog with a
+fixed drawing and answer, and the confusion matrix; 120x40 and 80x24.
 
 The flow is stopped and the content fixed: an observer fed a recorded set of messages through the same
 parsing path as live ones (`Observer.ingest`), on a frozen clock, in UTC. Update the pictures with
@@ -13,13 +14,16 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from engine.broker_address import BrokerAddress
-from engine.observer import Connection, Observer, Snapshot
+from engine.observer import Connection, Observer, ResultRow, Snapshot
 from engine.protocol import embed_meta
 from tui.app import MnistApp
+from tui.draw_canvas import SIDE, DrawCanvas, stroke
+from tui.draw_dialog import DrawDialog
 from tui.header_bar import BrokerInfo
 
 NOW = 1_764_108_000.0  # 2025-11-25 22:00:00 UTC
@@ -101,3 +105,30 @@ def test_main_screen(snap_compare: Any, size: tuple[int, int]) -> None:
 def test_help_screen(snap_compare: Any, size: tuple[int, int]) -> None:
     app = MnistApp(make_observer(), BROKER)
     assert snap_compare(app, terminal_size=size, press=["question_mark"])
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_draw_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
+    """A "1" drawn with the soft brush, and the answer as a worker gave it (fixed, no broker needed)."""
+    app = MnistApp(make_observer(), BROKER)
+
+    async def draw(pilot: Any) -> None:
+        await pilot.press("d")
+        dialog = app.screen
+        assert isinstance(dialog, DrawDialog)
+        pixels = np.zeros((SIDE, SIDE), np.float32)
+        stroke(pixels, 15.5, 4.5, 13.5, 23.5)
+        stroke(pixels, 15.5, 4.5, 12.5, 7.5)
+        dialog.query_one(DrawCanvas).load(pixels)
+        probs = (0.002, 0.962, 0.004, 0.002, 0.011, 0.001, 0.002, 0.009, 0.005, 0.002)
+        dialog.show_result(ResultRow(1, NOW, "console-test-draw-1", 1, None, 0.962, 12.5, "infer-lab-1", None,
+                                     probs, "lenet5@3f2a9c1d", False))
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=draw)
+
+
+def test_confusion_matrix(snap_compare: Any) -> None:
+    """m: the one wrong answer of the recorded results (a 5 taken for a 7) is picked and listed."""
+    app = MnistApp(make_observer(), BROKER)
+    assert snap_compare(app, terminal_size=(80, 24), press=["m"])

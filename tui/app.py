@@ -12,6 +12,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from textual.app import App, ComposeResult, SystemCommand
@@ -23,14 +24,18 @@ from textual.widget import Widget
 from textual.widgets import Footer
 
 from engine.errors import MnistError
+from engine.export import default_name, write_results_csv
 from engine.observer import Observer, Snapshot
 from tui import formatting as fmt
+from tui.confusion_screen import ConfusionScreen
+from tui.draw_dialog import DrawDialog
 from tui.filter_dialog import FilterDialog
 from tui.header_bar import BrokerInfo, HeaderBar
 from tui.help_screen import HelpScreen, Section
 from tui.observer_process import ObserverProcess
 from tui.publish_dialog import PublishDialog, PublishRequest
 from tui.publisher_pane import PublisherPane, pick_publisher
+from tui.result_detail import ResultDetail
 from tui.results_log import ResultsLog
 from tui.results_pane import ResultsPane
 from tui.topic_tree import TopicTree
@@ -51,6 +56,11 @@ HELP_TEXT = {
     "filter": "change the subscription filter", "publish": "publish a message (topic, payload, QoS, retain)",
     "clear_retained": "clear the retained message of the selected topic",
     "toggle_pause": "pause or resume the inspector (topics hold still; results go on)",
+    "draw": "draw a digit, send it, see the ten probabilities",
+    "matrix": "confusion matrix; a cell lists its digits",
+    "export": "export the results to CSV (current directory)",
+    "select": "the result under the cursor, up close",
+    "toggle_charts": "plots of throughput and latency per worker",
 }
 
 
@@ -83,6 +93,9 @@ class MainScreen(Screen[None]):
         Binding("f", "app.filter", "Filter", show=False),
         Binding("p", "app.publish", "Publish", show=False),
         Binding("z", "app.zoom", "Zoom", show=False),
+        Binding("d", "app.draw", "Draw"),
+        Binding("m", "app.matrix", "Matrix", show=False),
+        Binding("e", "app.export", "Export CSV", show=False),
         Binding("question_mark,f1", "app.help", "Help", key_display="?"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -100,6 +113,10 @@ class MainScreen(Screen[None]):
                 yield ResultsPane(id="results")
                 yield TopicsPane(id="topics")
         yield Footer()
+
+    def on_resize(self) -> None:
+        # Under 100 columns the footer drops the padding around each key, so that ? Help and q Quit still fit.
+        self.query_one(Footer).compact = self.size.width < 100
 
 
 class MnistApp(App[None]):
@@ -129,6 +146,7 @@ class MnistApp(App[None]):
         self._wanted_rate: tuple[float | None, float] = (None, 0.0)
         self._pending_pane: int | None = None
         self._tick = 0
+        self.last_export: Path | None = None
 
     # ----- lifecycle -----
     def get_default_screen(self) -> Screen[Any]:
@@ -176,6 +194,11 @@ class MnistApp(App[None]):
         main.query_one(WorkersPane).update_snapshot(snap)
         main.query_one(ResultsPane).update_snapshot(snap)
         topics.update_snapshot(snap, full)
+        top = self.screen
+        if top is not main:  # a dialog that follows the flow (drawing, confusion matrix) gets it too
+            update = getattr(top, "update_snapshot", None)
+            if update is not None:
+                update(snap)
 
     def _show_log_errors(self) -> None:
         """Errors logged by local roles while the console owns the terminal become notifications."""
@@ -293,6 +316,38 @@ class MnistApp(App[None]):
             self.notify("inspector paused: topics and messages hold still; results keep coming", timeout=3)
         self.refresh_from_observer(full=True)
 
+    # ----- drawing, looking closer, keeping the record -----
+    def action_draw(self) -> None:
+        self.push_screen(DrawDialog())
+
+    def action_matrix(self) -> None:
+        if isinstance(self.screen, ConfusionScreen):
+            self.screen.dismiss(None)
+        else:
+            self.push_screen(ConfusionScreen())
+
+    def on_results_log_selected(self, event: ResultsLog.Selected) -> None:
+        self.push_screen(ResultDetail(event.rows, event.index))
+
+    def action_export(self, path: str | None = None) -> None:
+        """Write the results the console holds to a CSV file (default: a timestamped name here)."""
+        snap = self.observer.snapshot(topics=False)
+        rows = snap.results
+        if not rows:
+            self.notify("no results to export yet", severity="warning", timeout=3)
+            return
+        target = Path(path or default_name()).expanduser().absolute()
+        try:
+            n = write_results_csv(rows, target)
+        except MnistError as exc:
+            self.notify(str(exc), title="Not exported", severity="error")
+            return
+        note = ""
+        if snap.stats.received > n:
+            note = f" (the newest {fmt.count(n)} of {fmt.count(snap.stats.received)}: the console keeps that many)"
+        self.notify(f"{fmt.count(n)} results to {target}{note}", title="Exported", timeout=8)
+        self.last_export = target
+
     # ----- moving around -----
     def _pane_targets(self) -> list[Widget]:
         main = self.main
@@ -369,12 +424,18 @@ class MnistApp(App[None]):
         pane_actions = ("step", "faster", "slower", "clear_results", "filter", "publish")
         return [
             ("Everywhere", keys(MainScreen.BINDINGS, pane_actions)
-             + [("ctrl+p", "command palette (every action by name)")]),
+             + [("ctrl+p", "command palette (every action by name; themes too)")]),
             ("Publisher (the input role)", keys(PublisherPane.BINDINGS)),
-            ("Results", keys(ResultsPane.BINDINGS) + [("↑ ↓ pgup pgdn", "scroll back; end follows the newest")]),
+            ("Results", keys(ResultsPane.BINDINGS)
+             + [("↑ ↓ pgup pgdn", "move the cursor; end lets go and follows the newest"),
+                ("enter / click", HELP_TEXT["select"])]),
             ("Topics", keys(TopicsPane.BINDINGS)
              + [("↑ ↓ enter", "pick a topic; enter goes to its messages, escape back")]),
-            ("Workers", [("↑ ↓", "move between workers (local or remote, from their status messages)")]),
+            ("Workers", keys(WorkersPane.BINDINGS)
+             + [("↑ ↓", "move between workers (local or remote, from their status messages)")]),
+            ("Draw a digit (d)", [("mouse", "left button draws, right button erases"),
+                                  ("arrows space", "move the cursor, paint (shift+arrows draw a line)"),
+                                  ("enter c escape", "send · clear · close")]),
         ]
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -393,6 +454,10 @@ class MnistApp(App[None]):
              self.action_clear_retained),
             ("Pause or resume the inspector", "s: hold the Topics pane still", self.action_toggle_pause),
             ("Zoom pane", "z: fill the screen with the focused pane", self.action_zoom),
+            ("Draw a digit", "d: draw one, send it, see the ten probabilities", self.action_draw),
+            ("Confusion matrix", "m: every labelled result by label and prediction", self.action_matrix),
+            ("Export results to CSV", "e: the results so far, to a file in the current directory",
+             self.action_export),
             ("Keys", "?: every key on one screen", self.action_help),
         ]
         for title, help_text, callback in commands:

@@ -1,0 +1,333 @@
+"""Beyond the anchors (issue 7): draw a digit, look closer at a result, the confusion matrix, CSV export.
+
+Pilot drives the console against real roles (LocalPipeline: real worker, real model) on a real mosquitto,
+shared by the tests of this module (loading the model is the slow part). Each test opens its own console
+and observer. Waits poll with a deadline; nothing asserts on timing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import NO_MOSQUITTO
+from PIL import Image
+from textual.pilot import Pilot
+
+from engine.broker import EmbeddedBroker, find_mosquitto
+from engine.export import COLUMNS, write_results_csv
+from engine.observer import Observer, ResultRow
+from engine.pipeline import LocalPipeline
+from engine.preprocess import decode_png
+from engine.protocol import extract_meta
+from engine.settings import Settings
+from tui import formatting as fmt
+from tui.app import MnistApp
+from tui.confusion_matrix import LABEL_WIDTH, ConfusionMatrix, cell_width
+from tui.confusion_screen import CellList, ConfusionScreen
+from tui.draw_canvas import SIDE, DrawCanvas, stamp, stroke
+from tui.draw_dialog import DrawDialog, drawing_png
+from tui.header_bar import BrokerInfo
+from tui.observer_process import ObserverProcess
+from tui.prob_bars import ProbBars, bar
+from tui.result_detail import ResultDetail
+from tui.results_log import ResultsLog
+from tui.worker_charts import WorkerCharts
+from tui.workers_pane import WorkersPane
+
+DEADLINE = 30.0
+
+
+async def until(pilot: Pilot[Any], predicate: Callable[[], Any], message: str | Callable[[], str],
+                timeout: float = DEADLINE) -> Any:
+    """Let the app run until `predicate()` is truthy; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {message() if callable(message) else message}")
+        await pilot.pause(0.05)
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Iterator[LocalPipeline]:
+    """Broker and the three roles for the whole module; the publisher waits (it is stepped by the tests)."""
+    if find_mosquitto() is None:
+        pytest.skip(NO_MOSQUITTO)
+    broker = EmbeddedBroker(kind="mosquitto")
+    broker.start()
+    try:
+        with LocalPipeline(Settings(rate=20), address=broker.address) as p:
+            yield p
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def app(pipeline: LocalPipeline) -> Iterator[MnistApp]:
+    observer = Observer(pipeline.address)
+    observer.start()
+    yield MnistApp(observer, BrokerInfo(pipeline.address.url, "mosquitto", "mosquitto (test)"))
+    observer.stop()
+
+
+async def run(app: MnistApp, body: Callable[[Pilot[Any]], Awaitable[None]], size: tuple[int, int] = (120, 40)) -> None:
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: app.snap is not None and app.snap.subscribed and app.snap.roles_of("input"),
+                    "console not connected, or no publisher seen")
+        await body(pilot)
+
+
+async def send_images(app: MnistApp, pilot: Pilot[Any], n: int) -> tuple[ResultRow, ...]:
+    """The publisher rewinds and sends its first n digits; returns the n results, once all are shown."""
+    app.observer.send_control("input", "reset")
+    await until(pilot, lambda: app.snap.roles_of("input")[0].data.get("sent") == 0, "publisher did not rewind")
+    app.observer.send_control("input", "step", n=n)
+    log = app.screen.query_one(ResultsLog)
+    await until(pilot, lambda: len(log.rows) >= n, lambda: f"{len(log.rows)} of {n} results shown")
+    return log.rows
+
+
+# ---- pure pieces -------------------------------------------------------------------------------------
+
+
+def test_soft_brush_and_strokes() -> None:
+    px = np.zeros((SIDE, SIDE), np.float32)
+    assert stamp(px, 10.5, 10.5)
+    assert px[10, 10] == 255 and 0 < px[10, 11] < 255 and px[10, 12] == 0  # a soft edge, then nothing
+    assert not stamp(px, 10.5, 10.5)  # the same dab again changes nothing
+    stroke(px, 3.5, 3.5, 3.5, 20.5)
+    assert (px[3:21, 3] == 255).all()  # a drag leaves a line, not dots
+    stamp(px, 10.5, 10.5, erase=True)
+    assert px[10, 10] == 0
+
+
+def test_drawing_png_is_mnist_framed_with_metadata() -> None:
+    img = np.zeros((SIDE, SIDE), np.uint8)
+    img[1:6, 1:3] = 255  # a tiny stroke in the top left corner
+    png = drawing_png(img, "console-1-draw-1", "console-1", 1_764_108_000.5)
+    assert png is not None
+    meta = extract_meta(png)
+    assert (meta.id, meta.src, meta.label, meta.t) == ("console-1-draw-1", "console-1", None, 1_764_108_000.5)
+    framed = np.asarray(Image.open(io.BytesIO(png)))
+    rows, cols = np.flatnonzero(framed.any(axis=1)), np.flatnonzero(framed.any(axis=0))
+    assert rows[-1] - rows[0] + 1 == 20  # scaled into the 20x20 box...
+    assert 10 <= rows.mean() <= 18 and 10 <= cols.mean() <= 18  # ...and centred
+    assert (decode_png(png) == framed).all()  # the worker takes it as it is
+    assert drawing_png(np.zeros((SIDE, SIDE), np.uint8), "x", "y", 0.0) is None
+
+
+def test_bar_and_time_sparkline() -> None:
+    assert bar(1.0, 4) == "████" and bar(0.0, 4) == "    " and bar(0.5, 3) == "█▌ "
+    now = 1000.0
+    line = fmt.time_sparkline([940.0, 970.0, 999.0], [1.0, None, 4.0], now, 60.0, 6)
+    assert len(line) == 6 and line[0] == "▃" and line[-1] == "█" and line[3] == " "
+
+
+def test_results_csv(tmp_path: Path) -> None:
+    rows = [
+        ResultRow(1, 1_764_108_000.25, "in-1", 7, 7, 0.98, 4.5, "w1", None, tuple([0.0] * 7 + [0.98, 0.01, 0.01]),
+                  "lenet5@x", False),
+        ResultRow(2, 1_764_108_001.0, "in-2", None, None, None, None, "w1", "not a PNG", None, None, False),
+    ]
+    path = tmp_path / "out.csv"
+    assert write_results_csv(rows, path) == 2
+    with path.open(newline="") as handle:
+        got = list(csv.DictReader(handle))
+    assert list(got[0]) == COLUMNS
+    assert got[0]["id"] == "in-1" and got[0]["pred"] == "7" and got[0]["correct"] == "1"
+    assert got[0]["latency_ms"] == "4.500" and got[0]["p7"] == "0.98" and got[0]["model"] == "lenet5@x"
+    assert got[1]["pred"] == "" and got[1]["correct"] == "" and got[1]["error"] == "not a PNG"
+    with pytest.raises(Exception, match="exists already"):
+        write_results_csv(rows, path)
+
+
+# ---- the console on a real pipeline -------------------------------------------------------------------
+
+
+async def drag(pilot: Pilot[Any], cells: list[tuple[int, int]]) -> None:
+    """Press the left button on the first cell of the canvas, move through the others, release."""
+    await pilot.mouse_down(DrawCanvas, offset=cells[0])
+    for cell in cells[1:]:
+        await pilot.hover(DrawCanvas, offset=cell)
+    await pilot.mouse_up(DrawCanvas, offset=cells[-1])
+
+
+async def send_and_read(app: MnistApp, pilot: Pilot[Any]) -> ResultRow:
+    dialog = app.screen
+    assert isinstance(dialog, DrawDialog)
+    sent_before = dialog.sent_id
+    await pilot.press("enter")
+    await until(pilot, lambda: dialog.sent_id != sent_before and dialog.result is not None,
+                lambda: f"no result for {dialog.sent_id}")
+    row = dialog.result
+    assert row is not None and row.id == dialog.sent_id
+    return row
+
+
+async def test_draw_a_one_with_the_mouse_big_and_small(app: MnistApp) -> None:
+    async def body(pilot: Pilot[Any]) -> None:
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, DrawDialog), "no draw dialog")
+        canvas = app.screen.query_one(DrawCanvas)
+        assert canvas.scale == 2  # 120x40: a pixel is two cells wide, one high
+        # a tall "1" down the middle, slightly slanted, as a hand draws it
+        await drag(pilot, [(29 - y // 10, y) for y in range(3, 26)])
+        assert canvas.pixels[3:24, 13:16].max(axis=1).min() == 255
+        row = await send_and_read(app, pilot)
+        assert row.pred == 1 and row.probs is not None and len(row.probs) == 10
+        bars = app.screen.query_one(ProbBars)
+        assert bars.probs == row.probs
+        assert "prediction" in str(app.screen.query_one("#draw-status").render())
+        # clear, then a small "1" in the top left corner: framed as MNIST, it is still a 1
+        await pilot.press("c")
+        assert canvas.empty
+        await drag(pilot, [(6, y) for y in range(2, 9)] + [(7, 9)])
+        assert not canvas.pixels[12:, :].any() and not canvas.pixels[:, 12:].any()
+        row = await send_and_read(app, pilot)
+        assert row.pred == 1
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DrawDialog)
+
+    await run(app, body)
+
+
+async def test_draw_with_the_keyboard_on_a_small_screen(app: MnistApp) -> None:
+    async def body(pilot: Pilot[Any]) -> None:
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, DrawDialog), "no draw dialog")
+        canvas = app.screen.query_one(DrawCanvas)
+        assert canvas.scale == 1  # 80x24: two pixels to a cell
+        await pilot.press("enter")  # nothing drawn: nothing sent
+        assert app.screen.sent_id is None
+        await pilot.press(*["up"] * 6, "space", *["shift+down"] * 13)  # from (14, 8) down to (14, 21)
+        assert canvas.cursor == (14, 21) and (canvas.pixels[8:22, 14] == 255).all()
+        row = await send_and_read(app, pilot)
+        assert row.pred == 1
+
+    await run(app, body, size=(80, 24))
+
+
+async def test_result_detail_from_a_click_and_from_enter(app: MnistApp) -> None:
+    async def body(pilot: Pilot[Any]) -> None:
+        rows = await send_images(app, pilot, 12)
+        log = app.screen.query_one(ResultsLog)
+        await pilot.click(ResultsLog, offset=(5, 2))  # the third row on screen
+        await until(pilot, lambda: isinstance(app.screen, ResultDetail), "no detail for a clicked row")
+        detail = app.screen
+        row = detail.row
+        assert row.id == log.rows[int(log.scroll_y) + 2].id
+        await until(pilot, lambda: detail.image_state == "shown", lambda: f"image {detail.image_state}")
+        fields = str(detail.query_one("#detail-fields").render())
+        assert f"label       {row.label}" in fields and (row.worker or "?") in fields
+        assert fmt.ms(row.latency_ms) in fields
+        assert detail.query_one(ProbBars).probs == row.probs
+        await pilot.press("right")
+        assert detail.row.seq == row.seq + 1
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ResultDetail)
+        # keyboard: the cursor stays on the clicked row; up, then enter opens the one above
+        assert log.cursor_row is not None and log.cursor_row.seq == row.seq
+        await pilot.press("up", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ResultDetail), "enter opened nothing")
+        assert app.screen.row.seq == row.seq - 1
+        assert {r.id for r in rows} >= {row.id}
+
+    await run(app, body)
+
+
+async def test_confusion_matrix_cell_lists_its_misclassified_digits(app: MnistApp) -> None:
+    async def body(pilot: Pilot[Any]) -> None:
+        rows = await send_images(app, pilot, 300)
+        wrong = [r for r in rows if r.correct is False]
+        assert wrong, "the first 300 held-out digits have a few the model gets wrong"
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, ConfusionScreen), "m opened no matrix")
+        screen = app.screen
+        matrix = screen.query_one(ConfusionMatrix)
+        await until(pilot, lambda: sum(map(sum, matrix.counts)) == app.snap.stats.labelled >= 300,
+                    lambda: f"matrix holds {sum(map(sum, matrix.counts))}")
+        label, pred = wrong[0].label, wrong[0].pred
+        w = cell_width(matrix.counts)
+        await pilot.click(ConfusionMatrix, offset=(LABEL_WIDTH + pred * w + w - 2, 2 + label))
+        await until(pilot, lambda: screen.cell == (label, pred) and screen.listed, "cell not picked")
+        assert all(r.label == label and r.pred == pred for r in screen.listed)
+        assert {r.id for r in screen.listed} == {r.id for r in wrong if (r.label, r.pred) == (label, pred)}
+        table = screen.query_one(CellList)
+        assert app.focused is table and table.row_count == len(screen.listed)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ResultDetail), "no detail from the cell list")
+        detail = app.screen
+        assert detail.row.id == screen.listed[0].id and detail.row.correct is False
+        await until(pilot, lambda: detail.image_state == "shown", lambda: f"image {detail.image_state}")
+        await pilot.press("escape")  # back to the matrix...
+        assert app.screen is screen
+        await pilot.press("escape", "m")  # ...the list gives the matrix the focus, m closes it
+        await until(pilot, lambda: not isinstance(app.screen, ConfusionScreen), "m did not close the matrix")
+
+    await run(app, body)
+
+
+async def test_export_csv_matches_the_results_shown(app: MnistApp, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await send_images(app, pilot, 25)
+        await pilot.press("e")
+        path = await until(pilot, lambda: app.last_export, "e exported nothing")
+        assert path.parent == tmp_path and path.name.startswith("mnist-results-") and path.suffix == ".csv"
+        shown = app.screen.query_one(ResultsLog).rows
+        with path.open(newline="") as handle:
+            got = list(csv.DictReader(handle))
+        assert len(got) == len(app.observer.snapshot(topics=False).results) >= len(shown) >= 25
+        by_id = {r["id"]: r for r in got}
+        for row in shown:
+            line = by_id[row.id]
+            assert (line["pred"], line["label"], line["worker"]) == (str(row.pred), str(row.label), row.worker)
+            assert line["correct"] == str(int(row.pred == row.label))
+            assert [float(line[f"p{i}"]) for i in range(10)] == pytest.approx(row.probs, abs=1e-5)
+
+    await run(app, body)
+
+
+async def test_worker_charts_follow_the_status(app: MnistApp) -> None:
+    async def body(pilot: Pilot[Any]) -> None:
+        pane = app.screen.query_one(WorkersPane)
+        pane.query_one("#workers-table").focus()
+        await pilot.press("g")
+        assert pane.charts_shown
+        charts = pane.query_one(WorkerCharts)
+        await until(pilot, lambda: charts.size.height >= 6 and charts.lines == 1, "no plot of the worker")
+        await pilot.press("g")
+        assert not pane.charts_shown
+
+    await run(app, body)
+
+
+def test_observer_process_hands_out_kept_images(pipeline: LocalPipeline) -> None:
+    """The console's observer runs in a child process: images come back on request, by id."""
+    from helpers import wait_for
+
+    observer = ObserverProcess(pipeline.address)
+    observer.start()
+    try:
+        wait_for(lambda: observer.snapshot(topics=False).subscribed, message="observer not subscribed")
+        observer.send_control("input", "step", n=3)
+        rows = wait_for(lambda: observer.snapshot(topics=False).results[-3:]
+                        if len(observer.snapshot(topics=False).results) >= 3 else None, message="no results")
+        ids = [r.id for r in rows]
+        images = observer.images([*ids, "no-such-id"])
+        assert sorted(images) == sorted(ids)
+        assert all(extract_meta(png).id == i for i, png in images.items())
+        assert observer.image("no-such-id") is None
+    finally:
+        observer.stop()
