@@ -344,13 +344,11 @@ class ObserverProcess:
     def images(self, ids: list[str], timeout: float = 2.0) -> dict[str, bytes]:
         """The kept PNGs of those of `ids` the child still has: a request answered on the push pipe.
 
-        Blocks until the answer comes (milliseconds) or `timeout` passes ({} then); safe from any thread.
+        Blocks until the answer comes (milliseconds); BrokerError when the child is gone or does not answer
+        within `timeout` seconds. Safe from any thread.
         """
         token = next(self._tokens)
-        try:
-            self._send("images", token, list(ids))
-        except BrokerError:
-            return {}
+        self._send("images", token, list(ids))
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -359,8 +357,10 @@ class ObserverProcess:
                 conn = self._push
             if found is not None:
                 return found
-            if conn is None or self._dead or time.monotonic() > deadline:
-                return {}
+            if conn is None or self._dead:
+                raise BrokerError("the observer process is gone")
+            if time.monotonic() > deadline:
+                raise BrokerError(f"the observer process did not answer within {timeout:g} s")
             with contextlib.suppress(OSError, ValueError):
                 conn.poll(0.02)  # wait for the child to write (another thread may read it first: fine)
 

@@ -18,6 +18,7 @@ from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from engine.errors import MnistError
 from engine.observer import ResultRow
 from tui import formatting as fmt
 from tui.digit_view import DigitView
@@ -59,7 +60,7 @@ class ResultDetail(ModalScreen[None]):
         super().__init__()
         self.rows = rows
         self.index = index
-        self.image_state = "loading"  # "loading", "shown", "gone" (not kept any more), "none" (no id)
+        self.image_state = "loading"  # "loading", "shown", "gone" (not kept any more), "none" (no id), "error"
 
     @property
     def row(self) -> ResultRow:
@@ -110,13 +111,22 @@ class ResultDetail(ModalScreen[None]):
     @work(thread=True, exclusive=True, group="detail-image")
     def _fetch(self, image_id: str, index: int) -> None:
         observer: Any = getattr(self.app, "observer", None)
-        png = observer.image(image_id) if observer is not None else None
+        try:
+            png = observer.image(image_id) if observer is not None else None
+        except MnistError as exc:  # the observer process is gone or too busy to answer
+            self.app.call_from_thread(self._fetched, None, index, str(exc))
+            return
         self.app.call_from_thread(self._fetched, png, index)
 
-    def _fetched(self, png: bytes | None, index: int) -> None:
+    def _fetched(self, png: bytes | None, index: int, error: str | None = None) -> None:
         if index != self.index or not self.is_mounted:
             return
         digit = self.query_one(DigitView)
+        if error is not None:
+            self.image_state = "error"
+            digit.placeholder = error
+            digit.refresh()
+            return
         if png is None:
             self.image_state = "gone"
             kept = getattr(getattr(self.app, "observer", None), "max_images", 0)
