@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.broker_address import BrokerAddress
-from engine.errors import ConfigError
+from engine.errors import ConfigError, MnistError
 from engine.protocol import Result
 from engine.settings import DEFAULT_DATASET, Settings
 from engine.topics import ROLES, Topics, sanitize_id
@@ -218,6 +218,28 @@ def _optional_commands() -> dict[str, Callable[[argparse.ArgumentParser], None]]
         if adder is not None:
             found[name] = adder
     return found
+
+
+def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], int] | None = None) -> int:
+    """Parse, run a subcommand (or `console` when none is given), and turn every MnistError into one line
+    on stderr with exit status 1. Shared by `mnist-tui` and `python -m engine`."""
+    import warnings
+
+    # torch warns about the pickle protocol of a file it is about to refuse; the refusal is the one line
+    warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+    try:  # a Ctrl-C at any moment, even while the parser imports the optional commands, ends quietly
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command:
+            return dispatch(args)
+        if console is None:
+            parser.error("a command is needed here (run, train, bench, ...); the console is `mnist-tui`")
+        return console(args)
+    except MnistError as exc:
+        print(f"mnist-tui: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 def dispatch(args: argparse.Namespace) -> int:

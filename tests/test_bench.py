@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from engine.__main__ import main
 from engine.bench import render_table
 from engine.benchstats import LatencyHistogram, ResultTracker
+from engine.cli import main
 
 
 def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

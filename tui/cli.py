@@ -13,7 +13,7 @@ import logging
 import sys
 from collections import deque
 
-from engine.errors import ConfigError, MnistError
+from engine.errors import ConfigError
 from engine.topics import ROLES
 
 
@@ -97,19 +97,9 @@ def run_console(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:  # Ctrl-C at any moment (even while the parser imports optional commands) ends quietly
-        from engine.cli import build_parser, dispatch
+    from engine.cli import main as cli_main
 
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if args.command:
-            return dispatch(args)
-        return run_console(args)
-    except MnistError as exc:
-        print(f"mnist-tui: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return cli_main(argv, console=run_console)
 
 
 if __name__ == "__main__":
