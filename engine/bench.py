@@ -19,12 +19,17 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.benchstats import ResultTracker
 from engine.broker_address import BrokerAddress
 from engine.errors import BrokerError, ConfigError
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.broker import EmbeddedBroker
+    from engine.loadgen import LoadGenerator
+    from engine.workerpool import WorkerPool
 
 STAGES = ("queue", "decode", "infer", "publish")
 
@@ -104,9 +109,9 @@ class Bench:
         self.duration = args.duration if args.duration is not None else (None if args.count else 10.0)
         self.notes: list[str] = []
         self.stop_event = threading.Event()
-        self.broker: Any = None
-        self.pool: Any = None
-        self.gen: Any = None
+        self.broker: EmbeddedBroker | None = None
+        self.pool: WorkerPool | None = None
+        self.gen: LoadGenerator | None = None
         self.tracker = ResultTracker()
         self.run_id = f"bench-{socket.gethostname().split('.')[0]}-{os.getpid()}"
         self.worker_ids: list[str] = []
@@ -140,7 +145,7 @@ class Bench:
         own_protocol = protocol if self.protocols else probe(self.address, protocols=(4, 5))
         settings = replace(self.settings, protocol=protocol)
         if self.workers > 1 and not settings.share_group:
-            settings = replace(settings, share_group=f"{self.run_id}")
+            settings = replace(settings, share_group=self.run_id)
         self.settings = settings
         self.gen = LoadGenerator(self.address, settings, samples, self.run_id, own_protocol, self.tracker)
         self.gen.connect()
@@ -148,9 +153,9 @@ class Bench:
             self.pool = WorkerPool(self.address, settings)
             self.worker_ids = [f"{self.run_id}-w{i + 1}" for i in range(self.workers)]
             self.pool.spawn(self.worker_ids)
-        self._wait_for_workers()
+        self._wait_for_workers(60.0 if self.workers else 10.0)
 
-    def _wait_for_workers(self, timeout: float = 60.0) -> None:
+    def _wait_for_workers(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.stop_event.is_set():
