@@ -49,4 +49,4 @@ class Settings:
     result_qos: int | None = None
     # output
     latency_window: int = 10_000
-    dedup_window: int = 1_000_000
+    dedup_window: int = 100_000  # ids kept to recognize duplicates (~140 bytes each): ~14 MB at most
