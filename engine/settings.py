@@ -44,6 +44,7 @@ class Settings:
     max_payload: int = 1_048_576
     max_pixels: int = 4_000_000
     share_group: str | None = None
+    drain_seconds: float = 3.0  # on stop, answer what is queued for at most this long; the rest counts as dropped
     session_expiry: int = 0
     threads: int | None = None
     result_qos: int | None = None

@@ -61,6 +61,7 @@ class Worker(Role):
         self._held = 0  # images taken from the queue but held because the worker was paused meanwhile
         self._intake = threading.Lock()  # closing the intake and the last enqueue do not interleave
         self._intake_closed = False
+        self._drain_deadline: float | None = None
         self.processed = 0
         self.errors = 0
         self.dropped = 0
@@ -109,13 +110,15 @@ class Worker(Role):
             done = threading.Event()
             client.on_unsubscribe = lambda *_a: done.set()
             client.unsubscribe([t for t, _ in self.subscriptions()])
-            done.wait(3)
+            done.wait(1)  # bounded: behind a flood the answer queues after the images; intake closes anyway
         self._paused.clear()
+        drain = self.settings.drain_seconds
         with self._intake:  # what arrives from now on is neither counted nor acknowledged (see on_data)
             self._intake_closed = True
+            self._drain_deadline = time.monotonic() + drain
             with contextlib.suppress(queue.Full):
-                self.queue.put(_STOP, timeout=5)
-        self._thread.join(timeout=30)
+                self.queue.put(_STOP, timeout=drain)
+        self._thread.join(timeout=drain + 30)
 
     @property
     def state(self) -> str:
@@ -188,9 +191,27 @@ class Worker(Role):
             batch.append(item)
         return batch, False
 
+    def _drop_queued(self) -> None:
+        """Past the drain time at stop: what is still queued is counted as dropped and not acknowledged
+        (a QoS 1 image comes back to a durable session)."""
+        left = 0
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            left += item is not _STOP
+        if left:
+            self.dropped += left
+            log.warning("infer %s: stopped with %d queued images unanswered (drain limit %.1f s)", self.client_id,
+                        left, self.settings.drain_seconds)
+
     def _run(self) -> None:
         stopping = False
         while not stopping:
+            if self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
+                self._drop_queued()
+                break
             if self._paused.is_set() and not self._stop.is_set():
                 time.sleep(0.05)
                 continue
@@ -209,6 +230,11 @@ class Worker(Role):
                     if item is not _STOP:
                         batch.append(item)
             for start in range(0, len(batch), max(1, self.max_batch)):
+                if stopping and self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
+                    self.dropped += len(batch) - start  # see _drop_queued
+                    log.warning("infer %s: stopped with %d queued images unanswered (drain limit %.1f s)",
+                                self.client_id, len(batch) - start, self.settings.drain_seconds)
+                    break
                 chunk = batch[start : start + max(1, self.max_batch)]
                 errors = self.errors
                 try:

@@ -226,7 +226,14 @@ class ObserverProcess:
         if proc is None:
             return
         self._send("stop")
-        proc.join(5)
+        # Keep reading while the child winds up: a child blocked sending into a full pipe cannot stop.
+        deadline = time.monotonic() + 5
+        while proc.is_alive() and time.monotonic() < deadline:
+            try:
+                if self._push is not None and self._push.poll(0.05):
+                    self._push.recv_bytes()
+            except (EOFError, OSError):
+                proc.join(0.05)
         if proc.is_alive():
             proc.terminate()
             proc.join(5)
