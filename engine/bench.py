@@ -35,28 +35,8 @@ STAGES = ("queue", "decode", "infer", "publish")
 
 
 # ----- command line -----
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from engine.cli import add_connection_options, add_pipeline_options
+    from engine.cli import _non_negative_float, _non_negative_int, add_connection_options, add_pipeline_options
 
     parser.description = (
         "Start infer worker processes (or use those already on --broker with --workers 0), offer them "
@@ -73,16 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             action.help = "images per second offered, 0 = full speed (the bench's default)"
     parser.set_defaults(rate=0.0)
     b = parser.add_argument_group("benchmark")
-    b.add_argument("--duration", type=_seconds, default=None,
+    b.add_argument("--duration", type=_non_negative_float, default=None,
                    help="seconds to send (default 10, unless --count is given)")
-    b.add_argument("--warmup", type=_seconds, default=2.0,
+    b.add_argument("--warmup", type=_non_negative_float, default=2.0,
                    help="seconds of load before measuring starts, not counted (default 2)")
-    b.add_argument("--workers", type=_count, default=1,
+    b.add_argument("--workers", type=_non_negative_int, default=1,
                    help="infer worker processes to start (default 1); 0 = use the workers already on the broker")
-    b.add_argument("--window", type=_count, default=None,
+    b.add_argument("--window", type=_non_negative_int, default=None,
                    help="most images unanswered at once (default: 1000 at --rate 0, unlimited at a set rate); "
                         "0 = no limit")
-    b.add_argument("--drain", type=_seconds, default=5.0,
+    b.add_argument("--drain", type=_non_negative_float, default=5.0,
                    help="after sending, wait this long without a new answer before counting the rest lost")
     b.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     b.add_argument("--no-progress", action="store_true", help="no progress line while it runs")

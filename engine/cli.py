@@ -31,7 +31,7 @@ def _env(name: str, default: Any = None) -> Any:
     return os.environ.get(name, default)
 
 
-def _positive_float(text: str) -> float:
+def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -41,14 +41,22 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}: {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def _qos(text: str) -> int:
@@ -83,7 +91,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     i.add_argument("--dataset", type=Path, default=Path(_env("MNIST_DATASET", DEFAULT_DATASET)),
                    help="folder of PNG digits with a list file ('0.png 7' per line)")
     i.add_argument("--list-file", default=_env("MNIST_LIST_FILE"), help="list file (default: list.txt)")
-    i.add_argument("--rate", type=_positive_float, default=float(_env("MNIST_RATE", 10)),
+    i.add_argument("--rate", type=_non_negative_float, default=float(_env("MNIST_RATE", 10)),
                    help="images per second, 0 = as fast as possible (default: 10)")
     i.add_argument("--qos", type=_qos, default=int(_env("MNIST_QOS", 0)), help="QoS of images and results")
     i.add_argument("--shuffle", action="store_true", default=_env("MNIST_SHUFFLE") == "1")
@@ -93,7 +101,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--model", default=_env("MNIST_MODEL"), metavar="PATH",
                    help="state_dict of the shipped architecture or a TorchScript file")
     w.add_argument("--max-batch", type=_positive_int, default=int(_env("MNIST_MAX_BATCH", 64)))
-    w.add_argument("--max-delay-ms", type=_positive_float, default=float(_env("MNIST_MAX_DELAY_MS", 2)))
+    w.add_argument("--max-delay-ms", type=_non_negative_float, default=float(_env("MNIST_MAX_DELAY_MS", 2)))
     w.add_argument("--queue-size", type=_positive_int, default=int(_env("MNIST_QUEUE_SIZE", 10_000)))
     w.add_argument("--max-payload", type=_positive_int, default=int(_env("MNIST_MAX_PAYLOAD", 1_048_576)),
                    help="largest image payload in bytes (default: 1 MiB)")
