@@ -15,20 +15,16 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import errno
 import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -36,6 +32,7 @@ from typing import Any
 
 import engine
 from engine.broker_address import BrokerAddress
+from engine.child_process import die_with_parent
 from engine.errors import BrokerError, ConfigError
 
 HOST = "127.0.0.1"
@@ -194,27 +191,6 @@ def _remove_stale_dirs() -> None:
             continue
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn asking the kernel to send the child SIGTERM when its parent thread dies (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl: nobody will stop us
-            os._exit(1)
-
-    return preexec
-
-
 class _Mosquitto:
     """mosquitto as a child process.
 
@@ -271,7 +247,7 @@ class _Mosquitto:
         self.exited.clear()
         handed: list[subprocess.Popen[bytes] | BaseException] = []
         ready = threading.Event()
-        preexec = _die_with_parent()
+        preexec = die_with_parent()
 
         def keep() -> None:
             try:

@@ -9,7 +9,6 @@ A child that loses its parent is sent SIGTERM by the kernel (Linux), so none is 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -18,10 +17,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from engine.broker_address import BrokerAddress
+from engine.child_process import die_with_parent
 from engine.errors import BrokerError
 from engine.settings import Settings
 
@@ -71,24 +71,6 @@ def broker_environment(address: BrokerAddress, base: dict[str, str] | None = Non
     return env
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """preexec_fn: the kernel sends SIGTERM to the child when the thread that forked it ends (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
 class WorkerProcess:
     """One infer worker child process; its stderr goes to a log file (shown when it fails).
 
@@ -109,7 +91,7 @@ class WorkerProcess:
                 with open(self.log_path, "wb") as err:
                     self.proc = subprocess.Popen(
                         argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                        preexec_fn=_die_with_parent(), start_new_session=True,
+                        preexec_fn=die_with_parent(), start_new_session=True,
                     )
             except BaseException as exc:  # handed to the caller below
                 self._error = exc
