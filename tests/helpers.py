@@ -300,3 +300,16 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
         return True
+
+
+async def pilot_until(pilot: Any, predicate: Callable[[], T], message: str | Callable[[], str],
+                      timeout: float = 30.0) -> T:
+    """Let a Textual app under Pilot run until `predicate()` is truthy; AssertionError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {message() if callable(message) else message}")
+        await pilot.pause(0.05)

@@ -11,12 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from helpers import MqttProbe, wait_for
+from helpers import pilot_until as until
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -35,21 +35,9 @@ from tui.results_log import ResultsLog
 from tui.topic_tree import TopicTree
 from tui.workers_pane import WorkersPane
 
-DEADLINE = 30.0
 SIZE = (120, 40)
 
 
-async def until(pilot: Pilot[Any], predicate: Callable[[], Any], message: str | Callable[[], str],
-                timeout: float = DEADLINE) -> Any:
-    """Let the app run until `predicate()` is truthy; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {message() if callable(message) else message}")
-        await pilot.pause(0.05)
 
 
 @pytest.fixture

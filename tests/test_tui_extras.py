@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import NO_MOSQUITTO
+from helpers import pilot_until as until
 from PIL import Image
 from textual.pilot import Pilot
 
@@ -40,21 +40,6 @@ from tui.result_detail import ResultDetail
 from tui.results_log import ResultsLog
 from tui.worker_charts import WorkerCharts
 from tui.workers_pane import WorkersPane
-
-DEADLINE = 30.0
-
-
-async def until(pilot: Pilot[Any], predicate: Callable[[], Any], message: str | Callable[[], str],
-                timeout: float = DEADLINE) -> Any:
-    """Let the app run until `predicate()` is truthy; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {message() if callable(message) else message}")
-        await pilot.pause(0.05)
 
 
 @pytest.fixture(scope="module")
