@@ -722,11 +722,8 @@ class Observer:
             if self._roles.pop(key, None) is not None:
                 self._add_event("information", f"{key[0]} {key[1]} removed")
             return
-        try:
-            data = json.loads(payload)
-        except (UnicodeDecodeError, ValueError):
-            return
-        if not isinstance(data, dict):
+        data = _json_object(payload)
+        if data is None:
             return
         entry = self._roles.get(key)
         prev = entry.state if entry is not None else None
@@ -758,11 +755,8 @@ class Observer:
         parts = topic[len(self._reply_prefix):].split("/")
         if len(parts) != 2:
             return
-        try:
-            data = json.loads(payload)
-        except (UnicodeDecodeError, ValueError):
-            return
-        if not isinstance(data, dict):
+        data = _json_object(payload)
+        if data is None:
             return
         req = data.get("req")
         ours = isinstance(req, str) and req in self._our_reqs
@@ -928,3 +922,12 @@ class Observer:
             state = self._topic_states.get(topic)
             if state is not None:
                 state.retained = False
+
+
+def _json_object(payload: bytes) -> dict[str, Any] | None:
+    """A JSON object from a status or reply payload; None for anything else."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
