@@ -146,15 +146,24 @@ class LoadGenerator:
     def outstanding(self) -> int:
         return self.sent - self.tracker.seen_any - self.written_off
 
-    def _publish(self, seq: int) -> bool:
-        sample = self.samples[seq % len(self.samples)]
-        meta = {"id": f"{self.prefix}{seq}", "label": sample.label, "t": time.time(), "src": self.client_id}
-        info = self._pub.publish(self.topics.images, embed_meta(sample.png, meta), qos=self.settings.qos)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            self.publish_errors += 1
-            return False
-        self._last_info = info
-        return True
+    def _publish(self, first: int, count: int) -> int:
+        """Publish images `first` .. `first + count - 1`; returns how many paho took."""
+        samples, n = self.samples, len(self.samples)
+        prefix, src = self.prefix, self.client_id
+        payloads = []
+        for seq in range(first, first + count):
+            sample = samples[seq % n]
+            meta = {"id": f"{prefix}{seq}", "label": sample.label, "t": time.time(), "src": src}
+            payloads.append(embed_meta(sample.png, meta))
+        infos = self._pub.publish_many(self.topics.images, payloads, qos=self.settings.qos)
+        taken = 0
+        for info in infos:
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self.publish_errors += 1
+                break
+            taken += 1
+            self._last_info = info
+        return taken
 
     def run(
         self,
@@ -200,12 +209,10 @@ class LoadGenerator:
                     time.sleep(0.0005)
                     continue
                 burst = min(burst, room)
-            for _ in range(burst):
-                if self._publish(self.sent):
-                    self.sent += 1
-                elif not self._pub.is_connected():
-                    time.sleep(0.05)
-                    break
+            taken = self._publish(self.sent, burst)
+            self.sent += taken
+            if taken < burst and not self._pub.is_connected():
+                time.sleep(0.05)
         return self.sent - start_sent, time.monotonic() - t0
 
     def flush(self, timeout: float = 10.0) -> bool:

@@ -13,6 +13,7 @@ from paho.mqtt.properties import Properties
 
 from engine.broker_address import BrokerAddress
 from engine.errors import BrokerError
+from engine.fastclient import FastClient
 
 PROTOCOLS = {5: mqtt.MQTTv5, 4: mqtt.MQTTv311}
 PROTOCOL_NAMES = {5: "MQTT 5", 4: "MQTT 3.1.1"}
@@ -41,7 +42,7 @@ def make_client(
     kwargs: dict[str, Any] = {"protocol": PROTOCOLS[protocol], "client_id": client_id}
     if protocol == 4:
         kwargs["clean_session"] = clean_start
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, manual_ack=manual_ack, **kwargs)
+    client = FastClient(CallbackAPIVersion.VERSION2, manual_ack=manual_ack, **kwargs)
     client.reconnect_delay_set(min_delay=1, max_delay=16)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)

@@ -327,9 +327,7 @@ class Worker(Role):
             t2 = t1
         qos = s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
         topic = self.topics.results
-        publish = self.client.publish
-        for payload in out:
-            publish(topic, payload, qos=qos)
+        self.client.publish_many(topic, out, qos=qos)
         t3 = time.time()
         count = len(batch)
         self.processed += len(good)

@@ -1,0 +1,136 @@
+"""engine.fastclient: the same messages as paho's own Client, through a real mosquitto.
+
+The reference on the other side of every test is an unmodified paho client (helpers.MqttProbe /
+helpers.make_client), so a difference in what arrives is a bug of FastClient.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from helpers import MqttProbe, make_client, wait_for
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from engine.broker import EmbeddedBroker
+from engine.fastclient import FastClient
+from engine.mqtt import connect_kwargs
+from engine.mqtt import make_client as make_fast_client
+
+
+class Receiver:
+    """A FastClient subscribed to `topic`, recording every message it gets."""
+
+    def __init__(self, broker: EmbeddedBroker, topic: str, protocol: int, qos: int = 0, **kwargs: Any) -> None:
+        self.client = make_fast_client(broker.address, f"fast-recv-{protocol}-{qos}", protocol=protocol, **kwargs)
+        assert isinstance(self.client, FastClient)
+        self.messages: list[mqtt.MQTTMessage] = []
+        subscribed = threading.Event()
+        self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=qos)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = lambda _c, _u, msg: self.messages.append(msg)
+        self.client.connect(broker.address.host, broker.address.port, **connect_kwargs(self.client))
+        self.client.loop_start()
+        wait_for(subscribed.is_set, message="FastClient never subscribed")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.mark.parametrize("protocol", [5, 4])
+def test_many_small_and_some_large_messages_arrive_whole_and_in_order(mosquitto_broker: EmbeddedBroker,
+                                                                     protocol: int) -> None:
+    """Thousands of small packets share each read; packets larger than the read buffer span several."""
+    receiver = Receiver(mosquitto_broker, "fast/in", protocol)
+    sender = make_client(mosquitto_broker.address, protocol=protocol)
+    sender.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+    sender.loop_start()
+    try:
+        sizes = [i % 700 for i in range(3000)]
+        sizes[100] = sizes[2000] = 300_000  # several reads' worth
+        sizes[1500] = 0
+        payloads = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+        for payload in payloads:
+            sender.publish("fast/in", payload, qos=0)
+        wait_for(lambda: len(receiver.messages) >= len(payloads),
+                 message=lambda: f"{len(receiver.messages)} of {len(payloads)} arrived")
+        assert [m.payload for m in receiver.messages] == payloads
+        assert {m.topic for m in receiver.messages} == {"fast/in"}
+        assert all(m.qos == 0 and not m.retain and not m.dup for m in receiver.messages)
+        if protocol == 5:
+            assert all(isinstance(m.properties, Properties) and m.properties.isEmpty() for m in receiver.messages)
+        else:
+            assert all(m.properties is None for m in receiver.messages)
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        receiver.close()
+
+
+def test_properties_retain_and_qos1_are_decoded_as_paho_does(mosquitto_broker: EmbeddedBroker) -> None:
+    """Messages with MQTT 5 properties take paho's own decoder; flags and QoS 1 come through either way."""
+    sender = make_client(mosquitto_broker.address, protocol=5)
+    sender.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+    sender.loop_start()
+    try:
+        sender.publish("fast/retained", b"kept", qos=1, retain=True).wait_for_publish(10)
+        receiver = Receiver(mosquitto_broker, "fast/#", 5, qos=1)
+        try:
+            wait_for(lambda: receiver.messages, message="the retained message never came")
+            retained = receiver.messages[0]
+            assert (retained.topic, retained.payload, retained.retain, retained.qos) == ("fast/retained", b"kept",
+                                                                                          True, 1)
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = [("k", "v")]
+            props.ContentType = "image/png"
+            sender.publish("fast/props", b"with", qos=1, properties=props).wait_for_publish(10)
+            sender.publish("fast/plain", b"without", qos=1).wait_for_publish(10)
+            wait_for(lambda: len(receiver.messages) >= 3, message="QoS 1 messages never came")
+            with_props, plain = receiver.messages[1], receiver.messages[2]
+            assert (with_props.payload, with_props.qos, with_props.retain) == (b"with", 1, False)
+            assert with_props.properties.UserProperty == [("k", "v")]
+            assert with_props.properties.ContentType == "image/png"
+            assert (plain.payload, plain.qos, plain.mid > 0) == (b"without", 1, True)
+            assert plain.properties.isEmpty()
+        finally:
+            receiver.close()
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+
+
+@pytest.mark.parametrize("with_on_publish", [False, True])
+def test_publish_many_delivers_every_payload_once_in_order(mosquitto_broker: EmbeddedBroker,
+                                                           with_on_publish: bool) -> None:
+    """publish_many wakes the network thread once; joined QoS 0 writes still count each message."""
+    probe = MqttProbe(mosquitto_broker.address, "fast/out", qos=0)
+    client = make_fast_client(mosquitto_broker.address, "fast-sender", protocol=5)
+    published: list[int] = []
+    if with_on_publish:  # a listener for each message: no joining, every mid reported
+        client.on_publish = lambda _c, _u, mid, _rc, _p: published.append(mid)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect(mosquitto_broker.address.host, mosquitto_broker.address.port, **connect_kwargs(client))
+    client.loop_start()
+    try:
+        wait_for(connected.is_set, message="FastClient never connected")
+        payloads = [f"result {i}".encode() * (1 + i % 40) for i in range(5000)]
+        infos: list[mqtt.MQTTMessageInfo] = []
+        for start in range(0, len(payloads), 64):
+            infos += client.publish_many("fast/out", payloads[start : start + 64], qos=0)
+        assert len(infos) == len(payloads) and all(info.rc == mqtt.MQTT_ERR_SUCCESS for info in infos)
+        messages = probe.wait_count(len(payloads), topic="fast/out")
+        assert [m.payload for m in messages] == payloads
+        wait_for(lambda: all(info.is_published() for info in infos),
+                 message=lambda: f"{sum(not i.is_published() for i in infos)} infos never marked published")
+        if with_on_publish:
+            wait_for(lambda: len(published) == len(payloads), message=lambda: f"{len(published)} on_publish calls")
+            assert sorted(published) == sorted(info.mid for info in infos)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        probe.close()
