@@ -44,6 +44,36 @@ def _empty_publish_properties() -> Properties:
     return props
 
 
+def _fixed_header(remaining: int) -> bytes:
+    """The first bytes of a QoS 0 PUBLISH without flags: type and remaining length (MQTT's varint)."""
+    if remaining < 128:
+        return bytes((_PUBLISH, remaining))
+    if remaining < 16384:
+        return bytes((_PUBLISH, (remaining & 0x7F) | 0x80, remaining >> 7))
+    out = bytearray((_PUBLISH,))
+    while True:
+        byte, remaining = remaining & 0x7F, remaining >> 7
+        out.append(byte | 0x80 if remaining else byte)
+        if not remaining:
+            return bytes(out)
+
+
+class _IncomingMessage(MQTTMessage):
+    """A received message whose `info` (a threading.Condition inside; unused for received messages)
+    is made only if someone asks for it."""
+
+    @property  # type: ignore[override]
+    def info(self) -> mqtt.MQTTMessageInfo:
+        info = self.__dict__.get("_info")
+        if info is None:
+            info = self.__dict__["_info"] = mqtt.MQTTMessageInfo(self.mid)
+        return info
+
+    @info.setter
+    def info(self, value: mqtt.MQTTMessageInfo) -> None:
+        self.__dict__["_info"] = value
+
+
 class _Infos:
     """Stands for the MQTTMessageInfo of several QoS 0 packets sent together."""
 
@@ -119,7 +149,11 @@ class FastClient(mqtt.Client):
             return super()._handle_publish()  # paho reports the malformed packet
         if pos > end:
             return super()._handle_publish()
-        message = MQTTMessage(mid=mid, topic=topic)
+        message = _IncomingMessage.__new__(_IncomingMessage)
+        message.state = mqtt.mqtt_ms_invalid
+        message.mid = mid
+        message._topic = topic
+        message.properties = None
         message.dup = bool(header & 0x08)
         message.qos = qos
         message.retain = bool(header & 0x01)
@@ -134,7 +168,16 @@ class FastClient(mqtt.Client):
 
     # ----- writing -----
     def publish_many(self, topic: str, payloads: Iterable[bytes], qos: int = 0) -> list[mqtt.MQTTMessageInfo]:
-        """Publish each payload on `topic`, waking the network thread once for all of them."""
+        """Publish each payload on `topic` (in order), waking the network thread once for all of them.
+
+        At QoS 0 with nobody listening for `on_publish`, the PUBLISH packets are built here and queued
+        as one packet with one MQTTMessageInfo, which every returned entry shares.
+        """
+        payloads = list(payloads)
+        if qos == 0 and payloads and not self.on_publish and self._sock is not None:
+            info = self._publish_joined(topic, payloads)
+            if info is not None:
+                return [info] * len(payloads)
         wake = self._sockpairW
         self._sockpairW = None
         infos: list[mqtt.MQTTMessageInfo] = []
@@ -149,6 +192,24 @@ class FastClient(mqtt.Client):
                 with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is already pending
                     wake.send(b"0")
         return infos
+
+    def _publish_joined(self, topic: str, payloads: list[bytes]) -> mqtt.MQTTMessageInfo | None:
+        """Queue QoS 0 PUBLISH packets for `payloads` as one write; None if paho must do it (odd input)."""
+        if not topic or not all(type(p) is bytes for p in payloads):
+            return None
+        topic_bytes = topic.encode("utf-8")
+        self._raise_for_invalid_topic(topic_bytes)  # as publish() does: ValueError for a wildcard
+        head = len(topic_bytes).to_bytes(2, "big") + topic_bytes + (b"\x00" if self._protocol == MQTTv5 else b"")
+        parts: list[bytes] = []
+        append = parts.append
+        for payload in payloads:
+            append(_fixed_header(len(head) + len(payload)))
+            append(head)
+            append(payload)
+        joined = b"".join(parts)
+        info = mqtt.MQTTMessageInfo(self._mid_generate())
+        info.rc = self._packet_queue(_PUBLISH, joined, info.mid, 0, info)
+        return info
 
     def _packet_write(self) -> MQTTErrorCode:
         if not self.on_publish:

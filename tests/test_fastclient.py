@@ -119,6 +119,7 @@ def test_publish_many_delivers_every_payload_once_in_order(mosquitto_broker: Emb
     try:
         wait_for(connected.is_set, message="FastClient never connected")
         payloads = [f"result {i}".encode() * (1 + i % 40) for i in range(5000)]
+        payloads[10], payloads[20], payloads[30] = b"", b"m" * 20_000, b"l" * 300_000  # 1-, 2-, 3-byte lengths
         infos: list[mqtt.MQTTMessageInfo] = []
         for start in range(0, len(payloads), 64):
             infos += client.publish_many("fast/out", payloads[start : start + 64], qos=0)
