@@ -7,16 +7,18 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 META_KEYWORD = b"mnist"
+_META_CHUNK = b"tEXt" + META_KEYWORD + b"\x00"  # chunk type, keyword, separator
 _IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _LEGACY = re.compile(r"^\s*tensor\(\[\s*(\d)\s*\]\)\s*$")
 
 
-@dataclass(frozen=True)
-class ImageMeta:
+class ImageMeta(NamedTuple):
+    """What an image's `mnist` chunk says (a tuple: made for every image, so cheap to make)."""
+
     id: str | None = None
     label: int | None = None
     t: float | None = None
@@ -43,17 +45,16 @@ def extract_meta(payload: bytes) -> ImageMeta:
     if not payload.startswith(PNG_SIGNATURE):
         return ImageMeta()
     # Our chunk sits right before IEND: look for it from the end first, which is O(1) for our images.
-    key = b"tEXt" + META_KEYWORD + b"\x00"
-    pos = payload.rfind(key)
+    pos = payload.rfind(_META_CHUNK)
     if pos < 12:
         return ImageMeta()
-    length_at = pos - 4
-    (length,) = struct.unpack(">I", payload[length_at:pos])
-    data = payload[pos + 4 : pos + 4 + length]
-    if len(data) != length:
+    length = int.from_bytes(payload[pos - 4 : pos], "big") - len(META_KEYWORD) - 1
+    start = pos + len(_META_CHUNK)
+    data = payload[start : start + length]
+    if length < 0 or len(data) != length:
         return ImageMeta()
     try:
-        raw = json.loads(data[len(META_KEYWORD) + 1 :].decode("latin-1"))
+        raw = json.loads(data.decode("latin-1"))
     except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return ImageMeta()
     if not isinstance(raw, dict):
