@@ -30,9 +30,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import engine
 from engine.broker_address import BrokerAddress
 from engine.child_process import die_with_parent
+from engine.datafiles import data_path
 from engine.errors import BrokerError, ConfigError
 
 HOST = "127.0.0.1"
@@ -68,12 +68,8 @@ def find_mosquitto() -> str | None:
 
 
 def default_config_path() -> Path:
-    """The repository's mosquitto.conf, next to the `engine` package (or shipped inside it)."""
-    package_dir = Path(engine.__file__).resolve().parent
-    for candidate in (package_dir.parent / "mosquitto.conf", package_dir / "mosquitto.conf"):
-        if candidate.is_file():
-            return candidate
-    return package_dir.parent / "mosquitto.conf"
+    """The project's mosquitto.conf: the checkout's, or the installed copy (see engine.datafiles)."""
+    return data_path("mosquitto.conf")
 
 
 @lru_cache(maxsize=8)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.datafiles import data_path
 from engine.errors import DatasetError, MnistError
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
     "split_sample",
 ]
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "mnist_images"
+ASSETS_DIR = data_path("assets/mnist_images")
 LIST_FILE = "list.txt"
 SPLIT_SEED = 2024
 HELD_OUT_PER_CLASS = 100

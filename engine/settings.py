@@ -7,10 +7,10 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.datafiles import data_path
 from engine.topics import Topics, sanitize_id
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATASET = REPO_ROOT / "assets" / "mnist_images"
+DEFAULT_DATASET = data_path("assets/mnist_images")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lenet5.pt"
 MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"
