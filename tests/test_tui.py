@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from engine.settings import Settings
 from tui.app import MnistApp, next_rate
 from tui.digit_view import DigitView
 from tui.filter_dialog import FilterDialog
-from tui.header_bar import BrokerInfo
+from tui.header_bar import BrokerInfo, retry_text
 from tui.observer_process import ObserverProcess
 from tui.payload_view import PayloadView
 from tui.publish_dialog import PublishDialog
@@ -97,6 +98,13 @@ def test_rate_steps() -> None:
     assert next_rate(50_000, +1) == 0  # then as fast as it goes
     assert next_rate(0, +1) == 0 and next_rate(0, -1) == 50_000
     assert next_rate(1, -1) == 1
+
+
+def test_retry_text_rounds_up_then_says_trying() -> None:
+    assert retry_text(None, 100.0) == ""
+    assert retry_text(108.0, 100.0) == ", next try in 8 s"
+    assert retry_text(108.0, 107.6) == ", next try in 1 s"  # 0.4 s left: not "0 s"
+    assert retry_text(108.0, 108.0) == retry_text(108.0, 111.0) == ", trying now"  # an attempt can take seconds
 
 
 # ---- the console on a real pipeline -------------------------------------------------------------------
@@ -297,6 +305,38 @@ async def test_broker_going_away_keeps_the_app_up(make_app) -> None:
         await run(app, body)
         assert any("cannot reach" in t or "lost" in t for t in notes), notes
         assert any("not connected" in t or "no publisher" in t for t in notes), notes
+    finally:
+        broker.stop()
+
+
+async def test_retry_countdown_counts_down_while_the_broker_is_away(make_app) -> None:
+    """The header's "next try in N s" follows the observer's backoff (1, 2, 4 s...): whole seconds rounded
+    up, so it never reads "0 s" while a wait is left; past the due time it says it is trying."""
+    broker = EmbeddedBroker(kind="mosquitto")
+    broker.start()
+    try:
+        app = make_app(broker.address, ObserverProcess)  # the console's own observer, in its child process
+        shown: list[str] = []
+
+        def header() -> str:
+            text = str(app.screen.query_one("#header").render())
+            if not shown or shown[-1] != text:
+                shown.append(text)
+            return text
+
+        def countdowns() -> list[int]:
+            return [int(m.group(1)) for m in (re.search(r"next try in (\d+) s", t) for t in shown) if m]
+
+        async def body(pilot: Pilot[Any]) -> None:
+            broker.stop()
+            # a full wait of the backoff (2 s) counted down, then the next (4 s) begun
+            await until(pilot, lambda: header() and 4 in countdowns() and 1 in countdowns(),
+                        lambda: f"header: {shown[-8:]}", timeout=40)
+
+        await run(app, body)
+        waits = countdowns()
+        assert all(n >= 1 for n in waits), f"a countdown at 0 while a wait was left: {shown}"
+        assert 2 in waits and waits.index(1, waits.index(2)) < waits.index(4), waits  # 2, 1, ... then 4
     finally:
         broker.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from textual.markup import escape
@@ -23,11 +24,23 @@ class BrokerInfo(NamedTuple):
 KIND_LABELS = {"mosquitto": "embedded mosquitto", "python": "embedded Python broker", "external": "external broker"}
 
 
+def retry_text(next_try: float | None, now: float) -> str:
+    """", next try in 3 s", counting down in whole seconds rounded up (so never "0 s" while a wait is
+    left), then ", trying now" from when the attempt is due until its outcome is known: an attempt on a
+    host that does not answer lasts seconds."""
+    if not next_try:
+        return ""
+    left = next_try - now
+    if left <= 0:
+        return ", trying now"
+    return f", next try in {math.ceil(left)} s"
+
+
 def connection_markup(conn: Connection, now: float, width: int) -> str:
     if conn.state == "connected":
         return "[bold $text-success]●[/] connected"
     if conn.state == "reconnecting":
-        wait = f", next try in {max(0.0, conn.next_try - now):.0f} s" if conn.next_try else ""
+        wait = retry_text(conn.next_try, now)
         why = f" ({escape(conn.error)})" if conn.error and width >= 110 else ""
         return f"[bold $text-warning]◌ reconnecting{wait}[/]{why}"
     if conn.state == "stopped":
