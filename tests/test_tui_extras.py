@@ -253,9 +253,14 @@ async def test_confusion_matrix_cell_lists_its_misclassified_digits(app: MnistAp
         detail = app.screen
         assert detail.row.id == screen.listed[0].id and detail.row.correct is False
         await until(pilot, lambda: detail.image_state == "shown", lambda: f"image {detail.image_state}")
-        await pilot.press("escape")  # back to the matrix...
-        assert app.screen is screen
-        await pilot.press("escape", "m")  # ...the list gives the matrix the focus, m closes it
+        await pilot.press("escape")  # back to the matrix screen, the list still focused...
+        await until(pilot, lambda: app.screen is screen and app.focused is table, "escape did not go back")
+        await pilot.press("escape")  # ...and escape backs out once more: the screen closes
+        await until(pilot, lambda: not isinstance(app.screen, ConfusionScreen),
+                    lambda: f"escape in the cell list left {app.screen} open, focus on {app.focused}", timeout=5)
+        await pilot.press("m")  # m opens it again...
+        await until(pilot, lambda: isinstance(app.screen, ConfusionScreen), "m opened no matrix")
+        await pilot.press("m")  # ...and closes it
         await until(pilot, lambda: not isinstance(app.screen, ConfusionScreen), "m did not close the matrix")
 
     await run(app, body)

@@ -42,10 +42,9 @@ def cell_rows(results: tuple[ResultRow, ...], label: int, pred: int) -> list[Res
 
 
 class CellList(DataTable[Any]):
-    BINDINGS = [Binding("escape", "back", "Matrix", show=False)]
-
-    def action_back(self) -> None:
-        self.screen.query_one(ConfusionMatrix).focus()
+    """The results of the picked cell. Escape here closes the screen, as it does on the matrix: the list is
+    always in view, so giving the focus back to the matrix would look like escape did nothing (tab, shift+tab
+    or a click move between the two)."""
 
 
 class ConfusionScreen(ModalScreen[None]):
