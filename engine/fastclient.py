@@ -21,7 +21,9 @@ Everything else (protocol, sessions, acknowledgements, reconnects, TLS) is paho'
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import socket
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -96,6 +98,9 @@ class FastClient(mqtt.Client):
         self._rbuf = bytearray()
         self._rbuf_sock: Any = None
         self._refills = -1  # < 0: unlimited (outside loop_read)
+        self._quiet_lock = threading.Lock()
+        self._quiet_depth = 0  # threads inside one_wakeup()
+        self._quiet_wake: socket.socket | None = None  # paho's wake-up socket, held back meanwhile
 
     # ----- reading -----
     def _sock_recv(self, bufsize: int) -> bytes:
@@ -164,7 +169,8 @@ class FastClient(mqtt.Client):
         self._handle_on_message(message)
         if qos == 0 or self._manual_ack:
             return MQTTErrorCode.MQTT_ERR_SUCCESS
-        return self._send_puback(mid)
+        with self.one_wakeup(wake_at_end=False):  # on the network thread: its next pass writes the PUBACK
+            return self._send_puback(mid)
 
     # ----- writing -----
     def publish_many(self, topic: str, payloads: Iterable[bytes], qos: int = 0) -> list[mqtt.MQTTMessageInfo]:
@@ -178,20 +184,48 @@ class FastClient(mqtt.Client):
             info = self._publish_joined(topic, payloads)
             if info is not None:
                 return [info] * len(payloads)
-        wake = self._sockpairW
-        self._sockpairW = None
         infos: list[mqtt.MQTTMessageInfo] = []
-        try:
+        with self.one_wakeup():
             publish = self.publish
             for payload in payloads:
                 infos.append(publish(topic, payload, qos=qos))
+        return infos
+
+    def ack_many(self, acks: Iterable[tuple[int, int]]) -> None:
+        """`ack(mid, qos)` for each pair (manual acknowledgement), waking the network thread once."""
+        with self.one_wakeup():
+            for mid, qos in acks:
+                self.ack(mid, qos)
+
+    @contextlib.contextmanager
+    def one_wakeup(self, wake_at_end: bool = True) -> Iterator[None]:
+        """Queue packets inside the block without waking the network thread for each; wake it once after.
+
+        paho writes a byte to a socket pair for every queued packet so that its thread leaves `select`.
+        Packets queued meanwhile by other threads are not lost: the one wake-up at the end (or, on the
+        network thread itself, its next pass, which always checks for pending writes) covers them.
+        """
+        with self._quiet_lock:
+            if self._quiet_depth == 0:
+                self._quiet_wake = self._sockpairW
+                self._sockpairW = None
+            self._quiet_depth += 1
+            wake = self._quiet_wake
+        try:
+            yield
         finally:
-            if self._sockpairW is None:  # not replaced by a reconnect meanwhile
-                self._sockpairW = wake
-            if wake is not None and infos:
+            with self._quiet_lock:
+                self._quiet_depth -= 1
+                if self._quiet_depth == 0:
+                    if self._sockpairW is None:
+                        self._sockpairW = self._quiet_wake
+                    elif self._quiet_wake is not None:  # a reconnect made a new pair meanwhile
+                        self._quiet_wake.close()
+                        wake = None
+                    self._quiet_wake = None
+            if wake is not None and wake_at_end:
                 with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is already pending
                     wake.send(b"0")
-        return infos
 
     def _publish_joined(self, topic: str, payloads: list[bytes]) -> mqtt.MQTTMessageInfo | None:
         """Queue QoS 0 PUBLISH packets for `payloads` as one write; None if paho must do it (odd input)."""

@@ -274,9 +274,9 @@ class Worker(Role):
     def _ack(self, batch: list[tuple[bytes, float, Any]]) -> None:
         """Acknowledge QoS 1/2 images whose results are queued (they go out first, in order)."""
         gen = self._conn_gen
-        for _payload, _t, ack in batch:
-            if ack is not None and ack[2] == gen:
-                self.client.ack(ack[0], ack[1])
+        acks = [(ack[0], ack[1]) for _payload, _t, ack in batch if ack is not None and ack[2] == gen]
+        if acks:
+            self.client.ack_many(acks)
 
     def _process(self, batch: list[tuple[bytes, float, Any]]) -> None:
         t0 = time.time()
