@@ -303,6 +303,38 @@ async def test_worker_charts_follow_the_status(app: MnistApp) -> None:
     await run(app, body)
 
 
+def _table_lines(table: Any) -> list[str]:
+    """The lines the Workers table shows (the header, then the rows), as text."""
+    return [table.render_line(y).text for y in range(table.size.height)]
+
+
+@pytest.mark.parametrize(("size", "other"), [((80, 24), (120, 40)), ((120, 40), (80, 24))])
+async def test_workers_table_shows_the_figures_that_matter(app: MnistApp, size: tuple[int, int],
+                                                           other: tuple[int, int]) -> None:
+    """Worker, state, img/s, p99 latency, queue, batch, dropped and errors, at 80x24 and at 120x40, with
+    nothing cut off (no horizontal scrolling), also after the terminal changes size."""
+    figures = ("worker", "state", "img/s", "p99", "queue", "batch", "drop", "err")
+
+    async def body(pilot: Pilot[Any]) -> None:
+        pane = app.screen.query_one(WorkersPane)
+        table = pane.table
+        for width, height in (size, other):
+            await pilot.resize_terminal(width, height)
+            await until(pilot, lambda w=width: app.size.width == w and table.row_count == 1
+                        and table.size.width == pane.content_size.width,
+                        lambda: f"{app.size}, {table.row_count} rows")
+            await pilot.pause()
+            lines = _table_lines(table)
+            assert table.max_scroll_x == 0, f"{width}x{height}: the table is cut off: {lines}"
+            assert all(name in lines[0] for name in figures), f"{width}x{height}: {lines[0]!r}"
+            cells = [str(c).strip() for c in table.get_row_at(0)]
+            shown = lines[1]
+            assert all(c in shown for c in cells), f"{width}x{height}: {cells} not all in {shown!r}"
+            assert len(cells) == len(table.columns) >= len(figures) - 1  # drop/err may share a column
+
+    await run(app, body, size=size)
+
+
 def test_observer_process_hands_out_kept_images(pipeline: LocalPipeline) -> None:
     """The console's observer runs in a child process: images come back on request, by id."""
     from helpers import wait_for

@@ -12,6 +12,22 @@ def count(n: int | float | None) -> str:
     return f"{int(n):,}"
 
 
+def short_count(n: int | float | None) -> str:
+    """At most five characters: 9,999, 12.3k, 123k, 1.2M, 12M (or "-" for None)."""
+    if n is None:
+        return "-"
+    n = int(n)
+    if abs(n) < 10_000:
+        return f"{n:,}"
+    for unit, scale in (("k", 1_000), ("M", 1_000_000), ("G", 1_000_000_000)):
+        value = n / scale
+        if abs(value) < 99.95:
+            return f"{value:.1f}{unit}"
+        if abs(value) < 999.5:
+            return f"{value:.0f}{unit}"
+    return f"{n / 1e12:.0f}T"
+
+
 def rate(value: float | None, unit: str = "/s") -> str:
     """98.7/s, 1,234/s, 12.3k/s."""
     if value is None:
