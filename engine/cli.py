@@ -179,7 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--roles", default=None,
                         help="roles the console starts in-process, comma-separated (default: all three on "
                              "the embedded broker, none with --broker)")
-    parser.add_argument("--paused", action="store_true", help="console: do not start publishing at once")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run roles headless until Ctrl-C or SIGTERM")

@@ -354,6 +354,15 @@ def test_cli_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Traceback" not in "".join(err)
 
 
+def test_cli_has_no_paused_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """The console always opens with its publisher stopped (space starts it): no option says otherwise."""
+    from engine.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--paused"])  # the console's own parser (tui.cli.main would open it)
+    assert exit_info.value.code == 2 and "unrecognized arguments: --paused" in capsys.readouterr().err
+
+
 def test_cli_starts_local_roles_and_leaves_nothing_running(monkeypatch: pytest.MonkeyPatch) -> None:
     """`mnist-tui` alone: broker and three roles in a child process; after quitting, all of it is gone."""
     import psutil
@@ -367,6 +376,7 @@ def test_cli_starts_local_roles_and_leaves_nothing_running(monkeypatch: pytest.M
         wait_for(lambda: len([r for r in self.observer.snapshot(topics=False).roles if r.online]) >= 3,
                  timeout=90, message="the three local roles never showed up on the broker")
         seen["roles"] = {r.role for r in self.observer.snapshot(topics=False).roles}
+        seen["input"] = [r.state for r in self.observer.snapshot(topics=False).roles_of("input")]
         seen["port"] = self.observer.address.port
         seen["children"] = [  # multiprocessing's resource tracker lives as long as this test process: not ours
             p for p in psutil.Process().children(recursive=True) if "resource_tracker" not in " ".join(p.cmdline())
@@ -376,6 +386,7 @@ def test_cli_starts_local_roles_and_leaves_nothing_running(monkeypatch: pytest.M
     monkeypatch.setattr(MnistApp, "run", fake_run)
     assert main(["--embedded", "mosquitto"]) == 0
     assert seen["roles"] == {"input", "infer", "output"} and seen["kind"] == "mosquitto"
+    assert seen["input"] == ["stopped"]  # the console's publisher waits for space
     assert len(seen["children"]) >= 3  # roles, observer, mosquitto
     gone, alive = psutil.wait_procs(seen["children"], timeout=10)
     assert not alive, f"left running: {alive}"

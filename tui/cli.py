@@ -49,7 +49,9 @@ def run_console(args: argparse.Namespace) -> int:
     from tui.roles_process import RolesProcess
 
     settings = settings_from_args(args)
-    settings.autostart = False  # the publisher waits for space (or a start command from anywhere)
+    # The console opens with its publisher stopped: space (or a start command from anywhere) starts it.
+    # Headless, `run input` starts at once unless --hold.
+    settings.autostart = False
     address = address_from_args(args)
     roles = parse_roles(args.roles, attached=address is not None)
     protocols = protocols_from_args(args)
