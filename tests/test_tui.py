@@ -311,7 +311,8 @@ async def test_broker_going_away_keeps_the_app_up(make_app) -> None:
 
 async def test_retry_countdown_counts_down_while_the_broker_is_away(make_app) -> None:
     """The header's "next try in N s" follows the observer's backoff (1, 2, 4 s...): whole seconds rounded
-    up, so it never reads "0 s" while a wait is left; past the due time it says it is trying."""
+    up, so it never reads "0 s" while a wait is left; past the due time it says it is trying. At 80
+    columns the header gives up the broker's kind so that the countdown shows."""
     broker = EmbeddedBroker(kind="mosquitto")
     broker.start()
     try:
@@ -319,9 +320,11 @@ async def test_retry_countdown_counts_down_while_the_broker_is_away(make_app) ->
         shown: list[str] = []
 
         def header() -> str:
-            text = str(app.screen.query_one("#header").render())
+            bar = app.screen.query_one("#header")
+            text = str(bar.render())
             if not shown or shown[-1] != text:
                 shown.append(text)
+                assert len(text) <= bar.content_size.width, f"cut off at {bar.content_size.width}: {text!r}"
             return text
 
         def countdowns() -> list[int]:
@@ -333,7 +336,7 @@ async def test_retry_countdown_counts_down_while_the_broker_is_away(make_app) ->
             await until(pilot, lambda: header() and 4 in countdowns() and 1 in countdowns(),
                         lambda: f"header: {shown[-8:]}", timeout=40)
 
-        await run(app, body)
+        await run(app, body, size=(80, 24))
         waits = countdowns()
         assert all(n >= 1 for n in waits), f"a countdown at 0 while a wait was left: {shown}"
         assert 2 in waits and waits.index(1, waits.index(2)) < waits.index(4), waits  # 2, 1, ... then 4

@@ -1,16 +1,18 @@
-"""The header line: broker URL, which broker, connection state and MQTT version."""
+"""The header line: broker URL, which broker, connection state and MQTT version, as much as fits."""
 
 from __future__ import annotations
 
 import math
 from typing import NamedTuple
 
+from textual.content import Content
 from textual.markup import escape
 from textual.widgets import Static
 
 from engine.observer import Connection, Snapshot
 
 PROTOCOLS = {5: "MQTT 5", 4: "MQTT 3.1.1"}
+SEPARATOR = " [dim]│[/] "
 
 
 class BrokerInfo(NamedTuple):
@@ -36,16 +38,39 @@ def retry_text(next_try: float | None, now: float) -> str:
     return f", next try in {math.ceil(left)} s"
 
 
-def connection_markup(conn: Connection, now: float, width: int) -> str:
+def connection_markup(conn: Connection, now: float, why: bool = True) -> str:
+    """The connection state; `why` adds the error of a broker that is away."""
     if conn.state == "connected":
         return "[bold $text-success]●[/] connected"
     if conn.state == "reconnecting":
         wait = retry_text(conn.next_try, now)
-        why = f" ({escape(conn.error)})" if conn.error and width >= 110 else ""
-        return f"[bold $text-warning]◌ reconnecting{wait}[/]{why}"
+        reason = f" ({escape(conn.error)})" if conn.error and why else ""
+        return f"[bold $text-warning]◌ reconnecting{wait}[/]{reason}"
     if conn.state == "stopped":
         return "[dim]○ stopped[/]"
     return f"[$text-warning]◌ {conn.state}[/]"
+
+
+def header_markup(broker: BrokerInfo, conn: Connection, now: float, width: int) -> str:
+    """The richest header that fits `width` cells: the broker's description gives way to its kind, then to
+    nothing, before the connection state (with its retry countdown) is cut; the error comes only with room."""
+    head = ["[bold]mnist-tui[/]", escape(broker.url)]
+    description = escape(broker.description)
+    kind = escape(KIND_LABELS.get(broker.kind, broker.kind))
+    full, short = connection_markup(conn, now), connection_markup(conn, now, why=False)
+    protocol = PROTOCOLS.get(conn.protocol, "MQTT ?")
+    candidates = (
+        [*head, description, full, protocol],
+        [*head, description, short, protocol],
+        [*head, kind, short, protocol],
+        [*head, short, protocol],
+        [*head, short],
+    )
+    for parts in candidates:
+        markup = SEPARATOR.join(parts)
+        if Content.from_markup(markup).cell_length <= width:
+            return markup
+    return markup  # the line ends in an ellipsis (see #header in app.tcss)
 
 
 class HeaderBar(Static):
@@ -57,15 +82,7 @@ class HeaderBar(Static):
         self._last: str | None = None
 
     def update_snapshot(self, snap: Snapshot) -> None:
-        width = self.size.width or 120
-        conn = snap.connection
-        parts = ["[bold]mnist-tui[/]", escape(self.broker.url)]
-        if width >= 100:
-            parts.append(escape(self.broker.description))
-        elif width >= 70:
-            parts.append(escape(KIND_LABELS.get(self.broker.kind, self.broker.kind)))
-        parts += [connection_markup(conn, snap.time, width), PROTOCOLS.get(conn.protocol, "MQTT ?")]
-        markup = " [dim]│[/] ".join(parts)
+        markup = header_markup(self.broker, snap.connection, snap.time, self.content_size.width or 118)
         if markup != self._last:
             self._last = markup
             self.update(markup, layout=False)
