@@ -50,6 +50,7 @@ class TopicsPane(Vertical):
         self._line: str | None = None
         self._messages: tuple[Message, ...] = ()
         self._selected_seq: int | None = None  # a message picked in the table; None = follow newest
+        self._blank_for: tuple[str | None] | None = None  # the tree node the empty list was last shown for
         self._tick = 0
 
     def compose(self) -> ComposeResult:
@@ -112,8 +113,15 @@ class TopicsPane(Vertical):
         return " [dim]·[/] ".join(parts)
 
     def _show_messages(self, messages: tuple[Message, ...]) -> None:
-        if messages == self._messages and messages:
-            return
+        if messages:
+            if messages == self._messages:
+                return
+            self._blank_for = None
+        else:  # nothing to list: once per tree node (each time costs a layout of the whole screen)
+            blank_for = (self.tree.selected_path,)
+            if not self._messages and blank_for == self._blank_for:
+                return
+            self._blank_for = blank_for
         self._messages = messages
         table = self.query_one(MessagesTable)
         pal = palette(self.app)
