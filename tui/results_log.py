@@ -100,6 +100,9 @@ def row_segments(row: ResultRow, cols: list[Column], pal: Palette) -> list[Segme
     return out
 
 
+CACHED_LINES = 256  # rendered rows kept; pruned to the rows in view beyond that
+
+
 def _virtual_height(rows: int) -> int:
     """Grow the virtual height in steps: each change of it costs a layout of the whole screen."""
     return rows if rows < 256 else -(-rows // 512) * 512
@@ -282,9 +285,17 @@ class ResultsLog(ScrollView, can_focus=True):
             self._scroll_quietly(self.max_scroll_y)
         elif shift:
             self._scroll_quietly(max(0, self.scroll_y - shift))
-        if len(self._cache) > 4000:
-            self._cache.clear()
+        if len(self._cache) > CACHED_LINES:
+            self._prune_cache()
         self.refresh()
+
+    def _prune_cache(self) -> None:
+        """Keep the rendered lines of the rows in view only. Each cached line is a few dozen Python objects,
+        and the console's pauses for garbage collection grow with every object it holds: with thousands of
+        lines kept, a full collection took 0.2-0.3 s, and a key waited for it."""
+        top = int(self.scroll_y)
+        seqs = {row.seq for row in self._rows[top: top + self.scrollable_content_region.height]}
+        self._cache = {seq: strip for seq, strip in self._cache.items() if seq in seqs}
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
