@@ -170,7 +170,7 @@ class MnistApp(App[None]):
         return None
 
     def refresh_from_observer(self, full: bool = False) -> None:
-        """Take one snapshot and hand it to every pane (also when a dialog is on top)."""
+        """Take one snapshot and hand it to every pane, or to the dialog on top (the panes wait behind it)."""
         main = self.main
         if main is None or not main.is_mounted:
             return
@@ -189,16 +189,21 @@ class MnistApp(App[None]):
             self._events_seen = max(self._events_seen, event.seq)
             self.notify(event.text, severity=event.level, timeout=6)  # type: ignore[arg-type]
         self._show_log_errors()
+        top = self.screen
+        if top is not main:
+            # The panes hold still behind a dialog: nobody sees them there, updating them is most of the work
+            # of a refresh, and Textual repaints the dialog over every change behind it (over a see-through one
+            # it re-rendered and tinted the whole console ten times a second). A dialog that follows the flow
+            # (drawing, confusion matrix) gets the snapshot; the panes catch up at the first refresh after it.
+            update = getattr(top, "update_snapshot", None)
+            if update is not None:
+                update(snap)
+            return
         main.query_one(HeaderBar).update_snapshot(snap)
         main.query_one(PublisherPane).update_snapshot(snap)
         main.query_one(WorkersPane).update_snapshot(snap)
         main.query_one(ResultsPane).update_snapshot(snap)
         topics.update_snapshot(snap, full)
-        top = self.screen
-        if top is not main:  # a dialog that follows the flow (drawing, confusion matrix) gets it too
-            update = getattr(top, "update_snapshot", None)
-            if update is not None:
-                update(snap)
 
     def _show_log_errors(self) -> None:
         """Errors logged by local roles while the console owns the terminal become notifications."""
