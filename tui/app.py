@@ -413,7 +413,12 @@ class MnistApp(App[None]):
             main.maximize(main.query_one(f"#{PANES[index]}"), container=False)
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.key_sections()))
+        # One help screen, composed once and kept: building it anew took most of the time the key took.
+        if isinstance(self.screen, HelpScreen):
+            return
+        if not self.is_screen_installed("help"):
+            self.install_screen(HelpScreen(self.key_sections()), "help")
+        self.push_screen("help")
 
     def key_sections(self) -> list[Section]:
         def keys(bindings: Iterable[Any], skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
