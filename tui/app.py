@@ -21,7 +21,6 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer
 
 from engine.errors import MnistError
 from engine.export import default_name, write_results_csv
@@ -30,6 +29,7 @@ from tui import formatting as fmt
 from tui.confusion_screen import ConfusionScreen
 from tui.draw_dialog import DrawDialog
 from tui.filter_dialog import FilterDialog
+from tui.footer import MainFooter
 from tui.header_bar import BrokerInfo, HeaderBar
 from tui.help_screen import HelpScreen, Section
 from tui.observer_process import ObserverProcess
@@ -112,11 +112,11 @@ class MainScreen(Screen[None]):
                 yield WorkersPane(id="workers")
                 yield ResultsPane(id="results")
                 yield TopicsPane(id="topics")
-        yield Footer()
+        yield MainFooter()
 
     def on_resize(self) -> None:
         # Under 100 columns the footer drops the padding around each key, so that ? Help and q Quit still fit.
-        self.query_one(Footer).compact = self.size.width < 100
+        self.query_one(MainFooter).compact = self.size.width < 100
 
 
 class MnistApp(App[None]):
