@@ -289,6 +289,19 @@ class BenchResult(NamedTuple):
         return f"{self.best:,.0f} images/s (median {self.median:,.0f}; {self.cpu:,.0f} per CPU-second)"
 
 
+def set_threads(threads: int) -> None:
+    """Give torch `threads` intra-op threads for inference in this process.
+
+    With one thread (the worker's default) the convolutions run on torch's own kernels instead of
+    oneDNN's: for LeNet-5's small convolutions oneDNN's per-call setup costs more than it saves, on the
+    2-core reference machine at every batch size (median forward pass at batch 1 / 8 / 64: 569 / 781 /
+    2,368 us with oneDNN, 312 / 616 / 2,054 us without; six interleaved rounds of 100). With more
+    threads torch's default stays.
+    """
+    torch.set_num_threads(threads)
+    torch.backends.mkldnn.enabled = threads > 1
+
+
 def benchmark(
     model: LoadedModel, batch: int = 64, threads: int = 1, seconds: float = 1.0, repeats: int = 5
 ) -> BenchResult:
@@ -301,8 +314,8 @@ def benchmark(
     """
     rng = np.random.default_rng(0)
     images = (rng.random((batch, 28, 28)) < 0.2).astype(np.uint8) * 255
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    before = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    set_threads(threads)
     try:
         for _ in range(20):
             model.predict(images)
@@ -316,7 +329,8 @@ def benchmark(
             cpu_rates.append(n * batch / max(time.thread_time() - cpu_start, 1e-9))
         return BenchResult(max(rates), statistics.median(rates), max(cpu_rates))
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(before[0])
+        torch.backends.mkldnn.enabled = before[1]
 
 
 def main(argv: list[str] | None = None) -> int:

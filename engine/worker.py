@@ -18,11 +18,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import paho.mqtt.client as mqtt
-import torch
 
 from engine.broker_address import BrokerAddress
 from engine.fastpng import SIDE, decode_batch, inflate_grey28
-from engine.model import LoadedModel, load_model
+from engine.model import LoadedModel, load_model, set_threads
 from engine.preprocess import ImageError, decode_png
 from engine.protocol import CommandError, extract_meta, number_arg
 from engine.result_json import encode_results
@@ -92,7 +91,7 @@ class Worker(Role):
         # One torch thread unless told otherwise: LeNet-5 at batch 64 runs about as fast on one core as
         # on two, and the spare core is better spent on the paho thread, the broker and other workers
         # (docs/PERFORMANCE.md). Scale out with more worker processes instead.
-        torch.set_num_threads(self.settings.threads or 1)
+        set_threads(self.settings.threads or 1)
         super().start()
         self.client.on_publish = _OnPublishWhenNeeded(self)
         self._thread.start()
