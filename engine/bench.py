@@ -120,14 +120,11 @@ class Bench:
                                   "(install mosquitto for more)")
                 self.workers = 1
         protocol = probe(self.address, protocols=protocols)
-        # The bench's own clients speak MQTT 3.1.1 unless told otherwise: paho parses the properties of
-        # every MQTT 5 message in Python, and the collector should cost as little as it can.
-        own_protocol = protocol if self.protocols else probe(self.address, protocols=(4, 5))
         settings = replace(self.settings, protocol=protocol)
         if self.workers > 1 and not settings.share_group:
             settings = replace(settings, share_group=self.run_id)
         self.settings = settings
-        self.gen = LoadGenerator(self.address, settings, samples, self.run_id, own_protocol, self.tracker)
+        self.gen = LoadGenerator(self.address, settings, samples, self.run_id, protocol, self.tracker)
         self.gen.connect()
         if self.workers:
             self.pool = WorkerPool(self.address, settings)
