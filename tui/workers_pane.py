@@ -94,14 +94,19 @@ def _lat(lat: Any) -> str:
     p50, p99 = _num(lat.get("p50")), _num(lat.get("p99"))
     if p50 is None:
         return "-"
-    return f"{p50:.1f}/{p99:.1f}" if p99 is not None else f"{p50:.1f}/-"
+    return f"{_ms(p50)}/{_ms(p99)}" if p99 is not None else f"{_ms(p50)}/-"
+
+
+def _ms(value: float) -> str:
+    """Milliseconds in at most 5 characters up to 99,999 (a backlog's seconds still fit the column)."""
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
 def _p99(lat: Any) -> str:
     p99 = _num(lat.get("p99")) if isinstance(lat, dict) else None
     if p99 is None:
         return "-"
-    return f"{p99:.1f}" if p99 < 1000 else f"{p99:.0f}"
+    return _ms(p99)
 
 
 def _short_id(worker_id: str, room: int) -> str:
