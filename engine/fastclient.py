@@ -253,27 +253,24 @@ class FastClient(mqtt.Client):
     def _coalesce_qos0(self) -> None:
         """Join the QoS 0 PUBLISH packets at the head of the out queue into one packet."""
         out = self._out_packet
-        if len(out) < 2:
+        if len(out) < 2 or not _joinable(out[0]) or not _joinable(out[1]):
             return
         first = out[0]
-        if first["pos"] or first["command"] & 0xF0 != _PUBLISH or first["qos"]:
-            return
         parts: list[bytes] = []
         infos: list[Any] = []
         size = 0
-        while out and size < _WRITE_COALESCE:
-            packet = out[0]
-            if packet["pos"] or packet["command"] & 0xF0 != _PUBLISH or packet["qos"]:
-                break
-            out.popleft()
+        while out and size < _WRITE_COALESCE and _joinable(out[0]):
+            packet = out.popleft()
             parts.append(packet["packet"])
             infos.append(packet["info"])
             size += len(packet["packet"])
-        if len(parts) == 1:
-            out.appendleft({**first, "packet": parts[0]})
-            return
         joined = b"".join(parts)
         out.appendleft({
             "command": first["command"], "mid": first["mid"], "qos": 0, "pos": 0,
             "to_process": len(joined), "packet": joined, "info": _Infos(infos),
         })
+
+
+def _joinable(packet: Any) -> bool:
+    """A queued QoS 0 PUBLISH of which nothing is written yet."""
+    return not packet["pos"] and packet["command"] & 0xF0 == _PUBLISH and not packet["qos"]

@@ -135,3 +135,26 @@ def test_publish_many_delivers_every_payload_once_in_order(mosquitto_broker: Emb
         client.disconnect()
         client.loop_stop()
         probe.close()
+
+
+def test_queued_qos0_publishes_are_joined_and_each_marked_published(mosquitto_broker: EmbeddedBroker) -> None:
+    """publish() one by one: what piles up in paho's queue goes out joined, every message once and in order."""
+    probe = MqttProbe(mosquitto_broker.address, "fast/one", qos=0)
+    client = make_fast_client(mosquitto_broker.address, "fast-one-by-one", protocol=4)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect(mosquitto_broker.address.host, mosquitto_broker.address.port, **connect_kwargs(client))
+    client.loop_start()
+    try:
+        wait_for(connected.is_set, message="FastClient never connected")
+        payloads = [f"one {i}".encode() * (1 + i % 30) for i in range(5000)]
+        infos = [client.publish("fast/one", payload, qos=0) for payload in payloads]
+        assert len({info.mid for info in infos}) == len(payloads)
+        messages = probe.wait_count(len(payloads), topic="fast/one")
+        assert [m.payload for m in messages] == payloads
+        wait_for(lambda: all(info.is_published() for info in infos),
+                 message=lambda: f"{sum(not i.is_published() for i in infos)} infos never marked published")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        probe.close()
