@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from engine.workerpool import WorkerPool
 
 STAGES = ("queue", "decode", "infer", "publish")
+PING_INTERVAL = 0.1  # seconds between the control pings sent to each worker while measuring
 
 
 # ----- command line -----
@@ -64,6 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "0 = no limit")
     b.add_argument("--drain", type=_non_negative_float, default=5.0,
                    help="after sending, wait this long without a new answer before counting the rest lost")
+    b.add_argument("--generators", type=_non_negative_int, default=1,
+                   help="load generator processes (default 1, in this process); N > 1 publish open loop at "
+                        "rate/N each (full speed at --rate 0) and split the collecting through a shared subscription")
+    b.add_argument("--overload", type=_non_negative_float, default=None, metavar="X",
+                   help="first measure the workers' capacity (closed loop, --capacity-seconds), then offer X times it "
+                        "open loop (with --generators processes) and report goodput, shed and control latency")
+    b.add_argument("--capacity-seconds", type=_non_negative_float, default=5.0,
+                   help="length of the capacity phase of --overload (default 5)")
     b.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     b.add_argument("--no-progress", action="store_true", help="no progress line while it runs")
 
@@ -95,6 +104,10 @@ class Bench:
         self.tracker = ResultTracker()
         self.run_id = f"bench-{socket.gethostname().split('.')[0]}-{os.getpid()}"
         self.worker_ids: list[str] = []
+        self.generators = max(1, args.generators)
+        self.overload: float | None = args.overload or None
+        self.capacity: float | None = None
+        self.children: list[Any] = []
 
     # lifecycle
     def start(self) -> None:
@@ -170,6 +183,108 @@ class Bench:
 
     # measurement
     def measure(self, progress: Any = None) -> dict[str, Any]:
+        if self.overload:
+            self.capacity = self._measure_capacity(progress)
+            self.rate = self.overload * self.capacity
+            self.window = 0
+        if self.generators > 1 or self.overload:
+            return self._measure_processes(progress)
+        return self._measure_here(progress)
+
+    def _measure_capacity(self, progress: Any) -> float:
+        """Closed loop from this process (--window, default 1000): answers per second."""
+        gen = self.gen
+        tick = progress.tick if progress is not None else None
+        if progress is not None:
+            progress.phase("capacity", self.args.capacity_seconds + self.args.warmup, None)
+        window = self.window or 1000
+        gen.run(rate=0, window=window, count=None, duration=self.args.warmup, stop=self.stop_event, on_tick=tick)
+        seen0, t0 = self.tracker.seen_any, time.monotonic()
+        gen.run(rate=0, window=window, count=None, duration=self.args.capacity_seconds, stop=self.stop_event,
+                on_tick=tick)
+        capacity = (self.tracker.seen_any - seen0) / max(1e-9, time.monotonic() - t0)
+        self._drain(gen.sent - 0, tick, by_seen=True)
+        return round(capacity, 1)
+
+    def _measure_processes(self, progress: Any) -> dict[str, Any]:
+        """Open loop from --generators processes; this process pings the workers and samples the CPU."""
+        from engine.genprocess import GeneratorProcess, child_config
+        from engine.procstats import ProcessSampler
+        from engine.workerpool import broker_environment
+
+        gen = self.gen
+        duration = self.duration or 10.0
+        env = broker_environment(self.address)
+        t_measure = time.time() + 3.0 + self.args.warmup  # time for the children to start and connect
+        per_child = self.rate / self.generators
+        self.children = [
+            GeneratorProcess(child_config(self.settings, self.run_id, i + 1, per_child, t_measure, duration,
+                                          self.args.drain), env)
+            for i in range(self.generators)
+        ]
+        for child in self.children:
+            child.spawn()
+        for child in self.children:
+            if not child.wait_ready(30.0):
+                raise BrokerError(f"load generator process failed: {child.error}")
+        before = {wid: dict(st) for wid, st in gen.statuses().items()}
+        for child in self.children:
+            child.go()
+        if progress is not None:
+            progress.phase("warm-up", max(0.0, t_measure - time.time()), None)
+        while time.time() < t_measure and not self.stop_event.is_set():
+            if progress is not None:
+                progress.tick()
+            time.sleep(0.05)
+        procs = {wid: pid for wid in self.worker_ids if (pid := self._pid_of(wid)) is not None}
+        sampler = ProcessSampler(procs, bench_pid=os.getpid(),
+                                 broker_pid=self.broker.pid if self.broker is not None else None)
+        sampler.add_others({f"generator {c.config['index']}": c.pid for c in self.children if c.pid})
+        before = {wid: dict(st) for wid, st in gen.statuses().items()} or before
+        gen.start_status_log()
+        sampler.start()
+        if progress is not None:
+            progress.phase("measuring", duration, None)
+        end = time.monotonic() + duration
+        next_ping = time.monotonic()
+        while time.monotonic() < end and not self.stop_event.is_set():
+            now = time.monotonic()
+            if now >= next_ping:
+                gen.ping(self.worker_ids)
+                sampler.sample()
+                next_ping = now + PING_INTERVAL
+                if progress is not None:
+                    progress.tick()
+            time.sleep(max(0.0, min(next_ping, end) - time.monotonic()))
+        sampler.sample()
+        after = gen.statuses()
+        reports = [child.collect(duration + self.args.drain + 60.0) for child in self.children]
+        sampler.stop()
+        gen.refresh_statuses(self.worker_ids)
+        gen.stop_status_log()
+        failed = [c for c, r in zip(self.children, reports, strict=True) if r is None]
+        for child in failed:
+            self.notes.append(f"load generator {child.config['index']} gave no report: {child.error}")
+        got = [r for r in reports if r is not None]
+        for r in got:
+            self.tracker.merge(r["tally"])
+        sent = sum(r["sent"] for r in got)
+        send_seconds = max((r["send_seconds"] for r in got), default=0.0)
+        report = self._report(sent, send_seconds, t_measure, True, sampler)
+        report["publish_errors"] = sum(r["publish_errors"] for r in got)
+        report["foreign_results"] = sum(r["foreign"] for r in got)
+        report["config"]["generators"] = self.generators
+        for wid, entry in report["per_worker"].items():
+            b, a = before.get(wid, {}), after.get(wid, {})
+            for key in ("shed", "dropped", "received"):
+                if isinstance(a.get(key), int) and isinstance(b.get(key), int):
+                    entry[f"{key}_during"] = a[key] - b[key]
+        self.notes.append("several collectors: a duplicate reaching two of them counts as two answers"
+                          if self.generators > 1 else "")
+        report["notes"] = [n for n in report["notes"] if n]
+        return report
+
+    def _measure_here(self, progress: Any = None) -> dict[str, Any]:
         from engine.procstats import ProcessSampler
 
         gen = self.gen
@@ -189,9 +304,21 @@ class Bench:
         t_start = time.time()
         if progress is not None:
             progress.phase("measuring", self.duration, self.count)
+        ping_at = [time.monotonic()]
+
+        def on_tick() -> None:
+            sampler.sample()
+            if tick:
+                tick()
+
+        def on_pass() -> None:
+            now = time.monotonic()
+            if now >= ping_at[0]:
+                ping_at[0] = now + PING_INTERVAL
+                gen.ping(self.worker_ids)
+
         sent, send_seconds = gen.run(rate=self.rate, window=self.window, count=self.count,
-                                     duration=self.duration, stop=self.stop_event,
-                                     on_tick=lambda: (sampler.sample(), tick and tick()))
+                                     duration=self.duration, stop=self.stop_event, on_tick=on_tick, on_pass=on_pass)
         flushed = gen.flush()
         if progress is not None:
             progress.phase("draining", None, None)
@@ -211,10 +338,10 @@ class Bench:
             return status["pid"]  # a worker on this machine: measure it too
         return None
 
-    def _drain(self, sent: int, tick: Any) -> None:
+    def _drain(self, sent: int, tick: Any, by_seen: bool = False) -> None:
         last, last_change = -1, time.monotonic()
         while not self.stop_event.is_set():
-            answered, _dups = self.tracker.snapshot()
+            answered = self.tracker.seen_any if by_seen else self.tracker.snapshot()[0]
             if answered >= sent:
                 return
             now = time.monotonic()
@@ -237,7 +364,7 @@ class Bench:
             if entry["answered"] and "cpu_seconds" in entry:
                 entry["cpu_us_per_image"] = round(1e6 * entry["cpu_seconds"] / entry["answered"], 1)
             status = self.gen.status.get(wid, {})
-            for key in ("dropped", "errors", "queue"):
+            for key in ("dropped", "shed", "errors", "queue"):
                 if key in status:
                     entry[key] = status[key]
             per_worker[wid] = entry
@@ -277,13 +404,25 @@ class Bench:
             "stages_ms": stages,
             "batch_mean": batch_mean,
             "per_worker": per_worker,
-            "processes": sampler.report_others(),
+            "processes": _per_image(sampler.report_others(), tally.answered),
             "flushed": flushed,
             "stalls": self.gen.stalls,
             "publish_errors": self.gen.publish_errors,
             "foreign_results": self.tracker.foreign,
             "interrupted": self.stop_event.is_set(),
+            "capacity": self.capacity,
+            "goodput": round(tally.answered / span, 1) if span > 0 else 0.0,
+            "control_ms": {**self.gen.pings.summary_ms(), "sent": self.gen.pings_sent,
+                           "unanswered": self.gen.pings_unanswered()},
         }
+
+
+def _per_image(processes: dict[str, Any], answered: int) -> dict[str, Any]:
+    """CPU microseconds per answered image for each process (bench, broker, generators)."""
+    for entry in processes.values():
+        if answered and isinstance(entry.get("cpu_seconds"), (int, float)):
+            entry["cpu_us_per_image"] = round(1e6 * entry["cpu_seconds"] / answered, 1)
+    return processes
 
 
 def _stage_means(

@@ -92,10 +92,14 @@ class ResultTracker:
         self.tally = Tally()
         self.seen_any = 0  # unique answers, warm-up included (for the in-flight window)
         self.foreign = 0  # results for images this run did not send
+        self.since: float | None = None
 
-    def start_measuring(self, first_seq: int) -> None:
+    def start_measuring(self, first_seq: int, since: float | None = None) -> None:
+        """Count images from sequence number `first_seq` on; with `since` (a wall-clock time), also only
+        those sent from then on (for the images of other generator processes, whose numbers it does not know)."""
         with self._lock:
             self.tally = Tally(first_seq=first_seq)
+            self.since = since
 
     def record(self, seq: int, now: float, t_sent: float | None, worker: str | None, error: bool,
                pred: Any = None, label: Any = None) -> None:
@@ -108,7 +112,7 @@ class ResultTracker:
             if not duplicate:
                 seen[seq] = 1
                 self.seen_any += 1
-            if seq < tally.first_seq:
+            if seq < tally.first_seq or (self.since is not None and (t_sent is None or t_sent < self.since)):
                 return
             if duplicate:
                 tally.duplicates += 1
@@ -126,6 +130,42 @@ class ResultTracker:
                 tally.correct += pred == label
             if t_sent is not None:
                 tally.latency.add(max(0.0, now - t_sent))
+
+    def to_json(self) -> dict[str, Any]:
+        """The tally, to merge in another process (`merge`)."""
+        with self._lock:
+            t = self.tally
+            h = t.latency
+            return {
+                "answered": t.answered, "duplicates": t.duplicates, "errors": t.errors, "labelled": t.labelled,
+                "correct": t.correct, "per_worker": dict(t.per_worker), "first_answer": t.first_answer,
+                "last_answer": t.last_answer,
+                "latency": {"counts": {i: c for i, c in enumerate(h.counts) if c}, "n": h.n, "total": h.total,
+                            "max": h.max, "min": h.min if h.n else None},
+            }
+
+    def merge(self, other: dict[str, Any]) -> None:
+        """Add a tally made by `to_json` (in this or another process) to this one's."""
+        with self._lock:
+            t = self.tally
+            for key in ("answered", "duplicates", "errors", "labelled", "correct"):
+                setattr(t, key, getattr(t, key) + int(other.get(key, 0)))
+            for wid, n in other.get("per_worker", {}).items():
+                t.per_worker[wid] = t.per_worker.get(wid, 0) + int(n)
+            for key, pick in (("first_answer", min), ("last_answer", max)):
+                theirs = other.get(key)
+                if theirs is not None:
+                    mine = getattr(t, key)
+                    setattr(t, key, theirs if mine is None else pick(mine, theirs))
+            lat = other.get("latency", {})
+            h = t.latency
+            for index, count in lat.get("counts", {}).items():
+                h.counts[int(index)] += int(count)
+            h.n += int(lat.get("n", 0))
+            h.total += float(lat.get("total", 0.0))
+            h.max = max(h.max, float(lat.get("max", 0.0)))
+            if lat.get("min") is not None:
+                h.min = min(h.min, float(lat["min"]))
 
     def snapshot(self) -> tuple[int, int]:
         """(answered, duplicates) of the measured images."""

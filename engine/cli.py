@@ -102,7 +102,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                    help="state_dict of the shipped architecture or a TorchScript file")
     w.add_argument("--max-batch", type=_positive_int, default=int(_env("MNIST_MAX_BATCH", 64)))
     w.add_argument("--max-delay-ms", type=_non_negative_float, default=float(_env("MNIST_MAX_DELAY_MS", 2)))
-    w.add_argument("--queue-size", type=_positive_int, default=int(_env("MNIST_QUEUE_SIZE", 10_000)))
+    w.add_argument("--queue-size", type=_positive_int, default=int(_env("MNIST_QUEUE_SIZE", 2_000)))
     w.add_argument("--max-payload", type=_positive_int, default=int(_env("MNIST_MAX_PAYLOAD", 1_048_576)),
                    help="largest image payload in bytes (default: 1 MiB)")
     w.add_argument("--max-pixels", type=_positive_int, default=int(_env("MNIST_MAX_PIXELS", 4_000_000)),

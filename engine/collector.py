@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 class Collector(Role):
     role: ClassVar[str] = "output"
+    data_connection: ClassVar[bool] = True  # results on a client of their own: commands never wait behind them
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from engine.benchstats import ResultTracker
+from engine.benchstats import LatencyHistogram, ResultTracker
 from engine.broker_address import BrokerAddress
 from engine.dataset import Sample
 from engine.errors import BrokerError
@@ -42,7 +42,13 @@ class LoadGenerator:
         client_id: str,
         protocol: int,
         tracker: ResultTracker,
+        *,
+        collect: str | None = None,
+        watch: bool = True,
     ) -> None:
+        """`collect`: the topic filter the results are read from (default the results topic; a shared
+        subscription when several generator processes split the collecting). `watch`: also follow the
+        infer workers' status and the replies to `ping()`."""
         if not samples:
             raise BrokerError("no images to send")
         self.address = address
@@ -62,6 +68,14 @@ class LoadGenerator:
         self.logging_status = False
         self._lock = threading.Lock()
         self._last_info: mqtt.MQTTMessageInfo | None = None
+        self.collect = collect or settings.topics.results
+        self.accept_prefix: str | None = None  # also tally results of ids "<accept_prefix><k>-<seq>" (others')
+        self.others: dict[str, ResultTracker] = {}  # those, by generator
+        self.watch = watch
+        self.pings = LatencyHistogram()  # control-reply latency of ping()
+        self.pings_sent = 0
+        self.pings_lost = 0
+        self._ping_sent: dict[str, float] = {}
         self._pub = self._client(f"{client_id}-pub", subscribe=False)
         self._sub = self._client(f"{client_id}-sub", subscribe=True)
 
@@ -88,7 +102,10 @@ class LoadGenerator:
             userdata["error"] = f"broker refused the connection: {reason_text(rc)}"
             userdata["ready"].set()
             return
-        client.subscribe([(self.topics.results, 1), (self.topics.status_filter("infer"), 0)])
+        subs = [(self.collect, 1)]
+        if self.watch:
+            subs += [(self.topics.status_filter("infer"), 0), (f"{self.topics.reply_prefix}/infer/+", 0)]
+        client.subscribe(subs)
 
     def connect(self, timeout: float = 15.0) -> None:
         for client in (self._sub, self._pub):
@@ -112,6 +129,8 @@ class LoadGenerator:
         try:
             if msg.topic == self.topics.results:
                 self._on_result(msg.payload, now)
+            elif msg.topic.startswith(self.topics.reply_prefix + "/"):
+                self._on_reply(msg.payload, now)
             else:
                 self._on_status(msg.topic, msg.payload, now)
         except Exception:  # a stray payload never stops the measurement
@@ -120,15 +139,51 @@ class LoadGenerator:
     def _on_result(self, payload: bytes, now: float) -> None:
         obj = json.loads(payload)
         msg_id = obj.get("id") if isinstance(obj, dict) else None
+        tracker = self.tracker
         if not isinstance(msg_id, str) or not msg_id.startswith(self.prefix):
-            self.tracker.foreign += 1
-            return
+            accept = self.accept_prefix
+            if accept is None or not isinstance(msg_id, str) or not msg_id.startswith(accept):
+                self.tracker.foreign += 1
+                return
+            gen, _, rest = msg_id[len(accept):].partition("-")
+            tracker = self.others.get(gen)
+            if tracker is None:
+                tracker = self.others[gen] = ResultTracker()
+                tracker.start_measuring(0, self.tracker.since)
+            msg_id = self.prefix + rest
         seq = int(msg_id[len(self.prefix):])
         t_sent = obj.get("t_sent")
-        self.tracker.record(
+        tracker.record(
             seq, now, t_sent if isinstance(t_sent, (int, float)) else None, obj.get("worker"),
             "error" in obj, obj.get("pred"), obj.get("label"),
         )
+
+    def _on_reply(self, payload: bytes, now: float) -> None:
+        obj = json.loads(payload)
+        req = obj.get("req") if isinstance(obj, dict) else None
+        with self._lock:
+            sent = self._ping_sent.pop(req, None) if isinstance(req, str) else None
+            if sent is not None:
+                self.pings.add(now - sent)
+
+    def ping(self, worker_ids: list[str]) -> None:
+        """Send `ping` to each worker's own control topic; its reply's delay goes into `pings`."""
+        now = time.time()
+        with self._lock:
+            stale = [req for req, t in self._ping_sent.items() if now - t > 5.0]
+            for req in stale:  # no answer within 5 s: counted as lost
+                del self._ping_sent[req]
+            self.pings_lost += len(stale)
+            for wid in worker_ids:
+                self.pings_sent += 1
+                req = f"{self.client_id}-ping-{self.pings_sent}"
+                self._ping_sent[req] = now
+                # on the collecting client: the publishing one has thousands of images queued ahead
+                self._sub.publish(self.topics.control("infer", wid), json.dumps({"cmd": "ping", "req": req}), qos=0)
+
+    def pings_unanswered(self) -> int:
+        with self._lock:
+            return self.pings_lost + len(self._ping_sent)
 
     def _on_status(self, topic: str, payload: bytes, now: float) -> None:
         parsed = self.topics.parse_status(topic)
@@ -174,6 +229,7 @@ class LoadGenerator:
         duration: float | None,
         stop: threading.Event,
         on_tick: Callable[[], None] | None = None,
+        on_pass: Callable[[], None] | None = None,
     ) -> tuple[int, float]:
         """Send `count` images or for `duration` seconds; returns (images sent, seconds spent sending)."""
         start_sent = self.sent
@@ -186,6 +242,8 @@ class LoadGenerator:
             if on_tick is not None and now >= next_tick:
                 next_tick = now + 0.25
                 on_tick()
+            if on_pass is not None:
+                on_pass()
             done = self.sent - start_sent
             if (count is not None and done >= count) or (end is not None and now >= end):
                 break

@@ -75,6 +75,11 @@ class ProcessSampler:
             self._add(self._others, "broker process", broker_pid)
         self._last = 0.0
 
+    def add_others(self, processes: dict[str, int]) -> None:
+        """Measure these processes too (by name: pid), before `start`."""
+        for name, pid in processes.items():
+            self._add(self._others, name, pid)
+
     @staticmethod
     def _add(into: dict[str, _Tracked], name: str, pid: int) -> None:
         with contextlib.suppress(psutil.Error, OSError):

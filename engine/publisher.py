@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import random
 import threading
 import time
@@ -24,6 +25,7 @@ BURST = 64  # images handed to paho at once at full speed (and at rates above 1 
 
 class Publisher(Role):
     role: ClassVar[str] = "input"
+    data_connection: ClassVar[bool] = True  # images on a client of their own: commands never wait behind them
 
     def __init__(
         self,
@@ -48,6 +50,7 @@ class Publisher(Role):
         self._wake = threading.Event()
         self._pending_steps = 0
         self._lock = threading.Lock()
+        self._burst_lock = threading.Lock()  # held by the publishing thread while it hands images to paho
         self._seq = 0
         self._order = list(range(len(self.samples)))
         self._pos = 0
@@ -67,6 +70,9 @@ class Publisher(Role):
 
     def data_topic(self) -> str | None:
         return self.topics.images
+
+    def data_qos(self) -> int:
+        return self.qos
 
     def start(self) -> None:
         super().start()
@@ -97,8 +103,18 @@ class Publisher(Role):
         self._wake.set()
 
     def pause(self) -> None:
+        """Stop publishing; when this returns, no new image is handed to paho and those already handed
+        over have been written (within a bound), so a reply to `stop` follows the last image."""
         self._running.clear()
         self._wake.set()
+        if threading.current_thread() is self._thread:
+            return
+        if self._burst_lock.acquire(timeout=0.5):  # the burst in progress ends
+            self._burst_lock.release()
+        if self._in_flight:
+            info = self._in_flight[-1][0]
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=0.2)
 
     def step(self, n: int = 1) -> None:
         with self._lock:
@@ -194,11 +210,11 @@ class Publisher(Role):
         """Publish one image, waiting out a disconnect at QoS 0 (nothing lost); False if stopped meanwhile."""
         msg_id, payload = self._payload(sample)
         while not self._stop.is_set():
-            info = self.client.publish(self.topics.images, payload, qos=self.qos)
+            info = self.data_client.publish(self.topics.images, payload, qos=self.qos)
             if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.qos > 0):
                 break  # at QoS 1/2 paho keeps a message published while offline and sends it on reconnect
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
-                self.connected.wait(0.5)  # QoS 0 while offline: wait for the reconnect, lose nothing
+                self.data_connected.wait(0.5)  # QoS 0 while offline: wait for the reconnect, lose nothing
                 continue
             self.errors += 1
             time.sleep(0.001)
@@ -215,7 +231,7 @@ class Publisher(Role):
         made = [self._payload(sample) for sample in samples]
         ids = [msg_id for msg_id, _ in made]
         payloads = [payload for _, payload in made]
-        infos = self.client.publish_many(self.topics.images, payloads, qos=self.qos)
+        infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos)
         ok = 0
         while ok < len(infos) and infos[ok].rc == mqtt.MQTT_ERR_SUCCESS:
             ok += 1
@@ -236,7 +252,7 @@ class Publisher(Role):
         """Wait while more than `window` images are still in paho's queue: bounded memory, backpressure."""
         while self._in_flight_count > window:
             oldest, count = self._in_flight[0]
-            if self.qos == 0 and not self.connected.is_set():
+            if self.qos == 0 and not self.data_connected.is_set():
                 self._in_flight.clear()  # QoS 0 packets queued before a disconnect are never confirmed
                 self._in_flight_count = 0
                 return
@@ -263,7 +279,7 @@ class Publisher(Role):
                     if sample is None or not self._send(sample):
                         break
                 continue
-            if not self._running.is_set() or not self.connected.is_set():
+            if not self._running.is_set() or not self.data_connected.is_set():
                 self._wake.wait(0.2)
                 self._wake.clear()
                 next_at = time.monotonic()
@@ -278,7 +294,9 @@ class Publisher(Role):
                     continue
                 burst = max(1, min(BURST, int((now - next_at) * rate) + 1))  # what is due, at high rates several
                 next_at = max(next_at + burst / rate, now - 0.1)
-            self._publish(burst)
+            with self._burst_lock:
+                if self._running.is_set():  # not stopped while this pass waited for its turn
+                    self._publish(burst)
 
     def _publish(self, count: int) -> None:
         with self._lock:

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import paho.mqtt.client as mqtt
 
@@ -19,6 +19,9 @@ from engine.mqtt import connect_kwargs, make_client, reason_text
 from engine.protocol import CommandError, parse_command
 from engine.settings import Settings, default_client_id
 from engine.topics import sanitize_id
+
+if TYPE_CHECKING:
+    from engine.dataplane import DataConnection
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,9 @@ class Role:
     # messages are always acknowledged here, else each would hold a receive-maximum slot for good
     # and come back after a reconnect.
     manual_ack: ClassVar[bool] = False
+    # True: data subscriptions and publishes go through a second client (engine.dataplane), so that
+    # control and status never wait behind data on one socket, whatever the load.
+    data_connection: ClassVar[bool] = False
 
     def __init__(self, address: BrokerAddress, settings: Settings | None = None, client_id: str | None = None):
         self.address = address
@@ -65,6 +71,7 @@ class Role:
         self._stop = threading.Event()
         self._status_thread: threading.Thread | None = None
         self._client: mqtt.Client | None = None
+        self._data: DataConnection | None = None
         self.commands: dict[str, Handler] = {"ping": lambda _a: None, "status": lambda _a: self.publish_status()}
 
     # ----- lifecycle -----
@@ -75,6 +82,8 @@ class Role:
         return self.settings.session_expiry > 0 and self.role in ("infer", "output")
 
     def make_client(self) -> mqtt.Client:
+        if self.data_connection:  # control and status only: no session to keep, nothing to acknowledge late
+            return make_client(self.address, self.client_id, protocol=self.settings.protocol)
         persistent = self.persistent
         return make_client(
             self.address,
@@ -98,6 +107,11 @@ class Role:
         self._client = client
         client.connect_async(self.address.host, self.address.port, **connect_kwargs(client))
         client.loop_start()
+        if self.data_connection:
+            from engine.dataplane import DataConnection
+
+            self._data = DataConnection(self)
+            self._data.start()
         self._status_thread = threading.Thread(target=self._status_loop, name=f"{self.role}-status", daemon=True)
         self._status_thread.start()
 
@@ -117,6 +131,8 @@ class Role:
                     info.wait_for_publish(timeout=3)
             client.disconnect()
             client.loop_stop()
+        if self._data is not None:
+            self._data.stop()
         if self._status_thread is not None:
             self._status_thread.join(timeout=3)
 
@@ -131,6 +147,22 @@ class Role:
     def client(self) -> mqtt.Client:
         assert self._client is not None, "role not started"
         return self._client
+
+    @property
+    def data_client(self) -> mqtt.Client:
+        """The client of the data topics: the data connection's, or the one client of the role."""
+        return self._data.client if self._data is not None else self.client
+
+    @property
+    def data_connected(self) -> threading.Event:
+        return self._data.connected if self._data is not None else self.connected
+
+    def data_qos(self) -> int:
+        """The QoS of what the role publishes on its data topic (its data client listens for PUBACKs if > 0)."""
+        return 0
+
+    def on_data_connect(self) -> None:
+        """Called on the data connection's network thread each time it (re)connects."""
 
     # ----- paho callbacks (network thread: parse and enqueue only) -----
     def subscriptions(self) -> list[tuple[str, int]]:
@@ -154,16 +186,18 @@ class Role:
         # A role that acknowledges its data itself takes commands at QoS 0: they then never wait behind
         # the receive maximum (a stuck worker full of unacknowledged images must still hear "start"),
         # and a command sent while it was away is not replayed when it comes back.
-        qos = 0 if self.manual_ack else 1
+        qos = 0 if self.manual_ack and not self.data_connection else 1
         subs = [(self.topics.control(self.role), qos), (self.topics.control(self.role, self.client_id), qos)]
-        subs += self.subscriptions()
+        if not self.data_connection:
+            subs += self.subscriptions()
         _rc, self._sub_mid = client.subscribe(subs)
         self.connected.set()
         info = self.publish_status()
         self._hello_mid = info.mid if info is not None else None
 
     def _check_ready(self) -> None:
-        if self._subscribed and self._hello_mid is None and self.connected.is_set():
+        data_ready = self._data is None or self._data.ready.is_set()
+        if self._subscribed and self._hello_mid is None and self.connected.is_set() and data_ready:
             self.ready.set()
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, reason_codes: Any, _p: Any) -> None:
@@ -227,7 +261,7 @@ class Role:
                 try:
                     self.handle_control(msg.payload)
                 finally:
-                    if self.manual_ack and msg.qos:
+                    if self.manual_ack and msg.qos and not self.data_connection:
                         self.client.ack(msg.mid, msg.qos)
             else:
                 self.on_data(msg)
@@ -282,7 +316,7 @@ class Role:
             "ts": round(time.time(), 3),
             "uptime": round(time.time() - self.started_at, 1),
             "connected": True,
-        }
+        } | ({"data_connected": self._data.connected.is_set()} if self._data is not None else {})
 
     def status(self) -> dict[str, Any]:
         return self._base_status(self.state) | self.status_fields()

@@ -40,7 +40,7 @@ class Settings:
     model_path: str | None = None
     max_batch: int = 64
     max_delay_ms: float = 2.0
-    queue_size: int = 10_000
+    queue_size: int = 2_000  # about 0.2-0.5 s of work: the bound of the latency under overload
     max_payload: int = 1_048_576
     max_pixels: int = 4_000_000
     share_group: str | None = None

@@ -38,6 +38,7 @@ _STOP = object()
 class Worker(Role):
     role: ClassVar[str] = "infer"
     manual_ack: ClassVar[bool] = True  # an image is acknowledged once its result is queued (see _ack)
+    data_connection: ClassVar[bool] = True  # images and results on a client of their own (engine.dataplane)
 
     def __init__(
         self,
@@ -83,9 +84,21 @@ class Worker(Role):
     def data_topic(self) -> str | None:
         return self.topics.results
 
-    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+    def on_data_connect(self) -> None:
         self._conn_gen += 1
-        super()._on_connect(client, *args)
+
+    def data_qos(self) -> int:
+        s = self.settings
+        return s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
+
+    def _queue_full(self) -> bool:
+        """Asked by the data client before it reads: while True, QoS 0 images are dropped unread."""
+        return self.queue.qsize() >= self.queue.maxsize and not self._intake_closed
+
+    @property
+    def shed(self) -> int:
+        """QoS 0 images dropped unread while the queue was full (FastClient.shed_when)."""
+        return getattr(self.data_client, "shed", 0) if self._data is not None else 0
 
     def start(self) -> None:
         # One torch thread unless told otherwise: LeNet-5 at batch 64 runs about as fast on one core as
@@ -93,7 +106,9 @@ class Worker(Role):
         # (docs/PERFORMANCE.md). Scale out with more worker processes instead.
         set_threads(self.settings.threads or 1)
         super().start()
-        self.client.on_publish = _OnPublishWhenNeeded(self)
+        # Overload: while the queue is full, QoS 0 images are dropped in whole reads from the socket,
+        # before paho or Python touches each one; QoS 1 images wait at the broker (receive maximum).
+        self.data_client.shed_when = self._queue_full
         self._thread.start()
 
     def shutdown(self) -> None:
@@ -104,8 +119,8 @@ class Worker(Role):
         what comes next until the worker is back, and images received but not answered are not
         acknowledged, so the broker sends them again then.
         """
-        client = self._client
-        if client is not None and self.connected.is_set() and not self.persistent:
+        client = self._data.client if self._data is not None else None
+        if client is not None and self.data_connected.is_set() and not self.persistent:
             done = threading.Event()
             client.on_unsubscribe = lambda *_a: done.set()
             client.unsubscribe([t for t, _ in self.subscriptions()])
@@ -264,7 +279,7 @@ class Worker(Role):
                 now = time.time()
                 s = self.settings
                 qos = s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
-                self.client.publish(self.topics.results, _dump({
+                self.data_client.publish(self.topics.results, _dump({
                     "id": meta.id or f"{self.client_id}:{self._auto_ids}", "error": f"internal error: {reason}",
                     "label": meta.label, "worker": self.client_id, "src": meta.src, "t_sent": meta.t,
                     "t_recv": item[1], "t_done": now,
@@ -275,7 +290,7 @@ class Worker(Role):
         gen = self._conn_gen
         acks = [(ack[0], ack[1]) for _payload, _t, ack in batch if ack is not None and ack[2] == gen]
         if acks:
-            self.client.ack_many(acks)
+            self.data_client.ack_many(acks)
 
     def _process(self, batch: list[tuple[bytes, float, Any]]) -> None:
         t0 = time.time()
@@ -326,7 +341,7 @@ class Worker(Role):
             t2 = t1
         qos = s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
         topic = self.topics.results
-        self.client.publish_many(topic, out, qos=qos)
+        self.data_client.publish_many(topic, out, qos=qos)
         t3 = time.time()
         count = len(batch)
         self.processed += len(good)
@@ -343,13 +358,14 @@ class Worker(Role):
         mean_batch = self.batches.mean()
         return {
             "model": self.model.name,
-            "received": self.received,
+            "received": self.received + self.shed,
             "processed": self.processed,
             "errors": self.errors,
             "rate": round(self.meter.rate(), 1),
             "queue": self.queue.qsize() + self._held,
             "queue_max": self.queue.maxsize,
-            "dropped": self.dropped,
+            "dropped": self.dropped + self.shed,
+            "shed": self.shed,
             "batch_mean": round(mean_batch, 2) if mean_batch is not None else None,
             "max_batch": self.max_batch,
             "max_delay_ms": round(self.max_delay * 1000, 3),
@@ -358,30 +374,6 @@ class Worker(Role):
                           for k, w in self.stage.items()},
             "group": self.settings.share_group,
         }
-
-
-class _OnPublishWhenNeeded:
-    """The role's on_publish callback, which tells paho it is not needed while nothing awaits a PUBACK.
-
-    paho asks `if on_publish:` before it builds a ReasonCode and a Properties object for the callback,
-    and it does so for every QoS 0 message it writes: for QoS 0 results at full speed that was 13% of
-    the worker's GIL time (py-spy). The callback matters only for QoS 1 publishes: the first status
-    after a connect, tracked status and reply publishes, and results at QoS 1 (a refusal of those is
-    reported). While none is outstanding, it is falsy and paho skips it; QoS 0 has no acknowledgement
-    to report anyway.
-    """
-
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
-
-    def __call__(self, *args: Any) -> None:
-        self._worker._on_publish(*args)
-
-    def __bool__(self) -> bool:
-        w = self._worker
-        s = w.settings
-        results_qos = s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
-        return results_qos > 0 or w._hello_mid is not None or bool(w._tracked)
 
 
 def _dump(obj: dict[str, Any]) -> bytes:

@@ -1,0 +1,142 @@
+"""Under load the roles stay steerable: a flooded worker answers, reports and sheds; an input role at full
+speed answers `stop` and then publishes nothing; `bench --generators 2` runs end to end. Real mosquitto,
+worker and publisher as their own processes; waits with deadlines, no time asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import MqttProbe, wait_for
+
+from engine.protocol import extract_meta
+from engine.settings import DEFAULT_DATASET
+
+ENGINE = [sys.executable, "-m", "engine"]
+needs_mosquitto_pub = pytest.mark.skipif(shutil.which("mosquitto_pub") is None, reason="mosquitto-clients missing")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("MNIST_BROKER", "MNIST_WORKERS", "MNIST_RATE", "MNIST_QUEUE_SIZE"):
+        env.pop(name, None)
+    return env
+
+
+def _latest(probe: MqttProbe, topic: str) -> dict:
+    found = [m for m in probe.messages(topic) if m.payload]
+    return json.loads(found[-1].payload) if found else {}
+
+
+@needs_mosquitto_pub
+def test_flooded_worker_answers_reports_and_sheds(mosquitto_broker, probe_factory) -> None:
+    """Two `mosquitto_pub --repeat` floods at QoS 0 offer a worker far more than it can take: it sheds,
+    and meanwhile still publishes results and its status, and answers `ping` on its control topic."""
+    address = mosquitto_broker.address
+    wid = "w-flood"
+    status_topic = f"mnist/status/infer/{wid}"
+    watch = probe_factory(address, [status_topic, f"mnist/reply/infer/{wid}"])
+    worker = subprocess.Popen([*ENGINE, "--broker", address.url, "--queue-size", "200", "run", "infer", "--id", wid,
+                               "--quiet"], stderr=subprocess.PIPE, text=True, env=_env())
+    floods: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_for(lambda: _latest(watch, status_topic).get("state") == "running", timeout=60,
+                 message="worker never said running")
+        digit = str(DEFAULT_DATASET / "0.png")
+        for _ in range(2):
+            floods.append(subprocess.Popen(
+                ["mosquitto_pub", "-h", address.host, "-p", str(address.port), "-t", "mnist", "-q", "0",
+                 "-f", digit, "--repeat", "2000000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        results = probe_factory(address, "result", qos=0)
+        wait_for(lambda: _latest(watch, status_topic).get("shed", 0) > 0, timeout=60,
+                 message=lambda: f"worker never shed under the flood: {_latest(watch, status_topic)}")
+        assert all(f.poll() is None for f in floods), "the flood ended before the worker was overloaded"
+        # still answering images, still reporting, still taking commands
+        answered = len(results.messages())
+        wait_for(lambda: len(results.messages()) > answered + 100, timeout=30, message="no results under the flood")
+        statuses = len(watch.messages(status_topic))
+        wait_for(lambda: len(watch.messages(status_topic)) >= statuses + 3, timeout=30,
+                 message="the status stopped coming under the flood")
+        for n in range(3):
+            watch.publish(f"mnist/control/infer/{wid}", json.dumps({"cmd": "ping", "req": f"p{n}"}), qos=0)
+            wait_for(lambda n=n: any(json.loads(m.payload).get("req") == f"p{n}"
+                                     for m in watch.messages(f"mnist/reply/infer/{wid}")),
+                     timeout=30, message=f"ping {n} unanswered under the flood")
+        status = _latest(watch, status_topic)
+        assert status["queue"] <= status["queue_max"] == 200
+        assert status["dropped"] >= status["shed"] > 0
+        assert all(f.poll() is None for f in floods), "the flood ended before the checks"
+    finally:
+        for f in floods:
+            f.kill()
+        worker.terminate()
+        try:
+            worker.wait(30)
+        finally:
+            worker.kill()
+    assert "Traceback" not in worker.stderr.read()
+
+
+def test_input_at_full_speed_answers_stop_then_publishes_nothing(mosquitto_broker, probe_factory) -> None:
+    """`--rate 0 run input`: `stop` is answered, and no image numbered past the count its reply-time
+    status gives is ever published; the next status says the same count."""
+    address = mosquitto_broker.address
+    pid = "in-fast"
+    status_topic = f"mnist/status/input/{pid}"
+    watch = probe_factory(address, [status_topic, f"mnist/reply/input/{pid}"])
+    images = probe_factory(address, "mnist", qos=0)
+    proc = subprocess.Popen([*ENGINE, "--broker", address.url, "--rate", "0", "run", "input", "--id", pid],
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        wait_for(lambda: _latest(watch, status_topic).get("sent", 0) > 3000, timeout=60,
+                 message=lambda: f"publisher never got going: {_latest(watch, status_topic)}")
+        watch.publish(f"mnist/control/input/{pid}", json.dumps({"cmd": "stop", "req": "halt"}), qos=1)
+        reply = wait_for(lambda: next((json.loads(m.payload) for m in watch.messages(f"mnist/reply/input/{pid}")),
+                                      None), timeout=30, message="stop unanswered at full speed")
+        assert reply == {"req": "halt", "cmd": "stop", "ok": True}
+        stopped = wait_for(lambda: next((s for m in watch.messages(status_topic) if m.payload
+                                         and (s := json.loads(m.payload)).get("state") == "stopped"), None),
+                           timeout=30, message="no status after the stop")
+        count = stopped["sent"]
+        later = wait_for(lambda: next((s for m in watch.messages(status_topic) if m.payload
+                                       and (s := json.loads(m.payload))["ts"] > stopped["ts"] + 1.5), None),
+                         timeout=30, message="status stopped coming")
+        assert later["sent"] == count and later["state"] == "stopped"
+        prefix = f"{pid}-"
+        seqs = []
+        for m in images.messages("mnist"):
+            msg_id = extract_meta(m.payload).id or ""
+            if msg_id.startswith(prefix):
+                seqs.append(int(msg_id[len(prefix):]))
+        assert seqs and max(seqs) <= count, f"image {max(seqs)} published after the stop at {count}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        finally:
+            proc.kill()
+    assert "Traceback" not in proc.stderr.read()
+
+
+def test_bench_with_two_generator_processes(mosquitto_broker) -> None:
+    """`bench --generators 2`: two publishing and collecting processes, one worker, pings; the report adds up."""
+    done = subprocess.run(
+        [*ENGINE, "bench", "--no-progress", "--broker", mosquitto_broker.address.url, "--generators", "2",
+         "--rate", "300", "--duration", "2", "--warmup", "0.5", "--drain", "2", "--json"],
+        capture_output=True, text=True, timeout=180, env=_env(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-800:]
+    report = json.loads(done.stdout)
+    assert report["config"]["generators"] == 2
+    assert report["sent"] > 0 and report["answered"] > 0
+    assert report["answered"] + report["lost"] == report["sent"]
+    assert report["foreign_results"] == 0
+    (worker,) = report["per_worker"].values()
+    assert worker["answered"] == report["answered"]
+    assert worker["cpu_us_per_image"] > 0
+    assert {"generator 1", "generator 2"} <= set(report["processes"])
+    control = report["control_ms"]
+    assert control["sent"] > 0 and control["p50"] is not None and control["p50"] <= control["p99"]
