@@ -14,7 +14,7 @@ from engine.mqtt import PROTOCOL_NAMES, probe
 from engine.protocol import Result
 from engine.publisher import Publisher
 from engine.role import Role
-from engine.settings import Settings
+from engine.settings import Settings, default_client_id
 from engine.topics import ROLES
 
 if TYPE_CHECKING:
@@ -42,7 +42,10 @@ class LocalPipeline:
         client_ids: dict[str, str] | None = None,
         on_result: Callable[[Result, bytes], None] | None = None,
         protocols: tuple[int, ...] | None = None,
+        worker_processes: bool = False,
     ):
+        """`worker_processes`: every infer worker runs as its own process (else the first runs here), and
+        start() returns once each has said `running` in its retained status."""
         self.settings = settings or Settings()
         self.role_names = tuple(dict.fromkeys(roles))
         unknown = [r for r in self.role_names if r not in ROLES]
@@ -56,6 +59,7 @@ class LocalPipeline:
         self.client_ids = client_ids or {}
         self.on_result = on_result
         self.protocols = protocols
+        self.worker_processes = worker_processes
         self.broker = None
         self.roles: list[Role] = []
         self.pool: WorkerPool | None = None  # infer workers 2..N, as processes
@@ -130,6 +134,13 @@ class LocalPipeline:
                 from engine.worker import Worker
 
                 base = self.client_ids.get("infer")
+                if self.worker_processes:
+                    from engine.workerpool import WorkerPool
+
+                    base = base or default_client_id("infer")
+                    self.pool = WorkerPool(self.address, settings)
+                    self.pool.spawn([base] if workers == 1 else [f"{base}-{i + 1}" for i in range(workers)])
+                    continue
                 cid = base if workers == 1 else (f"{base}-1" if base else None)
                 roles.append(Worker(self.address, settings, cid, model=model))
                 if workers > 1:
@@ -154,11 +165,60 @@ class LocalPipeline:
                 raise BrokerError(role.fatal_error)
             if not ready:
                 raise BrokerError(f"{role.role} {role.client_id}: {role.last_error or 'no connection to the broker'}")
+        if self.worker_processes and self.pool is not None:
+            self._wait_for_worker_processes(settings, 90.0)
+
+    def _wait_for_worker_processes(self, settings: Settings, timeout: float) -> None:
+        """Until each worker process's retained status says `running` (it is subscribed: nothing sent
+        from now on is missed), or one fails."""
+        import json
+        import threading
+        import time
+
+        from engine.mqtt import connect_kwargs, make_client
+
+        pool = self.pool
+        assert pool is not None and self.address is not None
+        wanted = {settings.topics.status("infer", w.client_id) for w in pool.workers if w.client_id}
+        running: set[str] = set()
+        lock = threading.Lock()
+
+        def on_message(_c: object, _u: object, msg: object) -> None:
+            try:
+                state = json.loads(msg.payload).get("state")  # type: ignore[attr-defined]
+            except Exception:
+                return
+            if state == "running":
+                with lock:
+                    running.add(msg.topic)  # type: ignore[attr-defined]
+
+        client = make_client(self.address, default_client_id("infer-wait"), protocol=self.protocol)
+        client.on_connect = lambda c, *_a: c.subscribe([(t, 0) for t in wanted])
+        client.on_message = on_message
+        client.connect_async(self.address.host, self.address.port, **connect_kwargs(client))
+        client.loop_start()
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                failed = pool.failed()
+                if failed is not None:
+                    raise BrokerError(f"infer worker process {failed.client_id or failed.pid}: {failed.last_error()}")
+                with lock:
+                    if wanted <= running:
+                        return
+                time.sleep(0.05)
+            raise BrokerError(f"infer worker processes did not say running within {timeout:.0f} s")
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
     def stop(self) -> None:
         """Publisher first, then workers (finishing their batch), collector, and the broker last."""
         order = {"input": 0, "infer": 1, "output": 2}
         for role in sorted(self.roles, key=lambda r: order[r.role]):
+            if role.role == "output" and self.worker_processes and self.pool is not None:
+                self.pool.stop()  # the workers finish their queues before the collector goes
+                self.pool = None
             if role.role == "infer" and self.pool is not None:
                 self.pool.terminate()  # the worker processes finish their queues while this one does
             try:

@@ -74,7 +74,10 @@ def _child_main(conn: Connection, settings: Settings, roles: tuple[str, ...], ad
     root.setLevel(logging.WARNING)
     from engine.pipeline import LocalPipeline
 
-    pipeline = LocalPipeline(settings, roles, address, broker_kind=broker_kind, protocols=protocols)
+    # The infer worker in a process of its own: in this one it would share a GIL with a publisher at full
+    # speed and answer a third of what it answers alone (docs/PERFORMANCE.md, "The console's pace").
+    pipeline = LocalPipeline(settings, roles, address, broker_kind=broker_kind, protocols=protocols,
+                             worker_processes=True)
     try:
         pipeline.start()
     except MnistError as exc:
@@ -88,7 +91,8 @@ def _child_main(conn: Connection, settings: Settings, roles: tuple[str, ...], ad
     assert pipeline.address is not None
     info = PipelineInfo(
         pipeline.address, pipeline.broker_kind, pipeline.broker_description, pipeline.protocol,
-        tuple(pipeline.notes), tuple(f"{r.role} {r.client_id}" for r in pipeline.roles),
+        tuple(pipeline.notes), tuple(f"{r.role} {r.client_id}" for r in pipeline.roles)
+        + tuple(f"infer {w.client_id}" for w in (pipeline.pool.workers if pipeline.pool is not None else [])),
     )
     with lock:
         conn.send(("ready", info))
