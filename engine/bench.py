@@ -213,9 +213,11 @@ class Bench:
         from engine.workerpool import broker_environment
 
         gen = self.gen
+        gen.stop_collecting()  # the generator processes collect: results here would only delay the pings' replies
         duration = self.duration or 10.0
         env = broker_environment(self.address)
         t_measure = time.time() + 3.0 + self.args.warmup  # time for the children to start and connect
+        self.tracker.start_measuring(gen.sent, since=t_measure)  # nothing of a capacity phase counts
         per_child = self.rate / self.generators
         self.children = [
             GeneratorProcess(child_config(self.settings, self.run_id, i + 1, per_child, t_measure, duration,

@@ -118,6 +118,10 @@ class LoadGenerator:
             if state["error"]:
                 raise BrokerError(state["error"])
 
+    def stop_collecting(self) -> None:
+        """Results are collected elsewhere from now on (generator processes): unsubscribe from them."""
+        self._sub.unsubscribe(self.collect)
+
     def close(self) -> None:
         for client in (self._pub, self._sub):
             client.disconnect()
