@@ -206,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 _HELP = {"train": "retrain the model reproducibly and write its model card",
          "bench": "benchmark the pipeline and report throughput, latency and losses",
          "record": "record traffic on chosen topics to a file",
-         "replay": "play a recorded file back onto a broker"}
+         "replay": "play a recorded file back onto a broker",
+         "metrics": "serve Prometheus metrics of every role on the broker",
+         "health": "exit 0 when the pipeline is healthy, 1 with one line why not"}
 
 
 def _optional_commands() -> dict[str, Callable[[argparse.ArgumentParser], None]]:
@@ -215,7 +217,8 @@ def _optional_commands() -> dict[str, Callable[[argparse.ArgumentParser], None]]
 
     found = {}
     modules = {"train": "engine.train_options", "bench": "engine.bench",
-               "record": "engine.recorder", "replay": "engine.recorder"}
+               "record": "engine.recorder", "replay": "engine.recorder",
+               "metrics": "engine.metrics", "health": "engine.health"}
     for name, module in modules.items():
         try:
             mod = importlib.import_module(module)
@@ -265,6 +268,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from engine import recorder
 
         return getattr(recorder, f"run_{args.command}")(args)
+    if args.command in ("metrics", "health"):
+        import importlib
+
+        return importlib.import_module(f"engine.{args.command}").run(args)
     raise ConfigError(f"unknown command {args.command!r}")
 
 
