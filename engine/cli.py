@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.broker_address import BrokerAddress
 from engine.errors import ConfigError, MnistError
+from engine.global_options import add_global_options, log_level, setup_logging
 from engine.protocol import Result
 from engine.settings import DEFAULT_DATASET, Settings
 from engine.topics import ROLES, Topics, sanitize_id
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run, watch and steer an MQTT MNIST inference pipeline. "
                     "With no command: the terminal console.",
     )
+    add_global_options(parser)
     add_connection_options(parser)
     add_pipeline_options(parser)
     parser.add_argument("--roles", default=None,
@@ -254,6 +256,8 @@ def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], 
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run a headless subcommand; returns the exit status. MnistError propagates to the caller."""
+    # bench prints a report: its log lines are warnings only, unless -v or --log-level ask for more
+    setup_logging(log_level(args, logging.WARNING if args.command == "bench" else logging.INFO))
     if args.command == "run":
         return run_roles(args)
     if args.command == "train":
@@ -273,17 +277,6 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return importlib.import_module(f"engine.{args.command}").run(args)
     raise ConfigError(f"unknown command {args.command!r}")
-
-
-def _setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
-    logging.getLogger("transitions").setLevel(logging.CRITICAL)
 
 
 def _result_printer() -> Callable[[Result, bytes], None]:
@@ -312,7 +305,8 @@ def run_roles(args: argparse.Namespace) -> int:
     for name in roles:
         if name not in ROLES:
             raise ConfigError(f"unknown role {name!r} (roles: input, infer, output, all)")
-    _setup_logging(args.quiet or args.json)
+    if args.quiet or args.json:  # no summary lines; stdout is for results
+        setup_logging(max(log_level(args), logging.WARNING))
     settings = settings_from_args(args)
     settings.autostart = not args.hold
     ids: dict[str, str] = {}
