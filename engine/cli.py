@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.broker_address import BrokerAddress
+from engine.config_file import add_config_options
+from engine.config_file import apply as apply_config
 from engine.errors import ConfigError, MnistError
 from engine.global_options import add_global_options, log_level, setup_logging
 from engine.protocol import Result
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "With no command: the terminal console.",
     )
     add_global_options(parser)
+    add_config_options(parser)
     add_connection_options(parser)
     add_pipeline_options(parser)
     parser.add_argument("--roles", default=None,
@@ -210,7 +213,8 @@ _HELP = {"train": "retrain the model reproducibly and write its model card",
          "record": "record traffic on chosen topics to a file",
          "replay": "play a recorded file back onto a broker",
          "metrics": "serve Prometheus metrics of every role on the broker",
-         "health": "exit 0 when the pipeline is healthy, 1 with one line why not"}
+         "health": "exit 0 when the pipeline is healthy, 1 with one line why not",
+         "config": "show the effective broker settings and where each came from (secrets masked)"}
 
 
 def _optional_commands() -> dict[str, Callable[[argparse.ArgumentParser], None]]:
@@ -220,7 +224,7 @@ def _optional_commands() -> dict[str, Callable[[argparse.ArgumentParser], None]]
     found = {}
     modules = {"train": "engine.train_options", "bench": "engine.bench",
                "record": "engine.recorder", "replay": "engine.recorder",
-               "metrics": "engine.metrics", "health": "engine.health"}
+               "metrics": "engine.metrics", "health": "engine.health", "config": "engine.config_file"}
     for name, module in modules.items():
         try:
             mod = importlib.import_module(module)
@@ -242,6 +246,7 @@ def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], 
     try:  # a Ctrl-C at any moment, even while the parser imports the optional commands, ends quietly
         parser = build_parser()
         args = parser.parse_args(argv)
+        apply_config(args, argv)  # the config file's profile, where no flag or environment variable spoke
         if args.command:
             return dispatch(args)
         if console is None:
@@ -272,10 +277,11 @@ def dispatch(args: argparse.Namespace) -> int:
         from engine import recorder
 
         return getattr(recorder, f"run_{args.command}")(args)
-    if args.command in ("metrics", "health"):
+    if args.command in ("metrics", "health", "config"):
         import importlib
 
-        return importlib.import_module(f"engine.{args.command}").run(args)
+        module = {"config": "config_file"}.get(args.command, args.command)
+        return importlib.import_module(f"engine.{module}").run(args)
     raise ConfigError(f"unknown command {args.command!r}")
 
 
