@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.broker_address import BrokerAddress
+from engine.config_file import add_config_options
+from engine.config_file import apply as apply_config
 from engine.errors import ConfigError, MnistError
+from engine.global_options import add_global_options, log_level, setup_logging
 from engine.protocol import Result
 from engine.settings import DEFAULT_DATASET, Settings
 from engine.topics import ROLES, Topics, sanitize_id
@@ -174,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run, watch and steer an MQTT MNIST inference pipeline. "
                     "With no command: the terminal console.",
     )
+    add_global_options(parser)
+    add_config_options(parser)
     add_connection_options(parser)
     add_pipeline_options(parser)
     parser.add_argument("--roles", default=None,
@@ -206,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
 _HELP = {"train": "retrain the model reproducibly and write its model card",
          "bench": "benchmark the pipeline and report throughput, latency and losses",
          "record": "record traffic on chosen topics to a file",
-         "replay": "play a recorded file back onto a broker"}
+         "replay": "play a recorded file back onto a broker",
+         "metrics": "serve Prometheus metrics of every role on the broker",
+         "health": "exit 0 when the pipeline is healthy, 1 with one line why not",
+         "config": "show the effective broker settings and where each came from (secrets masked)"}
 
 
 def _optional_commands() -> dict[str, Callable[[argparse.ArgumentParser], None]]:
@@ -215,7 +223,8 @@ def _optional_commands() -> dict[str, Callable[[argparse.ArgumentParser], None]]
 
     found = {}
     modules = {"train": "engine.train_options", "bench": "engine.bench",
-               "record": "engine.recorder", "replay": "engine.recorder"}
+               "record": "engine.recorder", "replay": "engine.recorder",
+               "metrics": "engine.metrics", "health": "engine.health", "config": "engine.config_file"}
     for name, module in modules.items():
         try:
             mod = importlib.import_module(module)
@@ -237,6 +246,7 @@ def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], 
     try:  # a Ctrl-C at any moment, even while the parser imports the optional commands, ends quietly
         parser = build_parser()
         args = parser.parse_args(argv)
+        apply_config(args, argv)  # the config file's profile, where no flag or environment variable spoke
         if args.command:
             return dispatch(args)
         if console is None:
@@ -251,6 +261,8 @@ def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], 
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run a headless subcommand; returns the exit status. MnistError propagates to the caller."""
+    # bench prints a report: its log lines are warnings only, unless -v or --log-level ask for more
+    setup_logging(log_level(args, logging.WARNING if args.command == "bench" else logging.INFO))
     if args.command == "run":
         return run_roles(args)
     if args.command == "train":
@@ -265,18 +277,12 @@ def dispatch(args: argparse.Namespace) -> int:
         from engine import recorder
 
         return getattr(recorder, f"run_{args.command}")(args)
+    if args.command in ("metrics", "health", "config"):
+        import importlib
+
+        module = {"config": "config_file"}.get(args.command, args.command)
+        return importlib.import_module(f"engine.{module}").run(args)
     raise ConfigError(f"unknown command {args.command!r}")
-
-
-def _setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    logging.getLogger("amqtt").setLevel(logging.CRITICAL)
-    logging.getLogger("transitions").setLevel(logging.CRITICAL)
 
 
 def _result_printer() -> Callable[[Result, bytes], None]:
@@ -305,7 +311,8 @@ def run_roles(args: argparse.Namespace) -> int:
     for name in roles:
         if name not in ROLES:
             raise ConfigError(f"unknown role {name!r} (roles: input, infer, output, all)")
-    _setup_logging(args.quiet or args.json)
+    if args.quiet or args.json:  # no summary lines; stdout is for results
+        setup_logging(max(log_level(args), logging.WARNING))
     settings = settings_from_args(args)
     settings.autostart = not args.hold
     ids: dict[str, str] = {}

@@ -35,7 +35,7 @@ BUILD = "import sys\nfrom setuptools import build_meta\nbuild_meta.build_wheel(s
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("setuptools", minversion="68", reason="building the wheel needs setuptools>=68 (pyproject)")
+    pytest.importorskip("setuptools", minversion="77", reason="building the wheel needs setuptools>=77 (pyproject)")
     tmp = tmp_path_factory.mktemp("packaging")
     src = tmp / "src"
     shutil.copytree(REPO, src, ignore=NOT_SOURCE)
@@ -62,6 +62,21 @@ def test_checkout_uses_its_own_files() -> None:
     assert DEFAULT_DATASET == ASSETS
     assert data_path("no-such-file") == REPO / "no-such-file"  # so errors name the checkout's path
     assert DEFAULT_WEIGHTS.is_file() and MODEL_CARD.is_file()
+
+
+def test_wheel_metadata(wheel: Path) -> None:
+    """An SPDX license with its text, and a textual bound below its next major (tui/footer.py uses internals)."""
+    name, version = wheel.name.split("-")[:2]
+    with zipfile.ZipFile(wheel) as zf:
+        meta = zf.read(f"{name}-{version}.dist-info/METADATA").decode("utf-8")
+        assert zf.read(f"{name}-{version}.dist-info/licenses/LICENSE") == (REPO / "LICENSE").read_bytes()
+    lines = meta.splitlines()
+    assert "License-Expression: MIT" in lines
+    assert "License-File: LICENSE" in lines
+    assert not any(line.startswith("Classifier: License ::") for line in lines), "PEP 639: the expression alone"
+    textual = next(line for line in lines if line.startswith("Requires-Dist: textual") and "plotext" not in line)
+    assert "<9" in textual and ">=1.0" in textual, textual
+    assert "Provides-Extra: dev" in lines
 
 
 def test_wheel_holds_every_run_time_file(wheel: Path) -> None:
@@ -99,7 +114,9 @@ import engine
 from engine.broker import default_config_path
 from engine.datafiles import data_path
 from engine.settings import DEFAULT_DATASET, DEFAULT_WEIGHTS
+from engine.global_options import version
 print(json.dumps({
+    "version": version(),
     "engine": engine.__file__,
     "config": str(default_config_path()),
     "dataset": str(DEFAULT_DATASET),
@@ -125,6 +142,7 @@ def test_installed_wheel_finds_its_files(wheel: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     found = {key: Path(value) for key, value in json.loads(done.stdout).items()}
+    assert str(found.pop("version")) == wheel.name.split("-")[1], "--version names the installed distribution"
     root = env_dir.resolve()
     share = root / SHARE
     assert found["engine"].resolve().is_relative_to(root), f"imported {found['engine']}, not the installed copy"

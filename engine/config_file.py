@@ -1,0 +1,175 @@
+"""The user's config file: named broker profiles, so a broker's URL, user and TLS files are typed once.
+
+    # ~/.config/mnist-tui/config.toml (the user config dir; MNIST_CONFIG or --config names another)
+    profile = "lab"                      # used when no --profile is given (optional)
+
+    [profiles.lab]
+    broker = "mqtts://broker.lab:8883"
+    user = "alice"
+    password_file = "~/.config/mnist-tui/lab.password"
+    cafile = "/etc/ssl/lab-ca.pem"      # also: cert, key, mqtt ("auto", "5", "3.1.1")
+
+Precedence, for each setting: a flag, then its environment variable, then the profile, then the default.
+`mnist-tui config` shows each effective setting and where it came from, with secrets masked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from engine.errors import ConfigError
+
+APP = "mnist-tui"
+# profile key -> (argparse dest, flag, environment variable)
+OPTIONS: dict[str, tuple[str, str, str]] = {
+    "broker": ("broker", "--broker", "MNIST_BROKER"),
+    "password_file": ("password_file", "--password-file", "MNIST_BROKER_PASSWORD_FILE"),
+    "cafile": ("cafile", "--cafile", "MNIST_CAFILE"),
+    "cert": ("cert", "--cert", "MNIST_CERT"),
+    "key": ("key", "--key", "MNIST_KEY"),
+    "mqtt": ("mqtt", "--mqtt", "MNIST_MQTT"),
+}
+PROFILE_KEYS = (*OPTIONS, "user")
+PATH_KEYS = ("password_file", "cafile", "cert", "key")
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("config file")
+    g.add_argument("--config", default=None, metavar="FILE",
+                   help=f"config file (env MNIST_CONFIG; default: {default_path()})")
+    g.add_argument("--profile", default=None, metavar="NAME",
+                   help="broker profile from the config file (env MNIST_PROFILE)")
+
+
+def default_path() -> Path:
+    from platformdirs import user_config_path
+
+    return user_config_path(APP) / "config.toml"
+
+
+def config_path(args: argparse.Namespace) -> tuple[Path, bool]:
+    """The config file to read, and whether the user named it (then it must exist)."""
+    named = getattr(args, "config", None) or os.environ.get("MNIST_CONFIG")
+    return (Path(named).expanduser(), True) if named else (default_path(), False)
+
+
+def load(path: Path, required: bool) -> dict[str, Any]:
+    """The parsed file ({} when the default one does not exist); ConfigError with one line when unusable."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file not found: {path}") from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"bad config file {path}: {exc}") from None
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
+        raise ConfigError(f"bad config file {path}: [profiles.NAME] tables expected")
+    for name, profile in profiles.items():
+        for key, value in profile.items():
+            if key not in PROFILE_KEYS:
+                raise ConfigError(f"bad config file {path}: unknown key {key!r} in profile {name!r} "
+                                  f"(known: {', '.join(PROFILE_KEYS)})")
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"bad config file {path}: {name}.{key} must be a non-empty string")
+    return data
+
+
+def _given(argv: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
+
+
+def apply(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, str]:
+    """Fill the broker options from the chosen profile where neither a flag nor the environment set them.
+
+    Returns where each profile setting came from ({key: "flag" | "env" | "config" | "default"}), and
+    records it on args as `config_sources` (with `config_file` and `profile`) for `mnist-tui config`.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    path, required = config_path(args)
+    data = load(path, required)
+    name = getattr(args, "profile", None) or os.environ.get("MNIST_PROFILE") or data.get("profile")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"bad config file {path}: profile must be a string")
+    profiles = data.get("profiles", {})
+    if name and name not in profiles:
+        known = ", ".join(sorted(profiles)) or "none"
+        raise ConfigError(f"no profile {name!r} in {path} (profiles: {known})")
+    profile: dict[str, str] = profiles.get(name, {}) if name else {}
+    sources: dict[str, str] = {}
+    for key, (dest, flag, env) in OPTIONS.items():
+        if _given(argv, flag):
+            sources[key] = "flag"
+        elif os.environ.get(env):
+            sources[key] = "env"
+        elif key in profile:
+            value = profile[key]
+            setattr(args, dest, str(Path(value).expanduser()) if key in PATH_KEYS else value)
+            sources[key] = "config"
+        else:
+            sources[key] = "default"
+    sources["user"] = _apply_user(args, profile, sources)
+    args.config_sources, args.config_file, args.profile = sources, path, name
+    return sources
+
+
+def _apply_user(args: argparse.Namespace, profile: dict[str, str], sources: dict[str, str]) -> str:
+    url = getattr(args, "broker", None)
+    parts = urlsplit(url if url and "://" in url else f"mqtt://{url}") if url else None
+    if parts is not None and parts.username:
+        return sources["broker"]  # a user in the URL comes with it
+    if os.environ.get("MNIST_BROKER_USER"):
+        return "env"
+    if "user" in profile and parts is not None:
+        netloc = f"{quote(profile['user'], safe='')}@{parts.netloc}"
+        args.broker = urlunsplit(parts._replace(netloc=netloc))
+        return "config"
+    return "default"
+
+
+# ----- `mnist-tui config` -----
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(config_command=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the effective broker settings, each with its source; passwords never shown."""
+    from engine.broker_address import BrokerAddress
+    from engine.global_options import log_level
+
+    sources = getattr(args, "config_sources", None) or apply(args)
+    path = args.config_file
+    lines = [("config file", f"{path}" + ("" if Path(path).is_file() else " (none)"), ""),
+             ("profile", args.profile or "-", "")]
+    address = BrokerAddress.parse(args.broker) if args.broker else None
+    lines.append(("broker", address.url if address else "embedded (a local broker started for the session)",
+                  sources["broker"]))
+    lines.append(("user", (address.username if address else None) or os.environ.get("MNIST_BROKER_USER") or "-",
+                  sources["user"]))
+    password = (address.password if address else None) or os.environ.get("MNIST_BROKER_PASSWORD")
+    pw_source = sources["broker"] if address and address.password else "env" if password else sources["password_file"]
+    lines.append(("password", "****" if password or args.password_file else "-", pw_source))
+    for key in ("password_file", "cafile", "cert", "key", "mqtt"):
+        lines.append((key, str(getattr(args, OPTIONS[key][0]) or "-"), sources[key]))
+    level_source = ("flag" if args.log_level else "env" if os.environ.get("MNIST_LOG_LEVEL")
+                    else "flag" if args.verbose or args.less_verbose else "default")
+    lines.append(("log level", logging.getLevelName(log_level(args)).lower(), level_source))
+    width = max(len(k) for k, _, _ in lines)
+    text = "".join(f"{key:<{width}}  {value}" + (f"  ({source})" if source else "") + "\n"
+                   for key, value, source in lines)
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `mnist-tui config | head`
+        pass
+    return 0

@@ -1,0 +1,63 @@
+"""What a user of any command line tool expects: --version, --log-level, -v and -q."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from importlib import metadata
+
+import pytest
+
+from engine.cli import build_parser
+from engine.errors import ConfigError
+from engine.global_options import log_level
+
+ENGINE = [sys.executable, "-m", "engine"]
+
+
+def test_version_names_the_installed_distribution() -> None:
+    done = subprocess.run([*ENGINE, "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"mnist-tui {metadata.version('mnist-tui')}"
+
+
+@pytest.mark.parametrize(("argv", "level"), [
+    ([], logging.INFO),
+    (["-v"], logging.DEBUG),
+    (["-vv"], logging.DEBUG),
+    (["-q"], logging.WARNING),
+    (["-qq"], logging.ERROR),
+    (["--quiet", "--quiet", "--quiet", "--quiet"], logging.CRITICAL),
+    (["-q", "-v"], logging.INFO),
+    (["--log-level", "error", "-v"], logging.ERROR),
+    (["--log-level", "DEBUG"], logging.DEBUG),
+])
+def test_log_level_flags(argv: list[str], level: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MNIST_LOG_LEVEL", raising=False)
+    assert log_level(build_parser().parse_args([*argv, "health"])) == level
+
+
+def test_log_level_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = build_parser()
+    monkeypatch.setenv("MNIST_LOG_LEVEL", "Warning")
+    assert log_level(parser.parse_args(["-v", "health"])) == logging.WARNING, "env names the level, as the flag would"
+    assert log_level(parser.parse_args(["--log-level", "debug", "health"])) == logging.DEBUG, "the flag wins"
+    monkeypatch.setenv("MNIST_LOG_LEVEL", "loud")
+    with pytest.raises(ConfigError, match="bad MNIST_LOG_LEVEL 'loud'"):
+        log_level(parser.parse_args(["health"]))
+
+
+def test_quiet_hides_the_info_lines_of_a_real_role(mosquitto_broker) -> None:
+    """`run input` logs its start at INFO; -q leaves only warnings."""
+    def run(*flags: str) -> str:
+        done = subprocess.run([*ENGINE, *flags, "--broker", mosquitto_broker.address.url, "run", "input",
+                               "--count", "2", "--rate", "0", "--once"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    assert " INFO input: sent 2 images, done" in run()
+    assert " INFO " not in run("-q")
+    bad = subprocess.run([*ENGINE, "--log-level", "loud", "health"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid choice: 'loud'" in bad.stderr

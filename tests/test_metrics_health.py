@@ -1,0 +1,175 @@
+"""`mnist-tui metrics` and `mnist-tui health` against a real mosquitto and real roles: the exporter is
+scraped with a plain HTTP GET, the health check's exit status follows a worker that starts and dies."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from helpers import DEADLINE, MqttProbe, wait_for
+from prometheus_client.parser import text_string_to_metric_families
+
+from engine.health import verdict
+from engine.metrics import number
+from engine.pipeline import LocalPipeline
+from engine.settings import Settings
+
+ENGINE = [sys.executable, "-m", "engine"]
+Samples = dict[tuple[str, str, str], float]
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float = DEADLINE) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise AssertionError(f"no line from {proc.args} within {timeout:g} s")
+    return proc.stdout.readline()
+
+
+@pytest.fixture
+def exporter(mosquitto_broker) -> Iterator[str]:
+    """A `metrics` process on a free port watching the broker; yields its /metrics URL."""
+    proc = subprocess.Popen([*ENGINE, "--broker", mosquitto_broker.address.url, "metrics", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = _read_line(proc)
+        assert line.startswith("metrics of "), (line, proc.stderr.read() if proc.poll() is not None else "")
+        yield line.split(" on ")[-1].strip()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=DEADLINE) == 0, "the exporter ends cleanly on SIGTERM"
+
+
+def scrape(url: str) -> Samples:
+    """Every sample of one scrape as {(name, role, id): value} (a plain HTTP GET, parsed by the reference parser)."""
+    with urllib.request.urlopen(url, timeout=DEADLINE) as response:
+        assert response.status == 200
+        text = response.read().decode("utf-8")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if "le" not in s.labels:
+                samples[(s.name, s.labels.get("role", ""), s.labels.get("id", ""))] = s.value
+    return samples
+
+
+def _health(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ENGINE, "--broker", url, "health", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_exporter_counts_a_real_pipeline_and_skips_bad_fields(mosquitto_broker, exporter) -> None:
+    count = 40
+    settings = Settings(rate=0, qos=1, loop=False, count=count, autostart=True)
+    ids = {"input": "in-m", "infer": "w-m", "output": "out-m"}
+    with LocalPipeline(settings, address=mosquitto_broker.address, client_ids=ids) as pipeline, \
+            MqttProbe(mosquitto_broker.address) as probe:
+        # a role on the broker that says nonsense: wrong types, NaN, negative, unknown role, not JSON
+        bogus = {"role": "infer", "id": "w-bad", "state": "running", "processed": True, "queue": "lots",
+                 "dropped": float("nan"), "errors": -3, "rate": 12.5, "received": 7}
+        probe.publish("mnist/status/infer/w-bad", json.dumps(bogus), qos=1, retain=True)
+        probe.publish("mnist/status/infer/w-junk", b"\xff not json", qos=1, retain=True)
+        probe.publish("mnist/status/gremlin/g1", json.dumps({"state": "running", "sent": 5}), qos=1, retain=True)
+        probe.publish("result", b"tensor([7])")  # a legacy result: no worker, no histogram
+
+        def settled() -> Samples | None:
+            got = scrape(exporter)
+            done = (got.get(("mnist_results_total", "output", "out-m")) == count + 1  # the legacy one too
+                    and got.get(("mnist_images_total", "input", "in-m")) == count
+                    and got.get(("mnist_images_total", "infer", "w-m")) == count  # statuses lag results: wait
+                    and got.get(("mnist_results_total", "infer", "w-m")) == count
+                    and got.get(("mnist_latency_seconds_count", "infer", "w-m")) == count
+                    and ("mnist_rate", "infer", "w-bad") in got)
+            return got if done else None
+
+        got = wait_for(settled, timeout=60, interval=0.3,
+                       message=lambda: f"scrape: {sorted((k, v) for k, v in scrape(exporter).items() if k[1])}")
+        assert pipeline.role("output").received == count + 1
+    assert got[("mnist_errors_total", "infer", "w-m")] == 0
+    assert got[("mnist_dropped_total", "infer", "w-m")] == 0
+    assert got[("mnist_duplicates_total", "output", "out-m")] == 0
+    assert got[("mnist_sessions_lost_total", "infer", "w-m")] == 0
+    assert got[("mnist_online", "infer", "w-m")] == 1
+    assert got[("mnist_batch_size_count", "infer", "w-m")] == count
+    assert count <= got[("mnist_batch_size_sum", "infer", "w-m")] <= count * 64
+    assert 0 < got[("mnist_latency_seconds_sum", "infer", "w-m")] < count * 60
+    assert got[("mnist_accuracy", "output", "out-m")] >= 0.9
+    # the bogus role: its good fields are there, every bad one is left out, and nothing else broke
+    assert got[("mnist_rate", "infer", "w-bad")] == 12.5
+    assert got[("mnist_images_total", "infer", "w-bad")] == 7
+    assert got[("mnist_online", "infer", "w-bad")] == 1
+    for name in ("mnist_results_total", "mnist_queue", "mnist_dropped_total", "mnist_errors_total"):
+        assert (name, "infer", "w-bad") not in got, name
+    assert not any(key[2] in ("w-junk", "g1") for key in got)
+    assert got[("mnist_exporter_ignored_total", "", "")] >= 1  # the legacy result
+    assert got[("mnist_exporter_broker_connected", "", "")] == 1
+
+
+def test_health_and_sessions_lost_follow_a_worker_that_starts_and_is_killed(mosquitto_broker, exporter) -> None:
+    url = mosquitto_broker.address.url
+    none = _health(url, "--timeout", "0")
+    assert none.returncode == 1
+    assert none.stderr.strip() == "unhealthy: 0 of at least 1 infer role(s) online (no status seen)"
+    worker = subprocess.Popen([*ENGINE, "--broker", url, "run", "infer", "--id", "w-k", "--quiet"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        up = _health(url, "--timeout", "60")  # waits for the worker to come up
+        assert up.returncode == 0, up.stderr
+        assert up.stdout.strip() == "healthy: 1 infer role(s) online (w-k)"
+        two = _health(url, "--min", "2", "--timeout", "0")
+        assert two.returncode == 1 and "1 of at least 2 infer" in two.stderr and "\n" not in two.stderr.strip()
+        assert _health(url, "--role", "output", "--timeout", "0").returncode == 1
+        wait_for(lambda: scrape(exporter).get(("mnist_online", "infer", "w-k")) == 1, timeout=30, interval=0.2)
+        os.kill(worker.pid, signal.SIGKILL)  # no goodbye: the broker publishes its last will
+        worker.wait(timeout=DEADLINE)
+        wait_for(lambda: scrape(exporter).get(("mnist_sessions_lost_total", "infer", "w-k")) == 1,
+                 timeout=60, interval=0.2, message="the killed worker's session not counted as lost")
+        got = scrape(exporter)
+        assert got[("mnist_online", "infer", "w-k")] == 0
+        down = _health(url, "--timeout", "0")
+        assert down.returncode == 1
+        assert down.stderr.strip() == "unhealthy: 0 of at least 1 infer role(s) online (w-k offline)"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=DEADLINE)
+
+
+def test_health_of_an_unreachable_broker_is_one_line() -> None:
+    done = _health("mqtt://127.0.0.1:1", "--timeout", "1")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "cannot reach broker" in done.stderr
+
+
+def test_untrusted_status_fields() -> None:
+    assert number(3) == 3.0 and number(2.5) == 2.5
+    for bad in (True, None, "7", float("nan"), math.inf, -1, [1], {"a": 1}):
+        assert number(bad) is None, bad
+    ok, line = verdict({"a": {"state": "running"}, "b": {"state": "error"}, "c": {"state": 5},
+                        "d": {"state": "running", "connected": False}}, "infer", 1)
+    assert ok and line == "healthy: 1 infer role(s) online (a)"
+    ok, line = verdict({"b": {"state": "error"}, "c": {"state": 5}}, "infer", 1)
+    assert not ok and line == "unhealthy: 0 of at least 1 infer role(s) online (b error; c unknown)"
+    assert verdict({}, "infer", 0)[0], "--min 0 is always healthy"
+
+
+def test_exporter_refuses_a_busy_port(mosquitto_broker) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        started = time.monotonic()
+        done = subprocess.run([*ENGINE, "--broker", mosquitto_broker.address.url, "metrics", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, time.monotonic() - started
+    assert done.stderr.startswith(f"mnist-tui: cannot listen on 127.0.0.1:{port}") and done.stderr.count("\n") == 1
