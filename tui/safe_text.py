@@ -1,0 +1,24 @@
+"""Broker text on the screen: the console's side of the boundary in `engine/untrusted.py`.
+
+The engine has already removed control and escape characters from what it keeps; the screen adds the
+one thing the engine does not know about: Textual markup. Whatever another client wrote is shown
+through `markup_text` (inside a markup string) or `plain` (as a Text, never parsed), so a topic like
+`a/[@click=app.quit]b` or a reason like `disk [/] full` is shown as written and does nothing.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.markup import escape
+
+from engine.untrusted import TEXT_LIMIT, clean_text
+
+
+def markup_text(value: object, limit: int = TEXT_LIMIT) -> str:
+    """`value` cleaned and escaped, to go inside a markup string."""
+    return escape(clean_text(value, limit))
+
+
+def plain(value: object, limit: int = TEXT_LIMIT, style: str = "") -> Text:
+    """`value` cleaned, as a Text that is never parsed for markup."""
+    return Text(clean_text(value, limit), style=style)
