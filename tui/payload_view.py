@@ -9,7 +9,6 @@ from rich.highlighter import JSONHighlighter
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.markup import escape
 from textual.widgets import Static
 
 from engine.observer import Message
@@ -18,6 +17,7 @@ from engine.untrusted import clean_text, loads_json
 from tui import formatting as fmt
 from tui.digit_view import DigitView
 from tui.halfblock import ImageDecodeError, open_png
+from tui.safe_text import markup_text
 
 HEX_LIMIT = 2048
 TEXT_LIMIT = 20_000
@@ -88,14 +88,15 @@ def render_payload(message: Message) -> Rendered:
         try:
             img = open_png(data)
         except ImageDecodeError as exc:
-            return Rendered("hex", f"PNG that cannot be decoded ({escape(str(exc))}) · {size}{cut}",
+            return Rendered("hex", f"PNG that cannot be decoded ({markup_text(str(exc))}) · {size}{cut}",
                             Text(hex_dump(data)), None)
         meta = extract_meta(data)
         info = f"PNG {img.width}x{img.height} {img.mode} · {size}{cut}"
         if meta.id is not None or meta.label is not None:
-            info += f"\nid [b]{escape(meta.id or '-')}[/] · label [b]{meta.label if meta.label is not None else '-'}[/]"
+            label = meta.label if meta.label is not None else "-"
+            info += f"\nid [b]{markup_text(meta.id or '-')}[/] · label [b]{label}[/]"
             if meta.src:
-                info += f" · from {escape(meta.src)}"
+                info += f" · from {markup_text(meta.src)}"
         return Rendered("png", info, None, data)
     try:
         text = data.decode("utf-8")

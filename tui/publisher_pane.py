@@ -10,7 +10,6 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.markup import escape
 from textual.widgets import Static
 
 from engine.observer import RoleStatus, Snapshot
@@ -111,7 +110,7 @@ class PublisherPane(Vertical, can_focus=True):
             digit.show_png(None)
         else:
             markup = publisher_markup(role, snap.time, narrow)
-            subtitle = escape(role.id) if n == 1 else f"{escape(role.id)} (1 of {n})"
+            subtitle = markup_text(role.id) if n == 1 else f"{markup_text(role.id)} (1 of {n})"
             digit.show_png(_last_png(role.data))
         if markup != self._markup:
             same_height = self._markup is not None and markup.count("\n") == self._markup.count("\n")

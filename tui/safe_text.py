@@ -9,14 +9,21 @@ through `markup_text` (inside a markup string) or `plain` (as a Text, never pars
 from __future__ import annotations
 
 from rich.text import Text
-from textual.markup import escape
 
 from engine.untrusted import TEXT_LIMIT, clean_text
 
 
+def escape_markup(text: str) -> str:
+    """Every `[` escaped, whatever follows it (Textual's own `escape` leaves a `[` at the end alone, so
+    `a/[` followed by the console's `/…[/]` became a closing tag and a MarkupError); a trailing backslash
+    gets a space so that it cannot escape the console's next tag."""
+    text = text.replace("[", "\\[")
+    return text + " " if text.endswith("\\") else text
+
+
 def markup_text(value: object, limit: int = TEXT_LIMIT) -> str:
     """`value` cleaned and escaped, to go inside a markup string."""
-    return escape(clean_text(value, limit))
+    return escape_markup(clean_text(value, limit))
 
 
 def plain(value: object, limit: int = TEXT_LIMIT, style: str = "") -> Text:
