@@ -188,13 +188,14 @@ def _load_state_dict(path: Path, data: bytes) -> nn.Module:
     except Exception as exc:
         message = str(exc)
         wanted = _pickled_global(data, message)
-        if wanted is not None or "weights_only" in message or "Weights only load failed" in message:
-            what = f"it imports {wanted}" if wanted is not None else "it holds more than tensors"
+        if wanted is not None:
             raise _fail(
                 path,
-                f"refused: a pickled Python object ({what}), not a state_dict; "
+                f"refused: a pickled Python object (it imports {wanted}), not a state_dict; "
                 "unpickling it would run code. Save model.state_dict() instead",
             ) from None
+        if "weights_only" in message:  # torch's text would advise weights_only=False: never
+            raise _fail(path, "not a PyTorch state_dict or TorchScript file (not readable as plain tensors)") from None
         raise _fail(path, f"not a PyTorch state_dict or TorchScript file ({_one_line(exc)})") from None
     state = _unwrap_state_dict(obj)
     if state is None:
