@@ -102,7 +102,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     i.add_argument("--count", type=_positive_int, default=None, help="send N images, then stop")
     w = parser.add_argument_group("infer role")
     w.add_argument("--model", default=_env("MNIST_MODEL"), metavar="PATH",
-                   help="state_dict of the shipped architecture or a TorchScript file")
+                   help="state_dict of the shipped architecture (or a TorchScript file with --allow-torchscript)")
+    w.add_argument("--allow-torchscript", action="store_true", default=_env("MNIST_ALLOW_TORCHSCRIPT") == "1",
+                   help="accept a TorchScript model file: it runs code from the file")
     w.add_argument("--max-batch", type=_positive_int, default=int(_env("MNIST_MAX_BATCH", 64)))
     w.add_argument("--max-delay-ms", type=_non_negative_float, default=float(_env("MNIST_MAX_DELAY_MS", 2)))
     w.add_argument("--queue-size", type=_positive_int, default=int(_env("MNIST_QUEUE_SIZE", 2_000)))
@@ -145,6 +147,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         loop=not args.once,
         count=args.count,
         model_path=args.model,
+        allow_torchscript=args.allow_torchscript,
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,
         queue_size=args.queue_size,

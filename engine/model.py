@@ -1,8 +1,10 @@
 """The digit model: a LeNet-5-style CNN, its shipped weights, and safe loading of other model files.
 
 `load_model()` loads the shipped state_dict; `load_model(path)` takes a state_dict of the same
-architecture or a TorchScript file. Nothing here ever unpickles code: state_dicts are read with
-`torch.load(..., weights_only=True)`, which refuses pickled modules, and we say so in one line.
+architecture, or a TorchScript file when the caller allows it (`--allow-torchscript`): a TorchScript
+file is a program, and loading it runs code from the file. Nothing here ever unpickles code: state_dicts
+are read with `torch.load(..., weights_only=True)`, which refuses pickled objects, and we say so in one
+line of our own.
 
 `python -m engine.model --bench` measures the forward speed quoted in the model card.
 """
@@ -142,8 +144,13 @@ def _pickled_global(data: bytes, message: str) -> str | None:
     match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
     if match:
         return match.group(1)
-    if data[:1] != b"\x80":  # not a raw pickle (zip archives were handled by torch's message)
-        return None
+    if zipfile.is_zipfile(io.BytesIO(data)):  # a torch.save archive: its pickle is <name>/data.pkl
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                data = archive.read(pickles[0]) if pickles else b""
+        except (zipfile.BadZipFile, OSError, ValueError, KeyError):
+            return None
     strings: list[str] = []
     try:
         for op, arg, _ in pickletools.genops(data):  # reads opcodes, executes nothing
@@ -185,8 +192,10 @@ def _load_state_dict(path: Path, data: bytes) -> nn.Module:
             raise _fail(
                 path,
                 f"refused: a pickled Python object (it imports {wanted}), not a state_dict; "
-                "unpickling it would run code. Save model.state_dict() or a TorchScript file instead",
+                "unpickling it would run code. Save model.state_dict() instead",
             ) from None
+        if "weights_only" in message:  # torch's text would advise weights_only=False: never
+            raise _fail(path, "not a PyTorch state_dict or TorchScript file (not readable as plain tensors)") from None
         raise _fail(path, f"not a PyTorch state_dict or TorchScript file ({_one_line(exc)})") from None
     state = _unwrap_state_dict(obj)
     if state is None:
@@ -239,8 +248,10 @@ def _check_forward(path: Path, module: nn.Module) -> None:
         raise _fail(path, "gives non-finite or non-float scores")
 
 
-def load_model(path: str | Path | None = None) -> LoadedModel:
+def load_model(path: str | Path | None = None, *, allow_torchscript: bool = False) -> LoadedModel:
     """Load the shipped weights (path None), a state_dict of LeNet5, or a TorchScript file.
+
+    A TorchScript file is loaded only with `allow_torchscript`: it runs code from the file.
 
     The module receives normalized input, (pixel / 255 - INPUT_MEAN) / INPUT_STD, shaped
     (N, 1, 28, 28), and should return (N, 10) logits (log-probabilities work too).
@@ -259,6 +270,9 @@ def load_model(path: str | Path | None = None) -> LoadedModel:
         raise _fail(p, "empty file")
     digest = hashlib.sha256(data).hexdigest()[:8]
     if _is_torchscript(data):
+        if not allow_torchscript:
+            raise _fail(p, "is a TorchScript file, a program: loading it runs code from the file. "
+                           "Pass --allow-torchscript if you trust it")
         module = _load_torchscript(p, data)
         kind, stem = "torchscript", re.sub(r"[^A-Za-z0-9_.-]", "_", p.stem) or "model"
     else:
@@ -337,12 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.model", description=__doc__.splitlines()[0])
     parser.add_argument("--bench", action="store_true", help="measure forward speed (predict) and exit")
     parser.add_argument("--model", default=None, help="model file (default: the shipped weights)")
+    parser.add_argument("--allow-torchscript", action="store_true",
+                        help="accept a TorchScript model file (it runs code from the file)")
     parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of each timed round")
     args = parser.parse_args(argv)
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, allow_torchscript=args.allow_torchscript)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -40,6 +40,7 @@ from engine.errors import BrokerError, ConfigError
 from engine.mqtt import connect_kwargs, make_client, probe, reason_text
 from engine.protocol import PNG_SIGNATURE, extract_meta, parse_result
 from engine.topics import ROLES, Topics, sanitize_id
+from engine.untrusted import clean_status, clean_text, json_object
 
 # Subscription identifiers (MQTT 5) tell an inspector copy of a message from a core copy when the broker
 # delivers one copy per matching subscription (mosquitto does). Each (re)subscription is a generation g:
@@ -51,6 +52,8 @@ _MAX_TOPIC_BYTES = 65_535
 STALE_AFTER = 5.0  # seconds without a status before a live role is shown as silent
 HISTORY = 300  # status values kept per role for trends: about five minutes at one status a second
 MAX_IMAGE_PAYLOAD = 65_536  # larger image payloads are not kept for the detail view (MNIST PNGs: ~300 B)
+MAX_ROLES = 1_000  # role entries kept; past it the longest-offline ones go first
+FORGET_OFFLINE_AFTER = 3_600.0  # seconds an offline (or silent) role stays listed
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -252,6 +255,7 @@ class Snapshot(NamedTuple):
     replies: tuple[Reply, ...]  # recent replies, newest last
     inspected: int  # messages seen by the inspector in all
     subscribed: bool  # connected, and the broker acknowledged every subscription
+    ignored: int = 0  # status fields and statuses dropped as malformed (engine/untrusted.py)
 
     def roles_of(self, role: str) -> tuple[RoleStatus, ...]:
         return tuple(r for r in self.roles if r.role == role)
@@ -354,6 +358,9 @@ class Observer:
         self._seq = itertools.count(1)
         # roles
         self._roles: dict[tuple[str, str], _RoleState] = {}
+        self._ignored = 0  # malformed statuses and status fields
+        self.forget_after = FORGET_OFFLINE_AFTER
+        self.max_roles = MAX_ROLES
         # results
         self._results: deque[ResultRow] = deque(maxlen=max_results)
         self._result_seq = 0
@@ -390,6 +397,11 @@ class Observer:
     @property
     def filter(self) -> str:
         return self._filter
+
+    @property
+    def topics_version(self) -> int:
+        """Changes whenever a topic appears or the tree is reset (an int: read without the lock)."""
+        return self._topics_version
 
     def start(self) -> None:
         """Connect in the background; an unreachable broker is retried with backoff (see snapshot)."""
@@ -715,21 +727,27 @@ class Observer:
             return {i: self._images[i] for i in ids if i in self._images}
 
     def _on_status(self, topic: str, payload: bytes, retain: bool, now: float) -> None:
-        key = self.topics.parse_status(topic)
-        if key is None:
+        parsed = self.topics.parse_status(topic)
+        if parsed is None:
             return
+        key = (parsed[0], clean_text(parsed[1], 128))
         if not payload:  # a cleared status: the role is gone from every console
             if self._roles.pop(key, None) is not None:
                 self._add_event("information", f"{key[0]} {key[1]} removed")
             return
-        data = _json_object(payload)
-        if data is None:
+        raw = json_object(payload, non_finite=True)  # a NaN or Infinity field is dropped and counted below
+        if raw is None:
+            self._ignored += 1
             return
+        data, bad = clean_status(raw)
+        self._ignored += bad
         entry = self._roles.get(key)
         prev = entry.state if entry is not None else None
         if entry is None:
+            if len(self._roles) >= self.max_roles:
+                self._forget_roles(now)
             entry = self._roles[key] = _RoleState(*key)
-        state = str(data.get("state", "?"))
+        state = data.get("state") or "?"
         entry.state = state
         entry.data = MappingProxyType(data)
         entry.received = now
@@ -751,18 +769,28 @@ class Observer:
         elif prev is None and state != "offline" and not retain:
             self._add_event("information", f"{name} is online")
 
+    def _forget_roles(self, now: float) -> None:
+        """Drop roles offline or silent for `forget_after` seconds; past `max_roles`, the oldest heard."""
+        cutoff = now - self.forget_after
+        for k in [k for k, e in self._roles.items() if e.received < cutoff]:
+            del self._roles[k]
+        while len(self._roles) >= self.max_roles:
+            oldest = min(self._roles, key=lambda k: (self._roles[k].state != "offline", self._roles[k].received))
+            del self._roles[oldest]
+
     def _on_reply(self, topic: str, payload: bytes, now: float) -> None:
         parts = topic[len(self._reply_prefix):].split("/")
         if len(parts) != 2:
             return
-        data = _json_object(payload)
+        data = json_object(payload)
         if data is None:
             return
         req = data.get("req")
         ours = isinstance(req, str) and req in self._our_reqs
         error = data.get("error")
-        reply = Reply(now, parts[0], parts[1], req, str(data.get("cmd", "?")), data.get("ok") is True,
-                      str(error) if error is not None else None, ours)
+        reply = Reply(now, clean_text(parts[0], 40), clean_text(parts[1], 128), req if ours else None,
+                      clean_text(data.get("cmd", "?"), 40), data.get("ok") is True,
+                      clean_text(error) if error is not None else None, ours)
         self._replies.append(reply)
         if ours and not reply.ok:
             self._add_event("error", f"{reply.role} {reply.id}: {reply.cmd}: {reply.error or 'refused'}")
@@ -774,7 +802,7 @@ class Observer:
 
     def _add_event(self, level: str, text: str) -> None:
         self._event_seq += 1
-        self._events.append(Event(self._event_seq, self._clock(), level, text))
+        self._events.append(Event(self._event_seq, self._clock(), level, clean_text(text, 400)))
 
     # ------------------------------------------------------------------------------------------------
     # snapshot (UI thread)
@@ -829,7 +857,7 @@ class Observer:
                 now, self._connection, roles, rows, stats, topic_list, self._topics_version,
                 len(self._topic_states), self._topics_dropped, messages, self._filter, self._paused,
                 self._missed, events, tuple(self._replies), self._inspected,
-                self._connection.state == "connected" and not self._pending_subs,
+                self._connection.state == "connected" and not self._pending_subs, self._ignored,
             )
 
     def _update_rates(self, now: float) -> None:
@@ -837,6 +865,7 @@ class Observer:
         if dt < 1.0:
             return
         self._rate_mark_t = now
+        self._forget_roles(now)
         if not self._paused:
             for s in self._topic_states.values():
                 s.rate = (s.count - s.mark) / dt
@@ -922,12 +951,3 @@ class Observer:
             state = self._topic_states.get(topic)
             if state is not None:
                 state.retained = False
-
-
-def _json_object(payload: bytes) -> dict[str, Any] | None:
-    """A JSON object from a status or reply payload; None for anything else."""
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None

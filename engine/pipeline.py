@@ -103,7 +103,7 @@ class LocalPipeline:
         if "infer" in self.role_names:
             from engine.model import load_model
 
-            model = load_model(self.settings.model_path)
+            model = load_model(self.settings.model_path, allow_torchscript=self.settings.allow_torchscript)
         protocols = self.protocols or (5, 4)
         if self.address is None:
             from engine.broker import EmbeddedBroker  # only when we run one

@@ -9,6 +9,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from engine.untrusted import clean_number, clean_probs, clean_text, loads_json
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 META_KEYWORD = b"mnist"
 _META_CHUNK = b"tEXt" + META_KEYWORD + b"\x00"  # chunk type, keyword, separator
@@ -122,30 +124,31 @@ def parse_result(payload: bytes) -> Result:
     if legacy:
         return Result(id=None, pred=int(legacy.group(1)), legacy=True)
     try:
-        raw = json.loads(text)
-    except (ValueError, RecursionError):
-        raise ValueError(f"result is neither JSON nor tensor([d]): {text[:40]!r}") from None
+        raw = loads_json(text)
+    except ValueError:
+        raise ValueError(f"result is neither JSON nor tensor([d]): {clean_text(text, 40)!r}") from None
     if not isinstance(raw, dict):
         raise ValueError("result JSON is not an object")
     pred = raw.get("pred")
     error = raw.get("error")
-    if error is None and not (isinstance(pred, int) and 0 <= pred <= 9):
+    if error is None and (isinstance(pred, bool) or not (isinstance(pred, int) and 0 <= pred <= 9)):
         raise ValueError("result has neither a pred 0-9 nor an error")
     probs = raw.get("probs")
+    batch = raw.get("batch")
     return Result(
         id=_clean_str(raw.get("id")),
         pred=pred if error is None else None,
         label=_clean_label(raw.get("label")),
-        conf=raw.get("conf") if isinstance(raw.get("conf"), (int, float)) else None,
-        probs=probs if isinstance(probs, list) and len(probs) == 10 else None,
-        error=str(error)[:300] if error is not None else None,
+        conf=clean_number(raw.get("conf"), 0.0, 1.0),
+        probs=clean_probs(probs),
+        error=clean_text(error) if error is not None else None,
         worker=_clean_str(raw.get("worker")),
         model=_clean_str(raw.get("model")),
         src=_clean_str(raw.get("src")),
         t_sent=_clean_time(raw.get("t_sent")),
         t_recv=_clean_time(raw.get("t_recv")),
         t_done=_clean_time(raw.get("t_done")),
-        batch=raw.get("batch") if isinstance(raw.get("batch"), int) else None,
+        batch=batch if isinstance(batch, int) and not isinstance(batch, bool) else None,
     )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import json
+import os
 import queue
 import signal
 import threading
@@ -197,6 +199,8 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=None, help="stop after this many messages")
     parser.add_argument("--include-retained", action="store_true",
                         help="also record retained messages the broker hands over at subscription")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite FILE if it exists (a symlink is never followed)")
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
@@ -223,16 +227,31 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def open_new_file(path: Path, *, overwrite: bool = False) -> IO[str]:
+    """`path` opened for writing, readable by its owner only (0600); never through a symlink.
+
+    An existing file is refused unless `overwrite`; ConfigError with one line otherwise.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists already: not overwritten (--force overwrites it)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{path} is a symlink: not followed") from None
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    os.fchmod(fd, 0o600)  # an overwritten file keeps its old mode otherwise
+    return open(fd, "w", encoding="utf-8")
+
+
 def run_record(args: argparse.Namespace) -> int:
     address, protocol = _connect_target(args)
     topics = args.record_topics or [args.image_topic, args.result_topic]
     for t in topics:
         if not t or "#" in t[:-1] or (t.count("#") == 1 and not t.endswith("#")):
             raise ConfigError(f"bad topic filter {t!r}")
-    try:
-        out = args.file.open("w", encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write {args.file}: {exc.strerror}") from None
+    out = open_new_file(args.file, overwrite=args.force)
     stop = _stop_on_signals()
     with out:
         rec = Recorder(address, topics, out, protocol=protocol, include_retained=args.include_retained,

@@ -38,6 +38,7 @@ class Settings:
     autostart: bool = False
     # infer
     model_path: str | None = None
+    allow_torchscript: bool = False  # a TorchScript model file runs code from the file
     max_batch: int = 64
     max_delay_ms: float = 2.0
     queue_size: int = 2_000  # about 0.2-0.5 s of work: the bound of the latency under overload

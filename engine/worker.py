@@ -49,7 +49,7 @@ class Worker(Role):
     ):
         super().__init__(address, settings, client_id)
         s = self.settings
-        self.model = model if model is not None else load_model(s.model_path)
+        self.model = model if model is not None else load_model(s.model_path, allow_torchscript=s.allow_torchscript)
         self.max_batch = s.max_batch
         self.max_delay = s.max_delay_ms / 1000.0
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=s.queue_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import gzip
 import hashlib
 import io
@@ -188,15 +189,34 @@ def _torchscript(module: torch.nn.Module, path: Path) -> Path:
     return path
 
 
+def test_every_refused_pickle_gets_our_own_line(tmp_path):
+    """A torch.save archive of objects and a protocol-0 pickle: our message, never torch's weights_only hint."""
+    (tmp_path / "p0.pkl").write_bytes(pickle.dumps(LeNet5(), protocol=0))
+    archive = _save({"fc1.weight": torch.zeros(1), "extra": collections.OrderedDict(a=_Flat(2))}, tmp_path / "a.pt")
+    for path in (tmp_path / "p0.pkl", archive):
+        with pytest.raises(ModelError) as exc:
+            load_model(path)
+        _assert_one_line(exc, "refused", "would run code")
+        assert "weights_only" not in str(exc.value)
+
+
+def test_torchscript_needs_the_explicit_flag(tmp_path):
+    path = _torchscript(_Flat(10), tmp_path / "flat.pt")
+    with pytest.raises(ModelError) as exc:
+        load_model(path)
+    _assert_one_line(exc, "TorchScript", "runs code from the file", "--allow-torchscript")
+    assert load_model(path, allow_torchscript=True).kind == "torchscript"
+
+
 def test_torchscript_models(tmp_path):
-    loaded = load_model(_torchscript(_Flat(10), tmp_path / "flat.pt"))
+    loaded = load_model(_torchscript(_Flat(10), tmp_path / "flat.pt"), allow_torchscript=True)
     assert loaded.kind == "torchscript" and loaded.name.startswith("flat@")
     assert loaded.predict(np.zeros((3, 28, 28), np.uint8)).shape == (3, 10)
     with pytest.raises(ModelError) as exc:
-        load_model(_torchscript(_Flat(5), tmp_path / "five.pt"))
+        load_model(_torchscript(_Flat(5), tmp_path / "five.pt"), allow_torchscript=True)
     _assert_one_line(exc, "(2, 5)", "expected (2, 10)")
     shipped = load_model()
-    scripted = load_model(_torchscript(shipped.module, tmp_path / "lenet.pt"))
+    scripted = load_model(_torchscript(shipped.module, tmp_path / "lenet.pt"), allow_torchscript=True)
     images = np.stack([decode_png((ASSETS_DIR / f"{i}.png").read_bytes()) for i in range(8)])
     assert np.allclose(scripted.predict(images), shipped.predict(images), atol=1e-6)
 

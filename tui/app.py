@@ -20,12 +20,14 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
 
 from engine.errors import MnistError
 from engine.export import default_name, write_results_csv
 from engine.observer import Observer, Snapshot
+from engine.untrusted import clean_text
 from tui import formatting as fmt
 from tui.confusion_screen import ConfusionScreen
 from tui.draw_dialog import DrawDialog
@@ -148,6 +150,19 @@ class MnistApp(App[None]):
         self._pending_pane: int | None = None
         self._tick = 0
         self.last_export: Path | None = None
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every notification is plain text: its words may come from the broker (topics, reasons, errors)."""
+        super().notify(clean_text(message, 600, multiline=True), title=clean_text(title, 100),
+                       severity=severity, timeout=timeout, markup=False)
 
     # ----- lifecycle -----
     def get_default_screen(self) -> Screen[Any]:

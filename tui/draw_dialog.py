@@ -20,7 +20,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
@@ -32,6 +31,7 @@ from tui import formatting as fmt
 from tui.digit_view import DigitView
 from tui.draw_canvas import DrawCanvas
 from tui.prob_bars import ProbBars
+from tui.safe_text import markup_text
 
 LARGE = (100, 40)  # screen size (columns, rows) from which the canvas is drawn twice as large
 NO_ANSWER_AFTER = 10.0  # seconds: then the dialog says that no worker seems to answer
@@ -49,9 +49,9 @@ def drawing_png(image: np.ndarray, image_id: str, source: str, now: float) -> by
 
 def result_markup(row: ResultRow) -> str:
     if row.error is not None:
-        return f"[$text-error]the worker could not classify it: {escape(row.error)}[/]"
+        return f"[$text-error]the worker could not classify it: {markup_text(row.error)}[/]"
     conf = f" · {row.conf * 100:.1f}%" if row.conf is not None else ""
-    details = [escape(row.worker or "?")]
+    details = [markup_text(row.worker or "?")]
     if row.latency_ms is not None:
         details.append(fmt.ms(row.latency_ms))
     return f"prediction [b $text-accent]{row.pred}[/]{conf}\n[dim]{' · '.join(details)}[/]"
@@ -139,7 +139,7 @@ class DrawDialog(ModalScreen[None]):
         self._seq_before = snap.results[-1].seq if snap is not None and snap.results else 0
         self.sent_id, self.sent_at, self.result = image_id, now, None
         self._waiting_note = False
-        status = f"sent as [b]{escape(image_id)}[/]\n[dim]waiting for a worker…[/]"
+        status = f"sent as [b]{markup_text(image_id)}[/]\n[dim]waiting for a worker…[/]"
         self.query_one("#draw-status", Static).update(status)
         self.bars.show(None)
 
@@ -167,7 +167,8 @@ class DrawDialog(ModalScreen[None]):
         if not self._waiting_note and snap.time - self.sent_at > NO_ANSWER_AFTER:
             self._waiting_note = True
             self.query_one("#draw-status", Static).update(
-                f"sent as [b]{escape(self.sent_id)}[/]\n[$text-warning]no answer yet: is an infer worker running?[/]")
+                f"sent as [b]{markup_text(self.sent_id)}[/]\n"
+                "[$text-warning]no answer yet: is an infer worker running?[/]")
 
     def show_result(self, row: ResultRow) -> None:
         self.result = row

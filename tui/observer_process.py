@@ -85,8 +85,10 @@ def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddr
         events_seen = 0
         last_messages: tuple[str | None, int] | None = None
         last_roles: tuple[Any, ...] | None = None
+        last_version = -1
         for tick in itertools.count():
-            full = tick % TOPICS_EVERY == 0 or force.is_set()
+            # A new topic sends the list at once: the tree never shows a count without its topics.
+            full = tick % TOPICS_EVERY == 0 or force.is_set() or observer.topics_version != last_version
             force.clear()
             topic = selected[0]
             snap = observer.snapshot(topic, topics=full, events_after=events_seen, results_after=last_seq)
@@ -94,6 +96,8 @@ def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddr
                 last_seq = snap.results[-1].seq
             if snap.events:
                 events_seen = snap.events[-1].seq
+            if full:
+                last_version = snap.topics_version
             messages: tuple[Message, ...] | None = None
             key = (topic, snap.messages[-1].seq if snap.messages else 0)
             if full and key != last_messages:
@@ -295,7 +299,10 @@ class ObserverProcess:
             roles = tuple(r._replace(data=MappingProxyType(r.data)) for r in delta.roles)
         else:
             roles = self._base.roles if self._base is not None else ()
-        self._base = delta._replace(roles=roles, results=(), topics=(), messages=(), events=())
+        base = delta._replace(roles=roles, results=(), topics=(), messages=(), events=())
+        if delta.topics is None and self._base is not None:  # version and count go with the list
+            base = base._replace(topics_version=self._base.topics_version, topic_count=self._base.topic_count)
+        self._base = base
 
     # ----- the Observer API -----
     @property

@@ -9,17 +9,19 @@ from rich.highlighter import JSONHighlighter
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.markup import escape
 from textual.widgets import Static
 
 from engine.observer import Message
 from engine.protocol import PNG_SIGNATURE, extract_meta
+from engine.untrusted import clean_text, loads_json
 from tui import formatting as fmt
 from tui.digit_view import DigitView
 from tui.halfblock import ImageDecodeError, open_png
+from tui.safe_text import markup_text
 
 HEX_LIMIT = 2048
 TEXT_LIMIT = 20_000
+MAX_JSON_DEPTH = 32  # deeper JSON is shown as text: pretty-printing it is quadratic, and recursive
 _json_highlighter = JSONHighlighter()
 
 
@@ -42,6 +44,20 @@ def compact_json(value: Any, indent: int = 0, step: int = 2) -> str:
         items = [pad + compact_json(v, indent + step) for v in value]
         return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
     return json.dumps(value, ensure_ascii=False)
+
+
+def json_depth(value: Any) -> int:
+    """How deeply `value` nests lists and objects (iterative: any depth the parser gave is fine)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _is_text(text: str) -> bool:
@@ -72,14 +88,15 @@ def render_payload(message: Message) -> Rendered:
         try:
             img = open_png(data)
         except ImageDecodeError as exc:
-            return Rendered("hex", f"PNG that cannot be decoded ({escape(str(exc))}) · {size}{cut}",
+            return Rendered("hex", f"PNG that cannot be decoded ({markup_text(str(exc))}) · {size}{cut}",
                             Text(hex_dump(data)), None)
         meta = extract_meta(data)
         info = f"PNG {img.width}x{img.height} {img.mode} · {size}{cut}"
         if meta.id is not None or meta.label is not None:
-            info += f"\nid [b]{escape(meta.id or '-')}[/] · label [b]{meta.label if meta.label is not None else '-'}[/]"
+            label = meta.label if meta.label is not None else "-"
+            info += f"\nid [b]{markup_text(meta.id or '-')}[/] · label [b]{label}[/]"
             if meta.src:
-                info += f" · from {escape(meta.src)}"
+                info += f" · from {markup_text(meta.src)}"
         return Rendered("png", info, None, data)
     try:
         text = data.decode("utf-8")
@@ -88,15 +105,19 @@ def render_payload(message: Message) -> Rendered:
     stripped = text.strip()
     if stripped[:1] in ("{", "[") and not message.truncated:
         try:
-            value = json.loads(stripped)
-        except ValueError:
+            value = loads_json(stripped)
+        except ValueError:  # not JSON, or nested too deeply for the parser
             pass
         else:
-            body = Text(compact_json(value)[:TEXT_LIMIT])
+            if json_depth(value) > MAX_JSON_DEPTH:
+                return Rendered("text", f"JSON nested deeper than {MAX_JSON_DEPTH} levels, shown as text · {size}",
+                                Text(clean_text(text, TEXT_LIMIT, multiline=True)), None)
+            body = Text(clean_text(compact_json(value), TEXT_LIMIT, multiline=True))
             _json_highlighter.highlight(body)
             return Rendered("json", f"JSON · {size}", body, None)
     if _is_text(text):
-        return Rendered("text", f"UTF-8 text · {size}{cut}", Text(text[:TEXT_LIMIT]), None)
+        return Rendered("text", f"UTF-8 text · {size}{cut}", Text(clean_text(text, TEXT_LIMIT, multiline=True)),
+                        None)
     return Rendered("hex", f"binary · {size}{cut}", Text(hex_dump(data)), None)
 
 

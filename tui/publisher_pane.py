@@ -10,12 +10,12 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.markup import escape
 from textual.widgets import Static
 
 from engine.observer import RoleStatus, Snapshot
 from tui import formatting as fmt
 from tui.digit_view import DigitView
+from tui.safe_text import markup_text
 
 NO_PUBLISHER = (
     "[dim]no publisher on the broker[/]\n\n"
@@ -56,11 +56,11 @@ def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
     elif role.state == "running":
         state = "[bold $text-success]● running[/]"
     else:
-        state = f"[$text-warning]■ {escape(role.state)}[/]"
+        state = f"[$text-warning]■ {markup_text(role.state, 40)}[/]"
     rate_set = fmt.set_rate(d.get("rate"))
     actual = fmt.rate(d.get("rate_actual"))
     orders = SHORT_ORDERS if narrow else ORDERS
-    order = orders.get(str(d.get("order")), str(d.get("order", "?")))
+    order = orders.get(str(d.get("order")), markup_text(d.get("order", "?"), 20))
     loop = "loop" if d.get("loop") else "once"
     dataset = PurePath(str(d.get("dataset", "?"))).name
     last = d.get("last") if isinstance(d.get("last"), dict) else None
@@ -69,10 +69,10 @@ def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
         f"state   {state}",
         f"sent    [b]{fmt.count(d.get('sent'))}[/]" + (f" [dim]({fmt.count(remaining)} left)[/]" if remaining else ""),
         f"rate    [b]{rate_set}[/] [dim]now[/] {actual}",
-        f"qos {escape(str(d.get('qos', '?')))} [dim]·[/] {order} [dim]·[/] {loop}",
+        f"qos {markup_text(d.get('qos', '?'))} [dim]·[/] {order} [dim]·[/] {loop}",
     ]
     if not narrow:
-        lines.append(f"data    {escape(dataset)} [dim]({fmt.count(d.get('size'))})[/]")
+        lines.append(f"data    {markup_text(dataset, 60)} [dim]({fmt.count(d.get('size'))})[/]")
         if d.get("errors"):
             lines.append(f"errors  [$text-error]{fmt.count(d.get('errors'))}[/]")
     if last is not None:
@@ -110,7 +110,7 @@ class PublisherPane(Vertical, can_focus=True):
             digit.show_png(None)
         else:
             markup = publisher_markup(role, snap.time, narrow)
-            subtitle = escape(role.id) if n == 1 else f"{escape(role.id)} (1 of {n})"
+            subtitle = markup_text(role.id) if n == 1 else f"{markup_text(role.id)} (1 of {n})"
             digit.show_png(_last_png(role.data))
         if markup != self._markup:
             same_height = self._markup is not None and markup.count("\n") == self._markup.count("\n")

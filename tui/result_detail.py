@@ -14,7 +14,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -23,6 +22,7 @@ from engine.observer import ResultRow
 from tui import formatting as fmt
 from tui.digit_view import DigitView
 from tui.prob_bars import ProbBars
+from tui.safe_text import markup_text
 
 LARGE = (100, 40)
 
@@ -31,7 +31,7 @@ def fields_markup(row: ResultRow) -> str:
     """The result's facts, one per line."""
     label = "-" if row.label is None else str(row.label)
     if row.error is not None:
-        verdict = f"[$text-error]error: {escape(row.error)}[/]"
+        verdict = f"[$text-error]error: {markup_text(row.error)}[/]"
     else:
         mark = {True: " [$text-success]✓ correct[/]", False: " [$text-error]✗ wrong[/]", None: ""}[row.correct]
         conf = f" [dim]·[/] {row.conf * 100:.1f}%" if row.conf is not None else ""
@@ -39,9 +39,9 @@ def fields_markup(row: ResultRow) -> str:
     lines = [
         f"label       [b]{label}[/]",
         f"prediction  {verdict}",
-        f"worker      {escape(row.worker or '-')}",
+        f"worker      {markup_text(row.worker or '-')}",
         f"latency     {fmt.ms(row.latency_ms)}",
-        f"model       {escape(row.model or '-')}",
+        f"model       {markup_text(row.model or '-')}",
         f"time        {fmt.clock(row.t)}",
     ]
     return "\n".join(lines)
@@ -92,7 +92,7 @@ class ResultDetail(ModalScreen[None]):
     def _show(self) -> None:
         row = self.row
         box = self.query_one("#detail", Vertical)
-        box.border_title = f"Result {escape(row.id or '(no id)')}"
+        box.border_title = f"Result {markup_text(row.id or '(no id)')}"
         box.border_subtitle = f"{fmt.count(self.index + 1)} of {fmt.count(len(self.rows))}"
         self.query_one("#detail-fields", Static).update(fields_markup(row))
         bars = self.query_one(ProbBars)

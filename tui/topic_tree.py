@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import bisect
 
-from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from engine.observer import TopicInfo
 from tui import formatting as fmt
 from tui.palette import palette
+from tui.safe_text import plain
 
 EXPAND_ALL_UP_TO = 60  # topics; with more, new nodes start folded below the first level
 
@@ -69,7 +69,7 @@ class TopicTree(Tree[str]):
                 siblings = [str(child.data).rsplit("/", 1)[-1] for child in parent.children]
                 index = bisect.bisect(siblings, level)
                 node = parent.add(
-                    level or "∅", data=path, before=index if index < len(siblings) else None,
+                    plain(level or "∅", 200), data=path, before=index if index < len(siblings) else None,
                     expand=total <= EXPAND_ALL_UP_TO or depth == 0, allow_expand=False,
                 )
                 self._path_nodes[path] = node
@@ -96,7 +96,7 @@ class TopicTree(Tree[str]):
         own = {t.name: t for t in topics}
         for path, node in self._path_nodes.items():
             level = path.rsplit("/", 1)[-1] or "∅"
-            label = Text(level)
+            label = plain(level, 200)
             info = own.get(path)
             if info is not None:
                 label.append(f"  {fmt.count(info.count)}", style=pal.accent)

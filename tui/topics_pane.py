@@ -9,13 +9,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
 from textual.widgets import DataTable, Static, Tree
 
 from engine.observer import Message, Snapshot
 from tui import formatting as fmt
 from tui.palette import palette
 from tui.payload_view import PayloadView
+from tui.safe_text import markup_text
 from tui.topic_tree import TopicTree
 
 PREVIEW = 40
@@ -100,7 +100,7 @@ class TopicsPane(Vertical):
 
     def _filter_line(self, snap: Snapshot) -> str:
         total = sum(t.rate for t in snap.topics)
-        parts = [f"filter [b]{escape(snap.filter)}[/]"]
+        parts = [f"filter [b]{markup_text(snap.filter)}[/]"]
         if not snap.subscribed:
             parts[0] += " [$text-warning](not subscribed)[/]"
         parts.append(f"{fmt.count(snap.topic_count)} topics")
@@ -155,7 +155,7 @@ class TopicsPane(Vertical):
             path = self.tree.selected_path
             hint = None
             if path is not None and path not in self.tree.topic_names:
-                hint = f"[dim]{escape(path)}/… has topics below, but no messages of its own[/]"
+                hint = f"[dim]{markup_text(path)}/… has topics below, but no messages of its own[/]"
             view.show(None, hint)
             return
         table = self.query_one(MessagesTable)

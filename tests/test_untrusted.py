@@ -1,0 +1,393 @@
+"""Hostile broker content: it never crashes, hijacks or fools the console (engine/untrusted.py, tui/safe_text.py).
+
+Statuses, results, replies and topic names another client wrote go through a real mosquitto (or the
+Python broker, which lets control characters into topic names) to the real console under Pilot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import MqttProbe, wait_for
+from helpers import pilot_until as until
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from engine.broker import EmbeddedBroker, find_mosquitto
+from engine.broker_address import BrokerAddress
+from engine.errors import ConfigError
+from engine.export import write_results_csv
+from engine.observer import Message, Observer, ResultRow
+from engine.protocol import parse_result
+from engine.recorder import open_new_file
+from engine.untrusted import clean_status, clean_text, loads_json
+from tui.app import MnistApp
+from tui.header_bar import BrokerInfo
+from tui.observer_process import ObserverProcess
+from tui.payload_view import render_payload
+from tui.publisher_pane import PublisherPane
+from tui.result_detail import ResultDetail
+from tui.topic_tree import TopicTree
+
+UNSAFE = [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))] + ["\u202e", "\u2066", "\u200f"]
+OSC_TITLE = "\x1b]2;PWN\x1b\\"
+OSC_CLIPBOARD = "\x1b]52;c;ZWNobyBQV05FRA==\x07"
+needs_mosquitto = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+
+
+def screen_text(app: MnistApp) -> str:
+    """Every character the console would put on the terminal now (the top screen, toasts included)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
+
+
+def assert_clean_screen(app: MnistApp) -> None:
+    text = screen_text(app)
+    bad = sorted({f"U+{ord(c):04X}" for c in text if c in UNSAFE and c != "\n"})
+    assert not bad, f"control or bidi characters on the screen: {bad}"
+
+
+def publish_all(address: BrokerAddress, messages: list[tuple[str, bytes, bool]]) -> None:
+    probe = MqttProbe(address, [])
+    try:
+        for topic, payload, retain in messages:
+            probe.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+    finally:
+        probe.close()
+
+
+def make_app(observer: Any, kind: str = "mosquitto") -> MnistApp:
+    return MnistApp(observer, BrokerInfo(observer.address.url, kind, f"{kind} (test)"))
+
+
+@pytest.fixture
+def started() -> Iterator[Any]:
+    made: list[Any] = []
+
+    def start(observer: Any) -> Any:
+        observer.start()
+        made.append(observer)
+        return observer
+
+    yield start
+    for observer in made:
+        observer.stop()
+
+
+# ---- the boundary itself ---------------------------------------------------------------------------
+
+
+def test_clean_text_removes_every_control_escape_and_bidi_character() -> None:
+    for c in UNSAFE:
+        assert clean_text(f"a{c}b") == "ab"
+    assert clean_text(OSC_TITLE) == "]2;PWN\\"
+    assert clean_text("x" * 1000, 50) == "x" * 49 + "…"
+    assert clean_text("line\nnext", multiline=True) == "line\nnext"
+    assert clean_text(12) == "12"
+
+
+def test_json_without_nan_infinity_or_deep_nesting() -> None:
+    for bad in (b'{"a": NaN}', b'{"a": Infinity}', b"[-Infinity]", b"[" * 100_000 + b"]" * 100_000):
+        with pytest.raises(ValueError):
+            loads_json(bad)
+
+
+PUBLISHER_FIELDS = ["sent", "rate", "rate_actual", "size", "remaining", "errors", "order", "qos", "loop"]
+WORKER_FIELDS = ["errors", "dropped", "queue", "processed", "received", "batch_mean", "lat_ms", "stages_ms"]
+BAD_VALUES = ["lots", math.inf, -math.inf, math.nan, -1, [1], {"x": 1}, 10**400]
+
+
+@pytest.mark.parametrize("field", sorted(set(PUBLISHER_FIELDS + WORKER_FIELDS)))
+@pytest.mark.parametrize("value", BAD_VALUES, ids=repr)
+def test_a_wrong_typed_status_field_is_dropped_and_counted(field: str, value: Any) -> None:
+    """The finding's 48 field/type combinations (and more): dropped, counted, never raised."""
+    if field in ("order",) and isinstance(value, str):
+        pytest.skip("any text is a valid order (shown escaped)")
+    if field in ("lat_ms", "stages_ms") and isinstance(value, dict):
+        value = {"p50": "slow"}
+    data, bad = clean_status({"role": "input", "state": "running", field: value})
+    assert field not in data and bad == 1
+    assert data["state"] == "running"
+
+
+def test_status_text_fields_lose_escapes_and_keep_types() -> None:
+    data, bad = clean_status({"state": OSC_TITLE, "dataset": OSC_CLIPBOARD, "sent": 5, "rate": 2.5,
+                              "qos": 1, "last": {"label": "7", "png": 3}, "future": [{"x": OSC_TITLE}]})
+    assert bad == 0
+    assert "\x1b" not in json.dumps(data, ensure_ascii=False)
+    assert data["sent"] == 5 and data["rate"] == 2.5 and data["last"]["label"] is None and data["last"]["png"] is None
+
+
+def test_results_with_non_numeric_probs_or_escapes_are_cleaned() -> None:
+    r = parse_result(json.dumps({"id": "a", "pred": 3, "probs": ["x"] * 10, "conf": "high"}).encode())
+    assert r.probs is None and r.conf is None
+    r = parse_result(json.dumps({"id": "b", "error": OSC_CLIPBOARD + "[/]"}).encode())
+    assert r.error is not None and "\x1b" not in r.error and "\x07" not in r.error
+    with pytest.raises(ValueError):
+        parse_result(b'{"id": "c", "pred": 1, "probs": [NaN, 0, 0, 0, 0, 0, 0, 0, 0, 0]}')
+    with pytest.raises(ValueError):
+        parse_result(b'{"id": "d", "pred": true}')
+
+
+@pytest.mark.parametrize("depth", [900, 30_000])
+def test_deep_json_payloads_render_as_bounded_text(depth: int) -> None:
+    payload = b"[" * depth + b"]" * depth
+    started = time.process_time()
+    r = render_payload(Message(1, time.time(), "deep", 0, False, len(payload), payload))
+    assert r.kind == "text" and r.body is not None
+    assert time.process_time() - started < 5  # a guard against the old freeze, not a speed figure
+
+
+# ---- files ---------------------------------------------------------------------------------------
+
+
+def test_csv_export_neutralises_formulas_and_is_private(tmp_path) -> None:
+    rows = []
+    for i, (ident, error) in enumerate([("=HYPERLINK(\"http://e.vil\")", None), ("@SUM(A1)", "+1"), ("ok", "-2")]):
+        payload = {"id": ident, "worker": "=cmd|' /C calc'!A0", "model": "m"}
+        payload.update({"error": error} if error else {"pred": 1, "probs": ["x"] * 10})
+        r = parse_result(json.dumps(payload).encode())
+        rows.append(ResultRow(i, time.time(), r.id, r.pred, r.label, r.conf, None, r.worker, r.error, r.probs,
+                              r.model, False))
+    path = tmp_path / "out.csv"
+    assert write_results_csv(rows, path) == 3
+    text = path.read_text()
+    for line in text.splitlines()[1:]:
+        for cell in line.split(",")[1:]:
+            assert not cell.lstrip('"').startswith(("=", "+", "-", "@")), line
+    assert "'=HYPERLINK" in text and "'@SUM" in text and "'+1" in text
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    link = tmp_path / "link.csv"
+    link.symlink_to(tmp_path / "target.csv")
+    with pytest.raises(ConfigError):
+        write_results_csv(rows, link)
+    assert not (tmp_path / "target.csv").exists()
+
+
+def test_record_file_refuses_to_overwrite_and_never_follows_a_symlink(tmp_path) -> None:
+    existing = tmp_path / "rec.ndjson"
+    existing.write_text("keep me")
+    with pytest.raises(ConfigError, match="--force"):
+        open_new_file(existing)
+    assert existing.read_text() == "keep me"
+    target = tmp_path / "victim"
+    target.write_text("precious")
+    link = tmp_path / "link.ndjson"
+    link.symlink_to(target)
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError):
+            open_new_file(link, overwrite=overwrite)
+    assert target.read_text() == "precious"
+    with open_new_file(existing, overwrite=True) as handle:
+        handle.write("new")
+    assert existing.read_text() == "new" and os.stat(existing).st_mode & 0o777 == 0o600
+    with open_new_file(tmp_path / "fresh.ndjson") as handle:
+        handle.write("x")
+    assert os.stat(tmp_path / "fresh.ndjson").st_mode & 0o777 == 0o600
+
+
+# ---- the observer ------------------------------------------------------------------------------------
+
+
+@needs_mosquitto
+def test_observer_drops_bad_fields_and_forgets_long_offline_roles(mosquitto_broker: EmbeddedBroker, started) -> None:
+    publish_all(mosquitto_broker.address, [
+        ("mnist/status/input/bad", b'{"role":"input","state":"running","sent":"lots","errors":Infinity}', True),
+        ("mnist/status/infer/gone", b'{"role":"infer","state":"offline","reason":"disk [/] full"}', True),
+        ("mnist/status/infer/junk", b"[1, 2", True),
+    ])
+    obs = started(Observer(mosquitto_broker.address))
+    def seen() -> Any:
+        snap = obs.snapshot()
+        return snap if len(snap.roles) == 2 and snap.ignored >= 3 else None
+
+    snap = wait_for(seen, message="statuses not seen")
+    bad = next(r for r in snap.roles if r.id == "bad")
+    assert bad.state == "running" and "sent" not in bad.data and "errors" not in bad.data
+    obs.forget_after = 0.0
+    obs._rate_mark_t = 0.0  # the next snapshot sweeps
+    wait_for(lambda: not obs.snapshot().roles, message="offline roles not forgotten")
+
+
+# ---- the console -------------------------------------------------------------------------------------
+
+
+HOSTILE_STATUSES: list[tuple[str, dict[str, Any]]] = [
+    ("mnist/status/input/pub", {"role": "input", "state": OSC_TITLE, "sent": "lots", "rate": 5, "qos": 0,
+                                 "order": "[@click=app.quit]CLICK TO RESUME[/]", "dataset": OSC_CLIPBOARD,
+                                 "errors": 1e400, "rate_actual": [1], "size": {"a": 1}, "remaining": -3}),
+    ("mnist/status/infer/[red]M[link=https:e.vil]k", {"role": "infer", "state": "running", "errors": "x",
+                                                       "dropped": None, "queue": "deep", "processed": 1.5}),
+    ("mnist/status/infer/w2", {"role": "infer", "state": "offline", "reason": "disk [/] full" + OSC_TITLE}),
+]
+
+
+@needs_mosquitto
+@pytest.mark.parametrize("observer_class", [Observer, ObserverProcess])
+async def test_console_starts_and_stays_up_on_hostile_retained_statuses(
+        mosquitto_broker: EmbeddedBroker, started, observer_class: type) -> None:
+    address = mosquitto_broker.address
+    body = [(t, json.dumps(d).replace("1e+400", "Infinity").encode(), True) for t, d in HOSTILE_STATUSES]
+    body.append(("deep/json", b"[" * 900 + b"]" * 900, True))
+    publish_all(address, body)
+    observer = started(observer_class(address))
+    app = make_app(observer)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.snap is not None and len(app.snap.roles) == 3, "statuses not shown")
+        # A hostile role goes offline with a markup reason while the console watches.
+        publish_all(address, [("mnist/status/infer/[red]M[link=https:e.vil]k",
+                               json.dumps({"state": "offline", "reason": "[/] " + OSC_CLIPBOARD}).encode(), True)])
+        await until(pilot, lambda: sum(r.state == "offline" for r in app.snap.roles) == 2, "offline not seen")
+        await pilot.pause(0.3)
+        pane = app.screen.query_one(PublisherPane)
+        shown = screen_text(app)
+        assert "[@click=app.quit]CL" in shown and pane is not None  # shown as written, not a link
+        assert_clean_screen(app)
+        await pilot.click(PublisherPane)  # the order text is no link: the app stays
+        tree = app.screen.query_one(TopicTree)
+        tree.focus()
+        await until(pilot, lambda: "deep/json" in tree.topic_names, "deep topic not in the tree")
+        for _ in range(12):
+            await pilot.press("down")
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        assert_clean_screen(app)
+        assert app.is_running
+
+
+async def test_topic_names_with_escapes_and_markup_on_the_python_broker(python_broker: EmbeddedBroker,
+                                                                        started) -> None:
+    address = python_broker.address
+    observer = started(Observer(address))
+    app = make_app(observer, "python")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.snap is not None and app.snap.subscribed, "not connected")
+        publish_all(address, [(f"evil/{OSC_TITLE}/[b]x[/]", b"1", False),
+                              (f"evil/{OSC_CLIPBOARD}[@click=app.quit]", b"2", False)])
+        tree = app.screen.query_one(TopicTree)
+        await until(pilot, lambda: len(tree.topic_names) >= 2, "topics not in the tree")
+        await pilot.pause(0.3)
+        assert_clean_screen(app)
+        assert app.is_running
+
+
+@needs_mosquitto
+async def test_result_detail_with_non_numeric_probs(mosquitto_broker: EmbeddedBroker, started) -> None:
+    observer = started(Observer(mosquitto_broker.address))
+    app = make_app(observer)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.snap is not None and app.snap.subscribed, "not connected")
+        publish_all(mosquitto_broker.address, [
+            ("result", json.dumps({"id": "r1", "pred": 2, "probs": ["a"] * 10, "conf": "x",
+                                   "worker": "w", "error": None}).encode(), False),
+            ("result", json.dumps({"id": "r2", "error": "[/]" + OSC_CLIPBOARD}).encode(), False),
+        ])
+        await until(pilot, lambda: len(app.snap.results) == 2, "results not shown")
+        app.push_screen(ResultDetail(list(app.snap.results), 0))
+        await pilot.pause(0.3)
+        assert_clean_screen(app)
+        await pilot.press("right")
+        await pilot.pause(0.2)
+        assert_clean_screen(app)
+        assert app.is_running
+
+
+# ---- the topic tree matches the count ----------------------------------------------------------------
+
+
+@needs_mosquitto
+def test_child_observer_always_sends_the_topics_it_counts(mosquitto_broker: EmbeddedBroker, started) -> None:
+    obs = started(ObserverProcess(mosquitto_broker.address, push_hz=50))
+    wait_for(lambda: obs.snapshot().subscribed, message="not subscribed")
+    probe = MqttProbe(mosquitto_broker.address, [])
+    mismatches = []
+    try:
+        for i in range(30):
+            probe.client.publish(f"planted/{i}", b"x", qos=1).wait_for_publish(10)
+            for _ in range(3):
+                snap = obs.snapshot()
+                if len(snap.topics) != snap.topic_count:
+                    mismatches.append((snap.topic_count, len(snap.topics)))
+                time.sleep(0.01)  # paces the loop only: nothing waits on it
+        wait_for(lambda: obs.snapshot().topic_count >= 30, message="topics missing")
+        snap = obs.snapshot()
+        assert {f"planted/{i}" for i in range(30)} <= {t.name for t in snap.topics}
+    finally:
+        probe.close()
+    assert not mismatches, f"count without its topics: {mismatches[:5]}"
+
+
+# ---- fuzz: random statuses, results, replies and topics through the real console ---------------------
+
+
+_hostile_text = st.one_of(
+    st.text(max_size=24),
+    st.sampled_from([OSC_TITLE, OSC_CLIPBOARD, "[/]", "[@click=app.quit]x[/]", "[red]", "\u202eevil", "\x9b31m",
+                     "[link=https://e.vil]a[/link]", "\x1b[2J"]),
+)
+_json_value = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10**20) | st.floats(allow_nan=True, allow_infinity=True)
+    | _hostile_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_hostile_text, inner, max_size=4),
+    max_leaves=8,
+)
+_fields = st.sampled_from(["state", "sent", "rate", "rate_actual", "size", "remaining", "errors", "order", "qos",
+                           "loop", "dataset", "last", "dropped", "queue", "processed", "lat_ms", "model",
+                           "reason", "batch_mean", "confusion", "sessions_lost"])
+_status = st.dictionaries(_fields | _hostile_text, _json_value, max_size=8)
+_topic_level = st.text(st.characters(blacklist_categories=["Cc", "Cs"], blacklist_characters="/+#\0"),
+                       min_size=1, max_size=12) | st.sampled_from(["[/]", "[@click=app.quit]x", "\u202eab"])
+_result = st.fixed_dictionaries({}, optional={"id": _json_value, "pred": _json_value, "probs": _json_value,
+                                              "conf": _json_value, "error": _json_value, "worker": _json_value,
+                                              "label": _json_value, "t_sent": _json_value})
+
+
+@needs_mosquitto
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+@given(statuses=st.lists(st.tuples(st.sampled_from(["input", "infer", "output"]), _topic_level, _status),
+                         min_size=1, max_size=6),
+       results=st.lists(_result, max_size=6),
+       replies=st.lists(_json_value, max_size=3),
+       topics=st.lists(st.tuples(_topic_level, _json_value), max_size=4))
+def test_fuzzed_broker_content_never_crashes_or_reaches_the_terminal(statuses, results, replies, topics) -> None:
+    import asyncio
+
+    asyncio.run(_fuzz_once(statuses, results, replies, topics))
+
+
+async def _fuzz_once(statuses: list, results: list, replies: list, topics: list) -> None:
+    broker = EmbeddedBroker(kind="mosquitto")
+    broker.start()
+    observer = Observer(broker.address)
+    try:
+        observer.start()
+        app = make_app(observer)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.snap is not None and app.snap.subscribed, "not connected")
+            reqs = [observer.send_control("infer", "ping", "fuzz") for _ in replies]
+            messages = [(f"mnist/status/{role}/{cid}", json.dumps(data).encode(), True)
+                        for role, cid, data in statuses]
+            messages += [("result", json.dumps(r).encode(), False) for r in results]
+            messages += [("mnist/reply/infer/fuzz", json.dumps({"req": req, "ok": False, "cmd": "ping",
+                                                                "error": err}).encode(), False)
+                         for req, err in zip(reqs, replies, strict=True)]
+            messages += [(f"fuzz/{level}", json.dumps(value).encode(), False) for level, value in topics]
+            before = observer.snapshot().inspected
+            publish_all(broker.address, messages)
+            await until(pilot, lambda: observer.snapshot().inspected >= before + len(messages), "messages not seen")
+            tree = app.screen.query_one(TopicTree)
+            tree.focus()
+            for _ in range(len(topics) + 3):
+                await pilot.press("down")
+            await pilot.pause(0.25)
+            assert app.is_running
+            assert_clean_screen(app)
+    finally:
+        observer.stop()
+        broker.stop()

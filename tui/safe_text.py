@@ -1,0 +1,31 @@
+"""Broker text on the screen: the console's side of the boundary in `engine/untrusted.py`.
+
+The engine has already removed control and escape characters from what it keeps; the screen adds the
+one thing the engine does not know about: Textual markup. Whatever another client wrote is shown
+through `markup_text` (inside a markup string) or `plain` (as a Text, never parsed), so a topic like
+`a/[@click=app.quit]b` or a reason like `disk [/] full` is shown as written and does nothing.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from engine.untrusted import TEXT_LIMIT, clean_text
+
+
+def escape_markup(text: str) -> str:
+    """Every `[` escaped, whatever follows it (Textual's own `escape` leaves a `[` at the end alone, so
+    `a/[` followed by the console's `/…[/]` became a closing tag and a MarkupError); a trailing backslash
+    gets a space so that it cannot escape the console's next tag."""
+    text = text.replace("[", "\\[")
+    return text + " " if text.endswith("\\") else text
+
+
+def markup_text(value: object, limit: int = TEXT_LIMIT) -> str:
+    """`value` cleaned and escaped, to go inside a markup string."""
+    return escape_markup(clean_text(value, limit))
+
+
+def plain(value: object, limit: int = TEXT_LIMIT, style: str = "") -> Text:
+    """`value` cleaned, as a Text that is never parsed for markup."""
+    return Text(clean_text(value, limit), style=style)
