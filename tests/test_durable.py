@@ -21,6 +21,8 @@ from engine.dataset import load_dataset
 from engine.errors import DatasetError
 from engine.observer import Observer
 from engine.pipeline import LocalPipeline
+from engine.protocol import extract_meta
+from engine.publisher import Publisher
 from engine.settings import DEFAULT_DATASET, Settings
 from engine.worker import Worker
 
@@ -189,3 +191,24 @@ def test_run_input_publishes_the_good_images_of_a_dataset_with_a_bad_one(tmp_pat
     finally:
         engine.close()
 
+
+
+def test_images_published_while_offline_at_qos1_keep_their_ids(tmp_path: Path, probe_factory) -> None:
+    """A burst published while the connection is down: paho keeps each QoS 1 image and sends it after the
+    reconnect. The publisher must not publish it again under a new id (the collector would count two)."""
+    with EmbeddedBroker(kind="mosquitto", persistence_dir=tmp_path / "db") as broker:
+        images = probe_factory(broker.address, "mnist", qos=1, client_id="p-burst", clean=False)
+        pub = Publisher(broker.address, Settings(qos=1), "in-burst")
+        pub.start()
+        try:
+            assert pub.wait_ready()
+            broker.stop()
+            wait_for(lambda: not pub.connected.is_set(), message="publisher still connected")
+            assert pub._send_burst(pub.samples[:5]) == 5
+            assert pub._seq == 5, "each image got exactly one id"
+            broker.start()
+            wait_for(lambda: len(images.messages("mnist")) >= 5, 30, message="kept images not sent on reconnect")
+            ids = sorted(extract_meta(m.payload).id for m in images.messages("mnist"))
+            assert ids == [f"in-burst-{i}" for i in range(1, 6)]
+        finally:
+            pub.stop()
