@@ -40,14 +40,16 @@ def restart_through(pipeline: LocalPipeline, broker: EmbeddedBroker, name: str) 
     """Stop and start `broker` once a quarter of the results are in; check every image is answered once."""
     publisher, collector = pipeline.role("input"), pipeline.role("output")
     assert publisher is not None and collector is not None
+    expected = {f"{publisher.client_id}-{i}" for i in range(1, N + 1)}
     wait_for(lambda: collector.received >= N // 4, 60, message=lambda: f"{collector.received} results")
     broker.stop()
     wait_for(lambda: not any(r.connected.is_set() for r in pipeline.roles), message="roles still connected")
     broker.start()
     wait_for(lambda: collector.received >= N and publisher.finished, 120,
-             message=lambda: f"{collector.received} of {N} answered, publisher sent {publisher.sent}")
+             message=lambda: f"{collector.received} of {N} answered, publisher sent {publisher.sent}, sessions "
+                             f"lost {[r.sessions_lost for r in pipeline.roles]}, missing "
+                             f"{sorted(expected - set(collector._seen))[:5]}")
     wait_for(lambda: publisher.status()["sent"] == N, message="publisher count")
-    expected = {f"{publisher.client_id}-{i}" for i in range(1, N + 1)}
     seen = set(collector._seen)
     assert seen == expected, f"missing {len(expected - seen)}, unexpected ids {sorted(seen - expected)[:5]}"
     assert collector.received == N and collector.errors == 0
