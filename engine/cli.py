@@ -9,29 +9,26 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from engine.broker_address import BrokerAddress
 from engine.config_file import add_config_options
 from engine.config_file import apply as apply_config
-from engine.errors import ConfigError, MnistError
+from engine.env_options import apply_env
+from engine.errors import ConfigError, MnistError, RoleFailed
 from engine.global_options import add_global_options, log_level, setup_logging
 from engine.protocol import Result
-from engine.settings import DEFAULT_DATASET, Settings
+from engine.publisher import MAX_RATE
+from engine.settings import DEFAULT_DATASET, DURABLE_SESSION_EXPIRY, Settings
 from engine.topics import ROLES, Topics, sanitize_id
 
 log = logging.getLogger("mnist-tui")
-
-
-def _env(name: str, default: Any = None) -> Any:
-    return os.environ.get(name, default)
 
 
 def _non_negative_float(text: str) -> float:
@@ -62,6 +59,28 @@ def _non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
+def _number_in(low: float, high: float, integer: bool = False) -> Callable[[str], float]:
+    """A parser of numbers from `low` to `high` (the bounds of the control protocol where it has them)."""
+
+    def parse(text: str) -> float:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if integer else 'a number'}: {text!r}") from None
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be from {low:,} to {high:,}: {text}")
+        return value
+
+    return parse
+
+
+_rate = _number_in(0, int(MAX_RATE))
+_max_delay_ms = _number_in(0, 1000)
+_max_batch = _number_in(1, 1024, integer=True)
+_session_expiry = _number_in(0, 2**32 - 1, integer=True)
+_count = _number_in(1, 10**12, integer=True)
+
+
 def _qos(text: str) -> int:
     if text not in ("0", "1", "2"):
         raise argparse.ArgumentTypeError(f"QoS must be 0, 1 or 2, not {text!r}")
@@ -70,56 +89,63 @@ def _qos(text: str) -> int:
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("broker (default: an embedded local broker)")
-    g.add_argument("--broker", default=_env("MNIST_BROKER"), metavar="URL",
-                   help="mqtt://[user@]host[:port] or mqtts://... (env MNIST_BROKER)")
-    g.add_argument("--embedded", choices=("auto", "mosquitto", "python"), default=_env("MNIST_EMBEDDED", "auto"),
+    g.add_argument("--broker", metavar="URL", help="mqtt://[user@]host[:port] or mqtts://...")
+    g.add_argument("--embedded", choices=("auto", "mosquitto", "python"), default="auto",
                    help="which embedded broker to start when no --broker is given (default: auto)")
-    g.add_argument("--cafile", default=_env("MNIST_CAFILE"), help="CA certificate for mqtts:// (env MNIST_CAFILE)")
-    g.add_argument("--cert", default=_env("MNIST_CERT"), help="client certificate (env MNIST_CERT)")
-    g.add_argument("--key", default=_env("MNIST_KEY"), help="client key (env MNIST_KEY)")
+    g.add_argument("--cafile", help="CA certificate for mqtts://")
+    g.add_argument("--cert", help="client certificate")
+    g.add_argument("--key", help="client key")
     g.add_argument("--password-file", default=None, metavar="FILE",
                    help="read the broker password from FILE (or env MNIST_BROKER_PASSWORD[_FILE]; "
                         "user from the URL or MNIST_BROKER_USER)")
-    g.add_argument("--mqtt", choices=("auto", "5", "3.1.1"), default=_env("MNIST_MQTT", "auto"),
+    g.add_argument("--mqtt", choices=("auto", "5", "3.1.1"), default="auto",
                    help="MQTT version (default: 5 when the broker speaks it)")
 
 
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     t = parser.add_argument_group("topics")
-    t.add_argument("--image-topic", default=_env("MNIST_IMAGE_TOPIC", "mnist"))
-    t.add_argument("--result-topic", default=_env("MNIST_RESULT_TOPIC", "result"))
-    t.add_argument("--topic-prefix", default=_env("MNIST_TOPIC_PREFIX", "mnist"),
+    t.add_argument("--image-topic", default="mnist", help="topic of the images (default: mnist)")
+    t.add_argument("--result-topic", default="result", help="topic of the results (default: result)")
+    t.add_argument("--topic-prefix", default="mnist",
                    help="prefix of the status, control and reply topics (default: mnist)")
     i = parser.add_argument_group("input role")
-    i.add_argument("--dataset", type=Path, default=Path(_env("MNIST_DATASET", DEFAULT_DATASET)),
+    i.add_argument("--dataset", type=Path, default=Path(DEFAULT_DATASET),
                    help="folder of PNG digits with a list file ('0.png 7' per line)")
-    i.add_argument("--list-file", default=_env("MNIST_LIST_FILE"), help="list file (default: list.txt)")
-    i.add_argument("--rate", type=_non_negative_float, default=float(_env("MNIST_RATE", 10)),
-                   help="images per second, 0 = as fast as possible (default: 10)")
-    i.add_argument("--qos", type=_qos, default=int(_env("MNIST_QOS", 0)), help="QoS of images and results")
-    i.add_argument("--shuffle", action="store_true", default=_env("MNIST_SHUFFLE") == "1")
+    i.add_argument("--list-file", help="list file (default: list.txt)")
+    i.add_argument("--rate", type=_rate, default=10.0,
+                   help="images per second, 0 = as fast as possible, at most 100,000 (default: 10)")
+    i.add_argument("--qos", type=_qos, default=None,
+                   help="QoS of images; a result goes out at the QoS of its image (default: 0, 1 with --durable)")
+    i.add_argument("--shuffle", action="store_true", help="play the dataset in random order")
     i.add_argument("--once", action="store_true", help="play the dataset once instead of looping")
-    i.add_argument("--count", type=_positive_int, default=None, help="send N images, then stop")
+    i.add_argument("--count", type=_count, default=None, help="send N images, then stop")
     w = parser.add_argument_group("infer role")
-    w.add_argument("--model", default=_env("MNIST_MODEL"), metavar="PATH",
+    w.add_argument("--model", metavar="PATH",
                    help="state_dict of the shipped architecture (or a TorchScript file with --allow-torchscript)")
-    w.add_argument("--allow-torchscript", action="store_true", default=_env("MNIST_ALLOW_TORCHSCRIPT") == "1",
+    w.add_argument("--allow-torchscript", action="store_true",
                    help="accept a TorchScript model file: it runs code from the file")
-    w.add_argument("--max-batch", type=_positive_int, default=int(_env("MNIST_MAX_BATCH", 64)))
-    w.add_argument("--max-delay-ms", type=_non_negative_float, default=float(_env("MNIST_MAX_DELAY_MS", 2)))
-    w.add_argument("--queue-size", type=_positive_int, default=int(_env("MNIST_QUEUE_SIZE", 2_000)))
-    w.add_argument("--max-payload", type=_positive_int, default=int(_env("MNIST_MAX_PAYLOAD", 1_048_576)),
+    w.add_argument("--max-batch", type=_max_batch, default=64, help="largest batch, 1-1024 (default: 64)")
+    w.add_argument("--max-delay-ms", type=_max_delay_ms, default=2.0,
+                   help="longest wait for a fuller batch, 0-1000 ms (default: 2)")
+    w.add_argument("--queue-size", type=_positive_int, default=2_000,
+                   help="images queued at most, about 0.5 s of work (default: 2000)")
+    w.add_argument("--max-payload", type=_positive_int, default=1_048_576,
                    help="largest image payload in bytes (default: 1 MiB)")
-    w.add_argument("--max-pixels", type=_positive_int, default=int(_env("MNIST_MAX_PIXELS", 4_000_000)),
+    w.add_argument("--max-pixels", type=_positive_int, default=4_000_000,
                    help="largest image in pixels (default: 4,000,000)")
-    w.add_argument("--group", default=_env("MNIST_GROUP"),
-                   help="shared-subscription group: workers in one group share the image stream")
-    w.add_argument("--session-expiry", type=int, default=int(_env("MNIST_SESSION_EXPIRY", 0)),
+    w.add_argument("--group", help="shared-subscription group: workers in one group share the image stream")
+    w.add_argument("--session-expiry", type=_session_expiry, default=None,
                    help="seconds the broker keeps an infer or output role's session (and its QoS 1 messages) "
-                        "while it is away; give it a fixed --id to resume the session")
+                        "while it is away; give it a fixed --id to resume the session (default: 0, "
+                        f"{DURABLE_SESSION_EXPIRY} with --durable)")
+    w.add_argument("--result-qos", type=_qos, default=None,
+                   help="QoS of every result (default: the QoS of its image; 1 with --durable)")
     w.add_argument("--threads", type=_positive_int, default=None, help="torch threads per worker")
-    parser.add_argument("--id", default=_env("MNIST_CLIENT_ID"),
-                        help="client id (of the single role started; default <role>-<host>-<pid>)")
+    parser.add_argument("--durable", action="store_true",
+                        help="lose nothing: QoS 1 images and results, durable sessions under stable ids "
+                             "(<role>-<host>[-N]), and an embedded mosquitto that keeps them on disk "
+                             "(docs/RELIABILITY.md)")
+    parser.add_argument("--id", help="client id (of the single role started; default <role>-<host>-<pid>)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -137,12 +163,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     group = args.group
     if group is not None and (not group or sanitize_id(group) != group):
         raise ConfigError(f"bad group name {group!r}: use letters, digits, '_', '.' and '-' only")
+    durable = bool(getattr(args, "durable", False))
+    qos = args.qos if args.qos is not None else int(durable)
+    expiry = args.session_expiry if args.session_expiry is not None else (DURABLE_SESSION_EXPIRY if durable else 0)
+    result_qos = args.result_qos if args.result_qos is not None else (1 if durable else None)
     return Settings(
         topics=topics,
         dataset=args.dataset,
         list_file=args.list_file,
         rate=args.rate,
-        qos=args.qos,
+        qos=qos,
         order="shuffle" if args.shuffle else "sequential",
         loop=not args.once,
         count=args.count,
@@ -154,7 +184,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_payload=args.max_payload,
         max_pixels=args.max_pixels,
         share_group=args.group,
-        session_expiry=args.session_expiry,
+        session_expiry=int(expiry),
+        result_qos=result_qos,
+        durable=durable,
         threads=args.threads,
     )
 
@@ -174,8 +206,16 @@ def protocols_from_args(args: argparse.Namespace) -> tuple[int, ...] | None:
     return {"auto": None, "5": (5,), "3.1.1": (4,)}[args.mqtt]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (`mnist-tui: error: ...`, exit status 2), without the
+    usage block above it: the same for a bad flag and a bad MNIST_* variable."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mnist-tui",
         description="Run, watch and steer an MQTT MNIST inference pipeline. "
                     "With no command: the terminal console.",
@@ -191,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run roles headless until Ctrl-C or SIGTERM")
     run.add_argument("roles", nargs="+", metavar="ROLE", help="input, infer, output, or all")
-    run.add_argument("--workers", type=_positive_int, default=int(_env("MNIST_WORKERS", 1)),
+    run.add_argument("--workers", type=_positive_int, default=1,
                      help="infer workers sharing the stream (mosquitto or another broker with shared subscriptions): "
                           "the first runs in this process, the others as child processes")
     run.add_argument("--json", action="store_true", help="output role: print each result as one JSON line")
@@ -205,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     for action in run._actions:
         if action.dest not in own:
             action.default = argparse.SUPPRESS
+    apply_env(parser)  # each MNIST_* variable through its flag's parser (engine/env_options.py)
+    apply_env(run)
 
     for name, helper in _optional_commands().items():
         helper(sub.add_parser(name, help=_HELP[name]))
@@ -334,6 +376,7 @@ def run_roles(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     started = False
+    failed: str | None = None
     try:
         pipeline.start()  # cleans up after itself when it fails
         started = True
@@ -346,6 +389,9 @@ def run_roles(args: argparse.Namespace) -> int:
         only_input = roles == ["input"]
         next_summary = time.monotonic() + 5
         while not stop.wait(0.2):
+            failed = next((f"{r.role} {r.client_id}: {r.error_reason}" for r in pipeline.roles if r.error_reason), None)
+            if failed is not None:
+                break
             if only_input and publisher is not None and publisher.finished:
                 log.info("input: sent %d images, done", publisher.sent)
                 break
@@ -359,6 +405,8 @@ def run_roles(args: argparse.Namespace) -> int:
             pipeline.stop()
         for s, handler in old.items():
             signal.signal(s, handler)
+    if failed is not None:  # a role that died: one line and a non-zero exit (main prints it)
+        raise RoleFailed(failed)
     return 0
 
 

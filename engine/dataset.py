@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import DatasetError
 from engine.protocol import PNG_SIGNATURE
+
+log = logging.getLogger(__name__)
+
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk that the image metadata goes before
 
 LIST_NAMES = ("list.txt", "labels.txt", "mnist_images.txt")
 
@@ -49,8 +54,35 @@ def parse_list(text: str, source: str = "list file") -> list[tuple[str, int | No
     return entries
 
 
-def load_dataset(folder: Path | str, list_file: Path | str | None = None) -> list[Sample]:
-    """Read every listed PNG into memory (MNIST digits are ~300 bytes each); DatasetError on any problem."""
+class Samples(list[Sample]):
+    """The usable images of a dataset, and what was skipped: `skipped` holds "<file>: <why>" lines."""
+
+    def __init__(self, samples: list[Sample], skipped: list[str]) -> None:
+        super().__init__(samples)
+        self.skipped = skipped
+
+
+def check_png(png: bytes) -> str | None:
+    """Why `png` cannot be published as an image, or None: it must be a whole PNG that decodes."""
+    from engine.preprocess import ImageError, decode_png  # numpy and Pillow only when a dataset is read
+
+    if not png.startswith(PNG_SIGNATURE):
+        return "not a PNG file"
+    if not png.endswith(PNG_END):
+        return "not a whole PNG (no IEND chunk at its end: truncated?)"
+    try:
+        decode_png(png)
+    except ImageError as exc:
+        return str(exc)
+    return None
+
+
+def load_dataset(folder: Path | str, list_file: Path | str | None = None) -> Samples:
+    """Read every listed PNG into memory (MNIST digits are ~300 bytes each).
+
+    A file that cannot be read or is not a whole, decodable PNG is skipped with one warning naming it and
+    why (and listed in `skipped`); DatasetError when the folder or list file is unusable or no image is.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"dataset folder not found: {folder}")
@@ -65,13 +97,21 @@ def load_dataset(folder: Path | str, list_file: Path | str | None = None) -> lis
     if not entries:
         raise DatasetError(f"list file {path} names no images")
     samples = []
+    skipped: list[str] = []
     for name, label in entries:
         file = folder / name
         try:
             png = file.read_bytes()
         except OSError as exc:
-            raise DatasetError(f"{path}: cannot read {name}: {exc.strerror}") from None
-        if not png.startswith(PNG_SIGNATURE):
-            raise DatasetError(f"{path}: {name} is not a PNG file")
+            why: str | None = f"cannot read it: {exc.strerror}"
+        else:
+            why = check_png(png)
+        if why is not None:
+            skipped.append(f"{name}: {why}")
+            log.warning("dataset %s: skipped %s: %s", folder, name, why)
+            continue
         samples.append(Sample(name=name, label=label, png=png))
-    return samples
+    if not samples:
+        first = f" (first: {skipped[0]})" if skipped else ""
+        raise DatasetError(f"{path}: none of the {len(entries)} listed images is usable{first}")
+    return Samples(samples, skipped)

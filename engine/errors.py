@@ -19,3 +19,7 @@ class ModelError(MnistError):
 
 class DatasetError(MnistError):
     """A dataset folder or list file that cannot be read."""
+
+
+class RoleFailed(MnistError):
+    """A role stopped working (an exception in one of its threads): state "error" in its status."""

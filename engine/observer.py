@@ -280,7 +280,7 @@ class _TopicState:
 
 
 class _RoleState:
-    __slots__ = ("role", "id", "state", "data", "received", "history", "history_t", "lat_history")
+    __slots__ = ("role", "id", "state", "data", "received", "history", "history_t", "lat_history", "sessions_lost")
 
     def __init__(self, role: str, client_id: str) -> None:
         self.role = role
@@ -291,6 +291,7 @@ class _RoleState:
         self.history: deque[float] = deque(maxlen=HISTORY)
         self.history_t: deque[float] = deque(maxlen=HISTORY)
         self.lat_history: deque[float | None] = deque(maxlen=HISTORY)
+        self.sessions_lost = 0  # the highest `sessions_lost` the role has reported
 
 
 def _default_client_id() -> str:
@@ -760,6 +761,7 @@ class Observer:
             ok = isinstance(p50, (int, float)) and not isinstance(p50, bool)
             entry.lat_history.append(float(p50) if ok else None)
         name = f"{key[0]} {key[1]}"
+        self._problem_events(name, data, prev, entry, retain)
         if state == "offline" and prev is not None and prev != "offline":
             reason = data.get("reason")
             why = f" ({reason})" if isinstance(reason, str) else ""
@@ -777,6 +779,20 @@ class Observer:
         while len(self._roles) >= self.max_roles:
             oldest = min(self._roles, key=lambda k: (self._roles[k].state != "offline", self._roles[k].received))
             del self._roles[oldest]
+
+    def _problem_events(self, name: str, data: dict[str, Any], prev: str | None, entry: _RoleState,
+                        retain: bool) -> None:
+        """A role that reports an error (a dead thread) or a lost durable session: one notification each."""
+        if data.get("state") == "error" and prev != "error":
+            reason = data.get("reason")
+            why = " ".join(reason.split())[:200] if isinstance(reason, str) else "no reason given"
+            self._add_event("error", f"{name} failed: {why}")
+        lost = data.get("sessions_lost")
+        if isinstance(lost, int) and not isinstance(lost, bool) and lost > entry.sessions_lost:
+            if not retain or entry.sessions_lost == 0:
+                self._add_event("warning", f"{name} lost its broker session ({lost} so far): "
+                                           "what was queued for it while it was away is gone")
+            entry.sessions_lost = lost
 
     def _on_reply(self, topic: str, payload: bytes, now: float) -> None:
         parts = topic[len(self._reply_prefix):].split("/")

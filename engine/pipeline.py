@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.broker_address import BrokerAddress
@@ -65,6 +69,7 @@ class LocalPipeline:
         self.pool: WorkerPool | None = None  # infer workers 2..N, as processes
         self.protocol: int = 5
         self.notes: list[str] = []
+        self._db_dir: Path | None = None
 
     # ----- what the header shows -----
     @property
@@ -108,7 +113,10 @@ class LocalPipeline:
         if self.address is None:
             from engine.broker import EmbeddedBroker  # only when we run one
 
-            self.broker = EmbeddedBroker(kind=self.broker_kind_wanted)
+            self.broker = EmbeddedBroker(kind=self.broker_kind_wanted, persistence_dir=self._persistence_dir())
+            if self.settings.durable and self.broker.kind != "mosquitto":
+                self.notes.append("--durable: the embedded Python broker keeps nothing over a restart "
+                                  "(install mosquitto for a persistent one)")
             self.broker.start()
             self.address = self.broker.address
             protocols = tuple(p for p in protocols if p in self.broker.protocols) or protocols
@@ -126,6 +134,9 @@ class LocalPipeline:
                 workers = 1
             elif not settings.share_group:
                 settings = replace(settings, share_group="mnist-infer")
+        if settings.durable:  # stable ids, so that a restarted role gets its session back
+            self.client_ids = {name: self.client_ids.get(name) or default_client_id(name, stable=True)
+                               for name in self.role_names}
         roles: list[Role] = []
         for name in self.role_names:
             if name == "input":
@@ -231,6 +242,17 @@ class LocalPipeline:
         self.roles.clear()
         if self.broker is not None:
             self.broker.stop()
+        if self._db_dir is not None:
+            shutil.rmtree(self._db_dir, ignore_errors=True)
+            self._db_dir = None
+
+    def _persistence_dir(self) -> Path | None:
+        """--durable: a directory of our own for the embedded mosquitto's database (it keeps durable
+        sessions and their queued messages over a restart of the broker); removed at stop."""
+        if not self.settings.durable:
+            return None
+        self._db_dir = Path(tempfile.mkdtemp(prefix=f"mnist-tui-db-{os.getpid()}-"))
+        return self._db_dir
 
     def __enter__(self) -> LocalPipeline:
         self.start()

@@ -64,7 +64,7 @@ class Publisher(Role):
             start=self._cmd_start, stop=self._cmd_stop, toggle=self._cmd_toggle, step=self._cmd_step,
             rate=self._cmd_rate, set=self._cmd_set, reset=self._cmd_reset,
         )
-        self._thread = threading.Thread(target=self._run, name="input-publish", daemon=True)
+        self._thread = threading.Thread(target=self.guarded(self._run), name="input-publish", daemon=True)
         if s.autostart:
             self._running.set()
 
@@ -211,8 +211,8 @@ class Publisher(Role):
         msg_id, payload = self._payload(sample)
         while not self._stop.is_set():
             info = self.data_client.publish(self.topics.images, payload, qos=self.qos)
-            if info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.qos > 0):
-                break  # at QoS 1/2 paho keeps a message published while offline and sends it on reconnect
+            if self._kept(info):
+                break
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
                 self.data_connected.wait(0.5)  # QoS 0 while offline: wait for the reconnect, lose nothing
                 continue
@@ -222,6 +222,11 @@ class Publisher(Role):
             return False
         self._sent(sample, msg_id, 1, info)
         return True
+
+    def _kept(self, info: mqtt.MQTTMessageInfo) -> bool:
+        """Sent, or (QoS 1/2 while offline) kept by paho, which sends it on reconnect under the same id:
+        publishing it again would send the image twice under two ids."""
+        return info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.qos > 0)
 
     def _send_burst(self, samples: list[Sample]) -> int:
         """Publish several images with one wake-up of the network thread; returns how many went out.
@@ -233,7 +238,7 @@ class Publisher(Role):
         payloads = [payload for _, payload in made]
         infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos)
         ok = 0
-        while ok < len(infos) and infos[ok].rc == mqtt.MQTT_ERR_SUCCESS:
+        while ok < len(infos) and self._kept(infos[ok]):
             ok += 1
         if ok:
             shared = infos[0] is infos[ok - 1]  # one joined QoS 0 write: one info for all
@@ -340,6 +345,7 @@ class Publisher(Role):
             "loop": self.loop,
             "remaining": self.remaining,
             "errors": self.errors,
+            "skipped": len(getattr(self.samples, "skipped", ())),  # unusable files of the dataset
             "last": None if last is None else {
                 "id": last["id"], "label": last["label"], "name": last["name"],
                 "png": base64.b64encode(last["png"]).decode("ascii"),

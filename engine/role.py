@@ -50,7 +50,7 @@ class Role:
         self.address = address
         self.settings = settings or Settings()
         self.topics = self.settings.topics
-        self.client_id = sanitize_id(client_id or default_client_id(self.role))
+        self.client_id = sanitize_id(client_id or default_client_id(self.role, stable=self.settings.durable))
         self.status_topic = self.topics.status(self.role, self.client_id)
         self.started_at = time.time()
         self.connected = threading.Event()
@@ -65,6 +65,8 @@ class Role:
         self._refusals_logged: set[str] = set()
         self._early_refusals: list[str] = []  # said once the first status is answered (unless that is refused)
         self.reconnects = 0
+        self.sessions_lost = 0  # reconnects of a durable session that the broker no longer had
+        self.error_reason: str | None = None  # one line: why a thread of this role died (state "error")
         self.last_outage: float | None = None  # seconds from losing the connection to getting it back
         self._lost_at: float | None = None
         self._ever_connected = False
@@ -112,7 +114,8 @@ class Role:
 
             self._data = DataConnection(self)
             self._data.start()
-        self._status_thread = threading.Thread(target=self._status_loop, name=f"{self.role}-status", daemon=True)
+        self._status_thread = threading.Thread(target=self.guarded(self._status_loop), name=f"{self.role}-status",
+                                               daemon=True)
         self._status_thread.start()
 
     def stop(self) -> None:
@@ -168,7 +171,7 @@ class Role:
     def subscriptions(self) -> list[tuple[str, int]]:
         return []
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             self.last_error = f"broker refused the connection: {reason_text(rc)}"
             log.error("%s %s: %s", self.role, self.client_id, self.last_error)
@@ -180,6 +183,11 @@ class Role:
                 self.last_outage = time.monotonic() - self._lost_at
             log.info("%s %s: reconnected%s", self.role, self.client_id,
                      f" after {self.last_outage:.1f} s" if self.last_outage is not None else "")
+            if self.persistent and not getattr(flags, "session_present", True):
+                self.sessions_lost += 1
+                log.warning("%s %s: the broker lost this role's session (session present = 0 on reconnect): "
+                            "messages queued for it while it was away are gone (is the broker's persistence "
+                            "on and writable?)", self.role, self.client_id)
         self._ever_connected = True
         self._lost_at = None
         self._subscribed = False
@@ -319,7 +327,32 @@ class Role:
         } | ({"data_connected": self._data.connected.is_set()} if self._data is not None else {})
 
     def status(self) -> dict[str, Any]:
-        return self._base_status(self.state) | self.status_fields()
+        extra: dict[str, Any] = {"sessions_lost": self.sessions_lost}
+        if self.error_reason is not None:
+            extra |= {"state": "error", "reason": self.error_reason}
+        return self._base_status(self.state) | self.status_fields() | extra
+
+    def guarded(self, target: Callable[[], None]) -> Callable[[], None]:
+        """`target` for a thread of this role: an exception that escapes it puts the role in state "error"
+        with a one-line reason in its retained status (and the log), instead of a silent dead thread."""
+
+        def run() -> None:
+            try:
+                target()
+            except Exception as exc:
+                self.fail(f"{type(exc).__name__}: {exc}", exc)
+
+        return run
+
+    def fail(self, why: str, exc: BaseException | None = None) -> None:
+        """Put the role in state "error" for good, with `why` (one line) as the reason."""
+        line = " ".join(why.split())[:300]
+        self.error_reason = f"{threading.current_thread().name} stopped: {line}"
+        log.error("%s %s: %s", self.role, self.client_id, self.error_reason)
+        if exc is not None:
+            log.debug("%s %s: traceback", self.role, self.client_id, exc_info=exc)
+        with contextlib.suppress(Exception):
+            self.publish_status()
 
     def publish_status(self) -> mqtt.MQTTMessageInfo | None:
         if self._client is not None and self.connected.is_set() and not self._stop.is_set():

@@ -10,16 +10,18 @@ from pathlib import Path
 from engine.datafiles import data_path
 from engine.topics import Topics, sanitize_id
 
+DURABLE_SESSION_EXPIRY = 86_400  # seconds a durable role's session outlives it (--durable): a day
 DEFAULT_DATASET = data_path("assets/mnist_images")
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "lenet5.pt"
 MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"
 
 
-def default_client_id(role: str) -> str:
-    """`<role>-<host>-<pid>`: unique per process, readable in the Workers pane."""
+def default_client_id(role: str, stable: bool = False) -> str:
+    """`<role>-<host>-<pid>`: unique per process, readable in the Workers pane. `stable` (durable
+    sessions): `<role>-<host>`, the same after a restart, so that the broker hands the session back."""
     host = socket.gethostname().split(".")[0]
-    return sanitize_id(f"{role}-{host}-{os.getpid()}")
+    return sanitize_id(f"{role}-{host}" if stable else f"{role}-{host}-{os.getpid()}")
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Settings:
     share_group: str | None = None
     drain_seconds: float = 3.0  # on stop, answer what is queued for at most this long; the rest counts as dropped
     session_expiry: int = 0
+    durable: bool = False  # "lose nothing": stable ids, a session expiry, QoS 1 results, broker persistence
     threads: int | None = None
     result_qos: int | None = None
     # output

@@ -57,6 +57,7 @@ class Worker(Role):
         # killed with images in hand gets them again from its session), and MQTT 5 brokers send no more
         # unacknowledged images than the queue holds, so at QoS 1 the queue never overflows.
         self.receive_maximum = s.queue_size
+        self._results_qos = s.result_qos or 0  # of the last batch's results (see _OnPublishWhenNeeded)
         self._conn_gen = 0  # packet ids of one connection mean nothing on the next
         self._held = 0  # images taken from the queue but held because the worker was paused meanwhile
         self._intake = threading.Lock()  # closing the intake and the last enqueue do not interleave
@@ -73,7 +74,7 @@ class Worker(Role):
         self.stage = {name: Window(200) for name in ("queue", "decode", "infer", "publish")}
         self._paused = threading.Event()
         self.commands.update(start=self._cmd_start, stop=self._cmd_stop, set=self._cmd_set)
-        self._thread = threading.Thread(target=self._run, name="infer-batch", daemon=True)
+        self._thread = threading.Thread(target=self.guarded(self._run), name="infer-batch", daemon=True)
 
     def subscriptions(self) -> list[tuple[str, int]]:
         topic = self.topics.images
@@ -88,8 +89,8 @@ class Worker(Role):
         self._conn_gen += 1
 
     def data_qos(self) -> int:
-        s = self.settings
-        return s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
+        """The QoS of the last batch's results (that of its images, or --result-qos)."""
+        return self._results_qos
 
     def _queue_full(self) -> bool:
         """Asked by the data client before it reads: while True, QoS 0 images are dropped unread."""
@@ -277,13 +278,20 @@ class Worker(Role):
                     meta = extract_meta(b"")
                 reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
                 now = time.time()
-                s = self.settings
-                qos = s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
+                qos = self._result_qos([item])
                 self.data_client.publish(self.topics.results, _dump({
                     "id": meta.id or f"{self.client_id}:{self._auto_ids}", "error": f"internal error: {reason}",
                     "label": meta.label, "worker": self.client_id, "src": meta.src, "t_sent": meta.t,
                     "t_recv": item[1], "t_done": now,
                 }), qos=qos)
+
+    def _result_qos(self, batch: list[tuple[bytes, float, Any]]) -> int:
+        """The QoS of a batch's results: the result-QoS setting, else the highest QoS of its images (a QoS 1
+        image is answered at QoS 1: an acknowledged image never loses its answer to a disconnect)."""
+        fixed = self.settings.result_qos
+        if fixed is not None:
+            return fixed
+        return max((ack[1] for _payload, _t, ack in batch if ack is not None), default=0)
 
     def _ack(self, batch: list[tuple[bytes, float, Any]]) -> None:
         """Acknowledge QoS 1/2 images whose results are queued (they go out first, in order)."""
@@ -339,7 +347,8 @@ class Worker(Role):
             out.extend(encode_results(good, probs, self.model.name, self.client_id, t_recvs, t2))
         else:
             t2 = t1
-        qos = s.result_qos if s.result_qos is not None else (1 if s.qos else 0)
+        qos = self._result_qos(batch)
+        self._results_qos = qos
         topic = self.topics.results
         self.data_client.publish_many(topic, out, qos=qos)
         t3 = time.time()

@@ -48,6 +48,10 @@ def worker_command(settings: Settings, client_id: str | None, *, python: str | N
         argv += ["--group", s.share_group]
     if s.threads:
         argv += ["--threads", str(s.threads)]
+    if s.result_qos is not None:
+        argv += ["--result-qos", str(s.result_qos)]
+    if s.allow_torchscript:
+        argv.append("--allow-torchscript")
     if client_id:
         argv += ["--id", client_id]
     # --workers 1 explicitly: a child must never read MNIST_WORKERS and start children of its own

@@ -134,6 +134,11 @@ def worker_cells(role: RoleStatus, now: float, pal: Palette, columns: tuple[Colu
         if role.silent(now):
             text = f"silent {fmt.duration(now - role.received)}"
             return Text(text if len(text) <= room else "silent", style=pal.warn)
+        if role.state == "error":
+            return Text("error", style=pal.bad)
+        lost_sessions = _num(d.get("sessions_lost"))
+        if lost_sessions:  # a durable session the broker lost: what was queued for it is gone
+            return Text("sess lost", style=pal.warn)
         if role.state == "running":
             return Text("running", style=pal.ok)
         return Text(role.state, style=pal.warn)

@@ -1,0 +1,75 @@
+"""Settings from the environment: every option of the console and of `run` has an MNIST_* variable,
+and a variable's value goes through exactly the parser of its flag (same checks, same one-line error,
+exit status 2). Booleans take 1/0, true/false, yes/no, on/off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+
+# option dest -> environment variable
+ENV_VARS: dict[str, str] = {
+    "broker": "MNIST_BROKER", "embedded": "MNIST_EMBEDDED", "cafile": "MNIST_CAFILE", "cert": "MNIST_CERT",
+    "key": "MNIST_KEY", "password_file": "MNIST_BROKER_PASSWORD_FILE", "mqtt": "MNIST_MQTT",
+    "image_topic": "MNIST_IMAGE_TOPIC", "result_topic": "MNIST_RESULT_TOPIC", "topic_prefix": "MNIST_TOPIC_PREFIX",
+    "dataset": "MNIST_DATASET", "list_file": "MNIST_LIST_FILE", "rate": "MNIST_RATE", "qos": "MNIST_QOS",
+    "shuffle": "MNIST_SHUFFLE", "once": "MNIST_ONCE", "count": "MNIST_COUNT", "model": "MNIST_MODEL",
+    "max_batch": "MNIST_MAX_BATCH", "max_delay_ms": "MNIST_MAX_DELAY_MS", "queue_size": "MNIST_QUEUE_SIZE",
+    "max_payload": "MNIST_MAX_PAYLOAD", "max_pixels": "MNIST_MAX_PIXELS", "group": "MNIST_GROUP",
+    "session_expiry": "MNIST_SESSION_EXPIRY", "result_qos": "MNIST_RESULT_QOS", "durable": "MNIST_DURABLE",
+    "threads": "MNIST_THREADS", "allow_torchscript": "MNIST_ALLOW_TORCHSCRIPT", "id": "MNIST_CLIENT_ID",
+    "roles": "MNIST_ROLES",
+    # run
+    "workers": "MNIST_WORKERS", "json": "MNIST_JSON", "hold": "MNIST_HOLD", "quiet": "MNIST_QUIET",
+}
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def parse_bool(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"not a yes/no value: {text!r} (use 1/0, true/false, yes/no)")
+
+
+def _is_switch(action: argparse.Action) -> bool:
+    return isinstance(action, argparse._StoreTrueAction)
+
+
+def convert(action: argparse.Action, text: str) -> object:
+    """`text` parsed as the option of `action` would parse it on the command line."""
+    if _is_switch(action):
+        return parse_bool(text)
+    value = action.type(text) if callable(action.type) else text
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(repr, action.choices))
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {choices})")
+    return value
+
+
+def apply_env(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
+    """Name each option's variable in its --help line, and make a set variable the option's default.
+
+    A bad value ends the program like a bad flag (`parser.error`): `prog: error: VAR=value: why`, exit status 2.
+    Options whose default is suppressed (the global options repeated after `run`) only get the help text.
+    """
+    env = os.environ if environ is None else environ
+    for action in parser._actions:
+        var = ENV_VARS.get(action.dest)
+        if var is None or not action.option_strings:
+            continue
+        if var not in (action.help or ""):
+            action.help = f"{action.help} (env {var})" if action.help else f"env {var}"
+        text = env.get(var)
+        if text is None or action.default is argparse.SUPPRESS:
+            continue
+        try:
+            action.default = convert(action, text)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            parser.error(f"{var}={text!r}: {exc}")
