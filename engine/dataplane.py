@@ -66,12 +66,14 @@ class DataConnection:
             client.loop_stop()
 
     # ----- paho callbacks (network thread) -----
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
         role = self.role
         if rc.is_failure:
             role.last_error = f"broker refused the data connection: {reason_text(rc)}"
             log.error("%s %s: %s", role.role, role.client_id, role.last_error)
             return
+        if self.generation:  # a reconnect: the durable session, if any, is this connection's
+            role.check_session(flags)
         self.generation += 1
         role.on_data_connect()
         subs = role.subscriptions()

@@ -171,6 +171,14 @@ class Role:
     def subscriptions(self) -> list[tuple[str, int]]:
         return []
 
+    def check_session(self, flags: Any) -> None:
+        """On a reconnect: a durable session that the broker no longer has is counted and logged."""
+        if self.persistent and not getattr(flags, "session_present", True):
+            self.sessions_lost += 1
+            log.warning("%s %s: the broker lost this role's session (session present = 0 on reconnect): "
+                        "messages queued for it while it was away are gone (is the broker's persistence "
+                        "on and writable?)", self.role, self.client_id)
+
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             self.last_error = f"broker refused the connection: {reason_text(rc)}"
@@ -183,11 +191,8 @@ class Role:
                 self.last_outage = time.monotonic() - self._lost_at
             log.info("%s %s: reconnected%s", self.role, self.client_id,
                      f" after {self.last_outage:.1f} s" if self.last_outage is not None else "")
-            if self.persistent and not getattr(flags, "session_present", True):
-                self.sessions_lost += 1
-                log.warning("%s %s: the broker lost this role's session (session present = 0 on reconnect): "
-                            "messages queued for it while it was away are gone (is the broker's persistence "
-                            "on and writable?)", self.role, self.client_id)
+            if not self.data_connection:  # else the session is the data connection's (engine.dataplane)
+                self.check_session(flags)
         self._ever_connected = True
         self._lost_at = None
         self._subscribed = False
