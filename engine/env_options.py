@@ -21,6 +21,8 @@ ENV_VARS: dict[str, str] = {
     "session_expiry": "MNIST_SESSION_EXPIRY", "result_qos": "MNIST_RESULT_QOS", "durable": "MNIST_DURABLE",
     "threads": "MNIST_THREADS", "allow_torchscript": "MNIST_ALLOW_TORCHSCRIPT", "id": "MNIST_CLIENT_ID",
     "roles": "MNIST_ROLES",
+    # global options (engine/global_options.py, engine/config_file.py)
+    "log_level": "MNIST_LOG_LEVEL", "config": "MNIST_CONFIG", "profile": "MNIST_PROFILE",
     # run
     "workers": "MNIST_WORKERS", "json": "MNIST_JSON", "hold": "MNIST_HOLD", "quiet": "MNIST_QUIET",
 }

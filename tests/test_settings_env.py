@@ -74,12 +74,16 @@ def test_durable_turns_on_everything_that_keeps_messages() -> None:
     assert (chosen.session_expiry, chosen.result_qos) == (60, 2)
 
 
+# --help, --version and the counting -v/-q flags have no variable (MNIST_LOG_LEVEL names a level outright)
+NO_VARIABLE = {"help", "version", "verbose", "less_verbose"}
+
+
 def test_every_option_names_its_variable_in_help() -> None:
     parser = build_parser()
     run = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
     for p in (parser, run):
         for action in p._actions:
-            if not action.option_strings or action.dest == "help":
+            if not action.option_strings or action.dest in NO_VARIABLE:
                 continue
             var = ENV_VARS.get(action.dest)
             assert var is not None, f"{action.option_strings[0]} has no variable"
