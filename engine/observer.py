@@ -54,6 +54,8 @@ HISTORY = 300  # status values kept per role for trends: about five minutes at o
 MAX_IMAGE_PAYLOAD = 65_536  # larger image payloads are not kept for the detail view (MNIST PNGs: ~300 B)
 MAX_ROLES = 1_000  # role entries kept; past it the longest-offline ones go first
 FORGET_OFFLINE_AFTER = 3_600.0  # seconds an offline (or silent) role stays listed
+READ_HINT_AFTER = 10.0  # seconds logged in and subscribed without a single status: then a hint
+PUBACK_WAIT = 30.0  # seconds a publish of the console's own waits for the broker's acknowledgement
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -230,6 +232,21 @@ class Reply(NamedTuple):
     ours: bool  # an answer to a command this observer sent
 
 
+class Verdict(NamedTuple):
+    """What the broker said to one of the console's own publishes (publish, clear, draw, command)."""
+
+    t: float
+    tag: str | None  # the caller's name for it (the draw dialog: the image id)
+    action: str  # "publish", "clear", "draw", "command"
+    topic: str
+    outcome: str  # "accepted" (MQTT 5 PUBACK success), "refused" (a failure reason code), "unconfirmed"
+    reason: str | None  # the broker's reason for a refusal; why it is unconfirmed otherwise
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome == "refused"
+
+
 class Event(NamedTuple):
     seq: int
     t: float
@@ -256,6 +273,7 @@ class Snapshot(NamedTuple):
     inspected: int  # messages seen by the inspector in all
     subscribed: bool  # connected, and the broker acknowledged every subscription
     ignored: int = 0  # status fields and statuses dropped as malformed (engine/untrusted.py)
+    verdicts: tuple[Verdict, ...] = ()  # the broker's answers to this console's recent publishes, newest last
 
     def roles_of(self, role: str) -> tuple[RoleStatus, ...]:
         return tuple(r for r in self.roles if r.role == role)
@@ -263,6 +281,21 @@ class Snapshot(NamedTuple):
 
 # ----------------------------------------------------------------------------------------------------
 # mutable state (under the observer's lock)
+
+
+class _Pending(NamedTuple):
+    """A publish of the console's own, waiting for the broker's acknowledgement."""
+
+    action: str
+    tag: str | None
+    what: str  # how events name it: "12 B on test/x", "the retained message of t", ...
+    size: int
+    topic: str = ""
+    t: float = 0.0
+
+
+def _size(n: int) -> str:
+    return f"{n:,} B" if n < 10_240 else f"{n / 1024:,.0f} KiB"
 
 
 class _TopicState:
@@ -387,6 +420,13 @@ class Observer:
         self._replies: deque[Reply] = deque(maxlen=100)
         self._our_reqs: deque[str] = deque(maxlen=1000)
         self._req_counter = itertools.count(1)
+        # the broker's verdicts on the console's own publishes (MQTT 5 PUBACK reason codes)
+        self._pending_pubs: OrderedDict[int, _Pending] = OrderedDict()
+        self._early: OrderedDict[int, tuple[float, Any]] = OrderedDict()  # PUBACKs that beat publish()
+        self._verdicts: deque[Verdict] = deque(maxlen=50)
+        self._statuses_seen = 0  # status messages read (a console that reads none may lack the right)
+        self._read_hint_given = False
+        self.read_hint_after = READ_HINT_AFTER
 
     # ------------------------------------------------------------------------------------------------
     # lifecycle
@@ -425,6 +465,7 @@ class Observer:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish
         with self._lock:
             self._client = client
             c = self._connection
@@ -728,6 +769,7 @@ class Observer:
             return {i: self._images[i] for i in ids if i in self._images}
 
     def _on_status(self, topic: str, payload: bytes, retain: bool, now: float) -> None:
+        self._statuses_seen += 1
         parsed = self.topics.parse_status(topic)
         if parsed is None:
             return
@@ -874,6 +916,7 @@ class Observer:
                 len(self._topic_states), self._topics_dropped, messages, self._filter, self._paused,
                 self._missed, events, tuple(self._replies), self._inspected,
                 self._connection.state == "connected" and not self._pending_subs, self._ignored,
+                tuple(self._verdicts),
             )
 
     def _update_rates(self, now: float) -> None:
@@ -882,6 +925,8 @@ class Observer:
             return
         self._rate_mark_t = now
         self._forget_roles(now)
+        self._expire_pending(now)
+        self._hint_unreadable(now)
         if not self._paused:
             for s in self._topic_states.values():
                 s.rate = (s.count - s.mark) / dt
@@ -936,34 +981,132 @@ class Observer:
     ) -> str:
         """Send a control command to one role (`client_id`) or all roles of a kind; returns the req id.
 
-        The answer arrives on the reply topic (see `snapshot().replies`); a refusal becomes an event.
+        The answer arrives on the reply topic (see `snapshot().replies`); a refusal, by the role or by the
+        broker (MQTT 5 PUBACK), becomes an event.
         """
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
         req = req or f"{self.client_id}-{next(self._req_counter)}"
         body = {"cmd": cmd, "req": req, **args}
         with self._lock:
-            client = self._connected_client()
+            self._connected_client()
             self._our_reqs.append(req)
-        client.publish(self.topics.control(role, client_id), json.dumps(body), qos=1)
+        target = f"{role} {client_id}" if client_id else f"every {role} role"
+        self._send(self.topics.control(role, client_id), json.dumps(body).encode(), 1, False,
+                   _Pending("command", req, f"the command {cmd} to {target}", 0))
         return req
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
-        """Publish one message (validated: ConfigError for a bad topic or QoS, BrokerError offline)."""
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
+                tag: str | None = None, action: str = "publish") -> None:
+        """Publish one message (validated: ConfigError for a bad topic or QoS, BrokerError offline).
+
+        The broker's verdict comes later as a `Verdict` in `snapshot().verdicts` (and, for `action`
+        "publish", an event): accepted or refused by its MQTT 5 reason code at QoS 1 and 2, unconfirmed
+        at QoS 0 or on MQTT 3.1.1 (where a broker drops a denied message without a word).
+        """
         validate_topic(topic)
         if qos not in (0, 1, 2):
             raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
         data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        what = f"{_size(len(data))} on {topic}" if action == "publish" else f"the image on {topic}"
+        self._send(topic, data, qos, retain, _Pending(action, tag, what, len(data)))
+
+    def clear_retained(self, topic: str) -> None:
+        """Remove the retained message of `topic` at the broker (an empty retained message at QoS 1).
+
+        Whether the broker let it happen comes as an event (and a `Verdict` with action "clear").
+        """
+        validate_topic(topic)
+        self._send(topic, b"", 1, True, _Pending("clear", None, f"the retained message of {topic}", 0))
+
+    def _send(self, topic: str, data: bytes, qos: int, retain: bool, pending: _Pending) -> None:
+        """Publish and wait (in the background) for the broker's verdict.
+
+        The client publishes outside the lock: paho calls on_publish holding a lock of its own, so a
+        PUBACK can come before `publish` returns; it then waits in `_early` for its pending entry.
+        """
         with self._lock:
             client = self._connected_client()
+            v5 = self.protocol == 5
         info = client.publish(topic, data, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise BrokerError(f"publish on {topic!r} failed: {mqtt.error_string(info.rc)}")
-
-    def clear_retained(self, topic: str) -> None:
-        """Remove the retained message of `topic` at the broker (an empty retained message)."""
-        self.publish(topic, b"", qos=1, retain=True)
+        now = self._clock()
+        pending = pending._replace(topic=topic, t=now)
         with self._lock:
-            state = self._topic_states.get(topic)
+            early = self._early.pop(info.mid, None)
+            if qos == 0 or not v5:
+                why = "QoS 0 gets no acknowledgement" if qos == 0 else (
+                    "MQTT 3.1.1 has no reason codes: a broker drops a denied message without a word")
+                self._verdict(pending, "unconfirmed", why)
+            elif early is not None:
+                self._verdict_of(pending, early[1])
+            else:
+                if len(self._pending_pubs) >= 1000:  # acknowledgements lost with a connection
+                    self._pending_pubs.pop(next(iter(self._pending_pubs)))
+                self._pending_pubs[info.mid] = pending
+
+    def _on_publish(self, _client: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
+        with self._lock:
+            pending = self._pending_pubs.pop(mid, None)
+            if pending is not None:
+                self._verdict_of(pending, rc)
+                return
+            now = self._clock()
+            self._early[mid] = (now, rc)
+            while self._early and (len(self._early) > 64 or next(iter(self._early.values()))[0] < now - 30):
+                self._early.popitem(last=False)
+
+    def _verdict_of(self, pending: _Pending, rc: Any) -> None:
+        if getattr(rc, "is_failure", False):
+            self._verdict(pending, "refused", str(getattr(rc, "getName", lambda: rc)()).lower())
+        else:
+            self._verdict(pending, "accepted", None)
+
+    def _verdict(self, p: _Pending, outcome: str, reason: str | None) -> None:
+        """Record the broker's answer and say it (lock held)."""
+        self._verdicts.append(Verdict(self._clock(), p.tag, p.action, p.topic, outcome, reason))
+        if p.action == "clear" and outcome != "refused":
+            state = self._topic_states.get(p.topic)
             if state is not None:
                 state.retained = False
+        if outcome == "refused":
+            verb = "publish" if p.action in ("publish", "draw") else "send" if p.action == "command" else "clear"
+            self._add_event("error", f"the broker refused to {verb} {p.what}: {reason}")
+        elif p.action == "publish":
+            if outcome == "accepted":
+                self._add_event("information", f"published {p.what}")
+            else:
+                self._add_event("information", f"sent {p.what} (not confirmed: {reason})")
+        elif p.action == "clear":
+            if outcome == "accepted":
+                self._add_event("information", f"cleared {p.what}")
+            else:
+                self._add_event("warning", f"asked the broker to clear {p.what} (not confirmed: {reason})")
+
+    def _hint_unreadable(self, now: float) -> None:
+        """Logged in, subscribed, and no status at all after a while: say what that may mean (lock held).
+
+        mosquitto acknowledges a subscription its ACL denies and then delivers nothing, so a console
+        logged in with a role's account sees an empty pipeline; the broker never says why. This is a
+        hint, not a verdict: an empty broker looks the same.
+        """
+        c = self._connection
+        if (self._read_hint_given or self._statuses_seen or not self.address.username
+                or c.state != "connected" or self._pending_subs or now - c.since < self.read_hint_after):
+            return
+        self._read_hint_given = True
+        self._add_event(
+            "warning",
+            f"logged in as {self.address.username} for {self.read_hint_after:g} s and no role status has come: either "
+            f"no role runs on this broker or this account may not read {self.topics.status_filter()} "
+            "(a broker's ACL denies a subscription without a word)")
+
+    def _expire_pending(self, now: float) -> None:
+        """Publishes without an acknowledgement for PUBACK_WAIT seconds: say so (lock held)."""
+        while self._pending_pubs:
+            mid, p = next(iter(self._pending_pubs.items()))
+            if p.t > now - PUBACK_WAIT:
+                break
+            del self._pending_pubs[mid]
+            self._verdict(p, "unconfirmed", f"no acknowledgement within {PUBACK_WAIT:g} s")

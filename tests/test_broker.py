@@ -257,7 +257,9 @@ def test_mosquitto_dies_with_its_owner(sig, tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 RECIPE_DIR = "/etc/mosquitto/mnist/"
-PASSWORDS = {"console": "console-pw", "input": "input-pw", "infer": "infer-pw", "output": "output-pw"}
+PASSWORDS = {"console": "console-pw", "player-1": "player-pw", "worker-1": "worker-1-pw",
+             "worker-2": "worker-2-pw", "collector-1": "collector-pw"}
+ROLE_ACCOUNT = {"input": "player-1", "infer": "worker-1", "output": "collector-1"}  # one account per role
 
 
 def recipe_config(conf_text: str, secrets: Path, port: int) -> str:
@@ -317,6 +319,8 @@ def secured_broker(tmp_path):
 
 
 def login(address: BrokerAddress, user: str, password: str | None = None) -> BrokerAddress:
+    """Log in as an account of the recipe; a role name ("infer") stands for its first account ("worker-1")."""
+    user = ROLE_ACCOUNT.get(user, user)
     return replace(address, username=user, password=password or PASSWORDS[user])
 
 

@@ -64,15 +64,15 @@ def test_refusals_are_one_clear_line(secured_broker) -> None:  # noqa: F811
     url = f"mqtts://127.0.0.1:{port}"
     cases = {
         # the issue's own example: run infer, password from the environment, wrong
-        "wrong password": (run_cli("--broker", f"mqtts://infer@127.0.0.1:{port}", *_tls_args(secure),
+        "wrong password": (run_cli("--broker", f"mqtts://worker-1@127.0.0.1:{port}", *_tls_args(secure),
                                    "run", "infer", env={"MNIST_BROKER_PASSWORD": "not-the-password"}),
                            ("refused", "not authorized")),
         "anonymous": (run_cli("--broker", url, *_tls_args(secure), "run", "output"),
                       ("refused", "not authorized")),
-        # user `output` may write only mnist/status/output/<id>: an input role cannot even say it is alive
-        "ACL denies the role's topics": (run_cli("--broker", f"mqtts://output@127.0.0.1:{port}", *_tls_args(secure),
-                                                 "run", "input", "--id", "sneaky",
-                                                 env={"MNIST_BROKER_PASSWORD": PASSWORDS["output"]}),
+        # account collector-1 may write only its own status: a role with another id cannot even say it is alive
+        "ACL denies the role's topics": (run_cli("--broker", f"mqtts://collector-1@127.0.0.1:{port}",
+                                                 *_tls_args(secure), "run", "input", "--id", "sneaky",
+                                                 env={"MNIST_BROKER_PASSWORD": PASSWORDS["collector-1"]}),
                                          ("refused", "mnist/status/input/sneaky", "not authorized")),
     }
     lines = {}
@@ -82,7 +82,7 @@ def test_refusals_are_one_clear_line(secured_broker) -> None:  # noqa: F811
         line = one_line_error(err)
         for word in words:
             assert word.lower() in line.lower(), f"{case}: {word!r} not in {line!r}"
-        assert PASSWORDS["output"] not in line and "not-the-password" not in line
+        assert PASSWORDS["collector-1"] not in line and "not-the-password" not in line
         lines[case] = line
     print("\nRELIABILITY security-refusals:\n  " + "\n  ".join(f"{k}: {v}" for k, v in lines.items()))
 
@@ -103,22 +103,22 @@ def test_connection_failures_are_one_line(secured_broker) -> None:  # noqa: F811
             probe(address, timeout=10)
         line = str(caught.value)
         assert "\n" not in line and all(w in line for w in words), f"{case}: {line}"
-        assert PASSWORDS["output"] not in line
+        assert PASSWORDS["collector-1"] not in line
 
 
 def test_password_file_logs_in_without_showing_the_password(secured_broker, tmp_path: Path) -> None:  # noqa: F811
     """--password-file: the role gets in (its status arrives), and the password is not in its command line."""
     _, secure = secured_broker
     secret = tmp_path / "output.password"
-    secret.write_text(PASSWORDS["output"] + "\n")
+    secret.write_text(PASSWORDS["collector-1"] + "\n")
     secret.chmod(0o600)
     console = MqttProbe(login(secure, "console"), "mnist/status/#")
-    engine = Engine("--broker", f"mqtts://output@127.0.0.1:{secure.port}", *_tls_args(secure),
+    engine = Engine("--broker", f"mqtts://collector-1@127.0.0.1:{secure.port}", *_tls_args(secure),
                     "--password-file", str(secret), "run", "output", "--id", "collector-1", "--quiet")
     try:
         wait_status(console, "mnist/status/output/collector-1", lambda s: s["state"] == "running",
                     what="never running", engine=engine)
-        assert PASSWORDS["output"] not in " ".join(psutil.Process(engine.pid).cmdline())
+        assert PASSWORDS["collector-1"] not in " ".join(psutil.Process(engine.pid).cmdline())
     finally:
         engine.close()
         console.close()
@@ -198,3 +198,57 @@ def test_client_ids_and_groups_cannot_inject_topic_levels(mosquitto_broker, prob
         with pytest.raises(ConfigError, match=expected):
             settings_from_args(parser.parse_args(argv))
 
+
+
+def test_one_workers_account_cannot_speak_for_another(secured_broker) -> None:  # noqa: F811
+    """The recipe's per-worker accounts: a real worker-1 (two connections, one account) runs and the
+    console account sees it and its results; worker-2's credential, even under the client id worker-1,
+    is refused on worker-1's status (MQTT 5 PUBACK) and worker-1's retained status stays its own."""
+    from test_honest_actions import verdict  # the broker's verdict on an Observer's publish
+
+    from engine.observer import Observer
+
+    _, secure = secured_broker
+    worker = Worker(login(secure, "worker-1"), Settings(qos=1), "worker-1", model=model())
+    worker.start()
+    console = Observer(login(secure, "console"))
+    console.start()
+    imposters: list[Observer] = []
+    try:
+        assert worker.wait_ready(30) and worker.fatal_error is None, worker.last_error
+
+        def worker_state() -> str | None:
+            return next((r.state for r in console.snapshot().roles if r.id == "worker-1"), None)
+
+        wait_for(lambda: worker_state() == "running", 30, message=lambda: f"console sees {worker_state()}")
+        images = MqttProbe(login(secure, "player-1"), client_id="player-1")
+        try:
+            send(images, (f"i{n}" for n in range(5)))
+        finally:
+            images.close()
+        wait_for(lambda: console.snapshot().stats.received >= 5, 30, message="the console saw no results")
+
+        topic = "mnist/status/infer/worker-1"
+        fake = json.dumps({"role": "infer", "id": "worker-1", "state": "hijacked"})
+        for client_id in ("worker-2", "worker-1"):  # its own id, then worker-1's (a session takeover)
+            imposter = Observer(login(secure, "worker-2"), client_id=client_id, max_images=0)
+            imposters.append(imposter)
+            imposter.start()
+            wait_for(lambda imp=imposter: imp.snapshot().connection.state == "connected", 30,
+                     message="the imposter did not get in")
+            imposter.publish(topic, fake, qos=1, retain=True)
+            assert verdict(imposter, topic, "publish").outcome == "refused"
+            imposter.stop()
+        late = MqttProbe(login(secure, "console"), topic)
+        try:
+            retained = late.wait_count(1)[0]
+            assert json.loads(retained.payload)["state"] != "hijacked", retained.payload
+        finally:
+            late.close()
+        assert all(r.state != "hijacked" for r in console.snapshot().roles)
+        wait_for(lambda: worker_state() == "running", 30, message=lambda: f"worker-1 is {worker_state()}")
+    finally:
+        for imposter in imposters:
+            imposter.stop()
+        console.stop()
+        worker.stop()

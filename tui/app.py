@@ -318,8 +318,7 @@ class MnistApp(App[None]):
                 self.observer.publish(request.topic, request.payload, request.qos, request.retain)
             except MnistError as exc:
                 self.notify(str(exc), title="Not published", severity="error")
-                return
-            self.notify(f"{fmt.size(len(request.payload))} on {request.topic}", title="Published", timeout=3)
+            # The broker's verdict (published, refused, or not confirmed) comes as an observer event.
 
         self.push_screen(PublishDialog(self._selected_topic() or ""), send)
 
@@ -332,8 +331,7 @@ class MnistApp(App[None]):
             self.observer.clear_retained(topic)
         except MnistError as exc:
             self.notify(str(exc), title="Not cleared", severity="error")
-            return
-        self.notify(f"cleared the retained message of {topic}", timeout=3)
+        # The broker's verdict (cleared, refused, or not confirmed) comes as an observer event.
 
     def action_toggle_pause(self) -> None:
         if self.observer.paused:

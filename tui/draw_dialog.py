@@ -24,7 +24,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from engine.errors import MnistError
-from engine.observer import ResultRow, Snapshot
+from engine.observer import ResultRow, Snapshot, Verdict
 from engine.preprocess import encode_png, mnist_normalize
 from engine.protocol import embed_meta
 from tui import formatting as fmt
@@ -73,6 +73,7 @@ class DrawDialog(ModalScreen[None]):
         self.result: ResultRow | None = None
         self._seq_before = 0  # results up to this seq came before the drawing was sent, or were looked at
         self._waiting_note = False
+        self._verdict: Verdict | None = None  # what the broker said to the image
 
     def compose(self) -> ComposeResult:
         with Vertical(id="draw", classes="dialog"):
@@ -132,13 +133,14 @@ class DrawDialog(ModalScreen[None]):
             return
         snap: Snapshot | None = getattr(self.app, "snap", None)
         try:
-            observer.publish(observer.topics.images, png, qos=1)
+            observer.publish(observer.topics.images, png, qos=1, tag=image_id, action="draw")
         except MnistError as exc:
             self.notify(str(exc), title="Not sent", severity="error")
             return
         self._seq_before = snap.results[-1].seq if snap is not None and snap.results else 0
         self.sent_id, self.sent_at, self.result = image_id, now, None
         self._waiting_note = False
+        self._verdict = None
         status = f"sent as [b]{markup_text(image_id)}[/]\n[dim]waiting for a worker…[/]"
         self.query_one("#draw-status", Static).update(status)
         self.bars.show(None)
@@ -156,6 +158,15 @@ class DrawDialog(ModalScreen[None]):
     def update_snapshot(self, snap: Snapshot) -> None:
         if self.sent_id is None or self.result is not None:
             return
+        if self._verdict is None:
+            self._verdict = next((v for v in snap.verdicts if v.tag == self.sent_id), None)
+            if self._verdict is not None and self._verdict.refused:
+                self.query_one("#draw-status", Static).update(
+                    f"[$text-error]the broker refused the image: {markup_text(self._verdict.reason or '?')}[/]\n"
+                    "[dim]this account may not publish on the image topic[/]")
+                return
+        if self._verdict is not None and self._verdict.refused:
+            return  # no worker will answer an image the broker did not take
         for row in reversed(snap.results):
             if row.seq <= self._seq_before:
                 break
@@ -166,9 +177,11 @@ class DrawDialog(ModalScreen[None]):
             self._seq_before = max(self._seq_before, snap.results[-1].seq)  # looked at these: not again
         if not self._waiting_note and snap.time - self.sent_at > NO_ANSWER_AFTER:
             self._waiting_note = True
+            took = self._verdict is not None and self._verdict.outcome == "accepted"
+            why = "the broker took the image" if took else "the broker did not confirm it took the image"
             self.query_one("#draw-status", Static).update(
                 f"sent as [b]{markup_text(self.sent_id)}[/]\n"
-                "[$text-warning]no answer yet: is an infer worker running?[/]")
+                f"[$text-warning]no answer yet: is an infer worker running?[/]\n[dim]({why})[/]")
 
     def show_result(self, row: ResultRow) -> None:
         self.result = row

@@ -391,13 +391,15 @@ class ObserverProcess:
         self._send("send_control", role, cmd, client_id, req=req, **args)
         return req
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
+                tag: str | None = None, action: str = "publish") -> None:
+        """As `Observer.publish`: the broker's verdict comes in a later snapshot."""
         validate_topic(topic)
         if qos not in (0, 1, 2):
             raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
         self._require_connected()
         data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
-        self._send("publish", topic, data, qos, retain)
+        self._send("publish", topic, data, qos, retain, tag=tag, action=action)
 
     def clear_retained(self, topic: str) -> None:
         validate_topic(topic)

@@ -56,11 +56,12 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
             with Horizontal(id="publish-options"):
                 yield Label("QoS", classes="option-label")
                 with RadioSet(id="publish-qos"):
-                    yield RadioButton("0", value=True, id="publish-qos0")
-                    yield RadioButton("1", id="publish-qos1")
+                    yield RadioButton("0", id="publish-qos0")
+                    yield RadioButton("1", value=True, id="publish-qos1")
                     yield RadioButton("2", id="publish-qos2")
                 yield Checkbox("retain", id="publish-retain")
-            yield Static("[dim]@file sends a file's bytes; an empty retained message clears a topic[/]",
+            yield Static("[dim]@file sends a file's bytes; an empty retained message clears a topic;\n"
+                         "QoS 1 and 2 let an MQTT 5 broker say whether it took the message[/]",
                          classes="dialog-hint")
             yield Static("", id="publish-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
@@ -73,7 +74,7 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
 
     def _qos(self) -> int:
         pressed = self.query_one(RadioSet).pressed_index
-        return pressed if pressed in (0, 1, 2) else 0
+        return pressed if pressed in (0, 1, 2) else 1
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#publish")
