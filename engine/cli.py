@@ -17,14 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from engine.broker_address import BrokerAddress
 from engine.config_file import add_config_options
 from engine.config_file import apply as apply_config
 from engine.env_options import apply_env
 from engine.errors import ConfigError, MnistError, RoleFailed
 from engine.global_options import add_global_options, log_level, setup_logging
+from engine.mqtt.address import BrokerAddress
 from engine.protocol import Result
-from engine.publisher import MAX_RATE
+from engine.roles.publisher import MAX_RATE
 from engine.settings import DEFAULT_DATASET, DURABLE_SESSION_EXPIRY, Settings
 from engine.topics import ROLES, Topics, sanitize_id
 
@@ -267,9 +267,9 @@ def _optional_commands() -> dict[str, Callable[[argparse.ArgumentParser], None]]
     import importlib
 
     found = {}
-    modules = {"train": "engine.train_options", "bench": "engine.bench",
+    modules = {"train": "engine.training.options", "bench": "engine.bench.run",
                "record": "engine.recorder", "replay": "engine.recorder",
-               "metrics": "engine.metrics", "health": "engine.health", "config": "engine.config_file"}
+               "metrics": "engine.monitor.metrics", "health": "engine.monitor.health", "config": "engine.config_file"}
     for name, module in modules.items():
         try:
             mod = importlib.import_module(module)
@@ -311,12 +311,10 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return run_roles(args)
     if args.command == "train":
-        from engine import train
-
+        from engine.training import train
         return train.run(args)
     if args.command == "bench":
-        from engine import bench
-
+        from engine.bench import run as bench
         return bench.run(args)
     if args.command in ("record", "replay"):
         from engine import recorder
@@ -350,7 +348,7 @@ def _result_printer() -> Callable[[Result, bytes], None]:
 
 
 def run_roles(args: argparse.Namespace) -> int:
-    from engine.pipeline import LocalPipeline
+    from engine.roles.pipeline import LocalPipeline
 
     roles = list(ROLES) if "all" in args.roles else args.roles
     for name in roles:

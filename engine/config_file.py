@@ -144,8 +144,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the effective broker settings, each with its source; passwords never shown."""
-    from engine.broker_address import BrokerAddress
     from engine.global_options import log_level
+    from engine.mqtt.address import BrokerAddress
 
     sources = getattr(args, "config_sources", None) or apply(args)
     path = args.config_file

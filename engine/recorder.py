@@ -23,9 +23,9 @@ from typing import IO, Any
 
 import paho.mqtt.client as mqtt
 
-from engine.broker_address import BrokerAddress
 from engine.errors import ConfigError
-from engine.mqtt import connect_kwargs, make_client, probe, reason_text
+from engine.mqtt.address import BrokerAddress
+from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
 from engine.settings import default_client_id
 
 FORMAT = "mnist-tui-record"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from helpers import NO_MOSQUITTO, MqttProbe
 
-from engine.broker import EmbeddedBroker, find_mosquitto
+from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
 
 
 def _running(kind: str, **kwargs: Any) -> Iterator[EmbeddedBroker]:

@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 import psutil
 from helpers import MqttProbe, wait_for
 
-from engine.model import LoadedModel, load_model
+from engine.digits.model import LoadedModel, load_model
 from engine.protocol import embed_meta
 from engine.settings import DEFAULT_DATASET
 

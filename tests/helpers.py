@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from engine.broker_address import BrokerAddress
+from engine.mqtt.address import BrokerAddress
 
 DEADLINE = 15.0
 """Default deadline in seconds for anything a test waits for."""

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from engine.bench import render_table
-from engine.benchstats import LatencyHistogram, ResultTracker
+from engine.bench.run import render_table
+from engine.bench.stats import LatencyHistogram, ResultTracker
 from engine.cli import main
 
 

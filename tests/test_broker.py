@@ -1,4 +1,4 @@
-"""The embedded brokers (engine/broker.py) and the secured recipe in mosquitto.conf, on real brokers."""
+"""The embedded brokers (engine/mqtt/broker.py) and the secured recipe in mosquitto.conf, on real brokers."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from helpers import NO_MOSQUITTO, MqttProbe, port_free, process_alive, try_connect, wait_for
 
-import engine.broker as broker_module
-from engine.broker import EmbeddedBroker, build_mosquitto_config, default_config_path, find_mosquitto, free_port
-from engine.broker_address import BrokerAddress
+import engine.mqtt.broker as broker_module
 from engine.errors import BrokerError, ConfigError
+from engine.mqtt.address import BrokerAddress
+from engine.mqtt.broker import EmbeddedBroker, build_mosquitto_config, default_config_path, find_mosquitto, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 needs_mosquitto = pytest.mark.skipif(find_mosquitto() is None, reason=NO_MOSQUITTO)
@@ -224,7 +224,7 @@ def test_temp_dirs_of_killed_owners_are_removed(tmp_path, monkeypatch):
 
 _OWNER_SCRIPT = """
 import time
-from engine.broker import EmbeddedBroker
+from engine.mqtt.broker import EmbeddedBroker
 broker = EmbeddedBroker(kind="mosquitto").start()
 print(broker.pid, broker.port, flush=True)
 time.sleep(60)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.dataset import load_dataset, parse_list
+from engine.digits.dataset import load_dataset, parse_list
 from engine.errors import DatasetError
 from engine.settings import DEFAULT_DATASET
 from engine.stats import RateMeter, Window

@@ -15,16 +15,16 @@ import pytest
 from fault_helpers import Engine, send, status, wait_status
 from helpers import NO_MOSQUITTO, wait_for
 
-from engine.broker import EmbeddedBroker, find_mosquitto
 from engine.cli import build_parser, main, settings_from_args
-from engine.dataset import load_dataset
+from engine.console.observer import Observer
+from engine.digits.dataset import load_dataset
 from engine.errors import DatasetError
-from engine.observer import Observer
-from engine.pipeline import LocalPipeline
+from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
 from engine.protocol import extract_meta
-from engine.publisher import Publisher
+from engine.roles.pipeline import LocalPipeline
+from engine.roles.publisher import Publisher
+from engine.roles.worker import Worker
 from engine.settings import DEFAULT_DATASET, Settings
-from engine.worker import Worker
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason=NO_MOSQUITTO)
 
@@ -131,7 +131,7 @@ def test_a_role_whose_thread_raises_shows_state_error(mosquitto_broker, probe_fa
     def broken(_png: bytes, _meta: dict) -> bytes:
         raise ValueError("not a PNG ending in IEND")
 
-    monkeypatch.setattr("engine.publisher.embed_meta", broken)
+    monkeypatch.setattr("engine.roles.publisher.embed_meta", broken)
     observer = Observer(addr)
     observer.start()
     try:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from helpers import MqttProbe, wait_for
 
-from engine.dataset import load_dataset
-from engine.pipeline import LocalPipeline
+from engine.digits.dataset import load_dataset
 from engine.protocol import embed_meta
+from engine.roles.pipeline import LocalPipeline
 from engine.settings import DEFAULT_DATASET, Settings
 
 ASSETS = DEFAULT_DATASET

@@ -1,4 +1,4 @@
-"""engine.fastclient: the same messages as paho's own Client, through a real mosquitto.
+"""engine.mqtt.fastclient: the same messages as paho's own Client, through a real mosquitto.
 
 The reference on the other side of every test is an unmodified paho client (helpers.MqttProbe /
 helpers.make_client), so a difference in what arrives is a bug of FastClient.
@@ -15,10 +15,10 @@ from helpers import MqttProbe, make_client, wait_for
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from engine.broker import EmbeddedBroker
-from engine.fastclient import FastClient
-from engine.mqtt import connect_kwargs
-from engine.mqtt import make_client as make_fast_client
+from engine.mqtt.broker import EmbeddedBroker
+from engine.mqtt.client import connect_kwargs
+from engine.mqtt.client import make_client as make_fast_client
+from engine.mqtt.fastclient import FastClient
 
 
 class Receiver:

@@ -26,11 +26,11 @@ from fault_helpers import (
 )
 from helpers import NO_MOSQUITTO, MqttProbe, port_free, process_alive, wait_for
 
-from engine.broker import EmbeddedBroker, find_mosquitto
-from engine.broker_address import BrokerAddress
-from engine.pipeline import LocalPipeline
+from engine.mqtt.address import BrokerAddress
+from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
+from engine.roles.pipeline import LocalPipeline
+from engine.roles.worker import Worker
 from engine.settings import Settings
-from engine.worker import Worker
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason=NO_MOSQUITTO)
 

@@ -28,12 +28,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from engine.broker import find_mosquitto
-from engine.pipeline import LocalPipeline
-from engine.preprocess import ImageError, decode_png
+from engine.digits.preprocess import ImageError, decode_png
+from engine.mqtt.broker import find_mosquitto
 from engine.protocol import extract_meta
+from engine.roles.pipeline import LocalPipeline
+from engine.roles.worker import Worker
 from engine.settings import Settings
-from engine.worker import Worker
 
 SIG = b"\x89PNG\r\n\x1a\n"
 IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"

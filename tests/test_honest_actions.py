@@ -18,11 +18,11 @@ from test_broker import login, secured_broker  # noqa: F401 - secured_broker is 
 from test_tui import record_notifications, run
 from textual.pilot import Pilot
 
-from engine.observer import Observer, Verdict
+from engine.console.observer import Observer, Verdict
 from tui.app import MnistApp
-from tui.draw_dialog import DrawDialog
-from tui.header_bar import BrokerInfo
-from tui.publish_dialog import PublishDialog
+from tui.chrome.header_bar import BrokerInfo
+from tui.draw.draw_dialog import DrawDialog
+from tui.topics.publish_dialog import PublishDialog
 
 
 @pytest.fixture

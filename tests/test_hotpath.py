@@ -9,9 +9,9 @@ import zlib
 import numpy as np
 import pytest
 
-from engine.dataset import load_dataset
-from engine.fastpng import decode_batch, inflate_grey28
-from engine.preprocess import decode_png, encode_png
+from engine.digits.dataset import load_dataset
+from engine.digits.fastpng import decode_batch, inflate_grey28
+from engine.digits.preprocess import decode_png, encode_png
 from engine.protocol import embed_meta
 from engine.result_json import encode_results
 from engine.settings import DEFAULT_DATASET

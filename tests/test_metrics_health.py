@@ -18,9 +18,9 @@ import pytest
 from helpers import DEADLINE, MqttProbe, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.health import verdict
-from engine.metrics import number
-from engine.pipeline import LocalPipeline
+from engine.monitor.health import verdict
+from engine.monitor.metrics import number
+from engine.roles.pipeline import LocalPipeline
 from engine.settings import Settings
 
 ENGINE = [sys.executable, "-m", "engine"]

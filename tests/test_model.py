@@ -1,4 +1,4 @@
-"""engine.model, the bundled digits and engine.train: real weights, real files, no mocks."""
+"""engine.digits.model, the bundled digits and engine.training.train: real weights, real files, no mocks."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.digits.make_assets import ASSETS_DIR, HELD_OUT_PER_CLASS, LIST_FILE, split_sample
+from engine.digits.model import DEFAULT_WEIGHTS, MODEL_CARD, LeNet5, LoadedModel, card_accuracy, load_model, max_pool2
+from engine.digits.preprocess import decode_png, encode_png
 from engine.errors import ModelError
-from engine.make_assets import ASSETS_DIR, HELD_OUT_PER_CLASS, LIST_FILE, split_sample
-from engine.model import DEFAULT_WEIGHTS, MODEL_CARD, LeNet5, LoadedModel, card_accuracy, load_model, max_pool2
-from engine.preprocess import decode_png, encode_png
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_wrapped_state_dict_loads(tmp_path):
 def test_pickled_module_is_refused_without_running_it(tmp_path):
     with pytest.raises(ModelError) as exc:
         load_model(_save(LeNet5(), tmp_path / "model.pkl"))
-    _assert_one_line(exc, "refused", "engine.model.LeNet5", "state_dict")
+    _assert_one_line(exc, "refused", "engine.digits.model.LeNet5", "state_dict")
     (tmp_path / "plain.pkl").write_bytes(pickle.dumps(LeNet5()))
     with pytest.raises(ModelError) as exc:
         load_model(tmp_path / "plain.pkl")
@@ -231,8 +231,7 @@ def _write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
 
 
 def test_train_from_idx_files_writes_loadable_weights_and_a_card(tmp_path, assets, capsys):
-    from engine import train
-
+    from engine.training import train
     names, labels = assets
     images = np.stack([np.asarray(Image.open(ASSETS_DIR / name)) for name in names[:300]])
     idx = tmp_path / "mnist"

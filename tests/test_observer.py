@@ -1,4 +1,4 @@
-"""The console's model of the broker (engine.observer) against real brokers."""
+"""The console's model of the broker (engine.console.observer) against real brokers."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from helpers import MqttProbe, make_client, wait_for
 
-from engine.broker import EmbeddedBroker
-from engine.broker_address import BrokerAddress
+from engine.console.observer import Observer, filter_covers, validate_filter, validate_topic
+from engine.digits.preprocess import encode_png
 from engine.errors import BrokerError, ConfigError
-from engine.observer import Observer, filter_covers, validate_filter, validate_topic
-from engine.preprocess import encode_png
+from engine.mqtt.address import BrokerAddress
+from engine.mqtt.broker import EmbeddedBroker
 from engine.protocol import embed_meta, extract_meta
 from engine.topics import Topics
 

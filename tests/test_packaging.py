@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.broker import default_config_path
 from engine.datafiles import CHECKOUT, SHARE, data_path
-from engine.dataset import find_list_file, parse_list
+from engine.digits.dataset import find_list_file, parse_list
+from engine.mqtt.broker import default_config_path
 from engine.settings import DEFAULT_DATASET, DEFAULT_WEIGHTS, MODEL_CARD
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def test_checkout_uses_its_own_files() -> None:
 
 
 def test_wheel_metadata(wheel: Path) -> None:
-    """An SPDX license with its text, and a textual bound below its next major (tui/footer.py uses internals)."""
+    """An SPDX license with its text, and a textual bound below its next major (tui/chrome/footer.py uses internals)."""
     name, version = wheel.name.split("-")[:2]
     with zipfile.ZipFile(wheel) as zf:
         meta = zf.read(f"{name}-{version}.dist-info/METADATA").decode("utf-8")
@@ -111,7 +111,7 @@ PROBE = """
 import json, sys
 sys.path.extend(json.loads(sys.argv[1]))
 import engine
-from engine.broker import default_config_path
+from engine.mqtt.broker import default_config_path
 from engine.datafiles import data_path
 from engine.settings import DEFAULT_DATASET, DEFAULT_WEIGHTS
 from engine.global_options import version

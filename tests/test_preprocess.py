@@ -1,4 +1,4 @@
-"""engine.preprocess: every PNG mode and size to a 28x28 white-on-black digit; bad payloads refused fast."""
+"""engine.digits.preprocess: every PNG mode and size to a 28x28 white-on-black digit; bad payloads refused fast."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.digits.model import load_model
+from engine.digits.preprocess import ImageError, decode_png, encode_png, mnist_normalize, to_white_on_black
 from engine.errors import MnistError
-from engine.model import load_model
-from engine.preprocess import ImageError, decode_png, encode_png, mnist_normalize, to_white_on_black
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "mnist_images"
 COUNT = 20  # digits per variant: enough to see a systematic failure, few enough to stay fast

@@ -6,8 +6,8 @@ import json
 import pytest
 from PIL import Image
 
-from engine.broker_address import BrokerAddress
 from engine.errors import ConfigError
+from engine.mqtt.address import BrokerAddress
 from engine.protocol import CommandError, embed_meta, extract_meta, parse_command, parse_result
 from engine.topics import Topics, sanitize_id
 

@@ -15,9 +15,9 @@ from collections import Counter
 
 from helpers import MqttProbe, process_alive, wait_for
 
-from engine.dataset import load_dataset
-from engine.pipeline import LocalPipeline
+from engine.digits.dataset import load_dataset
 from engine.protocol import embed_meta
+from engine.roles.pipeline import LocalPipeline
 from engine.settings import DEFAULT_DATASET, Settings
 
 IMAGES = 400

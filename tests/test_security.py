@@ -23,16 +23,16 @@ from fault_helpers import ENGINE, Engine, model, one_line_error, send, status, w
 from helpers import MqttProbe, wait_for
 from test_broker import PASSWORDS, login, secured_broker  # noqa: F401 - secured_broker is a fixture
 
-from engine.broker import free_port
-from engine.broker_address import BrokerAddress
 from engine.cli import build_parser, settings_from_args
-from engine.collector import Collector
+from engine.digits.model import LeNet5, load_model
 from engine.errors import BrokerError, ConfigError, ModelError
-from engine.model import LeNet5, load_model
-from engine.mqtt import probe
+from engine.mqtt.address import BrokerAddress
+from engine.mqtt.broker import free_port
+from engine.mqtt.client import probe
+from engine.roles.collector import Collector
+from engine.roles.worker import Worker
 from engine.settings import Settings
 from engine.topics import Topics
-from engine.worker import Worker
 
 
 def _tls_args(secure) -> list[str]:
@@ -131,7 +131,7 @@ def test_a_denied_result_topic_is_said_once_and_the_worker_goes_on(secured_broke
     _, secure = secured_broker
     settings = Settings(qos=1, topics=Topics(results="stolen"))
     worker = Worker(login(secure, "infer"), settings, "worker-1", model=model())
-    caplog.set_level(logging.ERROR, logger="engine.role")
+    caplog.set_level(logging.ERROR, logger="engine.roles.role")
     worker.start()
     try:
         assert worker.wait_ready(30) and worker.fatal_error is None, worker.last_error
@@ -206,7 +206,7 @@ def test_one_workers_account_cannot_speak_for_another(secured_broker) -> None:  
     is refused on worker-1's status (MQTT 5 PUBACK) and worker-1's retained status stays its own."""
     from test_honest_actions import verdict  # the broker's verdict on an Observer's publish
 
-    from engine.observer import Observer
+    from engine.console.observer import Observer
 
     _, secure = secured_broker
     worker = Worker(login(secure, "worker-1"), Settings(qos=1), "worker-1", model=model())

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from engine.broker_address import BrokerAddress
-from engine.observer import Connection, Observer, ResultRow, Snapshot
+from engine.console.observer import Connection, Observer, ResultRow, Snapshot
+from engine.mqtt.address import BrokerAddress
 from engine.protocol import embed_meta
 from tui.app import MnistApp
-from tui.draw_canvas import SIDE, DrawCanvas, stroke
-from tui.draw_dialog import DrawDialog
-from tui.header_bar import BrokerInfo
+from tui.chrome.header_bar import BrokerInfo
+from tui.draw.draw_canvas import SIDE, DrawCanvas, stroke
+from tui.draw.draw_dialog import DrawDialog
 
 NOW = 1_764_108_000.0  # 2025-11-25 22:00:00 UTC
 BROKER = BrokerInfo("mqtt://127.0.0.1:1883", "mosquitto", "mosquitto 2.0.11 (embedded)")

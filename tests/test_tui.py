@@ -21,20 +21,20 @@ from helpers import pilot_until as until
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from engine.broker import EmbeddedBroker
-from engine.observer import Observer
-from engine.pipeline import LocalPipeline
+from engine.console.observer import Observer
+from engine.console.observer_process import ObserverProcess
+from engine.mqtt.broker import EmbeddedBroker
+from engine.roles.pipeline import LocalPipeline
 from engine.settings import Settings
 from tui.app import MnistApp, next_rate
-from tui.digit_view import DigitView
-from tui.filter_dialog import FilterDialog
-from tui.header_bar import BrokerInfo, retry_text
-from tui.observer_process import ObserverProcess
-from tui.payload_view import PayloadView
-from tui.publish_dialog import PublishDialog
-from tui.results_log import ResultsLog
-from tui.topic_tree import TopicTree
-from tui.workers_pane import WorkersPane
+from tui.chrome.header_bar import BrokerInfo, retry_text
+from tui.results.results_log import ResultsLog
+from tui.topics.filter_dialog import FilterDialog
+from tui.topics.payload_view import PayloadView
+from tui.topics.publish_dialog import PublishDialog
+from tui.topics.topic_tree import TopicTree
+from tui.widgets.digit_view import DigitView
+from tui.workers.workers_pane import WorkersPane
 
 SIZE = (120, 40)
 
@@ -370,7 +370,7 @@ def test_cli_starts_local_roles_and_leaves_nothing_running(monkeypatch: pytest.M
     """`mnist-tui` alone: broker and three roles in a child process; after quitting, all of it is gone."""
     import psutil
 
-    from engine.broker import port_accepts
+    from engine.mqtt.broker import port_accepts
     from tui.cli import main
 
     seen: dict[str, Any] = {}

@@ -20,26 +20,26 @@ from helpers import pilot_until as until
 from PIL import Image
 from textual.pilot import Pilot
 
-from engine.broker import EmbeddedBroker, find_mosquitto
-from engine.export import COLUMNS, write_results_csv
-from engine.observer import Observer, ResultRow
-from engine.pipeline import LocalPipeline
-from engine.preprocess import decode_png
+from engine.console.export import COLUMNS, write_results_csv
+from engine.console.observer import Observer, ResultRow
+from engine.console.observer_process import ObserverProcess
+from engine.digits.preprocess import decode_png
+from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
 from engine.protocol import extract_meta
+from engine.roles.pipeline import LocalPipeline
 from engine.settings import Settings
-from tui import formatting as fmt
 from tui.app import MnistApp
-from tui.confusion_matrix import LABEL_WIDTH, ConfusionMatrix, cell_width
-from tui.confusion_screen import CellList, ConfusionScreen
-from tui.draw_canvas import SIDE, DrawCanvas, stamp, stroke
-from tui.draw_dialog import DrawDialog, drawing_png
-from tui.header_bar import BrokerInfo
-from tui.observer_process import ObserverProcess
-from tui.prob_bars import ProbBars, bar
-from tui.result_detail import ResultDetail
-from tui.results_log import ResultsLog
-from tui.worker_charts import WorkerCharts
-from tui.workers_pane import WorkersPane
+from tui.chrome.header_bar import BrokerInfo
+from tui.draw.draw_canvas import SIDE, DrawCanvas, stamp, stroke
+from tui.draw.draw_dialog import DrawDialog, drawing_png
+from tui.results.confusion_matrix import LABEL_WIDTH, ConfusionMatrix, cell_width
+from tui.results.confusion_screen import CellList, ConfusionScreen
+from tui.results.prob_bars import ProbBars, bar
+from tui.results.result_detail import ResultDetail
+from tui.results.results_log import ResultsLog
+from tui.widgets import formatting as fmt
+from tui.workers.worker_charts import WorkerCharts
+from tui.workers.workers_pane import WorkersPane
 
 
 @pytest.fixture(scope="module")

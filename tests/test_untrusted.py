@@ -19,21 +19,21 @@ from helpers import pilot_until as until
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from engine.broker import EmbeddedBroker, find_mosquitto
-from engine.broker_address import BrokerAddress
+from engine.console.export import write_results_csv
+from engine.console.observer import Message, Observer, ResultRow
+from engine.console.observer_process import ObserverProcess
 from engine.errors import ConfigError
-from engine.export import write_results_csv
-from engine.observer import Message, Observer, ResultRow
+from engine.mqtt.address import BrokerAddress
+from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
 from engine.protocol import parse_result
 from engine.recorder import open_new_file
 from engine.untrusted import clean_status, clean_text, loads_json
 from tui.app import MnistApp
-from tui.header_bar import BrokerInfo
-from tui.observer_process import ObserverProcess
-from tui.payload_view import render_payload
-from tui.publisher_pane import PublisherPane
-from tui.result_detail import ResultDetail
-from tui.topic_tree import TopicTree
+from tui.chrome.header_bar import BrokerInfo
+from tui.publisher.publisher_pane import PublisherPane
+from tui.results.result_detail import ResultDetail
+from tui.topics.payload_view import render_payload
+from tui.topics.topic_tree import TopicTree
 
 UNSAFE = [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))] + ["\u202e", "\u2066", "\u200f"]
 OSC_TITLE = "\x1b]2;PWN\x1b\\"

@@ -24,26 +24,26 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
 
+from engine.console.export import default_name, write_results_csv
+from engine.console.observer import Observer, Snapshot
+from engine.console.observer_process import ObserverProcess
 from engine.errors import MnistError
-from engine.export import default_name, write_results_csv
-from engine.observer import Observer, Snapshot
 from engine.untrusted import clean_text
-from tui import formatting as fmt
-from tui.confusion_screen import ConfusionScreen
-from tui.draw_dialog import DrawDialog
-from tui.filter_dialog import FilterDialog
-from tui.footer import MainFooter
-from tui.header_bar import BrokerInfo, HeaderBar
-from tui.help_screen import HelpScreen, Section
-from tui.observer_process import ObserverProcess
-from tui.publish_dialog import PublishDialog, PublishRequest
-from tui.publisher_pane import PublisherPane, pick_publisher
-from tui.result_detail import ResultDetail
-from tui.results_log import ResultsLog
-from tui.results_pane import ResultsPane
-from tui.topic_tree import TopicTree
-from tui.topics_pane import TopicsPane
-from tui.workers_pane import WorkersPane
+from tui.chrome.footer import MainFooter
+from tui.chrome.header_bar import BrokerInfo, HeaderBar
+from tui.chrome.help_screen import HelpScreen, Section
+from tui.draw.draw_dialog import DrawDialog
+from tui.publisher.publisher_pane import PublisherPane, pick_publisher
+from tui.results.confusion_screen import ConfusionScreen
+from tui.results.result_detail import ResultDetail
+from tui.results.results_log import ResultsLog
+from tui.results.results_pane import ResultsPane
+from tui.topics.filter_dialog import FilterDialog
+from tui.topics.publish_dialog import PublishDialog, PublishRequest
+from tui.topics.topic_tree import TopicTree
+from tui.topics.topics_pane import TopicsPane
+from tui.widgets import formatting as fmt
+from tui.workers.workers_pane import WorkersPane
 
 REFRESH_HZ = 10
 TOPICS_EVERY = 4  # ticks between topic-tree and message-list refreshes (2.5 Hz)
@@ -176,7 +176,7 @@ class MnistApp(App[None]):
         # collector's sight, a full collection has a third of the objects to walk (0.2-0.3 s to 0.05-0.1 s here,
         # and a key waits for it). Full collections also come 100 times more rarely (threshold 10 -> 1000 young
         # collections): under a flood, keys answered with p90 52-56 ms and max 98-110 ms instead of 71-81 and
-        # 118-153 ms (python -m tui.keylatency, two runs each, interleaved). Young garbage is collected as before.
+        # 118-153 ms (python -m tools.keylatency, two runs each, interleaved). Young garbage is collected as before.
         gc.freeze()
         gc.set_threshold(700, 10, 1000)
         self.screen.query_one("#publisher", PublisherPane).focus()

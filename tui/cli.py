@@ -45,8 +45,8 @@ def parse_roles(text: str | None, attached: bool) -> tuple[str, ...]:
 
 def run_console(args: argparse.Namespace) -> int:
     from engine.cli import address_from_args, protocols_from_args, settings_from_args
-    from tui.observer_process import ObserverProcess
-    from tui.roles_process import RolesProcess
+    from engine.console.observer_process import ObserverProcess
+    from engine.console.roles_process import RolesProcess
 
     settings = settings_from_args(args)
     # The console opens with its publisher stopped: space (or a start command from anywhere) starts it.
@@ -84,7 +84,7 @@ def run_console(args: argparse.Namespace) -> int:
         observer.start()
 
         from tui.app import MnistApp  # textual only on this path
-        from tui.header_bar import BrokerInfo
+        from tui.chrome.header_bar import BrokerInfo
 
         app = MnistApp(observer, BrokerInfo(address.url, kind, description), notes=notes,
                        log_records=captured.records)

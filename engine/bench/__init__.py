@@ -1,0 +1,1 @@
+"""The benchmark: load generators, result statistics and the `bench` command."""

@@ -1,0 +1,596 @@
+"""`mnist-tui bench`: offer a load to real infer workers and report what came back.
+
+Workers run as separate processes (`python -m engine run infer`, one client id each), so the load
+generator and the measuring collector in this process never share a GIL with them. The generator
+sends at a set rate, or at full speed with at most --window images unanswered (closed loop); the
+collector counts every image once. The report: sent, answered, lost, duplicated, throughput, end-to-end
+latency percentiles, time per stage (from the workers' status), mean batch, CPU and memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from engine.bench.stats import ResultTracker
+from engine.errors import BrokerError, ConfigError
+from engine.mqtt.address import BrokerAddress
+from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.bench.loadgen import LoadGenerator
+    from engine.mqtt.broker import EmbeddedBroker
+    from engine.roles.workerpool import WorkerPool
+
+STAGES = ("queue", "decode", "infer", "publish")
+PING_INTERVAL = 0.1  # seconds between the control pings sent to each worker while measuring
+
+
+# ----- command line -----
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from engine.cli import _non_negative_float, _non_negative_int, add_connection_options, add_pipeline_options
+
+    parser.description = (
+        "Start infer worker processes (or use those already on --broker with --workers 0), offer them "
+        "images, and report sent, answered, lost, duplicated, throughput, latency, stages, CPU and memory."
+    )
+    # The global options work after `bench` too. Defaults are suppressed here so that a value given
+    # before `bench` is not overwritten; --rate has the bench's own default (full speed).
+    before = len(parser._actions)
+    add_connection_options(parser)
+    add_pipeline_options(parser)
+    for action in parser._actions[before:]:
+        action.default = argparse.SUPPRESS
+        if action.dest == "rate":
+            action.help = "images per second offered, 0 = full speed (the bench's default)"
+    parser.set_defaults(rate=0.0)
+    b = parser.add_argument_group("benchmark")
+    b.add_argument("--duration", type=_non_negative_float, default=None,
+                   help="seconds to send (default 10, unless --count is given)")
+    b.add_argument("--warmup", type=_non_negative_float, default=2.0,
+                   help="seconds of load before measuring starts, not counted (default 2)")
+    b.add_argument("--workers", type=_non_negative_int, default=1,
+                   help="infer worker processes to start (default 1); 0 = use the workers already on the broker")
+    b.add_argument("--window", type=_non_negative_int, default=None,
+                   help="most images unanswered at once (default: 1000 at --rate 0, unlimited at a set rate); "
+                        "0 = no limit")
+    b.add_argument("--drain", type=_non_negative_float, default=5.0,
+                   help="after sending, wait this long without a new answer before counting the rest lost")
+    b.add_argument("--generators", type=_non_negative_int, default=1,
+                   help="load generator processes (default 1, in this process); N > 1 publish open loop at "
+                        "rate/N each (full speed at --rate 0) and split the collecting through a shared subscription")
+    b.add_argument("--overload", type=_non_negative_float, default=None, metavar="X",
+                   help="first measure the workers' capacity (closed loop, --capacity-seconds), then offer X times it "
+                        "open loop (with --generators processes) and report goodput, shed and control latency")
+    b.add_argument("--capacity-seconds", type=_non_negative_float, default=5.0,
+                   help="length of the capacity phase of --overload (default 5)")
+    b.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    b.add_argument("--no-progress", action="store_true", help="no progress line while it runs")
+
+
+add_bench_arguments = add_arguments
+
+
+# ----- the run -----
+class Bench:
+    """One benchmark: broker (embedded unless given), worker processes, generator, report."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from engine.cli import address_from_args, protocols_from_args, settings_from_args
+
+        self.args = args
+        self.settings: Settings = settings_from_args(args)
+        self.address: BrokerAddress | None = address_from_args(args)
+        self.protocols = protocols_from_args(args)
+        self.workers = args.workers
+        self.rate = float(args.rate)
+        self.window = args.window if args.window is not None else (1000 if self.rate == 0 else 0)
+        self.count = args.count
+        self.duration = args.duration if args.duration is not None else (None if args.count else 10.0)
+        self.notes: list[str] = []
+        self.stop_event = threading.Event()
+        self.broker: EmbeddedBroker | None = None
+        self.pool: WorkerPool | None = None
+        self.gen: LoadGenerator | None = None
+        self.tracker = ResultTracker()
+        self.run_id = f"bench-{socket.gethostname().split('.')[0]}-{os.getpid()}"
+        self.worker_ids: list[str] = []
+        self.generators = max(1, args.generators)
+        self.overload: float | None = args.overload or None
+        self.capacity: float | None = None
+        self.children: list[Any] = []
+
+    # lifecycle
+    def start(self) -> None:
+        from engine.bench.loadgen import LoadGenerator
+        from engine.digits.dataset import load_dataset
+        from engine.mqtt.client import probe
+        from engine.roles.workerpool import WorkerPool
+
+        if self.workers == 0 and self.address is None:
+            raise ConfigError("--workers 0 uses the workers already on a broker: give --broker URL")
+        samples = load_dataset(self.settings.dataset, self.settings.list_file)
+        if self.settings.model_path and not os.path.isfile(self.settings.model_path):
+            raise ConfigError(f"model {self.settings.model_path}: file not found")
+        protocols = self.protocols or (5, 4)
+        if self.address is None:
+            from engine.mqtt.broker import EmbeddedBroker
+
+            self.broker = EmbeddedBroker(kind=self.args.embedded).start()
+            self.address = self.broker.address
+            protocols = tuple(p for p in protocols if p in self.broker.protocols) or protocols
+            if self.workers > 1 and not self.broker.shared_subscriptions:
+                self.notes.append("the embedded Python broker has no shared subscriptions: one worker only "
+                                  "(install mosquitto for more)")
+                self.workers = 1
+        protocol = probe(self.address, protocols=protocols)
+        settings = replace(self.settings, protocol=protocol)
+        if self.workers > 1 and not settings.share_group:
+            settings = replace(settings, share_group=self.run_id)
+        self.settings = settings
+        self.gen = LoadGenerator(self.address, settings, samples, self.run_id, protocol, self.tracker)
+        self.gen.connect()
+        if self.workers:
+            self.pool = WorkerPool(self.address, settings)
+            self.worker_ids = [f"{self.run_id}-w{i + 1}" for i in range(self.workers)]
+            self.pool.spawn(self.worker_ids)
+        self._wait_for_workers(60.0 if self.workers else 10.0)
+
+    def _wait_for_workers(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.stop_event.is_set():
+                raise KeyboardInterrupt
+            if self.pool is not None:
+                dead = self.pool.failed()
+                if dead is not None:
+                    raise BrokerError(f"infer worker {dead.client_id} failed: {dead.last_error()}")
+            statuses = self.gen.statuses()
+            if self.worker_ids:
+                if all(statuses.get(w, {}).get("state") == "running" for w in self.worker_ids):
+                    return
+            else:
+                running = [w for w, s in statuses.items() if s.get("state") == "running"]
+                if running:
+                    self.worker_ids = sorted(running)
+                    return
+            time.sleep(0.05)
+        if self.worker_ids:
+            raise BrokerError(f"infer workers did not come up within {timeout:.0f} s")
+        raise BrokerError("no running infer worker on the broker (start some, or drop --workers 0)")
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.stop()
+            self.pool = None
+        if self.gen is not None:
+            with contextlib.suppress(Exception):
+                self.gen.clear_statuses(self.worker_ids if self.workers else [])
+            self.gen.close()
+            self.gen = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    # measurement
+    def measure(self, progress: Any = None) -> dict[str, Any]:
+        if self.overload:
+            self.capacity = self._measure_capacity(progress)
+            self.rate = self.overload * self.capacity
+            self.window = 0
+        if self.generators > 1 or self.overload:
+            return self._measure_processes(progress)
+        return self._measure_here(progress)
+
+    def _measure_capacity(self, progress: Any) -> float:
+        """Closed loop from this process (--window, default 1000): answers per second."""
+        gen = self.gen
+        tick = progress.tick if progress is not None else None
+        if progress is not None:
+            progress.phase("capacity", self.args.capacity_seconds + self.args.warmup, None)
+        window = self.window or 1000
+        gen.run(rate=0, window=window, count=None, duration=self.args.warmup, stop=self.stop_event, on_tick=tick)
+        seen0, t0 = self.tracker.seen_any, time.monotonic()
+        gen.run(rate=0, window=window, count=None, duration=self.args.capacity_seconds, stop=self.stop_event,
+                on_tick=tick)
+        capacity = (self.tracker.seen_any - seen0) / max(1e-9, time.monotonic() - t0)
+        self._drain(gen.sent - 0, tick, by_seen=True)
+        return round(capacity, 1)
+
+    def _measure_processes(self, progress: Any) -> dict[str, Any]:
+        """Open loop from --generators processes; this process pings the workers and samples the CPU."""
+        from engine.bench.genprocess import GeneratorProcess, child_config
+        from engine.procstats import ProcessSampler
+        from engine.roles.workerpool import broker_environment
+
+        gen = self.gen
+        gen.stop_collecting()  # the generator processes collect: results here would only delay the pings' replies
+        duration = self.duration or 10.0
+        env = broker_environment(self.address)
+        t_measure = time.time() + 3.0 + self.args.warmup  # time for the children to start and connect
+        self.tracker.start_measuring(gen.sent, since=t_measure)  # nothing of a capacity phase counts
+        per_child = self.rate / self.generators
+        self.children = [
+            GeneratorProcess(child_config(self.settings, self.run_id, i + 1, per_child, t_measure, duration,
+                                          self.args.drain), env)
+            for i in range(self.generators)
+        ]
+        for child in self.children:
+            child.spawn()
+        for child in self.children:
+            if not child.wait_ready(30.0):
+                raise BrokerError(f"load generator process failed: {child.error}")
+        before = {wid: dict(st) for wid, st in gen.statuses().items()}
+        for child in self.children:
+            child.go()
+        if progress is not None:
+            progress.phase("warm-up", max(0.0, t_measure - time.time()), None)
+        while time.time() < t_measure and not self.stop_event.is_set():
+            if progress is not None:
+                progress.tick()
+            time.sleep(0.05)
+        procs = {wid: pid for wid in self.worker_ids if (pid := self._pid_of(wid)) is not None}
+        sampler = ProcessSampler(procs, bench_pid=os.getpid(),
+                                 broker_pid=self.broker.pid if self.broker is not None else None)
+        sampler.add_others({f"generator {c.config['index']}": c.pid for c in self.children if c.pid})
+        before = {wid: dict(st) for wid, st in gen.statuses().items()} or before
+        gen.start_status_log()
+        sampler.start()
+        if progress is not None:
+            progress.phase("measuring", duration, None)
+        end = time.monotonic() + duration
+        next_ping = time.monotonic()
+        while time.monotonic() < end and not self.stop_event.is_set():
+            now = time.monotonic()
+            if now >= next_ping:
+                gen.ping(self.worker_ids)
+                sampler.sample()
+                next_ping = now + PING_INTERVAL
+                if progress is not None:
+                    progress.tick()
+            time.sleep(max(0.0, min(next_ping, end) - time.monotonic()))
+        sampler.sample()
+        after = gen.statuses()
+        reports = [child.collect(duration + self.args.drain + 60.0) for child in self.children]
+        sampler.stop()
+        gen.refresh_statuses(self.worker_ids)
+        gen.stop_status_log()
+        failed = [c for c, r in zip(self.children, reports, strict=True) if r is None]
+        for child in failed:
+            self.notes.append(f"load generator {child.config['index']} gave no report: {child.error}")
+        got = [r for r in reports if r is not None]
+        for r in got:
+            self.tracker.merge(r["tally"])
+        sent = sum(r["sent"] for r in got)
+        send_seconds = max((r["send_seconds"] for r in got), default=0.0)
+        report = self._report(sent, send_seconds, t_measure, True, sampler)
+        report["publish_errors"] = sum(r["publish_errors"] for r in got)
+        report["foreign_results"] = sum(r["foreign"] for r in got)
+        report["config"]["generators"] = self.generators
+        for wid, entry in report["per_worker"].items():
+            b, a = before.get(wid, {}), after.get(wid, {})
+            for key in ("shed", "dropped", "received"):
+                if isinstance(a.get(key), int) and isinstance(b.get(key), int):
+                    entry[f"{key}_during"] = a[key] - b[key]
+        self.notes.append("several collectors: a duplicate reaching two of them counts as two answers"
+                          if self.generators > 1 else "")
+        report["notes"] = [n for n in report["notes"] if n]
+        return report
+
+    def _measure_here(self, progress: Any = None) -> dict[str, Any]:
+        from engine.procstats import ProcessSampler
+
+        gen = self.gen
+        procs = {wid: pid for wid in self.worker_ids if (pid := self._pid_of(wid)) is not None}
+        sampler = ProcessSampler(procs, bench_pid=os.getpid(),
+                                 broker_pid=self.broker.pid if self.broker is not None else None)
+        tick = progress.tick if progress is not None else None
+        if self.args.warmup > 0:
+            if progress is not None:
+                progress.phase("warm-up", self.args.warmup, None)
+            gen.run(rate=self.rate, window=self.window, count=None, duration=self.args.warmup,
+                    stop=self.stop_event, on_tick=tick)
+        first_seq = gen.sent
+        self.tracker.start_measuring(first_seq)
+        gen.start_status_log()
+        sampler.start()
+        t_start = time.time()
+        if progress is not None:
+            progress.phase("measuring", self.duration, self.count)
+        ping_at = [time.monotonic()]
+
+        def on_tick() -> None:
+            sampler.sample()
+            if tick:
+                tick()
+
+        def on_pass() -> None:
+            now = time.monotonic()
+            if now >= ping_at[0]:
+                ping_at[0] = now + PING_INTERVAL
+                gen.ping(self.worker_ids)
+
+        sent, send_seconds = gen.run(rate=self.rate, window=self.window, count=self.count,
+                                     duration=self.duration, stop=self.stop_event, on_tick=on_tick, on_pass=on_pass)
+        flushed = gen.flush()
+        if progress is not None:
+            progress.phase("draining", None, None)
+        self._drain(sent, tick)
+        sampler.stop()
+        gen.refresh_statuses(self.worker_ids)  # the stage times of the last batches, even in a short run
+        gen.stop_status_log()
+        return self._report(sent, send_seconds, t_start, flushed, sampler)
+
+    def _pid_of(self, worker_id: str) -> int | None:
+        if self.pool is not None:
+            for w in self.pool.workers:
+                if w.client_id == worker_id:
+                    return w.pid
+        status = self.gen.statuses().get(worker_id, {})
+        if status.get("host") == socket.gethostname() and isinstance(status.get("pid"), int):
+            return status["pid"]  # a worker on this machine: measure it too
+        return None
+
+    def _drain(self, sent: int, tick: Any, by_seen: bool = False) -> None:
+        last, last_change = -1, time.monotonic()
+        while not self.stop_event.is_set():
+            answered = self.tracker.seen_any if by_seen else self.tracker.snapshot()[0]
+            if answered >= sent:
+                return
+            now = time.monotonic()
+            if answered != last:
+                last, last_change = answered, now
+            elif now - last_change > self.args.drain:
+                return
+            if tick:
+                tick()
+            time.sleep(0.02)
+
+    def _report(self, sent: int, send_seconds: float, t_start: float, flushed: bool, sampler: Any) -> dict[str, Any]:
+        tally = self.tracker.tally
+        span = (tally.last_answer - t_start) if tally.last_answer else 0.0
+        stages, batch_mean = _stage_means(self.gen.status_log, self.worker_ids)
+        per_worker: dict[str, Any] = {}
+        for wid in sorted(set(self.worker_ids) | set(tally.per_worker)):
+            entry: dict[str, Any] = {"answered": tally.per_worker.get(wid, 0)}
+            entry.update(sampler.report(wid))
+            if entry["answered"] and "cpu_seconds" in entry:
+                entry["cpu_us_per_image"] = round(1e6 * entry["cpu_seconds"] / entry["answered"], 1)
+            status = self.gen.status.get(wid, {})
+            for key in ("dropped", "shed", "errors", "queue"):
+                if key in status:
+                    entry[key] = status[key]
+            per_worker[wid] = entry
+        s = self.settings
+        return {
+            "config": {
+                "broker": self.address.url if self.address else None,
+                "broker_kind": self.broker.kind if self.broker is not None else "external",
+                "mqtt": {5: "5", 4: "3.1.1"}.get(s.protocol, str(s.protocol)),
+                "qos": s.qos,
+                "rate": self.rate,
+                "window": self.window,
+                "workers": len(self.worker_ids),
+                "spawned": self.workers > 0,
+                "count": self.count,
+                "duration": self.duration,
+                "warmup": self.args.warmup,
+                "max_batch": s.max_batch,
+                "max_delay_ms": s.max_delay_ms,
+                "threads": s.threads,
+                "group": s.share_group,
+                "host": socket.gethostname(),
+                "cpus": os.cpu_count(),
+            },
+            "notes": self.notes,
+            "sent": sent,
+            "answered": tally.answered,
+            "lost": sent - tally.answered,
+            "duplicated": tally.duplicates,
+            "errors": tally.errors,
+            "accuracy": round(tally.correct / tally.labelled, 5) if tally.labelled else None,
+            "send_seconds": round(send_seconds, 3),
+            "offered_rate": round(sent / send_seconds, 1) if send_seconds > 0 else None,
+            "elapsed": round(span, 3),
+            "throughput": round(tally.answered / span, 1) if span > 0 else 0.0,
+            "latency_ms": tally.latency.summary_ms(),
+            "stages_ms": stages,
+            "batch_mean": batch_mean,
+            "per_worker": per_worker,
+            "processes": _per_image(sampler.report_others(), tally.answered),
+            "flushed": flushed,
+            "stalls": self.gen.stalls,
+            "publish_errors": self.gen.publish_errors,
+            "foreign_results": self.tracker.foreign,
+            "interrupted": self.stop_event.is_set(),
+            "capacity": self.capacity,
+            "goodput": round(tally.answered / span, 1) if span > 0 else 0.0,
+            "control_ms": {**self.gen.pings.summary_ms(), "sent": self.gen.pings_sent,
+                           "unanswered": self.gen.pings_unanswered()},
+        }
+
+
+def _per_image(processes: dict[str, Any], answered: int) -> dict[str, Any]:
+    """CPU microseconds per answered image for each process (bench, broker, generators)."""
+    for entry in processes.values():
+        if answered and isinstance(entry.get("cpu_seconds"), (int, float)):
+            entry["cpu_us_per_image"] = round(1e6 * entry["cpu_seconds"] / answered, 1)
+    return processes
+
+
+def _stage_means(
+    log: list[tuple[float, str, dict[str, Any]]], worker_ids: list[str]
+) -> tuple[dict[str, float | None], float | None]:
+    """Mean time per image in each stage and mean batch, over the status messages of busy workers.
+
+    Each status carries means over the worker's last batches; statuses are weighted by the images
+    the worker finished since its previous status, so idle seconds do not dilute the figures.
+    """
+    wanted = set(worker_ids)
+    last_done: dict[str, int] = {}
+    sums = dict.fromkeys(STAGES, 0.0)
+    weights = dict.fromkeys(STAGES, 0.0)
+    batch_sum = batch_weight = 0.0
+    for _t, wid, status in log:
+        if wanted and wid not in wanted:
+            continue
+        done = status.get("processed", 0) + status.get("errors", 0)
+        prev = last_done.get(wid)
+        last_done[wid] = done
+        if prev is None or done <= prev:
+            continue
+        weight = float(done - prev)
+        stages = status.get("stages_ms") or {}
+        for name in STAGES:
+            value = stages.get(name)
+            if isinstance(value, (int, float)):
+                sums[name] += value * weight
+                weights[name] += weight
+        batch = status.get("batch_mean")
+        if isinstance(batch, (int, float)):
+            batch_sum += batch * weight
+            batch_weight += weight
+    means = {name: (round(sums[name] / weights[name], 4) if weights[name] else None) for name in STAGES}
+    return means, (round(batch_sum / batch_weight, 2) if batch_weight else None)
+
+
+# ----- output -----
+class Progress:
+    """One line on stderr while it runs: phase, sent, answered, in flight, answers per second."""
+
+    def __init__(self, bench: Bench, enabled: bool) -> None:
+        self.bench = bench
+        self.enabled = enabled and sys.stderr.isatty()
+        self._name = "starting"
+        self._t0 = time.monotonic()
+        self._total: float | None = None
+        self._count: int | None = None
+        self._last = (time.monotonic(), 0)
+        self._rate = 0.0
+        self._sent0 = 0
+
+    def phase(self, name: str, seconds: float | None, count: int | None) -> None:
+        self._name, self._t0, self._total, self._count = name, time.monotonic(), seconds, count
+        self._sent0 = self.bench.gen.sent if self.bench.gen is not None else 0
+        self.tick()
+
+    def tick(self) -> None:
+        if not self.enabled:
+            return
+        gen = self.bench.gen
+        now = time.monotonic()
+        answered = self.bench.tracker.seen_any
+        t_last, a_last = self._last
+        if now - t_last >= 0.5:
+            self._rate = (answered - a_last) / (now - t_last)
+            self._last = (now, answered)
+        done = ""
+        if self._total:
+            done = f" {min(100.0, 100 * (now - self._t0) / self._total):3.0f}%"
+        elif self._count:
+            done = f" {min(100.0, 100 * (gen.sent - self._sent0) / self._count):3.0f}%"
+        line = (f"\r{self._name}{done}  sent {gen.sent:,}  answered {answered:,}  "
+                f"in flight {max(0, gen.outstanding()):,}  {self._rate:,.0f}/s ")
+        sys.stderr.write(line.ljust(78))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 78 + "\r")
+            sys.stderr.flush()
+
+
+def render_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    c = report["config"]
+    offered = "full speed" if not c["rate"] else f"{c['rate']:g} images/s offered"
+    title = (f"mnist-tui bench: {c['workers']} worker(s), QoS {c['qos']}, {offered}, "
+             f"MQTT {c['mqtt']}, {c['broker_kind']} at {c['broker']}")
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    lat = report["latency_ms"]
+    stages = report["stages_ms"]
+
+    def num(v: Any, fmt: str = "{:,.2f}") -> str:
+        return "-" if v is None else fmt.format(v)
+
+    rows = [
+        ("images sent", f"{report['sent']:,}"),
+        ("answered", f"{report['answered']:,}"),
+        ("lost", f"{report['lost']:,}"),
+        ("duplicated", f"{report['duplicated']:,}"),
+        ("error results", f"{report['errors']:,}"),
+        ("accuracy", num(report["accuracy"] and report["accuracy"] * 100, "{:.2f}%")),
+        ("offered (images/s)", num(report["offered_rate"], "{:,.0f}")),
+        ("throughput (answers/s)", num(report["throughput"], "{:,.0f}")),
+        ("latency p50 / p90 / p99 (ms)", f"{num(lat['p50'])} / {num(lat['p90'])} / {num(lat['p99'])}"),
+        ("latency max / mean (ms)", f"{num(lat['max'])} / {num(lat['mean'])}"),
+        ("per image: queue / decode / infer / publish (ms)",
+         " / ".join(num(stages[s], "{:.4f}") for s in STAGES)),
+        ("mean batch", num(report["batch_mean"])),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    for wid, w in report["per_worker"].items():
+        table.add_row(
+            f"worker {wid}",
+            f"{w['answered']:,} answers, CPU {num(w.get('cpu_percent'), '{:.0f}')}%, "
+            f"RSS {num(w.get('rss_mb_start'), '{:.0f}')} -> {num(w.get('rss_mb_end'), '{:.0f}')} MB",
+        )
+    for name, p in report["processes"].items():
+        table.add_row(name, f"CPU {num(p.get('cpu_percent'), '{:.0f}')}%, RSS {num(p.get('rss_mb_end'), '{:.0f}')} MB")
+    console.print(table)
+    for note in report["notes"]:
+        console.print(f"note: {note}")
+    if report["stalls"]:
+        console.print(f"note: the window stalled {report['stalls']} time(s): answers stopped coming")
+    if report["interrupted"]:
+        console.print("note: interrupted; the figures cover the part that ran")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    if args.count is not None and args.duration is not None:
+        raise ConfigError("give --count or --duration, not both")
+    bench = Bench(args)
+    interrupted = 0
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        nonlocal interrupted
+        interrupted += 1
+        bench.stop_event.set()
+        if interrupted > 1:
+            raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    progress = Progress(bench, not args.no_progress)
+    try:
+        bench.start()
+        report = bench.measure(progress)
+    finally:
+        progress.close()
+        try:
+            bench.stop()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        render_table(report)
+    return 0

@@ -1,0 +1,430 @@
+"""The console's observer in a child process, behind the same API as `engine.console.observer.Observer`.
+
+Why: with the filter `#` the observer's paho client takes every image and result. At a publisher's full
+speed that is several thousand messages a second, and paho's Python loop then holds the GIL most of the
+time: in the console's own process the screen answered a key after half a second or more. In a child
+process the observer has a core (and a GIL) of its own, and the screen only ever unpickles a small
+delta ten times a second: the results that are new since the last one, the roles, the events, and (a few
+times a second) the topic list and the selected topic's messages.
+
+Commands (control, publish, filter, pause, ...) go the other way over a second pipe. Anything that can
+be checked here (filters, topics, QoS, the connection state) is checked here, so mistakes are reported at
+once, as with the in-process observer; what fails in the child comes back as an error event.
+Nothing here imports textual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from multiprocessing.connection import Connection
+from types import MappingProxyType
+from typing import Any
+
+from engine.console.observer import (
+    Connection as MqttConnection,
+)
+from engine.console.observer import (
+    Event,
+    Message,
+    Observer,
+    ResultRow,
+    ResultStats,
+    Snapshot,
+    TopicInfo,
+    _default_client_id,
+    validate_filter,
+    validate_topic,
+)
+from engine.errors import BrokerError, ConfigError, MnistError
+from engine.mqtt.address import BrokerAddress
+from engine.topics import ROLES, Topics
+
+PUSH_HZ = 10
+TOPICS_EVERY = 4  # pushes between topic-list and message refreshes
+START_TIMEOUT = 30.0
+NICE = 5  # below the screen, above the local roles (nice 10): the view keeps up before the pipeline does
+
+
+# ----------------------------------------------------------------------------------------------------
+# the child
+
+
+def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddress, topics: Topics,
+                kwargs: dict[str, Any], push_hz: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the console's to handle
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    observer = Observer(address, topics, **kwargs)
+    observer.start()
+    selected: list[str | None] = [None]
+    force = threading.Event()
+    stop = threading.Event()
+    send_lock = threading.Lock()
+
+    def send(item: Any) -> bool:
+        try:
+            with send_lock:
+                push_conn.send(item)
+            return True
+        except (OSError, ValueError, BrokenPipeError):
+            stop.set()
+            return False
+
+    def pusher() -> None:
+        last_seq = 0
+        events_seen = 0
+        last_messages: tuple[str | None, int] | None = None
+        last_roles: tuple[Any, ...] | None = None
+        last_version = -1
+        for tick in itertools.count():
+            # A new topic sends the list at once: the tree never shows a count without its topics.
+            full = tick % TOPICS_EVERY == 0 or force.is_set() or observer.topics_version != last_version
+            force.clear()
+            topic = selected[0]
+            snap = observer.snapshot(topic, topics=full, events_after=events_seen, results_after=last_seq)
+            if snap.results:
+                last_seq = snap.results[-1].seq
+            if snap.events:
+                events_seen = snap.events[-1].seq
+            if full:
+                last_version = snap.topics_version
+            messages: tuple[Message, ...] | None = None
+            key = (topic, snap.messages[-1].seq if snap.messages else 0)
+            if full and key != last_messages:
+                last_messages = key
+                messages = snap.messages
+            roles_key = tuple((r.role, r.id, r.state, r.received) for r in snap.roles)
+            roles = None  # unchanged since the last push (statuses come about once a second)
+            if roles_key != last_roles:
+                last_roles = roles_key
+                roles = tuple(r._replace(data=dict(r.data)) for r in snap.roles)
+            delta = snap._replace(roles=roles, topics=snap.topics if full else None, messages=messages)
+            if not send(("snap", topic, delta)) or stop.wait(1 / push_hz):
+                return
+
+    thread = threading.Thread(target=pusher, name="observer-push", daemon=True)
+    thread.start()
+    try:
+        while not stop.is_set():
+            try:
+                command = cmd_conn.recv()
+            except (EOFError, OSError):
+                break  # the console is gone
+            name, args, kw = command
+            if name == "stop":
+                break
+            if name == "select":
+                selected[0] = args[0]
+                force.set()
+                continue
+            if name == "images":  # a request: the answer goes back on the push pipe with its token
+                send(("images", args[0], observer.images(args[1])))
+                continue
+            try:
+                getattr(observer, name)(*args, **kw)
+            except MnistError as exc:
+                observer.note("error", str(exc))
+            if name in ("set_filter", "pause", "resume", "clear_retained"):
+                force.set()
+    finally:
+        stop.set()
+        observer.stop()
+        thread.join(2)
+        send(("stopped", None, None))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the console's side
+
+
+class ObserverProcess:
+    """Drop-in for `Observer` in the console: start(), snapshot(), the steering methods, stop()."""
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        topics: Topics | None = None,
+        *,
+        filter: str = "#",
+        protocol: int | None = None,
+        client_id: str | None = None,
+        max_results: int = 10_000,
+        max_images: int = 5_000,
+        push_hz: float = PUSH_HZ,
+        **kwargs: Any,
+    ) -> None:
+        self.address = address
+        self.topics = topics or Topics()
+        self.client_id = client_id or _default_client_id()
+        self.max_results = max_results
+        self.max_images = max_images
+        self.push_hz = push_hz
+        self._filter = validate_filter(filter)
+        self._kwargs = dict(kwargs, filter=filter, protocol=protocol, client_id=self.client_id,
+                            max_results=max_results, max_images=max_images)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc: Any = None
+        self._cmd: Connection | None = None
+        self._push: Connection | None = None
+        self._lock = threading.Lock()
+        self._rows: deque[ResultRow] = deque(maxlen=max_results)
+        self._dropped_before = 0  # rows with a seq up to this one were cleared here
+        self._base: Snapshot | None = None
+        self._topic_list: tuple[TopicInfo, ...] = ()
+        self._messages: tuple[str | None, tuple[Message, ...]] = (None, ())
+        self._events: deque[Event] = deque(maxlen=200)
+        self._local_events = itertools.count(10**9)  # our own events sort after the child's
+        self._selected: str | None = None
+        self._paused = False
+        self._dead = False
+        self._reqs = itertools.count(1)
+        self._tokens = itertools.count(1)
+        self._image_replies: dict[int, dict[str, bytes]] = {}
+        now = time.time()
+        self._idle = MqttConnection("connecting", now, None, None, protocol or 5, address.url)
+
+    # ----- lifecycle -----
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        cmd_recv, cmd_send = self._ctx.Pipe(duplex=False)
+        push_recv, push_send = self._ctx.Pipe(duplex=False)
+        self._proc = self._ctx.Process(
+            target=_child_main,
+            args=(cmd_recv, push_send, self.address, self.topics, self._kwargs, self.push_hz),
+            name="mnist-tui-observer",
+            daemon=True,
+        )
+        try:
+            self._proc.start()
+        except BaseException:
+            self._proc = None
+            raise
+        cmd_recv.close()
+        push_send.close()
+        self._cmd, self._push = cmd_send, push_recv
+        deadline = time.monotonic() + timeout
+        while self._base is None:  # the first snapshot says the child is up
+            if push_recv.poll(0.05):
+                self._drain()
+            elif not self._proc.is_alive():
+                raise BrokerError(f"the observer process exited at start (exit code {self._proc.exitcode})")
+            elif time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError(f"the observer process did not start within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        self._send("stop")
+        # Keep reading while the child winds up: a child blocked sending into a full pipe cannot stop.
+        deadline = time.monotonic() + 5
+        while proc.is_alive() and time.monotonic() < deadline:
+            try:
+                if self._push is not None and self._push.poll(0.05):
+                    self._push.recv_bytes()
+            except (EOFError, OSError):
+                proc.join(0.05)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+        for conn in (self._cmd, self._push):
+            if conn is not None:
+                conn.close()
+        self._proc = self._cmd = self._push = None
+        self._dead = True
+
+    def __enter__(self) -> ObserverProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # ----- talking to the child -----
+    def _send(self, name: str, *args: Any, **kw: Any) -> None:
+        conn = self._cmd
+        if conn is None:
+            raise BrokerError("the observer is not running")
+        try:
+            conn.send((name, args, kw))
+        except (OSError, ValueError) as exc:
+            raise BrokerError(f"the observer process is gone: {exc}") from None
+
+    def _note(self, level: str, text: str) -> None:
+        self._events.append(Event(next(self._local_events), time.time(), level, text))
+
+    def _drain(self) -> None:
+        conn = self._push
+        if conn is None:
+            return
+        try:
+            while conn.poll(0):
+                kind, topic, delta = conn.recv()
+                if kind == "snap":
+                    self._merge(topic, delta)
+                elif kind == "images":  # (kind, token, {id: png})
+                    self._image_replies[topic] = delta
+                    while len(self._image_replies) > 16:  # answers nobody waits for any more
+                        del self._image_replies[min(self._image_replies)]
+                elif kind == "stopped":
+                    self._dead = True
+        except (EOFError, OSError):
+            if not self._dead:
+                self._dead = True
+                self._note("error", "the observer process died: the screen no longer updates")
+
+    def _merge(self, topic: str | None, delta: Snapshot) -> None:
+        rows = [r for r in delta.results if r.seq > self._dropped_before]
+        self._rows.extend(rows)
+        if delta.topics is not None:
+            self._topic_list = delta.topics
+        if delta.messages is not None:
+            self._messages = (topic, delta.messages)
+        self._events.extend(delta.events)
+        if delta.roles is not None:
+            roles = tuple(r._replace(data=MappingProxyType(r.data)) for r in delta.roles)
+        else:
+            roles = self._base.roles if self._base is not None else ()
+        base = delta._replace(roles=roles, results=(), topics=(), messages=(), events=())
+        if delta.topics is None and self._base is not None:  # version and count go with the list
+            base = base._replace(topics_version=self._base.topics_version, topic_count=self._base.topic_count)
+        self._base = base
+
+    # ----- the Observer API -----
+    @property
+    def filter(self) -> str:
+        return self._filter
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def protocol(self) -> int:
+        return self._base.connection.protocol if self._base is not None else self._idle.protocol
+
+    def snapshot(
+        self,
+        topic: str | None = None,
+        *,
+        results: int | None = None,
+        topics: bool = True,
+        events_after: int = 0,
+        results_after: int | None = None,
+    ) -> Snapshot:
+        with self._lock:
+            if topic != self._selected:
+                self._selected = topic
+                with contextlib.suppress(BrokerError):
+                    self._send("select", topic)
+            self._drain()
+            base = self._base
+            rows: tuple[ResultRow, ...] = tuple(self._rows)
+            if results_after is not None:
+                rows = tuple(r for r in rows if r.seq > results_after)
+            if results is not None:
+                rows = rows[-results:] if results > 0 else ()
+            messages = self._messages[1] if self._messages[0] == topic and topic is not None else ()
+            events = tuple(e for e in self._events if e.seq > events_after)
+            if base is None:
+                stats = ResultStats(0, 0, 0, 0, 0, 0.0, None, None, tuple((0,) * 10 for _ in range(10)))
+                return Snapshot(time.time(), self._idle, (), rows, stats, (), 0, 0, 0, (), self._filter,
+                                self._paused, 0, events, (), 0, False)
+            conn = base.connection
+            if self._dead and conn.state != "stopped":
+                conn = conn._replace(state="stopped", error="observer process stopped")
+            return base._replace(
+                time=time.time(), connection=conn, results=rows, topics=self._topic_list if topics else (),
+                messages=messages, events=events, filter=self._filter, paused=self._paused,
+            )
+
+    def image(self, image_id: str, timeout: float = 2.0) -> bytes | None:
+        return self.images([image_id], timeout).get(image_id)
+
+    def images(self, ids: list[str], timeout: float = 2.0) -> dict[str, bytes]:
+        """The kept PNGs of those of `ids` the child still has: a request answered on the push pipe.
+
+        Blocks until the answer comes (milliseconds); BrokerError when the child is gone or does not answer
+        within `timeout` seconds. Safe from any thread.
+        """
+        token = next(self._tokens)
+        self._send("images", token, list(ids))
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                self._drain()
+                found = self._image_replies.pop(token, None)
+                conn = self._push
+            if found is not None:
+                return found
+            if conn is None or self._dead:
+                raise BrokerError("the observer process is gone")
+            if time.monotonic() > deadline:
+                raise BrokerError(f"the observer process did not answer within {timeout:g} s")
+            with contextlib.suppress(OSError, ValueError):
+                conn.poll(0.02)  # wait for the child to write (another thread may read it first: fine)
+
+    def _require_connected(self) -> None:
+        base = self._base
+        if base is None or base.connection.state != "connected" or self._dead:
+            raise BrokerError(f"not connected to the broker at {self.address.url}: nothing was sent")
+
+    def send_control(self, role: str, cmd: str, client_id: str | None = None, **args: Any) -> str:
+        if role not in ROLES:
+            raise ConfigError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        self._require_connected()
+        req = f"{self.client_id}-{next(self._reqs)}"
+        self._send("send_control", role, cmd, client_id, req=req, **args)
+        return req
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
+                tag: str | None = None, action: str = "publish") -> None:
+        """As `Observer.publish`: the broker's verdict comes in a later snapshot."""
+        validate_topic(topic)
+        if qos not in (0, 1, 2):
+            raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        self._require_connected()
+        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        self._send("publish", topic, data, qos, retain, tag=tag, action=action)
+
+    def clear_retained(self, topic: str) -> None:
+        validate_topic(topic)
+        self._require_connected()
+        self._send("clear_retained", topic)
+
+    def set_filter(self, filter_text: str) -> None:
+        new = validate_filter(filter_text.strip())
+        self._send("set_filter", new)
+        with self._lock:
+            self._filter = new
+            self._topic_list = ()
+            self._messages = (None, ())
+
+    def pause(self) -> None:
+        self._send("pause")
+        self._paused = True
+
+    def resume(self) -> None:
+        self._send("resume")
+        self._paused = False
+
+    def clear_results(self) -> None:
+        self._send("clear_results")
+        with self._lock:
+            if self._rows:
+                self._dropped_before = self._rows[-1].seq
+            self._rows.clear()

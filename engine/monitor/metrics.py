@@ -1,0 +1,216 @@
+"""`mnist-tui metrics`: a Prometheus exporter for every role on the broker, wherever it runs.
+
+Counters and gauges come from each role's latest retained status (`mnist/status/<role>/<id>`, see
+docs/PROTOCOL.md), exposed by a custom collector at scrape time rather than copied into global metrics;
+the latency and batch-size histograms are observed from the `result` topic as results arrive. Everything
+is labelled by role and client id, and lives in the exporter's own registry.
+
+Status payloads and results are untrusted: a field of the wrong type, a NaN or a negative count is left
+out, never exported; the number of roles and workers tracked is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from engine.topics import ROLES, sanitize_id
+
+MAX_ROLES = 1000  # statuses tracked at most; more (a flood of bogus status topics) are ignored and counted
+MAX_WORKERS = 256  # distinct worker ids in the histograms; results of further ids go to id "_other"
+MAX_LATENCY = 3600.0  # seconds; an end-to-end latency outside [0, this] is a clock problem, not a latency
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+# (metric name, help, {role: status field}); counters get the suffix _total from prometheus_client
+COUNTERS = (
+    ("mnist_images", "Images sent (input) or received (infer)", {"input": "sent", "infer": "received"}),
+    ("mnist_results", "Results published (infer) or collected (output)", {"infer": "processed", "output": "received"}),
+    ("mnist_errors", "Errors: failed sends (input), error results (infer, output)",
+     {"input": "errors", "infer": "errors", "output": "errors"}),
+    ("mnist_dropped", "Images dropped because the worker's queue was full", {"infer": "dropped"}),
+    ("mnist_duplicates", "Results received more than once", {"output": "duplicates"}),
+)
+GAUGES = (
+    ("mnist_queue", "Images waiting in the worker's queue", {"infer": "queue"}),
+    ("mnist_queue_max", "Capacity of the worker's queue", {"infer": "queue_max"}),
+    ("mnist_rate", "Messages per second over the last seconds (sent, answered or collected)",
+     {"input": "rate_actual", "infer": "rate", "output": "rate"}),
+    ("mnist_batch_mean", "Mean batch size over the last seconds", {"infer": "batch_mean"}),
+    ("mnist_accuracy", "Share of labelled results that were right (0..1)", {"output": "accuracy"}),
+    ("mnist_uptime_seconds", "Seconds since the role started", {"input": "uptime", "infer": "uptime",
+                                                                "output": "uptime"}),
+)
+
+
+def number(value: Any) -> float | None:
+    """A finite, non-negative int or float from an untrusted payload; None for anything else (bools too)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        return None
+    return value
+
+
+def _is_live(status: dict[str, Any]) -> bool:
+    return status.get("state") not in ("offline", None) and status.get("connected") is not False
+
+
+class MetricsBoard(Collector):
+    """The latest status of every role plus result histograms; a prometheus_client Collector.
+
+    `on_status` and `on_result` run on the MQTT network thread; `collect` on the HTTP server's.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._statuses: dict[tuple[str, str], dict[str, Any]] = {}
+        self._sessions_lost: dict[tuple[str, str], int] = {}
+        self._workers: set[str] = set()
+        self.ignored = 0  # statuses or results left out: malformed, unknown role, or past the bounds
+        self.broker_connected: Callable[[], bool] = lambda: False
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.latency = Histogram("mnist_latency_seconds", "End-to-end latency: result arrival here minus the "
+                                 "image's send time (clocks must be in sync across hosts)",
+                                 ("role", "id"), buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch = Histogram("mnist_batch_size", "Images per forward pass, per result",
+                               ("role", "id"), buckets=BATCH_BUCKETS, registry=self.registry)
+        self.registry.register(self)
+
+    # ----- feed (MQTT network thread) -----
+    def on_status(self, role: str, client_id: str, status: dict[str, Any] | None, retained: bool) -> None:
+        if role not in ROLES:
+            return
+        key = (role, sanitize_id(client_id))
+        with self._lock:
+            if status is None:
+                self._statuses.pop(key, None)
+                self._sessions_lost.pop(key, None)
+                return
+            if key not in self._statuses and len(self._statuses) >= MAX_ROLES:
+                self.ignored += 1
+                return
+            previous = self._statuses.get(key)
+            # the role's last will (connected false): the broker saw its session end. Counted on the change
+            # from live to lost; a retained will seen at start-up, or again after the exporter reconnects,
+            # is history this exporter already knows or never saw happen
+            will = status.get("connected") is False
+            if will and ((previous is not None and _is_live(previous)) or (previous is None and not retained)):
+                self._sessions_lost[key] = self._sessions_lost.get(key, 0) + 1
+            self._statuses[key] = status
+
+    def on_result(self, payload: bytes, arrived: float) -> None:
+        try:
+            result = json.loads(payload)
+        except ValueError:
+            result = None
+        if isinstance(result, dict) and "error" in result:
+            return  # an error result: counted by the worker's status, and it has no batch or latency to tell
+        worker = result.get("worker") if isinstance(result, dict) else None
+        if not isinstance(worker, str) or not worker or "pred" not in result:
+            self.ignored += 1  # malformed, or a legacy text result without a worker
+            return
+        worker = sanitize_id(worker)
+        with self._lock:
+            if worker not in self._workers:
+                if len(self._workers) >= MAX_WORKERS:
+                    worker = "_other"
+                self._workers.add(worker)
+        sent = number(result.get("t_sent"))
+        if sent is not None and 0 <= arrived - sent <= MAX_LATENCY:
+            self.latency.labels("infer", worker).observe(arrived - sent)
+        batch = number(result.get("batch"))
+        if batch is not None and 1 <= batch <= 1_000_000:
+            self.batch.labels("infer", worker).observe(batch)
+
+    # ----- scrape (HTTP thread) -----
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            statuses = list(self._statuses.items())
+            lost = dict(self._sessions_lost)
+        labels = ["role", "id"]
+        for name, text, fields in COUNTERS:
+            family = CounterMetricFamily(name, text, labels=labels)
+            for (role, cid), status in statuses:
+                value = number(status.get(fields[role])) if role in fields else None
+                if value is not None:
+                    family.add_metric([role, cid], value)
+            yield family
+        family = CounterMetricFamily("mnist_sessions_lost", "Times the broker published a role's last will "
+                                     "(its connection ended without a goodbye), seen by this exporter", labels=labels)
+        for (role, cid), _status in statuses:
+            family.add_metric([role, cid], lost.get((role, cid), 0))
+        yield family
+        for name, text, fields in GAUGES:
+            family = GaugeMetricFamily(name, text, labels=labels)
+            for (role, cid), status in statuses:
+                value = number(status.get(fields[role])) if role in fields else None
+                if value is not None:
+                    family.add_metric([role, cid], value)
+            yield family
+        online = GaugeMetricFamily("mnist_online", "1 while the role is connected (its latest status is not "
+                                   "offline), else 0", labels=labels)
+        for (role, cid), status in statuses:
+            online.add_metric([role, cid], 1.0 if _is_live(status) else 0.0)
+        yield online
+        yield GaugeMetricFamily("mnist_exporter_broker_connected", "1 while this exporter is connected to the "
+                                "broker", value=1.0 if self.broker_connected() else 0.0)
+        yield CounterMetricFamily("mnist_exporter_ignored", "Status and result messages this exporter left out "
+                                  "(malformed, error results, or past its bounds)", value=self.ignored)
+
+
+# ----- command line -----
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=9108, help="HTTP port of /metrics (default: 9108)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.errors import ConfigError
+    from engine.monitor.status_feed import StatusFeed, target_from_args
+    from engine.mqtt.client import probe
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, not {args.port}")
+    address, topics = target_from_args(args)
+    protocol = probe(address, protocols=_protocols(args))
+    board = MetricsBoard()
+    try:
+        server, thread = start_http_server(args.port, addr=args.host, registry=board.registry)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    feed = StatusFeed(address, topics, protocol=protocol, on_status=board.on_status, on_result=board.on_result)
+    board.broker_connected = feed.connected.is_set
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_a: stop.set())
+    try:
+        feed.start()
+        host, port = server.server_address[:2]
+        print(f"metrics of {address.url} on http://{host}:{port}/metrics", flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        feed.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    return 0
+
+
+def _protocols(args: argparse.Namespace) -> tuple[int, ...]:
+    from engine.cli import protocols_from_args
+
+    return protocols_from_args(args) or (5, 4)

@@ -1,0 +1,1 @@
+"""MQTT transport: broker addresses, the paho client and its fast path, the embedded broker."""

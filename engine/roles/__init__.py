@@ -1,0 +1,1 @@
+"""The three pipeline roles (input, infer, output), their shared base, worker pools and the local pipeline."""

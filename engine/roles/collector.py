@@ -1,0 +1,120 @@
+"""The output role: collects results, keeps accuracy, a confusion matrix, latency and duplicates."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import paho.mqtt.client as mqtt
+
+from engine.mqtt.address import BrokerAddress
+from engine.protocol import Result, parse_result
+from engine.roles.role import Role
+from engine.settings import Settings
+from engine.stats import RateMeter, Window, rounded
+
+log = logging.getLogger(__name__)
+
+
+class Collector(Role):
+    role: ClassVar[str] = "output"
+    data_connection: ClassVar[bool] = True  # results on a client of their own: commands never wait behind them
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        settings: Settings | None = None,
+        client_id: str | None = None,
+        on_result: Callable[[Result, bytes], None] | None = None,
+    ):
+        super().__init__(address, settings, client_id)
+        self.on_result = on_result
+        self._lock = threading.Lock()
+        self.latency = Window(self.settings.latency_window)
+        self.meter = RateMeter()
+        self.commands.update(reset=lambda _a: self.reset())
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.received = 0
+            self.labelled = 0
+            self.correct = 0
+            self.errors = 0
+            self.duplicates = 0
+            self.legacy = 0
+            self.malformed = 0
+            self.per_worker: dict[str, int] = {}
+            self.confusion = [[0] * 10 for _ in range(10)]
+            self._seen: OrderedDict[str, None] = OrderedDict()
+        self.latency.clear()
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        return [(self.topics.results, 1)]
+
+    def on_data(self, msg: mqtt.MQTTMessage) -> None:
+        now = time.time()
+        try:
+            result = parse_result(msg.payload)
+        except ValueError as exc:
+            with self._lock:
+                self.malformed += 1
+            log.warning("output %s: ignored a result: %s", self.client_id, exc)
+            return
+        self.add(result, now)
+        if self.on_result is not None:
+            self.on_result(result, msg.payload)
+
+    def add(self, result: Result, now: float | None = None) -> bool:
+        """Count one result; returns False when its id was already seen (a duplicate, counted once)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            if result.id is not None:
+                if result.id in self._seen:
+                    self.duplicates += 1
+                    return False
+                self._seen[result.id] = None
+                if len(self._seen) > self.settings.dedup_window:
+                    self._seen.popitem(last=False)
+            self.received += 1
+            if result.legacy:
+                self.legacy += 1
+            if result.worker:
+                self.per_worker[result.worker] = self.per_worker.get(result.worker, 0) + 1
+            if result.error is not None:
+                self.errors += 1
+            elif result.label is not None and result.pred is not None:
+                self.labelled += 1
+                self.correct += result.pred == result.label
+                self.confusion[result.label][result.pred] += 1
+        self.meter.add()
+        if result.t_sent is not None:
+            self.latency.add(max(0.0, now - result.t_sent))
+        return True
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+    def status_fields(self) -> dict[str, Any]:
+        with self._lock:
+            acc = self.accuracy
+            fields = {
+                "received": self.received,
+                "labelled": self.labelled,
+                "correct": self.correct,
+                "accuracy": round(acc, 5) if acc is not None else None,
+                "errors": self.errors,
+                "duplicates": self.duplicates,
+                "legacy": self.legacy,
+                "malformed": self.malformed,
+                "per_worker": dict(self.per_worker),
+                "confusion": [row[:] for row in self.confusion],
+            }
+        fields["rate"] = round(self.meter.rate(), 1)
+        fields["lat_ms"] = rounded(self.latency.percentiles((50, 90, 99)))
+        return fields

@@ -1,0 +1,146 @@
+"""A role's data connection: images and results on a client of their own, apart from control and status.
+
+A role's first client carries its control topics, replies, retained status and last will; a role
+with `data_connection = True` moves its data subscriptions and publishes onto this second client.
+Whatever queues on the data socket (a flood of images waiting to be read, thousands of images
+waiting to be written, reads held back while the worker's queue is full), a command still arrives
+on a socket of its own and its reply leaves on one (docs/PERFORMANCE.md, "Under overload").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+import paho.mqtt.client as mqtt
+
+from engine.mqtt.client import connect_kwargs, make_client, reason_text
+
+if TYPE_CHECKING:
+    from engine.roles.role import Role
+
+log = logging.getLogger(__name__)
+
+
+class DataConnection:
+    """The second paho client of a role: subscribes `role.subscriptions()`, hands data to `role.on_data`."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+        self.client_id = f"{role.client_id}-data"
+        self.connected = threading.Event()
+        self.ready = threading.Event()  # connected and the data subscriptions acknowledged
+        self.generation = 0  # connections so far: packet ids of one mean nothing on the next
+        self._sub_mid: int | None = None
+        self._refusals_logged: set[str] = set()
+        self._client: mqtt.Client | None = None
+
+    @property
+    def client(self) -> mqtt.Client:
+        assert self._client is not None, "data connection not started"
+        return self._client
+
+    def start(self) -> None:
+        role = self.role
+        s = role.settings
+        persistent = role.persistent
+        client = make_client(
+            role.address, self.client_id, protocol=s.protocol, clean_start=not persistent,
+            session_expiry=s.session_expiry if persistent else None,
+            receive_maximum=role.receive_maximum, manual_ack=role.manual_ack,
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_publish = _OnPublishWhenNeeded(self)
+        self._client = client
+        client.connect_async(role.address.host, role.address.port, **connect_kwargs(client))
+        client.loop_start()
+
+    def stop(self) -> None:
+        client = self._client
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+
+    # ----- paho callbacks (network thread) -----
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+        role = self.role
+        if rc.is_failure:
+            role.last_error = f"broker refused the data connection: {reason_text(rc)}"
+            log.error("%s %s: %s", role.role, role.client_id, role.last_error)
+            return
+        if self.generation:  # a reconnect: the durable session, if any, is this connection's
+            role.check_session(flags)
+        self.generation += 1
+        role.on_data_connect()
+        subs = role.subscriptions()
+        self.connected.set()
+        if subs:
+            _rc, self._sub_mid = client.subscribe(subs)
+        else:
+            self.ready.set()
+            role._check_ready()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, reason_codes: Any, _p: Any) -> None:
+        if mid != self._sub_mid:
+            return
+        role = self.role
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            role.last_error = f"broker refused a subscription: {', '.join(refused)}"
+            log.error("%s %s: %s", role.role, role.client_id, role.last_error)
+        self.ready.set()
+        role._check_ready()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self.connected.clear()
+        self.ready.clear()
+        role = self.role
+        role.ready.clear()
+        if not role._stop.is_set():
+            why = reason_text(rc)
+            why = "connection lost" if why == "Unspecified error" else why
+            role.last_error = f"data connection: {why}; reconnecting"
+            log.warning("%s %s: %s", role.role, role.client_id, role.last_error)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self.role.on_data(msg)
+        except Exception:  # a role must never die of one message
+            log.exception("%s %s: unexpected error handling a message on %s", self.role.role, self.role.client_id,
+                          msg.topic)
+
+    def on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, rc: Any, _p: Any) -> None:
+        """MQTT 5 brokers say in the PUBACK when the ACL denies a QoS 1 publish: say so once."""
+        if not rc.is_failure:
+            return
+        role = self.role
+        topic = role.data_topic() or "a topic"
+        role.refused += 1
+        why = str(getattr(rc, "getName", lambda: rc)()).lower()
+        role.last_error = f"the broker refused to let {role.role} {role.client_id} publish on {topic}: {why}"
+        if topic not in self._refusals_logged:
+            self._refusals_logged.add(topic)
+            log.error("%s", role.last_error)
+
+
+class _OnPublishWhenNeeded:
+    """The data client's on_publish, falsy while the role publishes its data at QoS 0.
+
+    paho asks `if on_publish:` before it builds a ReasonCode and a Properties object for the callback,
+    and it does so for every QoS 0 message it writes (13% of a full-speed worker's GIL time, py-spy);
+    FastClient joins QoS 0 writes only while nobody listens. A refused publish can only be reported
+    for QoS 1, so the callback is needed only then.
+    """
+
+    def __init__(self, data: DataConnection) -> None:
+        self._data = data
+
+    def __call__(self, *args: Any) -> None:
+        self._data.on_publish(*args)
+
+    def __bool__(self) -> bool:
+        return self._data.role.data_qos() > 0

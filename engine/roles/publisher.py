@@ -1,0 +1,353 @@
+"""The input role: plays a dataset of PNG digits onto the image topic at a set rate."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import random
+import threading
+import time
+from collections import deque
+from typing import Any, ClassVar
+
+import paho.mqtt.client as mqtt
+
+from engine.digits.dataset import Sample, load_dataset
+from engine.mqtt.address import BrokerAddress
+from engine.protocol import CommandError, embed_meta, number_arg
+from engine.roles.role import Role
+from engine.settings import Settings
+from engine.stats import RateMeter
+
+MAX_RATE = 100_000.0
+BURST = 64  # images handed to paho at once at full speed (and at rates above 1 per loop pass)
+
+
+class Publisher(Role):
+    role: ClassVar[str] = "input"
+    data_connection: ClassVar[bool] = True  # images on a client of their own: commands never wait behind them
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        settings: Settings | None = None,
+        client_id: str | None = None,
+        samples: list[Sample] | None = None,
+    ):
+        super().__init__(address, settings, client_id)
+        s = self.settings
+        self.samples = samples if samples is not None else load_dataset(s.dataset, s.list_file)
+        self.rate = float(s.rate)
+        self.qos = s.qos
+        self.order = s.order
+        self.loop = s.loop
+        self.remaining: int | None = s.count
+        self.sent = 0
+        self.errors = 0
+        self.meter = RateMeter()
+        self.last: dict[str, Any] | None = None
+        self._running = threading.Event()
+        self._wake = threading.Event()
+        self._pending_steps = 0
+        self._lock = threading.Lock()
+        self._burst_lock = threading.Lock()  # held by the publishing thread while it hands images to paho
+        self._seq = 0
+        self._order = list(range(len(self.samples)))
+        self._pos = 0
+        self._finished = False
+        self._rng = random.Random(0)
+        self._in_flight: deque[tuple[mqtt.MQTTMessageInfo, int]] = deque()  # (info, images it tracks)
+        self._in_flight_count = 0
+        if self.order == "shuffle":
+            self._rng.shuffle(self._order)
+        self.commands.update(
+            start=self._cmd_start, stop=self._cmd_stop, toggle=self._cmd_toggle, step=self._cmd_step,
+            rate=self._cmd_rate, set=self._cmd_set, reset=self._cmd_reset,
+        )
+        self._thread = threading.Thread(target=self.guarded(self._run), name="input-publish", daemon=True)
+        if s.autostart:
+            self._running.set()
+
+    def data_topic(self) -> str | None:
+        return self.topics.images
+
+    def data_qos(self) -> int:
+        return self.qos
+
+    def start(self) -> None:
+        super().start()
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        self._running.clear()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    @property
+    def state(self) -> str:
+        return "running" if self._running.is_set() else "stopped"
+
+    @property
+    def finished(self) -> bool:
+        """True once a counted or non-looping run has sent everything it was asked to."""
+        return self._finished
+
+    # ----- API (also reached through control commands) -----
+    def play(self, count: int | None = None) -> None:
+        with self._lock:
+            if count is not None:
+                self.remaining = count
+            self._finished = False
+        self._running.set()
+        self._wake.set()
+
+    def pause(self) -> None:
+        """Stop publishing; when this returns, no new image is handed to paho and those already handed
+        over have been written (within a bound), so a reply to `stop` follows the last image."""
+        self._running.clear()
+        self._wake.set()
+        if threading.current_thread() is self._thread:
+            return
+        if self._burst_lock.acquire(timeout=0.5):  # the burst in progress ends
+            self._burst_lock.release()
+        if self._in_flight:
+            info = self._in_flight[-1][0]
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout=0.2)
+
+    def step(self, n: int = 1) -> None:
+        with self._lock:
+            self._pending_steps += n
+        self._wake.set()
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = float(rate)
+        self._wake.set()
+
+    # ----- commands -----
+    def _cmd_start(self, args: dict[str, Any]) -> None:
+        count = args.get("count")
+        if count is not None:
+            count = int(number_arg(args, "count", 1, 10**12))
+        self.play(count)
+
+    def _cmd_stop(self, _args: dict[str, Any]) -> None:
+        self.pause()
+
+    def _cmd_toggle(self, _args: dict[str, Any]) -> None:
+        if self._running.is_set():
+            self.pause()
+        else:
+            self.play()
+
+    def _cmd_step(self, args: dict[str, Any]) -> None:
+        self.step(int(number_arg(args, "n", 1, 100_000, default=1)))
+
+    def _cmd_rate(self, args: dict[str, Any]) -> None:
+        self.set_rate(number_arg(args, "value", 0, MAX_RATE))
+
+    def _cmd_set(self, args: dict[str, Any]) -> None:
+        known = {"qos", "order", "loop", "rate"}
+        unknown = set(args) - known
+        if unknown or not args:
+            raise CommandError(f"set takes {', '.join(sorted(known))}; got {', '.join(sorted(unknown)) or 'nothing'}")
+        qos = int(number_arg(args, "qos", 0, 2)) if "qos" in args else self.qos
+        if qos != args.get("qos", qos):
+            raise CommandError("qos must be 0, 1 or 2")
+        order = args.get("order", self.order)
+        if order not in ("sequential", "shuffle"):
+            raise CommandError("order must be 'sequential' or 'shuffle'")
+        loop = args.get("loop", self.loop)
+        if not isinstance(loop, bool):
+            raise CommandError("loop must be true or false")
+        rate = number_arg(args, "rate", 0, MAX_RATE) if "rate" in args else self.rate
+        with self._lock:
+            self.qos, self.loop = qos, loop
+            if order != self.order:
+                self.order = order
+                self._order = list(range(len(self.samples)))
+                if order == "shuffle":
+                    self._rng.shuffle(self._order)
+        self.set_rate(rate)
+
+    def _cmd_reset(self, _args: dict[str, Any]) -> None:
+        with self._lock:
+            self._pos = 0
+            self.sent = 0
+            self.errors = 0
+            self._finished = False
+
+    # ----- the publishing thread -----
+    def _next_sample(self) -> Sample | None:
+        with self._lock:
+            if self._pos >= len(self._order):
+                if not self.loop:
+                    return None
+                self._pos = 0
+                if self.order == "shuffle":
+                    self._rng.shuffle(self._order)
+            sample = self.samples[self._order[self._pos]]
+            self._pos += 1
+            return sample
+
+    def _payload(self, sample: Sample) -> tuple[str, bytes]:
+        self._seq += 1
+        msg_id = f"{self.client_id}-{self._seq}"
+        meta = {"id": msg_id, "label": sample.label, "t": time.time(), "src": self.client_id}
+        return msg_id, embed_meta(sample.png, meta)
+
+    def _sent(self, sample: Sample, msg_id: str, count: int, info: mqtt.MQTTMessageInfo) -> None:
+        """Book `count` images handed to paho (`sample` the last of them, `info` tracking them)."""
+        self._in_flight.append((info, count))
+        self._in_flight_count += count
+        self.sent += count
+        self.meter.add(count)
+        self.last = {"id": msg_id, "label": sample.label, "name": sample.name, "png": sample.png}
+        self._bound_in_flight()
+
+    def _send(self, sample: Sample) -> bool:
+        """Publish one image, waiting out a disconnect at QoS 0 (nothing lost); False if stopped meanwhile."""
+        msg_id, payload = self._payload(sample)
+        while not self._stop.is_set():
+            info = self.data_client.publish(self.topics.images, payload, qos=self.qos)
+            if self._kept(info):
+                break
+            if info.rc == mqtt.MQTT_ERR_NO_CONN:
+                self.data_connected.wait(0.5)  # QoS 0 while offline: wait for the reconnect, lose nothing
+                continue
+            self.errors += 1
+            time.sleep(0.001)
+        else:
+            return False
+        self._sent(sample, msg_id, 1, info)
+        return True
+
+    def _kept(self, info: mqtt.MQTTMessageInfo) -> bool:
+        """Sent, or (QoS 1/2 while offline) kept by paho, which sends it on reconnect under the same id:
+        publishing it again would send the image twice under two ids."""
+        return info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.qos > 0)
+
+    def _send_burst(self, samples: list[Sample]) -> int:
+        """Publish several images with one wake-up of the network thread; returns how many went out.
+
+        What paho refuses (a disconnect in the middle) goes through `_send` one by one, which waits.
+        """
+        made = [self._payload(sample) for sample in samples]
+        ids = [msg_id for msg_id, _ in made]
+        payloads = [payload for _, payload in made]
+        infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos)
+        ok = 0
+        while ok < len(infos) and self._kept(infos[ok]):
+            ok += 1
+        if ok:
+            shared = infos[0] is infos[ok - 1]  # one joined QoS 0 write: one info for all
+            if shared:
+                self._sent(samples[ok - 1], ids[ok - 1], ok, infos[0])
+            else:
+                for i in range(ok):
+                    self._sent(samples[i], ids[i], 1, infos[i])
+        for sample in samples[ok:]:
+            if not self._send(sample):
+                break
+            ok += 1
+        return ok
+
+    def _bound_in_flight(self, window: int = 2000) -> None:
+        """Wait while more than `window` images are still in paho's queue: bounded memory, backpressure."""
+        while self._in_flight_count > window:
+            oldest, count = self._in_flight[0]
+            if self.qos == 0 and not self.data_connected.is_set():
+                self._in_flight.clear()  # QoS 0 packets queued before a disconnect are never confirmed
+                self._in_flight_count = 0
+                return
+            try:
+                if not oldest.is_published():
+                    oldest.wait_for_publish(timeout=0.5)
+                    if not oldest.is_published():
+                        if self._stop.is_set():
+                            return
+                        continue
+            except (RuntimeError, ValueError):
+                pass
+            self._in_flight.popleft()
+            self._in_flight_count -= count
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            if self._pending_steps:
+                with self._lock:
+                    steps, self._pending_steps = self._pending_steps, 0
+                for _ in range(steps):
+                    sample = self._next_sample()
+                    if sample is None or not self._send(sample):
+                        break
+                continue
+            if not self._running.is_set() or not self.data_connected.is_set():
+                self._wake.wait(0.2)
+                self._wake.clear()
+                next_at = time.monotonic()
+                continue
+            rate = self.rate
+            burst = BURST
+            if rate > 0:
+                now = time.monotonic()
+                if next_at > now:
+                    self._wake.wait(next_at - now)
+                    self._wake.clear()
+                    continue
+                burst = max(1, min(BURST, int((now - next_at) * rate) + 1))  # what is due, at high rates several
+                next_at = max(next_at + burst / rate, now - 0.1)
+            with self._burst_lock:
+                if self._running.is_set():  # not stopped while this pass waited for its turn
+                    self._publish(burst)
+
+    def _publish(self, count: int) -> None:
+        with self._lock:
+            if self.remaining is not None:
+                count = min(count, self.remaining)
+        samples = []
+        for _ in range(count):
+            sample = self._next_sample()
+            if sample is None:
+                break
+            samples.append(sample)
+        sent = 0
+        if len(samples) == 1:
+            sent = int(self._send(samples[0]))
+        elif samples:
+            sent = self._send_burst(samples)
+        done = len(samples) < count  # the dataset ran out (no loop)
+        if self.remaining is not None:
+            with self._lock:
+                self.remaining -= sent
+                done = done or self.remaining <= 0
+        if done:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._running.clear()
+        self._finished = True
+        self.publish_status()
+
+    # ----- status -----
+    def status_fields(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "dataset": str(self.settings.dataset),
+            "size": len(self.samples),
+            "sent": self.sent,
+            "rate": self.rate,
+            "rate_actual": round(self.meter.rate(), 1),
+            "qos": self.qos,
+            "order": self.order,
+            "loop": self.loop,
+            "remaining": self.remaining,
+            "errors": self.errors,
+            "skipped": len(getattr(self.samples, "skipped", ())),  # unusable files of the dataset
+            "last": None if last is None else {
+                "id": last["id"], "label": last["label"], "name": last["name"],
+                "png": base64.b64encode(last["png"]).decode("ascii"),
+            },
+        }

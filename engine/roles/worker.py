@@ -1,0 +1,402 @@
+"""The infer role: classifies PNG digits from the image topic with dynamic batching.
+
+The paho callback only stamps and enqueues. One batching thread takes what is queued, up to
+max_batch, waiting at most max_delay for more (as Triton's dynamic batcher does), decodes, runs one
+forward pass and publishes one result per image. Every image gets exactly one answer: a prediction,
+or an error result when the payload cannot be classified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from engine.digits.fastpng import SIDE, decode_batch, inflate_grey28
+from engine.digits.model import LoadedModel, load_model, set_threads
+from engine.digits.preprocess import ImageError, decode_png
+from engine.mqtt.address import BrokerAddress
+from engine.protocol import CommandError, extract_meta, number_arg
+from engine.result_json import encode_results
+from engine.roles.role import Role
+from engine.settings import Settings
+from engine.stats import RateMeter, Window, rounded
+from engine.topics import sanitize_id
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class Worker(Role):
+    role: ClassVar[str] = "infer"
+    manual_ack: ClassVar[bool] = True  # an image is acknowledged once its result is queued (see _ack)
+    data_connection: ClassVar[bool] = True  # images and results on a client of their own (engine.roles.dataplane)
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        settings: Settings | None = None,
+        client_id: str | None = None,
+        model: LoadedModel | None = None,
+    ):
+        super().__init__(address, settings, client_id)
+        s = self.settings
+        self.model = model if model is not None else load_model(s.model_path, allow_torchscript=s.allow_torchscript)
+        self.max_batch = s.max_batch
+        self.max_delay = s.max_delay_ms / 1000.0
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=s.queue_size)
+        # QoS 1/2 images are acknowledged only once their result is published (at-least-once: a worker
+        # killed with images in hand gets them again from its session), and MQTT 5 brokers send no more
+        # unacknowledged images than the queue holds, so at QoS 1 the queue never overflows.
+        self.receive_maximum = s.queue_size
+        self._results_qos = s.result_qos or 0  # of the last batch's results (see _OnPublishWhenNeeded)
+        self._conn_gen = 0  # packet ids of one connection mean nothing on the next
+        self._held = 0  # images taken from the queue but held because the worker was paused meanwhile
+        self._intake = threading.Lock()  # closing the intake and the last enqueue do not interleave
+        self._intake_closed = False
+        self._drain_deadline: float | None = None
+        self.processed = 0
+        self.errors = 0
+        self.dropped = 0
+        self.received = 0
+        self._auto_ids = 0
+        self.meter = RateMeter()
+        self.latency = Window(5_000)
+        self.batches = Window(200)
+        self.stage = {name: Window(200) for name in ("queue", "decode", "infer", "publish")}
+        self._paused = threading.Event()
+        self.commands.update(start=self._cmd_start, stop=self._cmd_stop, set=self._cmd_set)
+        self._thread = threading.Thread(target=self.guarded(self._run), name="infer-batch", daemon=True)
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        topic = self.topics.images
+        if self.settings.share_group:
+            topic = f"$share/{sanitize_id(self.settings.share_group)}/{topic}"
+        return [(topic, 1)]
+
+    def data_topic(self) -> str | None:
+        return self.topics.results
+
+    def on_data_connect(self) -> None:
+        self._conn_gen += 1
+
+    def data_qos(self) -> int:
+        """The QoS of the last batch's results (that of its images, or --result-qos)."""
+        return self._results_qos
+
+    def _queue_full(self) -> bool:
+        """Asked by the data client before it reads: while True, QoS 0 images are dropped unread."""
+        return self.queue.qsize() >= self.queue.maxsize and not self._intake_closed
+
+    @property
+    def shed(self) -> int:
+        """QoS 0 images dropped unread while the queue was full (FastClient.shed_when)."""
+        return getattr(self.data_client, "shed", 0) if self._data is not None else 0
+
+    def start(self) -> None:
+        # One torch thread unless told otherwise: LeNet-5 at batch 64 runs about as fast on one core as
+        # on two, and the spare core is better spent on the paho thread, the broker and other workers
+        # (docs/PERFORMANCE.md). Scale out with more worker processes instead.
+        set_threads(self.settings.threads or 1)
+        super().start()
+        # Overload: while the queue is full, QoS 0 images are dropped in whole reads from the socket,
+        # before paho or Python touches each one; QoS 1 images wait at the broker (receive maximum).
+        self.data_client.shed_when = self._queue_full
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        """Finish and publish every image already received before going offline.
+
+        Without a durable session, unsubscribe first (and wait for the broker's answer), so that no
+        image arrives after the queue is drained. With one, keep the subscription: the broker holds
+        what comes next until the worker is back, and images received but not answered are not
+        acknowledged, so the broker sends them again then.
+        """
+        client = self._data.client if self._data is not None else None
+        if client is not None and self.data_connected.is_set() and not self.persistent:
+            done = threading.Event()
+            client.on_unsubscribe = lambda *_a: done.set()
+            client.unsubscribe([t for t, _ in self.subscriptions()])
+            done.wait(1)  # bounded: behind a flood the answer queues after the images; intake closes anyway
+        self._paused.clear()
+        drain = self.settings.drain_seconds
+        with self._intake:  # what arrives from now on is neither counted nor acknowledged (see on_data)
+            self._intake_closed = True
+            self._drain_deadline = time.monotonic() + drain
+            with contextlib.suppress(queue.Full):
+                self.queue.put(_STOP, timeout=drain)
+        self._thread.join(timeout=drain + 30)
+
+    @property
+    def state(self) -> str:
+        return "stopped" if self._paused.is_set() else "running"
+
+    # ----- network thread: stamp and enqueue only -----
+    def on_data(self, msg: mqtt.MQTTMessage) -> None:
+        ack = None if msg.qos == 0 else (msg.mid, msg.qos, self._conn_gen)
+        item = (msg.payload, time.time(), ack)
+        with self._intake:
+            if self._intake_closed:
+                # Stopping, queue drained: not taken. Unacknowledged, a QoS 1 image comes back to a durable
+                # session; without one the broker drops it with the session, as for any worker that leaves.
+                return
+            self.received += 1
+            if msg.qos == 0:
+                try:
+                    self.queue.put_nowait(item)
+                except queue.Full:
+                    self.dropped += 1
+            else:
+                # QoS 1/2: hold the network thread briefly (the broker keeps the rest) rather than lose it
+                try:
+                    self.queue.put(item, timeout=5)
+                except queue.Full:
+                    self.dropped += 1
+                    self._ack([item])
+
+    # ----- commands -----
+    def _cmd_start(self, _args: dict[str, Any]) -> None:
+        self._paused.clear()
+
+    def _cmd_stop(self, _args: dict[str, Any]) -> None:
+        self._paused.set()
+
+    def _cmd_set(self, args: dict[str, Any]) -> None:
+        unknown = set(args) - {"max_batch", "max_delay_ms"}
+        if unknown or not args:
+            raise CommandError(f"set takes max_batch, max_delay_ms; got {', '.join(sorted(unknown)) or 'nothing'}")
+        # every value is checked before any is applied: a bad command changes nothing
+        max_batch = int(number_arg(args, "max_batch", 1, 1024)) if "max_batch" in args else self.max_batch
+        max_delay = number_arg(args, "max_delay_ms", 0, 1000) / 1000.0 if "max_delay_ms" in args else self.max_delay
+        self.max_batch, self.max_delay = max_batch, max_delay
+
+    # ----- the batching loop -----
+    def _take_batch(self) -> tuple[list[tuple[bytes, float, Any]], bool]:
+        """Block for the first item, then gather up to max_batch within max_delay. (batch, stop_seen).
+
+        Once it holds the first item, the thread takes what is queued and, if that is not a full batch,
+        sleeps out the rest of the window once and takes what came meanwhile. It is not woken for each
+        image that arrives in the window (a Condition notify, a GIL hand-off and a context switch per
+        image: at 1,000 images/s that cost more CPU than the forward passes, docs/PERFORMANCE.md).
+        """
+        try:
+            first = self.queue.get(timeout=0.2)
+        except queue.Empty:
+            return [], False
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + self.max_delay
+        if self._gather(batch):
+            return batch, True
+        if len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)
+                if self._gather(batch):
+                    return batch, True
+        return batch, False
+
+    def _gather(self, batch: list[tuple[bytes, float, Any]]) -> bool:
+        """Move what is queued into `batch`, up to max_batch; True when the stop marker was met."""
+        get = self.queue.get_nowait
+        limit = self.max_batch
+        while len(batch) < limit:
+            try:
+                item = get()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            batch.append(item)
+        return False
+
+    def _drop_queued(self) -> None:
+        """Past the drain time at stop: what is still queued is counted as dropped and not acknowledged
+        (a QoS 1 image comes back to a durable session)."""
+        left = 0
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            left += item is not _STOP
+        if left:
+            self.dropped += left
+            log.warning("infer %s: stopped with %d queued images unanswered (drain limit %.1f s)", self.client_id,
+                        left, self.settings.drain_seconds)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            if self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
+                self._drop_queued()
+                break
+            if self._paused.is_set() and not self._stop.is_set():
+                time.sleep(0.05)
+                continue
+            batch, stopping = self._take_batch()
+            if batch and not stopping and self._paused.is_set():
+                self._held = len(batch)  # paused while gathering it: the batch waits too
+                while self._paused.is_set() and not self._stop.is_set():
+                    time.sleep(0.05)
+                self._held = 0
+            if stopping:  # finish everything received so far, in batches, then end
+                while True:
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not _STOP:
+                        batch.append(item)
+            for start in range(0, len(batch), max(1, self.max_batch)):
+                if stopping and self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
+                    self.dropped += len(batch) - start  # see _drop_queued
+                    log.warning("infer %s: stopped with %d queued images unanswered (drain limit %.1f s)",
+                                self.client_id, len(batch) - start, self.settings.drain_seconds)
+                    break
+                chunk = batch[start : start + max(1, self.max_batch)]
+                errors = self.errors
+                try:
+                    self._process(chunk)
+                except Exception:
+                    log.exception("infer %s: batch of %d failed; answering its images one by one", self.client_id,
+                                  len(chunk))
+                    self.errors = errors
+                    self._process_one_by_one(chunk)
+                finally:
+                    self._ack(chunk)
+
+    def _process_one_by_one(self, batch: list[tuple[bytes, float, Any]]) -> None:
+        """After a batch failed unexpectedly (a bug, not a bad image: those get an ImageError): each image
+        alone, and one that still fails gets an error result, so that every image is answered once."""
+        for item in batch:
+            errors = self.errors
+            try:
+                self._process([item])
+            except Exception as exc:
+                self.errors = errors + 1
+                self._auto_ids += 1
+                try:
+                    meta = extract_meta(item[0])
+                except Exception:
+                    meta = extract_meta(b"")
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                now = time.time()
+                qos = self._result_qos([item])
+                self.data_client.publish(self.topics.results, _dump({
+                    "id": meta.id or f"{self.client_id}:{self._auto_ids}", "error": f"internal error: {reason}",
+                    "label": meta.label, "worker": self.client_id, "src": meta.src, "t_sent": meta.t,
+                    "t_recv": item[1], "t_done": now,
+                }), qos=qos)
+
+    def _result_qos(self, batch: list[tuple[bytes, float, Any]]) -> int:
+        """The QoS of a batch's results: the result-QoS setting, else the highest QoS of its images (a QoS 1
+        image is answered at QoS 1: an acknowledged image never loses its answer to a disconnect)."""
+        fixed = self.settings.result_qos
+        if fixed is not None:
+            return fixed
+        return max((ack[1] for _payload, _t, ack in batch if ack is not None), default=0)
+
+    def _ack(self, batch: list[tuple[bytes, float, Any]]) -> None:
+        """Acknowledge QoS 1/2 images whose results are queued (they go out first, in order)."""
+        gen = self._conn_gen
+        acks = [(ack[0], ack[1]) for _payload, _t, ack in batch if ack is not None and ack[2] == gen]
+        if acks:
+            self.data_client.ack_many(acks)
+
+    def _process(self, batch: list[tuple[bytes, float, Any]]) -> None:
+        t0 = time.time()
+        s = self.settings
+        good: list[dict[str, Any]] = []  # result heads of the images to classify, in batch order
+        t_recvs: list[float] = []
+        raws: list[bytes] = []  # plain 28x28 grey PNGs, decoded together (engine.digits.fastpng)
+        raw_slots: list[int] = []
+        decoded: list[tuple[int, np.ndarray]] = []  # everything else, decoded by decode_png
+        out: list[bytes] = []
+        fast_ok = s.max_pixels >= SIDE * SIDE
+        for payload, t_recv, _ack in batch:
+            meta = extract_meta(payload)
+            if meta.id is None:
+                self._auto_ids += 1
+                msg_id = f"{self.client_id}:{self._auto_ids}"
+            else:
+                msg_id = meta.id
+            head = {"id": msg_id, "label": meta.label, "worker": self.client_id, "src": meta.src, "t_sent": meta.t}
+            raw = inflate_grey28(payload) if fast_ok and len(payload) <= s.max_payload else None
+            if raw is not None:
+                raw_slots.append(len(good))
+                raws.append(raw)
+            else:
+                try:
+                    decoded.append((len(good), decode_png(payload, max_bytes=s.max_payload, max_pixels=s.max_pixels)))
+                except ImageError as exc:
+                    now = time.time()
+                    out.append(_dump(head | {"error": str(exc), "t_recv": t_recv, "t_done": now}))
+                    self.errors += 1
+                    continue
+            good.append(head)
+            t_recvs.append(t_recv)
+        if raws and not decoded:
+            images = decode_batch(raws)
+        else:
+            images = np.empty((len(good), SIDE, SIDE), np.uint8)
+            if raws:
+                images[raw_slots] = decode_batch(raws)
+            for slot, image in decoded:
+                images[slot] = image
+        t1 = time.time()
+        if good:
+            probs = self.model.predict(images)
+            t2 = time.time()
+            out.extend(encode_results(good, probs, self.model.name, self.client_id, t_recvs, t2))
+        else:
+            t2 = t1
+        qos = self._result_qos(batch)
+        self._results_qos = qos
+        topic = self.topics.results
+        self.data_client.publish_many(topic, out, qos=qos)
+        t3 = time.time()
+        count = len(batch)
+        self.processed += len(good)
+        self.meter.add(count)
+        self.batches.add(count)
+        self.latency.extend([t3 - item[1] for item in batch])
+        self.stage["queue"].add(sum(t0 - item[1] for item in batch) / count)
+        self.stage["decode"].add((t1 - t0) / count)
+        self.stage["infer"].add((t2 - t1) / count)
+        self.stage["publish"].add((t3 - t2) / count)
+
+    # ----- status -----
+    def status_fields(self) -> dict[str, Any]:
+        mean_batch = self.batches.mean()
+        return {
+            "model": self.model.name,
+            "received": self.received + self.shed,
+            "processed": self.processed,
+            "errors": self.errors,
+            "rate": round(self.meter.rate(), 1),
+            "queue": self.queue.qsize() + self._held,
+            "queue_max": self.queue.maxsize,
+            "dropped": self.dropped + self.shed,
+            "shed": self.shed,
+            "batch_mean": round(mean_batch, 2) if mean_batch is not None else None,
+            "max_batch": self.max_batch,
+            "max_delay_ms": round(self.max_delay * 1000, 3),
+            "lat_ms": rounded(self.latency.percentiles((50, 90, 99))),
+            "stages_ms": {k: (round(v * 1000, 4) if (v := w.mean()) is not None else None)
+                          for k, w in self.stage.items()},
+            "group": self.settings.share_group,
+        }
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode("utf-8")

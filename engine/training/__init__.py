@@ -1,0 +1,1 @@
+"""Training the bundled model (`mnist-tui train`)."""

@@ -1,0 +1,1 @@
+"""The frame around the panes: header, footer, help screen."""

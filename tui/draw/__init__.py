@@ -1,0 +1,1 @@
+"""The draw dialog: a canvas to draw a digit and send it."""

@@ -1,0 +1,1 @@
+"""The Publisher pane."""

@@ -1,0 +1,120 @@
+"""The Publisher pane: the input role's state and settings, and the last digit it sent."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import PurePath
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from engine.console.observer import RoleStatus, Snapshot
+from tui.safe_text import markup_text
+from tui.widgets import formatting as fmt
+from tui.widgets.digit_view import DigitView
+
+NO_PUBLISHER = (
+    "[dim]no publisher on the broker[/]\n\n"
+    "start one with\n[b]mnist-tui run input[/]\n[dim]--broker URL[/]\n"
+    "or run [b]mnist-tui[/] alone"
+)
+
+
+ORDERS = {"sequential": "in order", "shuffle": "shuffled"}
+SHORT_ORDERS = {"sequential": "seq", "shuffle": "shuffle"}
+
+
+def pick_publisher(snap: Snapshot) -> tuple[RoleStatus | None, int]:
+    """The input role to show: a running one first, then any online one, then the newest offline one."""
+    inputs = snap.roles_of("input")
+    if not inputs:
+        return None, 0
+    ranked = sorted(inputs, key=lambda r: (r.state != "running", not r.online, -r.received))
+    return ranked[0], len(inputs)
+
+
+def _last_png(data: Any) -> bytes | None:
+    last = data.get("last")
+    if not isinstance(last, dict) or not isinstance(last.get("png"), str):
+        return None
+    try:
+        return base64.b64decode(last["png"], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
+    d = role.data
+    if not role.online:
+        state = "[bold $text-error]○ offline[/]"
+    elif role.silent(now):
+        state = f"[$text-warning]? silent {fmt.duration(now - role.received)}[/]"
+    elif role.state == "running":
+        state = "[bold $text-success]● running[/]"
+    else:
+        state = f"[$text-warning]■ {markup_text(role.state, 40)}[/]"
+    rate_set = fmt.set_rate(d.get("rate"))
+    actual = fmt.rate(d.get("rate_actual"))
+    orders = SHORT_ORDERS if narrow else ORDERS
+    order = orders.get(str(d.get("order")), markup_text(d.get("order", "?"), 20))
+    loop = "loop" if d.get("loop") else "once"
+    dataset = PurePath(str(d.get("dataset", "?"))).name
+    last = d.get("last") if isinstance(d.get("last"), dict) else None
+    remaining = d.get("remaining")
+    lines = [
+        f"state   {state}",
+        f"sent    [b]{fmt.count(d.get('sent'))}[/]" + (f" [dim]({fmt.count(remaining)} left)[/]" if remaining else ""),
+        f"rate    [b]{rate_set}[/] [dim]now[/] {actual}",
+        f"qos {markup_text(d.get('qos', '?'))} [dim]·[/] {order} [dim]·[/] {loop}",
+    ]
+    if not narrow:
+        lines.append(f"data    {markup_text(dataset, 60)} [dim]({fmt.count(d.get('size'))})[/]")
+        if d.get("errors"):
+            lines.append(f"errors  [$text-error]{fmt.count(d.get('errors'))}[/]")
+    if last is not None:
+        label = last.get("label")
+        lines.append(f"last    label [b]{label if label is not None else '?'}[/]")
+    return "\n".join(lines)
+
+
+class PublisherPane(Vertical, can_focus=True):
+    """Shows the input role from its status messages; steered through the control topic by the app."""
+
+    BINDINGS = [
+        Binding("n", "app.step", "Send one"),
+        Binding("plus,equals_sign", "app.faster", "Faster", key_display="+"),
+        Binding("minus", "app.slower", "Slower", key_display="-"),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Publisher"
+        self._markup: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(NO_PUBLISHER, id="publisher-fields")
+        yield DigitView(id="publisher-digit")
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        role, n = pick_publisher(snap)
+        narrow = self.size.width < 30 or self.size.height < 20
+        fields = self.query_one("#publisher-fields", Static)
+        digit = self.query_one(DigitView)
+        if role is None:
+            markup = NO_PUBLISHER
+            subtitle = ""
+            digit.show_png(None)
+        else:
+            markup = publisher_markup(role, snap.time, narrow)
+            subtitle = markup_text(role.id) if n == 1 else f"{markup_text(role.id)} (1 of {n})"
+            digit.show_png(_last_png(role.data))
+        if markup != self._markup:
+            same_height = self._markup is not None and markup.count("\n") == self._markup.count("\n")
+            self._markup = markup
+            fields.update(markup, layout=not same_height)
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle

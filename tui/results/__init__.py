@@ -1,0 +1,1 @@
+"""The Results pane, its log, the result detail and the confusion matrix."""

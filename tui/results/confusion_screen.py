@@ -1,0 +1,147 @@
+"""The confusion matrix of every labelled result so far (`m` opens and closes it), live.
+
+The counts are the observer's, over all results since the last clear. Picking a cell lists its results
+(for a cell off the diagonal: the misclassified digits), newest first, from the results the console
+still holds (the newest 10,000); enter on one opens it up close.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from engine.console.observer import ResultRow, Snapshot
+from tui.results.confusion_matrix import ConfusionMatrix
+from tui.results.result_detail import ResultDetail
+from tui.widgets import formatting as fmt
+from tui.widgets.palette import palette
+
+HINT = "[dim]arrows + enter or a click: pick a cell, then a digit · [/]m[dim] or [/]escape[dim] closes[/]"
+
+
+def worst_cell(counts: tuple[tuple[int, ...], ...]) -> tuple[int, int] | None:
+    """The most frequent confusion (label, pred), or None when nothing was misclassified."""
+    best, cell = 0, None
+    for label, row in enumerate(counts):
+        for pred, n in enumerate(row):
+            if label != pred and n > best:
+                best, cell = n, (label, pred)
+    return cell
+
+
+def cell_rows(results: tuple[ResultRow, ...], label: int, pred: int) -> list[ResultRow]:
+    """The results of one cell, newest first."""
+    return [r for r in reversed(results) if r.label == label and r.pred == pred and r.error is None]
+
+
+class CellList(DataTable[Any]):
+    """The results of the picked cell. Escape here closes the screen, as it does on the matrix: the list is
+    always in view, so giving the focus back to the matrix would look like escape did nothing (tab, shift+tab
+    or a click move between the two)."""
+
+
+class ConfusionScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,m", "close", "Close")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell: tuple[int, int] | None = None
+        self.listed: list[ResultRow] = []
+        self._listed_key: tuple[Any, ...] | None = None
+        self._results: tuple[ResultRow, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confusion", classes="dialog"):
+            yield ConfusionMatrix(id="cm-matrix")
+            yield Static("", id="cm-cell")
+            table = CellList(id="cm-list", cursor_type="row")
+            for key, title in (("time", "time"), ("id", "id"), ("pred", "pred"), ("label", "label"),
+                               ("conf", "conf"), ("worker", "worker")):
+                table.add_column(title, key=key)
+            yield table
+            yield Static(HINT, classes="dialog-hint")
+
+    @property
+    def matrix(self) -> ConfusionMatrix:
+        return self.query_one(ConfusionMatrix)
+
+    def on_mount(self) -> None:
+        box = self.query_one("#confusion", Vertical)
+        box.border_title = "Confusion matrix"
+        snap: Snapshot | None = getattr(self.app, "snap", None)
+        if snap is not None:
+            self.update_snapshot(snap)
+            start = worst_cell(snap.stats.confusion)
+            if start is not None:
+                self.matrix.cursor = start
+        self._list(*self.matrix.cursor)
+        self.matrix.focus()
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        stats = snap.stats
+        self.matrix.set_counts(stats.confusion)
+        width = max(76, self.matrix.needed_width + 4)  # counts grow: so does the dialog
+        box = self.query_one("#confusion", Vertical)
+        if box.styles.width is None or box.styles.width.value != width:
+            box.styles.width = width
+        acc = fmt.percent(stats.accuracy) if stats.accuracy is not None else "-"
+        subtitle = f"{fmt.count(stats.labelled)} labelled results · accuracy {acc}"
+        if box.border_subtitle != subtitle:
+            box.border_subtitle = subtitle
+        self._results = snap.results
+        if self.cell is not None:
+            self._list(*self.cell)
+
+    def _list(self, label: int, pred: int) -> None:
+        rows = cell_rows(self._results, label, pred)
+        total = self.matrix.counts[label][pred]
+        key = (label, pred, total, rows[0].seq if rows else None, len(rows))
+        if key == self._listed_key:
+            return
+        self._listed_key = key
+        self.cell = (label, pred)
+        self.listed = rows
+        what = "correct" if label == pred else "misclassified"
+        held = "" if len(rows) == total else f" [dim]({fmt.count(len(rows))} still held)[/]"
+        self.query_one("#cm-cell", Static).update(
+            f"label [b]{label}[/] predicted as [b]{pred}[/]: {fmt.count(total)} {what}{held}")
+        table = self.query_one(CellList)
+        keep = table.cursor_row
+        pal = palette(self.app)
+        table.clear()
+        for row in rows[:500]:
+            table.add_row(
+                Text(fmt.clock(row.t), style=pal.muted), row.id or "-",
+                Text(str(row.pred), style=pal.ok if label == pred else pal.bad), str(row.label),
+                f"{row.conf:.3f}" if row.conf is not None else "-", Text(row.worker or "-", style=pal.muted),
+            )
+        if rows:
+            table.move_cursor(row=min(keep, len(rows) - 1), animate=False)
+
+    @on(ConfusionMatrix.CellHighlighted)
+    def _highlighted(self, event: ConfusionMatrix.CellHighlighted) -> None:
+        self._list(event.label, event.pred)
+
+    @on(ConfusionMatrix.CellSelected)
+    def _selected(self, event: ConfusionMatrix.CellSelected) -> None:
+        if type(event) is not ConfusionMatrix.CellSelected:
+            return
+        self._list(event.label, event.pred)
+        if self.listed:
+            self.query_one(CellList).focus()
+
+    @on(DataTable.RowSelected, "#cm-list")
+    def _open(self, event: DataTable.RowSelected) -> None:
+        index = event.cursor_row
+        if 0 <= index < len(self.listed):
+            self.app.push_screen(ResultDetail(tuple(self.listed), index))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,137 @@
+"""One result up close: its digit large, the label, the prediction, the ten probabilities, worker, latency.
+
+The digit is the PNG that went over the broker, as the console's observer kept it (the newest few
+thousand images, by id: see engine/console/observer.py); an older result says its image is no longer kept.
+Left and right step through the list the result was picked from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from engine.console.observer import ResultRow
+from engine.errors import MnistError
+from tui.results.prob_bars import ProbBars
+from tui.safe_text import markup_text
+from tui.widgets import formatting as fmt
+from tui.widgets.digit_view import DigitView
+
+LARGE = (100, 40)
+
+
+def fields_markup(row: ResultRow) -> str:
+    """The result's facts, one per line."""
+    label = "-" if row.label is None else str(row.label)
+    if row.error is not None:
+        verdict = f"[$text-error]error: {markup_text(row.error)}[/]"
+    else:
+        mark = {True: " [$text-success]✓ correct[/]", False: " [$text-error]✗ wrong[/]", None: ""}[row.correct]
+        conf = f" [dim]·[/] {row.conf * 100:.1f}%" if row.conf is not None else ""
+        verdict = f"[b]{row.pred if row.pred is not None else '-'}[/]{mark}{conf}"
+    lines = [
+        f"label       [b]{label}[/]",
+        f"prediction  {verdict}",
+        f"worker      {markup_text(row.worker or '-')}",
+        f"latency     {fmt.ms(row.latency_ms)}",
+        f"model       {markup_text(row.model or '-')}",
+        f"time        {fmt.clock(row.t)}",
+    ]
+    return "\n".join(lines)
+
+
+class ResultDetail(ModalScreen[None]):
+    """`rows[index]` is shown; escape or enter closes."""
+
+    BINDINGS = [
+        Binding("escape,enter,q", "close", "Close"),
+        Binding("left,up", "step(-1)", "Previous", show=False),
+        Binding("right,down", "step(1)", "Next", show=False),
+    ]
+
+    def __init__(self, rows: Sequence[ResultRow], index: int) -> None:
+        super().__init__()
+        self.rows = rows
+        self.index = index
+        self.image_state = "loading"  # "loading", "shown", "gone" (not kept any more), "none" (no id), "error"
+
+    @property
+    def row(self) -> ResultRow:
+        return self.rows[self.index]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="detail", classes="dialog"):
+            with Horizontal(id="detail-body"):
+                yield DigitView(placeholder="", id="detail-digit")
+                with Vertical(id="detail-side"):
+                    yield Static("", id="detail-fields")
+                    yield ProbBars("no probabilities in this result", id="detail-bars")
+            yield Static("[dim]← → previous / next result · escape closes[/]", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        large = self.app.size.width >= LARGE[0] and self.app.size.height >= LARGE[1]
+        self.query_one("#detail", Vertical).set_class(large, "-large")
+        self._show()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_step(self, step: int) -> None:
+        index = max(0, min(len(self.rows) - 1, self.index + step))
+        if index != self.index:
+            self.index = index
+            self._show()
+
+    def _show(self) -> None:
+        row = self.row
+        box = self.query_one("#detail", Vertical)
+        box.border_title = f"Result {markup_text(row.id or '(no id)')}"
+        box.border_subtitle = f"{fmt.count(self.index + 1)} of {fmt.count(len(self.rows))}"
+        self.query_one("#detail-fields", Static).update(fields_markup(row))
+        bars = self.query_one(ProbBars)
+        bars.show(row.probs, row.pred, row.label)
+        digit = self.query_one(DigitView)
+        digit.show_png(None)
+        if row.id is None:
+            self.image_state = "none"
+            digit.placeholder = "no id: no image to match"
+            digit.refresh()
+            return
+        self.image_state = "loading"
+        digit.placeholder = "…"
+        self._fetch(row.id, self.index)
+
+    @work(thread=True, exclusive=True, group="detail-image")
+    def _fetch(self, image_id: str, index: int) -> None:
+        observer: Any = getattr(self.app, "observer", None)
+        try:
+            png = observer.image(image_id) if observer is not None else None
+        except MnistError as exc:  # the observer process is gone or too busy to answer
+            self.app.call_from_thread(self._fetched, None, index, str(exc))
+            return
+        self.app.call_from_thread(self._fetched, png, index)
+
+    def _fetched(self, png: bytes | None, index: int, error: str | None = None) -> None:
+        if index != self.index or not self.is_mounted:
+            return
+        digit = self.query_one(DigitView)
+        if error is not None:
+            self.image_state = "error"
+            digit.placeholder = error
+            digit.refresh()
+            return
+        if png is None:
+            self.image_state = "gone"
+            kept = getattr(getattr(self.app, "observer", None), "max_images", 0)
+            digit.placeholder = f"image not kept (only the last {fmt.count(kept)})" if kept else "image not kept"
+            digit.refresh()
+            return
+        self.image_state = "shown"
+        digit.show_png(png)

@@ -1,0 +1,73 @@
+"""The Results pane: running accuracy and an endless log of results, newest last."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from engine.console.observer import ResultStats, Snapshot
+from tui.results.results_log import ResultsLog, header_text
+from tui.widgets import formatting as fmt
+
+
+def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False) -> str:
+    acc = stats.accuracy
+    if stats.received == 0:
+        if publishing:
+            return "[dim]no results yet: is an infer worker running?[/]"
+        return "[dim]no results yet: press[/] space [dim]to start the publisher[/]"
+    acc_text = f"[b]{fmt.percent(acc)}[/]" if acc is not None else "[dim]no labels[/]"
+    parts = [f"accuracy {acc_text}"]
+    if not narrow:
+        parts[0] += f" [dim]({fmt.count(stats.correct)} of {fmt.count(stats.labelled)})[/]"
+    parts.append(f"{fmt.rate(stats.rate)}")
+    if stats.lat_p50 is not None:
+        parts.append(f"p50 {fmt.ms(stats.lat_p50)}" + ("" if narrow else f" p99 {fmt.ms(stats.lat_p99)}"))
+    if stats.errors:
+        parts.append(f"[$text-error]{fmt.count(stats.errors)} error{'s' if stats.errors != 1 else ''}[/]")
+    return " [dim]·[/] ".join(parts)
+
+
+class ResultsPane(Vertical):
+    BINDINGS = [
+        Binding("c", "app.clear_results", "Clear"),
+        Binding("end", "follow", "Newest", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Results"
+        self._summary: str | None = None
+        self._header_width = -1
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="results-summary")
+        yield Static("", id="results-header")
+        yield ResultsLog(id="results-log")
+
+    @property
+    def log_view(self) -> ResultsLog:
+        return self.query_one(ResultsLog)
+
+    def action_follow(self) -> None:
+        self.log_view.action_follow()
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        log = self.log_view
+        width = log.scrollable_content_region.width
+        if width != self._header_width:
+            self._header_width = width
+            self.query_one("#results-header", Static).update(header_text(width), layout=False)
+        publishing = any(r.state == "running" for r in snap.roles_of("input"))
+        summary = summary_markup(snap.stats, width < 60, publishing)
+        if summary != self._summary:
+            self._summary = summary
+            self.query_one("#results-summary", Static).update(summary, layout=False)
+        log.set_rows(snap.results)
+        subtitle = f"{fmt.count(snap.stats.received)} results" if snap.stats.received else ""
+        if not log.following and snap.results:
+            subtitle += " · scrolled: End for newest"
+        if self.border_subtitle != subtitle:
+            self.border_subtitle = subtitle

@@ -1,0 +1,1 @@
+"""The topic inspector: tree, payload view, filter and publish dialogs."""

@@ -1,0 +1,95 @@
+"""The publish dialog: topic, payload (text, or @file for a file's bytes), QoS and retain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+
+from engine.console.observer import validate_topic
+from engine.errors import ConfigError
+
+MAX_FILE = 16 * 1024 * 1024
+
+
+class PublishRequest(NamedTuple):
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def parse_payload(text: str) -> bytes:
+    """`@path` publishes a file's bytes (like `mosquitto_pub -f`); `@@...` is a literal '@...'; else UTF-8."""
+    if text.startswith("@@"):
+        return text[1:].encode("utf-8")
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        try:
+            if path.stat().st_size > MAX_FILE:
+                raise ConfigError(f"{path} is larger than 16 MiB")
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return text.encode("utf-8")
+
+
+class PublishDialog(ModalScreen[PublishRequest | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, topic: str = "", payload: str = "") -> None:
+        super().__init__()
+        self.initial_topic = topic
+        self.initial_payload = payload
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog"):
+            yield Label("Publish a message", classes="dialog-title")
+            yield Input(self.initial_topic, placeholder="topic, e.g. test/hello", id="publish-topic")
+            yield Input(self.initial_payload, placeholder="payload text, or @path/to/file.png", id="publish-payload")
+            with Horizontal(id="publish-options"):
+                yield Label("QoS", classes="option-label")
+                with RadioSet(id="publish-qos"):
+                    yield RadioButton("0", id="publish-qos0")
+                    yield RadioButton("1", value=True, id="publish-qos1")
+                    yield RadioButton("2", id="publish-qos2")
+                yield Checkbox("retain", id="publish-retain")
+            yield Static("[dim]@file sends a file's bytes; an empty retained message clears a topic;\n"
+                         "QoS 1 and 2 let an MQTT 5 broker say whether it took the message[/]",
+                         classes="dialog-hint")
+            yield Static("", id="publish-error", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Publish", variant="primary", id="publish")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        target = "#publish-payload" if self.initial_topic else "#publish-topic"
+        self.query_one(target, Input).focus()
+
+    def _qos(self) -> int:
+        pressed = self.query_one(RadioSet).pressed_index
+        return pressed if pressed in (0, 1, 2) else 1
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#publish")
+    def submit(self) -> None:
+        topic = self.query_one("#publish-topic", Input).value
+        try:
+            validate_topic(topic)
+            payload = parse_payload(self.query_one("#publish-payload", Input).value)
+        except ConfigError as exc:
+            self.query_one("#publish-error", Static).update(str(exc))
+            self.notify(str(exc), title="Cannot publish", severity="error")
+            return
+        retain = self.query_one("#publish-retain", Checkbox).value
+        self.dismiss(PublishRequest(topic, payload, self._qos(), retain))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,1 @@
+"""The Workers pane and its charts."""

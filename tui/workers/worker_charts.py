@@ -1,0 +1,76 @@
+"""Throughput and latency of every infer worker over the last minutes, as two plots side by side.
+
+One line per worker, from the rate and p50 latency in its status messages (about one a second; the
+observer keeps the last five minutes of them). The x axis is seconds before now. Line colours come
+from the theme, so they stay readable on light and dark ones. Redrawn when a status arrives, not on
+every screen refresh.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.color import Color
+from textual.containers import Horizontal
+from textual_plotext import PlotextPlot
+
+from engine.console.observer import HISTORY, RoleStatus, Snapshot
+
+WINDOW = float(HISTORY)  # seconds shown (a status a second)
+COLOUR_VARIABLES = ("text-primary", "text-success", "text-warning", "text-error", "text-secondary", "text-accent")
+
+
+class WorkerCharts(Horizontal):
+    """Two PlotextPlots: images/s and p50 latency (ms) per worker."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._key: tuple[object, ...] | None = None
+        self.lines = 0  # workers in the plots drawn last
+
+    def compose(self) -> ComposeResult:
+        yield PlotextPlot(id="chart-rate")
+        yield PlotextPlot(id="chart-latency")
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw_later())
+
+    def _redraw_later(self) -> None:
+        self._key = None
+
+    def _colours(self) -> list[tuple[int, int, int]]:
+        v = self.app.theme_variables
+        return [Color.parse(v[name]).rgb for name in COLOUR_VARIABLES if name in v] or [(0, 128, 255)]
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        workers = [r for r in snap.roles_of("infer") if r.history_t]
+        key = (tuple((r.id, r.received) for r in workers), self.size)
+        if key == self._key:
+            return
+        self._key = key
+        colours = self._colours()
+        self.lines = len(workers)
+        self._plot("#chart-rate", "images/s", workers, snap.time, colours, latency=False)
+        self._plot("#chart-latency", "p50 latency ms", workers, snap.time, colours, latency=True)
+
+    def _plot(self, selector: str, title: str, workers: list[RoleStatus], now: float,
+              colours: list[tuple[int, int, int]], latency: bool) -> None:
+        widget = self.query_one(selector, PlotextPlot)
+        plt = widget.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(title)
+        plt.xlim(-WINDOW, 0)
+        top = 0.0
+        for i, role in enumerate(workers):
+            values = role.lat_history if latency else role.history
+            points = [(t - now, v) for t, v in zip(role.history_t, values, strict=False)
+                      if v is not None and now - t <= WINDOW]
+            if not points:
+                continue
+            xs, ys = zip(*points, strict=True)
+            top = max(top, *ys)
+            label = role.id if len(workers) > 1 else None
+            plt.plot(list(xs), list(ys), color=colours[i % len(colours)], marker="braille", label=label)
+        plt.ylim(0, top * 1.1 if top > 0 else 1)
+        plt.xticks([-300, -240, -180, -120, -60, 0], ["-5m", "-4m", "-3m", "-2m", "-1m", "now"])
+        widget.refresh()
