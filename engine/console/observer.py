@@ -650,7 +650,12 @@ class Observer:
                 # Which subscription delivered this copy: the current inspector one, a core one, or one of
                 # a filter just replaced (still in flight). A core message is taken from exactly one copy.
                 inspect = self._gen * 2 + _SUB_INSPECT in sub_ids
-                core = kind is not None and any(self._is_core_copy(i, kind) for i in sub_ids)
+                core = False
+                if kind is not None:
+                    for sub_id in sub_ids:
+                        if self._is_core_copy(sub_id, kind):
+                            core = True
+                            break
             else:
                 inspect = not self._separate or topic_matches(self._filter, topic)
                 core = kind is not None

@@ -8,7 +8,8 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
 
 `FastClient` changes only how bytes reach paho, not what paho does with them:
 - reads: one `recv` of up to 64 KiB fills a buffer, and `loop_read` handles every packet in it
-  before it returns (one refill per call, so writes and keepalives still get their turn);
+  before it returns (one refill per call, so writes and keepalives still get their turn); a packet
+  that lies whole in the buffer is framed in one step, not read byte by byte;
 - `publish_many`: publishes a batch with one wake-up of the network thread instead of one per message;
 - writes: queued QoS 0 PUBLISH packets go out in one `send` when nothing listens for their
   individual `on_publish`;
@@ -142,6 +143,23 @@ class FastClient(mqtt.Client):
                     return rc
         finally:
             self._refills = -1
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """paho's, but a packet that lies whole in the read buffer is framed here in one step (paho asks
+        for its first byte, each byte of its length and its body in separate reads)."""
+        packet = self._in_packet
+        buf = self._rbuf
+        if not packet["command"] and len(buf) >= 2 and self._rbuf_sock is self._sock:
+            found = _varint(buf, 1, len(buf))
+            if found is not None and found[1] + found[0] <= len(buf):
+                length, start = found
+                packet["command"] = buf[0]
+                packet["have_remaining"] = 1
+                packet["remaining_length"] = length
+                packet["to_process"] = 0
+                packet["packet"] = buf[start : start + length]
+                del buf[: start + length]
+        return super()._packet_read()
 
     def _skim(self) -> None:
         """Drop the whole QoS 0 PUBLISH packets at the head of the read buffer (refilled once if empty).
