@@ -151,6 +151,34 @@ def test_subscription_identifiers_arrive_as_paho_decodes_them(mosquitto_broker: 
             client.loop_stop()
 
 
+def test_flush_lets_qos1_publishes_past_the_inflight_window_out_before_a_disconnect(
+        mosquitto_broker: EmbeddedBroker) -> None:
+    """paho sends QoS 1 publishes past its in-flight window only as acknowledgements free it, and a
+    disconnect drops what still waits: a stopping role that answered a burst would lose the tail of it.
+    `flush` waits until every publish is written and acknowledged."""
+    address = mosquitto_broker.address
+    probe = MqttProbe(address, "flush/#")
+    client = make_fast_client(address, "fast-flush", protocol=5)
+    client.max_inflight_messages_set(10)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect(address.host, address.port, **connect_kwargs(client))
+    client.loop_start()
+    try:
+        wait_for(connected.is_set, message="never connected")
+        payloads = [b"%d" % i for i in range(2000)]
+        client.publish_many("flush/x", payloads, qos=1)
+        assert client.flush(60), "not everything was acknowledged"
+        client.disconnect()
+        client.loop_stop()
+        got = probe.wait_count(len(payloads), topic="flush/x")
+        assert sorted(m.payload for m in got) == sorted(payloads)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        probe.close()
+
+
 @pytest.mark.parametrize("with_on_publish", [False, True])
 def test_publish_many_delivers_every_payload_once_in_order(mosquitto_broker: EmbeddedBroker,
                                                            with_on_publish: bool) -> None:

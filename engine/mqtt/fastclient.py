@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -277,6 +278,20 @@ class FastClient(mqtt.Client):
             for payload in payloads:
                 infos.append(publish(topic, payload, qos=qos))
         return infos
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued packet is written and every QoS 1/2 publish acknowledged; False when
+        `timeout` seconds pass first or the connection is gone.
+
+        paho sends QoS 1/2 publishes past its in-flight window only as acknowledgements free it, and
+        `disconnect` drops those still waiting: call this before it when what was published matters.
+        """
+        deadline = time.monotonic() + timeout
+        while self._out_packet or self._out_messages:
+            if self._sock is None or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
     def ack_many(self, acks: Iterable[tuple[int, int]]) -> None:
         """`ack(mid, qos)` for each pair (manual acknowledgement), waking the network thread once."""

@@ -124,6 +124,10 @@ class Role:
             return
         self._stop.set()
         self.shutdown()
+        if self._data is not None:
+            # What the role published on its data connection (a worker's last answers) reaches the broker
+            # before the goodbye says it was done, and before a disconnect could drop what paho still holds.
+            self._data.flush(self.settings.drain_seconds + 2)
         client = self._client
         if client is not None:
             if self.connected.is_set():
