@@ -401,7 +401,7 @@ class Observer:
         self._latencies: deque[float] = deque(maxlen=2048)
         self._reset_result_stats()
         self._results_mark = 0
-        # images by id (the newest max_images, at most max_image_bytes), for a result's detail view
+        # images as they came (the newest max_images, at most max_image_bytes), for a result's detail view
         self._images: deque[bytes] = deque()
         self._image_bytes = 0
         # inspector
