@@ -134,7 +134,7 @@ def test_a_denied_result_topic_is_said_once_and_the_worker_goes_on(secured_broke
     caplog.set_level(logging.ERROR, logger="engine.roles.role")
     worker.start()
     try:
-        # two TLS connections on a loaded machine: a generous deadline (paho's reconnect backoff starts at 1 s)
+        # two TLS connections on a loaded machine: a generous deadline, and a failure says which one is missing
         assert worker.wait_ready(90) and worker.fatal_error is None, (
             f"ready: {worker.ready.is_set()}, control connected: {worker.connected.is_set()}, data connected: "
             f"{worker.data_connected.is_set()}, last error: {worker.last_error}")
@@ -218,7 +218,7 @@ def test_one_workers_account_cannot_speak_for_another(secured_broker) -> None:  
     console.start()
     imposters: list[Observer] = []
     try:
-        # two TLS connections on a loaded machine: a generous deadline (paho's reconnect backoff starts at 1 s)
+        # two TLS connections on a loaded machine: a generous deadline, and a failure says which one is missing
         assert worker.wait_ready(90) and worker.fatal_error is None, (
             f"ready: {worker.ready.is_set()}, control connected: {worker.connected.is_set()}, data connected: "
             f"{worker.data_connected.is_set()}, last error: {worker.last_error}")
