@@ -338,7 +338,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command in ("metrics", "health", "config"):
         import importlib
 
-        module = {"config": "config_file"}.get(args.command, args.command)
+        module = {"config": "config_file"}.get(args.command, f"monitor.{args.command}")
         return importlib.import_module(f"engine.{module}").run(args)
     raise ConfigError(f"unknown command {args.command!r}")
 
