@@ -335,11 +335,18 @@ def dispatch(args: argparse.Namespace) -> int:
         from engine import recorder
 
         return getattr(recorder, f"run_{args.command}")(args)
-    if args.command in ("metrics", "health", "config"):
-        import importlib
+    if args.command == "metrics":
+        from engine.monitor import metrics
 
-        module = {"config": "config_file"}.get(args.command, f"monitor.{args.command}")
-        return importlib.import_module(f"engine.{module}").run(args)
+        return metrics.run(args)
+    if args.command == "health":
+        from engine.monitor import health
+
+        return health.run(args)
+    if args.command == "config":
+        from engine import config_file
+
+        return config_file.run(args)
     raise ConfigError(f"unknown command {args.command!r}")
 
 
