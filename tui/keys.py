@@ -80,7 +80,7 @@ TOPICS = (
     Key("f", "app.filter", "Filter", "change the subscription filter", everywhere=True, command="Topic filter"),
     Key("p", "app.publish", "Publish", "publish a message (topic, payload, QoS, retain)", everywhere=True,
         command="Publish a message"),
-    Key("x", "app.clear_retained", "Clear retained", "clear the retained message of the selected topic",
+    Key("x", "app.clear_retained", "Unretain", "clear the retained message of the selected topic",
         command="Clear retained message"),
     Key("s", "app.toggle_pause", "Pause", "pause or resume the inspector (topics hold still, results go on)",
         command="Pause or resume the inspector"),
