@@ -295,7 +295,9 @@ async def test_export_csv_matches_the_results_shown(app: MnistApp, tmp_path: Pat
 async def test_worker_charts_follow_the_status(app: MnistApp) -> None:
     async def body(pilot: Pilot[Any]) -> None:
         pane = app.screen.query_one(WorkersPane)
+        await until(pilot, lambda: pane.table.row_count >= 1, "no worker in the table")  # hidden until then
         pane.query_one("#workers-table").focus()
+        await until(pilot, lambda: app.focused is pane.table, "the workers table took no focus")
         await pilot.press("g")
         assert pane.charts_shown
         charts = pane.query_one(WorkerCharts)
