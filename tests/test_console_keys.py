@@ -183,3 +183,16 @@ async def test_results_pane_says_when_the_broker_is_out_of_reach() -> None:
 
         await until(pilot, lambda: "cannot be reached" in text(), lambda: f"results summary: {text()!r}")
         assert "press" not in text()
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+async def test_worker_plots_keep_the_topics_pane_on_screen(size: tuple[int, int]) -> None:
+    """g at 24 rows: the plots take their share and the Topics pane stays whole above the footer."""
+    app = MnistApp(make_observer(), BROKER)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("tab", "g")
+        workers = app.screen.query_one("#workers")
+        await until(pilot, lambda: workers.has_class("-charts"), "g showed no plots")
+        await pilot.pause(0.2)
+        topics = app.screen.query_one("#topics").region
+        assert topics.height >= 6 and topics.bottom <= size[1] - 1, topics

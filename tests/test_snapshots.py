@@ -167,12 +167,6 @@ def test_light_theme(snap_compare: Any, size: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
-def test_worker_charts_keep_topics_on_screen(snap_compare: Any, size: tuple[int, int]) -> None:
-    app = MnistApp(make_observer(), BROKER)
-    assert snap_compare(app, terminal_size=size, press=["tab", "g"], run_before=_settle)
-
-
-@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 def test_publish_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
     """The retain checkbox inside the dialog."""
     app = MnistApp(make_observer(), BROKER)
