@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.console.observer import ResultRow
+from engine.console.snapshot import ResultRow
 from engine.errors import ConfigError
 
 COLUMNS = ["time", "id", "pred", "label", "correct", "conf", "latency_ms", "worker", "model",

@@ -27,21 +27,10 @@ from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any
 
-from engine.console.observer import (
-    Connection as MqttConnection,
-)
-from engine.console.observer import (
-    Event,
-    Message,
-    Observer,
-    ResultRow,
-    ResultStats,
-    Snapshot,
-    TopicInfo,
-    _default_client_id,
-    validate_filter,
-    validate_topic,
-)
+from engine.console.observer import Observer, _default_client_id
+from engine.console.snapshot import Connection as MqttConnection
+from engine.console.snapshot import Event, Message, ResultRow, ResultStats, Snapshot, TopicInfo
+from engine.console.topic_filters import validate_filter, validate_topic
 from engine.errors import BrokerError, ConfigError, MnistError
 from engine.mqtt.address import BrokerAddress
 from engine.topics import ROLES, Topics
