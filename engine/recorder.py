@@ -212,7 +212,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _connect_target(args: argparse.Namespace) -> tuple[BrokerAddress, int]:
-    from engine.cli import address_from_args, protocols_from_args
+    from engine.options import address_from_args, protocols_from_args
 
     address = address_from_args(args)
     if address is None:

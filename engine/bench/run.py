@@ -37,7 +37,7 @@ PING_INTERVAL = 0.1  # seconds between the control pings sent to each worker whi
 
 # ----- command line -----
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from engine.cli import _non_negative_float, _non_negative_int, add_connection_options, add_pipeline_options
+    from engine.options import add_connection_options, add_pipeline_options, non_negative_float, non_negative_int
 
     parser.description = (
         "Start infer worker processes (or use those already on --broker with --workers 0), offer them "
@@ -54,24 +54,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             action.help = "images per second offered, 0 = full speed (the bench's default)"
     parser.set_defaults(rate=0.0)
     b = parser.add_argument_group("benchmark")
-    b.add_argument("--duration", type=_non_negative_float, default=None,
+    b.add_argument("--duration", type=non_negative_float, default=None,
                    help="seconds to send (default 10, unless --count is given)")
-    b.add_argument("--warmup", type=_non_negative_float, default=2.0,
+    b.add_argument("--warmup", type=non_negative_float, default=2.0,
                    help="seconds of load before measuring starts, not counted (default 2)")
-    b.add_argument("--workers", type=_non_negative_int, default=1,
+    b.add_argument("--workers", type=non_negative_int, default=1,
                    help="infer worker processes to start (default 1); 0 = use the workers already on the broker")
-    b.add_argument("--window", type=_non_negative_int, default=None,
+    b.add_argument("--window", type=non_negative_int, default=None,
                    help="most images unanswered at once (default: 1000 at --rate 0, unlimited at a set rate); "
                         "0 = no limit")
-    b.add_argument("--drain", type=_non_negative_float, default=5.0,
+    b.add_argument("--drain", type=non_negative_float, default=5.0,
                    help="after sending, wait this long without a new answer before counting the rest lost")
-    b.add_argument("--generators", type=_non_negative_int, default=1,
+    b.add_argument("--generators", type=non_negative_int, default=1,
                    help="load generator processes (default 1, in this process); N > 1 publish open loop at "
                         "rate/N each (full speed at --rate 0) and split the collecting through a shared subscription")
-    b.add_argument("--overload", type=_non_negative_float, default=None, metavar="X",
+    b.add_argument("--overload", type=non_negative_float, default=None, metavar="X",
                    help="first measure the workers' capacity (closed loop, --capacity-seconds), then offer X times it "
                         "open loop (with --generators processes) and report goodput, shed and control latency")
-    b.add_argument("--capacity-seconds", type=_non_negative_float, default=5.0,
+    b.add_argument("--capacity-seconds", type=non_negative_float, default=5.0,
                    help="length of the capacity phase of --overload (default 5)")
     b.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     b.add_argument("--no-progress", action="store_true", help="no progress line while it runs")
@@ -85,7 +85,7 @@ class Bench:
     """One benchmark: broker (embedded unless given), worker processes, generator, report."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from engine.cli import address_from_args, protocols_from_args, settings_from_args
+        from engine.options import address_from_args, protocols_from_args, settings_from_args
 
         self.args = args
         self.settings: Settings = settings_from_args(args)

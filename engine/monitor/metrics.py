@@ -211,6 +211,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _protocols(args: argparse.Namespace) -> tuple[int, ...]:
-    from engine.cli import protocols_from_args
+    from engine.options import protocols_from_args
 
     return protocols_from_args(args) or (5, 4)

@@ -130,7 +130,7 @@ class StatusFeed:
 
 def target_from_args(args: Any) -> tuple[BrokerAddress, Topics]:
     """The broker to watch (--broker, else mosquitto's default mqtt://127.0.0.1:1883) and the topic names."""
-    from engine.cli import address_from_args, settings_from_args
+    from engine.options import address_from_args, settings_from_args
 
     address = address_from_args(args) or BrokerAddress.parse("mqtt://127.0.0.1:1883")
     return address, settings_from_args(args).topics
