@@ -180,6 +180,7 @@ def _result_printer() -> Callable[[Result, bytes], None]:
 
 def run_roles(args: argparse.Namespace) -> int:
     from engine.roles.pipeline import LocalPipeline
+    from engine.roles.publisher import Publisher
 
     roles = list(ROLES) if "all" in args.roles else args.roles
     for name in roles:
@@ -211,10 +212,12 @@ def run_roles(args: argparse.Namespace) -> int:
         started = True
         for note in pipeline.notes:
             log.warning("%s", note)
+        assert pipeline.address is not None, "a started pipeline knows its broker"
         log.info("broker: %s (%s, %s)", pipeline.address.url, pipeline.broker_description, pipeline.protocol_name)
         for role in pipeline.roles:
             log.info("%s %s started", role.role, role.client_id)
         publisher = pipeline.role("input")
+        assert publisher is None or isinstance(publisher, Publisher)
         only_input = roles == ["input"]
         next_summary = time.monotonic() + 5
         while not stop.wait(0.2):

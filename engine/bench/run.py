@@ -110,6 +110,12 @@ class Bench:
         self.children: list[Any] = []
 
     # lifecycle
+
+    @property
+    def live(self) -> LoadGenerator:
+        """The load generator, once `connect` has made it (a phase before that is a bug)."""
+        assert self.gen is not None, "the load generator is made in connect()"
+        return self.gen
     def start(self) -> None:
         from engine.bench.loadgen import LoadGenerator
         from engine.digits.dataset import load_dataset
@@ -154,7 +160,7 @@ class Bench:
                 dead = self.pool.failed()
                 if dead is not None:
                     raise BrokerError(f"infer worker {dead.client_id} failed: {dead.last_error()}")
-            statuses = self.gen.statuses()
+            statuses = self.live.statuses()
             if self.worker_ids:
                 if all(statuses.get(w, {}).get("state") == "running" for w in self.worker_ids):
                     return
@@ -193,7 +199,7 @@ class Bench:
 
     def _measure_capacity(self, progress: Any) -> float:
         """Closed loop from this process (--window, default 1000): answers per second."""
-        gen = self.gen
+        gen = self.live
         tick = progress.tick if progress is not None else None
         if progress is not None:
             progress.phase("capacity", self.args.capacity_seconds + self.args.warmup, None)
@@ -212,9 +218,10 @@ class Bench:
         from engine.procstats import ProcessSampler
         from engine.roles.workerpool import broker_environment
 
-        gen = self.gen
+        gen = self.live
         gen.stop_collecting()  # the generator processes collect: results here would only delay the pings' replies
         duration = self.duration or 10.0
+        assert self.address is not None, "connect() sets the broker's address"
         env = broker_environment(self.address)
         t_measure = time.time() + 3.0 + self.args.warmup  # time for the children to start and connect
         self.tracker.start_measuring(gen.sent, since=t_measure)  # nothing of a capacity phase counts
@@ -289,7 +296,7 @@ class Bench:
     def _measure_here(self, progress: Any = None) -> dict[str, Any]:
         from engine.procstats import ProcessSampler
 
-        gen = self.gen
+        gen = self.live
         procs = {wid: pid for wid in self.worker_ids if (pid := self._pid_of(wid)) is not None}
         sampler = ProcessSampler(procs, bench_pid=os.getpid(),
                                  broker_pid=self.broker.pid if self.broker is not None else None)
@@ -335,7 +342,7 @@ class Bench:
             for w in self.pool.workers:
                 if w.client_id == worker_id:
                     return w.pid
-        status = self.gen.statuses().get(worker_id, {})
+        status = self.live.statuses().get(worker_id, {})
         if status.get("host") == socket.gethostname() and isinstance(status.get("pid"), int):
             return status["pid"]  # a worker on this machine: measure it too
         return None
@@ -358,14 +365,14 @@ class Bench:
     def _report(self, sent: int, send_seconds: float, t_start: float, flushed: bool, sampler: Any) -> dict[str, Any]:
         tally = self.tracker.tally
         span = (tally.last_answer - t_start) if tally.last_answer else 0.0
-        stages, batch_mean = _stage_means(self.gen.status_log, self.worker_ids)
+        stages, batch_mean = _stage_means(self.live.status_log, self.worker_ids)
         per_worker: dict[str, Any] = {}
         for wid in sorted(set(self.worker_ids) | set(tally.per_worker)):
             entry: dict[str, Any] = {"answered": tally.per_worker.get(wid, 0)}
             entry.update(sampler.report(wid))
             if entry["answered"] and "cpu_seconds" in entry:
                 entry["cpu_us_per_image"] = round(1e6 * entry["cpu_seconds"] / entry["answered"], 1)
-            status = self.gen.status.get(wid, {})
+            status = self.live.status.get(wid, {})
             for key in ("dropped", "shed", "errors", "queue"):
                 if key in status:
                     entry[key] = status[key]
@@ -408,14 +415,14 @@ class Bench:
             "per_worker": per_worker,
             "processes": _per_image(sampler.report_others(), tally.answered),
             "flushed": flushed,
-            "stalls": self.gen.stalls,
-            "publish_errors": self.gen.publish_errors,
+            "stalls": self.live.stalls,
+            "publish_errors": self.live.publish_errors,
             "foreign_results": self.tracker.foreign,
             "interrupted": self.stop_event.is_set(),
             "capacity": self.capacity,
             "goodput": round(tally.answered / span, 1) if span > 0 else 0.0,
-            "control_ms": {**self.gen.pings.summary_ms(), "sent": self.gen.pings_sent,
-                           "unanswered": self.gen.pings_unanswered()},
+            "control_ms": {**self.live.pings.summary_ms(), "sent": self.live.pings_sent,
+                           "unanswered": self.live.pings_unanswered()},
         }
 
 
@@ -486,7 +493,7 @@ class Progress:
     def tick(self) -> None:
         if not self.enabled:
             return
-        gen = self.bench.gen
+        gen = self.bench.live
         now = time.monotonic()
         answered = self.bench.tracker.seen_any
         t_last, a_last = self._last

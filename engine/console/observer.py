@@ -62,6 +62,7 @@ from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
 from engine.protocol import parse_result
+from engine.stats import ResultCounts, percentile
 from engine.topics import ROLES, Topics, sanitize_id
 from engine.untrusted import clean_text, json_object
 
@@ -144,6 +145,8 @@ class Observer:
         self._results: deque[ResultRow] = deque(maxlen=max_results)
         self._result_seq = 0
         self._latencies: deque[float] = deque(maxlen=2048)
+        self._lat_p50: float | None = None
+        self._lat_p99: float | None = None
         self._reset_result_stats()
         self._results_mark = 0
         # images by id (the newest max_images, at most max_image_bytes), for a result's detail view
@@ -455,14 +458,7 @@ class Observer:
             r.legacy,
         )
         self._results.append(row)
-        self._received += 1
-        if r.error is not None:
-            self._errors += 1
-        elif r.label is not None and r.pred is not None:
-            self._labelled += 1
-            if r.pred == r.label:
-                self._correct += 1
-            self._confusion[r.label][r.pred] += 1
+        self._counts.add(r.pred, r.label, r.worker, r.error is not None)
 
     def image(self, image_id: str) -> bytes | None:
         """The PNG of image `image_id` as it went over the broker, if it is still kept."""
@@ -531,9 +527,10 @@ class Observer:
                 rows = ()
             else:
                 rows = tuple(itertools.islice(self._results, len(self._results) - results, None))
+            c = self._counts
             stats = ResultStats(
-                self._received, self._labelled, self._correct, self._errors, self._malformed,
-                self._result_rate, self._lat_p50, self._lat_p99, tuple(tuple(r) for r in self._confusion),
+                c.received, c.labelled, c.correct, c.errors, self._malformed,
+                self._result_rate, self._lat_p50, self._lat_p99, tuple(tuple(r) for r in c.confusion),
             )
             t = self._topics
             topic_list = t.topics() if topics else ()
@@ -560,22 +557,17 @@ class Observer:
         self._results_mark = self._result_seq
         if self._latencies:
             values = sorted(self._latencies)
-            self._lat_p50 = values[len(values) // 2]
-            self._lat_p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+            self._lat_p50 = percentile(values, 50)
+            self._lat_p99 = percentile(values, 99)
 
     # ------------------------------------------------------------------------------------------------
     # results
 
     def _reset_result_stats(self) -> None:
-        self._received = 0
-        self._labelled = 0
-        self._correct = 0
-        self._errors = 0
+        self._counts = ResultCounts()
         self._malformed = 0
         self._result_rate = 0.0
-        self._lat_p50: float | None = None
-        self._lat_p99: float | None = None
-        self._confusion = [[0] * 10 for _ in range(10)]
+        self._lat_p50 = self._lat_p99 = None
 
     def clear_results(self) -> None:
         """Forget the results seen so far (this console's view only; the collector keeps its own)."""
