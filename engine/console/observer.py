@@ -61,6 +61,7 @@ from engine.console.topic_table import TopicTable
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
+from engine.mqtt.fastclient import payload_of
 from engine.protocol import parse_result
 from engine.stats import ResultCounts, percentile
 from engine.topics import ROLES, Topics, sanitize_id
@@ -389,7 +390,7 @@ class Observer:
         props = msg.properties
         if props is not None:
             ids = getattr(props, "SubscriptionIdentifier", None)
-        self.ingest(msg.topic, msg.payload, msg.qos, bool(msg.retain), ids)
+        self.ingest(msg.topic, payload_of(msg), msg.qos, bool(msg.retain), ids)
 
     def ingest(
         self,

@@ -29,7 +29,7 @@ from typing import Any
 
 from engine.console.observer import Observer, _default_client_id
 from engine.console.snapshot import Connection as MqttConnection
-from engine.console.snapshot import Event, Message, ResultRow, ResultStats, Snapshot, TopicInfo
+from engine.console.snapshot import Event, Message, ResultRow, ResultStats, Snapshot, SnapshotDelta, TopicInfo
 from engine.console.topic_filters import validate_filter, validate_topic
 from engine.errors import BrokerError, ConfigError, MnistError
 from engine.mqtt.address import BrokerAddress
@@ -97,7 +97,8 @@ def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddr
             if roles_key != last_roles:
                 last_roles = roles_key
                 roles = tuple(r._replace(data=dict(r.data)) for r in snap.roles)
-            delta = snap._replace(roles=roles, topics=snap.topics if full else None, messages=messages)
+            delta = SnapshotDelta(snap._replace(roles=(), topics=(), messages=()), roles,
+                                  snap.topics if full else None, messages)
             if not send(("snap", topic, delta)) or stop.wait(1 / push_hz):
                 return
 
@@ -276,19 +277,20 @@ class ObserverProcess:
                 self._dead = True
                 self._note("error", "the observer process died: the screen no longer updates")
 
-    def _merge(self, topic: str | None, delta: Snapshot) -> None:
-        rows = [r for r in delta.results if r.seq > self._dropped_before]
+    def _merge(self, topic: str | None, delta: SnapshotDelta) -> None:
+        snap = delta.snapshot
+        rows = [r for r in snap.results if r.seq > self._dropped_before]
         self._rows.extend(rows)
         if delta.topics is not None:
             self._topic_list = delta.topics
         if delta.messages is not None:
             self._messages = (topic, delta.messages)
-        self._events.extend(delta.events)
+        self._events.extend(snap.events)
         if delta.roles is not None:
             roles = tuple(r._replace(data=MappingProxyType(r.data)) for r in delta.roles)
         else:
             roles = self._base.roles if self._base is not None else ()
-        base = delta._replace(roles=roles, results=(), topics=(), messages=(), events=())
+        base = snap._replace(roles=roles, results=(), topics=(), messages=(), events=())
         if delta.topics is None and self._base is not None:  # version and count go with the list
             base = base._replace(topics_version=self._base.topics_version, topic_count=self._base.topic_count)
         self._base = base

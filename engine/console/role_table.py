@@ -86,7 +86,7 @@ class RoleTable:
             lat = data.get("lat_ms")
             p50 = lat.get("p50") if isinstance(lat, dict) else None
             ok = isinstance(p50, (int, float)) and not isinstance(p50, bool)
-            entry.lat_history.append(float(p50) if ok else None)
+            entry.lat_history.append(float(p50) if ok and p50 is not None else None)
         name = f"{key[0]} {key[1]}"
         self._problem_events(name, data, prev, entry, retain)
         if state == "offline" and prev is not None and prev != "offline":

@@ -90,7 +90,7 @@ class Message(NamedTuple):
 
 class TopicInfo(NamedTuple):
     name: str
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count, a name the console has used from the start
     rate: float
     last_size: int
     last_t: float
@@ -153,3 +153,14 @@ class Snapshot(NamedTuple):
 
     def roles_of(self, role: str) -> tuple[RoleStatus, ...]:
         return tuple(r for r in self.roles if r.role == role)
+
+
+class SnapshotDelta(NamedTuple):
+    """What the observer process sends about ten times a second: a snapshot whose results and events are
+    the new ones, without its roles, topic list and messages; each of those comes only when it changed
+    (None: unchanged, keep the last one). The topic list comes with its own version and count."""
+
+    snapshot: Snapshot  # roles, topics and messages empty
+    roles: tuple[RoleStatus, ...] | None
+    topics: tuple[TopicInfo, ...] | None
+    messages: tuple[Message, ...] | None

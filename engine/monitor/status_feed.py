@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, reason_text
+from engine.mqtt.fastclient import payload_of
 from engine.settings import default_client_id
 from engine.topics import Topics
 
@@ -110,7 +111,7 @@ class StatusFeed:
     def _handle(self, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self.topics.results:
             if self.on_result is not None:
-                self.on_result(msg.payload, time.time())
+                self.on_result(payload_of(msg), time.time())
             return
         who = self.topics.parse_status(msg.topic)
         if who is None:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import paho.mqtt.client as mqtt
 
 from engine.mqtt.address import BrokerAddress
+from engine.mqtt.fastclient import payload_of
 from engine.protocol import Result, parse_result
 from engine.roles.role import Role
 from engine.settings import Settings
@@ -53,8 +54,9 @@ class Collector(Role):
 
     def on_data(self, msg: mqtt.MQTTMessage) -> None:
         now = time.time()
+        payload = payload_of(msg)
         try:
-            result = parse_result(msg.payload)
+            result = parse_result(payload)
         except ValueError as exc:
             with self._lock:
                 self.malformed += 1
@@ -62,7 +64,7 @@ class Collector(Role):
             return
         self.add(result, now)
         if self.on_result is not None:
-            self.on_result(result, msg.payload)
+            self.on_result(result, payload)
 
     def add(self, result: Result, now: float | None = None) -> bool:
         """Count one result; returns False when its id was already seen (a duplicate, counted once)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 
 from engine.mqtt.client import connect_kwargs, make_client, reason_text
+from engine.mqtt.fastclient import FastClient
 
 if TYPE_CHECKING:
     from engine.roles.role import Role
@@ -34,10 +35,10 @@ class DataConnection:
         self.generation = 0  # connections so far: packet ids of one mean nothing on the next
         self._sub_mid: int | None = None
         self._refusals_logged: set[str] = set()
-        self._client: mqtt.Client | None = None
+        self._client: FastClient | None = None
 
     @property
-    def client(self) -> mqtt.Client:
+    def client(self) -> FastClient:
         assert self._client is not None, "data connection not started"
         return self._client
 
