@@ -341,6 +341,8 @@ class ObserverProcess:
             return base._replace(
                 time=time.time(), connection=conn, results=rows, topics=self._topic_list if topics else (),
                 messages=messages, events=events, filter=self._filter, paused=self._paused,
+                # a new filter is subscribed once the child says so under that filter, not before
+                subscribed=base.subscribed and base.filter == self._filter,
             )
 
     def image(self, image_id: str, timeout: float = 2.0) -> bytes | None:
