@@ -53,7 +53,7 @@ def test_collector_observer_and_bench_agree_on_the_same_results() -> None:
     assert 0 < c.correct < c.labelled  # some right, some wrong: the comparison means something
     assert [list(r) for r in stats.confusion] == c.confusion == t.confusion
     assert c.per_worker == t.per_worker == {"w0": 20, "w1": 20}
-    assert tracker.tally.per_worker == c.per_worker
+    assert tracker.tally.counts.per_worker == c.per_worker
 
     # one percentile definition: the collector's window, the observer and the bench's histogram (1% buckets)
     collector_ms = collector.status_fields()["lat_ms"]

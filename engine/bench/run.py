@@ -367,8 +367,8 @@ class Bench:
         span = (tally.last_answer - t_start) if tally.last_answer else 0.0
         stages, batch_mean = _stage_means(self.live.status_log, self.worker_ids)
         per_worker: dict[str, Any] = {}
-        for wid in sorted(set(self.worker_ids) | set(tally.per_worker)):
-            entry: dict[str, Any] = {"answered": tally.per_worker.get(wid, 0)}
+        for wid in sorted(set(self.worker_ids) | set(tally.counts.per_worker)):
+            entry: dict[str, Any] = {"answered": tally.counts.per_worker.get(wid, 0)}
             entry.update(sampler.report(wid))
             if entry["answered"] and "cpu_seconds" in entry:
                 entry["cpu_us_per_image"] = round(1e6 * entry["cpu_seconds"] / entry["answered"], 1)
@@ -400,27 +400,27 @@ class Bench:
             },
             "notes": self.notes,
             "sent": sent,
-            "answered": tally.answered,
-            "lost": sent - tally.answered,
+            "answered": tally.counts.received,
+            "lost": sent - tally.counts.received,
             "duplicated": tally.duplicates,
-            "errors": tally.errors,
-            "accuracy": round(tally.correct / tally.labelled, 5) if tally.labelled else None,
+            "errors": tally.counts.errors,
+            "accuracy": round(tally.counts.correct / tally.counts.labelled, 5) if tally.counts.labelled else None,
             "send_seconds": round(send_seconds, 3),
             "offered_rate": round(sent / send_seconds, 1) if send_seconds > 0 else None,
             "elapsed": round(span, 3),
-            "throughput": round(tally.answered / span, 1) if span > 0 else 0.0,
+            "throughput": round(tally.counts.received / span, 1) if span > 0 else 0.0,
             "latency_ms": tally.latency.summary_ms(),
             "stages_ms": stages,
             "batch_mean": batch_mean,
             "per_worker": per_worker,
-            "processes": _per_image(sampler.report_others(), tally.answered),
+            "processes": _per_image(sampler.report_others(), tally.counts.received),
             "flushed": flushed,
             "stalls": self.live.stalls,
             "publish_errors": self.live.publish_errors,
             "foreign_results": self.tracker.foreign,
             "interrupted": self.stop_event.is_set(),
             "capacity": self.capacity,
-            "goodput": round(tally.answered / span, 1) if span > 0 else 0.0,
+            "goodput": round(tally.counts.received / span, 1) if span > 0 else 0.0,
             "control_ms": {**self.live.pings.summary_ms(), "sent": self.live.pings_sent,
                            "unanswered": self.live.pings_unanswered()},
         }

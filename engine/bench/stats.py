@@ -76,27 +76,6 @@ class Tally:
     first_answer: float | None = None
     last_answer: float | None = None
 
-    @property
-    def answered(self) -> int:
-        return self.counts.received
-
-    @property
-    def errors(self) -> int:
-        """Error results (payloads the worker could not classify)."""
-        return self.counts.errors
-
-    @property
-    def labelled(self) -> int:
-        return self.counts.labelled
-
-    @property
-    def correct(self) -> int:
-        return self.counts.correct
-
-    @property
-    def per_worker(self) -> dict[str, int]:
-        return self.counts.per_worker
-
 
 class ResultTracker:
     """Counts each image once by its sequence number: answered, duplicated, latency, per worker.
@@ -179,4 +158,4 @@ class ResultTracker:
     def snapshot(self) -> tuple[int, int]:
         """(answered, duplicates) of the measured images."""
         with self._lock:
-            return self.tally.answered, self.tally.duplicates
+            return self.tally.counts.received, self.tally.duplicates
