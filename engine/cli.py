@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from engine.config_file import add_config_options
@@ -39,7 +39,8 @@ from engine.topics import ROLES
 log = logging.getLogger("mnist-tui")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.ArgumentParser:
+    """The whole command line: COMMANDS plus `commands`, those the console script adds (`web`)."""
     parser = OneLineParser(
         prog="mnist-tui",
         description="Run, watch and steer an MQTT MNIST inference pipeline. "
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply_env(parser)  # each MNIST_* variable through its flag's parser (engine/env_options.py)
     apply_env(run)
 
-    for name, command in COMMANDS.items():
+    for name, command in {**COMMANDS, **(commands or {})}.items():
         adder = command.adder()
         if adder is not None:
             adder(sub.add_parser(name, help=command.help))
@@ -84,12 +85,12 @@ class Command(NamedTuple):
     """A subcommand: the module that adds its arguments and the one that runs it (each `module:function`).
 
     Modules are imported when needed (bench and train pull in torch); an optional one missing from this
-    build (training) is simply not offered.
+    build (training) is simply not offered. The console script's own commands may give functions instead.
     """
 
     help: str
-    add: str
-    run: str
+    add: str | Callable[[argparse.ArgumentParser], None]
+    run: str | Callable[[argparse.Namespace], int]
 
     def adder(self) -> Callable[[argparse.ArgumentParser], None] | None:
         try:
@@ -101,7 +102,9 @@ class Command(NamedTuple):
         return _function(self.run)
 
 
-def _function(path: str) -> Any:
+def _function(path: str | Callable[..., Any]) -> Any:
+    if callable(path):
+        return path
     module, name = path.split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -124,7 +127,8 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], int] | None = None) -> int:
+def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], int] | None = None,
+         commands: Mapping[str, Command] | None = None) -> int:
     """Parse, run a subcommand (or `console` when none is given), and turn every MnistError into one line
     on stderr with exit status 1. Shared by `mnist-tui` and `python -m engine`."""
     import warnings
@@ -132,11 +136,11 @@ def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], 
     # torch warns about the pickle protocol of a file it is about to refuse; the refusal is the one line
     warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
     try:  # a Ctrl-C at any moment, even while the parser imports the optional commands, ends quietly
-        parser = build_parser()
+        parser = build_parser(commands)
         args = parser.parse_args(argv)
         apply_config(args, argv)  # the config file's profile, where no flag or environment variable spoke
         if args.command:
-            return dispatch(args)
+            return dispatch(args, commands)
         if console is None:
             parser.error("a command is needed here (run, train, bench, ...); the console is `mnist-tui`")
         return console(args)
@@ -147,13 +151,13 @@ def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], 
         return 130
 
 
-def dispatch(args: argparse.Namespace) -> int:
+def dispatch(args: argparse.Namespace, commands: Mapping[str, Command] | None = None) -> int:
     """Run a headless subcommand; returns the exit status. MnistError propagates to the caller."""
     # bench prints a report: its log lines are warnings only, unless -v or --log-level ask for more
     setup_logging(log_level(args, logging.WARNING if args.command == "bench" else logging.INFO))
     if args.command == "run":
         return run_roles(args)
-    command = COMMANDS.get(args.command)
+    command = {**COMMANDS, **(commands or {})}.get(args.command)
     if command is not None:
         return command.runner()(args)
     raise ConfigError(f"unknown command {args.command!r}")

@@ -1,6 +1,7 @@
 """The `mnist-tui` console script.
 
 With a subcommand (`run`, `train`, `bench`, ...) it hands over to engine.cli and never imports textual.
+`web` (tui/web.py) serves the console to a browser.
 Without one it opens the console: on an embedded broker with all three roles in this process, or, with
 `--broker URL`, attached to an existing broker with only the roles named by `--roles` (default none).
 Errors print as one line and a non-zero exit status; quitting stops every local role and the broker.
@@ -104,9 +105,13 @@ def run_console(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.cli import Command
     from engine.cli import main as cli_main
+    from tui import web
 
-    return cli_main(argv, console=run_console)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = {web.NAME: Command(web.HELP, web.add_arguments, web.runner(argv))}  # the console's own commands
+    return cli_main(argv, console=run_console, commands=commands)
 
 
 if __name__ == "__main__":
