@@ -1,7 +1,7 @@
 """The `mnist-tui` console script.
 
 With a subcommand (`run`, `train`, `bench`, ...) it hands over to engine.cli and never imports textual.
-`web` (tui/web.py) serves the console to a browser.
+`web` (tui/web.py) serves the console to a browser; `completion` (tui/completion.py) prints a shell script.
 Without one it opens the console: on an embedded broker with all three roles in this process, or, with
 `--broker URL`, attached to an existing broker with only the roles named by `--roles` (default none).
 Errors print as one line and a non-zero exit status; quitting stops every local role and the broker.
@@ -107,10 +107,11 @@ def run_console(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from engine.cli import Command
     from engine.cli import main as cli_main
-    from tui import web
+    from tui import completion, web
 
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = {web.NAME: Command(web.HELP, web.add_arguments, web.runner(argv))}  # the console's own commands
+    commands[completion.NAME] = Command(completion.HELP, completion.add_arguments, completion.runner(commands))
     return cli_main(argv, console=run_console, commands=commands)
 
 
