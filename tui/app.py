@@ -174,8 +174,11 @@ class MnistApp(App[None]):
         # 118-153 ms (python -m tools.keylatency, two runs each, interleaved). Young garbage is collected as before.
         gc.freeze()
         gc.set_threshold(700, 10, 1000)
-        if self.focused is None:  # a pane picked meanwhile (a click, a test) keeps the focus
-            self.screen.query_one("#publisher", PublisherPane).focus()
+        main = self.main
+        # A pane picked meanwhile (a click, a test) keeps the focus; a dialog opened by a key typed before
+        # this first refresh is on top: the main screen's own focus is set behind it.
+        if main is not None and main.focused is None:
+            main.query_one("#publisher", PublisherPane).focus()
         self.refresh_from_observer(full=True)
         self.set_interval(1 / self.refresh_hz, self.refresh_from_observer)
         for note in self.notes:
