@@ -107,7 +107,8 @@ class Worker(Role):
     @property
     def shed(self) -> int:
         """QoS 0 images dropped unread while the queue was full (FastClient.shed_when)."""
-        return getattr(self.data_client, "shed", 0) if self._data is not None else 0
+        # the data client may not exist yet: the control connection's first status can come before it
+        return getattr(getattr(self._data, "_client", None), "shed", 0)
 
     def start(self) -> None:
         # One torch thread unless told otherwise: LeNet-5 at batch 64 runs about as fast on one core as
