@@ -122,3 +122,50 @@ def test_an_image_expired_while_queued_is_counted_not_inferred(mosquitto_broker,
         sender.loop_stop()
         worker.stop()
 
+
+
+async def test_the_console_loads_a_model_on_the_selected_worker(mosquitto_broker, tmp_path) -> None:
+    from helpers import pilot_until
+    from textual.widgets import Input
+
+    from engine.console.observer import Observer
+    from tui.app import MnistApp
+    from tui.chrome.header_bar import BrokerInfo
+    from tui.workers.load_dialog import LoadModelDialog
+    from tui.workers.workers_pane import WorkersPane
+
+    addr = mosquitto_broker.address
+    worker = Worker(addr, Settings(), "w-console", model=model())
+    worker.start()
+    observer = Observer(addr)
+    observer.start()
+    path = other_weights(tmp_path)
+    new_name = load_model(path).name
+    app = MnistApp(observer, BrokerInfo(addr.url, "mosquitto", "mosquitto (test)"))
+    notes: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, *a, **k: (notes.append(str(message)), notify(message, *a, **k))[1]  # type: ignore[method-assign]
+
+    def model_shown() -> str | None:
+        rows = app.snap.roles_of("infer") if app.snap else []
+        return rows[0].data.get("model") if rows else None
+
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot_until(pilot, lambda: model_shown() == model().name, "worker never showed up")
+            pane = app.screen.query_one(WorkersPane)
+            pane.table.focus()
+            await pilot.press("l")
+            await pilot_until(pilot, lambda: isinstance(app.screen, LoadModelDialog), "no load dialog")
+            app.screen.query_one(Input).value = str(tmp_path / "missing.pt")
+            await pilot.press("enter")
+            await pilot_until(pilot, lambda: any("file not found" in n for n in notes), lambda: f"notes {notes}")
+            assert worker.model.name == model().name
+            await pilot.press("l")
+            await pilot_until(pilot, lambda: isinstance(app.screen, LoadModelDialog), "no load dialog")
+            app.screen.query_one(Input).value = str(path)
+            await pilot.press("enter")
+            await pilot_until(pilot, lambda: model_shown() == new_name, lambda: f"model shown {model_shown()}")
+    finally:
+        observer.stop()
+        worker.stop()
