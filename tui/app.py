@@ -64,6 +64,7 @@ HELP_TEXT = {
     "export": "export the results to CSV (current directory)",
     "select": "the result under the cursor, up close",
     "toggle_charts": "plots of throughput and latency per worker",
+    "load_model": "load another model on the selected worker (keeps its images)",
 }
 
 
