@@ -89,10 +89,13 @@ def _qos(text: str) -> int:
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("broker (default: an embedded local broker)")
-    g.add_argument("--broker", metavar="URL", help="mqtt://[user@]host[:port] or mqtts://...")
+    g.add_argument("--broker", metavar="URL",
+                   help="mqtt://[user@]host[:port], mqtts://..., ws://host[:port][/path] or wss://...")
     g.add_argument("--embedded", choices=("auto", "mosquitto", "python"), default="auto",
                    help="which embedded broker to start when no --broker is given (default: auto)")
     g.add_argument("--cafile", help="CA certificate for mqtts://")
+    g.add_argument("--insecure", action="store_true",
+                   help="TLS without checking the broker's certificate (a test broker's self-signed one)")
     g.add_argument("--cert", help="client certificate")
     g.add_argument("--key", help="client key")
     g.add_argument("--password-file", default=None, metavar="FILE",
@@ -194,12 +197,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def address_from_args(args: argparse.Namespace) -> BrokerAddress | None:
     """The external broker's address, or None for an embedded one."""
     if not args.broker:
-        if args.cafile or args.cert:
-            raise ConfigError("--cafile/--cert/--key need --broker mqtts://...")
+        if args.cafile or args.cert or getattr(args, "insecure", False):
+            raise ConfigError("--cafile/--cert/--key/--insecure need --broker mqtts://... or wss://...")
         return None
     address = BrokerAddress.parse(args.broker)
     address = address.with_credentials_from(password_file=args.password_file)
-    return address.with_tls_files(args.cafile, args.cert, args.key)
+    address = address.with_tls_files(args.cafile, args.cert, args.key)
+    return address.with_insecure(bool(getattr(args, "insecure", False)))
 
 
 def protocols_from_args(args: argparse.Namespace) -> tuple[int, ...] | None:
@@ -323,7 +327,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command in ("metrics", "health", "config"):
         import importlib
 
-        module = {"config": "config_file"}.get(args.command, args.command)
+        module = {"config": "config_file", "metrics": "monitor.metrics", "health": "monitor.health"}[args.command]
         return importlib.import_module(f"engine.{module}").run(args)
     raise ConfigError(f"unknown command {args.command!r}")
 
