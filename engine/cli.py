@@ -22,7 +22,7 @@ from engine.config_file import apply as apply_config
 from engine.env_options import apply_env
 from engine.errors import ConfigError, MnistError, RoleFailed
 from engine.global_options import add_global_options, log_level, setup_logging
-from engine.mqtt.address import BrokerAddress
+from engine.mqtt.address import BrokerAddress, url_password_warning
 from engine.protocol import Result
 from engine.roles.publisher import MAX_RATE
 from engine.settings import DEFAULT_DATASET, DURABLE_SESSION_EXPIRY, Settings
@@ -87,12 +87,22 @@ def _qos(text: str) -> int:
     return int(text)
 
 
+def _existing_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("broker (default: an embedded local broker)")
     g.add_argument("--broker", metavar="URL",
                    help="mqtt://[user@]host[:port], mqtts://..., ws://host[:port][/path] or wss://...")
     g.add_argument("--embedded", choices=("auto", "mosquitto", "python"), default="auto",
                    help="which embedded broker to start when no --broker is given (default: auto)")
+    g.add_argument("--broker-config", type=_existing_file, default=None, metavar="FILE",
+                   help="mosquitto.conf for the embedded mosquitto instead of the project's: its first listener "
+                        "moves to 127.0.0.1 on a free port, persistence, logging and user stay ours (docs/SECURITY.md)")
     g.add_argument("--cafile", help="CA certificate for mqtts://")
     g.add_argument("--insecure", action="store_true",
                    help="TLS without checking the broker's certificate (a test broker's self-signed one)")
@@ -196,11 +206,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def address_from_args(args: argparse.Namespace) -> BrokerAddress | None:
     """The external broker's address, or None for an embedded one."""
+    if getattr(args, "broker_config", None) is not None and (args.broker or getattr(args, "embedded", "") == "python"):
+        raise ConfigError("--broker-config configures the embedded mosquitto: not for "
+                          + ("--broker" if args.broker else "--embedded python"))
     if not args.broker:
         if args.cafile or args.cert or getattr(args, "insecure", False):
             raise ConfigError("--cafile/--cert/--key/--insecure need --broker mqtts://... or wss://...")
         return None
     address = BrokerAddress.parse(args.broker)
+    if warning := url_password_warning(args.broker):
+        log.warning("%s", warning)
     address = address.with_credentials_from(password_file=args.password_file)
     address = address.with_tls_files(args.cafile, args.cert, args.key)
     return address.with_insecure(bool(getattr(args, "insecure", False)))
@@ -324,11 +339,18 @@ def dispatch(args: argparse.Namespace) -> int:
         from engine import recorder
 
         return getattr(recorder, f"run_{args.command}")(args)
-    if args.command in ("metrics", "health", "config"):
-        import importlib
+    if args.command == "metrics":
+        from engine.monitor import metrics
 
-        module = {"config": "config_file", "metrics": "monitor.metrics", "health": "monitor.health"}[args.command]
-        return importlib.import_module(f"engine.{module}").run(args)
+        return metrics.run(args)
+    if args.command == "health":
+        from engine.monitor import health
+
+        return health.run(args)
+    if args.command == "config":
+        from engine import config_file
+
+        return config_file.run(args)
     raise ConfigError(f"unknown command {args.command!r}")
 
 
@@ -368,7 +390,8 @@ def run_roles(args: argparse.Namespace) -> int:
             raise ConfigError("--id names one role: start one role per process to give it an id")
         ids[roles[0]] = args.id  # several workers get -1, -2, ... appended
     pipeline = LocalPipeline(
-        settings, roles, address_from_args(args), broker_kind=args.embedded, workers=args.workers,
+        settings, roles, address_from_args(args), broker_kind=args.embedded, broker_config=args.broker_config,
+        workers=args.workers,
         client_ids=ids, on_result=_result_printer() if args.json else None, protocols=protocols_from_args(args),
     )
     stop = threading.Event()
@@ -418,6 +441,9 @@ def _summary(status: dict[str, Any]) -> str:
         return f"input {status['id']}: {status['state']}, sent {status['sent']}, {status['rate_actual']}/s"
     if role == "infer":
         lat = status["lat_ms"]
+        if status.get("batch_mean") is None:  # nothing processed in this interval: no batch, no latency
+            return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, idle, "
+                    f"queue {status['queue']}, dropped {status['dropped']}")
         return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, "
                 f"{status['rate']}/s, queue {status['queue']}, dropped {status['dropped']}, "
                 f"batch {status['batch_mean']}, p50 {lat['p50']} ms, p99 {lat['p99']} ms")

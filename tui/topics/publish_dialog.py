@@ -59,8 +59,8 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
                     yield RadioButton("0", id="publish-qos0")
                     yield RadioButton("1", value=True, id="publish-qos1")
                     yield RadioButton("2", id="publish-qos2")
-                yield Checkbox("retain", id="publish-retain")
-            yield Static("[dim]@file sends a file's bytes; an empty retained message clears a topic;\n"
+            yield Checkbox("retain", id="publish-retain")  # on its own line: beside QoS it fell off the dialog
+            yield Static("[dim]@file sends a file's bytes; an empty retained message clears a topic; "
                          "QoS 1 and 2 let an MQTT 5 broker say whether it took the message[/]",
                          classes="dialog-hint")
             yield Static("", id="publish-error", classes="dialog-error")

@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static, Tree
 
 from engine.console.observer import Message, Snapshot
+from tui import keys
+from tui.messages import RefreshWanted
 from tui.safe_text import markup_text
 from tui.topics.payload_view import PayloadView
 from tui.topics.topic_tree import TopicTree
@@ -37,12 +39,7 @@ class MessagesTable(DataTable[Any]):
 
 
 class TopicsPane(Vertical):
-    BINDINGS = [
-        Binding("f", "app.filter", "Filter"),
-        Binding("p", "app.publish", "Publish"),
-        Binding("x", "app.clear_retained", "Clear retained"),
-        Binding("s", "app.toggle_pause", "Pause"),
-    ]
+    BINDINGS = keys.bindings(keys.TOPICS)
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -103,7 +100,7 @@ class TopicsPane(Vertical):
         parts = [f"filter [b]{markup_text(snap.filter)}[/]"]
         if not snap.subscribed:
             parts[0] += " [$text-warning](not subscribed)[/]"
-        parts.append(f"{fmt.count(snap.topic_count)} topics")
+        parts.append(fmt.plural(snap.topic_count, "topic"))
         if snap.topics:
             parts.append(fmt.rate(total, " msg/s"))
         if snap.topics_dropped:
@@ -167,12 +164,7 @@ class TopicsPane(Vertical):
     def _topic_highlighted(self, _event: Tree.NodeHighlighted[str]) -> None:
         self._selected_seq = None
         self._messages = ()
-        self.app.call_later(self._refresh_now)
-
-    def _refresh_now(self) -> None:
-        refresh = getattr(self.app, "refresh_from_observer", None)
-        if refresh is not None:
-            refresh(full=True)
+        self.post_message(RefreshWanted())
 
     @on(Tree.NodeSelected, "#topic-tree")
     def _topic_selected(self, event: Tree.NodeSelected[str]) -> None:
