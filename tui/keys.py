@@ -65,6 +65,7 @@ PUBLISHER = (
 
 WORKERS = (
     Key("g", "toggle_charts", "Charts", "plots of throughput and latency per worker"),
+    Key("l", "load_model", "Load model", "load another model on the selected worker (it keeps its images)"),
     Key("up,down", "", "", "move between workers (local or remote, from their status messages)", display="↑ ↓"),
 )
 
