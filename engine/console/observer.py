@@ -35,6 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from engine.console.message_props import MessageProps, message_props
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
@@ -206,6 +207,7 @@ class Message(NamedTuple):
     retain: bool
     size: int  # the payload's real size
     payload: bytes  # the first `max_payload` bytes
+    props: MessageProps | None = None  # its MQTT 5 properties, cleaned (None: it had none to show)
 
     @property
     def truncated(self) -> bool:
@@ -345,7 +347,7 @@ class Observer:
         client_id: str | None = None,
         max_results: int = 10_000,
         max_topics: int = 5_000,
-        max_messages: int = 20,
+        max_messages: int = 100,
         max_payload: int = 65_536,
         max_bytes: int = 32 * 1024 * 1024,
         max_images: int = 5_000,
@@ -632,7 +634,7 @@ class Observer:
         props = msg.properties
         if props is not None:
             ids = getattr(props, "SubscriptionIdentifier", None)
-        self.ingest(msg.topic, msg.payload, msg.qos, bool(msg.retain), ids)
+        self.ingest(msg.topic, msg.payload, msg.qos, bool(msg.retain), ids, props=message_props(props))
 
     def ingest(
         self,
@@ -641,8 +643,13 @@ class Observer:
         qos: int = 0,
         retain: bool = False,
         sub_ids: list[int] | None = None,
+        *,
+        props: MessageProps | None = None,
     ) -> None:
-        """Take one message as if it came from the broker (the paho callback uses this; so can replays)."""
+        """Take one message as if it came from the broker (the paho callback uses this; so can replays).
+
+        `props`: its MQTT 5 properties, already cleaned (`message_props`).
+        """
         now = self._clock()
         with self._lock:
             kind = self._core_kind(topic)
@@ -655,7 +662,7 @@ class Observer:
                 inspect = not self._separate or topic_matches(self._filter, topic)
                 core = kind is not None
             if inspect:
-                self._inspect(topic, payload, qos, retain, now)
+                self._inspect(topic, payload, qos, retain, now, props)
             if core:
                 if kind == "results":
                     self._on_result(payload, now)
@@ -684,7 +691,8 @@ class Observer:
         separate = self._separate_by_gen.get(gen)
         return separate is not None and kind not in separate
 
-    def _inspect(self, topic: str, payload: bytes, qos: int, retain: bool, now: float) -> None:
+    def _inspect(self, topic: str, payload: bytes, qos: int, retain: bool, now: float,
+                 props: MessageProps | None = None) -> None:
         self._inspected += 1
         if self._paused:
             self._missed += 1
@@ -705,7 +713,7 @@ class Observer:
         msgs = state.messages
         if len(msgs) == msgs.maxlen:
             self._bytes -= len(msgs[0].payload)
-        message = Message(next(self._seq), now, topic, qos, retain, size, kept)
+        message = Message(next(self._seq), now, topic, qos, retain, size, kept, props)
         msgs.append(message)
         self._bytes += len(kept)
         self._all_messages.append((state, message))
