@@ -26,6 +26,7 @@ class InspectorScreen(Screen[None]):
     def __init__(self, start_at: str | None = None) -> None:
         super().__init__()
         self.start_at = start_at
+        self._tries = 0
 
     def compose(self) -> ComposeResult:
         yield TopicsPane(id="inspector", inspector=True)
@@ -40,13 +41,23 @@ class InspectorScreen(Screen[None]):
         return self.pane.selected_topic
 
     def on_mount(self) -> None:
-        self.query_one(TopicTree).focus()
+        tree = self.query_one(TopicTree)
+        tree.start_at = self.start_at
+        tree.focus()
+
+    def on_resize(self) -> None:
+        # Under 100 columns the footer drops the padding around each key, so that ? Help and q Quit still fit.
+        self.query_one(Footer).compact = self.size.width < 100
 
     def update_snapshot(self, snap: Snapshot) -> None:
-        first = not self.pane.tree.topic_names
+        tree = self.pane.tree
         self.pane.update_snapshot(snap, True)
-        if first and self.start_at and self.pane.tree.topic_names:
-            self.pane.tree.select_path(self.start_at)
+        if self.start_at is not None and tree.topic_names:  # open where the Topics pane was, once it is there
+            self._tries += 1
+            if tree.selected_path == self.start_at or not tree.has_path(self.start_at) or self._tries > 20:
+                self.start_at = None
+            else:
+                tree.select_path(self.start_at)
 
     def action_close(self) -> None:
         self.dismiss(None)

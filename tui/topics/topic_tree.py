@@ -29,6 +29,7 @@ class TopicTree(Tree[str]):
         self._version = -1
         self._query = ""  # the search: paths that contain it (any case) are highlighted
         self._last_topics: tuple[TopicInfo, ...] = ()
+        self.start_at: str | None = None  # where the cursor goes first (else the first line)
 
     @property
     def topic_names(self) -> set[str]:
@@ -76,21 +77,25 @@ class TopicTree(Tree[str]):
         self.select_path(target)
         return target
 
+    def has_path(self, path: str) -> bool:
+        return path in self._path_nodes
+
     def select_path(self, path: str) -> None:
         """Put the cursor on `path`, opening the levels above it."""
         node = self._path_nodes.get(path)
         if node is None:
             return
         parent = node.parent
-        opened = False
         while parent is not None and parent is not self.root:
-            if not parent.is_expanded:
-                parent.expand()
-                opened = True
+            parent.expand()
             parent = parent.parent
-        if opened:  # the lines are counted again first
-            self.call_after_refresh(self.move_cursor, node)
-        else:
+        self._move_to(node)
+        self.call_after_refresh(self._move_to, node)  # and again once the tree has settled
+
+    def _move_to(self, node: TreeNode[str]) -> None:
+        # A node's line is -1 until the tree counts its lines again (after a new label, a level opened):
+        # last_line makes it count them first; moving to line -1 would put the cursor on the first line.
+        if self.last_line >= 0 and node.line >= 0:
             self.move_cursor(node)
 
     def expand_everything(self) -> None:
@@ -119,7 +124,10 @@ class TopicTree(Tree[str]):
                     self._add_topic(name, len(names))
             self._topics = names
             if self.cursor_line < 0 and names:
-                self.cursor_line = 0
+                if self.start_at is not None and self.start_at in self._path_nodes:
+                    self.select_path(self.start_at)
+                else:
+                    self.cursor_line = 0
         self._relabel(topics)
 
     def _add_topic(self, name: str, total: int) -> None:

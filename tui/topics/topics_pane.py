@@ -176,6 +176,8 @@ class TopicsPane(Vertical):
         pal = palette(self.app)
         keep = self._selected_seq
         table.clear()
+        for column in table.columns.values():  # widths fit this topic's messages, not the widest ever shown
+            column.content_width = column.label.cell_len
         newest_first = tuple(reversed(messages))
         for m in newest_first:
             table.add_row(
