@@ -22,7 +22,7 @@ from engine.config_file import apply as apply_config
 from engine.env_options import apply_env
 from engine.errors import ConfigError, MnistError, RoleFailed
 from engine.global_options import add_global_options, log_level, setup_logging
-from engine.mqtt.address import BrokerAddress
+from engine.mqtt.address import BrokerAddress, url_password_warning
 from engine.protocol import Result
 from engine.roles.publisher import MAX_RATE
 from engine.settings import DEFAULT_DATASET, DURABLE_SESSION_EXPIRY, Settings
@@ -87,11 +87,21 @@ def _qos(text: str) -> int:
     return int(text)
 
 
+def _existing_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("broker (default: an embedded local broker)")
     g.add_argument("--broker", metavar="URL", help="mqtt://[user@]host[:port] or mqtts://...")
     g.add_argument("--embedded", choices=("auto", "mosquitto", "python"), default="auto",
                    help="which embedded broker to start when no --broker is given (default: auto)")
+    g.add_argument("--broker-config", type=_existing_file, default=None, metavar="FILE",
+                   help="mosquitto.conf for the embedded mosquitto instead of the project's: its first listener "
+                        "moves to 127.0.0.1 on a free port, persistence, logging and user stay ours (docs/SECURITY.md)")
     g.add_argument("--cafile", help="CA certificate for mqtts://")
     g.add_argument("--cert", help="client certificate")
     g.add_argument("--key", help="client key")
@@ -193,11 +203,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def address_from_args(args: argparse.Namespace) -> BrokerAddress | None:
     """The external broker's address, or None for an embedded one."""
+    if getattr(args, "broker_config", None) is not None and (args.broker or getattr(args, "embedded", "") == "python"):
+        raise ConfigError("--broker-config configures the embedded mosquitto: not for "
+                          + ("--broker" if args.broker else "--embedded python"))
     if not args.broker:
         if args.cafile or args.cert:
             raise ConfigError("--cafile/--cert/--key need --broker mqtts://...")
         return None
     address = BrokerAddress.parse(args.broker)
+    if warning := url_password_warning(args.broker):
+        log.warning("%s", warning)
     address = address.with_credentials_from(password_file=args.password_file)
     return address.with_tls_files(args.cafile, args.cert, args.key)
 
@@ -320,11 +335,18 @@ def dispatch(args: argparse.Namespace) -> int:
         from engine import recorder
 
         return getattr(recorder, f"run_{args.command}")(args)
-    if args.command in ("metrics", "health", "config"):
-        import importlib
+    if args.command == "metrics":
+        from engine.monitor import metrics
 
-        module = {"config": "config_file"}.get(args.command, args.command)
-        return importlib.import_module(f"engine.{module}").run(args)
+        return metrics.run(args)
+    if args.command == "health":
+        from engine.monitor import health
+
+        return health.run(args)
+    if args.command == "config":
+        from engine import config_file
+
+        return config_file.run(args)
     raise ConfigError(f"unknown command {args.command!r}")
 
 
@@ -364,7 +386,8 @@ def run_roles(args: argparse.Namespace) -> int:
             raise ConfigError("--id names one role: start one role per process to give it an id")
         ids[roles[0]] = args.id  # several workers get -1, -2, ... appended
     pipeline = LocalPipeline(
-        settings, roles, address_from_args(args), broker_kind=args.embedded, workers=args.workers,
+        settings, roles, address_from_args(args), broker_kind=args.embedded, broker_config=args.broker_config,
+        workers=args.workers,
         client_ids=ids, on_result=_result_printer() if args.json else None, protocols=protocols_from_args(args),
     )
     stop = threading.Event()

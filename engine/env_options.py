@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 # option dest -> environment variable
 ENV_VARS: dict[str, str] = {
-    "broker": "MNIST_BROKER", "embedded": "MNIST_EMBEDDED", "cafile": "MNIST_CAFILE", "cert": "MNIST_CERT",
+    "broker": "MNIST_BROKER", "embedded": "MNIST_EMBEDDED", "broker_config": "MNIST_BROKER_CONFIG",
+    "cafile": "MNIST_CAFILE", "cert": "MNIST_CERT",
     "key": "MNIST_KEY", "password_file": "MNIST_BROKER_PASSWORD_FILE", "mqtt": "MNIST_MQTT",
     "image_topic": "MNIST_IMAGE_TOPIC", "result_topic": "MNIST_RESULT_TOPIC", "topic_prefix": "MNIST_TOPIC_PREFIX",
     "dataset": "MNIST_DATASET", "list_file": "MNIST_LIST_FILE", "rate": "MNIST_RATE", "qos": "MNIST_QOS",

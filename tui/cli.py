@@ -52,9 +52,6 @@ def run_console(args: argparse.Namespace) -> int:
     # The console opens with its publisher stopped: space (or a start command from anywhere) starts it.
     # Headless, `run input` starts at once unless --hold.
     settings.autostart = False
-    address = address_from_args(args)
-    roles = parse_roles(args.roles, attached=address is not None)
-    protocols = protocols_from_args(args)
 
     root = logging.getLogger()
     captured = _RecentErrors()
@@ -68,16 +65,22 @@ def run_console(args: argparse.Namespace) -> int:
     local: RolesProcess | None = None
     observer: ObserverProcess | None = None
     try:
+        address = address_from_args(args)
+        # Warnings about the options (a password in the URL, a password file others may read) open the
+        # console as notifications, with the pipeline's notes.
+        warnings = [record.getMessage() for record in captured.records if record.levelno == logging.WARNING]
+        roles = parse_roles(args.roles, attached=address is not None)
+        protocols = protocols_from_args(args)
         if address is None or roles:
             local = RolesProcess(settings, roles, address, broker_kind=args.embedded, protocols=protocols,
-                                 on_log=child_log)
+                                 broker_config=args.broker_config, on_log=child_log)
             info = local.start()
             address = info.address
             protocol: int | None = info.protocol
-            kind, description, notes = info.broker_kind, info.broker_description, list(info.notes)
+            kind, description, notes = info.broker_kind, info.broker_description, warnings + list(info.notes)
         else:
             protocol = protocols[0] if protocols else None
-            kind, description, notes = "external", "external broker", []
+            kind, description, notes = "external", "external broker", warnings
         if kind == "external":
             description = f"external broker at {address.host}"
         observer = ObserverProcess(address, settings.topics, protocol=protocol)

@@ -125,7 +125,7 @@ class Bench:
         if self.address is None:
             from engine.mqtt.broker import EmbeddedBroker
 
-            self.broker = EmbeddedBroker(kind=self.args.embedded).start()
+            self.broker = EmbeddedBroker(kind=self.args.embedded, config=self.args.broker_config).start()
             self.address = self.broker.address
             protocols = tuple(p for p in protocols if p in self.broker.protocols) or protocols
             if self.workers > 1 and not self.broker.shared_subscriptions:

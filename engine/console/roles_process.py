@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from engine.errors import BrokerError, MnistError
@@ -61,7 +62,7 @@ class _PipeLogHandler(logging.Handler):
 
 
 def _child_main(conn: Connection, settings: Settings, roles: tuple[str, ...], address: BrokerAddress | None,
-                broker_kind: str, protocols: tuple[int, ...] | None) -> None:
+                broker_kind: str, protocols: tuple[int, ...] | None, broker_config: Path | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the console's to handle
     with contextlib.suppress(OSError):
         os.nice(NICE)  # inherited by every role thread and by the embedded mosquitto
@@ -76,8 +77,8 @@ def _child_main(conn: Connection, settings: Settings, roles: tuple[str, ...], ad
 
     # The infer worker in a process of its own: in this one it would share a GIL with a publisher at full
     # speed and answer a third of what it answers alone (docs/PERFORMANCE.md, "The console's pace").
-    pipeline = LocalPipeline(settings, roles, address, broker_kind=broker_kind, protocols=protocols,
-                             worker_processes=True)
+    pipeline = LocalPipeline(settings, roles, address, broker_kind=broker_kind, broker_config=broker_config,
+                             protocols=protocols, worker_processes=True)
     try:
         pipeline.start()
     except MnistError as exc:
@@ -113,6 +114,7 @@ class RolesProcess:
         address: BrokerAddress | None = None,
         *,
         broker_kind: str = "auto",
+        broker_config: Path | None = None,
         protocols: tuple[int, ...] | None = None,
         on_log: Callable[[int, str, str], None] | None = None,
     ) -> None:
@@ -120,6 +122,7 @@ class RolesProcess:
         self.roles = tuple(roles)
         self.address = address
         self.broker_kind = broker_kind
+        self.broker_config = broker_config
         self.protocols = protocols
         self.on_log = on_log
         self.info: PipelineInfo | None = None
@@ -138,7 +141,8 @@ class RolesProcess:
         self._conn = parent
         self._proc = self._ctx.Process(
             target=_child_main,
-            args=(child, self.settings, self.roles, self.address, self.broker_kind, self.protocols),
+            args=(child, self.settings, self.roles, self.address, self.broker_kind, self.protocols,
+                  self.broker_config),
             name="mnist-tui-roles",
             daemon=True,
         )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from engine.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 SCHEMES = {"mqtt": (False, 1883), "tcp": (False, 1883), "mqtts": (True, 8883), "ssl": (True, 8883)}
 
@@ -65,6 +69,9 @@ class BrokerAddress:
                 password = Path(password_file).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(f"cannot read password file {password_file}: {exc.strerror}") from None
+            warning = password_file_warning(password_file)
+            if warning:
+                log.warning("%s", warning)
         return replace(self, username=user, password=password)
 
     def with_tls_files(
@@ -85,3 +92,27 @@ class BrokerAddress:
         user = f"{self.username}@" if self.username else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{user}{host}:{self.port}"
+
+
+def url_password_warning(url: str) -> str | None:
+    """One line when `url` carries a password (`mqtt://user:pass@host`), else None."""
+    try:
+        password = urlsplit(url.strip() if "://" in url else "mqtt://" + url.strip()).password
+    except ValueError:
+        return None
+    if not password:
+        return None
+    return ("the broker URL holds a password: on a command line it shows in the process list and the shell "
+            "history; give it with --password-file (mode 600) or MNIST_BROKER_PASSWORD instead")
+
+
+def password_file_warning(path: str | os.PathLike[str]) -> str | None:
+    """One line when the password file at `path` may be read by its group or by others, else None."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    who = " and ".join(w for w, bits in (("its group", 0o070), ("others", 0o007)) if mode & bits)
+    return f"password file {path} may be read by {who} (mode {mode:04o}): chmod 600 {path}"

@@ -445,8 +445,10 @@ class EmbeddedBroker:
                 "install it (apt-get install mosquitto) or use the Python broker"
             )
         self._kind = "mosquitto" if self._binary else "python"
-        if config is not None and kind == "python":
-            raise ConfigError("a mosquitto config cannot be used with the Python broker (amqtt)")
+        if config is not None and self._kind == "python":
+            why = "" if kind == "python" else " (mosquitto not found: install it, apt-get install mosquitto)"
+            raise ConfigError(f"--broker-config {config}: a mosquitto config, but the embedded broker is the "
+                              f"Python broker (amqtt){why}")
         self._config = Path(config) if config is not None else default_config_path()
         if self._kind == "mosquitto" and not self._config.is_file():
             raise ConfigError(f"mosquitto config not found: {self._config}")

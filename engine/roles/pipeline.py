@@ -42,13 +42,15 @@ class LocalPipeline:
         address: BrokerAddress | None = None,
         *,
         broker_kind: str = "auto",
+        broker_config: Path | None = None,
         workers: int = 1,
         client_ids: dict[str, str] | None = None,
         on_result: Callable[[Result, bytes], None] | None = None,
         protocols: tuple[int, ...] | None = None,
         worker_processes: bool = False,
     ):
-        """`worker_processes`: every infer worker runs as its own process (else the first runs here), and
+        """`broker_config`: a mosquitto.conf for the embedded broker instead of the project's (--broker-config).
+        `worker_processes`: every infer worker runs as its own process (else the first runs here), and
         start() returns once each has said `running` in its retained status."""
         self.settings = settings or Settings()
         self.role_names = tuple(dict.fromkeys(roles))
@@ -60,6 +62,7 @@ class LocalPipeline:
         self.workers = workers
         self.address = address
         self.broker_kind_wanted = broker_kind
+        self.broker_config = broker_config
         self.client_ids = client_ids or {}
         self.on_result = on_result
         self.protocols = protocols
@@ -113,7 +116,8 @@ class LocalPipeline:
         if self.address is None:
             from engine.mqtt.broker import EmbeddedBroker  # only when we run one
 
-            self.broker = EmbeddedBroker(kind=self.broker_kind_wanted, persistence_dir=self._persistence_dir())
+            self.broker = EmbeddedBroker(kind=self.broker_kind_wanted, config=self.broker_config,
+                                         persistence_dir=self._persistence_dir())
             if self.settings.durable and self.broker.kind != "mosquitto":
                 self.notes.append("--durable: the embedded Python broker keeps nothing over a restart "
                                   "(install mosquitto for a persistent one)")
