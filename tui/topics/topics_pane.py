@@ -27,6 +27,7 @@ from tui.widgets import formatting as fmt
 from tui.widgets.palette import palette
 
 PREVIEW = 40
+MAIN_ROWS = 30
 
 
 def preview(payload: bytes) -> str:
@@ -92,6 +93,10 @@ class TopicsPane(Vertical):
         self.border_title = "Inspector" if inspector else "Topics"
         self.base_seq: int | None = None  # the message marked with b, the older side of a diff
         self.save_dir: Path | None = None  # where w saves (None: the current directory)
+        # Rows listed: the pane the newest 30, the inspector every message the observer keeps (100). The table is
+        # filled anew at each new message of the topic: 100 rows took 2.5-3x as long as 20 or 30
+        # (python -m tools.topic_table; docs/PERFORMANCE.md).
+        self.max_rows: int | None = None if inspector else MAIN_ROWS
         self._line: str | None = None
         self._messages: tuple[Message, ...] = ()
         self._selected_seq: int | None = None  # a message picked in the table; None = follow newest
@@ -178,7 +183,7 @@ class TopicsPane(Vertical):
         table.clear()
         for column in table.columns.values():  # widths fit this topic's messages, not the widest ever shown
             column.content_width = column.label.cell_len
-        newest_first = tuple(reversed(messages))
+        newest_first = tuple(reversed(messages))[: self.max_rows]
         for m in newest_first:
             table.add_row(
                 Text(fmt.clock(m.t), style=pal.muted),
@@ -282,7 +287,7 @@ class TopicsPane(Vertical):
         if not self._messages:
             return None
         table = self.query_one(MessagesTable)
-        newest_first = tuple(reversed(self._messages))
+        newest_first = tuple(reversed(self._messages))[: self.max_rows]
         return newest_first[min(max(table.cursor_row, 0), len(newest_first) - 1)]
 
     def _need_message(self) -> Message | None:
