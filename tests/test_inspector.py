@@ -181,6 +181,12 @@ async def test_search_highlights_and_n_moves_between_matches(mosquitto_broker: E
     app = make_app(mosquitto_broker.address)
     async with app.run_test(size=SIZE) as pilot:
         tree = await start(app, pilot, {"lab/hum/a", "lab/temp", "zoo/hum", "zoo/lion"}, send)
+        seen: list[str] = []
+        notify = app.notify
+        app.notify = lambda message, *a, **k: (seen.append(str(message)), notify(message, *a, **k))  # type: ignore
+        await pilot.press("n")  # no search yet: n sends one image, as everywhere (here: nobody to send it)
+        await until(pilot, lambda: any("no publisher online" in s for s in seen), lambda: str(seen))
+        seen.clear()
         await pilot.press("slash")
         search = app.screen.query_one("#topic-search", Input)
         assert search.display and app.focused is search
@@ -200,6 +206,7 @@ async def test_search_highlights_and_n_moves_between_matches(mosquitto_broker: E
         await until(pilot, lambda: tree.selected_path == "lab/hum", lambda: f"cursor on {tree.selected_path}")
         await pilot.press("N")
         await until(pilot, lambda: tree.selected_path == "zoo/hum", lambda: f"cursor on {tree.selected_path}")
+        assert not any("publisher" in s for s in seen)  # with a search, n and N only move
         # escape in the search drops it and its highlights
         await pilot.press("slash", "escape")
         assert tree.query == "" and app.focused is tree
