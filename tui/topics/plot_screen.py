@@ -86,8 +86,8 @@ class PlotScreen(ModalScreen[None]):
             plt.plot([t - start for t in times], values, marker="braille", color=colour)
             plt.xlabel("seconds before the newest")
         widget.refresh()
-        info.update(f"[dim]{len(values)} values of {markup_text(name, 80)} from the {len(self.messages)} "
-                    "messages kept · ↑↓ pick a field · escape closes[/]")
+        info.update(f"[dim]{len(values)} values of {markup_text(name, 80)} in the {len(self.messages)} "
+                    "messages kept · ↑↓ field · escape closes[/]")
 
     def action_close(self) -> None:
         self.dismiss(None)
