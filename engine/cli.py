@@ -437,6 +437,9 @@ def _summary(status: dict[str, Any]) -> str:
         return f"input {status['id']}: {status['state']}, sent {status['sent']}, {status['rate_actual']}/s"
     if role == "infer":
         lat = status["lat_ms"]
+        if status.get("batch_mean") is None:  # nothing processed in this interval: no batch, no latency
+            return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, idle, "
+                    f"queue {status['queue']}, dropped {status['dropped']}")
         return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, "
                 f"{status['rate']}/s, queue {status['queue']}, dropped {status['dropped']}, "
                 f"batch {status['batch_mean']}, p50 {lat['p50']} ms, p99 {lat['p99']} ms")

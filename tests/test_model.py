@@ -258,4 +258,4 @@ def test_train_from_idx_files_writes_loadable_weights_and_a_card(tmp_path, asset
     capsys.readouterr()
     assert train.run(args) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "t10k-labels-idx1-ubyte" in err and "\n" not in err
+    assert err.startswith("mnist-tui: ") and "t10k-labels-idx1-ubyte" in err and "\n" not in err

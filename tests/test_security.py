@@ -134,7 +134,10 @@ def test_a_denied_result_topic_is_said_once_and_the_worker_goes_on(secured_broke
     caplog.set_level(logging.ERROR, logger="engine.roles.role")
     worker.start()
     try:
-        assert worker.wait_ready(30) and worker.fatal_error is None, worker.last_error
+        # two TLS connections on a loaded machine: a generous deadline, and a failure says which one is missing
+        assert worker.wait_ready(90) and worker.fatal_error is None, (
+            f"ready: {worker.ready.is_set()}, control connected: {worker.connected.is_set()}, data connected: "
+            f"{worker.data_connected.is_set()}, last error: {worker.last_error}")
         images = MqttProbe(login(secure, "input"), client_id="player-1")
         try:
             send(images, (f"i{n}" for n in range(20)))
@@ -215,7 +218,10 @@ def test_one_workers_account_cannot_speak_for_another(secured_broker) -> None:  
     console.start()
     imposters: list[Observer] = []
     try:
-        assert worker.wait_ready(30) and worker.fatal_error is None, worker.last_error
+        # two TLS connections on a loaded machine: a generous deadline, and a failure says which one is missing
+        assert worker.wait_ready(90) and worker.fatal_error is None, (
+            f"ready: {worker.ready.is_set()}, control connected: {worker.connected.is_set()}, data connected: "
+            f"{worker.data_connected.is_set()}, last error: {worker.last_error}")
 
         def worker_state() -> str | None:
             return next((r.state for r in console.snapshot().roles if r.id == "worker-1"), None)

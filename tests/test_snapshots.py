@@ -132,3 +132,48 @@ def test_confusion_matrix(snap_compare: Any) -> None:
     """m: the one wrong answer of the recorded results (a 5 taken for a 7) is picked and listed."""
     app = MnistApp(make_observer(), BROKER)
     assert snap_compare(app, terminal_size=(80, 24), press=["m"])
+
+
+async def _settle(pilot: Any) -> None:
+    await pilot.pause(0.3)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+@pytest.mark.parametrize("pane", ["publisher", "workers", "results", "topics"])
+def test_zoom_fills_the_screen(snap_compare: Any, size: tuple[int, int], pane: str) -> None:
+    """z on any pane: that pane alone, as wide and tall as the screen."""
+    app = MnistApp(make_observer(), BROKER)
+    presses = {"publisher": [], "workers": ["tab"], "results": ["tab", "tab"], "topics": ["shift+tab"]}[pane]
+    assert snap_compare(app, terminal_size=size, press=[*presses, "z"], run_before=_settle)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_topics_pane_focused(snap_compare: Any, size: tuple[int, int]) -> None:
+    """The Topics pane's keys in the footer, ? Help and q Quit still in it at 80 columns."""
+    app = MnistApp(make_observer(), BROKER)
+    assert snap_compare(app, terminal_size=size, press=["shift+tab"], run_before=_settle)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_light_theme(snap_compare: Any, size: tuple[int, int]) -> None:
+    """textual-light: the unfocused panes' borders are visible."""
+    app = MnistApp(make_observer(), BROKER)
+
+    async def light(pilot: Any) -> None:
+        app.theme = "textual-light"
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=light)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_publish_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
+    """The retain checkbox inside the dialog."""
+    app = MnistApp(make_observer(), BROKER)
+    assert snap_compare(app, terminal_size=size, press=["p"], run_before=_settle)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_rate_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
+    app = MnistApp(make_observer(), BROKER)
+    assert snap_compare(app, terminal_size=size, press=["r"], run_before=_settle)

@@ -93,10 +93,10 @@ async def run(app: MnistApp, body: Callable[[Pilot[Any]], Awaitable[None]], size
 
 
 def test_rate_steps() -> None:
-    assert next_rate(10, +1) == 20 and next_rate(10, -1) == 5
-    assert next_rate(7, +1) == 10 and next_rate(7, -1) == 5
-    assert next_rate(50_000, +1) == 0  # then as fast as it goes
-    assert next_rate(0, +1) == 0 and next_rate(0, -1) == 50_000
+    assert next_rate(10, +1) == 30 and next_rate(10, -1) == 3
+    assert next_rate(7, +1) == 10 and next_rate(7, -1) == 3
+    assert next_rate(10_000, +1) == 0  # then as fast as it goes
+    assert next_rate(0, +1) == 0 and next_rate(0, -1) == 10_000
     assert next_rate(1, -1) == 1
 
 
@@ -141,9 +141,9 @@ async def test_plus_and_minus_change_the_rate(pipeline: LocalPipeline, make_app)
         await until(pilot, lambda: publisher_state(app), "publisher status never seen")
         assert publisher_state(app)["rate"] == 20
         await pilot.press("plus")
-        await until(pilot, lambda: publisher_state(app)["rate"] == 50, lambda: f"rate {publisher_state(app)}")
+        await until(pilot, lambda: publisher_state(app)["rate"] == 30, lambda: f"rate {publisher_state(app)}")
         await pilot.press("minus", "minus")
-        await until(pilot, lambda: publisher_state(app)["rate"] == 10, lambda: f"rate {publisher_state(app)}")
+        await until(pilot, lambda: publisher_state(app)["rate"] == 3, lambda: f"rate {publisher_state(app)}")
         await pilot.press("n")  # one image, without starting
         await until(pilot, lambda: publisher_state(app)["sent"] == 1, "n did not send one image")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import NO_MOSQUITTO
+from helpers import NO_MOSQUITTO, wait_for
 from helpers import pilot_until as until
 from PIL import Image
 from textual.pilot import Pilot
@@ -269,12 +269,15 @@ async def test_confusion_matrix_cell_lists_its_misclassified_digits(app: MnistAp
 async def test_export_csv_matches_the_results_shown(app: MnistApp, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DOCUMENTS_DIR", str(tmp_path / "docs"))
 
     async def body(pilot: Pilot[Any]) -> None:
         await send_images(app, pilot, 25)
         await pilot.press("e")
         path = await until(pilot, lambda: app.last_export, "e exported nothing")
-        assert path.parent == tmp_path and path.name.startswith("mnist-results-") and path.suffix == ".csv"
+        assert not list(tmp_path.glob("*.csv")), "nothing is written into the current directory"
+        assert path.parent == tmp_path / "docs" / "mnist-tui"
+        assert path.name.startswith("mnist-results-") and path.suffix == ".csv"
         shown = app.screen.query_one(ResultsLog).rows
         with path.open(newline="") as handle:
             got = list(csv.DictReader(handle))
@@ -292,7 +295,9 @@ async def test_export_csv_matches_the_results_shown(app: MnistApp, tmp_path: Pat
 async def test_worker_charts_follow_the_status(app: MnistApp) -> None:
     async def body(pilot: Pilot[Any]) -> None:
         pane = app.screen.query_one(WorkersPane)
+        await until(pilot, lambda: pane.table.row_count >= 1, "no worker in the table")  # hidden until then
         pane.query_one("#workers-table").focus()
+        await until(pilot, lambda: app.focused is pane.table, "the workers table took no focus")
         await pilot.press("g")
         assert pane.charts_shown
         charts = pane.query_one(WorkerCharts)
@@ -353,3 +358,49 @@ def test_observer_process_hands_out_kept_images(pipeline: LocalPipeline) -> None
         assert observer.image("no-such-id") is None
     finally:
         observer.stop()
+
+
+async def test_a_typed_rate_reaches_the_publisher(app: MnistApp) -> None:
+    """r opens the rate field; 250 (typed) becomes the publisher's rate, max means 0 (as fast as it can)."""
+    from textual.widgets import Input
+
+    from tui.publisher.rate_dialog import RateDialog
+
+    def rate() -> Any:
+        return app.snap.roles_of("input")[0].data.get("rate")
+
+    async def body(pilot: Pilot[Any]) -> None:
+        for typed, wanted in (("250", 250), ("max", 0), ("20", 20)):
+            await pilot.press("r")
+            await until(pilot, lambda: isinstance(app.screen, RateDialog), "r opened no rate field")
+            app.screen.query_one(Input).value = typed
+            await pilot.press("enter")
+            await until(pilot, lambda wanted=wanted: rate() == wanted,
+                        lambda typed=typed: f"typed {typed}, publisher says {rate()}")
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, RateDialog), "r opened no rate field")
+        app.screen.query_one(Input).value = "fast"
+        await pilot.press("enter")
+        error = app.screen.query_one("#rate-error")
+        await until(pilot, lambda: "not a rate" in str(error.render()), "a bad rate got no answer")
+        await pilot.press("escape")
+        assert rate() == 20
+
+    await run(app, body)
+
+
+async def test_quit_says_it_drains_and_a_second_q_quits_at_once(app: MnistApp) -> None:
+    app.owns_roles = True  # as when the console started the roles itself
+    async def body(pilot: Pilot[Any]) -> None:
+        await pilot.press("space")
+        await until(pilot, lambda: app.snap.roles_of("input")[0].state == "running", "publisher did not start")
+        await pilot.press("q")
+        notices = [n.message for n in app._notifications]
+        assert any(m.startswith("stopping: draining") and "q again" in m for m in notices), notices
+        assert app.return_code is None, "the first q waits for the workers"
+        await pilot.press("q")
+        await until(pilot, lambda: app.return_code is not None, "the second q did not quit")
+
+    await run(app, body)
+    wait_for(lambda: app.observer.snapshot(topics=False).roles_of("input")[0].state != "running", timeout=10,
+             message="q did not stop publishing")

@@ -289,7 +289,7 @@ async def test_result_detail_with_non_numeric_probs(mosquitto_broker: EmbeddedBr
             ("result", json.dumps({"id": "r2", "error": "[/]" + OSC_CLIPBOARD}).encode(), False),
         ])
         await until(pilot, lambda: len(app.snap.results) == 2, "results not shown")
-        app.push_screen(ResultDetail(list(app.snap.results), 0))
+        app.push_screen(ResultDetail(list(app.snap.results), 0, app.observer))
         await pilot.pause(0.3)
         assert_clean_screen(app)
         await pilot.press("right")

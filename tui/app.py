@@ -18,23 +18,25 @@ from typing import Any
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
 
-from engine.console.export import default_name, write_results_csv
+from engine.console.export import default_name, export_dir, write_results_csv
 from engine.console.observer import Observer, Snapshot
 from engine.console.observer_process import ObserverProcess
 from engine.errors import MnistError
 from engine.untrusted import clean_text
+from tui import keys
 from tui.chrome.footer import MainFooter
 from tui.chrome.header_bar import BrokerInfo, HeaderBar
 from tui.chrome.help_screen import HelpScreen, Section
 from tui.draw.draw_dialog import DrawDialog
+from tui.messages import OpenResult, RefreshWanted
 from tui.publisher.publisher_pane import PublisherPane, pick_publisher
+from tui.publisher.rate_dialog import RateDialog
 from tui.results.confusion_screen import ConfusionScreen
 from tui.results.result_detail import ResultDetail
 from tui.results.results_log import ResultsLog
@@ -48,24 +50,12 @@ from tui.workers.workers_pane import WorkersPane
 
 REFRESH_HZ = 10
 TOPICS_EVERY = 4  # ticks between topic-tree and message-list refreshes (2.5 Hz)
-RATE_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000)
+# + and - step by about three times: from 1/s to max in nine presses (r types any rate).
+RATE_STEPS = (1, 3, 10, 30, 100, 300, 1000, 3000, 10_000)
+QUIT_DRAIN_S = 5.0  # q waits this long at most for the workers' queues to empty (q again: at once)
 PANES = ("publisher", "workers", "results", "topics")
-HELP_TEXT = {
-    "toggle_publishing": "start or stop publishing (every publisher on the broker)",
-    "next_pane": "next pane", "previous_pane": "previous pane",
-    "zoom": "fill the screen with the focused pane, or back to all four",
-    "help": "this screen", "quit": "quit (local roles and the embedded broker stop too)",
-    "step": "send one image now", "faster": "publish faster (0 = as fast as it can)", "slower": "publish slower",
-    "clear_results": "clear the results shown (this console only)",
-    "filter": "change the subscription filter", "publish": "publish a message (topic, payload, QoS, retain)",
-    "clear_retained": "clear the retained message of the selected topic",
-    "toggle_pause": "pause or resume the inspector (topics hold still; results go on)",
-    "draw": "draw a digit, send it, see the ten probabilities",
-    "matrix": "confusion matrix; a cell lists its digits",
-    "export": "export the results to CSV (current directory)",
-    "select": "the result under the cursor, up close",
-    "toggle_charts": "plots of throughput and latency per worker",
-}
+TEXTUAL_TWINS = frozenset({"Keys", "Maximize", "Minimize"})
+
 
 
 def next_rate(current: float, direction: int) -> float:
@@ -86,23 +76,7 @@ class MainScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
-    BINDINGS = [
-        Binding("space", "app.toggle_publishing", "Start/stop", priority=True),
-        Binding("tab", "app.next_pane", "Next pane", show=False, priority=True),
-        Binding("shift+tab", "app.previous_pane", "Previous pane", show=False, priority=True),
-        Binding("n", "app.step", "Send one", show=False),
-        Binding("plus,equals_sign", "app.faster", "Faster", show=False, key_display="+"),
-        Binding("minus", "app.slower", "Slower", show=False, key_display="-"),
-        Binding("c", "app.clear_results", "Clear results", show=False),
-        Binding("f", "app.filter", "Filter", show=False),
-        Binding("p", "app.publish", "Publish", show=False),
-        Binding("z", "app.zoom", "Zoom", show=False),
-        Binding("d", "app.draw", "Draw"),
-        Binding("m", "app.matrix", "Matrix", show=False),
-        Binding("e", "app.export", "Export CSV", show=False),
-        Binding("question_mark,f1", "app.help", "Help", key_display="?"),
-        Binding("q", "app.quit", "Quit"),
-    ]
+    BINDINGS = keys.main_bindings()
 
     def __init__(self, broker: BrokerInfo) -> None:
         super().__init__()
@@ -118,13 +92,30 @@ class MainScreen(Screen[None]):
                 yield TopicsPane(id="topics")
         yield MainFooter()
 
+    @property
+    def zoomed(self) -> str | None:
+        """The pane that fills the screen, or None when all four show."""
+        return next((p for p in PANES if self.has_class(f"-zoom-{p}")), None)
+
+    def zoom(self, pane: str | None) -> None:
+        """Fill the screen with one pane (its id), or show all four again (None). Styles in app.tcss: the
+        other panes are hidden and this one takes their room, whatever its own width or height."""
+        for name in PANES:
+            self.set_class(name == pane, f"-zoom-{name}")
+            self.query_one(f"#{name}").set_class(name == pane, "-zoomed")
+        self.set_class(pane is not None, "-zoom")
+
     def on_resize(self) -> None:
-        # Under 100 columns the footer drops the padding around each key, so that ? Help and q Quit still fit.
-        self.query_one(MainFooter).compact = self.size.width < 100
+        # Under 100 columns the footer drops the padding around each key and the palette's key (ctrl+p is on
+        # the help screen), so that ? Help and q Quit still fit beside a pane's own keys.
+        footer = self.query_one(MainFooter)
+        footer.compact = self.size.width < 100
+        footer.show_command_palette = self.size.width >= 100
 
 
 class MnistApp(App[None]):
-    """`observer` must be started by the caller (and stopped after the app exits)."""
+    """`observer` must be started by the caller (and stopped after the app exits). `owns_roles`: the
+    console started the roles and they stop with it, so q stops publishing and drains them first."""
 
     CSS_PATH = "app.tcss"
     TITLE = "mnist-tui"
@@ -138,6 +129,7 @@ class MnistApp(App[None]):
         notes: Iterable[str] = (),
         refresh_hz: float = REFRESH_HZ,
         log_records: deque[logging.LogRecord] | None = None,
+        owns_roles: bool = False,
     ) -> None:
         super().__init__()
         self.observer = observer
@@ -151,6 +143,8 @@ class MnistApp(App[None]):
         self._pending_pane: int | None = None
         self._tick = 0
         self.last_export: Path | None = None
+        self.owns_roles = owns_roles  # the roles stop with the console: q drains them first
+        self._quit_asked: float | None = None  # when q was pressed: the console drains, then quits
 
     def notify(
         self,
@@ -180,7 +174,8 @@ class MnistApp(App[None]):
         # 118-153 ms (python -m tools.keylatency, two runs each, interleaved). Young garbage is collected as before.
         gc.freeze()
         gc.set_threshold(700, 10, 1000)
-        self.screen.query_one("#publisher", PublisherPane).focus()
+        if self.focused is None:  # a pane picked meanwhile (a click, a test) keeps the focus
+            self.screen.query_one("#publisher", PublisherPane).focus()
         self.refresh_from_observer(full=True)
         self.set_interval(1 / self.refresh_hz, self.refresh_from_observer)
         for note in self.notes:
@@ -285,6 +280,22 @@ class MnistApp(App[None]):
         if self._control("input", "rate", value=new):
             self._wanted_rate = (new, time.monotonic())
 
+    def action_rate(self) -> None:
+        """Type a rate (a number, or max) in a dialog; sent like + and - send theirs."""
+        publishers = self._publishers()
+        if not publishers:
+            return
+        role, _n = pick_publisher(self.snap) if self.snap else (publishers[0], 1)
+        current = role.data.get("rate") if role is not None else None
+        shown = fmt.set_rate(current).removesuffix("/s") if isinstance(current, (int, float)) else ""
+
+        def send(rate: float | None) -> None:
+            if rate is not None and self._control("input", "rate", value=rate):
+                self._wanted_rate = (rate, time.monotonic())
+                self.notify(f"rate {fmt.set_rate(rate)} asked of the publisher", timeout=3)
+
+        self.push_screen(RateDialog(shown), send)
+
     def action_faster(self) -> None:
         self._change_rate(+1)
 
@@ -355,28 +366,38 @@ class MnistApp(App[None]):
 
     # ----- drawing, looking closer, keeping the record -----
     def action_draw(self) -> None:
-        self.push_screen(DrawDialog())
+        self.push_screen(DrawDialog(self.observer, self.snap))
 
     def action_matrix(self) -> None:
         if isinstance(self.screen, ConfusionScreen):
             self.screen.dismiss(None)
         else:
-            self.push_screen(ConfusionScreen())
+            self.push_screen(ConfusionScreen(self.snap))
 
     def on_results_log_selected(self, event: ResultsLog.Selected) -> None:
-        self.push_screen(ResultDetail(event.rows, event.index))
+        self.push_screen(ResultDetail(event.rows, event.index, self.observer))
+
+    @on(OpenResult)
+    def _open_result(self, event: OpenResult) -> None:
+        self.push_screen(ResultDetail(event.rows, event.index, self.observer))
+
+    @on(RefreshWanted)
+    def _refresh_wanted(self, event: RefreshWanted) -> None:
+        self.refresh_from_observer(full=event.full)
 
     def action_export(self, path: str | None = None) -> None:
-        """Write the results the console holds to a CSV file (default: a timestamped name here)."""
+        """Write the results the console holds (since the last `c`) to a CSV file (default: a timestamped name
+        in the export folder, made when missing)."""
         snap = self.observer.snapshot(topics=False)
         rows = snap.results
         if not rows:
             self.notify("no results to export yet", severity="warning", timeout=3)
             return
-        target = Path(path or default_name()).expanduser().absolute()
+        target = Path(path).expanduser().absolute() if path else export_dir() / default_name()
         try:
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             n = write_results_csv(rows, target)
-        except MnistError as exc:
+        except (MnistError, OSError) as exc:
             self.notify(str(exc), title="Not exported", severity="error")
             return
         note = ""
@@ -384,6 +405,38 @@ class MnistApp(App[None]):
             note = f" (the newest {fmt.count(n)} of {fmt.count(snap.stats.received)}: the console keeps that many)"
         self.notify(f"{fmt.count(n)} results to {target}{note}", title="Exported", timeout=8)
         self.last_export = target
+
+    # ----- quitting -----
+    def _in_flight(self) -> int:
+        """Images the infer workers still hold in their queues (from their last status)."""
+        snap = self.snap
+        if snap is None:
+            return 0
+        queued = (r.data.get("queue") for r in snap.roles_of("infer") if r.online)
+        return int(sum(q for q in queued if isinstance(q, (int, float)) and q > 0))
+
+    async def action_quit(self) -> None:
+        """q: stop publishing, let the workers drain what they hold (a notice says how much), then quit;
+        q again quits at once."""
+        if self._quit_asked is not None or not self.owns_roles:  # roles of others: not ours to stop
+            self.exit()
+            return
+        self._quit_asked = time.monotonic()
+        running = any(r.state == "running" for r in (self.snap.roles_of("input") if self.snap else ()))
+        if running:
+            self._control("input", "stop")
+        n = self._in_flight()
+        if n == 0 and not running:
+            self.exit()
+            return
+        self.notify(f"stopping: draining {fmt.count(n)} images (q again quits at once)", title="Quitting",
+                    timeout=QUIT_DRAIN_S + 5)
+        self.set_interval(0.2, self._quit_when_drained)
+
+    def _quit_when_drained(self) -> None:
+        waited = time.monotonic() - (self._quit_asked or 0.0)
+        if (self._in_flight() == 0 and waited >= 1.0) or waited >= QUIT_DRAIN_S:  # 1 s: a fresh status
+            self.exit()
 
     # ----- moving around -----
     def _pane_targets(self) -> list[Widget]:
@@ -417,8 +470,8 @@ class MnistApp(App[None]):
         if self._pending_pane is not None:  # focus moves after this key: a fast second tab starts from there
             current = self._pending_pane
         index = (current + step) % len(targets)
-        if self.screen.maximized is not None:
-            self.screen.minimize()
+        if self.main is not None:
+            self.main.zoom(None)
         self._pending_pane = index
         targets[index].focus()
         self.call_after_refresh(self._focus_settled)
@@ -437,12 +490,12 @@ class MnistApp(App[None]):
         main = self.main
         if main is None:
             return
-        if main.maximized is not None:
-            main.minimize()
+        if main.zoomed is not None:
+            main.zoom(None)
             return
         index = self._current_pane()
         if index >= 0:
-            main.maximize(main.query_one(f"#{PANES[index]}"), container=False)
+            main.zoom(PANES[index])
 
     def action_help(self) -> None:
         # One help screen, composed once and kept: building it anew took most of the time the key took.
@@ -453,54 +506,12 @@ class MnistApp(App[None]):
         self.push_screen("help")
 
     def key_sections(self) -> list[Section]:
-        def keys(bindings: Iterable[Any], skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-            out = []
-            for b in bindings:
-                action = b.action.split(".")[-1]
-                if action in skip:
-                    continue
-                key = b.key_display or "/".join(self.get_key_display(Binding(k, "")) for k in b.key.split(","))
-                out.append((key, HELP_TEXT.get(action, b.description)))
-            return out
-
-        pane_actions = ("step", "faster", "slower", "clear_results", "filter", "publish")
-        return [
-            ("Everywhere", keys(MainScreen.BINDINGS, pane_actions)
-             + [("ctrl+p", "command palette (every action by name; themes too)")]),
-            ("Publisher (the input role)", keys(PublisherPane.BINDINGS)),
-            ("Results", keys(ResultsPane.BINDINGS)
-             + [("↑ ↓ pgup pgdn", "move the cursor; end lets go and follows the newest"),
-                ("enter / click", HELP_TEXT["select"])]),
-            ("Topics", keys(TopicsPane.BINDINGS)
-             + [("↑ ↓ enter", "pick a topic; enter goes to its messages, escape back")]),
-            ("Workers", keys(WorkersPane.BINDINGS)
-             + [("↑ ↓", "move between workers (local or remote, from their status messages)")]),
-            ("Draw a digit (d)", [("mouse", "left button draws, right button erases"),
-                                  ("arrows space", "move the cursor, paint (shift+arrows draw a line)"),
-                                  ("enter c escape", "send · clear · close")]),
-        ]
+        return keys.help_sections()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" (its key panel) and "Maximize" would stand beside the app's help and zoom.
+        yield from (c for c in super().get_system_commands(screen) if c.title not in TEXTUAL_TWINS)
         if not isinstance(screen, MainScreen):
             return
-        commands = [
-            ("Start or stop publishing", "space: start or stop every publisher", self.action_toggle_publishing),
-            ("Send one image", "n: the publisher sends one image now", self.action_step),
-            ("Faster", "+: raise the publishing rate", self.action_faster),
-            ("Slower", "-: lower the publishing rate", self.action_slower),
-            ("Clear results", "c: forget the results shown so far", self.action_clear_results),
-            ("Topic filter", "f: change the subscription filter of the Topics pane", self.action_filter),
-            ("Publish a message", "p: publish on any topic", self.action_publish),
-            ("Clear retained message", "x: clear the retained message of the selected topic",
-             self.action_clear_retained),
-            ("Pause or resume the inspector", "s: hold the Topics pane still", self.action_toggle_pause),
-            ("Zoom pane", "z: fill the screen with the focused pane", self.action_zoom),
-            ("Draw a digit", "d: draw one, send it, see the ten probabilities", self.action_draw),
-            ("Confusion matrix", "m: every labelled result by label and prediction", self.action_matrix),
-            ("Export results to CSV", "e: the results so far, to a file in the current directory",
-             self.action_export),
-            ("Keys", "?: every key on one screen", self.action_help),
-        ]
-        for title, help_text, callback in commands:
-            yield SystemCommand(title, help_text, callback)
+        for title, help_text, key in keys.commands():
+            yield SystemCommand(title, help_text, getattr(self, key.method))

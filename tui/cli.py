@@ -90,8 +90,10 @@ def run_console(args: argparse.Namespace) -> int:
         from tui.chrome.header_bar import BrokerInfo
 
         app = MnistApp(observer, BrokerInfo(address.url, kind, description), notes=notes,
-                       log_records=captured.records)
+                       log_records=captured.records, owns_roles=local is not None)
         app.run()
+        if local is not None:  # the terminal is back: say why it waits
+            print("mnist-tui: stopping the local roles and the broker…", file=sys.stderr, flush=True)
         return app.return_code or 0
     finally:
         if observer is not None:

@@ -18,11 +18,19 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import platformdirs
+
 from engine.console.observer import ResultRow
 from engine.errors import ConfigError
 
 COLUMNS = ["time", "id", "pred", "label", "correct", "conf", "latency_ms", "worker", "model",
            *(f"p{i}" for i in range(10)), "error"]
+
+
+def export_dir() -> Path:
+    """Where the console's `e` writes: mnist-tui/ in the user's documents folder (XDG_DOCUMENTS_DIR on
+    Linux, ~/Documents elsewhere), never the current directory (after the quickstart: a git checkout)."""
+    return platformdirs.user_documents_path() / "mnist-tui"
 
 
 def default_name(now: float | None = None) -> str:

@@ -9,10 +9,10 @@ immutable copy it gets; it never gets one update per message.
 The observer steers roles only through the control topics (docs/PROTOCOL.md), never by calling into
 role objects: a role in this process and one on another machine look the same.
 
-Images are kept by the id in their metadata, the newest `max_images` of them within `max_image_bytes`
-(about 300 bytes each for MNIST: 5,000 take 1.5 MB), so a console can show the digit behind a recent
-result (`image(id)`); older ones are simply gone. `max_images=0` turns this off, and with it the image
-subscription.
+Images are kept as they came, the newest `max_images` of them within `max_image_bytes` (about 300 bytes
+each for MNIST: 5,000 take 1.5 MB), so a console can show the digit behind a recent result (`image(id)`,
+which reads the ids in their metadata only then); older ones are simply gone. `max_images=0` turns this
+off, and with it the image subscription.
 
 Nothing here imports textual (engine rule); the Textual console lives in `tui/`.
 """
@@ -39,7 +39,7 @@ from engine.console.message_props import MessageProps, message_props
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
-from engine.protocol import PNG_SIGNATURE, extract_meta, parse_result
+from engine.protocol import extract_meta, has_meta, parse_result
 from engine.topics import ROLES, Topics, sanitize_id
 from engine.untrusted import clean_status, clean_text, json_object
 
@@ -403,8 +403,8 @@ class Observer:
         self._latencies: deque[float] = deque(maxlen=2048)
         self._reset_result_stats()
         self._results_mark = 0
-        # images by id (the newest max_images, at most max_image_bytes), for a result's detail view
-        self._images: OrderedDict[str, bytes] = OrderedDict()
+        # images as they came (the newest max_images, at most max_image_bytes), for a result's detail view
+        self._images: deque[bytes] = deque()
         self._image_bytes = 0
         # inspector
         self._topic_states: dict[str, _TopicState] = {}
@@ -657,7 +657,12 @@ class Observer:
                 # Which subscription delivered this copy: the current inspector one, a core one, or one of
                 # a filter just replaced (still in flight). A core message is taken from exactly one copy.
                 inspect = self._gen * 2 + _SUB_INSPECT in sub_ids
-                core = kind is not None and any(self._is_core_copy(i, kind) for i in sub_ids)
+                core = False
+                if kind is not None:
+                    for sub_id in sub_ids:
+                        if self._is_core_copy(sub_id, kind):
+                            core = True
+                            break
             else:
                 inspect = not self._separate or topic_matches(self._filter, topic)
                 core = kind is not None
@@ -750,31 +755,37 @@ class Observer:
             self._confusion[r.label][r.pred] += 1
 
     def _on_image(self, payload: bytes) -> None:
-        """Keep an image by the id in its metadata (O(1); the oldest go first past either bound)."""
-        if len(payload) > MAX_IMAGE_PAYLOAD or not payload.startswith(PNG_SIGNATURE):
-            return
-        image_id = extract_meta(payload).id
-        if image_id is None:  # no id: no result can be matched to it
+        """Keep an image as it came, the oldest going first past either bound: one append, no parsing.
+
+        At a publisher's full speed images come by the thousand a second and only the odd one is ever
+        looked at, so its id is read from its metadata when someone asks for it (`images`), not here.
+        """
+        if len(payload) > MAX_IMAGE_PAYLOAD or not has_meta(payload):  # no id: no result can match it
             return
         images = self._images
-        old = images.pop(image_id, None)
-        if old is not None:
-            self._image_bytes -= len(old)
-        images[image_id] = payload
+        images.append(payload)
         self._image_bytes += len(payload)
-        while images and (len(images) > self.max_images or self._image_bytes > self.max_image_bytes):
-            _id, dropped = images.popitem(last=False)
-            self._image_bytes -= len(dropped)
+        while len(images) > self.max_images or self._image_bytes > self.max_image_bytes:
+            self._image_bytes -= len(images.popleft())
 
     def image(self, image_id: str) -> bytes | None:
         """The PNG of image `image_id` as it went over the broker, if it is still kept."""
-        with self._lock:
-            return self._images.get(image_id)
+        return self.images([image_id]).get(image_id)
 
     def images(self, ids: list[str]) -> dict[str, bytes]:
-        """The PNGs of those of `ids` that are still kept."""
+        """The PNGs of those of `ids` that are still kept (the newest one of an id given twice)."""
+        wanted = set(ids)
+        found: dict[str, bytes] = {}
         with self._lock:
-            return {i: self._images[i] for i in ids if i in self._images}
+            kept = list(self._images)
+        for payload in reversed(kept):  # newest first; the copy lets images arrive meanwhile
+            if not wanted:
+                break
+            image_id = extract_meta(payload).id
+            if image_id in wanted:
+                found[image_id] = payload
+                wanted.discard(image_id)
+        return found
 
     def _on_status(self, topic: str, payload: bytes, retain: bool, now: float) -> None:
         self._statuses_seen += 1

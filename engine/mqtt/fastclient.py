@@ -8,13 +8,16 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
 
 `FastClient` changes only how bytes reach paho, not what paho does with them:
 - reads: one `recv` of up to 64 KiB fills a buffer, and `loop_read` handles every packet in it
-  before it returns (one refill per call, so writes and keepalives still get their turn);
+  before it returns (one refill per call, so writes and keepalives still get their turn); a packet
+  that lies whole in the buffer is framed in one step, not read byte by byte;
 - `publish_many`: publishes a batch with one wake-up of the network thread instead of one per message;
 - writes: queued QoS 0 PUBLISH packets go out in one `send` when nothing listens for their
   individual `on_publish`;
-- incoming PUBLISH packets at QoS 0 and 1 without MQTT 5 properties (every image and result) are
-  decoded here: paho builds and clears a `Properties` object of 27 names for each MQTT 5 message,
-  about 40 us; an empty one is copied from a template instead. Anything else goes to paho;
+- incoming PUBLISH packets at QoS 0 and 1 without MQTT 5 properties (every image and result), or with
+  only Subscription Identifiers (what the console's observer gets with every message), are decoded
+  here: paho builds and clears a `Properties` object of 27 names for each MQTT 5 message and decodes
+  each property through its name tables, about 40-100 us; an empty one is copied from a template
+  instead (the identifiers set on it as a list, as paho does). Anything else goes to paho;
 - shedding: while `shed_when()` is true, whole QoS 0 PUBLISH packets at the head of what one `recv`
   brought in are dropped by their length alone (about 1 us each, against 10-20 us through paho and
   the role's callback) and counted in `shed`. A worker sets it while its queue is full: offered ten
@@ -27,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -141,6 +145,23 @@ class FastClient(mqtt.Client):
         finally:
             self._refills = -1
 
+    def _packet_read(self) -> MQTTErrorCode:
+        """paho's, but a packet that lies whole in the read buffer is framed here in one step (paho asks
+        for its first byte, each byte of its length and its body in separate reads)."""
+        packet = self._in_packet
+        buf = self._rbuf
+        if not packet["command"] and len(buf) >= 2 and self._rbuf_sock is self._sock:
+            found = _varint(buf, 1, len(buf))
+            if found is not None and found[1] + found[0] <= len(buf):
+                length, start = found
+                packet["command"] = buf[0]
+                packet["have_remaining"] = 1
+                packet["remaining_length"] = length
+                packet["to_process"] = 0
+                packet["packet"] = buf[start : start + length]
+                del buf[: start + length]
+        return super()._packet_read()
+
     def _skim(self) -> None:
         """Drop the whole QoS 0 PUBLISH packets at the head of the read buffer (refilled once if empty).
 
@@ -204,10 +225,17 @@ class FastClient(mqtt.Client):
             mid = int.from_bytes(packet[pos : pos + 2], "big")
             pos += 2
         v5 = self._protocol == MQTTv5
+        sub_ids: list[int] | None = None
         if v5:
-            if pos >= end or packet[pos] != 0:
-                return super()._handle_publish()  # it has properties (or is malformed): paho's decoder
-            pos += 1
+            if pos >= end:
+                return super()._handle_publish()  # malformed: paho reports it
+            if packet[pos] == 0:
+                pos += 1
+            else:
+                found = _subscription_ids(packet, pos, end)
+                if found is None:
+                    return super()._handle_publish()  # other properties (or malformed): paho's decoder
+                sub_ids, pos = found
         elif not topic:
             return super()._handle_publish()  # paho reports the malformed packet
         if pos > end:
@@ -222,7 +250,9 @@ class FastClient(mqtt.Client):
         message.retain = bool(header & 0x01)
         message.payload = bytes(packet[pos:])
         if v5:
-            message.properties = _empty_publish_properties()
+            props = message.properties = _empty_publish_properties()
+            if sub_ids is not None:  # as paho's decoder gives it: a list, the property may repeat
+                object.__setattr__(props, "SubscriptionIdentifier", sub_ids)
         message.timestamp = mqtt.time_func()
         self._handle_on_message(message)
         if qos == 0 or self._manual_ack:
@@ -248,6 +278,20 @@ class FastClient(mqtt.Client):
             for payload in payloads:
                 infos.append(publish(topic, payload, qos=qos))
         return infos
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued packet is written and every QoS 1/2 publish acknowledged; False when
+        `timeout` seconds pass first or the connection is gone.
+
+        paho sends QoS 1/2 publishes past its in-flight window only as acknowledgements free it, and
+        `disconnect` drops those still waiting: call this before it when what was published matters.
+        """
+        deadline = time.monotonic() + timeout
+        while self._out_packet or self._out_messages:
+            if self._sock is None or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
     def ack_many(self, acks: Iterable[tuple[int, int]]) -> None:
         """`ack(mid, qos)` for each pair (manual acknowledgement), waking the network thread once."""
@@ -327,6 +371,45 @@ class FastClient(mqtt.Client):
             "command": first["command"], "mid": first["mid"], "qos": 0, "pos": 0,
             "to_process": len(joined), "packet": joined, "info": _Infos(infos),
         })
+
+
+def _varint(data: bytes | bytearray, pos: int, end: int) -> tuple[int, int] | None:
+    """MQTT's variable byte integer at `pos`: (value, position after it); None when cut off or too long."""
+    value = 0
+    for shift in (0, 7, 14, 21):
+        if pos >= end:
+            return None
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+    return None
+
+
+_SUBSCRIPTION_IDENTIFIER = 0x0B
+
+
+def _subscription_ids(packet: bytes | bytearray, pos: int, end: int) -> tuple[list[int], int] | None:
+    """The properties at `pos` when they are only Subscription Identifiers (what a subscriber that asks
+    for them gets with every message): (the ids, where the payload starts). None for anything else."""
+    found = _varint(packet, pos, end)
+    if found is None:
+        return None
+    length, pos = found
+    stop = pos + length
+    if stop > end:
+        return None
+    ids: list[int] = []
+    while pos < stop:
+        if packet[pos] != _SUBSCRIPTION_IDENTIFIER:
+            return None
+        found = _varint(packet, pos + 1, stop)
+        if found is None or found[0] == 0:  # 0 is not a valid identifier: paho's decoder says so
+            return None
+        ids.append(found[0])
+        pos = found[1]
+    return ids, stop
 
 
 def _joinable(packet: Any) -> bool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 
 from engine.mqtt.client import connect_kwargs, make_client, reason_text
+from engine.mqtt.fastclient import FastClient
 
 if TYPE_CHECKING:
     from engine.roles.role import Role
@@ -58,6 +59,13 @@ class DataConnection:
         self._client = client
         client.connect_async(role.address.host, role.address.port, **connect_kwargs(client))
         client.loop_start()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until what was published here is written and acknowledged."""
+        client = self._client
+        if client is None or not self.connected.is_set() or not isinstance(client, FastClient):
+            return False
+        return client.flush(timeout)
 
     def stop(self) -> None:
         client = self._client

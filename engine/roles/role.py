@@ -107,13 +107,13 @@ class Role:
         client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         self._client = client
-        client.connect_async(self.address.host, self.address.port, **connect_kwargs(client))
-        client.loop_start()
-        if self.data_connection:
+        if self.data_connection:  # before the control client runs: its first status reads the data client
             from engine.roles.dataplane import DataConnection
 
             self._data = DataConnection(self)
             self._data.start()
+        client.connect_async(self.address.host, self.address.port, **connect_kwargs(client))
+        client.loop_start()
         self._status_thread = threading.Thread(target=self.guarded(self._status_loop), name=f"{self.role}-status",
                                                daemon=True)
         self._status_thread.start()
@@ -124,6 +124,10 @@ class Role:
             return
         self._stop.set()
         self.shutdown()
+        if self._data is not None:
+            # What the role published on its data connection (a worker's last answers) reaches the broker
+            # before the goodbye says it was done, and before a disconnect could drop what paho still holds.
+            self._data.flush(self.settings.drain_seconds + 2)
         client = self._client
         if client is not None:
             if self.connected.is_set():

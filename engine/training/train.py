@@ -430,7 +430,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise MnistError(f"cannot write {card}: {exc.strerror or exc}") from None
     except (MnistError, ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"mnist-tui: {exc}", file=sys.stderr)  # the one-line form of every other command
         return 1
     except KeyboardInterrupt:
         print("training interrupted; nothing written", file=sys.stderr)

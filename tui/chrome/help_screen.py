@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
@@ -18,16 +19,14 @@ ABOUT = (
 )
 
 
-def keys_markup(sections: list[Section]) -> str:
-    width = max((len(key) for _title, keys in sections for key, _d in keys), default=6) + 2
-    lines: list[str] = []
-    for title, keys in sections:
-        if lines:
-            lines.append("")
-        lines.append(f"[b $text-accent]{escape(title)}[/]")
-        for key, description in keys:
-            lines.append(f"  [b]{escape(key.ljust(width))}[/]{escape(description)}")
-    return "\n".join(lines)
+def keys_table(keys: list[tuple[str, str]], key_width: int) -> Table:
+    """One section's keys in two columns: a long description wraps inside its own column, never under the keys."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(width=key_width, no_wrap=True, style="bold")
+    table.add_column(ratio=1, overflow="fold")
+    for key, description in keys:
+        table.add_row(Text(key), Text(description))
+    return table
 
 
 class HelpScreen(ModalScreen[None]):
@@ -42,10 +41,16 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="help", classes="dialog"):
             yield Label("mnist-tui: keys", classes="dialog-title")
+            width = max((len(key) for _title, keys in self.sections for key, _d in keys), default=6)
             with VerticalScroll(id="help-body"):
-                yield Static(keys_markup(self.sections), id="help-keys")
+                for title, keys in self.sections:
+                    yield Static(title, classes="help-section", markup=False)
+                    yield Static(keys_table(keys, width), classes="help-keys")
                 yield Static(ABOUT, id="help-about", classes="dialog-hint")
-            yield Static("[dim]escape or ? closes[/]", classes="dialog-hint")
+            yield Static("↑ ↓ pgup pgdn scroll · escape or ? closes", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-body").focus()  # the arrows and page keys scroll what is below the fold
 
     def action_close(self) -> None:
         self.dismiss(None)

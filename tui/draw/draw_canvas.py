@@ -25,6 +25,8 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+from tui import keys
+
 SIDE = 28
 PEN_FULL = 0.8  # full ink within this distance of the pen (pixels)...
 PEN_EDGE = 1.9  # ...fading to none at this distance
@@ -68,14 +70,7 @@ class DrawCanvas(Widget, can_focus=True):
     """
 
     BINDINGS = [
-        Binding("up", "move(0, -1)", "Up", show=False),
-        Binding("down", "move(0, 1)", "Down", show=False),
-        Binding("left", "move(-1, 0)", "Left", show=False),
-        Binding("right", "move(1, 0)", "Right", show=False),
-        Binding("shift+up", "move(0, -1, True)", "Draw up", show=False),
-        Binding("shift+down", "move(0, 1, True)", "Draw down", show=False),
-        Binding("shift+left", "move(-1, 0, True)", "Draw left", show=False),
-        Binding("shift+right", "move(1, 0, True)", "Draw right", show=False),
+        *keys.arrow_bindings("move({}, {})", shift_action="move({}, {}, True)"),
         Binding("space", "paint", "Paint"),
         Binding("x", "erase", "Erase", show=False),
     ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 from textual import on
@@ -27,6 +27,7 @@ from engine.console.observer import ResultRow, Snapshot, Verdict
 from engine.digits.preprocess import encode_png, mnist_normalize
 from engine.errors import MnistError
 from engine.protocol import embed_meta
+from engine.topics import Topics
 from tui.draw.draw_canvas import DrawCanvas
 from tui.results.prob_bars import ProbBars
 from tui.safe_text import markup_text
@@ -56,6 +57,18 @@ def result_markup(row: ResultRow) -> str:
         details.append(fmt.ms(row.latency_ms))
     return f"prediction [b $text-accent]{row.pred}[/]{conf}\n[dim]{' · '.join(details)}[/]"
 
+READY = "draw a digit, then press [b]enter[/]"
+
+
+class DrawTarget(Protocol):
+    """Where a drawing goes: the console's observer publishes it on the image topic."""
+
+    client_id: str
+    topics: Topics
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
+                tag: str | None = None, action: str = "publish") -> None: ...
+
 
 class DrawDialog(ModalScreen[None]):
     """Opened with `d`; escape closes it. The app hands it every snapshot (`update_snapshot`)."""
@@ -66,8 +79,10 @@ class DrawDialog(ModalScreen[None]):
         Binding("c,delete,backspace", "clear", "Clear"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, target: DrawTarget, snap: Snapshot | None = None) -> None:
         super().__init__()
+        self.target = target
+        self._snap = snap
         self.sent_id: str | None = None
         self.sent_at = 0.0
         self.result: ResultRow | None = None
@@ -80,7 +95,7 @@ class DrawDialog(ModalScreen[None]):
             with Horizontal(id="draw-body"):
                 yield DrawCanvas(id="draw-canvas")
                 with Vertical(id="draw-side"):
-                    yield Static("draw a digit, then press [b]enter[/]", id="draw-status")
+                    yield Static(READY, id="draw-status")
                     yield ProbBars("the ten class probabilities appear here", id="draw-bars")
                     with Vertical(id="draw-seen"):
                         yield Static("[dim]what the model sees (centred by mass, scaled into 20x20):[/]",
@@ -122,16 +137,14 @@ class DrawDialog(ModalScreen[None]):
     # ----- actions -----
     @on(Button.Pressed, "#draw-send")
     def action_send(self) -> None:
-        observer: Any = getattr(self.app, "observer", None)
-        if observer is None:
-            return
+        observer = self.target
         now = time.time()
         image_id = f"{observer.client_id}-draw-{next(_ids)}"
         png = drawing_png(self.canvas.image, image_id, observer.client_id, now)
         if png is None:
             self.notify("draw a digit first", severity="warning", timeout=3)
             return
-        snap: Snapshot | None = getattr(self.app, "snap", None)
+        snap = self._snap
         try:
             observer.publish(observer.topics.images, png, qos=1, tag=image_id, action="draw")
         except MnistError as exc:
@@ -147,7 +160,11 @@ class DrawDialog(ModalScreen[None]):
 
     @on(Button.Pressed, "#draw-clear")
     def action_clear(self) -> None:
+        """A clean sheet: the drawing, and the answer to the last one with it."""
         self.canvas.clear()
+        self.sent_id, self.result, self._verdict = None, None, None
+        self.query_one("#draw-status", Static).update(READY)
+        self.bars.show(None)
         self.canvas.focus()
 
     @on(Button.Pressed, "#draw-close")
@@ -156,6 +173,7 @@ class DrawDialog(ModalScreen[None]):
 
     # ----- the answer -----
     def update_snapshot(self, snap: Snapshot) -> None:
+        self._snap = snap
         if self.sent_id is None or self.result is not None:
             return
         if self._verdict is None:

@@ -8,11 +8,11 @@ from pathlib import PurePath
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
 from engine.console.observer import RoleStatus, Snapshot
+from tui import keys
 from tui.safe_text import markup_text
 from tui.widgets import formatting as fmt
 from tui.widgets.digit_view import DigitView
@@ -84,11 +84,7 @@ def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
 class PublisherPane(Vertical, can_focus=True):
     """Shows the input role from its status messages; steered through the control topic by the app."""
 
-    BINDINGS = [
-        Binding("n", "app.step", "Send one"),
-        Binding("plus,equals_sign", "app.faster", "Faster", key_display="+"),
-        Binding("minus", "app.slower", "Slower", key_display="-"),
-    ]
+    BINDINGS = keys.bindings(keys.PUBLISHER)
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)

@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widget import Widget
 
+from tui import keys
 from tui.widgets.palette import palette
 
 LABEL_WIDTH = 7  # "label 7"
@@ -35,10 +36,7 @@ class ConfusionMatrix(Widget, can_focus=True):
     """
 
     BINDINGS = [
-        Binding("up", "move(-1, 0)", "Up", show=False),
-        Binding("down", "move(1, 0)", "Down", show=False),
-        Binding("left", "move(0, -1)", "Left", show=False),
-        Binding("right", "move(0, 1)", "Right", show=False),
+        *keys.arrow_bindings("move({}, {})", swap=True),
         Binding("enter", "pick", "Show digits"),
     ]
 

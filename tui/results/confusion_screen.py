@@ -18,8 +18,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from engine.console.observer import ResultRow, Snapshot
+from tui.messages import OpenResult
 from tui.results.confusion_matrix import ConfusionMatrix
-from tui.results.result_detail import ResultDetail
 from tui.widgets import formatting as fmt
 from tui.widgets.palette import palette
 
@@ -50,8 +50,9 @@ class CellList(DataTable[Any]):
 class ConfusionScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,m", "close", "Close")]
 
-    def __init__(self) -> None:
+    def __init__(self, snap: Snapshot | None = None) -> None:
         super().__init__()
+        self._first_snap = snap
         self.cell: tuple[int, int] | None = None
         self.listed: list[ResultRow] = []
         self._listed_key: tuple[Any, ...] | None = None
@@ -75,7 +76,7 @@ class ConfusionScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         box = self.query_one("#confusion", Vertical)
         box.border_title = "Confusion matrix"
-        snap: Snapshot | None = getattr(self.app, "snap", None)
+        snap, self._first_snap = self._first_snap, None
         if snap is not None:
             self.update_snapshot(snap)
             start = worst_cell(snap.stats.confusion)
@@ -141,7 +142,7 @@ class ConfusionScreen(ModalScreen[None]):
     def _open(self, event: DataTable.RowSelected) -> None:
         index = event.cursor_row
         if 0 <= index < len(self.listed):
-            self.app.push_screen(ResultDetail(tuple(self.listed), index))
+            self.post_message(OpenResult(tuple(self.listed), index))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -8,7 +8,7 @@ Left and right step through the list the result was picked from.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol
 
 from textual import work
 from textual.app import ComposeResult
@@ -47,6 +47,14 @@ def fields_markup(row: ResultRow) -> str:
     return "\n".join(lines)
 
 
+class ImageSource(Protocol):
+    """Where the images of results come from (the console's observer keeps the newest `max_images`)."""
+
+    max_images: int
+
+    def image(self, image_id: str) -> bytes | None: ...
+
+
 class ResultDetail(ModalScreen[None]):
     """`rows[index]` is shown; escape or enter closes."""
 
@@ -56,8 +64,9 @@ class ResultDetail(ModalScreen[None]):
         Binding("right,down", "step(1)", "Next", show=False),
     ]
 
-    def __init__(self, rows: Sequence[ResultRow], index: int) -> None:
+    def __init__(self, rows: Sequence[ResultRow], index: int, images: ImageSource | None = None) -> None:
         super().__init__()
+        self.images = images
         self.rows = rows
         self.index = index
         self.image_state = "loading"  # "loading", "shown", "gone" (not kept any more), "none" (no id), "error"
@@ -110,9 +119,8 @@ class ResultDetail(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="detail-image")
     def _fetch(self, image_id: str, index: int) -> None:
-        observer: Any = getattr(self.app, "observer", None)
         try:
-            png = observer.image(image_id) if observer is not None else None
+            png = self.images.image(image_id) if self.images is not None else None
         except MnistError as exc:  # the observer process is gone or too busy to answer
             self.app.call_from_thread(self._fetched, None, index, str(exc))
             return
@@ -129,7 +137,7 @@ class ResultDetail(ModalScreen[None]):
             return
         if png is None:
             self.image_state = "gone"
-            kept = getattr(getattr(self.app, "observer", None), "max_images", 0)
+            kept = self.images.max_images if self.images is not None else 0
             digit.placeholder = f"image not kept (only the last {fmt.count(kept)})" if kept else "image not kept"
             digit.refresh()
             return

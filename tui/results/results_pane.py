@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
 from engine.console.observer import ResultStats, Snapshot
+from tui import keys
 from tui.results.results_log import ResultsLog, header_text
 from tui.widgets import formatting as fmt
 
 
-def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False) -> str:
+def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False, connected: bool = True) -> str:
     acc = stats.accuracy
     if stats.received == 0:
+        if not connected:
+            return "[dim]no results: the broker cannot be reached (see the header)[/]"
         if publishing:
             return "[dim]no results yet: is an infer worker running?[/]"
         return "[dim]no results yet: press[/] space [dim]to start the publisher[/]"
@@ -31,10 +33,7 @@ def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False) -
 
 
 class ResultsPane(Vertical):
-    BINDINGS = [
-        Binding("c", "app.clear_results", "Clear"),
-        Binding("end", "follow", "Newest", show=False),
-    ]
+    BINDINGS = keys.bindings(keys.RESULTS)
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -61,7 +60,8 @@ class ResultsPane(Vertical):
             self._header_width = width
             self.query_one("#results-header", Static).update(header_text(width), layout=False)
         publishing = any(r.state == "running" for r in snap.roles_of("input"))
-        summary = summary_markup(snap.stats, width < 60, publishing)
+        summary = summary_markup(snap.stats, width < 60, publishing,
+                                 connected=snap.connection.state == "connected")
         if summary != self._summary:
             self._summary = summary
             self.query_one("#results-summary", Static).update(summary, layout=False)

@@ -79,8 +79,9 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
                 with RadioSet(id="publish-qos"):
                     for q in (0, 1, 2):
                         yield RadioButton(str(q), value=q == self.initial_qos, id=f"publish-qos{q}")
-                yield Checkbox("retain", self.initial_retain, id="publish-retain")
-            yield Static("[dim]@file sends a file's bytes; an empty retained message clears a topic;\n"
+            # on its own line: beside QoS it fell off the dialog
+            yield Checkbox("retain", self.initial_retain, id="publish-retain")
+            yield Static("[dim]@file sends a file's bytes; an empty retained message clears a topic; "
                          "QoS 1 and 2 let an MQTT 5 broker say whether it took the message[/]",
                          classes="dialog-hint")
             yield Static("", id="publish-error", classes="dialog-error")

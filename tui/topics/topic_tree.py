@@ -186,7 +186,7 @@ class TopicTree(Tree[str]):
                     label.append(" R", style=pal.warn)
             sub = below.get(path)
             if sub is not None and not node.is_expanded:
-                label.append(f"  [{int(sub[2])} topics, {fmt.count(sub[0])}]", style=pal.muted)
+                label.append(f"  [{fmt.plural(int(sub[2]), 'topic')}, {fmt.count(sub[0])}]", style=pal.muted)
             key = label.markup
             if self._labels.get(path) != key:
                 self._labels[path] = key

@@ -17,6 +17,8 @@ from textual.widgets import DataTable, Input, Static, Tree
 from engine.console.observer import Message, Snapshot
 from engine.console.payload_file import default_name, write_payload
 from engine.errors import MnistError
+from tui import keys
+from tui.messages import RefreshWanted
 from tui.safe_text import markup_text
 from tui.topics.diff_screen import DiffScreen
 from tui.topics.payload_view import PayloadView
@@ -59,26 +61,7 @@ class TopicSearch(Input):
 class TopicsPane(Vertical):
     """`inspector`: the pane fills the inspector screen (three columns; z or escape goes back)."""
 
-    BINDINGS = [
-        Binding("f", "app.filter", "Filter"),
-        Binding("p", "app.publish", "Publish"),
-        Binding("x", "app.clear_retained", "Clear retained"),
-        Binding("s", "app.toggle_pause", "Pause"),
-        Binding("slash", "search", "search the topic tree as you type", show=False, key_display="/"),
-        Binding("n", "next_match(1)", "next search match (no search: send one image)", show=False),
-        Binding("N", "next_match(-1)", "previous search match", show=False),
-        Binding("right_square_bracket", "expand_all", "expand every level of the tree", show=False,
-                key_display="]"),
-        Binding("left_square_bracket", "collapse_all", "collapse the tree to its first level", show=False,
-                key_display="["),
-        Binding("b", "mark_base", "mark the selected message as the diff base", show=False),
-        Binding("D", "diff", "diff with the base (or the message before)", show=False),
-        Binding("y", "copy", "copy the payload (OSC 52 clipboard)", show=False),
-        Binding("w", "save", "save the payload to a new file (0600)", show=False),
-        Binding("r", "republish", "edit and re-publish the selected message", show=False),
-        Binding("g", "plot", "plot its numbers or a JSON field over time", show=False),
-        Binding("z,i", "inspector", "full-screen inspector (z again: back)", show=False),
-    ]
+    BINDINGS = keys.bindings(keys.TOPICS)
 
     class RepublishWanted(TextualMessage):
         """A received message to publish again, through the prefilled publish dialog."""
@@ -157,7 +140,7 @@ class TopicsPane(Vertical):
         parts = [f"filter [b]{markup_text(snap.filter)}[/]"]
         if not snap.subscribed:
             parts[0] += " [$text-warning](not subscribed)[/]"
-        parts.append(f"{fmt.count(snap.topic_count)} topics")
+        parts.append(fmt.plural(snap.topic_count, "topic"))
         if snap.topics:
             parts.append(fmt.rate(total, " msg/s"))
         if snap.topics_dropped:
@@ -220,12 +203,7 @@ class TopicsPane(Vertical):
     def _topic_highlighted(self, _event: Tree.NodeHighlighted[str]) -> None:
         self._selected_seq = None
         self._messages = ()
-        self.app.call_later(self._refresh_now)
-
-    def _refresh_now(self) -> None:
-        refresh = getattr(self.app, "refresh_from_observer", None)
-        if refresh is not None:
-            refresh(full=True)
+        self.post_message(RefreshWanted())
 
     @on(Tree.NodeSelected, "#topic-tree")
     def _topic_selected(self, event: Tree.NodeSelected[str]) -> None:

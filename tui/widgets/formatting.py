@@ -12,6 +12,11 @@ def count(n: int | float | None) -> str:
     return f"{int(n):,}"
 
 
+
+def plural(n: int, noun: str) -> str:
+    """1 topic, 2 topics, 12,345 topics."""
+    return f"{count(n)} {noun}{'' if n == 1 else 's'}"
+
 def short_count(n: int | float | None) -> str:
     """At most five characters: 9,999, 12.3k, 123k, 1.2M, 12M (or "-" for None)."""
     if n is None:

@@ -8,6 +8,8 @@ every screen refresh.
 
 from __future__ import annotations
 
+import math
+
 from textual.app import ComposeResult
 from textual.color import Color
 from textual.containers import Horizontal
@@ -17,6 +19,17 @@ from engine.console.observer import HISTORY, RoleStatus, Snapshot
 
 WINDOW = float(HISTORY)  # seconds shown (a status a second)
 COLOUR_VARIABLES = ("text-primary", "text-success", "text-warning", "text-error", "text-secondary", "text-accent")
+
+
+def nice_ticks(top: float, most: int = 5) -> list[float]:
+    """Evenly spaced axis ticks from 0 to at least `top`, on a step of 1, 2 or 5 times a power of ten."""
+    if not top > 0 or not math.isfinite(top):
+        return [0.0, 1.0]
+    rough = top / (most - 1)
+    power = 10.0 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    n = math.ceil(top / step - 1e-9)
+    return [round(i * step, 10) for i in range(n + 1)]
 
 
 class WorkerCharts(Horizontal):
@@ -71,6 +84,8 @@ class WorkerCharts(Horizontal):
             top = max(top, *ys)
             label = role.id if len(workers) > 1 else None
             plt.plot(list(xs), list(ys), color=colours[i % len(colours)], marker="braille", label=label)
-        plt.ylim(0, top * 1.1 if top > 0 else 1)
+        ticks = nice_ticks(top)
+        plt.ylim(0, ticks[-1])
+        plt.yticks(ticks, [f"{t:g}" for t in ticks])
         plt.xticks([-300, -240, -180, -120, -60, 0], ["-5m", "-4m", "-3m", "-2m", "-1m", "now"])
         widget.refresh()

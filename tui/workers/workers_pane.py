@@ -12,11 +12,12 @@ from typing import Any, NamedTuple
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from engine.console.observer import HISTORY, RoleStatus, Snapshot
+from tui import keys
+from tui.messages import RefreshWanted
 from tui.widgets import formatting as fmt
 from tui.widgets.palette import Palette, palette
 from tui.workers.worker_charts import WorkerCharts
@@ -126,7 +127,9 @@ def worker_cells(role: RoleStatus, now: float, pal: Palette, columns: tuple[Colu
     d = role.data
     errors = int(_num(d.get("errors")) or 0)
     dropped = int(_num(d.get("dropped")) or 0)
-    window = trend_window(role, now)
+    # An offline worker's trends end at its last status: they hold still instead of sliding on without data.
+    at = now if role.online or not role.history_t else role.history_t[-1]
+    window = trend_window(role, at)
 
     def state(room: int) -> Text:
         if not role.online:
@@ -162,11 +165,11 @@ def worker_cells(role: RoleStatus, now: float, pal: Palette, columns: tuple[Colu
         "state": state,
         "done": lambda _w: Text(number(_num(d.get("processed")))),
         "rate": lambda _w: Text(fmt.rate(_num(d.get("rate")), unit="") if role.online else "-"),
-        "trend": lambda _w: Text(fmt.time_sparkline(role.history_t, role.history, now, window, TREND_WIDTH),
+        "trend": lambda _w: Text(fmt.time_sparkline(role.history_t, role.history, at, window, TREND_WIDTH),
                                  style=pal.accent),
         "lat": lambda _w: Text(_lat(d.get("lat_ms"))),
         "p99": lambda _w: Text(_p99(d.get("lat_ms"))),
-        "lat_trend": lambda _w: Text(fmt.time_sparkline(role.history_t, role.lat_history, now, window,
+        "lat_trend": lambda _w: Text(fmt.time_sparkline(role.history_t, role.lat_history, at, window,
                                                         TREND_WIDTH), style=pal.warn),
         "batch": lambda _w: Text(batch()),
         "queue": lambda _w: Text(number(_num(d.get("queue")))),
@@ -212,7 +215,7 @@ class WorkersPane(Vertical):
     which columns fit, so updating a cell never re-lays out the screen.
     """
 
-    BINDINGS = [Binding("g", "toggle_charts", "Charts")]
+    BINDINGS = keys.bindings(keys.WORKERS)
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -237,9 +240,7 @@ class WorkersPane(Vertical):
 
     def action_toggle_charts(self) -> None:
         self.toggle_class("-charts")
-        refresh = getattr(self.app, "refresh_from_observer", None)
-        if refresh is not None:
-            self.call_after_refresh(refresh)
+        self.call_after_refresh(self.post_message, RefreshWanted(full=False))
 
     def on_resize(self) -> None:
         if self._set_columns() and self._snap is not None:

@@ -1,0 +1,198 @@
+"""The console's keys and small fixes (issues 13 and 14): one key table behind the bindings, the help screen
+and the palette; z on every pane; the rate ladder and typed rates; texts that say what is true. The app runs
+under Pilot on a recorded observer (tests/test_snapshots.py's, no broker); the pictures are in
+test_snapshots.py, the keys that need a live pipeline (typed rate, quit) in test_tui_extras.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from helpers import pilot_until as until
+from rich.style import Style
+from test_snapshots import BROKER, NOW, make_observer
+from textual.containers import VerticalScroll
+
+from engine.cli import _summary
+from engine.console.observer import ResultRow, RoleStatus
+from engine.errors import ConfigError
+from tui import keys
+from tui.app import PANES, RATE_STEPS, MainScreen, MnistApp, next_rate
+from tui.chrome.help_screen import HelpScreen
+from tui.draw.draw_dialog import DrawDialog
+from tui.publisher.rate_dialog import parse_rate
+from tui.results.prob_bars import ProbBars
+from tui.widgets import formatting as fmt
+from tui.widgets.palette import Palette
+from tui.workers.worker_charts import nice_ticks
+from tui.workers.workers_pane import worker_cells
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def bound_keys() -> set[str]:
+    return {k.keys for _title, section in keys.SECTIONS for k in section if k.action}
+
+
+def test_every_binding_comes_from_the_key_table() -> None:
+    table = bound_keys()
+    for binding in MainScreen.BINDINGS:
+        assert binding.key in table, f"{binding.key} is bound on the main screen but not in tui/keys.py"
+    shown = {b.key for b in MainScreen.BINDINGS if b.show}
+    assert shown == {k.keys for k in keys.GLOBAL if k.action and k.footer}
+
+
+def test_help_lists_every_key_once_with_its_own_words() -> None:
+    sections = keys.help_sections()
+    lines = [(key, text) for _title, rows in sections for key, text in rows]
+    assert len({text for _key, text in lines}) == len(lines), "a help line repeats another"
+    for key in bound_keys():
+        assert any(k.keys == key for _t, sec in keys.SECTIONS for k in sec), key
+    assert all(text[0].islower() or not text[0].isalpha() for _key, text in lines), "help lines start lower case"
+
+
+def test_readme_key_table_lists_every_key() -> None:
+    text = README.read_text()
+    table = text[text.index("## Keys"):text.index("## Headless roles")]
+    listed = set(re.findall(r"`([^`]+)`", table))
+    for _title, section in keys.SECTIONS[:-1]:  # the draw dialog's keys are told on its own screen
+        for k in section:
+            if k.action and k.keys not in ("up,down", "up,down,pageup,pagedown", "up,down,enter"):
+                first = keys.key_text(k).split(" / ")[0]
+                assert first in listed, f"README's key table lacks `{first}` ({k.help})"
+
+
+def test_rate_ladder_reaches_max_in_ten_presses() -> None:
+    rate, presses = 1.0, 0
+    while rate != 0:
+        rate = next_rate(rate, +1)
+        presses += 1
+    assert presses <= 10
+    assert next_rate(0, -1) == RATE_STEPS[-1] and next_rate(1, -1) == 1
+
+
+@pytest.mark.parametrize(("text", "rate"), [("max", 0), ("MAX", 0), ("0", 0), ("250", 250), (" 0.5 ", 0.5),
+                                            ("1,500", 1500), ("20/s", 20)])
+def test_typed_rates(text: str, rate: float) -> None:
+    assert parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("text", ["", "fast", "-3", "nan", "inf", "1e9"])
+def test_bad_typed_rates_say_why_in_one_line(text: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_rate(text)
+    assert "\n" not in str(exc.value) and ("rate" in str(exc.value))
+
+
+@pytest.mark.parametrize("top", [0.3, 1, 7.3, 11.0, 99, 1234.5, 48_000])
+def test_chart_ticks_are_even(top: float) -> None:
+    ticks = nice_ticks(top)
+    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert len(steps) == 1 and ticks[0] == 0 and ticks[-1] >= top and len(ticks) <= 6
+
+
+def test_plural() -> None:
+    assert [fmt.plural(n, "topic") for n in (0, 1, 2, 1234)] == ["0 topics", "1 topic", "2 topics", "1,234 topics"]
+
+
+def test_headless_worker_log_has_no_none() -> None:
+    idle = {"role": "infer", "id": "w", "processed": 0, "errors": 0, "rate": 0.0, "queue": 0, "dropped": 0,
+            "batch_mean": None, "lat_ms": {"p50": None, "p90": None, "p99": None}}
+    assert "None" not in _summary(idle)
+    busy = idle | {"batch_mean": 3.2, "lat_ms": {"p50": 1.5, "p99": 4.0}}
+    assert "batch 3.2" in _summary(busy)
+
+
+def test_an_offline_workers_trend_holds_still() -> None:
+    pal = Palette(*(Style() for _ in range(6)))
+    t = tuple(NOW - 60 + i for i in range(60))
+    dead = RoleStatus("infer", "w", "offline", {}, NOW, tuple(float(i % 7) for i in range(60)), t, (1.0,) * 60)
+    assert worker_cells(dead, NOW + 5, pal) == worker_cells(dead, NOW + 50, pal)
+    alive = dead._replace(state="running")
+    assert worker_cells(alive, NOW + 5, pal) != worker_cells(alive, NOW + 50, pal)  # the test can fail
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+async def test_z_fills_the_screen_with_any_pane(size: tuple[int, int]) -> None:
+    app = MnistApp(make_observer(), BROKER)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.2)
+        for i, name in enumerate(PANES):
+            assert app._current_pane() == i
+            await pilot.press("z")
+            pane = app.screen.query_one(f"#{name}")
+            await until(pilot, lambda pane=pane: pane.outer_size.width == size[0], f"z did not zoom {name}")
+            assert pane.outer_size.height == size[1] - 2  # all but the header and the footer
+            others = [app.screen.query_one(f"#{p}") for p in PANES if p != name]
+            assert not any(o.display and o.region.area for o in others)
+            await pilot.press("z")
+            await until(pilot, lambda: app.screen.query_one("#publisher").region.width > 0, "z did not go back")
+            await pilot.press("tab")
+            await pilot.pause(0.1)
+
+
+async def test_help_scrolls_to_what_is_below_the_fold() -> None:
+    app = MnistApp(make_observer(), BROKER)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "no help")
+        body = app.screen.query_one("#help-body", VerticalScroll)
+        assert app.focused is body
+        await pilot.press("pagedown")
+        await until(pilot, lambda: body.scroll_y > 0, "pagedown did not scroll the help")
+
+
+async def test_palette_has_one_keys_entry_and_no_textual_maximize() -> None:
+    app = MnistApp(make_observer(), BROKER)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.1)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Keys" not in titles and "Maximize" not in titles and "Minimize" not in titles
+        assert titles.count("Keys and help") == 1 and "Zoom pane" in titles
+        assert "Set the publishing rate" in titles
+        assert len(titles) == len(set(titles))
+
+
+async def test_draw_clear_forgets_the_last_answer() -> None:
+    app = MnistApp(make_observer(), BROKER)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, DrawDialog), "no draw dialog")
+        dialog = app.screen
+        assert isinstance(dialog, DrawDialog)
+        dialog.show_result(ResultRow(1, NOW, "x", 1, None, 0.9, 1.0, "w", None, (0.1,) * 10, "m", False))
+        assert dialog.query_one(ProbBars).probs is not None
+        await pilot.press("c")
+        await until(pilot, lambda: dialog.query_one(ProbBars).probs is None, "c kept the old bars")
+        assert dialog.result is None
+
+
+async def test_results_pane_says_when_the_broker_is_out_of_reach() -> None:
+    from engine.console.observer import Observer
+    from engine.mqtt.address import BrokerAddress
+
+    observer = Observer(BrokerAddress(port=1))  # never started: not connected
+    app = MnistApp(observer, BROKER)
+    async with app.run_test(size=(120, 40)) as pilot:
+        summary = app.screen.query_one("#results-summary")
+
+        def text() -> str:
+            return str(summary.render())
+
+        await until(pilot, lambda: "cannot be reached" in text(), lambda: f"results summary: {text()!r}")
+        assert "press" not in text()
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+async def test_worker_plots_keep_the_topics_pane_on_screen(size: tuple[int, int]) -> None:
+    """g at 24 rows: the plots take their share and the Topics pane stays whole above the footer."""
+    app = MnistApp(make_observer(), BROKER)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("tab", "g")
+        workers = app.screen.query_one("#workers")
+        await until(pilot, lambda: workers.has_class("-charts"), "g showed no plots")
+        await pilot.pause(0.2)
+        topics = app.screen.query_one("#topics").region
+        assert topics.height >= 6 and topics.bottom <= size[1] - 1, topics

@@ -1,0 +1,68 @@
+"""The rate dialog (`r`): type the publishing rate, images per second or `max`."""
+
+from __future__ import annotations
+
+import math
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from engine.errors import ConfigError
+from engine.roles.publisher import MAX_RATE
+
+HINT = "images per second (0.5, 20, 1500) or [b]max[/] (as fast as it can); [b]+[/] and [b]-[/] step it"
+
+
+def parse_rate(text: str) -> float:
+    """A typed rate: a positive number up to MAX_RATE, or max (or 0), which both mean as fast as it can (0)."""
+    word = text.strip().lower().removesuffix("/s").strip()
+    if word in ("max", "0"):
+        return 0.0
+    try:
+        value = float(word.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"not a rate: {text.strip()[:40]!r} (a number of images per second, or max)") from None
+    if not math.isfinite(value) or value <= 0 or value > MAX_RATE:
+        raise ConfigError(f"a rate is above 0 and at most {MAX_RATE:,g}/s, or max")
+    return value
+
+
+class RateDialog(ModalScreen[float | None]):
+    """Returns the new rate (0: as fast as it can), or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: str = "") -> None:
+        super().__init__()
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="rate-dialog", classes="dialog"):
+            yield Label("Publishing rate", classes="dialog-title")
+            yield Input(self.current, placeholder="e.g. 50 or max", id="rate-input", select_on_focus=True)
+            yield Static(HINT, classes="dialog-hint")
+            yield Static("", id="rate-error", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Set", variant="primary", id="rate-set")
+                yield Button("Cancel", id="rate-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#rate-set")
+    def apply(self) -> None:
+        try:
+            rate = parse_rate(self.query_one(Input).value)
+        except ConfigError as exc:
+            self.query_one("#rate-error", Static).update(str(exc))
+            return
+        self.dismiss(rate)
+
+    @on(Button.Pressed, "#rate-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
