@@ -40,6 +40,14 @@ def preview(payload: bytes) -> str:
     return text.replace("\n", " ")
 
 
+def add_columns(table: DataTable[Any]) -> None:
+    table.add_column("time", key="time")
+    table.add_column("qos", key="qos")
+    table.add_column("R", key="retain")
+    table.add_column("size", key="size")
+    table.add_column("payload", key="preview")
+
+
 class MessagesTable(DataTable[Any]):
     BINDINGS = [Binding("escape", "back", "Tree", show=False)]
 
@@ -96,11 +104,7 @@ class TopicsPane(Vertical):
             yield TopicTree(id="topic-tree")
             with Vertical(id="topic-detail"):
                 table = MessagesTable(id="topic-messages", cursor_type="row")
-                table.add_column("time", key="time")
-                table.add_column("qos", key="qos")
-                table.add_column("R", key="retain")
-                table.add_column("size", key="size")
-                table.add_column("payload", key="preview")
+                add_columns(table)
                 yield table
                 yield PayloadView(id="payload-view")
 
@@ -164,8 +168,6 @@ class TopicsPane(Vertical):
         pal = palette(self.app)
         keep = self._selected_seq
         table.clear()
-        for column in table.columns.values():  # widths fit this topic's messages, not the widest ever shown
-            column.content_width = column.label.cell_len
         newest_first = tuple(reversed(messages))[: self.max_rows]
         for m in newest_first:
             table.add_row(
