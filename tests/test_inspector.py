@@ -357,7 +357,7 @@ async def test_full_screen_inspector_side_by_side(mosquitto_broker: EmbeddedBrok
     async with app.run_test(size=size) as pilot:
         tree = await start(app, pilot, {"lab/a", "lab/b"}, send)
         await select(pilot, tree, "lab/b")
-        await pilot.press("z")
+        await pilot.press("i")
         screen = await until(pilot, lambda: isinstance(app.screen, InspectorScreen) and app.screen, "no inspector")
         inner = screen.query_one(TopicTree)
         await until(pilot, lambda: inner.selected_path == "lab/b", lambda: f"cursor on {inner.selected_path}")
@@ -371,7 +371,7 @@ async def test_full_screen_inspector_side_by_side(mosquitto_broker: EmbeddedBrok
         # the inspector's own selection drives what it shows
         inner.select_path("lab/a")
         await until(pilot, lambda: "first" in str(screen.query_one("#payload-body").render()), "lab/a not shown")
-        await pilot.press("z")
+        await pilot.press("i")
         await until(pilot, lambda: not isinstance(app.screen, InspectorScreen), "inspector still open")
 
 

@@ -75,7 +75,7 @@ def test_inspector_screen(snap_compare: Any, size: tuple[int, int]) -> None:
             return len(pane.messages) == 5 and pane.messages[0].topic == "sensors/lab/env" \
                 and screen.query_one(PayloadView).kind == "json"
 
-        await open_on(pilot, "sensors/lab/env", "z", ready=ready)
+        await open_on(pilot, "sensors/lab/env", "i", ready=ready)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 

@@ -67,7 +67,7 @@ class TopicSearch(Input):
 
 
 class TopicsPane(Vertical):
-    """`inspector`: the pane fills the inspector screen (three columns; z or escape goes back)."""
+    """`inspector`: the pane fills the inspector screen (three columns; i or escape goes back)."""
 
     BINDINGS = keys.bindings(keys.TOPICS)
 
