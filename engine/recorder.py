@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
+from engine.mqtt.fastclient import payload_of
 from engine.settings import default_client_id
 
 FORMAT = "mnist-tui-record"
@@ -131,7 +132,7 @@ class Recorder:
         if self._t0 is None:
             self._t0 = now
         try:
-            self._queue.put_nowait(Recorded(now - self._t0, msg.topic, msg.payload, msg.qos, bool(msg.retain)))
+            self._queue.put_nowait(Recorded(now - self._t0, msg.topic, payload_of(msg), msg.qos, bool(msg.retain)))
         except queue.Full:
             self.dropped += 1
             return
@@ -212,7 +213,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _connect_target(args: argparse.Namespace) -> tuple[BrokerAddress, int]:
-    from engine.cli import address_from_args, protocols_from_args
+    from engine.options import address_from_args, protocols_from_args
 
     address = address_from_args(args)
     if address is None:

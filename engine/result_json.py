@@ -10,6 +10,7 @@ the json module's own C escaper.
 from __future__ import annotations
 
 from json.encoder import encode_basestring_ascii as _quote
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def _opt_num(value: int | float | None) -> str:
 
 
 def encode_results(
-    heads: list[dict[str, object]],
+    heads: list[dict[str, Any]],  # as `extract_meta` gave them: str or None, numbers or None
     probs: np.ndarray,
     model: str,
     worker: str,

@@ -91,6 +91,6 @@ def test_tracker_counts_each_image_once() -> None:
     for seq in (1, 2, 2, 3, 0):
         t.record(seq, 10.0, 9.99, "w1" if seq != 3 else "w2", False, 7, 7)
     tally = t.tally
-    assert (tally.answered, tally.duplicates, t.seen_any) == (3, 1, 4)
-    assert tally.per_worker == {"w1": 2, "w2": 1}
-    assert tally.correct == tally.labelled == 3
+    assert (tally.counts.received, tally.duplicates, t.seen_any) == (3, 1, 4)
+    assert tally.counts.per_worker == {"w1": 2, "w2": 1}
+    assert tally.counts.correct == tally.counts.labelled == 3

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from helpers import MqttProbe, make_client, wait_for
 
+from engine.console.contract import ConsoleModel
 from engine.console.observer import Observer, filter_covers, validate_filter, validate_topic
+from engine.console.observer_process import ObserverProcess
 from engine.digits.preprocess import encode_png
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
@@ -21,12 +23,14 @@ from engine.topics import Topics
 TOPICS = Topics()
 
 
-@pytest.fixture
-def observer_factory() -> Iterator:
-    made: list[Observer] = []
+@pytest.fixture(params=[Observer, ObserverProcess], ids=["in-process", "child-process"])
+def observer_factory(request: pytest.FixtureRequest) -> Iterator:
+    """Each broker test runs against both implementations of the console contract."""
+    made: list[ConsoleModel] = []
+    implementation = request.param
 
-    def make(address: BrokerAddress, **kwargs) -> Observer:
-        obs = Observer(address, **kwargs)
+    def make(address: BrokerAddress, **kwargs) -> ConsoleModel:
+        obs: ConsoleModel = implementation(address, **kwargs)
         made.append(obs)
         obs.start()
         wait_for(lambda: obs.snapshot().subscribed, message="observer not connected and subscribed")
@@ -193,8 +197,8 @@ def test_results_ring_is_bounded_with_running_accuracy(broker: EmbeddedBroker, o
     assert stats.confusion[4][0] == 10 and stats.confusion[7][7] == 20
     assert all(r.latency_ms is not None and r.latency_ms >= 0 for r in snap.results[:-3])
     assert len(obs.snapshot(results=10).results) == 10
-    obs.clear_results()
-    assert obs.snapshot().stats.received == 0 and not obs.snapshot().results
+    obs.clear_results()  # the child process's model answers in a later snapshot: wait for it
+    wait_for(lambda: obs.snapshot().stats.received == 0 and not obs.snapshot().results, message="not cleared")
 
 
 def test_topic_tree_counts_messages_and_pause(mosquitto_broker: EmbeddedBroker, observer_factory) -> None:
@@ -206,15 +210,19 @@ def test_topic_tree_counts_messages_and_pause(mosquitto_broker: EmbeddedBroker, 
         probe.publish("site/b", b"\x00\x01", qos=2, retain=True)
         wait_for(lambda: {t.name: t.count for t in obs.snapshot().topics} == {"site/a": 5, "site/b": 1},
                  message=lambda: str(obs.snapshot().topics))
+        # the child process sends a topic's messages once it is selected: wait for them
+        wait_for(lambda: len(obs.snapshot("site/a").messages) == 3, message="no messages of site/a")
         snap = obs.snapshot("site/a")
         assert [m.payload for m in snap.messages] == [b"a2", b"a3", b"a4"]
         assert all(m.qos == 1 and not m.retain for m in snap.messages)
+        wait_for(lambda: obs.snapshot("site/b").messages, message="no messages of site/b")
         (b,) = obs.snapshot("site/b").messages
         assert (b.qos, b.size) == (2, 2)  # live delivery: the retain flag is only set for old messages
 
         obs.pause()
         probe.publish("site/a", "while paused", qos=1)
         wait_for(lambda: obs.snapshot().missed_while_paused == 1, message="pause did not count")
+        wait_for(lambda: obs.snapshot("site/a").messages, message="no messages of site/a")
         assert obs.snapshot("site/a").messages[-1].payload == b"a4"
         obs.resume()
         probe.publish("site/a", "after", qos=1)

@@ -24,9 +24,9 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
 
+from engine.console.contract import ConsoleModel
 from engine.console.export import default_name, export_dir, write_results_csv
-from engine.console.observer import Observer, Snapshot
-from engine.console.observer_process import ObserverProcess
+from engine.console.snapshot import Snapshot
 from engine.errors import MnistError
 from engine.untrusted import clean_text
 from tui import keys
@@ -123,7 +123,7 @@ class MnistApp(App[None]):
 
     def __init__(
         self,
-        observer: Observer | ObserverProcess,
+        observer: ConsoleModel,
         broker: BrokerInfo | None = None,
         *,
         notes: Iterable[str] = (),

@@ -44,9 +44,9 @@ def parse_roles(text: str | None, attached: bool) -> tuple[str, ...]:
 
 
 def run_console(args: argparse.Namespace) -> int:
-    from engine.cli import address_from_args, protocols_from_args, settings_from_args
     from engine.console.observer_process import ObserverProcess
     from engine.console.roles_process import RolesProcess
+    from engine.options import address_from_args, protocols_from_args, settings_from_args
 
     settings = settings_from_args(args)
     # The console opens with its publisher stopped: space (or a start command from anywhere) starts it.

@@ -23,6 +23,7 @@ from engine.digits.dataset import Sample
 from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, reason_text
+from engine.mqtt.fastclient import FastClient, payload_of
 from engine.protocol import embed_meta
 from engine.settings import Settings
 
@@ -80,7 +81,7 @@ class LoadGenerator:
         self._sub = self._client(f"{client_id}-sub", subscribe=True)
 
     # ----- connections -----
-    def _client(self, client_id: str, subscribe: bool) -> mqtt.Client:
+    def _client(self, client_id: str, subscribe: bool) -> FastClient:
         client = make_client(self.address, client_id, protocol=self.protocol)
         client.max_inflight_messages_set(1000)
         ready = threading.Event()
@@ -131,12 +132,13 @@ class LoadGenerator:
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         now = time.time()
         try:
+            payload = payload_of(msg)
             if msg.topic == self.topics.results:
-                self._on_result(msg.payload, now)
+                self._on_result(payload, now)
             elif msg.topic.startswith(self.topics.reply_prefix + "/"):
-                self._on_reply(msg.payload, now)
+                self._on_reply(payload, now)
             else:
-                self._on_status(msg.topic, msg.payload, now)
+                self._on_status(msg.topic, payload, now)
         except Exception:  # a stray payload never stops the measurement
             log.debug("bench: ignored a message on %s", msg.topic, exc_info=True)
 
@@ -150,10 +152,11 @@ class LoadGenerator:
                 self.tracker.foreign += 1
                 return
             gen, _, rest = msg_id[len(accept):].partition("-")
-            tracker = self.others.get(gen)
-            if tracker is None:
-                tracker = self.others[gen] = ResultTracker()
-                tracker.start_measuring(0, self.tracker.since)
+            other = self.others.get(gen)
+            if other is None:
+                other = self.others[gen] = ResultTracker()
+                other.start_measuring(0, self.tracker.since)
+            tracker = other
             msg_id = self.prefix + rest
         seq = int(msg_id[len(self.prefix):])
         t_sent = obj.get("t_sent")

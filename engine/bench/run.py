@@ -37,7 +37,7 @@ PING_INTERVAL = 0.1  # seconds between the control pings sent to each worker whi
 
 # ----- command line -----
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from engine.cli import _non_negative_float, _non_negative_int, add_connection_options, add_pipeline_options
+    from engine.options import add_connection_options, add_pipeline_options, non_negative_float, non_negative_int
 
     parser.description = (
         "Start infer worker processes (or use those already on --broker with --workers 0), offer them "
@@ -54,24 +54,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             action.help = "images per second offered, 0 = full speed (the bench's default)"
     parser.set_defaults(rate=0.0)
     b = parser.add_argument_group("benchmark")
-    b.add_argument("--duration", type=_non_negative_float, default=None,
+    b.add_argument("--duration", type=non_negative_float, default=None,
                    help="seconds to send (default 10, unless --count is given)")
-    b.add_argument("--warmup", type=_non_negative_float, default=2.0,
+    b.add_argument("--warmup", type=non_negative_float, default=2.0,
                    help="seconds of load before measuring starts, not counted (default 2)")
-    b.add_argument("--workers", type=_non_negative_int, default=1,
+    b.add_argument("--workers", type=non_negative_int, default=1,
                    help="infer worker processes to start (default 1); 0 = use the workers already on the broker")
-    b.add_argument("--window", type=_non_negative_int, default=None,
+    b.add_argument("--window", type=non_negative_int, default=None,
                    help="most images unanswered at once (default: 1000 at --rate 0, unlimited at a set rate); "
                         "0 = no limit")
-    b.add_argument("--drain", type=_non_negative_float, default=5.0,
+    b.add_argument("--drain", type=non_negative_float, default=5.0,
                    help="after sending, wait this long without a new answer before counting the rest lost")
-    b.add_argument("--generators", type=_non_negative_int, default=1,
+    b.add_argument("--generators", type=non_negative_int, default=1,
                    help="load generator processes (default 1, in this process); N > 1 publish open loop at "
                         "rate/N each (full speed at --rate 0) and split the collecting through a shared subscription")
-    b.add_argument("--overload", type=_non_negative_float, default=None, metavar="X",
+    b.add_argument("--overload", type=non_negative_float, default=None, metavar="X",
                    help="first measure the workers' capacity (closed loop, --capacity-seconds), then offer X times it "
                         "open loop (with --generators processes) and report goodput, shed and control latency")
-    b.add_argument("--capacity-seconds", type=_non_negative_float, default=5.0,
+    b.add_argument("--capacity-seconds", type=non_negative_float, default=5.0,
                    help="length of the capacity phase of --overload (default 5)")
     b.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     b.add_argument("--no-progress", action="store_true", help="no progress line while it runs")
@@ -85,7 +85,7 @@ class Bench:
     """One benchmark: broker (embedded unless given), worker processes, generator, report."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from engine.cli import address_from_args, protocols_from_args, settings_from_args
+        from engine.options import address_from_args, protocols_from_args, settings_from_args
 
         self.args = args
         self.settings: Settings = settings_from_args(args)
@@ -110,6 +110,12 @@ class Bench:
         self.children: list[Any] = []
 
     # lifecycle
+
+    @property
+    def live(self) -> LoadGenerator:
+        """The load generator, once `connect` has made it (a phase before that is a bug)."""
+        assert self.gen is not None, "the load generator is made in connect()"
+        return self.gen
     def start(self) -> None:
         from engine.bench.loadgen import LoadGenerator
         from engine.digits.dataset import load_dataset
@@ -154,7 +160,7 @@ class Bench:
                 dead = self.pool.failed()
                 if dead is not None:
                     raise BrokerError(f"infer worker {dead.client_id} failed: {dead.last_error()}")
-            statuses = self.gen.statuses()
+            statuses = self.live.statuses()
             if self.worker_ids:
                 if all(statuses.get(w, {}).get("state") == "running" for w in self.worker_ids):
                     return
@@ -193,7 +199,7 @@ class Bench:
 
     def _measure_capacity(self, progress: Any) -> float:
         """Closed loop from this process (--window, default 1000): answers per second."""
-        gen = self.gen
+        gen = self.live
         tick = progress.tick if progress is not None else None
         if progress is not None:
             progress.phase("capacity", self.args.capacity_seconds + self.args.warmup, None)
@@ -212,9 +218,10 @@ class Bench:
         from engine.procstats import ProcessSampler
         from engine.roles.workerpool import broker_environment
 
-        gen = self.gen
+        gen = self.live
         gen.stop_collecting()  # the generator processes collect: results here would only delay the pings' replies
         duration = self.duration or 10.0
+        assert self.address is not None, "connect() sets the broker's address"
         env = broker_environment(self.address)
         t_measure = time.time() + 3.0 + self.args.warmup  # time for the children to start and connect
         self.tracker.start_measuring(gen.sent, since=t_measure)  # nothing of a capacity phase counts
@@ -289,7 +296,7 @@ class Bench:
     def _measure_here(self, progress: Any = None) -> dict[str, Any]:
         from engine.procstats import ProcessSampler
 
-        gen = self.gen
+        gen = self.live
         procs = {wid: pid for wid in self.worker_ids if (pid := self._pid_of(wid)) is not None}
         sampler = ProcessSampler(procs, bench_pid=os.getpid(),
                                  broker_pid=self.broker.pid if self.broker is not None else None)
@@ -335,7 +342,7 @@ class Bench:
             for w in self.pool.workers:
                 if w.client_id == worker_id:
                     return w.pid
-        status = self.gen.statuses().get(worker_id, {})
+        status = self.live.statuses().get(worker_id, {})
         if status.get("host") == socket.gethostname() and isinstance(status.get("pid"), int):
             return status["pid"]  # a worker on this machine: measure it too
         return None
@@ -358,14 +365,14 @@ class Bench:
     def _report(self, sent: int, send_seconds: float, t_start: float, flushed: bool, sampler: Any) -> dict[str, Any]:
         tally = self.tracker.tally
         span = (tally.last_answer - t_start) if tally.last_answer else 0.0
-        stages, batch_mean = _stage_means(self.gen.status_log, self.worker_ids)
+        stages, batch_mean = _stage_means(self.live.status_log, self.worker_ids)
         per_worker: dict[str, Any] = {}
-        for wid in sorted(set(self.worker_ids) | set(tally.per_worker)):
-            entry: dict[str, Any] = {"answered": tally.per_worker.get(wid, 0)}
+        for wid in sorted(set(self.worker_ids) | set(tally.counts.per_worker)):
+            entry: dict[str, Any] = {"answered": tally.counts.per_worker.get(wid, 0)}
             entry.update(sampler.report(wid))
             if entry["answered"] and "cpu_seconds" in entry:
                 entry["cpu_us_per_image"] = round(1e6 * entry["cpu_seconds"] / entry["answered"], 1)
-            status = self.gen.status.get(wid, {})
+            status = self.live.status.get(wid, {})
             for key in ("dropped", "shed", "errors", "queue"):
                 if key in status:
                     entry[key] = status[key]
@@ -393,29 +400,29 @@ class Bench:
             },
             "notes": self.notes,
             "sent": sent,
-            "answered": tally.answered,
-            "lost": sent - tally.answered,
+            "answered": tally.counts.received,
+            "lost": sent - tally.counts.received,
             "duplicated": tally.duplicates,
-            "errors": tally.errors,
-            "accuracy": round(tally.correct / tally.labelled, 5) if tally.labelled else None,
+            "errors": tally.counts.errors,
+            "accuracy": round(tally.counts.correct / tally.counts.labelled, 5) if tally.counts.labelled else None,
             "send_seconds": round(send_seconds, 3),
             "offered_rate": round(sent / send_seconds, 1) if send_seconds > 0 else None,
             "elapsed": round(span, 3),
-            "throughput": round(tally.answered / span, 1) if span > 0 else 0.0,
+            "throughput": round(tally.counts.received / span, 1) if span > 0 else 0.0,
             "latency_ms": tally.latency.summary_ms(),
             "stages_ms": stages,
             "batch_mean": batch_mean,
             "per_worker": per_worker,
-            "processes": _per_image(sampler.report_others(), tally.answered),
+            "processes": _per_image(sampler.report_others(), tally.counts.received),
             "flushed": flushed,
-            "stalls": self.gen.stalls,
-            "publish_errors": self.gen.publish_errors,
+            "stalls": self.live.stalls,
+            "publish_errors": self.live.publish_errors,
             "foreign_results": self.tracker.foreign,
             "interrupted": self.stop_event.is_set(),
             "capacity": self.capacity,
-            "goodput": round(tally.answered / span, 1) if span > 0 else 0.0,
-            "control_ms": {**self.gen.pings.summary_ms(), "sent": self.gen.pings_sent,
-                           "unanswered": self.gen.pings_unanswered()},
+            "goodput": round(tally.counts.received / span, 1) if span > 0 else 0.0,
+            "control_ms": {**self.live.pings.summary_ms(), "sent": self.live.pings_sent,
+                           "unanswered": self.live.pings_unanswered()},
         }
 
 
@@ -486,7 +493,7 @@ class Progress:
     def tick(self) -> None:
         if not self.enabled:
             return
-        gen = self.bench.gen
+        gen = self.bench.live
         now = time.monotonic()
         answered = self.bench.tracker.seen_any
         t_last, a_last = self._last

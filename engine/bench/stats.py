@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.stats import ResultCounts, percentile_rank
+
 _LOW = 1e-6  # seconds: the smallest latency told apart
 _GROWTH = 1.01  # each bucket is 1% wider than the one before
 _LOG_GROWTH = math.log(_GROWTH)
@@ -41,7 +43,7 @@ class LatencyHistogram:
         """Nearest-rank percentile: the upper edge of the bucket holding it, never above the max."""
         if not self.n:
             return None
-        rank = max(1, math.ceil(p / 100.0 * self.n))
+        rank = percentile_rank(self.n, p)
         seen = 0
         for index, count in enumerate(self.counts):
             seen += count
@@ -68,12 +70,8 @@ class Tally:
     """Results of the measured images (sequence numbers >= first_seq) as the collector saw them."""
 
     first_seq: int = 0
-    answered: int = 0
     duplicates: int = 0
-    errors: int = 0  # error results (payloads the worker could not classify)
-    labelled: int = 0
-    correct: int = 0
-    per_worker: dict[str, int] = field(default_factory=dict)
+    counts: ResultCounts = field(default_factory=ResultCounts)  # the same counts as the collector's
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     first_answer: float | None = None
     last_answer: float | None = None
@@ -117,17 +115,10 @@ class ResultTracker:
             if duplicate:
                 tally.duplicates += 1
                 return
-            tally.answered += 1
             if tally.first_answer is None:
                 tally.first_answer = now
             tally.last_answer = now
-            if worker:
-                tally.per_worker[worker] = tally.per_worker.get(worker, 0) + 1
-            if error:
-                tally.errors += 1
-            elif label is not None:
-                tally.labelled += 1
-                tally.correct += pred == label
+            tally.counts.add(pred, label, worker, error)
             if t_sent is not None:
                 tally.latency.add(max(0.0, now - t_sent))
 
@@ -137,8 +128,7 @@ class ResultTracker:
             t = self.tally
             h = t.latency
             return {
-                "answered": t.answered, "duplicates": t.duplicates, "errors": t.errors, "labelled": t.labelled,
-                "correct": t.correct, "per_worker": dict(t.per_worker), "first_answer": t.first_answer,
+                "counts": t.counts.to_json(), "duplicates": t.duplicates, "first_answer": t.first_answer,
                 "last_answer": t.last_answer,
                 "latency": {"counts": {i: c for i, c in enumerate(h.counts) if c}, "n": h.n, "total": h.total,
                             "max": h.max, "min": h.min if h.n else None},
@@ -148,10 +138,8 @@ class ResultTracker:
         """Add a tally made by `to_json` (in this or another process) to this one's."""
         with self._lock:
             t = self.tally
-            for key in ("answered", "duplicates", "errors", "labelled", "correct"):
-                setattr(t, key, getattr(t, key) + int(other.get(key, 0)))
-            for wid, n in other.get("per_worker", {}).items():
-                t.per_worker[wid] = t.per_worker.get(wid, 0) + int(n)
+            t.duplicates += int(other.get("duplicates", 0))
+            t.counts.merge(other.get("counts", {}))
             for key, pick in (("first_answer", min), ("last_answer", max)):
                 theirs = other.get(key)
                 if theirs is not None:
@@ -170,4 +158,4 @@ class ResultTracker:
     def snapshot(self) -> tuple[int, int]:
         """(answered, duplicates) of the measured images."""
         with self._lock:
-            return self.tally.answered, self.tally.duplicates
+            return self.tally.counts.received, self.tally.duplicates

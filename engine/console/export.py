@@ -20,7 +20,7 @@ from pathlib import Path
 
 import platformdirs
 
-from engine.console.observer import ResultRow
+from engine.console.snapshot import ResultRow
 from engine.errors import ConfigError
 
 COLUMNS = ["time", "id", "pred", "label", "correct", "conf", "latency_ms", "worker", "model",

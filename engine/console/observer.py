@@ -14,6 +14,11 @@ each for MNIST: 5,000 take 1.5 MB), so a console can show the digit behind a rec
 which reads the ids in their metadata only then); older ones are simply gone. `max_images=0` turns this
 off, and with it the image subscription.
 
+The parts, each bounded and used under the observer's one lock: `snapshot.py` (the immutable records a UI
+gets), `topic_filters.py` (filter validation and matching), `topic_table.py` (the inspector's topics and
+messages), `role_table.py` (every role's status), `image_store.py` (recent images), `publish_verdicts.py`
+(the broker's answers to the console's own publishes).
+
 Nothing here imports textual (engine rule); the Textual console lives in `tui/`.
 """
 
@@ -25,23 +30,44 @@ import os
 import socket
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
-from typing import Any, NamedTuple
+from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from engine.console.image_store import ImageStore
+from engine.console.image_store import find as find_images
 from engine.console.message_props import MessageProps, message_props
+from engine.console.publish_verdicts import PUBACK_WAIT, Pending, PublishVerdicts, size_text
+from engine.console.role_table import FORGET_OFFLINE_AFTER, MAX_ROLES, RoleTable
+from engine.console.snapshot import (
+    HISTORY,
+    STALE_AFTER,
+    Connection,
+    Event,
+    Message,
+    Reply,
+    ResultRow,
+    ResultStats,
+    RoleStatus,
+    Snapshot,
+    TopicInfo,
+    Verdict,
+)
+from engine.console.topic_filters import filter_covers, topic_matches, validate_filter, validate_topic
+from engine.console.topic_table import TopicTable
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
-from engine.protocol import extract_meta, has_meta, parse_result
+from engine.mqtt.fastclient import payload_of
+from engine.protocol import parse_result
+from engine.stats import ResultCounts, percentile
 from engine.topics import ROLES, Topics, sanitize_id
-from engine.untrusted import clean_status, clean_text, json_object
+from engine.untrusted import clean_text, json_object
 
 # Subscription identifiers (MQTT 5) tell an inspector copy of a message from a core copy when the broker
 # delivers one copy per matching subscription (mosquitto does). Each (re)subscription is a generation g:
@@ -49,284 +75,14 @@ from engine.untrusted import clean_status, clean_text, json_object
 # filter are recognised too.
 _SUB_INSPECT = 1
 _SUB_CORE = 2
-_MAX_TOPIC_BYTES = 65_535
-STALE_AFTER = 5.0  # seconds without a status before a live role is shown as silent
-HISTORY = 300  # status values kept per role for trends: about five minutes at one status a second
-MAX_IMAGE_PAYLOAD = 65_536  # larger image payloads are not kept for the detail view (MNIST PNGs: ~300 B)
-MAX_ROLES = 1_000  # role entries kept; past it the longest-offline ones go first
-FORGET_OFFLINE_AFTER = 3_600.0  # seconds an offline (or silent) role stays listed
 READ_HINT_AFTER = 10.0  # seconds logged in and subscribed without a single status: then a hint
-PUBACK_WAIT = 30.0  # seconds a publish of the console's own waits for the broker's acknowledgement
 
-
-# ----------------------------------------------------------------------------------------------------
-# topic names and filters
-
-
-def validate_filter(text: str) -> str:
-    """Return `text` if it is a valid MQTT subscription filter, else raise ConfigError with one line."""
-    if not text:
-        raise ConfigError("empty filter: use # for every topic")
-    if "\0" in text:
-        raise ConfigError("a filter cannot contain a NUL character")
-    if len(text.encode("utf-8")) > _MAX_TOPIC_BYTES:
-        raise ConfigError("filter longer than 65,535 bytes")
-    body = text
-    if text.startswith("$share/"):
-        parts = text.split("/", 2)
-        if len(parts) < 3 or not parts[1] or not parts[2]:
-            raise ConfigError(f"bad shared filter {text!r}: use $share/<group>/<filter>")
-        if any(c in parts[1] for c in "+#"):
-            raise ConfigError(f"bad shared filter {text!r}: the group name cannot hold + or #")
-        body = parts[2]
-    levels = body.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            raise ConfigError(f"bad filter {text!r}: # must be a whole level and the last one (like a/#)")
-        if "+" in level and level != "+":
-            raise ConfigError(f"bad filter {text!r}: + must be a whole level (like a/+/b)")
-    return text
-
-
-def validate_topic(text: str) -> str:
-    """Return `text` if it is a topic one can publish on, else raise ConfigError with one line."""
-    if not text:
-        raise ConfigError("empty topic")
-    if "+" in text or "#" in text:
-        raise ConfigError(f"bad topic {text!r}: no wildcards (+ or #) in a topic to publish on")
-    if "\0" in text:
-        raise ConfigError("a topic cannot contain a NUL character")
-    if len(text.encode("utf-8")) > _MAX_TOPIC_BYTES:
-        raise ConfigError("topic longer than 65,535 bytes")
-    return text
-
-
-def _filter_body(text: str) -> str:
-    return text.split("/", 2)[2] if text.startswith("$share/") else text
-
-
-def filter_covers(general: str, specific: str) -> bool:
-    """True when every topic matched by filter `specific` is also matched by filter `general`."""
-    g = _filter_body(general).split("/")
-    s = _filter_body(specific).split("/")
-    dollar = s[0].startswith("$")
-    for i, level in enumerate(g):
-        if level == "#":
-            return not (i == 0 and dollar)  # '#' alone does not match $SYS/... topics
-        if i >= len(s):
-            return False
-        if s[i] == "#":
-            return False
-        if level == "+":
-            if i == 0 and dollar:
-                return False
-            continue
-        if level != s[i]:
-            return False
-    return len(g) == len(s)
-
-
-def topic_matches(filter_text: str, topic: str) -> bool:
-    return mqtt.topic_matches_sub(_filter_body(filter_text), topic)
-
-
-# ----------------------------------------------------------------------------------------------------
-# what a snapshot holds (immutable)
-
-
-class Connection(NamedTuple):
-    state: str  # "idle", "connecting", "connected", "reconnecting", "stopped"
-    since: float
-    next_try: float | None  # when the next reconnect attempt is due (Unix time)
-    error: str | None
-    protocol: int  # 5 or 4 (MQTT 3.1.1)
-    url: str
-
-
-class RoleStatus(NamedTuple):
-    role: str
-    id: str
-    state: str  # running, stopped, offline (or whatever the role said)
-    data: Mapping[str, Any]  # the whole status message, read-only
-    received: float  # when the observer got it
-    history: tuple[float, ...]  # recent `rate` values, oldest first, one per status (up to HISTORY)
-    history_t: tuple[float, ...] = ()  # when each of those statuses arrived (same length as history)
-    lat_history: tuple[float | None, ...] = ()  # the status's `lat_ms.p50` with each, None when absent
-
-    @property
-    def online(self) -> bool:
-        return self.state != "offline"
-
-    def silent(self, now: float) -> bool:
-        """A live role whose status has not come for a while (hung, or its network is cut)."""
-        return self.online and now - self.received > STALE_AFTER
-
-
-class ResultRow(NamedTuple):
-    seq: int  # 1, 2, 3, ... over the observer's life (not reset by clear_results)
-    t: float  # arrival time at the observer
-    id: str | None
-    pred: int | None
-    label: int | None
-    conf: float | None
-    latency_ms: float | None  # arrival here minus t_sent
-    worker: str | None
-    error: str | None
-    probs: tuple[float, ...] | None
-    model: str | None
-    legacy: bool
-
-    @property
-    def correct(self) -> bool | None:
-        if self.pred is None or self.label is None:
-            return None
-        return self.pred == self.label
-
-
-class ResultStats(NamedTuple):
-    received: int
-    labelled: int
-    correct: int
-    errors: int
-    malformed: int
-    rate: float  # results per second, over the last second or so
-    lat_p50: float | None  # ms, over recent results
-    lat_p99: float | None
-    confusion: tuple[tuple[int, ...], ...]  # rows = label, columns = prediction
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.labelled if self.labelled else None
-
-
-class Message(NamedTuple):
-    seq: int
-    t: float
-    topic: str
-    qos: int
-    retain: bool
-    size: int  # the payload's real size
-    payload: bytes  # the first `max_payload` bytes
-    props: MessageProps | None = None  # its MQTT 5 properties, cleaned (None: it had none to show)
-
-    @property
-    def truncated(self) -> bool:
-        return len(self.payload) < self.size
-
-
-class TopicInfo(NamedTuple):
-    name: str
-    count: int
-    rate: float
-    last_size: int
-    last_t: float
-    retained: bool  # the last message came as a retained one
-
-
-class Reply(NamedTuple):
-    t: float
-    role: str
-    id: str
-    req: Any
-    cmd: str
-    ok: bool
-    error: str | None
-    ours: bool  # an answer to a command this observer sent
-
-
-class Verdict(NamedTuple):
-    """What the broker said to one of the console's own publishes (publish, clear, draw, command)."""
-
-    t: float
-    tag: str | None  # the caller's name for it (the draw dialog: the image id)
-    action: str  # "publish", "clear", "draw", "command"
-    topic: str
-    outcome: str  # "accepted" (MQTT 5 PUBACK success), "refused" (a failure reason code), "unconfirmed"
-    reason: str | None  # the broker's reason for a refusal; why it is unconfirmed otherwise
-
-    @property
-    def refused(self) -> bool:
-        return self.outcome == "refused"
-
-
-class Event(NamedTuple):
-    seq: int
-    t: float
-    level: str  # "information", "warning", "error" (Textual's notify severities)
-    text: str
-
-
-class Snapshot(NamedTuple):
-    time: float
-    connection: Connection
-    roles: tuple[RoleStatus, ...]  # sorted by role, then id
-    results: tuple[ResultRow, ...]  # newest last
-    stats: ResultStats
-    topics: tuple[TopicInfo, ...]  # sorted by name; empty unless asked for
-    topics_version: int  # changes whenever a topic appears or the tree is reset
-    topic_count: int
-    topics_dropped: int  # messages on topics past max_topics
-    messages: tuple[Message, ...]  # recent messages of the topic asked for, newest last
-    filter: str
-    paused: bool
-    missed_while_paused: int
-    events: tuple[Event, ...]  # events after `events_after`
-    replies: tuple[Reply, ...]  # recent replies, newest last
-    inspected: int  # messages seen by the inspector in all
-    subscribed: bool  # connected, and the broker acknowledged every subscription
-    ignored: int = 0  # status fields and statuses dropped as malformed (engine/untrusted.py)
-    verdicts: tuple[Verdict, ...] = ()  # the broker's answers to this console's recent publishes, newest last
-
-    def roles_of(self, role: str) -> tuple[RoleStatus, ...]:
-        return tuple(r for r in self.roles if r.role == role)
-
-
-# ----------------------------------------------------------------------------------------------------
-# mutable state (under the observer's lock)
-
-
-class _Pending(NamedTuple):
-    """A publish of the console's own, waiting for the broker's acknowledgement."""
-
-    action: str
-    tag: str | None
-    what: str  # how events name it: "12 B on test/x", "the retained message of t", ...
-    size: int
-    topic: str = ""
-    t: float = 0.0
-
-
-def _size(n: int) -> str:
-    return f"{n:,} B" if n < 10_240 else f"{n / 1024:,.0f} KiB"
-
-
-class _TopicState:
-    __slots__ = ("name", "count", "rate", "mark", "last_size", "last_t", "retained", "messages")
-
-    def __init__(self, name: str, max_messages: int) -> None:
-        self.name = name
-        self.count = 0
-        self.rate = 0.0
-        self.mark = 0
-        self.last_size = 0
-        self.last_t = 0.0
-        self.retained = False
-        self.messages: deque[Message] = deque(maxlen=max_messages)
-
-
-class _RoleState:
-    __slots__ = ("role", "id", "state", "data", "received", "history", "history_t", "lat_history", "sessions_lost")
-
-    def __init__(self, role: str, client_id: str) -> None:
-        self.role = role
-        self.id = client_id
-        self.state = "?"
-        self.data: Mapping[str, Any] = MappingProxyType({})
-        self.received = 0.0
-        self.history: deque[float] = deque(maxlen=HISTORY)
-        self.history_t: deque[float] = deque(maxlen=HISTORY)
-        self.lat_history: deque[float | None] = deque(maxlen=HISTORY)
-        self.sessions_lost = 0  # the highest `sessions_lost` the role has reported
+# Names that other modules import from here (they live in the modules named above).
+__all__ = [
+    "FORGET_OFFLINE_AFTER", "HISTORY", "MAX_ROLES", "PUBACK_WAIT", "STALE_AFTER", "Connection", "Event",
+    "Message", "Observer", "Reply", "ResultRow", "ResultStats", "RoleStatus", "Snapshot", "TopicInfo",
+    "Verdict", "filter_covers", "topic_matches", "validate_filter", "validate_topic",
+]
 
 
 def _default_client_id() -> str:
@@ -358,12 +114,6 @@ class Observer:
         self.topics = topics or Topics()
         self.client_id = client_id or _default_client_id()
         self.max_results = max_results
-        self.max_topics = max_topics
-        self.max_messages = max_messages
-        self.max_payload = max_payload
-        self.max_bytes = max_bytes
-        self.max_images = max_images
-        self.max_image_bytes = max_image_bytes
         self._clock = clock
         self._protocol_wanted = protocol
         self._lock = threading.Lock()
@@ -393,28 +143,19 @@ class Observer:
         self._retry_min, self._retry_max = 0.5, 8.0
         self._seq = itertools.count(1)
         # roles
-        self._roles: dict[tuple[str, str], _RoleState] = {}
-        self._ignored = 0  # malformed statuses and status fields
-        self.forget_after = FORGET_OFFLINE_AFTER
-        self.max_roles = MAX_ROLES
+        self._roles = RoleTable(self.topics, self._add_event)
         # results
         self._results: deque[ResultRow] = deque(maxlen=max_results)
         self._result_seq = 0
         self._latencies: deque[float] = deque(maxlen=2048)
+        self._lat_p50: float | None = None
+        self._lat_p99: float | None = None
         self._reset_result_stats()
         self._results_mark = 0
         # images as they came (the newest max_images, at most max_image_bytes), for a result's detail view
-        self._images: deque[bytes] = deque()
-        self._image_bytes = 0
+        self._images = ImageStore(max_images, max_image_bytes)
         # inspector
-        self._topic_states: dict[str, _TopicState] = {}
-        self._topics_version = 0
-        self._topics_dropped = 0
-        self._all_messages: deque[tuple[_TopicState, Message]] = deque(maxlen=max_topics * max_messages)
-        self._bytes = 0
-        self._inspected = 0
-        self._paused = False
-        self._missed = 0
+        self._topics = TopicTable(max_topics, max_messages, max_payload, max_bytes)
         self._rate_mark_t = now
         # events and replies
         self._events: deque[Event] = deque(maxlen=200)
@@ -423,10 +164,7 @@ class Observer:
         self._our_reqs: deque[str] = deque(maxlen=1000)
         self._req_counter = itertools.count(1)
         # the broker's verdicts on the console's own publishes (MQTT 5 PUBACK reason codes)
-        self._pending_pubs: OrderedDict[int, _Pending] = OrderedDict()
-        self._early: OrderedDict[int, tuple[float, Any]] = OrderedDict()  # PUBACKs that beat publish()
-        self._verdicts: deque[Verdict] = deque(maxlen=50)
-        self._statuses_seen = 0  # status messages read (a console that reads none may lack the right)
+        self._publishes = PublishVerdicts(clock, self._add_event, self._cleared)
         self._read_hint_given = False
         self.read_hint_after = READ_HINT_AFTER
 
@@ -442,9 +180,30 @@ class Observer:
         return self._filter
 
     @property
+    def max_images(self) -> int:
+        return self._images.max_images
+
+    @property
+    def forget_after(self) -> float:
+        """Seconds an offline (or silent) role stays listed."""
+        return self._roles.forget_after
+
+    @forget_after.setter
+    def forget_after(self, seconds: float) -> None:
+        self._roles.forget_after = seconds
+
+    @property
+    def max_roles(self) -> int:
+        return self._roles.max_roles
+
+    @max_roles.setter
+    def max_roles(self, n: int) -> None:
+        self._roles.max_roles = n
+
+    @property
     def topics_version(self) -> int:
         """Changes whenever a topic appears or the tree is reset (an int: read without the lock)."""
-        return self._topics_version
+        return self._topics.version
 
     def start(self) -> None:
         """Connect in the background; an unreachable broker is retried with backoff (see snapshot)."""
@@ -604,7 +363,7 @@ class Observer:
         with self._lock:
             old = [self._filter, *self._separate.values()]
             self._filter = new
-            self._clear_topics()
+            self._topics.clear()
             client = self._client
             if client is not None and self._connection.state == "connected":
                 client.unsubscribe(old)
@@ -615,16 +374,15 @@ class Observer:
     def pause(self) -> None:
         """Freeze the inspector (topic tree and recent messages); roles and results keep updating."""
         with self._lock:
-            self._paused = True
-            self._missed = 0
+            self._topics.pause()
 
     def resume(self) -> None:
         with self._lock:
-            self._paused = False
+            self._topics.paused = False
 
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self._topics.paused
 
     # ------------------------------------------------------------------------------------------------
     # messages (network thread): O(1) each
@@ -634,7 +392,7 @@ class Observer:
         props = msg.properties
         if props is not None:
             ids = getattr(props, "SubscriptionIdentifier", None)
-        self.ingest(msg.topic, msg.payload, msg.qos, bool(msg.retain), ids, props=message_props(props))
+        self.ingest(msg.topic, payload_of(msg), msg.qos, bool(msg.retain), ids, props=props)
 
     def ingest(
         self,
@@ -644,11 +402,11 @@ class Observer:
         retain: bool = False,
         sub_ids: list[int] | None = None,
         *,
-        props: MessageProps | None = None,
+        props: Any = None,
     ) -> None:
         """Take one message as if it came from the broker (the paho callback uses this; so can replays).
 
-        `props`: its MQTT 5 properties, already cleaned (`message_props`).
+        `props`: its MQTT 5 properties (paho's, read only when the inspector keeps the message, or `MessageProps`).
         """
         now = self._clock()
         with self._lock:
@@ -658,7 +416,7 @@ class Observer:
                 # a filter just replaced (still in flight). A core message is taken from exactly one copy.
                 inspect = self._gen * 2 + _SUB_INSPECT in sub_ids
                 core = False
-                if kind is not None:
+                if kind is not None:  # a loop, not any() over a generator: this runs for every message
                     for sub_id in sub_ids:
                         if self._is_core_copy(sub_id, kind):
                             core = True
@@ -667,14 +425,15 @@ class Observer:
                 inspect = not self._separate or topic_matches(self._filter, topic)
                 core = kind is not None
             if inspect:
-                self._inspect(topic, payload, qos, retain, now, props)
+                kept_props = props if props is None or isinstance(props, MessageProps) else message_props(props)
+                self._topics.add(topic, payload, qos, retain, now, kept_props)
             if core:
                 if kind == "results":
                     self._on_result(payload, now)
                 elif kind == "images":
-                    self._on_image(payload)
+                    self._images.add(payload)
                 elif kind == "status":
-                    self._on_status(topic, payload, retain, now)
+                    self._roles.on_status(topic, payload, retain, now)
                 else:
                     self._on_reply(topic, payload, now)
 
@@ -696,38 +455,6 @@ class Observer:
         separate = self._separate_by_gen.get(gen)
         return separate is not None and kind not in separate
 
-    def _inspect(self, topic: str, payload: bytes, qos: int, retain: bool, now: float,
-                 props: MessageProps | None = None) -> None:
-        self._inspected += 1
-        if self._paused:
-            self._missed += 1
-            return
-        state = self._topic_states.get(topic)
-        if state is None:
-            if len(self._topic_states) >= self.max_topics:
-                self._topics_dropped += 1
-                return
-            state = self._topic_states[topic] = _TopicState(topic, self.max_messages)
-            self._topics_version += 1
-        size = len(payload)
-        state.count += 1
-        state.last_size = size
-        state.last_t = now
-        state.retained = retain
-        kept = payload if size <= self.max_payload else payload[: self.max_payload]
-        msgs = state.messages
-        if len(msgs) == msgs.maxlen:
-            self._bytes -= len(msgs[0].payload)
-        message = Message(next(self._seq), now, topic, qos, retain, size, kept, props)
-        msgs.append(message)
-        self._bytes += len(kept)
-        self._all_messages.append((state, message))
-        while self._bytes > self.max_bytes and self._all_messages:
-            old_state, old = self._all_messages.popleft()
-            if old_state.messages and old_state.messages[0] is old:
-                old_state.messages.popleft()
-                self._bytes -= len(old.payload)
-
     def _on_result(self, payload: bytes, now: float) -> None:
         try:
             r = parse_result(payload)
@@ -745,115 +472,17 @@ class Observer:
             r.legacy,
         )
         self._results.append(row)
-        self._received += 1
-        if r.error is not None:
-            self._errors += 1
-        elif r.label is not None and r.pred is not None:
-            self._labelled += 1
-            if r.pred == r.label:
-                self._correct += 1
-            self._confusion[r.label][r.pred] += 1
-
-    def _on_image(self, payload: bytes) -> None:
-        """Keep an image as it came, the oldest going first past either bound: one append, no parsing.
-
-        At a publisher's full speed images come by the thousand a second and only the odd one is ever
-        looked at, so its id is read from its metadata when someone asks for it (`images`), not here.
-        """
-        if len(payload) > MAX_IMAGE_PAYLOAD or not has_meta(payload):  # no id: no result can match it
-            return
-        images = self._images
-        images.append(payload)
-        self._image_bytes += len(payload)
-        while len(images) > self.max_images or self._image_bytes > self.max_image_bytes:
-            self._image_bytes -= len(images.popleft())
+        self._counts.add(r.pred, r.label, r.worker, r.error is not None)
 
     def image(self, image_id: str) -> bytes | None:
         """The PNG of image `image_id` as it went over the broker, if it is still kept."""
         return self.images([image_id]).get(image_id)
 
     def images(self, ids: list[str]) -> dict[str, bytes]:
-        """The PNGs of those of `ids` that are still kept (the newest one of an id given twice)."""
-        wanted = set(ids)
-        found: dict[str, bytes] = {}
+        """The PNGs of those of `ids` that are still kept (ids are read only now: see image_store)."""
         with self._lock:
-            kept = list(self._images)
-        for payload in reversed(kept):  # newest first; the copy lets images arrive meanwhile
-            if not wanted:
-                break
-            image_id = extract_meta(payload).id
-            if image_id in wanted:
-                found[image_id] = payload
-                wanted.discard(image_id)
-        return found
-
-    def _on_status(self, topic: str, payload: bytes, retain: bool, now: float) -> None:
-        self._statuses_seen += 1
-        parsed = self.topics.parse_status(topic)
-        if parsed is None:
-            return
-        key = (parsed[0], clean_text(parsed[1], 128))
-        if not payload:  # a cleared status: the role is gone from every console
-            if self._roles.pop(key, None) is not None:
-                self._add_event("information", f"{key[0]} {key[1]} removed")
-            return
-        raw = json_object(payload, non_finite=True)  # a NaN or Infinity field is dropped and counted below
-        if raw is None:
-            self._ignored += 1
-            return
-        data, bad = clean_status(raw)
-        self._ignored += bad
-        entry = self._roles.get(key)
-        prev = entry.state if entry is not None else None
-        if entry is None:
-            if len(self._roles) >= self.max_roles:
-                self._forget_roles(now)
-            entry = self._roles[key] = _RoleState(*key)
-        state = data.get("state") or "?"
-        entry.state = state
-        entry.data = MappingProxyType(data)
-        entry.received = now
-        rate = data.get("rate_actual" if key[0] == "input" else "rate")
-        if isinstance(rate, (int, float)) and not isinstance(rate, bool) and state != "offline":
-            entry.history.append(float(rate))
-            entry.history_t.append(now)
-            lat = data.get("lat_ms")
-            p50 = lat.get("p50") if isinstance(lat, dict) else None
-            ok = isinstance(p50, (int, float)) and not isinstance(p50, bool)
-            entry.lat_history.append(float(p50) if ok else None)
-        name = f"{key[0]} {key[1]}"
-        self._problem_events(name, data, prev, entry, retain)
-        if state == "offline" and prev is not None and prev != "offline":
-            reason = data.get("reason")
-            why = f" ({reason})" if isinstance(reason, str) else ""
-            self._add_event("warning", f"{name} went offline{why}")
-        elif state != "offline" and prev == "offline" and not retain:
-            self._add_event("information", f"{name} is back online")
-        elif prev is None and state != "offline" and not retain:
-            self._add_event("information", f"{name} is online")
-
-    def _forget_roles(self, now: float) -> None:
-        """Drop roles offline or silent for `forget_after` seconds; past `max_roles`, the oldest heard."""
-        cutoff = now - self.forget_after
-        for k in [k for k, e in self._roles.items() if e.received < cutoff]:
-            del self._roles[k]
-        while len(self._roles) >= self.max_roles:
-            oldest = min(self._roles, key=lambda k: (self._roles[k].state != "offline", self._roles[k].received))
-            del self._roles[oldest]
-
-    def _problem_events(self, name: str, data: dict[str, Any], prev: str | None, entry: _RoleState,
-                        retain: bool) -> None:
-        """A role that reports an error (a dead thread) or a lost durable session: one notification each."""
-        if data.get("state") == "error" and prev != "error":
-            reason = data.get("reason")
-            why = " ".join(reason.split())[:200] if isinstance(reason, str) else "no reason given"
-            self._add_event("error", f"{name} failed: {why}")
-        lost = data.get("sessions_lost")
-        if isinstance(lost, int) and not isinstance(lost, bool) and lost > entry.sessions_lost:
-            if not retain or entry.sessions_lost == 0:
-                self._add_event("warning", f"{name} lost its broker session ({lost} so far): "
-                                           "what was queued for it while it was away is gone")
-            entry.sessions_lost = lost
+            kept = self._images.copy()
+        return find_images(kept, ids)
 
     def _on_reply(self, topic: str, payload: bytes, now: float) -> None:
         parts = topic[len(self._reply_prefix):].split("/")
@@ -902,11 +531,7 @@ class Observer:
         with self._lock:
             now = self._clock()
             self._update_rates(now)
-            roles = tuple(
-                RoleStatus(e.role, e.id, e.state, e.data, e.received, tuple(e.history), tuple(e.history_t),
-                           tuple(e.lat_history))
-                for _k, e in sorted(self._roles.items())
-            )
+            roles = self._roles.roles()
             if results_after is not None:
                 fresh = max(0, self._result_seq - results_after)
                 results = fresh if results is None else min(results, fresh)
@@ -916,26 +541,21 @@ class Observer:
                 rows = ()
             else:
                 rows = tuple(itertools.islice(self._results, len(self._results) - results, None))
+            c = self._counts
             stats = ResultStats(
-                self._received, self._labelled, self._correct, self._errors, self._malformed,
-                self._result_rate, self._lat_p50, self._lat_p99, tuple(tuple(r) for r in self._confusion),
+                c.received, c.labelled, c.correct, c.errors, self._malformed,
+                self._result_rate, self._lat_p50, self._lat_p99, tuple(tuple(r) for r in c.confusion),
             )
-            topic_list: tuple[TopicInfo, ...] = ()
-            if topics:
-                topic_list = tuple(
-                    TopicInfo(s.name, s.count, s.rate, s.last_size, s.last_t, s.retained)
-                    for s in sorted(self._topic_states.values(), key=lambda s: s.name)
-                )
-            messages: tuple[Message, ...] = ()
-            if topic is not None and topic in self._topic_states:
-                messages = tuple(self._topic_states[topic].messages)
+            t = self._topics
+            topic_list = t.topics() if topics else ()
+            messages = t.messages(topic) if topic is not None else ()
             events = tuple(e for e in self._events if e.seq > events_after)
             return Snapshot(
-                now, self._connection, roles, rows, stats, topic_list, self._topics_version,
-                len(self._topic_states), self._topics_dropped, messages, self._filter, self._paused,
-                self._missed, events, tuple(self._replies), self._inspected,
-                self._connection.state == "connected" and not self._pending_subs, self._ignored,
-                tuple(self._verdicts),
+                now, self._connection, roles, rows, stats, topic_list, t.version,
+                len(t), t.dropped, messages, self._filter, t.paused,
+                t.missed, events, tuple(self._replies), t.inspected,
+                self._connection.state == "connected" and not self._pending_subs, self._roles.ignored,
+                tuple(self._publishes.verdicts),
             )
 
     def _update_rates(self, now: float) -> None:
@@ -943,33 +563,25 @@ class Observer:
         if dt < 1.0:
             return
         self._rate_mark_t = now
-        self._forget_roles(now)
-        self._expire_pending(now)
+        self._roles.forget(now)
+        self._publishes.expire(now)
         self._hint_unreadable(now)
-        if not self._paused:
-            for s in self._topic_states.values():
-                s.rate = (s.count - s.mark) / dt
-                s.mark = s.count
+        self._topics.update_rates(dt)
         self._result_rate = (self._result_seq - self._results_mark) / dt
         self._results_mark = self._result_seq
         if self._latencies:
             values = sorted(self._latencies)
-            self._lat_p50 = values[len(values) // 2]
-            self._lat_p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+            self._lat_p50 = percentile(values, 50)
+            self._lat_p99 = percentile(values, 99)
 
     # ------------------------------------------------------------------------------------------------
     # results
 
     def _reset_result_stats(self) -> None:
-        self._received = 0
-        self._labelled = 0
-        self._correct = 0
-        self._errors = 0
+        self._counts = ResultCounts()
         self._malformed = 0
         self._result_rate = 0.0
-        self._lat_p50: float | None = None
-        self._lat_p99: float | None = None
-        self._confusion = [[0] * 10 for _ in range(10)]
+        self._lat_p50 = self._lat_p99 = None
 
     def clear_results(self) -> None:
         """Forget the results seen so far (this console's view only; the collector keeps its own)."""
@@ -977,14 +589,6 @@ class Observer:
             self._results.clear()
             self._latencies.clear()
             self._reset_result_stats()
-
-    def _clear_topics(self) -> None:
-        self._topic_states.clear()
-        self._all_messages.clear()
-        self._bytes = 0
-        self._topics_dropped = 0
-        self._missed = 0
-        self._topics_version += 1
 
     # ------------------------------------------------------------------------------------------------
     # steering (UI thread)
@@ -1012,7 +616,7 @@ class Observer:
             self._our_reqs.append(req)
         target = f"{role} {client_id}" if client_id else f"every {role} role"
         self._send(self.topics.control(role, client_id), json.dumps(body).encode(), 1, False,
-                   _Pending("command", req, f"the command {cmd} to {target}", 0))
+                   Pending("command", req, f"the command {cmd} to {target}", 0))
         return req
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
@@ -1027,8 +631,8 @@ class Observer:
         if qos not in (0, 1, 2):
             raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
         data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
-        what = f"{_size(len(data))} on {topic}" if action == "publish" else f"the image on {topic}"
-        self._send(topic, data, qos, retain, _Pending(action, tag, what, len(data)))
+        what = f"{size_text(len(data))} on {topic}" if action == "publish" else f"the image on {topic}"
+        self._send(topic, data, qos, retain, Pending(action, tag, what, len(data)))
 
     def clear_retained(self, topic: str) -> None:
         """Remove the retained message of `topic` at the broker (an empty retained message at QoS 1).
@@ -1036,13 +640,13 @@ class Observer:
         Whether the broker let it happen comes as an event (and a `Verdict` with action "clear").
         """
         validate_topic(topic)
-        self._send(topic, b"", 1, True, _Pending("clear", None, f"the retained message of {topic}", 0))
+        self._send(topic, b"", 1, True, Pending("clear", None, f"the retained message of {topic}", 0))
 
-    def _send(self, topic: str, data: bytes, qos: int, retain: bool, pending: _Pending) -> None:
+    def _send(self, topic: str, data: bytes, qos: int, retain: bool, pending: Pending) -> None:
         """Publish and wait (in the background) for the broker's verdict.
 
         The client publishes outside the lock: paho calls on_publish holding a lock of its own, so a
-        PUBACK can come before `publish` returns; it then waits in `_early` for its pending entry.
+        PUBACK can come before `publish` returns; PublishVerdicts then keeps it until `sent` is told.
         """
         with self._lock:
             client = self._connected_client()
@@ -1053,55 +657,15 @@ class Observer:
         now = self._clock()
         pending = pending._replace(topic=topic, t=now)
         with self._lock:
-            early = self._early.pop(info.mid, None)
-            if qos == 0 or not v5:
-                why = "QoS 0 gets no acknowledgement" if qos == 0 else (
-                    "MQTT 3.1.1 has no reason codes: a broker drops a denied message without a word")
-                self._verdict(pending, "unconfirmed", why)
-            elif early is not None:
-                self._verdict_of(pending, early[1])
-            else:
-                if len(self._pending_pubs) >= 1000:  # acknowledgements lost with a connection
-                    self._pending_pubs.pop(next(iter(self._pending_pubs)))
-                self._pending_pubs[info.mid] = pending
+            self._publishes.sent(info.mid, pending, qos, v5)
 
     def _on_publish(self, _client: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
         with self._lock:
-            pending = self._pending_pubs.pop(mid, None)
-            if pending is not None:
-                self._verdict_of(pending, rc)
-                return
-            now = self._clock()
-            self._early[mid] = (now, rc)
-            while self._early and (len(self._early) > 64 or next(iter(self._early.values()))[0] < now - 30):
-                self._early.popitem(last=False)
+            self._publishes.acknowledged(mid, rc)
 
-    def _verdict_of(self, pending: _Pending, rc: Any) -> None:
-        if getattr(rc, "is_failure", False):
-            self._verdict(pending, "refused", str(getattr(rc, "getName", lambda: rc)()).lower())
-        else:
-            self._verdict(pending, "accepted", None)
-
-    def _verdict(self, p: _Pending, outcome: str, reason: str | None) -> None:
-        """Record the broker's answer and say it (lock held)."""
-        self._verdicts.append(Verdict(self._clock(), p.tag, p.action, p.topic, outcome, reason))
-        if p.action == "clear" and outcome != "refused":
-            state = self._topic_states.get(p.topic)
-            if state is not None:
-                state.retained = False
-        if outcome == "refused":
-            verb = "publish" if p.action in ("publish", "draw") else "send" if p.action == "command" else "clear"
-            self._add_event("error", f"the broker refused to {verb} {p.what}: {reason}")
-        elif p.action == "publish":
-            if outcome == "accepted":
-                self._add_event("information", f"published {p.what}")
-            else:
-                self._add_event("information", f"sent {p.what} (not confirmed: {reason})")
-        elif p.action == "clear":
-            if outcome == "accepted":
-                self._add_event("information", f"cleared {p.what}")
-            else:
-                self._add_event("warning", f"asked the broker to clear {p.what} (not confirmed: {reason})")
+    def _cleared(self, topic: str) -> None:
+        """The broker did not refuse to clear the retained message of `topic` (lock held)."""
+        self._topics.retained_cleared(topic)
 
     def _hint_unreadable(self, now: float) -> None:
         """Logged in, subscribed, and no status at all after a while: say what that may mean (lock held).
@@ -1111,7 +675,7 @@ class Observer:
         hint, not a verdict: an empty broker looks the same.
         """
         c = self._connection
-        if (self._read_hint_given or self._statuses_seen or not self.address.username
+        if (self._read_hint_given or self._roles.statuses_seen or not self.address.username
                 or c.state != "connected" or self._pending_subs or now - c.since < self.read_hint_after):
             return
         self._read_hint_given = True
@@ -1120,12 +684,3 @@ class Observer:
             f"logged in as {self.address.username} for {self.read_hint_after:g} s and no role status has come: either "
             f"no role runs on this broker or this account may not read {self.topics.status_filter()} "
             "(a broker's ACL denies a subscription without a word)")
-
-    def _expire_pending(self, now: float) -> None:
-        """Publishes without an acknowledgement for PUBACK_WAIT seconds: say so (lock held)."""
-        while self._pending_pubs:
-            mid, p = next(iter(self._pending_pubs.items()))
-            if p.t > now - PUBACK_WAIT:
-                break
-            del self._pending_pubs[mid]
-            self._verdict(p, "unconfirmed", f"no acknowledgement within {PUBACK_WAIT:g} s")

@@ -27,21 +27,10 @@ from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any
 
-from engine.console.observer import (
-    Connection as MqttConnection,
-)
-from engine.console.observer import (
-    Event,
-    Message,
-    Observer,
-    ResultRow,
-    ResultStats,
-    Snapshot,
-    TopicInfo,
-    _default_client_id,
-    validate_filter,
-    validate_topic,
-)
+from engine.console.observer import Observer, _default_client_id
+from engine.console.snapshot import Connection as MqttConnection
+from engine.console.snapshot import Event, Message, ResultRow, ResultStats, Snapshot, SnapshotDelta, TopicInfo
+from engine.console.topic_filters import validate_filter, validate_topic
 from engine.errors import BrokerError, ConfigError, MnistError
 from engine.mqtt.address import BrokerAddress
 from engine.topics import ROLES, Topics
@@ -111,7 +100,8 @@ def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddr
             if roles_key != last_roles:
                 last_roles = roles_key
                 roles = tuple(r._replace(data=dict(r.data)) for r in snap.roles)
-            delta = snap._replace(roles=roles, topics=snap.topics if full else None, messages=messages)
+            delta = SnapshotDelta(snap._replace(roles=(), topics=(), messages=()), roles,
+                                  snap.topics if full else None, messages)
             if not send(("snap", topic, delta)) or stop.wait(1 / push_hz):
                 return
 
@@ -290,19 +280,20 @@ class ObserverProcess:
                 self._dead = True
                 self._note("error", "the observer process died: the screen no longer updates")
 
-    def _merge(self, topic: str | None, delta: Snapshot) -> None:
-        rows = [r for r in delta.results if r.seq > self._dropped_before]
+    def _merge(self, topic: str | None, delta: SnapshotDelta) -> None:
+        snap = delta.snapshot
+        rows = [r for r in snap.results if r.seq > self._dropped_before]
         self._rows.extend(rows)
         if delta.topics is not None:
             self._topic_list = delta.topics
         if delta.messages is not None:
             self._messages = (topic, delta.messages)
-        self._events.extend(delta.events)
+        self._events.extend(snap.events)
         if delta.roles is not None:
             roles = tuple(r._replace(data=MappingProxyType(r.data)) for r in delta.roles)
         else:
             roles = self._base.roles if self._base is not None else ()
-        base = delta._replace(roles=roles, results=(), topics=(), messages=(), events=())
+        base = snap._replace(roles=roles, results=(), topics=(), messages=(), events=())
         if delta.topics is None and self._base is not None:  # version and count go with the list
             base = base._replace(topics_version=self._base.topics_version, topic_count=self._base.topic_count)
         self._base = base
@@ -353,6 +344,8 @@ class ObserverProcess:
             return base._replace(
                 time=time.time(), connection=conn, results=rows, topics=self._topic_list if topics else (),
                 messages=messages, events=events, filter=self._filter, paused=self._paused,
+                # a new filter is subscribed once the child says so under that filter, not before
+                subscribed=base.subscribed and base.filter == self._filter,
             )
 
     def image(self, image_id: str, timeout: float = 2.0) -> bytes | None:

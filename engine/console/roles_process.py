@@ -51,11 +51,11 @@ class _PipeLogHandler(logging.Handler):
     def __init__(self, conn: Connection, lock: threading.Lock) -> None:
         super().__init__(level=logging.WARNING)
         self.conn = conn
-        self.lock = lock
+        self.pipe_lock = lock  # not `self.lock`: that is the Handler's own, held around emit()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            with self.lock:
+            with self.pipe_lock:
                 self.conn.send(("log", record.levelno, record.name, record.getMessage()))
         except Exception:  # the console is gone; nothing to tell
             pass

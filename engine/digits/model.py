@@ -313,7 +313,7 @@ def set_threads(threads: int) -> None:
     threads torch's default stays.
     """
     torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = threads > 1
+    torch.backends.mkldnn.enabled = threads > 1  # type: ignore[assignment]  # a ContextProp: assignment sets it
 
 
 def benchmark(

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from engine.cli import _non_negative_float, _non_negative_int
+from engine.options import non_negative_float, non_negative_int
 from engine.topics import ROLES, sanitize_id
 
 UNHEALTHY_STATES = ("offline", "error")
@@ -41,9 +41,9 @@ def verdict(statuses: dict[str, dict[str, Any]], role: str, minimum: int) -> tup
 
 def add_health_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role", choices=ROLES, default="infer", help="the kind of role to check (default: infer)")
-    parser.add_argument("--min", type=_non_negative_int, default=1, dest="min_roles", metavar="N",
+    parser.add_argument("--min", type=non_negative_int, default=1, dest="min_roles", metavar="N",
                         help="how many roles of that kind must be online (default: 1)")
-    parser.add_argument("--timeout", type=_non_negative_float, default=5.0, metavar="S",
+    parser.add_argument("--timeout", type=non_negative_float, default=5.0, metavar="S",
                         help="seconds to wait for the pipeline to become healthy (default: 5); 0 answers from "
                              "the statuses the broker holds now")
 

@@ -153,12 +153,12 @@ class MetricsBoard(Collector):
             family.add_metric([role, cid], lost.get((role, cid), 0))
         yield family
         for name, text, fields in GAUGES:
-            family = GaugeMetricFamily(name, text, labels=labels)
+            gauge = GaugeMetricFamily(name, text, labels=labels)
             for (role, cid), status in statuses:
                 value = number(status.get(fields[role])) if role in fields else None
                 if value is not None:
-                    family.add_metric([role, cid], value)
-            yield family
+                    gauge.add_metric([role, cid], value)
+            yield gauge
         online = GaugeMetricFamily("mnist_online", "1 while the role is connected (its latest status is not "
                                    "offline), else 0", labels=labels)
         for (role, cid), status in statuses:
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_a: stop.set())
     try:
         feed.start()
-        host, port = server.server_address[:2]
+        host, port = str(server.server_address[0]), server.server_address[1]
         print(f"metrics of {address.url} on http://{host}:{port}/metrics", flush=True)
         while not stop.wait(1.0):
             pass
@@ -211,6 +211,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _protocols(args: argparse.Namespace) -> tuple[int, ...]:
-    from engine.cli import protocols_from_args
+    from engine.options import protocols_from_args
 
     return protocols_from_args(args) or (5, 4)

@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, reason_text
+from engine.mqtt.fastclient import payload_of
 from engine.settings import default_client_id
 from engine.topics import Topics
 
@@ -110,7 +111,7 @@ class StatusFeed:
     def _handle(self, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == self.topics.results:
             if self.on_result is not None:
-                self.on_result(msg.payload, time.time())
+                self.on_result(payload_of(msg), time.time())
             return
         who = self.topics.parse_status(msg.topic)
         if who is None:
@@ -130,7 +131,7 @@ class StatusFeed:
 
 def target_from_args(args: Any) -> tuple[BrokerAddress, Topics]:
     """The broker to watch (--broker, else mosquitto's default mqtt://127.0.0.1:1883) and the topic names."""
-    from engine.cli import address_from_args, settings_from_args
+    from engine.options import address_from_args, settings_from_args
 
     address = address_from_args(args) or BrokerAddress.parse("mqtt://127.0.0.1:1883")
     return address, settings_from_args(args).topics

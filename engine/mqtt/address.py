@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -60,10 +61,10 @@ class BrokerAddress:
 
         A password in a file or the environment does not show in the process list, as one in a URL would.
         """
-        env = os.environ if env is None else env
-        user = self.username or env.get("MNIST_BROKER_USER") or None
-        password = self.password or env.get("MNIST_BROKER_PASSWORD") or None
-        password_file = password_file or env.get("MNIST_BROKER_PASSWORD_FILE")
+        environ: Mapping[str, str] = os.environ if env is None else env
+        user = self.username or environ.get("MNIST_BROKER_USER") or None
+        password = self.password or environ.get("MNIST_BROKER_PASSWORD") or None
+        password_file = password_file or environ.get("MNIST_BROKER_PASSWORD_FILE")
         if password_file and not password:
             try:
                 password = Path(password_file).read_text(encoding="utf-8").strip()

@@ -28,7 +28,7 @@ def make_client(
     session_expiry: int | None = None,
     receive_maximum: int | None = None,
     manual_ack: bool = False,
-) -> mqtt.Client:
+) -> FastClient:
     """A paho 2.x client with credentials, TLS and reconnect backoff applied; not yet connected.
 
     `session_expiry` (seconds) with `clean_start=False` asks for a persistent session: MQTT 5 session

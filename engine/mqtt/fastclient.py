@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import MQTTErrorCode, MQTTMessage, MQTTv5
@@ -72,7 +72,7 @@ class _IncomingMessage(MQTTMessage):
     """A received message whose `info` (a threading.Condition inside; unused for received messages)
     is made only if someone asks for it."""
 
-    @property  # type: ignore[override]
+    @property
     def info(self) -> mqtt.MQTTMessageInfo:
         info = self.__dict__.get("_info")
         if info is None:
@@ -96,6 +96,12 @@ class _Infos:
         for info in self.infos:
             if info is not None:
                 info._set_as_published()
+
+
+def payload_of(msg: mqtt.MQTTMessage) -> bytes:
+    """A received message's payload. paho types it `bytes | bytearray`; FastClient hands bytes (see
+    `_handle_publish`), and every client of the engine is one (engine/mqtt/client.py)."""
+    return cast(bytes, msg.payload)
 
 
 class FastClient(mqtt.Client):
@@ -336,7 +342,7 @@ class FastClient(mqtt.Client):
         topic_bytes = topic.encode("utf-8")
         self._raise_for_invalid_topic(topic_bytes)  # as publish() does: ValueError for a wildcard
         head = len(topic_bytes).to_bytes(2, "big") + topic_bytes + (b"\x00" if self._protocol == MQTTv5 else b"")
-        parts: list[bytes] = []
+        parts: list[bytes | bytearray] = []
         append = parts.append
         for payload in payloads:
             append(_fixed_header(len(head) + len(payload)))
@@ -358,7 +364,7 @@ class FastClient(mqtt.Client):
         if len(out) < 2 or not _joinable(out[0]) or not _joinable(out[1]):
             return
         first = out[0]
-        parts: list[bytes] = []
+        parts: list[bytes | bytearray] = []
         infos: list[Any] = []
         size = 0
         while out and size < _WRITE_COALESCE and _joinable(out[0]):
@@ -369,7 +375,8 @@ class FastClient(mqtt.Client):
         joined = b"".join(parts)
         out.appendleft({
             "command": first["command"], "mid": first["mid"], "qos": 0, "pos": 0,
-            "to_process": len(joined), "packet": joined, "info": _Infos(infos),
+            "to_process": len(joined), "packet": joined,
+            "info": cast(mqtt.MQTTMessageInfo, _Infos(infos)),  # stands for all of them (see _Infos)
         })
 
 

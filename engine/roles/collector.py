@@ -12,10 +12,11 @@ from typing import Any, ClassVar
 import paho.mqtt.client as mqtt
 
 from engine.mqtt.address import BrokerAddress
+from engine.mqtt.fastclient import payload_of
 from engine.protocol import Result, parse_result
 from engine.roles.role import Role
 from engine.settings import Settings
-from engine.stats import RateMeter, Window, rounded
+from engine.stats import RateMeter, ResultCounts, Window, rounded
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,10 @@ class Collector(Role):
 
     def reset(self) -> None:
         with self._lock:
-            self.received = 0
-            self.labelled = 0
-            self.correct = 0
-            self.errors = 0
+            self.counts = ResultCounts()
             self.duplicates = 0
             self.legacy = 0
             self.malformed = 0
-            self.per_worker: dict[str, int] = {}
-            self.confusion = [[0] * 10 for _ in range(10)]
             self._seen: OrderedDict[str, None] = OrderedDict()
         self.latency.clear()
 
@@ -58,8 +54,9 @@ class Collector(Role):
 
     def on_data(self, msg: mqtt.MQTTMessage) -> None:
         now = time.time()
+        payload = payload_of(msg)
         try:
-            result = parse_result(msg.payload)
+            result = parse_result(payload)
         except ValueError as exc:
             with self._lock:
                 self.malformed += 1
@@ -67,7 +64,7 @@ class Collector(Role):
             return
         self.add(result, now)
         if self.on_result is not None:
-            self.on_result(result, msg.payload)
+            self.on_result(result, payload)
 
     def add(self, result: Result, now: float | None = None) -> bool:
         """Count one result; returns False when its id was already seen (a duplicate, counted once)."""
@@ -80,40 +77,49 @@ class Collector(Role):
                 self._seen[result.id] = None
                 if len(self._seen) > self.settings.dedup_window:
                     self._seen.popitem(last=False)
-            self.received += 1
             if result.legacy:
                 self.legacy += 1
-            if result.worker:
-                self.per_worker[result.worker] = self.per_worker.get(result.worker, 0) + 1
-            if result.error is not None:
-                self.errors += 1
-            elif result.label is not None and result.pred is not None:
-                self.labelled += 1
-                self.correct += result.pred == result.label
-                self.confusion[result.label][result.pred] += 1
+            self.counts.add(result.pred, result.label, result.worker, result.error is not None)
         self.meter.add()
         if result.t_sent is not None:
             self.latency.add(max(0.0, now - result.t_sent))
         return True
 
     @property
+    def received(self) -> int:
+        return self.counts.received
+
+    @property
+    def labelled(self) -> int:
+        return self.counts.labelled
+
+    @property
+    def correct(self) -> int:
+        return self.counts.correct
+
+    @property
+    def errors(self) -> int:
+        return self.counts.errors
+
+    @property
     def accuracy(self) -> float | None:
-        return self.correct / self.labelled if self.labelled else None
+        return self.counts.accuracy
 
     def status_fields(self) -> dict[str, Any]:
         with self._lock:
-            acc = self.accuracy
-            fields = {
-                "received": self.received,
-                "labelled": self.labelled,
-                "correct": self.correct,
+            c = self.counts
+            acc = c.accuracy
+            fields: dict[str, Any] = {
+                "received": c.received,
+                "labelled": c.labelled,
+                "correct": c.correct,
                 "accuracy": round(acc, 5) if acc is not None else None,
-                "errors": self.errors,
+                "errors": c.errors,
                 "duplicates": self.duplicates,
                 "legacy": self.legacy,
                 "malformed": self.malformed,
-                "per_worker": dict(self.per_worker),
-                "confusion": [row[:] for row in self.confusion],
+                "per_worker": dict(c.per_worker),
+                "confusion": [row[:] for row in c.confusion],
             }
         fields["rate"] = round(self.meter.rate(), 1)
         fields["lat_ms"] = rounded(self.latency.percentiles((50, 90, 99)))

@@ -35,10 +35,10 @@ class DataConnection:
         self.generation = 0  # connections so far: packet ids of one mean nothing on the next
         self._sub_mid: int | None = None
         self._refusals_logged: set[str] = set()
-        self._client: mqtt.Client | None = None
+        self._client: FastClient | None = None
 
     @property
-    def client(self) -> mqtt.Client:
+    def client(self) -> FastClient:
         assert self._client is not None, "data connection not started"
         return self._client
 

@@ -22,6 +22,7 @@ from engine.settings import Settings, default_client_id
 from engine.topics import ROLES
 
 if TYPE_CHECKING:
+    from engine.mqtt.broker import EmbeddedBroker
     from engine.roles.workerpool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class LocalPipeline:
         self.on_result = on_result
         self.protocols = protocols
         self.worker_processes = worker_processes
-        self.broker = None
+        self.broker: EmbeddedBroker | None = None
         self.roles: list[Role] = []
         self.pool: WorkerPool | None = None  # infer workers 2..N, as processes
         self.protocol: int = 5
@@ -116,14 +117,14 @@ class LocalPipeline:
         if self.address is None:
             from engine.mqtt.broker import EmbeddedBroker  # only when we run one
 
-            self.broker = EmbeddedBroker(kind=self.broker_kind_wanted, config=self.broker_config,
-                                         persistence_dir=self._persistence_dir())
-            if self.settings.durable and self.broker.kind != "mosquitto":
+            broker = self.broker = EmbeddedBroker(kind=self.broker_kind_wanted, config=self.broker_config,
+                                                  persistence_dir=self._persistence_dir())
+            if self.settings.durable and broker.kind != "mosquitto":
                 self.notes.append("--durable: the embedded Python broker keeps nothing over a restart "
                                   "(install mosquitto for a persistent one)")
-            self.broker.start()
-            self.address = self.broker.address
-            protocols = tuple(p for p in protocols if p in self.broker.protocols) or protocols
+            broker.start()
+            self.address = broker.address
+            protocols = tuple(p for p in protocols if p in broker.protocols) or protocols
         self.protocol = probe(self.address, protocols=protocols)
         settings = replace(self.settings, protocol=self.protocol)
         self.settings = settings

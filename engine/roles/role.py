@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, reason_text
+from engine.mqtt.fastclient import FastClient, payload_of
 from engine.protocol import CommandError, parse_command
 from engine.settings import Settings, default_client_id
 from engine.topics import sanitize_id
@@ -72,7 +73,7 @@ class Role:
         self._ever_connected = False
         self._stop = threading.Event()
         self._status_thread: threading.Thread | None = None
-        self._client: mqtt.Client | None = None
+        self._client: FastClient | None = None
         self._data: DataConnection | None = None
         self.commands: dict[str, Handler] = {"ping": lambda _a: None, "status": lambda _a: self.publish_status()}
 
@@ -83,7 +84,7 @@ class Role:
         role is away, the broker keeps its subscriptions and queues its QoS 1 messages. Consumers only."""
         return self.settings.session_expiry > 0 and self.role in ("infer", "output")
 
-    def make_client(self) -> mqtt.Client:
+    def make_client(self) -> FastClient:
         if self.data_connection:  # control and status only: no session to keep, nothing to acknowledge late
             return make_client(self.address, self.client_id, protocol=self.settings.protocol)
         persistent = self.persistent
@@ -151,12 +152,12 @@ class Role:
         return self.ready.wait(timeout)
 
     @property
-    def client(self) -> mqtt.Client:
+    def client(self) -> FastClient:
         assert self._client is not None, "role not started"
         return self._client
 
     @property
-    def data_client(self) -> mqtt.Client:
+    def data_client(self) -> FastClient:
         """The client of the data topics: the data connection's, or the one client of the role."""
         return self._data.client if self._data is not None else self.client
 
@@ -276,7 +277,7 @@ class Role:
         try:
             if msg.topic.startswith(self.topics.control_prefix + "/"):
                 try:
-                    self.handle_control(msg.payload)
+                    self.handle_control(payload_of(msg))
                 finally:
                     if self.manual_ack and msg.qos and not self.data_connection:
                         self.client.ack(msg.mid, msg.qos)

@@ -23,6 +23,7 @@ from engine.digits.fastpng import SIDE, decode_batch, inflate_grey28
 from engine.digits.model import LoadedModel, load_model, set_threads
 from engine.digits.preprocess import ImageError, decode_png
 from engine.mqtt.address import BrokerAddress
+from engine.mqtt.fastclient import payload_of
 from engine.protocol import CommandError, extract_meta, number_arg
 from engine.result_json import encode_results
 from engine.roles.role import Role
@@ -142,7 +143,7 @@ class Worker(Role):
     # ----- network thread: stamp and enqueue only -----
     def on_data(self, msg: mqtt.MQTTMessage) -> None:
         ack = None if msg.qos == 0 else (msg.mid, msg.qos, self._conn_gen)
-        item = (msg.payload, time.time(), ack)
+        item = (payload_of(msg), time.time(), ack)
         with self._intake:
             if self._intake_closed:
                 # Stopping, queue drained: not taken. Unacknowledged, a QoS 1 image comes back to a durable

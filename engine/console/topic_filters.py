@@ -1,0 +1,77 @@
+"""MQTT topic names and subscription filters: validation, matching, and whether one filter covers another."""
+
+from __future__ import annotations
+
+import paho.mqtt.client as mqtt
+
+from engine.errors import ConfigError
+
+_MAX_TOPIC_BYTES = 65_535
+
+
+def validate_filter(text: str) -> str:
+    """Return `text` if it is a valid MQTT subscription filter, else raise ConfigError with one line."""
+    if not text:
+        raise ConfigError("empty filter: use # for every topic")
+    if "\0" in text:
+        raise ConfigError("a filter cannot contain a NUL character")
+    if len(text.encode("utf-8")) > _MAX_TOPIC_BYTES:
+        raise ConfigError("filter longer than 65,535 bytes")
+    body = text
+    if text.startswith("$share/"):
+        parts = text.split("/", 2)
+        if len(parts) < 3 or not parts[1] or not parts[2]:
+            raise ConfigError(f"bad shared filter {text!r}: use $share/<group>/<filter>")
+        if any(c in parts[1] for c in "+#"):
+            raise ConfigError(f"bad shared filter {text!r}: the group name cannot hold + or #")
+        body = parts[2]
+    levels = body.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            raise ConfigError(f"bad filter {text!r}: # must be a whole level and the last one (like a/#)")
+        if "+" in level and level != "+":
+            raise ConfigError(f"bad filter {text!r}: + must be a whole level (like a/+/b)")
+    return text
+
+
+def validate_topic(text: str) -> str:
+    """Return `text` if it is a topic one can publish on, else raise ConfigError with one line."""
+    if not text:
+        raise ConfigError("empty topic")
+    if "+" in text or "#" in text:
+        raise ConfigError(f"bad topic {text!r}: no wildcards (+ or #) in a topic to publish on")
+    if "\0" in text:
+        raise ConfigError("a topic cannot contain a NUL character")
+    if len(text.encode("utf-8")) > _MAX_TOPIC_BYTES:
+        raise ConfigError("topic longer than 65,535 bytes")
+    return text
+
+
+def _filter_body(text: str) -> str:
+    return text.split("/", 2)[2] if text.startswith("$share/") else text
+
+
+def filter_covers(general: str, specific: str) -> bool:
+    """True when every topic matched by filter `specific` is also matched by filter `general`."""
+    g = _filter_body(general).split("/")
+    s = _filter_body(specific).split("/")
+    dollar = s[0].startswith("$")
+    for i, level in enumerate(g):
+        if level == "#":
+            return not (i == 0 and dollar)  # '#' alone does not match $SYS/... topics
+        if i >= len(s):
+            return False
+        if s[i] == "#":
+            return False
+        if level == "+":
+            if i == 0 and dollar:
+                return False
+            continue
+        if level != s[i]:
+            return False
+    return len(g) == len(s)
+
+
+def topic_matches(filter_text: str, topic: str) -> bool:
+    return mqtt.topic_matches_sub(_filter_body(filter_text), topic)
+
