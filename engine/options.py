@@ -87,13 +87,16 @@ def existing_file(text: str) -> Path:
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("broker (default: an embedded local broker)")
-    g.add_argument("--broker", metavar="URL", help="mqtt://[user@]host[:port] or mqtts://...")
+    g.add_argument("--broker", metavar="URL",
+                   help="mqtt://[user@]host[:port], mqtts://..., ws://host[:port][/path] or wss://...")
     g.add_argument("--embedded", choices=("auto", "mosquitto", "python"), default="auto",
                    help="which embedded broker to start when no --broker is given (default: auto)")
     g.add_argument("--broker-config", type=existing_file, default=None, metavar="FILE",
                    help="mosquitto.conf for the embedded mosquitto instead of the project's: its first listener "
                         "moves to 127.0.0.1 on a free port, persistence, logging and user stay ours (docs/SECURITY.md)")
     g.add_argument("--cafile", help="CA certificate for mqtts://")
+    g.add_argument("--insecure", action="store_true",
+                   help="TLS without checking the broker's certificate (a test broker's self-signed one)")
     g.add_argument("--cert", help="client certificate")
     g.add_argument("--key", help="client key")
     g.add_argument("--password-file", default=None, metavar="FILE",
@@ -198,14 +201,15 @@ def address_from_args(args: argparse.Namespace) -> BrokerAddress | None:
         raise ConfigError("--broker-config configures the embedded mosquitto: not for "
                           + ("--broker" if args.broker else "--embedded python"))
     if not args.broker:
-        if args.cafile or args.cert:
-            raise ConfigError("--cafile/--cert/--key need --broker mqtts://...")
+        if args.cafile or args.cert or getattr(args, "insecure", False):
+            raise ConfigError("--cafile/--cert/--key/--insecure need --broker mqtts://... or wss://...")
         return None
     address = BrokerAddress.parse(args.broker)
     if warning := url_password_warning(args.broker):
         log.warning("%s", warning)
     address = address.with_credentials_from(password_file=args.password_file)
-    return address.with_tls_files(args.cafile, args.cert, args.key)
+    address = address.with_tls_files(args.cafile, args.cert, args.key)
+    return address.with_insecure(bool(getattr(args, "insecure", False)))
 
 
 def protocols_from_args(args: argparse.Namespace) -> tuple[int, ...] | None:

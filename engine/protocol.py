@@ -87,6 +87,10 @@ def _clean_label(value: Any) -> int | None:
     return None
 
 
+clean_meta_text = _clean_str  # for metadata that comes another way (MQTT 5 user properties)
+clean_meta_label = _clean_label
+
+
 def _clean_time(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e11:
         return float(value)

@@ -1,19 +1,24 @@
 """`mnist-tui record FILE` and `mnist-tui replay FILE`: keep a stretch of traffic and play it back.
 
 The file is NDJSON: a header line, then one line per message with its offset from the start
-(seconds), topic, QoS, retain flag and base64 payload. It is plain text, so it can be inspected with
-jq, cut with head, and concatenated.
+(seconds), topic, QoS, retain flag, base64 payload and, for MQTT 5 messages that have them, their
+properties (`props`: expiry, response topic, correlation data in base64, content type, payload format,
+user properties). It is plain text, so it can be inspected with jq, cut with head, and concatenated.
+`record -` writes it to stdout and `replay -` reads it from stdin; `replay --loop` plays it again and
+again until stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import errno
 import json
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
@@ -40,18 +47,73 @@ class Recorded:
     payload: bytes
     qos: int = 0
     retain: bool = False
+    props: dict[str, Any] | None = None  # MQTT 5 properties, as props_to_json writes them
 
     def to_json(self) -> str:
-        return json.dumps({"t": round(self.t, 6), "topic": self.topic, "qos": self.qos, "retain": self.retain,
-                           "payload": base64.b64encode(self.payload).decode("ascii")}, separators=(",", ":"))
+        line: dict[str, Any] = {"t": round(self.t, 6), "topic": self.topic, "qos": self.qos, "retain": self.retain,
+                                "payload": base64.b64encode(self.payload).decode("ascii")}
+        if self.props:
+            line["props"] = self.props
+        return json.dumps(line, separators=(",", ":"))
 
 
-def read_recording(path: Path) -> tuple[dict[str, Any], Iterator[Recorded]]:
-    """The header and an iterator over the messages; ConfigError with one line on a bad file."""
-    try:
-        handle = path.open("r", encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+# MQTT 5 PUBLISH properties kept in a recording: JSON name -> paho name (topic alias and subscription
+# identifiers belong to one connection, not to the message, and are left out)
+_PROPS = {"expiry": "MessageExpiryInterval", "response_topic": "ResponseTopic", "correlation": "CorrelationData",
+          "content_type": "ContentType", "payload_format": "PayloadFormatIndicator", "user": "UserProperty"}
+
+
+def props_to_json(props: Any) -> dict[str, Any] | None:
+    """The recordable properties of a received message as JSON values (bytes in base64), or None."""
+    if props is None:
+        return None
+    found = props.__dict__
+    out: dict[str, Any] = {}
+    for key, name in _PROPS.items():
+        value = found.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bytes):
+            value = base64.b64encode(value).decode("ascii")
+        elif name == "UserProperty":
+            value = [[str(k), str(v)] for k, v in value]
+        out[key] = value
+    return out or None
+
+
+def props_from_json(raw: Any) -> Properties | None:
+    """PUBLISH properties from a recording's `props`; ValueError/TypeError on a bad value."""
+    if not raw:
+        return None
+    if not isinstance(raw, dict):
+        raise TypeError("props is not an object")
+    props = Properties(PacketTypes.PUBLISH)
+    for key, value in raw.items():
+        name = _PROPS.get(key)
+        if name is None:
+            continue  # a newer recording's property: left out
+        if name == "CorrelationData":
+            value = base64.b64decode(value, validate=True)
+        elif name == "UserProperty":
+            value = [(str(k), str(v)) for k, v in value]
+        elif name in ("MessageExpiryInterval", "PayloadFormatIndicator"):
+            value = int(value)
+        else:
+            value = str(value)
+        setattr(props, name, value)
+    return props
+
+
+def read_recording(path: Path, stream: IO[str] | None = None) -> tuple[dict[str, Any], Iterator[Recorded]]:
+    """The header and an iterator over the messages (from `stream` when given, e.g. stdin, else the file);
+    ConfigError with one line on a bad file."""
+    if stream is not None:
+        handle = stream
+    else:
+        try:
+            handle = path.open("r", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
         header = json.loads(handle.readline() or "null")
     except ValueError:
@@ -67,9 +129,11 @@ def read_recording(path: Path) -> tuple[dict[str, Any], Iterator[Recorded]]:
                     continue
                 try:
                     raw = json.loads(line)
+                    props = raw.get("props")
+                    props_from_json(props)  # checked here, so a bad line is reported with its number
                     yield Recorded(float(raw["t"]), str(raw["topic"]), base64.b64decode(raw["payload"]),
-                                   int(raw.get("qos", 0)), bool(raw.get("retain", False)))
-                except (ValueError, KeyError, TypeError) as exc:
+                                   int(raw.get("qos", 0)), bool(raw.get("retain", False)), props or None)
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     raise ConfigError(f"{path} line {number}: bad record ({exc})") from None
 
     return header, messages()
@@ -132,7 +196,8 @@ class Recorder:
         if self._t0 is None:
             self._t0 = now
         try:
-            self._queue.put_nowait(Recorded(now - self._t0, msg.topic, payload_of(msg), msg.qos, bool(msg.retain)))
+            self._queue.put_nowait(Recorded(now - self._t0, msg.topic, payload_of(msg), msg.qos, bool(msg.retain),
+                                            props_to_json(msg.properties)))
         except queue.Full:
             self.dropped += 1
             return
@@ -177,7 +242,8 @@ def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float
                 if delay > 0 and stop.wait(delay):
                     break
             topic = (topic_map or {}).get(rec.topic, rec.topic)
-            info = client.publish(topic, rec.payload, qos=rec.qos, retain=rec.retain)
+            props = props_from_json(rec.props) if protocol == 5 else None
+            info = client.publish(topic, rec.payload, qos=rec.qos, retain=rec.retain, properties=props)
             pending.append(info)
             if len(pending) > 1000:
                 pending.pop(0).wait_for_publish(timeout=30)
@@ -193,7 +259,7 @@ def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float
 
 # ----- command line -----
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", type=Path, help="where to write the recording (NDJSON)")
+    parser.add_argument("file", type=Path, help="where to write the recording (NDJSON); - for stdout")
     parser.add_argument("--topic", "-t", action="append", dest="record_topics", metavar="FILTER",
                         help="topic filter to record (repeatable; default: the image and result topics)")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -205,7 +271,8 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", type=Path, help="a recording made by `mnist-tui record`")
+    parser.add_argument("file", type=Path, help="a recording made by `mnist-tui record`; - for stdin")
+    parser.add_argument("--loop", action="store_true", help="play the recording again and again until stopped")
     parser.add_argument("--speed", type=float, default=1.0,
                         help="1 = recorded timing, 2 = twice as fast, 0 = as fast as possible")
     parser.add_argument("--map", action="append", default=[], metavar="FROM=TO",
@@ -252,9 +319,10 @@ def run_record(args: argparse.Namespace) -> int:
     for t in topics:
         if not t or "#" in t[:-1] or (t.count("#") == 1 and not t.endswith("#")):
             raise ConfigError(f"bad topic filter {t!r}")
-    out = open_new_file(args.file, overwrite=args.force)
+    to_stdout = str(args.file) == "-"
+    out = sys.stdout if to_stdout else open_new_file(args.file, overwrite=args.force)
     stop = _stop_on_signals()
-    with out:
+    with contextlib.nullcontext(out) if to_stdout else out:
         rec = Recorder(address, topics, out, protocol=protocol, include_retained=args.include_retained,
                        limit=args.messages)
         rec.start()
@@ -266,7 +334,9 @@ def run_record(args: argparse.Namespace) -> int:
         rec.stop()
     if rec.error:
         raise ConfigError(rec.error)
-    print(f"recorded {rec.count} messages to {args.file}" + (f" ({rec.dropped} dropped)" if rec.dropped else ""))
+    where = "stdout" if to_stdout else args.file
+    print(f"recorded {rec.count} messages to {where}" + (f" ({rec.dropped} dropped)" if rec.dropped else ""),
+          file=sys.stderr if to_stdout else sys.stdout)  # stdout holds the recording itself
     return 0
 
 
@@ -279,9 +349,22 @@ def run_replay(args: argparse.Namespace) -> int:
         if not sep or not src or not dst or any(c in dst for c in "+#"):
             raise ConfigError(f"bad --map {item!r}: use FROM=TO with plain topic names")
         mapping[src] = dst
-    _header, messages = read_recording(args.file)
+    from_stdin = str(args.file) == "-"
+    _header, messages = read_recording(args.file, sys.stdin if from_stdin else None)
     address, protocol = _connect_target(args)
-    sent = replay(address, messages, speed=args.speed, protocol=protocol, stop=_stop_on_signals(),
-                  topic_map=mapping)
-    print(f"replayed {sent} messages from {args.file}")
+    stop = _stop_on_signals()
+    kept: list[Recorded] | None = None
+    if args.loop and from_stdin:
+        kept = list(messages)  # stdin is read once: the loop plays it from memory
+        messages = iter(kept)
+    sent = 0
+    passes = 0
+    while True:
+        sent += replay(address, messages, speed=args.speed, protocol=protocol, stop=stop, topic_map=mapping)
+        passes += 1
+        if not args.loop or stop.is_set() or (kept is not None and not kept):
+            break
+        messages = iter(kept) if kept is not None else read_recording(args.file)[1]
+    where = "stdin" if from_stdin else args.file
+    print(f"replayed {sent} messages from {where}" + (f" in {passes} passes" if args.loop else ""))
     return 0

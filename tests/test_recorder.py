@@ -56,3 +56,80 @@ def test_replay_of_a_file_that_is_not_a_recording(tmp_path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"mnist-tui: {bad} is not a mnist-tui recording (no header line)"]
+
+
+def test_record_to_stdout_keeps_mqtt5_properties_and_replay_reads_stdin(mosquitto_broker, tmp_path) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    url = mosquitto_broker.address.url
+    addr = mosquitto_broker.address
+    rec = subprocess.Popen([*ENGINE, "--broker", url, "record", "-", "-t", "req/#", "--messages", "2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    got: list[mqtt.MQTTMessage] = []
+    client.on_message = lambda _c, _u, msg: got.append(msg)
+    client.connect(addr.host, addr.port)
+    client.loop_start()
+    try:
+        client.subscribe("copy/#", qos=1)
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = "answers/me"
+        props.CorrelationData = b"\x00\xffcorr"
+        props.UserProperty = [("label", "7"), ("id", "u-1")]
+        props.ContentType = "image/png"
+        props.MessageExpiryInterval = 600
+
+        header = rec.stdout.readline()  # written once the recorder's subscription is acknowledged
+        assert header, rec.stderr.read()
+        client.publish("req/a", b"with props", qos=1, properties=props).wait_for_publish(10)
+        client.publish("req/b", b"plain", qos=1).wait_for_publish(10)
+        out, err = rec.communicate(timeout=60)
+        assert rec.returncode == 0, err
+        assert b"recorded 2 messages to stdout" in err
+        out = header + out
+        lines = [json.loads(line) for line in out.decode().splitlines()]
+        assert lines[0]["format"] == "mnist-tui-record" and len(lines) == 3, lines
+        kept = lines[1]["props"]
+        assert kept["response_topic"] == "answers/me" and kept["user"] == [["label", "7"], ["id", "u-1"]]
+        assert kept["content_type"] == "image/png" and 0 < kept["expiry"] <= 600
+        assert "props" not in lines[2]
+
+        done = subprocess.run([*ENGINE, "--broker", url, "replay", "-", "--speed", "0", "--map", "req/a=copy/a",
+                               "--map", "req/b=copy/b"], input=out, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: len(got) >= 2, message=lambda: f"{len(got)} of 2 replayed")
+        by_topic = {m.topic: m for m in got}
+        again = by_topic["copy/a"].properties
+        assert again.ResponseTopic == "answers/me" and again.CorrelationData == b"\x00\xffcorr"
+        assert again.UserProperty == [("label", "7"), ("id", "u-1")] and again.ContentType == "image/png"
+        assert by_topic["copy/b"].payload == b"plain"
+    finally:
+        rec.kill()
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_replay_loop_plays_until_stopped(mosquitto_broker, probe_factory, tmp_path) -> None:
+    import signal
+
+    file = tmp_path / "two.ndjson"
+    file.write_text("\n".join([
+        json.dumps({"format": "mnist-tui-record", "version": 1, "started": 0, "topics": ["loop/#"]}),
+        json.dumps({"t": 0, "topic": "loop/a", "qos": 1, "retain": False, "payload": "YQ=="}),
+        json.dumps({"t": 0.05, "topic": "loop/b", "qos": 1, "retain": False, "payload": "Yg=="}),
+    ]) + "\n")
+    probe = probe_factory(mosquitto_broker.address, "loop/#")
+    player = subprocess.Popen([*ENGINE, "--broker", mosquitto_broker.address.url, "replay", str(file), "--loop"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        probe.wait_count(6, timeout=60)
+        player.send_signal(signal.SIGINT)
+        out, err = player.communicate(timeout=60)
+        assert player.returncode == 0, err
+        assert "passes" in out
+        topics = [m.topic for m in probe.messages()]
+        assert topics[:6] == ["loop/a", "loop/b"] * 3
+    finally:
+        player.kill()

@@ -214,7 +214,7 @@ async def test_filter_dialog_refuses_bad_filters(mosquitto_broker: EmbeddedBroke
         assert field.value == "#"
         field.value = "a/#/b"
         await pilot.press("enter")
-        assert "last" in str(app.screen.query_one("#filter-error").render())
+        await until(pilot, lambda: "last" in str(app.screen.query_one("#filter-error").render()), "no error shown")
         field.value = "test/+"
         await pilot.press("enter")
         await until(pilot, lambda: app.observer.filter == "test/+", "filter not applied")

@@ -174,8 +174,11 @@ class MnistApp(App[None]):
         # 118-153 ms (python -m tools.keylatency, two runs each, interleaved). Young garbage is collected as before.
         gc.freeze()
         gc.set_threshold(700, 10, 1000)
-        if self.focused is None:  # a pane picked meanwhile (a click, a test) keeps the focus
-            self.screen.query_one("#publisher", PublisherPane).focus()
+        main = self.main
+        # A pane picked meanwhile (a click, a test) keeps the focus; a dialog opened by a key typed before
+        # this first refresh is on top: the main screen's own focus is set behind it.
+        if main is not None and main.focused is None:
+            main.query_one("#publisher", PublisherPane).focus()
         self.refresh_from_observer(full=True)
         self.set_interval(1 / self.refresh_hz, self.refresh_from_observer)
         for note in self.notes:
@@ -200,7 +203,10 @@ class MnistApp(App[None]):
         self._tick += 1
         full = full or self._tick % TOPICS_EVERY == 0
         topics = main.query_one(TopicsPane)
-        snap = self.observer.snapshot(topics.selected_topic, topics=full, events_after=self._events_seen)
+        top = self.screen
+        # A screen that follows one topic (the inspector, a plot) names it; else the Topics pane's selection.
+        wanted = getattr(top, "topic_wanted", None) if top is not main else None
+        snap = self.observer.snapshot(wanted or topics.selected_topic, topics=full, events_after=self._events_seen)
         if not full and self.snap is not None:
             snap = snap._replace(topics=self.snap.topics)
         self.snap = snap
@@ -208,7 +214,6 @@ class MnistApp(App[None]):
             self._events_seen = max(self._events_seen, event.seq)
             self.notify(event.text, severity=event.level, timeout=6)  # type: ignore[arg-type]
         self._show_log_errors()
-        top = self.screen
         if top is not main:
             # The panes hold still behind a dialog: nobody sees them there, updating them is most of the work
             # of a refresh, and Textual repaints the dialog over every change behind it (over a see-through one
@@ -319,10 +324,14 @@ class MnistApp(App[None]):
         self.push_screen(FilterDialog(self.observer.filter), apply)
 
     def _selected_topic(self) -> str | None:
-        main = self.main
-        return main.query_one(TopicsPane).selected_topic if main is not None else None
+        """The topic selected in the Topics pane of the screen on top (the inspector's), else the main one."""
+        for screen in (self.screen, self.main):
+            panes = screen.query(TopicsPane) if screen is not None else ()
+            if panes:
+                return panes.first().selected_topic
+        return None
 
-    def action_publish(self) -> None:
+    def action_publish(self, dialog: PublishDialog | None = None) -> None:
         def send(request: PublishRequest | None) -> None:
             if request is None:
                 return
@@ -332,7 +341,11 @@ class MnistApp(App[None]):
                 self.notify(str(exc), title="Not published", severity="error")
             # The broker's verdict (published, refused, or not confirmed) comes as an observer event.
 
-        self.push_screen(PublishDialog(self._selected_topic() or ""), send)
+        self.push_screen(dialog or PublishDialog(self._selected_topic() or ""), send)
+
+    @on(TopicsPane.RepublishWanted)
+    def _republish(self, event: TopicsPane.RepublishWanted) -> None:
+        self.action_publish(event.dialog)
 
     def action_clear_retained(self) -> None:
         topic = self._selected_topic()

@@ -65,6 +65,7 @@ PUBLISHER = (
 
 WORKERS = (
     Key("g", "toggle_charts", "Charts", "plots of throughput and latency per worker"),
+    Key("l", "load_model", "Load model", "load another model on the selected worker (it keeps its images)"),
     Key("up,down", "", "", "move between workers (local or remote, from their status messages)", display="↑ ↓"),
 )
 
@@ -85,6 +86,22 @@ TOPICS = (
     Key("s", "app.toggle_pause", "Pause", "pause or resume the inspector (topics hold still, results go on)",
         command="Pause or resume the inspector"),
     Key("up,down,enter", "", "", "pick a topic; enter goes to its messages, escape back", display="↑ ↓ enter"),
+    Key("slash", "search", "Search", "search the tree as you type; enter keeps it, escape drops it", display="/",
+        footer=False),
+    Key("n", "next_match(1)", "Next", "next search match (no search: send one image)", footer=False),
+    Key("N", "next_match(-1)", "Previous", "previous search match", footer=False),
+    Key("right_square_bracket", "expand_all", "Expand", "expand every level of the tree", display="]",
+        footer=False),
+    Key("left_square_bracket", "collapse_all", "Collapse", "collapse the tree to its first level", display="[",
+        footer=False),
+    Key("b", "mark_base", "Base", "mark the selected message as the base of a diff", footer=False),
+    Key("D", "diff", "Diff", "what changed from the base (or the message before)", footer=False),
+    Key("y", "copy", "Copy", "copy the payload to the clipboard (OSC 52)", footer=False),
+    Key("w", "save", "Save", "save the payload to a new file here (0600)", footer=False),
+    Key("R", "republish", "Re-publish", "edit and re-publish the selected message", footer=False),
+    Key("g", "plot", "Plot", "plot the topic's numbers or a JSON number field over time", footer=False),
+    Key("i", "inspector", "Inspector", "full-screen inspector: tree, history, payload (i: back)",
+        footer=False),
 )
 
 DRAW = (

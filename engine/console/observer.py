@@ -41,6 +41,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from engine.console.image_store import ImageStore
 from engine.console.image_store import find as find_images
+from engine.console.message_props import MessageProps, message_props
 from engine.console.publish_verdicts import PUBACK_WAIT, Pending, PublishVerdicts, size_text
 from engine.console.role_table import FORGET_OFFLINE_AFTER, MAX_ROLES, RoleTable
 from engine.console.snapshot import (
@@ -102,7 +103,7 @@ class Observer:
         client_id: str | None = None,
         max_results: int = 10_000,
         max_topics: int = 5_000,
-        max_messages: int = 20,
+        max_messages: int = 100,
         max_payload: int = 65_536,
         max_bytes: int = 32 * 1024 * 1024,
         max_images: int = 5_000,
@@ -391,7 +392,7 @@ class Observer:
         props = msg.properties
         if props is not None:
             ids = getattr(props, "SubscriptionIdentifier", None)
-        self.ingest(msg.topic, payload_of(msg), msg.qos, bool(msg.retain), ids)
+        self.ingest(msg.topic, payload_of(msg), msg.qos, bool(msg.retain), ids, props=props)
 
     def ingest(
         self,
@@ -400,8 +401,13 @@ class Observer:
         qos: int = 0,
         retain: bool = False,
         sub_ids: list[int] | None = None,
+        *,
+        props: Any = None,
     ) -> None:
-        """Take one message as if it came from the broker (the paho callback uses this; so can replays)."""
+        """Take one message as if it came from the broker (the paho callback uses this; so can replays).
+
+        `props`: its MQTT 5 properties (paho's, read only when the inspector keeps the message, or `MessageProps`).
+        """
         now = self._clock()
         with self._lock:
             kind = self._core_kind(topic)
@@ -419,7 +425,8 @@ class Observer:
                 inspect = not self._separate or topic_matches(self._filter, topic)
                 core = kind is not None
             if inspect:
-                self._topics.add(topic, payload, qos, retain, now)
+                kept_props = props if props is None or isinstance(props, MessageProps) else message_props(props)
+                self._topics.add(topic, payload, qos, retain, now, kept_props)
             if core:
                 if kind == "results":
                     self._on_result(payload, now)

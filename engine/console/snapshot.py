@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from engine.console.message_props import MessageProps
+
 STALE_AFTER = 5.0  # seconds without a status before a live role is shown as silent
 HISTORY = 300  # status values kept per role for trends: about five minutes at one status a second
 
@@ -82,6 +84,7 @@ class Message(NamedTuple):
     retain: bool
     size: int  # the payload's real size
     payload: bytes  # the first `max_payload` bytes
+    props: MessageProps | None = None  # its MQTT 5 properties, cleaned (None: it had none to show)
 
     @property
     def truncated(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
+from engine.console.message_props import MessageProps
 from engine.console.snapshot import Message, TopicInfo
 
 
@@ -48,7 +49,8 @@ class TopicTable:
     def __len__(self) -> int:
         return len(self._states)
 
-    def add(self, topic: str, payload: bytes, qos: int, retain: bool, now: float) -> None:
+    def add(self, topic: str, payload: bytes, qos: int, retain: bool, now: float,
+            props: MessageProps | None = None) -> None:
         self.inspected += 1
         if self.paused:
             self.missed += 1
@@ -69,7 +71,7 @@ class TopicTable:
         msgs = state.messages
         if len(msgs) == msgs.maxlen:
             self._bytes -= len(msgs[0].payload)
-        message = Message(next(self._seq), now, topic, qos, retain, size, kept)
+        message = Message(next(self._seq), now, topic, qos, retain, size, kept, props)
         msgs.append(message)
         self._bytes += len(kept)
         self._all_messages.append((state, message))

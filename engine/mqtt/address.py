@@ -1,4 +1,6 @@
-"""Where the broker is and how to log in: parsed from `mqtt://` / `mqtts://` URLs and the environment."""
+"""Where the broker is and how to log in: parsed from `mqtt://`, `mqtts://`, `ws://` and `wss://` URLs
+and the environment. `ws://` and `wss://` reach a broker's websocket listener (MQTT over websockets, the
+path included: `ws://host:8080/mqtt`)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-SCHEMES = {"mqtt": (False, 1883), "tcp": (False, 1883), "mqtts": (True, 8883), "ssl": (True, 8883)}
+SCHEMES = {"mqtt": (False, 1883), "tcp": (False, 1883), "mqtts": (True, 8883), "ssl": (True, 8883),
+           "ws": (False, 80), "wss": (True, 443)}
+WEBSOCKET_SCHEMES = ("ws", "wss")
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,13 @@ class BrokerAddress:
     cafile: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
+    websocket_path: str | None = None  # set: MQTT over websockets, on this HTTP path
+    insecure: bool = False  # TLS without checking the broker's certificate (a test broker's self-signed one)
 
     @classmethod
     def parse(cls, url: str) -> BrokerAddress:
-        """Parse `mqtt://[user[:pass]@]host[:port]` or `mqtts://...`; raise ConfigError with one line."""
+        """Parse `mqtt://[user[:pass]@]host[:port]`, `mqtts://...`, `ws://host[:port][/path]` or `wss://...`;
+        raise ConfigError with one line."""
         text = url.strip()
         if "://" not in text:
             text = "mqtt://" + text
@@ -40,11 +47,17 @@ class BrokerAddress:
         except ValueError as exc:
             raise ConfigError(f"bad broker URL {url!r}: {exc}") from None
         if parts.scheme not in SCHEMES:
-            raise ConfigError(f"bad broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+            raise ConfigError(f"bad broker URL {url!r}: scheme must be mqtt://, mqtts://, ws:// or wss://")
         if not parts.hostname:
             raise ConfigError(f"bad broker URL {url!r}: no host")
-        if parts.path not in ("", "/") or parts.query:
+        websocket = parts.scheme in WEBSOCKET_SCHEMES
+        if parts.fragment or (not websocket and (parts.path not in ("", "/") or parts.query)):
             raise ConfigError(f"bad broker URL {url!r}: unexpected path or query")
+        path = None
+        if websocket:
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            if any(ord(c) < 33 or ord(c) == 127 for c in path):
+                raise ConfigError(f"bad broker URL {url!r}: a space or control character in the path")
         tls, default_port = SCHEMES[parts.scheme]
         return cls(
             host=parts.hostname,
@@ -52,6 +65,7 @@ class BrokerAddress:
             tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            websocket_path=path,
         )
 
     def with_credentials_from(
@@ -86,13 +100,20 @@ class BrokerAddress:
         tls = self.tls or bool(cafile or certfile)
         return replace(self, tls=tls, cafile=cafile, certfile=certfile, keyfile=keyfile)
 
+    def with_insecure(self, insecure: bool) -> BrokerAddress:
+        """`--insecure`: TLS that does not check the broker's certificate or host name. Only for TLS URLs."""
+        if insecure and not self.tls:
+            raise ConfigError("--insecure is for TLS brokers (mqtts:// or wss://)")
+        return replace(self, insecure=insecure)
+
     @property
     def url(self) -> str:
         """The URL without the password, fit to show on screen."""
-        scheme = "mqtts" if self.tls else "mqtt"
+        websocket = self.websocket_path is not None
+        scheme = ("wss" if websocket else "mqtts") if self.tls else ("ws" if websocket else "mqtt")
         user = f"{self.username}@" if self.username else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{user}{host}:{self.port}"
+        return f"{scheme}://{user}{host}:{self.port}{self.websocket_path or ''}"
 
 
 def url_password_warning(url: str) -> str | None:

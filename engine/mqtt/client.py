@@ -42,7 +42,11 @@ def make_client(
     kwargs: dict[str, Any] = {"protocol": PROTOCOLS[protocol], "client_id": client_id}
     if protocol == 4:
         kwargs["clean_session"] = clean_start
+    if address.websocket_path is not None:
+        kwargs["transport"] = "websockets"
     client = FastClient(CallbackAPIVersion.VERSION2, manual_ack=manual_ack, **kwargs)
+    if address.websocket_path is not None:
+        client.ws_set_options(path=address.websocket_path)
     client.reconnect_delay_set(min_delay=1, max_delay=16)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
@@ -54,8 +58,10 @@ def make_client(
                 ca_certs=address.cafile,
                 certfile=address.certfile,
                 keyfile=address.keyfile,
-                cert_reqs=ssl.CERT_REQUIRED,
+                cert_reqs=ssl.CERT_NONE if address.insecure else ssl.CERT_REQUIRED,
             )
+            if address.insecure:
+                client.tls_insecure_set(True)
         except (ssl.SSLError, OSError, ValueError) as exc:
             raise BrokerError(f"TLS setup failed: {exc}") from None
     client._mnist_protocol = protocol  # type: ignore[attr-defined]
@@ -121,7 +127,8 @@ def probe(address: BrokerAddress, timeout: float = 5.0, protocols: tuple[int, ..
         try:
             client.connect(address.host, address.port, keepalive=10)
         except ssl.SSLCertVerificationError as exc:
-            hint = "" if address.cafile else " (give the CA that signed the broker's certificate with --cafile)"
+            hint = "" if address.cafile else (" (give the CA that signed the broker's certificate with --cafile,"
+                                              " or --insecure for a test broker)")
             reason = exc.verify_message or exc.reason or exc
             text = f"TLS handshake with {address.url} failed: certificate not trusted: {reason}{hint}"
             raise BrokerError(text) from None

@@ -267,22 +267,27 @@ class FastClient(mqtt.Client):
             return self._send_puback(mid)
 
     # ----- writing -----
-    def publish_many(self, topic: str, payloads: Iterable[bytes], qos: int = 0) -> list[mqtt.MQTTMessageInfo]:
+    def publish_many(
+        self, topic: str, payloads: Iterable[bytes], qos: int = 0, properties: Properties | None = None
+    ) -> list[mqtt.MQTTMessageInfo]:
         """Publish each payload on `topic` (in order), waking the network thread once for all of them.
 
         At QoS 0 with nobody listening for `on_publish`, the PUBLISH packets are built here and queued
-        as one packet with one MQTTMessageInfo, which every returned entry shares.
+        as one packet with one MQTTMessageInfo, which every returned entry shares. `properties` (MQTT 5
+        only; ignored on 3.1.1) go on every message.
         """
         payloads = list(payloads)
+        if self._protocol != MQTTv5:
+            properties = None
         if qos == 0 and payloads and not self.on_publish and self._sock is not None:
-            info = self._publish_joined(topic, payloads)
+            info = self._publish_joined(topic, payloads, properties)
             if info is not None:
                 return [info] * len(payloads)
         infos: list[mqtt.MQTTMessageInfo] = []
         with self.one_wakeup():
             publish = self.publish
             for payload in payloads:
-                infos.append(publish(topic, payload, qos=qos))
+                infos.append(publish(topic, payload, qos=qos, properties=properties))
         return infos
 
     def flush(self, timeout: float) -> bool:
@@ -335,13 +340,18 @@ class FastClient(mqtt.Client):
                 with contextlib.suppress(OSError):  # BlockingIOError: a wake-up is already pending
                     wake.send(b"0")
 
-    def _publish_joined(self, topic: str, payloads: list[bytes]) -> mqtt.MQTTMessageInfo | None:
+    def _publish_joined(
+        self, topic: str, payloads: list[bytes], properties: Properties | None = None
+    ) -> mqtt.MQTTMessageInfo | None:
         """Queue QoS 0 PUBLISH packets for `payloads` as one write; None if paho must do it (odd input)."""
         if not topic or not all(type(p) is bytes for p in payloads):
             return None
         topic_bytes = topic.encode("utf-8")
         self._raise_for_invalid_topic(topic_bytes)  # as publish() does: ValueError for a wildcard
-        head = len(topic_bytes).to_bytes(2, "big") + topic_bytes + (b"\x00" if self._protocol == MQTTv5 else b"")
+        props = b""
+        if self._protocol == MQTTv5:
+            props = properties.pack() if properties is not None else b"\x00"
+        head = len(topic_bytes).to_bytes(2, "big") + topic_bytes + props
         parts: list[bytes | bytearray] = []
         append = parts.append
         for payload in payloads:

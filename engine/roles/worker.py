@@ -22,8 +22,10 @@ import paho.mqtt.client as mqtt
 from engine.digits.fastpng import SIDE, decode_batch, inflate_grey28
 from engine.digits.model import LoadedModel, load_model, set_threads
 from engine.digits.preprocess import ImageError, decode_png
+from engine.errors import ModelError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.fastclient import payload_of
+from engine.mqtt.message_props import ImageProps, merge_meta, read_image_props, result_properties
 from engine.protocol import CommandError, extract_meta, number_arg
 from engine.result_json import encode_results
 from engine.roles.role import Role
@@ -34,6 +36,9 @@ from engine.topics import sanitize_id
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+# A queued image: payload, receive time, (mid, qos, connection) to acknowledge or None, MQTT 5 properties
+Item = tuple[bytes, float, Any, ImageProps | None]
 
 
 class Worker(Role):
@@ -51,6 +56,8 @@ class Worker(Role):
         super().__init__(address, settings, client_id)
         s = self.settings
         self.model = model if model is not None else load_model(s.model_path, allow_torchscript=s.allow_torchscript)
+        self.warmup_ms: float | None = None  # of the warm-up forward pass before the worker reports running
+        self.loads = 0  # models swapped in by the load command
         self.max_batch = s.max_batch
         self.max_delay = s.max_delay_ms / 1000.0
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=s.queue_size)
@@ -68,13 +75,14 @@ class Worker(Role):
         self.errors = 0
         self.dropped = 0
         self.received = 0
+        self.expired = 0  # MQTT 5 message expiry passed while queued: not inferred, not answered
         self._auto_ids = 0
         self.meter = RateMeter()
         self.latency = Window(5_000)
         self.batches = Window(200)
         self.stage = {name: Window(200) for name in ("queue", "decode", "infer", "publish")}
         self._paused = threading.Event()
-        self.commands.update(start=self._cmd_start, stop=self._cmd_stop, set=self._cmd_set)
+        self.commands.update(start=self._cmd_start, stop=self._cmd_stop, set=self._cmd_set, load=self._cmd_load)
         self._thread = threading.Thread(target=self.guarded(self._run), name="infer-batch", daemon=True)
 
     def subscriptions(self) -> list[tuple[str, int]]:
@@ -100,13 +108,15 @@ class Worker(Role):
     @property
     def shed(self) -> int:
         """QoS 0 images dropped unread while the queue was full (FastClient.shed_when)."""
-        return getattr(self.data_client, "shed", 0) if self._data is not None else 0
+        # the data client may not exist yet: the control connection's first status can come before it
+        return getattr(getattr(self._data, "_client", None), "shed", 0)
 
     def start(self) -> None:
         # One torch thread unless told otherwise: LeNet-5 at batch 64 runs about as fast on one core as
         # on two, and the spare core is better spent on the paho thread, the broker and other workers
         # (docs/PERFORMANCE.md). Scale out with more worker processes instead.
         set_threads(self.settings.threads or 1)
+        self.warmup_ms = self._warm_up(self.model)  # before the first status says "running"
         super().start()
         # Overload: while the queue is full, QoS 0 images are dropped in whole reads from the socket,
         # before paho or Python touches each one; QoS 1 images wait at the broker (receive maximum).
@@ -143,7 +153,9 @@ class Worker(Role):
     # ----- network thread: stamp and enqueue only -----
     def on_data(self, msg: mqtt.MQTTMessage) -> None:
         ack = None if msg.qos == 0 else (msg.mid, msg.qos, self._conn_gen)
-        item = (payload_of(msg), time.time(), ack)
+        now = time.time()
+        # MQTT 5 properties: FastClient decodes property-less images itself, paho's decoder the others
+        item = (payload_of(msg), now, ack, read_image_props(msg.properties, now, self.topics))
         with self._intake:
             if self._intake_closed:
                 # Stopping, queue drained: not taken. Unacknowledged, a QoS 1 image comes back to a durable
@@ -179,8 +191,36 @@ class Worker(Role):
         max_delay = number_arg(args, "max_delay_ms", 0, 1000) / 1000.0 if "max_delay_ms" in args else self.max_delay
         self.max_batch, self.max_delay = max_batch, max_delay
 
+    def _cmd_load(self, args: dict[str, Any]) -> None:
+        """Swap in the model at args["path"]; the batching thread takes it up between two batches.
+
+        The model is loaded, checked and warmed up here (on the control connection's thread), then one
+        reference is replaced: a batch reads `self.model` once, so it runs wholly on the old model or
+        wholly on the new one, and no queued image is dropped. A file that cannot be used changes nothing.
+        """
+        unknown = set(args) - {"path"}
+        path = args.get("path")
+        if unknown or not isinstance(path, str) or not path.strip() or len(path) > 4096:
+            raise CommandError("load takes path (a model file on the worker's machine)")
+        try:
+            model = load_model(path.strip(), allow_torchscript=self.settings.allow_torchscript)
+            self._warm_up(model)
+        except ModelError as exc:
+            raise CommandError(f"{exc}; still serving {self.model.name}") from None
+        old = self.model
+        self.model = model
+        self.loads += 1
+        log.info("infer %s: model %s replaced by %s", self.client_id, old.name, model.name)
+
+    def _warm_up(self, model: LoadedModel) -> float:
+        """One forward pass of a dummy batch, so that the first real batch does not pay for first-call
+        setup (allocations, kernel selection); returns its time in milliseconds."""
+        t0 = time.perf_counter()
+        model.predict(np.zeros((max(1, self.max_batch), SIDE, SIDE), np.uint8))
+        return round((time.perf_counter() - t0) * 1000, 3)
+
     # ----- the batching loop -----
-    def _take_batch(self) -> tuple[list[tuple[bytes, float, Any]], bool]:
+    def _take_batch(self) -> tuple[list[Item], bool]:
         """Block for the first item, then gather up to max_batch within max_delay. (batch, stop_seen).
 
         Once it holds the first item, the thread takes what is queued and, if that is not a full batch,
@@ -206,7 +246,7 @@ class Worker(Role):
                     return batch, True
         return batch, False
 
-    def _gather(self, batch: list[tuple[bytes, float, Any]]) -> bool:
+    def _gather(self, batch: list[Item]) -> bool:
         """Move what is queued into `batch`, up to max_batch; True when the stop marker was met."""
         get = self.queue.get_nowait
         limit = self.max_batch
@@ -276,7 +316,7 @@ class Worker(Role):
                 finally:
                     self._ack(chunk)
 
-    def _process_one_by_one(self, batch: list[tuple[bytes, float, Any]]) -> None:
+    def _process_one_by_one(self, batch: list[Item]) -> None:
         """After a batch failed unexpectedly (a bug, not a bad image: those get an ImageError): each image
         alone, and one that still fails gets an error result, so that every image is answered once."""
         for item in batch:
@@ -287,45 +327,55 @@ class Worker(Role):
                 self.errors = errors + 1
                 self._auto_ids += 1
                 try:
-                    meta = extract_meta(item[0])
+                    meta = merge_meta(extract_meta(item[0]), item[3])
                 except Exception:
                     meta = extract_meta(b"")
                 reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
                 now = time.time()
                 qos = self._result_qos([item])
-                self.data_client.publish(self.topics.results, _dump({
+                payload = _dump({
                     "id": meta.id or f"{self.client_id}:{self._auto_ids}", "error": f"internal error: {reason}",
                     "label": meta.label, "worker": self.client_id, "src": meta.src, "t_sent": meta.t,
                     "t_recv": item[1], "t_done": now,
-                }), qos=qos)
+                })
+                self._publish_results([payload], [item], qos)
 
-    def _result_qos(self, batch: list[tuple[bytes, float, Any]]) -> int:
+    def _result_qos(self, batch: list[Item]) -> int:
         """The QoS of a batch's results: the result-QoS setting, else the highest QoS of its images (a QoS 1
         image is answered at QoS 1: an acknowledged image never loses its answer to a disconnect)."""
         fixed = self.settings.result_qos
         if fixed is not None:
             return fixed
-        return max((ack[1] for _payload, _t, ack in batch if ack is not None), default=0)
+        return max((item[2][1] for item in batch if item[2] is not None), default=0)
 
-    def _ack(self, batch: list[tuple[bytes, float, Any]]) -> None:
+    def _ack(self, batch: list[Item]) -> None:
         """Acknowledge QoS 1/2 images whose results are queued (they go out first, in order)."""
         gen = self._conn_gen
-        acks = [(ack[0], ack[1]) for _payload, _t, ack in batch if ack is not None and ack[2] == gen]
+        acks = [(ack[0], ack[1]) for _payload, _t, ack, _props in batch if ack is not None and ack[2] == gen]
         if acks:
             self.data_client.ack_many(acks)
 
-    def _process(self, batch: list[tuple[bytes, float, Any]]) -> None:
+    def _process(self, batch: list[Item]) -> None:
         t0 = time.time()
         s = self.settings
+        model = self.model  # once per batch: a load command swaps models between batches, never inside one
+        batch = self._drop_expired(batch, t0)
+        if not batch:
+            return
         good: list[dict[str, Any]] = []  # result heads of the images to classify, in batch order
         t_recvs: list[float] = []
         raws: list[bytes] = []  # plain 28x28 grey PNGs, decoded together (engine.digits.fastpng)
         raw_slots: list[int] = []
         decoded: list[tuple[int, np.ndarray]] = []  # everything else, decoded by decode_png
         out: list[bytes] = []
+        out_items: list[Item] = []  # the image of each result in `out`
+        good_items: list[Item] = []
         fast_ok = s.max_pixels >= SIDE * SIDE
-        for payload, t_recv, _ack in batch:
+        for item in batch:
+            payload, t_recv, _ack, props = item
             meta = extract_meta(payload)
+            if props is not None:
+                meta = merge_meta(meta, props)
             if meta.id is None:
                 self._auto_ids += 1
                 msg_id = f"{self.client_id}:{self._auto_ids}"
@@ -342,9 +392,11 @@ class Worker(Role):
                 except ImageError as exc:
                     now = time.time()
                     out.append(_dump(head | {"error": str(exc), "t_recv": t_recv, "t_done": now}))
+                    out_items.append(item)
                     self.errors += 1
                     continue
             good.append(head)
+            good_items.append(item)
             t_recvs.append(t_recv)
         if raws and not decoded:
             images = decode_batch(raws)
@@ -356,15 +408,15 @@ class Worker(Role):
                 images[slot] = image
         t1 = time.time()
         if good:
-            probs = self.model.predict(images)
+            probs = model.predict(images)
             t2 = time.time()
-            out.extend(encode_results(good, probs, self.model.name, self.client_id, t_recvs, t2))
+            out.extend(encode_results(good, probs, model.name, self.client_id, t_recvs, t2))
+            out_items.extend(good_items)
         else:
             t2 = t1
         qos = self._result_qos(batch)
         self._results_qos = qos
-        topic = self.topics.results
-        self.data_client.publish_many(topic, out, qos=qos)
+        self._publish_results(out, out_items, qos)
         t3 = time.time()
         count = len(batch)
         self.processed += len(good)
@@ -376,6 +428,30 @@ class Worker(Role):
         self.stage["infer"].add((t2 - t1) / count)
         self.stage["publish"].add((t3 - t2) / count)
 
+    def _drop_expired(self, batch: list[Item], now: float) -> list[Item]:
+        """The images of `batch` whose MQTT 5 expiry has not passed; the others are counted in `expired`
+        (and acknowledged with the batch): nobody waits for their answer any more."""
+        if all(item[3] is None or item[3].deadline is None for item in batch):
+            return batch
+        live = [item for item in batch if item[3] is None or item[3].deadline is None or item[3].deadline >= now]
+        self.expired += len(batch) - len(live)
+        return live
+
+    def _publish_results(self, out: list[bytes], items: list[Item], qos: int) -> None:
+        """Results on the result topic (content type JSON on MQTT 5), and each one whose image named a
+        response topic there too, with the image's correlation data (MQTT 5 request/response)."""
+        client = self.data_client
+        v5 = self.settings.protocol == 5
+        client.publish_many(self.topics.results, out, qos=qos, properties=_RESULT_PROPS if v5 else None)
+        for payload, item in zip(out, items, strict=True):
+            props = item[3]
+            if props is None or props.response_topic is None:
+                continue
+            try:
+                client.publish(props.response_topic, payload, qos=qos, properties=result_properties(props.correlation))
+            except ValueError as exc:  # a topic paho will not send (checked before, so a bug): one line
+                log.warning("infer %s: cannot answer on %r: %s", self.client_id, props.response_topic[:80], exc)
+
     # ----- status -----
     def status_fields(self) -> dict[str, Any]:
         mean_batch = self.batches.mean()
@@ -384,6 +460,9 @@ class Worker(Role):
             "received": self.received + self.shed,
             "processed": self.processed,
             "errors": self.errors,
+            "expired": self.expired,
+            "loads": self.loads,
+            "warmup_ms": self.warmup_ms,
             "rate": round(self.meter.rate(), 1),
             "queue": self.queue.qsize() + self._held,
             "queue_max": self.queue.maxsize,
@@ -397,6 +476,9 @@ class Worker(Role):
                           for k, w in self.stage.items()},
             "group": self.settings.share_group,
         }
+
+
+_RESULT_PROPS = result_properties()
 
 
 def _dump(obj: dict[str, Any]) -> bytes:

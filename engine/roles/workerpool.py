@@ -69,6 +69,10 @@ def broker_environment(address: BrokerAddress, base: dict[str, str] | None = Non
             env[name] = value
         else:
             env.pop(name, None)
+    if address.insecure:
+        env["MNIST_INSECURE"] = "1"
+    else:
+        env.pop("MNIST_INSECURE", None)
     env.pop("MNIST_BROKER_PASSWORD_FILE", None)  # the password, if any, is in MNIST_BROKER_PASSWORD now
     env.pop("MNIST_WORKERS", None)
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -76,8 +76,21 @@ def hex_dump(data: bytes, limit: int = HEX_LIMIT) -> str:
     return "\n".join(lines)
 
 
+def props_markup(message: Message) -> str:
+    """The message's MQTT 5 properties, one per line (already cleaned by the observer; escaped here)."""
+    if message.props is None:
+        return ""
+    return "".join(f"\n[dim]{name}[/] {markup_text(value, 200)}" for name, value in message.props.lines())
+
+
 def render_payload(message: Message) -> Rendered:
-    """Decide what a payload is and how to show it (pure: no widgets)."""
+    """Decide what a payload is and how to show it (pure: no widgets), with its MQTT 5 properties."""
+    r = _render(message)
+    extra = props_markup(message)
+    return r._replace(info=r.info + extra) if extra else r
+
+
+def _render(message: Message) -> Rendered:
     data = message.payload
     cut = " [dim](truncated)[/]" if message.truncated else ""
     size = fmt.size(message.size)

@@ -12,8 +12,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
-from engine.console.observer import validate_topic
+from engine.console.observer import Message, validate_topic
 from engine.errors import ConfigError
+from tui.widgets import formatting as fmt
 
 MAX_FILE = 16 * 1024 * 1024
 
@@ -43,10 +44,30 @@ def parse_payload(text: str) -> bytes:
 class PublishDialog(ModalScreen[PublishRequest | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, topic: str = "", payload: str = "") -> None:
+    def __init__(self, topic: str = "", payload: str = "", *, qos: int = 1, retain: bool = False,
+                 raw: bytes | None = None) -> None:
+        """`raw`: bytes that cannot be typed (a received binary payload); they are sent while the payload
+        field still holds the `payload` shown for them."""
         super().__init__()
         self.initial_topic = topic
         self.initial_payload = payload
+        self.initial_qos = qos if qos in (0, 1, 2) else 1
+        self.initial_retain = retain
+        self.raw = raw
+
+    @classmethod
+    def from_message(cls, message: Message) -> PublishDialog:
+        """Prefilled with a received message: its topic, payload, QoS and retain flag."""
+        try:
+            text = message.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        if text and all(c.isprintable() for c in text):
+            return cls(message.topic, text, qos=message.qos, retain=message.retain)
+        if not message.payload:
+            return cls(message.topic, "", qos=message.qos, retain=message.retain)
+        shown = f"(the {fmt.size(len(message.payload))} received, unchanged)"
+        return cls(message.topic, shown, qos=message.qos, retain=message.retain, raw=message.payload)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog"):
@@ -56,10 +77,10 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
             with Horizontal(id="publish-options"):
                 yield Label("QoS", classes="option-label")
                 with RadioSet(id="publish-qos"):
-                    yield RadioButton("0", id="publish-qos0")
-                    yield RadioButton("1", value=True, id="publish-qos1")
-                    yield RadioButton("2", id="publish-qos2")
-            yield Checkbox("retain", id="publish-retain")  # on its own line: beside QoS it fell off the dialog
+                    for q in (0, 1, 2):
+                        yield RadioButton(str(q), value=q == self.initial_qos, id=f"publish-qos{q}")
+            # on its own line: beside QoS it fell off the dialog
+            yield Checkbox("retain", self.initial_retain, id="publish-retain")
             yield Static("[dim]@file sends a file's bytes; an empty retained message clears a topic; "
                          "QoS 1 and 2 let an MQTT 5 broker say whether it took the message[/]",
                          classes="dialog-hint")
@@ -82,7 +103,9 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
         topic = self.query_one("#publish-topic", Input).value
         try:
             validate_topic(topic)
-            payload = parse_payload(self.query_one("#publish-payload", Input).value)
+            text = self.query_one("#publish-payload", Input).value
+            unchanged = self.raw is not None and text == self.initial_payload
+            payload = self.raw if unchanged and self.raw is not None else parse_payload(text)
         except ConfigError as exc:
             self.query_one("#publish-error", Static).update(str(exc))
             self.notify(str(exc), title="Cannot publish", severity="error")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 
+from rich.style import Style
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -26,6 +27,9 @@ class TopicTree(Tree[str]):
         self._topics: set[str] = set()
         self._labels: dict[str, str] = {}
         self._version = -1
+        self._query = ""  # the search: paths that contain it (any case) are highlighted
+        self._last_topics: tuple[TopicInfo, ...] = ()
+        self.start_at: str | None = None  # where the cursor goes first (else the first line)
 
     @property
     def topic_names(self) -> set[str]:
@@ -35,6 +39,71 @@ class TopicTree(Tree[str]):
     def selected_path(self) -> str | None:
         node = self.cursor_node
         return node.data if node is not None else None
+
+    @property
+    def query(self) -> str:
+        return self._query
+
+    def matches(self) -> list[str]:
+        """The paths that match the search, in tree order (depth first, as sorted on screen)."""
+        if not self._query:
+            return []
+        needle = self._query.casefold()
+        return sorted((p for p in self._path_nodes if needle in p.casefold()), key=lambda p: p.split("/"))
+
+    def search(self, query: str) -> int:
+        """Highlight the paths that contain `query` and move to the first one; returns how many match."""
+        self._query = query
+        self._labels.clear()
+        self._relabel(self._last_topics)
+        found = self.matches()
+        if found:
+            self.select_path(found[0])
+        return len(found)
+
+    def next_match(self, step: int) -> str | None:
+        """Move to the next (+1) or previous (-1) match after the cursor, wrapping around."""
+        found = self.matches()
+        if not found:
+            return None
+        here = self.selected_path
+        key = here.split("/") if here is not None else []
+        if step > 0:
+            after = [p for p in found if p.split("/") > key]
+            target = after[0] if after else found[0]
+        else:
+            before = [p for p in found if p.split("/") < key]
+            target = before[-1] if before else found[-1]
+        self.select_path(target)
+        return target
+
+    def has_path(self, path: str) -> bool:
+        return path in self._path_nodes
+
+    def select_path(self, path: str) -> None:
+        """Put the cursor on `path`, opening the levels above it."""
+        node = self._path_nodes.get(path)
+        if node is None:
+            return
+        parent = node.parent
+        while parent is not None and parent is not self.root:
+            parent.expand()
+            parent = parent.parent
+        self._move_to(node)
+        self.call_after_refresh(self._move_to, node)  # and again once the tree has settled
+
+    def _move_to(self, node: TreeNode[str]) -> None:
+        # A node's line is -1 until the tree counts its lines again (after a new label, a level opened):
+        # last_line makes it count them first; moving to line -1 would put the cursor on the first line.
+        if self.last_line >= 0 and node.line >= 0:
+            self.move_cursor(node)
+
+    def expand_everything(self) -> None:
+        self.root.expand_all()
+
+    def collapse_everything(self) -> None:
+        for child in self.root.children:
+            child.collapse_all()
 
     def sync(self, topics: tuple[TopicInfo, ...], version: int) -> None:
         """Add new topics (or rebuild after a filter change) and refresh the labels."""
@@ -55,7 +124,10 @@ class TopicTree(Tree[str]):
                     self._add_topic(name, len(names))
             self._topics = names
             if self.cursor_line < 0 and names:
-                self.cursor_line = 0
+                if self.start_at is not None and self.start_at in self._path_nodes:
+                    self.select_path(self.start_at)
+                else:
+                    self.cursor_line = 0
         self._relabel(topics)
 
     def _add_topic(self, name: str, total: int) -> None:
@@ -84,7 +156,9 @@ class TopicTree(Tree[str]):
             self.move_cursor(node)
 
     def _relabel(self, topics: tuple[TopicInfo, ...]) -> None:
+        self._last_topics = topics
         pal = palette(self.app)
+        needle = self._query.casefold()
         below: dict[str, list[float]] = {}
         for t in topics:
             parts = t.name.split("/")
@@ -97,6 +171,12 @@ class TopicTree(Tree[str]):
         for path, node in self._path_nodes.items():
             level = path.rsplit("/", 1)[-1] or "∅"
             label = plain(level, 200)
+            if needle and needle in path.casefold():
+                start = label.plain.casefold().find(needle)
+                if start >= 0:
+                    label.stylize(pal.warn + Style(bold=True, reverse=True), start, start + len(needle))
+                else:  # the match spans levels: mark the whole name
+                    label.stylize(pal.warn + Style(underline=True))
             info = own.get(path)
             if info is not None:
                 label.append(f"  {fmt.count(info.count)}", style=pal.accent)

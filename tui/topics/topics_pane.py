@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -9,18 +11,25 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Static, Tree
+from textual.message import Message as TextualMessage
+from textual.widgets import DataTable, Input, Static, Tree
 
 from engine.console.observer import Message, Snapshot
+from engine.console.payload_file import default_name, write_payload
+from engine.errors import MnistError
 from tui import keys
 from tui.messages import RefreshWanted
 from tui.safe_text import markup_text
+from tui.topics.diff_screen import DiffScreen
 from tui.topics.payload_view import PayloadView
+from tui.topics.plot_screen import PlotScreen
+from tui.topics.publish_dialog import PublishDialog
 from tui.topics.topic_tree import TopicTree
 from tui.widgets import formatting as fmt
 from tui.widgets.palette import palette
 
 PREVIEW = 40
+MAIN_ROWS = 30
 
 
 def preview(payload: bytes) -> str:
@@ -31,6 +40,14 @@ def preview(payload: bytes) -> str:
     return text.replace("\n", " ")
 
 
+def add_columns(table: DataTable[Any]) -> None:
+    table.add_column("time", key="time")
+    table.add_column("qos", key="qos")
+    table.add_column("R", key="retain")
+    table.add_column("size", key="size")
+    table.add_column("payload", key="preview")
+
+
 class MessagesTable(DataTable[Any]):
     BINDINGS = [Binding("escape", "back", "Tree", show=False)]
 
@@ -38,12 +55,39 @@ class MessagesTable(DataTable[Any]):
         self.screen.query_one(TopicTree).focus()
 
 
+class TopicSearch(Input):
+    """The incremental search of the topic tree: enter keeps the highlights, escape drops them."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel search", show=False)]
+
+    def action_cancel(self) -> None:
+        self.value = ""
+        pane = next(a for a in self.ancestors if isinstance(a, TopicsPane))
+        pane.end_search()
+
+
 class TopicsPane(Vertical):
+    """`inspector`: the pane fills the inspector screen (three columns; i or escape goes back)."""
+
     BINDINGS = keys.bindings(keys.TOPICS)
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.border_title = "Topics"
+    class RepublishWanted(TextualMessage):
+        """A received message to publish again, through the prefilled publish dialog."""
+
+        def __init__(self, dialog: PublishDialog) -> None:
+            super().__init__()
+            self.dialog = dialog
+
+    def __init__(self, *, id: str | None = None, inspector: bool = False) -> None:
+        super().__init__(id=id, classes="inspector" if inspector else "")
+        self.inspector = inspector
+        self.border_title = "Inspector" if inspector else "Topics"
+        self.base_seq: int | None = None  # the message marked with b, the older side of a diff
+        self.save_dir: Path | None = None  # where w saves (None: the current directory)
+        # Rows listed: the pane the newest 30, the inspector every message the observer keeps (100). The table is
+        # filled anew at each new message of the topic: 100 rows took 2.5-3x as long as 20 or 30
+        # (python -m tools.topic_table; docs/PERFORMANCE.md).
+        self.max_rows: int | None = None if inspector else MAIN_ROWS
         self._line: str | None = None
         self._messages: tuple[Message, ...] = ()
         self._selected_seq: int | None = None  # a message picked in the table; None = follow newest
@@ -52,15 +96,15 @@ class TopicsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="topics-filter")
+        search = TopicSearch(placeholder="search topics: enter keeps it, n/N next/previous, escape drops it",
+                             id="topic-search")
+        search.display = False
+        yield search
         with Horizontal(id="topics-body"):
             yield TopicTree(id="topic-tree")
             with Vertical(id="topic-detail"):
                 table = MessagesTable(id="topic-messages", cursor_type="row")
-                table.add_column("time", key="time")
-                table.add_column("qos", key="qos")
-                table.add_column("R", key="retain")
-                table.add_column("size", key="size")
-                table.add_column("payload", key="preview")
+                add_columns(table)
                 yield table
                 yield PayloadView(id="payload-view")
 
@@ -124,7 +168,7 @@ class TopicsPane(Vertical):
         pal = palette(self.app)
         keep = self._selected_seq
         table.clear()
-        newest_first = tuple(reversed(messages))
+        newest_first = tuple(reversed(messages))[: self.max_rows]
         for m in newest_first:
             table.add_row(
                 Text(fmt.clock(m.t), style=pal.muted),
@@ -155,10 +199,7 @@ class TopicsPane(Vertical):
                 hint = f"[dim]{markup_text(path)}/… has topics below, but no messages of its own[/]"
             view.show(None, hint)
             return
-        table = self.query_one(MessagesTable)
-        newest_first = tuple(reversed(self._messages))
-        row = min(max(table.cursor_row, 0), len(newest_first) - 1)
-        view.show(newest_first[row])
+        view.show(self.selected_message)
 
     @on(Tree.NodeHighlighted, "#topic-tree")
     def _topic_highlighted(self, _event: Tree.NodeHighlighted[str]) -> None:
@@ -179,3 +220,130 @@ class TopicsPane(Vertical):
             key = event.row_key.value
             self._selected_seq = int(key) if key is not None else None
         self._show_payload()
+
+    # ----- search and the tree -----
+    def action_search(self) -> None:
+        search = self.query_one(TopicSearch)
+        search.display = True
+        search.focus()
+
+    @on(Input.Changed, "#topic-search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self.tree.search(event.value)
+
+    @on(Input.Submitted, "#topic-search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        count = len(self.tree.matches())
+        if event.value and not count:
+            self.notify(f"no topic contains {event.value!r}", severity="warning", timeout=3)
+        self.end_search()
+
+    def end_search(self) -> None:
+        search = self.query_one(TopicSearch)
+        if not search.value:
+            self.tree.search("")
+        search.display = False
+        self.tree.focus()
+
+    async def action_next_match(self, step: int) -> None:
+        if not self.tree.query:
+            if step > 0:  # n keeps its meaning everywhere else: send one image
+                await self.run_action("app.step")
+            else:
+                self.notify("no search: / starts one", severity="warning", timeout=3)
+            return
+        if self.tree.next_match(step) is None:
+            self.notify("no topic matches the search", severity="warning", timeout=3)
+
+    def action_expand_all(self) -> None:
+        self.tree.expand_everything()
+
+    def action_collapse_all(self) -> None:
+        self.tree.collapse_everything()
+
+    # ----- the selected message -----
+    @property
+    def selected_message(self) -> Message | None:
+        if not self._messages:
+            return None
+        table = self.query_one(MessagesTable)
+        newest_first = tuple(reversed(self._messages))[: self.max_rows]
+        return newest_first[min(max(table.cursor_row, 0), len(newest_first) - 1)]
+
+    def _need_message(self) -> Message | None:
+        message = self.selected_message
+        if message is None:
+            self.notify("select a topic with messages first", severity="warning", timeout=3)
+        return message
+
+    def action_mark_base(self) -> None:
+        message = self._need_message()
+        if message is not None:
+            self.base_seq = message.seq
+            self.notify(f"diff base: the message of {fmt.clock(message.t)}; pick another and press D", timeout=4)
+
+    def action_diff(self) -> None:
+        newer = self._need_message()
+        if newer is None:
+            return
+        older = next((m for m in self._messages if m.seq == self.base_seq and m.topic == newer.topic), None)
+        if older is None or older.seq == newer.seq:
+            earlier = [m for m in self._messages if m.seq < newer.seq]
+            if not earlier:
+                self.notify("no earlier message to compare with: mark one with b", severity="warning", timeout=4)
+                return
+            older = earlier[-1]
+        if older.seq > newer.seq:
+            older, newer = newer, older
+        self.app.push_screen(DiffScreen(older, newer))
+
+    def action_copy(self) -> None:
+        message = self._need_message()
+        if message is None:
+            return
+        try:
+            text, how = message.payload.decode("utf-8"), "text"
+        except UnicodeDecodeError:
+            text, how = base64.b64encode(message.payload).decode("ascii"), "base64"
+        self.app.copy_to_clipboard(text)
+        cut = " (the part kept)" if message.truncated else ""
+        self.notify(f"copied {fmt.size(len(message.payload))} as {how}{cut}", timeout=3)
+
+    def action_save(self) -> None:
+        message = self._need_message()
+        if message is None:
+            return
+        directory = self.save_dir or Path.cwd()
+        target = (directory / default_name(message.topic, message.payload, message.t)).absolute()
+        try:
+            write_payload(message.payload, target)
+        except MnistError as exc:
+            self.notify(str(exc), title="Not saved", severity="error")
+            return
+        cut = f" (the first {fmt.size(len(message.payload))} of {fmt.size(message.size)})" if message.truncated else ""
+        self.notify(f"{fmt.size(len(message.payload))} to {target}{cut}", title="Saved", timeout=8)
+
+    def action_republish(self) -> None:
+        message = self._need_message()
+        if message is None:
+            return
+        if message.truncated:
+            self.notify(f"only the first {fmt.size(len(message.payload))} of {fmt.size(message.size)} were kept: "
+                        "not re-published", severity="warning")
+            return
+        self.post_message(self.RepublishWanted(PublishDialog.from_message(message)))
+
+    def action_plot(self) -> None:
+        topic = self.selected_topic
+        if topic is None:
+            self.notify("select a topic with messages first", severity="warning", timeout=3)
+            return
+        self.app.push_screen(PlotScreen(topic, self._messages))
+
+    def action_inspector(self) -> None:
+        if self.inspector:
+            self.screen.dismiss(None)
+            return
+        from tui.topics.inspector_screen import InspectorScreen  # the screen holds a pane of this class
+
+        self.app.push_screen(InspectorScreen(self.tree.selected_path))

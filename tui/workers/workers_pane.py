@@ -4,6 +4,7 @@ The columns follow the pane's width: at 80 columns the figures that matter (stat
 latency, queue, batch, dropped/errors); wider, p50 latency too and sparklines over the last minutes (up
 to five, bucketed by time) of throughput and p50 latency, from the worker's status messages. `g` adds
 plots of the same with axes below the table (one line per worker); `z` then gives them the whole screen.
+`l` loads another model on the selected worker (the `load` command: docs/PROTOCOL.md).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from engine.console.observer import HISTORY, RoleStatus, Snapshot
+from engine.errors import MnistError
 from tui import keys
 from tui.messages import RefreshWanted
 from tui.widgets import formatting as fmt
 from tui.widgets.palette import Palette, palette
+from tui.workers.load_dialog import LoadModelDialog
 from tui.workers.worker_charts import WorkerCharts
 
 
@@ -241,6 +244,32 @@ class WorkersPane(Vertical):
     def action_toggle_charts(self) -> None:
         self.toggle_class("-charts")
         self.call_after_refresh(self.post_message, RefreshWanted(full=False))
+
+    def selected_worker(self) -> str | None:
+        """The id of the worker under the table's cursor."""
+        table = self.table
+        if not table.row_count:
+            return None
+        row = min(max(table.cursor_row, 0), table.row_count - 1)
+        key = table.ordered_rows[row].key.value
+        return key if isinstance(key, str) else None
+
+    def action_load_model(self) -> None:
+        """Ask for a model path and send `load` to the selected worker (its answer comes as a reply)."""
+        worker = self.selected_worker()
+        if worker is None:
+            self.notify("no worker to load a model on", severity="warning")
+            return
+
+        def send(path: str | None) -> None:
+            if path is None:
+                return
+            try:
+                self.app.observer.send_control("infer", "load", worker, path=path)  # type: ignore[attr-defined]
+            except MnistError as exc:
+                self.notify(str(exc), title="load not sent", severity="error")
+
+        self.app.push_screen(LoadModelDialog(worker), send)
 
     def on_resize(self) -> None:
         if self._set_columns() and self._snap is not None:

@@ -1,0 +1,85 @@
+"""The MQTT 5 properties of a received message that a person inspecting it cares about, cleaned.
+
+Another client chose every one of them: text is cleaned like all broker text (engine/untrusted.py), the
+correlation data (any bytes) is kept as text when it is printable UTF-8 and as hex otherwise, and the
+number and size of user properties are bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from engine.untrusted import clean_text
+
+MAX_USER_PROPERTIES = 32
+MAX_CORRELATION = 256  # bytes shown of the correlation data
+
+
+class MessageProps(NamedTuple):
+    content_type: str | None = None
+    response_topic: str | None = None
+    correlation_data: str | None = None  # printable text as is, else "hex: 0a 1b ..."
+    message_expiry: int | None = None  # seconds
+    user_properties: tuple[tuple[str, str], ...] = ()
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(name, value) pairs of the properties present, in the order they are shown."""
+        out = []
+        if self.content_type is not None:
+            out.append(("content type", self.content_type))
+        if self.response_topic is not None:
+            out.append(("response topic", self.response_topic))
+        if self.correlation_data is not None:
+            out.append(("correlation data", self.correlation_data))
+        if self.message_expiry is not None:
+            out.append(("message expiry", f"{self.message_expiry} s"))
+        out.extend((f"user {k}", v) for k, v in self.user_properties)
+        return out
+
+
+def _text(value: Any, limit: int = 200) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", errors="replace")
+    return clean_text(value, limit)
+
+
+def correlation_text(data: Any) -> str | None:
+    if data is None:
+        return None
+    if isinstance(data, str):
+        return clean_text(data, MAX_CORRELATION)
+    raw = bytes(data)
+    head = raw[:MAX_CORRELATION]
+    more = "…" if len(raw) > MAX_CORRELATION else ""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable():
+        return clean_text(text, MAX_CORRELATION) + more
+    return "hex: " + head.hex(" ") + more
+
+
+def message_props(props: Any) -> MessageProps | None:
+    """The properties of a paho `Properties` (or None when the message has none worth showing)."""
+    if props is None:
+        return None
+    expiry = getattr(props, "MessageExpiryInterval", None)
+    users: list[tuple[str, str]] = []
+    raw_users = getattr(props, "UserProperty", None) or []
+    for pair in list(raw_users)[:MAX_USER_PROPERTIES]:
+        try:
+            key, value = pair
+        except (TypeError, ValueError):
+            continue
+        users.append((_text(key, 80) or "", _text(value) or ""))
+    found = MessageProps(
+        content_type=_text(getattr(props, "ContentType", None)),
+        response_topic=_text(getattr(props, "ResponseTopic", None)),
+        correlation_data=correlation_text(getattr(props, "CorrelationData", None)),
+        message_expiry=expiry if isinstance(expiry, int) and not isinstance(expiry, bool) else None,
+        user_properties=tuple(users),
+    )
+    return found if found != MessageProps() else None

@@ -1,0 +1,57 @@
+"""Numbers over time from a topic's messages: the payload itself, or a number field of a JSON payload."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from engine.console.payload_diff import flatten
+from engine.untrusted import loads_json
+
+VALUE = "(value)"  # the field name of a payload that is a number itself
+MAX_FIELDS = 50
+
+
+def _parse(payload: bytes) -> Any:
+    try:
+        text = payload.decode("utf-8").strip()
+        if not text or len(text) > 65_536:
+            return None
+        return loads_json(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number_fields(payloads: Iterable[bytes]) -> list[str]:
+    """The numeric fields seen in `payloads` (VALUE for a bare number), in the order first seen."""
+    seen: dict[str, None] = {}
+    for payload in payloads:
+        value = _parse(payload)
+        if _is_number(value):
+            seen.setdefault(VALUE, None)
+        elif isinstance(value, (dict, list)):
+            for key, leaf in flatten(value).items():
+                if _is_number(leaf):
+                    seen.setdefault(key, None)
+        if len(seen) >= MAX_FIELDS:
+            break
+    return list(seen)[:MAX_FIELDS]
+
+
+def series(messages: Iterable[tuple[float, bytes]], field: str) -> tuple[list[float], list[float]]:
+    """(times, values) of `field` in (time, payload) pairs; messages without it are skipped."""
+    times: list[float] = []
+    values: list[float] = []
+    for t, payload in messages:
+        value = _parse(payload)
+        if field != VALUE:
+            value = flatten(value).get(field) if isinstance(value, (dict, list)) else None
+        if _is_number(value):
+            times.append(t)
+            values.append(float(value))
+    return times, values

@@ -1,0 +1,380 @@
+"""The topic inspector (issue #14, items 3 and 4): search, history and diff, copy and save, re-publish,
+expand/collapse, retained marks, MQTT 5 properties, plots, and the full-screen inspector.
+
+Pure parts are tested on their own; the screen on a real mosquitto through Pilot, with a real MQTT 5 client
+publishing what the console inspects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import MqttProbe, make_client, pilot_until
+from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from engine.console.message_props import MessageProps, message_props
+from engine.console.observer import Message, Observer
+from engine.console.payload_diff import payload_diff
+from engine.console.payload_file import default_name, write_payload
+from engine.console.series import VALUE, number_fields, series
+from engine.errors import ConfigError
+from engine.mqtt.address import BrokerAddress
+from engine.mqtt.broker import EmbeddedBroker
+from tui.app import MnistApp
+from tui.chrome.header_bar import BrokerInfo
+from tui.topics.diff_screen import DiffScreen
+from tui.topics.inspector_screen import InspectorScreen
+from tui.topics.payload_view import PayloadView, render_payload
+from tui.topics.plot_screen import PlotScreen
+from tui.topics.publish_dialog import PublishDialog
+from tui.topics.topic_tree import TopicTree
+from tui.topics.topics_pane import MessagesTable, TopicsPane
+
+SIZE = (120, 40)
+
+
+# ----- pure parts ---------------------------------------------------------------------------------
+
+
+def test_json_diff_names_changed_added_and_removed_keys() -> None:
+    kind, lines = payload_diff(b'{"t": 20, "unit": "C", "tags": [1, 2], "old": true}',
+                               b'{"t": 22.5, "unit": "C", "tags": [1, 3], "new": null}')
+    assert kind == "json"
+    assert [(d.kind, d.text) for d in lines] == [
+        ("added", "+ new: null"), ("removed", "- old: true"), ("changed", "~ t: 20 → 22.5"),
+        ("changed", "~ tags[1]: 2 → 3"),
+    ]
+    assert payload_diff(b'{"a": 1}', b'{"a": 1}')[1][0].text == "the same JSON value"
+
+
+def test_text_and_binary_diff_and_control_characters_are_cleaned() -> None:
+    kind, lines = payload_diff(b"one\ntwo\x1b[31m\nthree", b"one\n2\nthree")
+    assert kind == "text"
+    assert ("removed", "-two[31m") in [(d.kind, d.text) for d in lines]
+    assert ("added", "+2") in [(d.kind, d.text) for d in lines]
+    assert all("\x1b" not in d.text for d in lines)
+    kind, lines = payload_diff(b"\xff\x00\x01", b"\xff\x00\x02\x03")
+    assert kind == "binary" and "first at byte 2" in lines[0].text
+
+
+def test_number_fields_and_series() -> None:
+    msgs = [(1.0, b"20.5"), (2.0, b"not a number"), (3.0, b"21")]
+    assert number_fields(p for _t, p in msgs) == [VALUE]
+    assert series(msgs, VALUE) == ([1.0, 3.0], [20.5, 21.0])
+    js = [(1.0, b'{"t": 1, "in": {"h": 40}, "ok": true}'), (2.0, b'{"t": 2, "in": {"h": "x"}}'),
+          (3.0, b'{"t": NaN}')]
+    assert number_fields(p for _t, p in js) == ["t", "in.h"]  # booleans and NaN are not numbers
+    assert series(js, "in.h") == ([1.0], [40.0])
+
+
+def test_message_props_are_cleaned_and_bounded() -> None:
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = "application/json\x1b[2J"
+    props.ResponseTopic = "reply/\u202eto"
+    props.CorrelationData = b"\x00\x01\xff"
+    props.MessageExpiryInterval = 60
+    props.UserProperty = [("k\x07", "v"), ("n", "2")]
+    got = message_props(props)
+    assert got == MessageProps("application/json[2J", "reply/to", "hex: 00 01 ff", 60, (("k", "v"), ("n", "2")))
+    assert message_props(Properties(PacketTypes.PUBLISH)) is None
+    assert message_props(None) is None
+
+
+def test_saved_payload_is_private_new_and_never_through_a_symlink(tmp_path: Path) -> None:
+    name = default_name("a/../b c/#", b'{"x": 1}', 0.0)
+    assert name.startswith("mnist-payload-a_.._b_c-") and name.endswith(".json") and "/" not in name
+    target = tmp_path / "p.bin"
+    write_payload(b"\x00\x01", target)
+    assert target.read_bytes() == b"\x00\x01" and stat.S_IMODE(target.stat().st_mode) == 0o600
+    with pytest.raises(ConfigError, match="exists already"):
+        write_payload(b"other", target)
+    assert target.read_bytes() == b"\x00\x01"
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError):
+        write_payload(b"x", link)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+# ----- on a real broker ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_app() -> Iterator[Callable[[BrokerAddress], MnistApp]]:
+    observers: list[Observer] = []
+
+    def make(address: BrokerAddress) -> MnistApp:
+        observer = Observer(address)
+        observer.start()
+        observers.append(observer)
+        return MnistApp(observer, BrokerInfo(address.url, "mosquitto", "mosquitto (test)"))
+
+    yield make
+    for observer in observers:
+        observer.stop()
+
+
+class Publisher:
+    """A real MQTT 5 client that publishes and waits for each PUBACK."""
+
+    def __init__(self, address: BrokerAddress) -> None:
+        self.client = make_client(address, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.connect(address.host, address.port)
+        self.client.loop_start()
+
+    def send(self, topic: str, payload: bytes | str, *, retain: bool = False, qos: int = 1,
+             props: Properties | None = None) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain, properties=props).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def publisher(mosquitto_broker: EmbeddedBroker) -> Iterator[Publisher]:
+    p = Publisher(mosquitto_broker.address)
+    yield p
+    p.close()
+
+
+async def until(pilot: Pilot[Any], predicate: Callable[[], Any], message: str | Callable[[], str]) -> Any:
+    return await pilot_until(pilot, predicate, message, timeout=20)
+
+
+async def start(app: MnistApp, pilot: Pilot[Any], topics: set[str], send: Callable[[], None]) -> TopicTree:
+    """Wait for the console, publish with `send`, wait for the topics; focus the topic tree."""
+    await until(pilot, lambda: app.snap is not None and app.snap.subscribed, "console not connected")
+    send()
+    tree = app.screen.query_one(TopicTree)
+    await until(pilot, lambda: topics <= tree.topic_names, lambda: f"topics seen: {tree.topic_names}")
+    tree.focus()
+    await pilot.pause()
+    return tree
+
+
+async def select(pilot: Pilot[Any], tree: TopicTree, topic: str) -> None:
+    tree.select_path(topic)
+    await until(pilot, lambda: tree.selected_path == topic, lambda: f"cursor on {tree.selected_path}")
+
+
+def label_of(tree: TopicTree, path: str) -> Any:
+    return tree._path_nodes[path].label
+
+
+async def test_search_highlights_and_n_moves_between_matches(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                             publisher: Publisher) -> None:
+    def send() -> None:
+        for topic in ("lab/hum/a", "lab/temp", "zoo/hum", "zoo/lion"):
+            publisher.send(topic, b"1")
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"lab/hum/a", "lab/temp", "zoo/hum", "zoo/lion"}, send)
+        seen: list[str] = []
+        notify = app.notify
+        app.notify = lambda message, *a, **k: (seen.append(str(message)), notify(message, *a, **k))  # type: ignore
+        await pilot.press("n")  # no search yet: n sends one image, as everywhere (here: nobody to send it)
+        await until(pilot, lambda: any("no publisher online" in s for s in seen), lambda: str(seen))
+        seen.clear()
+        await pilot.press("slash")
+        search = app.screen.query_one("#topic-search", Input)
+        assert search.display and app.focused is search
+        await pilot.press("H", "u")  # incremental: every key searches, any case
+        await until(pilot, lambda: tree.selected_path == "lab/hum", lambda: f"cursor on {tree.selected_path}")
+        assert tree.matches() == ["lab/hum", "lab/hum/a", "zoo/hum"]
+        assert any(span.style and "reverse" in str(span.style) for span in label_of(tree, "zoo/hum").spans)
+        assert not label_of(tree, "zoo/lion").spans or all("reverse" not in str(s.style)
+                                                             for s in label_of(tree, "zoo/lion").spans)
+        await pilot.press("enter")
+        assert not search.display and app.focused is tree
+        await pilot.press("n")
+        await until(pilot, lambda: tree.selected_path == "lab/hum/a", lambda: f"cursor on {tree.selected_path}")
+        await pilot.press("n")
+        await until(pilot, lambda: tree.selected_path == "zoo/hum", lambda: f"cursor on {tree.selected_path}")
+        await pilot.press("n")  # wraps around
+        await until(pilot, lambda: tree.selected_path == "lab/hum", lambda: f"cursor on {tree.selected_path}")
+        await pilot.press("N")
+        await until(pilot, lambda: tree.selected_path == "zoo/hum", lambda: f"cursor on {tree.selected_path}")
+        assert not any("publisher" in s for s in seen)  # with a search, n and N only move
+        # escape in the search drops it and its highlights
+        await pilot.press("slash", "escape")
+        assert tree.query == "" and app.focused is tree
+        assert all("reverse" not in str(s.style) for s in label_of(tree, "zoo/hum").spans)
+
+
+async def test_expand_collapse_all_and_retained_marks(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                      publisher: Publisher) -> None:
+    publisher.send("kept/state", b"on", retain=True)  # retained: the console gets it when it subscribes
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"kept/state", "kept/deep/er/value"},
+                           lambda: publisher.send("kept/deep/er/value", b"1"))
+        assert label_of(tree, "kept/state").plain.endswith(" R")
+        assert not label_of(tree, "kept/deep/er/value").plain.endswith(" R")
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: not tree._path_nodes["kept"].is_expanded, "not collapsed")
+        assert tree.last_line == 0  # only the first level is left
+        await pilot.press("right_square_bracket")
+        await until(pilot, lambda: all(n.is_expanded for n in tree._path_nodes.values() if n.allow_expand),
+                    "not all expanded")
+        assert tree.last_line == len(tree._path_nodes) - 1
+
+
+async def test_history_diff_copy_save_and_mqtt5_properties(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                           publisher: Publisher, tmp_path: Path) -> None:
+    props = Properties(PacketTypes.PUBLISH)
+    props.ContentType = "application/json"
+    props.ResponseTopic = "lab/replies"
+    props.CorrelationData = b"req-7"
+    props.MessageExpiryInterval = 300
+    props.UserProperty = [("site", "[b]lab[/b]")]
+    def send() -> None:
+        for i, t in enumerate((20, 21, 25)):
+            publisher.send("lab/sensor", json.dumps({"t": t, "n": i}), props=props if i == 2 else None)
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"lab/sensor"}, send)
+        await select(pilot, tree, "lab/sensor")
+        pane = app.screen.query_one(TopicsPane)
+        table = app.screen.query_one(MessagesTable)
+        await until(pilot, lambda: table.row_count == 3, lambda: f"{table.row_count} rows")
+        # the newest message, with its MQTT 5 properties (markup in them shown as written)
+        info = str(app.screen.query_one("#payload-info").render())
+        for text in ("content type application/json", "response topic lab/replies", "correlation data req-7",
+                     "message expiry 300 s", "user site [b]lab[/b]"):
+            assert text in info, info
+        assert pane.selected_message is not None and pane.selected_message.props is not None
+        # D without a base: the message before the selected one
+        await pilot.press("D")
+        diff = await until(pilot, lambda: isinstance(app.screen, DiffScreen) and app.screen, "no diff screen")
+        assert "~ t: 21 → 25" in diff.text and "~ n: 1 → 2" in diff.text
+        await pilot.press("escape")
+        # b marks the oldest; D from the newest compares those two
+        table.focus()
+        table.move_cursor(row=2)
+        await pilot.pause()
+        await pilot.press("b")
+        table.move_cursor(row=0)
+        await pilot.pause()
+        await pilot.press("D")
+        diff = await until(pilot, lambda: isinstance(app.screen, DiffScreen) and app.screen, "no diff screen")
+        assert "~ t: 20 → 25" in diff.text
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, DiffScreen), "diff still open")
+        # copy (OSC 52, through Textual) and save
+        await pilot.press("y")
+        assert json.loads(app.clipboard) == {"t": 25, "n": 2}
+        pane.save_dir = tmp_path
+        await pilot.press("w")
+        (saved,) = await until(pilot, lambda: list(tmp_path.iterdir()), "nothing saved")
+        assert json.loads(saved.read_bytes()) == {"t": 25, "n": 2}
+        assert stat.S_IMODE(os.stat(saved).st_mode) == 0o600 and saved.suffix == ".json"
+        await pilot.press("w")  # the same message again: the file is not overwritten
+        await pilot.pause()
+        assert list(tmp_path.iterdir()) == [saved]
+
+
+async def test_republish_prefills_the_dialog(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                             publisher: Publisher) -> None:
+    publisher.send("dev/cfg", b'{"on": true}', qos=2, retain=True)
+    probe = MqttProbe(mosquitto_broker.address, "dev/#", qos=2)
+    app = make_app(mosquitto_broker.address)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            tree = await start(app, pilot, {"dev/cfg", "dev/blob"},
+                               lambda: publisher.send("dev/blob", b"\x89\x00\xff binary"))
+            await select(pilot, tree, "dev/cfg")
+            pane = app.screen.query_one(TopicsPane)
+            await until(pilot, lambda: pane.selected_message is not None, "no message")
+            await pilot.press("R")
+            dialog = await until(pilot, lambda: isinstance(app.screen, PublishDialog) and app.screen, "no dialog")
+            assert dialog.query_one("#publish-topic", Input).value == "dev/cfg"
+            payload = dialog.query_one("#publish-payload", Input)
+            assert payload.value == '{"on": true}'
+            assert dialog.query_one("#publish-retain").value is True
+            assert dialog._qos() == 2
+            payload.value = '{"on": false}'  # edit, then publish
+            await pilot.press("enter")
+            await until(pilot, lambda: any(m.payload == b'{"on": false}' for m in probe.messages("dev/cfg")),
+                        "the edited message never came")
+            # a binary payload goes out unchanged while its field is left alone
+            await select(pilot, tree, "dev/blob")
+            await until(pilot, lambda: pane.selected_message is not None
+                        and pane.selected_message.topic == "dev/blob", "no message")
+            await pilot.press("R")
+            dialog = await until(pilot, lambda: isinstance(app.screen, PublishDialog) and app.screen, "no dialog")
+            assert "received, unchanged" in dialog.query_one("#publish-payload", Input).value
+            await pilot.press("enter")
+            await until(pilot, lambda: len(probe.messages("dev/blob")) >= 2, "the binary message never came")
+            assert probe.messages("dev/blob")[-1].payload == b"\x89\x00\xff binary"
+    finally:
+        probe.close()
+
+
+async def test_plot_of_a_json_number_field(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                           publisher: Publisher) -> None:
+    def send() -> None:
+        for i in range(5):
+            publisher.send("lab/env", json.dumps({"temp": 20 + i, "hum": {"rel": 40 - i}, "id": "x"}))
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"lab/env"}, send)
+        await select(pilot, tree, "lab/env")
+        table = app.screen.query_one(MessagesTable)
+        await until(pilot, lambda: table.row_count == 5, lambda: f"{table.row_count} rows")
+        await pilot.press("g")
+        plot = await until(pilot, lambda: isinstance(app.screen, PlotScreen) and app.screen, "no plot")
+        assert plot.fields == ["temp", "hum.rel"] and plot.field == "temp" and plot.points == 5
+        await pilot.press("down")
+        await until(pilot, lambda: plot.field == "hum.rel", "field not picked")
+        publisher.send("lab/env", json.dumps({"temp": 30, "hum": {"rel": 30}}))  # the plot follows the topic
+        await until(pilot, lambda: plot.points == 6, lambda: f"{plot.points} points")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, PlotScreen), "plot still open")
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+async def test_full_screen_inspector_side_by_side(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                  publisher: Publisher, size: tuple[int, int]) -> None:
+    def send() -> None:
+        publisher.send("lab/a", b"first")
+        publisher.send("lab/b", b"hello")
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=size) as pilot:
+        tree = await start(app, pilot, {"lab/a", "lab/b"}, send)
+        await select(pilot, tree, "lab/b")
+        await pilot.press("i")
+        screen = await until(pilot, lambda: isinstance(app.screen, InspectorScreen) and app.screen, "no inspector")
+        inner = screen.query_one(TopicTree)
+        await until(pilot, lambda: inner.selected_path == "lab/b", lambda: f"cursor on {inner.selected_path}")
+        view = screen.query_one(PayloadView)
+        await until(pilot, lambda: view.kind == "text", lambda: f"payload shown as {view.kind}")
+        table = screen.query_one(MessagesTable)
+        await pilot.pause()
+        regions = [inner.region, table.region, view.region]
+        assert regions[0].right <= regions[1].x and regions[1].right <= regions[2].x, regions
+        assert all(r.height >= size[1] - 6 for r in regions), regions  # full height, side by side
+        # the inspector's own selection drives what it shows
+        inner.select_path("lab/a")
+        await until(pilot, lambda: "first" in str(screen.query_one("#payload-body").render()), "lab/a not shown")
+        await pilot.press("i")
+        await until(pilot, lambda: not isinstance(app.screen, InspectorScreen), "inspector still open")
+
+
+def test_render_payload_shows_properties_escaped() -> None:
+    m = Message(1, 0.0, "t", 0, False, 2, b"hi", MessageProps(content_type="text/[red]x"))
+    assert "content type[/] text/\\[red]x" in render_payload(m).info

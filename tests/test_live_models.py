@@ -1,0 +1,171 @@
+"""Live models on a real mosquitto: the `load` command swaps a running worker's model between batches
+without losing an image, a bad file changes nothing, a warm-up pass runs before the worker reports
+running, and an MQTT 5 image whose expiry passed while it was queued is counted, not inferred."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import torch
+from fault_helpers import command, model, send, status, tagged, wait_status
+from helpers import wait_for
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from engine.digits.model import LeNet5, load_model
+from engine.roles.worker import Worker
+from engine.settings import Settings
+
+
+def other_weights(tmp_path: Path) -> Path:
+    """A second LeNet-5 state_dict (untrained, so another digest and another model name)."""
+    torch.manual_seed(7)
+    path = tmp_path / "other.pt"
+    torch.save(LeNet5().state_dict(), path)
+    return path
+
+
+def test_load_swaps_the_model_between_batches_without_losing_an_image(mosquitto_broker, probe_factory,
+                                                                       tmp_path) -> None:
+    addr = mosquitto_broker.address
+    probe = probe_factory(addr, ["result", "mnist/reply/#", "mnist/status/#"], qos=1)
+    worker = Worker(addr, Settings(max_batch=8, max_delay_ms=2), "w-live", model=model())
+    worker.start()
+    path = other_weights(tmp_path)
+    new_name = load_model(path).name
+    old_name = model().name
+    assert new_name != old_name
+    try:
+        assert worker.wait_ready()
+        first = wait_status(probe, "mnist/status/infer/w-live", lambda s: s.get("state") == "running")
+        assert first["warmup_ms"] is not None and first["warmup_ms"] >= 0, "no warm-up pass before running"
+
+        bad = command(probe, "infer", "w-live", json.dumps({"cmd": "load", "path": str(tmp_path / "nope.pt"),
+                                                            "req": "bad"}), "bad")
+        assert not bad["ok"] and "file not found" in bad["error"] and old_name in bad["error"], bad
+        junk = tmp_path / "junk.pt"
+        junk.write_bytes(b"not a model")
+        bad2 = command(probe, "infer", "w-live", json.dumps({"cmd": "load", "path": str(junk), "req": "j"}), "j")
+        assert not bad2["ok"] and "\n" not in bad2["error"], bad2
+        assert worker.model.name == old_name, "a bad file replaced the model"
+
+        stop = threading.Event()
+        sent: list[str] = []
+
+        def stream() -> None:  # images keep coming while the model is swapped
+            n = 0
+            while not stop.is_set() and n < 3000:
+                sent.extend(send(probe, [f"s{n + i}" for i in range(20)], qos=1))
+                n += 20
+
+        feeder = threading.Thread(target=stream)
+        feeder.start()
+        wait_for(lambda: len(probe.messages("result")) >= 40, message="no results before the swap")
+        answer = command(probe, "infer", "w-live", json.dumps({"cmd": "load", "path": str(path), "req": "ok"}), "ok")
+        after = len(sent)  # every image sent from here on was received after the swap
+        assert answer["ok"], answer
+        wait_for(lambda: len(sent) >= after + 40, message="no images sent after the swap")
+        stop.set()
+        feeder.join()
+
+        def answered() -> dict[str, dict]:
+            return {r["id"]: r for r in (json.loads(m.payload) for m in probe.messages("result"))}
+
+        wait_for(lambda: set(sent) <= set(answered()),
+                 message=lambda: f"{len(set(sent) - set(answered()))} of {len(sent)} images unanswered")
+        results = [json.loads(m.payload) for m in probe.messages("result")]
+        assert len(results) == len(sent), "an image was answered twice or lost"
+        names = [r["model"] for r in results]
+        switch = names.index(new_name)
+        assert set(names[:switch]) == {old_name} and set(names[switch:]) == {new_name}, "models interleaved"
+        by_id = answered()
+        assert {by_id[i]["model"] for i in sent[after:]} == {new_name}
+        wait_status(probe, "mnist/status/infer/w-live", lambda s: s.get("model") == new_name and s["loads"] == 1)
+    finally:
+        worker.stop()
+
+
+def test_an_image_expired_while_queued_is_counted_not_inferred(mosquitto_broker, probe_factory) -> None:
+    addr = mosquitto_broker.address
+    probe = probe_factory(addr, ["result", "mnist/reply/#", "mnist/status/#"], qos=1)
+    worker = Worker(addr, Settings(), "w-expiry", model=model())
+    worker.start()
+    sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sender.connect(addr.host, addr.port)
+    sender.loop_start()
+    try:
+        assert worker.wait_ready()
+        assert command(probe, "infer", "w-expiry", '{"cmd":"stop","req":"p"}', "p")["ok"]  # images wait queued
+        props = Properties(PacketTypes.PUBLISH)
+        props.MessageExpiryInterval = 1
+        for i in range(3):
+            sender.publish("mnist", tagged(f"x{i}"), qos=1, properties=props).wait_for_publish(10)
+        long = Properties(PacketTypes.PUBLISH)
+        long.MessageExpiryInterval = 3600
+        sender.publish("mnist", tagged("keep"), qos=1, properties=long).wait_for_publish(10)
+        sender.publish("mnist", tagged("plain"), qos=1).wait_for_publish(10)
+        wait_status(probe, "mnist/status/infer/w-expiry", lambda s: s["received"] == 5)
+        time.sleep(1.2)  # past the 1 s expiry while queued (a deadline to pass, not a wait for an event)
+        assert command(probe, "infer", "w-expiry", '{"cmd":"start","req":"s"}', "s")["ok"]
+        wait_for(lambda: len(probe.messages("result")) >= 2, message="the live images were not answered")
+        final = wait_status(probe, "mnist/status/infer/w-expiry", lambda s: s["expired"] == 3 and s["queue"] == 0)
+        assert final["processed"] + final["errors"] + final["expired"] == final["received"] - final["dropped"]
+        ids = sorted(json.loads(m.payload)["id"] for m in probe.messages("result"))
+        assert ids == ["keep", "plain"]
+        assert status(probe, "mnist/status/infer/w-expiry")["expired"] == 3
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        worker.stop()
+
+
+
+async def test_the_console_loads_a_model_on_the_selected_worker(mosquitto_broker, tmp_path) -> None:
+    from helpers import pilot_until
+    from textual.widgets import Input
+
+    from engine.console.observer import Observer
+    from tui.app import MnistApp
+    from tui.chrome.header_bar import BrokerInfo
+    from tui.workers.load_dialog import LoadModelDialog
+    from tui.workers.workers_pane import WorkersPane
+
+    addr = mosquitto_broker.address
+    worker = Worker(addr, Settings(), "w-console", model=model())
+    worker.start()
+    observer = Observer(addr)
+    observer.start()
+    path = other_weights(tmp_path)
+    new_name = load_model(path).name
+    app = MnistApp(observer, BrokerInfo(addr.url, "mosquitto", "mosquitto (test)"))
+    notes: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, *a, **k: (notes.append(str(message)), notify(message, *a, **k))[1]  # type: ignore[method-assign]
+
+    def model_shown() -> str | None:
+        rows = app.snap.roles_of("infer") if app.snap else []
+        return rows[0].data.get("model") if rows else None
+
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot_until(pilot, lambda: model_shown() == model().name, "worker never showed up")
+            pane = app.screen.query_one(WorkersPane)
+            pane.table.focus()
+            await pilot.press("l")
+            await pilot_until(pilot, lambda: isinstance(app.screen, LoadModelDialog), "no load dialog")
+            app.screen.query_one(Input).value = str(tmp_path / "missing.pt")
+            await pilot.press("enter")
+            await pilot_until(pilot, lambda: any("file not found" in n for n in notes), lambda: f"notes {notes}")
+            assert worker.model.name == model().name
+            await pilot.press("l")
+            await pilot_until(pilot, lambda: isinstance(app.screen, LoadModelDialog), "no load dialog")
+            app.screen.query_one(Input).value = str(path)
+            await pilot.press("enter")
+            await pilot_until(pilot, lambda: model_shown() == new_name, lambda: f"model shown {model_shown()}")
+    finally:
+        observer.stop()
+        worker.stop()

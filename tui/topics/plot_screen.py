@@ -1,0 +1,93 @@
+"""A number over time: the selected topic's payload (when it is a number) or a number field of its JSON."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.color import Color
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Label, OptionList, Static
+from textual.widgets.option_list import Option
+from textual_plotext import PlotextPlot
+
+from engine.console.observer import Message, Snapshot
+from engine.console.series import VALUE, number_fields, series
+from tui.safe_text import markup_text, plain
+
+
+class PlotScreen(ModalScreen[None]):
+    """Follows the topic while it is open (the app hands it each snapshot, for `topic_wanted`)."""
+
+    BINDINGS = [Binding("escape,q,g", "close", "Close")]
+
+    def __init__(self, topic: str, messages: tuple[Message, ...]) -> None:
+        super().__init__()
+        self.topic = topic
+        self.messages = messages
+        self.fields = number_fields(m.payload for m in messages)
+        self.field: str | None = self.fields[0] if self.fields else None
+        self.points = 0  # values in the plot drawn last
+        self._key: tuple[object, ...] | None = None
+
+    @property
+    def topic_wanted(self) -> str:
+        return self.topic
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="plot-dialog", classes="dialog"):
+            yield Label(f"{markup_text(self.topic, 100)} over time", classes="dialog-title")
+            with Horizontal(id="plot-body"):
+                yield OptionList(*(Option(plain(f, 80), id=str(i)) for i, f in enumerate(self.fields)),
+                                 id="plot-fields")
+                yield PlotextPlot(id="plot-chart")
+            yield Static("", id="plot-info", classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        fields = self.query_one(OptionList)
+        if self.fields:
+            fields.highlighted = 0
+        fields.focus()
+        self._draw()
+
+    @on(OptionList.OptionHighlighted, "#plot-fields")
+    def _pick(self, event: OptionList.OptionHighlighted) -> None:
+        index = int(event.option.id or 0)
+        if 0 <= index < len(self.fields):
+            self.field = self.fields[index]
+            self._draw()
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        if snap.messages and snap.messages[-1].topic == self.topic and snap.messages != self.messages:
+            self.messages = snap.messages
+            self._draw()
+
+    def _draw(self) -> None:
+        info = self.query_one("#plot-info", Static)
+        if self.field is None:
+            info.update("[dim]no numbers in the messages kept: a number, or JSON with number fields[/]")
+            return
+        times, values = series(((m.t, m.payload) for m in self.messages), self.field)
+        key = (self.field, len(times), times[-1] if times else None)
+        if key == self._key:
+            return
+        self._key = key
+        self.points = len(values)
+        widget = self.query_one(PlotextPlot)
+        plt = widget.plt
+        plt.clear_data()
+        plt.clear_figure()
+        name = "value" if self.field == VALUE else self.field
+        plt.title(name)
+        if times:
+            start = times[-1]
+            colour = Color.parse(self.app.theme_variables.get("text-primary", "#0178d4")).rgb
+            plt.plot([t - start for t in times], values, marker="braille", color=colour)
+            plt.xlabel("seconds before the newest")
+        widget.refresh()
+        info.update(f"[dim]{len(values)} values of {markup_text(name, 80)} in the {len(self.messages)} "
+                    "messages kept · ↑↓ field · escape closes[/]")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
