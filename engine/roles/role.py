@@ -72,6 +72,7 @@ class Role:
         self._lost_at: float | None = None
         self._ever_connected = False
         self._stop = threading.Event()
+        self._disconnected = threading.Event()  # set by the network thread once a stopping role has disconnected
         self._status_thread: threading.Thread | None = None
         self._client: FastClient | None = None
         self._data: DataConnection | None = None
@@ -137,7 +138,12 @@ class Role:
                 info = client.publish(self.status_topic, json.dumps(goodbye), qos=1, retain=True)
                 with contextlib.suppress(RuntimeError, ValueError):
                     info.wait_for_publish(timeout=3)
+            was_connected = self.connected.is_set()
             client.disconnect()
+            if was_connected:
+                # Let the network thread write the DISCONNECT before it is stopped: a socket closed without
+                # one makes the broker publish the last will over the goodbye ("connection lost").
+                self._disconnected.wait(2)
             client.loop_stop()
         if self._data is not None:
             self._data.stop()
@@ -263,6 +269,8 @@ class Role:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         self.connected.clear()
+        if self._stop.is_set():
+            self._disconnected.set()
         self.ready.clear()
         self._hello_mid = None
         if self._lost_at is None:
