@@ -378,3 +378,24 @@ async def test_full_screen_inspector_side_by_side(mosquitto_broker: EmbeddedBrok
 def test_render_payload_shows_properties_escaped() -> None:
     m = Message(1, 0.0, "t", 0, False, 2, b"hi", MessageProps(content_type="text/[red]x"))
     assert "content type[/] text/\\[red]x" in render_payload(m).info
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_a_long_level_name_gives_way_to_its_counts(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                         publisher: Publisher, size: tuple[int, int]) -> None:
+    """The tree shortens a long topic level with an ellipsis; its count and rate are never cut off."""
+    long_level = "output-vm-32413-" + "x" * 80
+    topic = f"mnist/status/output/{long_level}"
+
+    def send() -> None:
+        for _ in range(3):
+            publisher.send(topic, b"1")
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=size) as pilot:
+        tree = await start(app, pilot, {topic}, send)
+        room = tree.scrollable_content_region.width
+        await until(pilot, lambda: "  3" in str(label_of(tree, topic)), lambda: str(label_of(tree, topic)))
+        text = str(label_of(tree, topic))
+        assert "…" in text and long_level not in text, text
+        assert len(text) + 4 * tree.guide_depth + 2 <= room, (len(text), room, text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 
 from rich.style import Style
+from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -155,6 +156,10 @@ class TopicTree(Tree[str]):
         if node is not None:
             self.move_cursor(node)
 
+    def on_resize(self) -> None:
+        self._labels.clear()  # the room for level names changed
+        self._relabel(self._last_topics)
+
     def _relabel(self, topics: tuple[TopicInfo, ...]) -> None:
         self._last_topics = topics
         pal = palette(self.app)
@@ -168,6 +173,7 @@ class TopicTree(Tree[str]):
                 acc[1] += t.rate
                 acc[2] += 1
         own = {t.name: t for t in topics}
+        width = self.scrollable_content_region.width
         for path, node in self._path_nodes.items():
             level = path.rsplit("/", 1)[-1] or "∅"
             label = plain(level, 200)
@@ -177,16 +183,22 @@ class TopicTree(Tree[str]):
                     label.stylize(pal.warn + Style(bold=True, reverse=True), start, start + len(needle))
                 else:  # the match spans levels: mark the whole name
                     label.stylize(pal.warn + Style(underline=True))
+            figures = Text()
             info = own.get(path)
             if info is not None:
-                label.append(f"  {fmt.count(info.count)}", style=pal.accent)
+                figures.append(f"  {fmt.count(info.count)}", style=pal.accent)
                 if info.rate > 0:
-                    label.append(f" {fmt.rate(info.rate)}", style=pal.muted)
+                    figures.append(f" {fmt.rate(info.rate)}", style=pal.muted)
                 if info.retained:
-                    label.append(" R", style=pal.warn)
+                    figures.append(" R", style=pal.warn)
             sub = below.get(path)
             if sub is not None and not node.is_expanded:
-                label.append(f"  [{fmt.plural(int(sub[2]), 'topic')}, {fmt.count(sub[0])}]", style=pal.muted)
+                figures.append(f"  [{fmt.plural(int(sub[2]), 'topic')}, {fmt.count(sub[0])}]", style=pal.muted)
+            # A long level name gives way to its figures (ellipsis), so the counts and rates are never cut.
+            room = width - (path.count("/") + 1) * self.guide_depth - 2 - figures.cell_len
+            if width > 0 and label.cell_len > room:
+                label.truncate(max(room, 6), overflow="ellipsis")  # a name stays recognisable
+            label.append_text(figures)
             key = label.markup
             if self._labels.get(path) != key:
                 self._labels[path] = key
