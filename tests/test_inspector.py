@@ -399,3 +399,23 @@ async def test_a_long_level_name_gives_way_to_its_counts(mosquitto_broker: Embed
         text = str(label_of(tree, topic))
         assert "…" in text and long_level not in text, text
         assert len(text) + 4 * tree.guide_depth + 2 <= room, (len(text), room, text)
+
+
+async def test_space_in_the_topic_search_is_a_space(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                     publisher: Publisher) -> None:
+    """With the search box focused, space types a space; it does not start or stop publishing."""
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"lab/a b"}, lambda: publisher.send("lab/a b", b"1"))
+        sent: list[str] = []
+        toggle = app.action_toggle_publishing
+        app.action_toggle_publishing = lambda: (sent.append("toggle"), toggle())  # type: ignore[method-assign]
+        await pilot.press("slash")
+        search = app.screen.query_one("#topic-search", Input)
+        await until(pilot, lambda: app.focused is search, "search box not focused")
+        await pilot.press("a", "space", "b")
+        await until(pilot, lambda: search.value == "a b", lambda: f"search holds {search.value!r}")
+        await until(pilot, lambda: tree.selected_path == "lab/a b", lambda: f"cursor on {tree.selected_path}")
+        assert sent == [], sent
+        await pilot.press("escape", "space")  # back in the tree, space steers again
+        await until(pilot, lambda: sent, "space did not reach the publisher toggle")
