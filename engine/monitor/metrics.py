@@ -16,8 +16,8 @@ import json
 import math
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -141,24 +141,14 @@ class MetricsBoard(Collector):
             lost = dict(self._sessions_lost)
         labels = ["role", "id"]
         for name, text, fields in COUNTERS:
-            family = CounterMetricFamily(name, text, labels=labels)
-            for (role, cid), status in statuses:
-                value = number(status.get(fields[role])) if role in fields else None
-                if value is not None:
-                    family.add_metric([role, cid], value)
-            yield family
+            yield _from_statuses(CounterMetricFamily(name, text, labels=labels), fields, statuses)
         family = CounterMetricFamily("mnist_sessions_lost", "Times the broker published a role's last will "
                                      "(its connection ended without a goodbye), seen by this exporter", labels=labels)
         for (role, cid), _status in statuses:
             family.add_metric([role, cid], lost.get((role, cid), 0))
         yield family
         for name, text, fields in GAUGES:
-            gauge = GaugeMetricFamily(name, text, labels=labels)
-            for (role, cid), status in statuses:
-                value = number(status.get(fields[role])) if role in fields else None
-                if value is not None:
-                    gauge.add_metric([role, cid], value)
-            yield gauge
+            yield _from_statuses(GaugeMetricFamily(name, text, labels=labels), fields, statuses)
         online = GaugeMetricFamily("mnist_online", "1 while the role is connected (its latest status is not "
                                    "offline), else 0", labels=labels)
         for (role, cid), status in statuses:
@@ -214,3 +204,15 @@ def _protocols(args: argparse.Namespace) -> tuple[int, ...]:
     from engine.options import protocols_from_args
 
     return protocols_from_args(args) or (5, 4)
+
+
+_Family = TypeVar("_Family", CounterMetricFamily, GaugeMetricFamily)
+
+
+def _from_statuses(family: _Family, fields: Mapping[str, str], statuses: list[tuple[tuple[str, str], Any]]) -> _Family:
+    """One sample per role whose latest status has a valid number in its role's field."""
+    for (role, cid), status in statuses:
+        value = number(status.get(fields[role])) if role in fields else None
+        if value is not None:
+            family.add_metric([role, cid], value)
+    return family
