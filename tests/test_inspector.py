@@ -419,3 +419,34 @@ async def test_space_in_the_topic_search_is_a_space(mosquitto_broker: EmbeddedBr
         assert sent == [], sent
         await pilot.press("escape", "space")  # back in the tree, space steers again
         await until(pilot, lambda: sent, "space did not reach the publisher toggle")
+
+
+async def burst(app: MnistApp, *keys: str) -> None:
+    """Keys as a terminal delivers a fast typist's burst: every event queued before the first is handled."""
+    from textual import events
+
+    driver = app._driver
+    assert driver is not None
+    for key in keys:
+        char = " " if key == "space" else "/" if key == "slash" else key
+        event = events.Key(key, char)
+        event.set_sender(app)
+        driver.send_message(event)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_keys_typed_in_a_burst_after_slash_go_into_the_search(
+        mosquitto_broker: EmbeddedBroker, make_app: Any, publisher: Publisher, size: tuple[int, int]) -> None:
+    """`/ q x space` typed at once: all of it is text in the search box; nothing quits, unretains or steers."""
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=size) as pilot:
+        await start(app, pilot, {"lab/q"}, lambda: publisher.send("lab/q", b"1", retain=True))
+        done: list[str] = []
+        for name in ("toggle_publishing", "clear_retained", "quit"):
+            setattr(app, f"action_{name}", lambda name=name: done.append(name))
+        await burst(app, "slash", "q", "x", "space", "b")
+        search = app.screen.query_one("#topic-search", Input)
+        await until(pilot, lambda: search.value == "qx b", lambda: f"search holds {search.value!r}, ran {done}")
+        assert app.focused is search
+        assert done == [], done
+        assert app.is_running

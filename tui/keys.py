@@ -87,7 +87,7 @@ TOPICS = (
         command="Pause or resume the inspector"),
     Key("up,down,enter", "", "", "pick a topic; enter goes to its messages, escape back", display="↑ ↓ enter"),
     Key("slash", "search", "Search", "search the tree as you type; enter keeps it, escape drops it", display="/",
-        footer=False),
+        footer=False, priority=True),
     Key("n", "next_match(1)", "Next", "next search match (no search: send one image)", footer=False),
     Key("N", "next_match(-1)", "Previous", "previous search match", footer=False),
     Key("right_square_bracket", "expand_all", "Expand", "expand every level of the tree", display="]",

@@ -223,9 +223,12 @@ class TopicsPane(Vertical):
 
     # ----- search and the tree -----
     def action_search(self) -> None:
+        # `/` is a priority binding, run as the key arrives, and the box takes the focus here and now (focus()
+        # would wait for the next idle moment): keys typed in the same burst (`/qx `) are text in the box,
+        # not a quit, an unretain and a start/stop handled by the panes before the box was focused.
         search = self.query_one(TopicSearch)
         search.display = True
-        search.focus()
+        self.screen.set_focus(search)
 
     @on(Input.Changed, "#topic-search")
     def _search_changed(self, event: Input.Changed) -> None:
