@@ -177,3 +177,29 @@ def test_publish_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
 def test_rate_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
     app = MnistApp(make_observer(), BROKER)
     assert snap_compare(app, terminal_size=size, press=["r"], run_before=_settle)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+async def test_an_error_row_keeps_the_columns(size: tuple[int, int]) -> None:
+    """A long reason (wide characters too) is cut with an ellipsis at the pane's edge, one space after the
+    time (and id) columns: it never runs into them or past the pane."""
+    from rich.cells import cell_len
+
+    from tui.results.results_log import ResultsLog, columns_for
+
+    obs = make_observer()
+    reason = "模型 " + "cannot decode this payload because it is far too long for any column " * 3
+    obs.ingest("result", json.dumps({"id": "input-lab-1-9999", "error": reason, "worker": "infer-lab-1"}).encode())
+    app = MnistApp(obs, BROKER)
+    async with app.run_test(size=size) as pilot:
+        log = app.screen.query_one(ResultsLog)
+        await pilot.pause(0.3)
+        width = log.scrollable_content_region.width
+        lines = ["".join(seg.text for seg in log.render_line(y)) for y in range(log.size.height)]
+        row = next((line for line in lines if "cannot decode" in line), None)
+        assert row is not None, lines
+        assert cell_len(row) == width, (cell_len(row), width, row)
+        before = sum(w + 1 for title, w, _j in columns_for(width) if title in ("time", "id"))
+        assert row[before:].startswith("error: 模型 cannot"), row
+        assert row[before - 1] == " " and row.rstrip().endswith("…"), row
+        assert row[:8] == "22:00:00", row

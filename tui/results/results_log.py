@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.cells import cell_len
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -50,17 +50,20 @@ def header_text(width: int) -> str:
 
 
 def _cell(text: str, width: int, justify: str) -> str:
-    if len(text) > width:
-        text = text[: width - 1] + "…" if width > 1 else text[:width]
+    """`text` in exactly `width` cells: cut with an ellipsis when longer (counting wide characters as two)."""
+    if cell_len(text) > width:
+        text = set_cell_size(text, width - 1) + "…" if width > 1 else set_cell_size(text, width)
+    pad = width - cell_len(text)
     if justify == "right":
-        return text.rjust(width)
+        return " " * pad + text
     if justify == "center":
-        return text.center(width)
-    return text.ljust(width)
+        return " " * (pad // 2) + text + " " * (pad - pad // 2)
+    return text + " " * pad
 
 
-def row_segments(row: ResultRow, cols: list[Column], pal: Palette) -> list[Segment]:
-    """One result as styled cells of the given columns."""
+def row_segments(row: ResultRow, cols: list[Column], pal: Palette, line_width: int | None = None) -> list[Segment]:
+    """One result as styled cells of the given columns; an error's reason fills the line to `line_width` (default:
+    to the last column) and no further."""
     out: list[Segment] = []
     millis = cols[0][1] >= 12
     for i, (title, width, justify) in enumerate(cols):
@@ -73,7 +76,12 @@ def row_segments(row: ResultRow, cols: list[Column], pal: Palette) -> list[Segme
         elif row.error is not None and title in ("pred", "label") and i == next(
             j for j, c in enumerate(cols) if c[0] == "pred"
         ):
+            # The reason takes the columns from pred to the end, cut to fit them: the columns before it hold.
             rest = sum(c[1] + 1 for c in cols[i:]) - 1
+            if line_width is not None:
+                rest = max(rest, line_width - sum(cell_len(seg.text) for seg in out) - (1 if i else 0))
+            if i:
+                out.append(Segment(" "))
             out.append(Segment(_cell(f"error: {row.error}", rest, "left"), pal.bad))
             break
         elif title == "pred":
@@ -314,7 +322,7 @@ class ResultsLog(ScrollView, can_focus=True):
         if strip is None:
             base = self.rich_style
             segments = [Segment(text, base + style if style else base) for text, style, _c in
-                        row_segments(row, self._cols, self._pal)]
+                        row_segments(row, self._cols, self._pal, width)]
             used = sum(cell_len(seg.text) for seg in segments)
             if used < width:
                 segments.append(Segment(" " * (width - used), base))
