@@ -196,3 +196,69 @@ async def test_worker_plots_keep_the_topics_pane_on_screen(size: tuple[int, int]
         await pilot.pause(0.2)
         topics = app.screen.query_one("#topics").region
         assert topics.height >= 6 and topics.bottom <= size[1] - 1, topics
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+async def test_the_console_opens_at_once_and_says_it_is_starting(size: tuple[int, int],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the roles load (the starter blocks), the header and panes show and say "starting"; keys that
+    need the roles say so; once the starter returns, the panes show the pipeline."""
+    import threading
+    from typing import Any
+
+    from textual.widgets import Static
+
+    from tui.chrome.header_bar import BrokerInfo, HeaderBar
+    from tui.starting import StartingModel, Startup
+
+    shown: list[str] = []
+    notify = MnistApp.notify
+
+    def recording(self: MnistApp, message: str, *args: Any, **kwargs: Any) -> None:
+        shown.append(str(message))
+        notify(self, message, *args, **kwargs)
+
+    monkeypatch.setattr(MnistApp, "notify", recording)
+    up = threading.Event()
+
+    def starter() -> Startup:
+        assert up.wait(60), "the test never let the roles start"
+        return Startup(make_observer(), BROKER, ["a note from the pipeline"], False)
+
+    app = MnistApp(StartingModel(), BrokerInfo("", "starting", "starting"), starter=starter)
+    async with app.run_test(size=size) as pilot:
+        header = app.screen.query_one(HeaderBar)
+        summary = app.screen.query_one("#results-summary", Static)
+        fields = app.screen.query_one("#publisher-fields", Static)
+
+        def texts() -> str:
+            return f"header {header.render()!s} | results {summary.render()!s} | publisher {fields.render()!s}"
+
+        await until(pilot, lambda: "starting: loading the model" in str(header.render())
+                    and "starting: loading the model" in str(summary.render()), texts)
+        assert "starting…" in str(fields.render()) and "no publisher" not in str(fields.render()), texts()
+        for key in ("space", "plus", "p", "d", "f"):
+            shown.clear()
+            await pilot.press(key)
+            await until(pilot, lambda: any(text.startswith("starting:") for text in shown),
+                        lambda key=key: f"{key}: {shown}")
+            assert isinstance(app.screen, MainScreen), f"{key} opened {app.screen}"
+        up.set()
+        await until(pilot, lambda: "connected" in str(header.render()), texts)
+        await until(pilot, lambda: "state" in str(fields.render()) and "starting" not in str(summary.render()),
+                    texts)
+        assert "a note from the pipeline" in shown
+        assert app.start_error is None and not app.starting
+
+
+async def test_a_start_that_fails_ends_the_console_with_its_error() -> None:
+    from tui.chrome.header_bar import BrokerInfo
+    from tui.starting import StartingModel, Startup
+
+    def starter() -> Startup:
+        raise ConfigError("no such broker config")
+
+    app = MnistApp(StartingModel(), BrokerInfo("", "starting", "starting"), starter=starter)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: not app.is_running or app.return_code is not None, "the console did not end")
+    assert isinstance(app.start_error, ConfigError) and app.return_code == 1

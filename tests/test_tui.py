@@ -376,15 +376,19 @@ def test_cli_starts_local_roles_and_leaves_nothing_running(monkeypatch: pytest.M
     seen: dict[str, Any] = {}
 
     def fake_run(self: MnistApp) -> None:  # instead of a terminal: check what the console would show
-        wait_for(lambda: len([r for r in self.observer.snapshot(topics=False).roles if r.online]) >= 3,
+        assert self.starting and self.starter is not None  # it opens at once; the roles start behind it
+        started = self.starter()  # what the console's start thread runs
+        observer = started.observer
+        wait_for(lambda: len([r for r in observer.snapshot(topics=False).roles if r.online]) >= 3,
                  timeout=90, message="the three local roles never showed up on the broker")
-        seen["roles"] = {r.role for r in self.observer.snapshot(topics=False).roles}
-        seen["input"] = [r.state for r in self.observer.snapshot(topics=False).roles_of("input")]
-        seen["port"] = self.observer.address.port
+        seen["roles"] = {r.role for r in observer.snapshot(topics=False).roles}
+        seen["input"] = [r.state for r in observer.snapshot(topics=False).roles_of("input")]
+        seen["port"] = observer.address.port
         seen["children"] = [  # multiprocessing's resource tracker lives as long as this test process: not ours
             p for p in psutil.Process().children(recursive=True) if "resource_tracker" not in " ".join(p.cmdline())
         ]
-        seen["kind"] = self.broker.kind
+        seen["kind"] = started.broker.kind
+        assert started.owns_roles
 
     monkeypatch.setattr(MnistApp, "run", fake_run)
     assert main(["--embedded", "mosquitto"]) == 0

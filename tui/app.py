@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import textwrap
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widget import Widget
+from textual.widgets import Static
 
 from engine.console.contract import ConsoleModel
 from engine.console.export import default_name, export_dir, write_results_csv
@@ -41,12 +44,13 @@ from tui.results.confusion_screen import ConfusionScreen
 from tui.results.result_detail import ResultDetail
 from tui.results.results_log import ResultsLog
 from tui.results.results_pane import ResultsPane
+from tui.starting import StartingModel, Startup
 from tui.topics.filter_dialog import FilterDialog
 from tui.topics.publish_dialog import PublishDialog, PublishRequest
 from tui.topics.topic_tree import TopicTree
 from tui.topics.topics_pane import TopicsPane
 from tui.widgets import formatting as fmt
-from tui.workers.workers_pane import WorkersPane
+from tui.workers.workers_pane import NO_WORKERS, WorkersPane
 
 REFRESH_HZ = 10
 TOPICS_EVERY = 4  # ticks between topic-tree and message-list refreshes (2.5 Hz)
@@ -115,7 +119,11 @@ class MainScreen(Screen[None]):
 
 class MnistApp(App[None]):
     """`observer` must be started by the caller (and stopped after the app exits). `owns_roles`: the
-    console started the roles and they stop with it, so q stops publishing and drains them first."""
+    console started the roles and they stop with it, so q stops publishing and drains them first.
+
+    `starter`: the console opens at once on a StartingModel (header, panes, "starting: ...") and runs
+    `starter` in a thread (`start_thread`); what it returns replaces the observer, the broker line and
+    `owns_roles`. An exception from it ends the app, kept in `start_error` for the caller to report."""
 
     CSS_PATH = "app.tcss"
     TITLE = "mnist-tui"
@@ -130,9 +138,13 @@ class MnistApp(App[None]):
         refresh_hz: float = REFRESH_HZ,
         log_records: deque[logging.LogRecord] | None = None,
         owns_roles: bool = False,
+        starter: Callable[[], Startup] | None = None,
     ) -> None:
         super().__init__()
         self.observer = observer
+        self.starter = starter
+        self.start_thread: threading.Thread | None = None
+        self.start_error: BaseException | None = None
         self.broker = broker or BrokerInfo(observer.address.url, "external", "external broker")
         self.notes = list(notes)
         self.refresh_hz = refresh_hz
@@ -179,10 +191,66 @@ class MnistApp(App[None]):
         # this first refresh is on top: the main screen's own focus is set behind it.
         if main is not None and main.focused is None:
             main.query_one("#publisher", PublisherPane).focus()
+        if self.starter is not None:
+            self._show_starting()
+            self.start_thread = threading.Thread(target=self._run_starter, name="console-start", daemon=True)
+            self.start_thread.start()
         self.refresh_from_observer(full=True)
         self.set_interval(1 / self.refresh_hz, self.refresh_from_observer)
         for note in self.notes:
             self.notify(note, severity="warning", timeout=8)
+
+    # ----- starting: the chrome at once, the roles when they are up -----
+    @property
+    def starting(self) -> bool:
+        """The roles (or the connection to the broker) are not up yet: keys that steer say so."""
+        return isinstance(self.observer, StartingModel)
+
+    def _show_starting(self) -> None:
+        """What the panes say until the roles are up (their snapshots would say "no publisher", "no worker")."""
+        main = self.main
+        if main is None or not isinstance(self.observer, StartingModel):
+            return
+        line = f"[b $text-warning]starting:[/] [dim]{self.observer.what}[/]"
+        what = textwrap.fill(self.observer.what, 20)  # the pane's lines do not wrap: at 80 columns it is 22 wide
+        main.query_one("#publisher-fields", Static).update(f"[b $text-warning]starting…[/]\n\n[dim]{what}[/]")
+        main.query_one("#workers-empty", Static).update(line)
+        main.query_one(WorkersPane).set_class(True, "-empty")
+        main.query_one("#results-summary", Static).update(line)
+
+    def _run_starter(self) -> None:
+        """In the start thread: the blocking start, then hand the result (or the error) to the app."""
+        assert self.starter is not None
+        try:
+            started = self.starter()
+        except BaseException as exc:  # reported by the caller as one line, after the app has ended
+            self.start_error = exc
+            with contextlib.suppress(RuntimeError):  # RuntimeError: the app quit meanwhile
+                self.call_from_thread(self.exit, None, 1)
+            return
+        with contextlib.suppress(RuntimeError):
+            self.call_from_thread(self._take_startup, started)
+
+    def _take_startup(self, started: Startup) -> None:
+        self.observer = started.observer
+        self.broker = started.broker
+        self.owns_roles = started.owns_roles
+        main = self.main
+        if main is not None:
+            main.broker = started.broker
+            main.query_one(HeaderBar).broker = started.broker
+            # The panes were not updated while starting: the first snapshot now replaces every "starting" line.
+            main.query_one("#workers-empty", Static).update(NO_WORKERS)
+        self.refresh_from_observer(full=True)
+        for note in started.notes:
+            self.notify(note, severity="warning", timeout=8)
+
+    def _not_started(self) -> bool:
+        """True (and a notification says why) while the roles are still starting."""
+        if isinstance(self.observer, StartingModel):
+            self.notify(self.observer.message, title="Not yet", severity="warning", timeout=4)
+            return True
+        return False
 
     @property
     def main(self) -> MainScreen | None:
@@ -224,6 +292,8 @@ class MnistApp(App[None]):
                 update(snap)
             return
         main.query_one(HeaderBar).update_snapshot(snap)
+        if self.starting:  # the panes keep their "starting" line (_show_starting)
+            return
         main.query_one(PublisherPane).update_snapshot(snap)
         main.query_one(WorkersPane).update_snapshot(snap)
         main.query_one(ResultsPane).update_snapshot(snap)
@@ -241,6 +311,8 @@ class MnistApp(App[None]):
 
     # ----- steering the publisher (through the control topic, like any remote console) -----
     def _publishers(self) -> list[Any]:
+        if self._not_started():
+            return []
         snap = self.snap or self.observer.snapshot(topics=False)
         online = [r for r in snap.roles_of("input") if r.online]
         if not online:
@@ -311,6 +383,9 @@ class MnistApp(App[None]):
         self.refresh_from_observer()
 
     def action_filter(self) -> None:
+        if self._not_started():
+            return
+
         def apply(new: str | None) -> None:
             if new is None or new == self.observer.filter:
                 return
@@ -332,6 +407,9 @@ class MnistApp(App[None]):
         return None
 
     def action_publish(self, dialog: PublishDialog | None = None) -> None:
+        if self._not_started():
+            return
+
         def send(request: PublishRequest | None) -> None:
             if request is None:
                 return
@@ -348,6 +426,8 @@ class MnistApp(App[None]):
         self.action_publish(event.dialog)
 
     def action_clear_retained(self) -> None:
+        if self._not_started():
+            return
         topic = self._selected_topic()
         if topic is None:
             self.notify("select a topic in the Topics pane first", severity="warning")
@@ -359,6 +439,8 @@ class MnistApp(App[None]):
         # The broker's verdict (cleared, refused, or not confirmed) comes as an observer event.
 
     def action_toggle_pause(self) -> None:
+        if self._not_started():
+            return
         if self.observer.paused:
             self.observer.resume()
             self.notify("inspector resumed", timeout=2)
@@ -369,6 +451,8 @@ class MnistApp(App[None]):
 
     # ----- drawing, looking closer, keeping the record -----
     def action_draw(self) -> None:
+        if self._not_started():
+            return
         self.push_screen(DrawDialog(self.observer, self.snap))
 
     def action_matrix(self) -> None:
@@ -421,7 +505,8 @@ class MnistApp(App[None]):
     async def action_quit(self) -> None:
         """q: stop publishing, let the workers drain what they hold (a notice says how much), then quit;
         q again quits at once."""
-        if self._quit_asked is not None or not self.owns_roles:  # roles of others: not ours to stop
+        # Roles of others are not ours to stop; roles still starting are stopped by the caller once up.
+        if self._quit_asked is not None or not self.owns_roles or self.starting:
             self.exit()
             return
         self._quit_asked = time.monotonic()

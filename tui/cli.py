@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from collections import deque
+from multiprocessing import resource_tracker
 
 from engine.errors import ConfigError
 from engine.topics import ROLES
@@ -65,6 +66,7 @@ def run_console(args: argparse.Namespace) -> int:
 
     local: RolesProcess | None = None
     observer: ObserverProcess | None = None
+    app = None
     try:
         address = address_from_args(args)
         # Warnings about the options (a password in the URL, a password file others may read) open the
@@ -72,27 +74,44 @@ def run_console(args: argparse.Namespace) -> int:
         warnings = [record.getMessage() for record in captured.records if record.levelno == logging.WARNING]
         roles = parse_roles(args.roles, attached=address is not None)
         protocols = protocols_from_args(args)
-        if address is None or roles:
-            local = RolesProcess(settings, roles, address, broker_kind=args.embedded, protocols=protocols,
-                                 broker_config=args.broker_config, on_log=child_log)
-            info = local.start()
-            address = info.address
-            protocol: int | None = info.protocol
-            kind, description, notes = info.broker_kind, info.broker_description, warnings + list(info.notes)
-        else:
-            protocol = protocols[0] if protocols else None
-            kind, description, notes = "external", "external broker", warnings
-        if kind == "external":
-            description = f"external broker at {address.host}"
-        observer = ObserverProcess(address, settings.topics, protocol=protocol)
-        observer.start()
 
         from tui.app import MnistApp  # textual only on this path
         from tui.chrome.header_bar import BrokerInfo
+        from tui.starting import CONNECTING, LOADING, StartingModel, Startup
 
-        app = MnistApp(observer, BrokerInfo(address.url, kind, description), notes=notes,
-                       log_records=captured.records, owns_roles=local is not None)
+        def start() -> Startup:
+            """The blocking part (the roles' child loads torch and the model: 10-30 s), in the app's start thread
+            while the console already shows its chrome."""
+            nonlocal local, observer, address
+            if address is None or roles:
+                local = RolesProcess(settings, roles, address, broker_kind=args.embedded, protocols=protocols,
+                                     broker_config=args.broker_config, on_log=child_log)
+                info = local.start()
+                address = info.address
+                protocol: int | None = info.protocol
+                kind, description, notes = info.broker_kind, info.broker_description, warnings + list(info.notes)
+            else:
+                protocol = protocols[0] if protocols else None
+                kind, description, notes = "external", "external broker", warnings
+            if kind == "external":
+                description = f"external broker at {address.host}"
+            observer = ObserverProcess(address, settings.topics, protocol=protocol)
+            observer.start()
+            return Startup(observer, BrokerInfo(address.url, kind, description), notes, local is not None)
+
+        # The roles and the observer run in spawned processes, which need multiprocessing's resource tracker:
+        # started here, while stderr is still the terminal's (under the app it has no descriptor to hand on).
+        resource_tracker.ensure_running()
+        starting = StartingModel(LOADING if address is None or roles else CONNECTING)
+        app = MnistApp(starting, BrokerInfo("", "starting", "starting"), log_records=captured.records,
+                       starter=start)
         app.run()
+        if app.start_thread is not None and app.start_thread.is_alive():  # quit while the roles were starting
+            print("mnist-tui: waiting for the local roles to finish starting, then stopping them…",
+                  file=sys.stderr, flush=True)
+            app.start_thread.join()
+        if app.start_error is not None:
+            raise app.start_error
         if local is not None:  # the terminal is back: say why it waits
             print("mnist-tui: stopping the local roles and the broker…", file=sys.stderr, flush=True)
         return app.return_code or 0

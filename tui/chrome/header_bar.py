@@ -54,6 +54,8 @@ def connection_markup(conn: Connection, now: float, why: bool = True) -> str:
 def header_markup(broker: BrokerInfo, conn: Connection, now: float, width: int) -> str:
     """The richest header that fits `width` cells: the broker's description gives way to its kind, then to
     nothing, before the connection state (with its retry countdown) is cut; the error comes only with room."""
+    if conn.state == "starting":  # no broker yet (tui/starting.py): say what the console waits for
+        return f"[bold]mnist-tui[/]{SEPARATOR}[bold $text-warning]◌ starting:[/] {escape(conn.error or '')}"
     head = ["[bold]mnist-tui[/]", escape(broker.url)]
     description = escape(broker.description)
     kind = escape(KIND_LABELS.get(broker.kind, broker.kind))
