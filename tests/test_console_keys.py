@@ -262,3 +262,20 @@ async def test_a_start_that_fails_ends_the_console_with_its_error() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: not app.is_running or app.return_code is not None, "the console did not end")
     assert isinstance(app.start_error, ConfigError) and app.return_code == 1
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+async def test_publish_dialog_shows_all_of_itself(size: tuple[int, int]) -> None:
+    """At 24 rows the Publish and Cancel buttons fell below the dialog's edge: every part lies inside it."""
+    from tui.topics.publish_dialog import PublishDialog
+
+    app = MnistApp(make_observer(), BROKER)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PublishDialog), "no publish dialog")
+        await pilot.pause(0.2)
+        inside = app.screen.query_one("#dialog").content_region
+        for part in ("#publish-topic", "#publish-payload", "#publish-qos", "#publish-retain", "#publish-error",
+                     "#publish", "#cancel"):
+            region = app.screen.query_one(part).region
+            assert inside.contains_region(region), f"{part} at {region} outside {inside}"

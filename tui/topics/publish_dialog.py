@@ -43,6 +43,8 @@ def parse_payload(text: str) -> bytes:
 
 class PublishDialog(ModalScreen[PublishRequest | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    # Under 32 rows the hint and some spacing go (app.tcss): at 24 rows the buttons fell below the dialog.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
     def __init__(self, topic: str = "", payload: str = "", *, qos: int = 1, retain: bool = False,
                  raw: bytes | None = None) -> None:
