@@ -279,3 +279,29 @@ async def test_publish_dialog_shows_all_of_itself(size: tuple[int, int]) -> None
                      "#publish", "#cancel"):
             region = app.screen.query_one(part).region
             assert inside.contains_region(region), f"{part} at {region} outside {inside}"
+
+
+async def test_q_while_starting_quits_at_once() -> None:
+    """Nothing is ours to drain yet: q ends the console; the caller stops the roles once they are up."""
+    import threading
+
+    from tui.chrome.header_bar import BrokerInfo
+    from tui.starting import StartingModel, Startup
+
+    up = threading.Event()
+
+    def starter() -> Startup:
+        assert up.wait(60)
+        return Startup(make_observer(), BROKER, [], True)
+
+    app = MnistApp(StartingModel(), BrokerInfo("", "starting", "starting"), starter=starter)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.start_thread is not None, "the start thread never began")
+            await pilot.press("q")
+            await until(pilot, lambda: app.return_code is not None, "q did not end the console")
+    finally:
+        up.set()
+    assert app.start_thread is not None
+    app.start_thread.join(10)
+    assert not app.start_thread.is_alive() and app.start_error is None

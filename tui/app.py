@@ -44,7 +44,7 @@ from tui.results.confusion_screen import ConfusionScreen
 from tui.results.result_detail import ResultDetail
 from tui.results.results_log import ResultsLog
 from tui.results.results_pane import ResultsPane
-from tui.starting import StartingModel, Startup
+from tui.starting import StartDone, StartingModel, Startup
 from tui.topics.filter_dialog import FilterDialog
 from tui.topics.publish_dialog import PublishDialog, PublishRequest
 from tui.topics.topic_tree import TopicTree
@@ -222,14 +222,20 @@ class MnistApp(App[None]):
         """In the start thread: the blocking start, then hand the result (or the error) to the app."""
         assert self.starter is not None
         try:
-            started = self.starter()
+            done = StartDone(self.starter())
         except BaseException as exc:  # reported by the caller as one line, after the app has ended
             self.start_error = exc
-            with contextlib.suppress(RuntimeError):  # RuntimeError: the app quit meanwhile
-                self.call_from_thread(self.exit, None, 1)
-            return
-        with contextlib.suppress(RuntimeError):
-            self.call_from_thread(self._take_startup, started)
+            done = StartDone(None, exc)
+        # Not call_from_thread: it waits for the app, which may have ended meanwhile (q while starting).
+        with contextlib.suppress(RuntimeError):  # RuntimeError: the app's loop is closed
+            self.post_message(done)
+
+    @on(StartDone)
+    def _start_done(self, event: StartDone) -> None:
+        if event.started is None:
+            self.exit(None, 1)
+        else:
+            self._take_startup(event.started)
 
     def _take_startup(self, started: Startup) -> None:
         self.observer = started.observer

@@ -4,12 +4,14 @@ The local roles (and the embedded broker) take 10-30 s to come up: their child p
 loads the model before it says ready, and only then is the broker's address known. The console does not
 wait for that with a blank terminal: it opens on a `StartingModel` (an observer of no broker, whose
 snapshots say "starting" and whose steering answers that the roles are not up yet), runs the blocking
-start in a thread, and swaps the real observer in when it returns (`Startup`).
+start in a thread, and swaps the real observer in when it returns (`Startup`, posted as `StartDone`).
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+
+from textual.message import Message
 
 from engine.console.contract import ConsoleModel
 from engine.console.observer import Connection, Observer, Snapshot
@@ -28,6 +30,15 @@ class Startup(NamedTuple):
     broker: BrokerInfo
     notes: list[str]
     owns_roles: bool  # the console started the roles: q stops them
+
+
+class StartDone(Message):
+    """Posted from the start thread (post_message is thread-safe and never waits: the app may have ended)."""
+
+    def __init__(self, started: Startup | None, error: BaseException | None = None) -> None:
+        super().__init__()
+        self.started = started
+        self.error = error
 
 
 class NotStarted(MnistError):
