@@ -23,7 +23,7 @@ from tui.web import console_argv, console_command
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else shutil.which("chromedriver")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 25.0
 
 # Runs before the page's own scripts: keep the exports objects webpack marks as modules, and once the

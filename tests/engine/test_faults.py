@@ -24,15 +24,15 @@ from fault_helpers import (
     wait_answered,
     wait_status,
 )
-from helpers import NO_MOSQUITTO, MqttProbe, port_free, process_alive, wait_for
+from helpers import MqttProbe, port_free, process_alive, wait_for
 
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
+from engine.mqtt.broker import EmbeddedBroker
 from engine.roles.pipeline import LocalPipeline
 from engine.roles.worker import Worker
 from engine.settings import Settings
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason=NO_MOSQUITTO)
+pytestmark = pytest.mark.needs_mosquitto
 
 MODEL = os.environ.get("MNIST_MODEL") or None
 
