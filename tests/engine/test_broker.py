@@ -230,6 +230,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.needs_mosquitto
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_mosquitto_dies_with_its_owner(sig, tmp_path):

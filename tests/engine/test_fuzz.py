@@ -214,6 +214,7 @@ class PeakRss:
 # 10,000 hostile images through mosquitto to a worker
 # --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.needs_mosquitto
 def test_worker_answers_every_malformed_payload_once(mosquitto_broker, probe_factory) -> None:
     cases = list(malformed(seed=20240611, n=N_IMAGES))

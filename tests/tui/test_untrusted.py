@@ -354,6 +354,7 @@ _result = st.fixed_dictionaries({}, optional={"id": _json_value, "pred": _json_v
        results=st.lists(_result, max_size=6),
        replies=st.lists(_json_value, max_size=3),
        topics=st.lists(st.tuples(_topic_level, _json_value), max_size=4))
+@pytest.mark.slow
 def test_fuzzed_broker_content_never_crashes_or_reaches_the_terminal(statuses, results, replies, topics) -> None:
     import asyncio
 

@@ -114,6 +114,7 @@ def _until(predicate: Callable[[], bool], what: str, screen: Callable[[], str]) 
     raise AssertionError(f"{what} within {DEADLINE:.0f}s; the browser's terminal shows:\n{screen()}")
 
 
+@pytest.mark.slow
 def test_browser_shows_the_four_panes_and_takes_a_key(web_console: str, browser: Any) -> None:
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
