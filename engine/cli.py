@@ -205,12 +205,14 @@ def run_roles(args: argparse.Namespace) -> int:
         client_ids=ids, on_result=_result_printer() if args.json else None, protocols=protocols_from_args(args),
     )
     stop = threading.Event()
+    started = False
 
     def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
+        if not started:  # while starting (model, broker, connections): abort at once; start cleans up
+            raise KeyboardInterrupt
+        stop.set()  # running: leave the loop below, then stop every role in order
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    started = False
     failed: str | None = None
     try:
         pipeline.start()  # cleans up after itself when it fails
