@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import socket
 import threading
 import time
 from collections import deque
@@ -42,6 +40,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from engine.console.image_store import ImageStore
 from engine.console.image_store import find as find_images
 from engine.console.message_props import MessageProps, message_props
+from engine.console.observer_common import ObserverCommon, check_filter, check_publish, check_role
 from engine.console.publish_verdicts import PUBACK_WAIT, Pending, PublishVerdicts, size_text
 from engine.console.role_table import FORGET_OFFLINE_AFTER, MAX_ROLES, RoleTable
 from engine.console.snapshot import (
@@ -60,13 +59,13 @@ from engine.console.snapshot import (
 )
 from engine.console.topic_filters import filter_covers, topic_matches, validate_filter, validate_topic
 from engine.console.topic_table import TopicTable
-from engine.errors import BrokerError, ConfigError
+from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
 from engine.mqtt.fastclient import payload_of
 from engine.protocol import parse_result
 from engine.stats import ResultCounts, percentile
-from engine.topics import ROLES, Topics, sanitize_id
+from engine.topics import Topics
 from engine.untrusted import clean_text, json_object
 
 # Subscription identifiers (MQTT 5) tell an inspector copy of a message from a core copy when the broker
@@ -85,12 +84,7 @@ __all__ = [
 ]
 
 
-def _default_client_id() -> str:
-    host = socket.gethostname().split(".")[0]
-    return sanitize_id(f"console-{host}-{os.getpid()}-{os.urandom(2).hex()}")
-
-
-class Observer:
+class Observer(ObserverCommon):
     """Watches one broker for a console. Thread-safe; start() connects in the background."""
 
     def __init__(
@@ -110,16 +104,12 @@ class Observer:
         max_image_bytes: int = 4 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.address = address
-        self.topics = topics or Topics()
-        self.client_id = client_id or _default_client_id()
-        self.max_results = max_results
+        super().__init__(address, topics, filter, client_id, max_results)
         self._clock = clock
         self._protocol_wanted = protocol
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
         self._stopping = False
-        self._filter = validate_filter(filter)
         self._core_filters = {
             "status": self.topics.status_filter(),
             "results": self.topics.results,
@@ -174,10 +164,6 @@ class Observer:
     @property
     def protocol(self) -> int:
         return self._connection.protocol
-
-    @property
-    def filter(self) -> str:
-        return self._filter
 
     @property
     def max_images(self) -> int:
@@ -243,13 +229,6 @@ class Observer:
         if client is not None:
             client.disconnect()
             client.loop_stop()
-
-    def __enter__(self) -> Observer:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------------------------------------
     # connection callbacks (network thread)
@@ -359,7 +338,7 @@ class Observer:
 
         Status, result and reply topics stay subscribed whatever the filter.
         """
-        new = validate_filter(filter_text.strip())
+        new = check_filter(filter_text)
         with self._lock:
             old = [self._filter, *self._separate.values()]
             self._filter = new
@@ -596,7 +575,7 @@ class Observer:
     def _connected_client(self) -> mqtt.Client:
         client = self._client
         if client is None or self._connection.state != "connected":
-            raise BrokerError(f"not connected to the broker at {self.address.url}: nothing was sent")
+            raise self.not_connected()
         return client
 
     def send_control(
@@ -607,8 +586,7 @@ class Observer:
         The answer arrives on the reply topic (see `snapshot().replies`); a refusal, by the role or by the
         broker (MQTT 5 PUBACK), becomes an event.
         """
-        if role not in ROLES:
-            raise ConfigError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        check_role(role)
         req = req or f"{self.client_id}-{next(self._req_counter)}"
         body = {"cmd": cmd, "req": req, **args}
         with self._lock:
@@ -627,10 +605,7 @@ class Observer:
         "publish", an event): accepted or refused by its MQTT 5 reason code at QoS 1 and 2, unconfirmed
         at QoS 0 or on MQTT 3.1.1 (where a broker drops a denied message without a word).
         """
-        validate_topic(topic)
-        if qos not in (0, 1, 2):
-            raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
-        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        data = check_publish(topic, payload, qos)
         what = f"{size_text(len(data))} on {topic}" if action == "publish" else f"the image on {topic}"
         self._send(topic, data, qos, retain, Pending(action, tag, what, len(data)))
 

@@ -25,13 +25,14 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.console.child import ChildProcess, child_prologue
-from engine.console.observer import Observer, _default_client_id
+from engine.console.observer import Observer
+from engine.console.observer_common import ObserverCommon, check_filter, check_publish, check_role
 from engine.console.snapshot import Connection as MqttConnection
 from engine.console.snapshot import Event, Message, ResultRow, ResultStats, Snapshot, SnapshotDelta, TopicInfo
-from engine.console.topic_filters import validate_filter, validate_topic
-from engine.errors import BrokerError, ConfigError, MnistError
+from engine.console.topic_filters import validate_topic
+from engine.errors import BrokerError, MnistError
 from engine.mqtt.address import BrokerAddress
-from engine.topics import ROLES, Topics
+from engine.topics import Topics
 
 PUSH_HZ = 10
 TOPICS_EVERY = 4  # pushes between topic-list and message refreshes
@@ -135,7 +136,7 @@ def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddr
 # the console's side
 
 
-class ObserverProcess:
+class ObserverProcess(ObserverCommon):
     """Drop-in for `Observer` in the console: start(), snapshot(), the steering methods, stop()."""
 
     def __init__(
@@ -151,13 +152,9 @@ class ObserverProcess:
         push_hz: float = PUSH_HZ,
         **kwargs: Any,
     ) -> None:
-        self.address = address
-        self.topics = topics or Topics()
-        self.client_id = client_id or _default_client_id()
-        self.max_results = max_results
+        super().__init__(address, topics, filter, client_id, max_results)
         self.max_images = max_images
         self.push_hz = push_hz
-        self._filter = validate_filter(filter)
         self._kwargs = dict(kwargs, filter=filter, protocol=protocol, client_id=self.client_id,
                             max_results=max_results, max_images=max_images)
         self._child = ChildProcess("mnist-tui-observer", "the observer process")
@@ -193,13 +190,6 @@ class ObserverProcess:
             return
         self._child.stop(5.0)
         self._dead = True
-
-    def __enter__(self) -> ObserverProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     # ----- talking to the child -----
     def _send(self, name: str, *args: Any, **kw: Any) -> None:
@@ -273,10 +263,6 @@ class ObserverProcess:
 
     # ----- the Observer API -----
     @property
-    def filter(self) -> str:
-        return self._filter
-
-    @property
     def paused(self) -> bool:
         return self._paused
 
@@ -336,11 +322,10 @@ class ObserverProcess:
     def _require_connected(self) -> None:
         base = self._base
         if base is None or base.connection.state != "connected" or self._dead:
-            raise BrokerError(f"not connected to the broker at {self.address.url}: nothing was sent")
+            raise self.not_connected()
 
     def send_control(self, role: str, cmd: str, client_id: str | None = None, **args: Any) -> str:
-        if role not in ROLES:
-            raise ConfigError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        check_role(role)
         self._require_connected()
         req = f"{self.client_id}-{next(self._reqs)}"
         self._send("send_control", role, cmd, client_id, req=req, **args)
@@ -349,11 +334,8 @@ class ObserverProcess:
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
                 tag: str | None = None, action: str = "publish") -> None:
         """As `Observer.publish`: the broker's verdict comes in a later snapshot."""
-        validate_topic(topic)
-        if qos not in (0, 1, 2):
-            raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        data = check_publish(topic, payload, qos)
         self._require_connected()
-        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
         self._send("publish", topic, data, qos, retain, tag=tag, action=action)
 
     def clear_retained(self, topic: str) -> None:
@@ -362,7 +344,7 @@ class ObserverProcess:
         self._send("clear_retained", topic)
 
     def set_filter(self, filter_text: str) -> None:
-        new = validate_filter(filter_text.strip())
+        new = check_filter(filter_text)
         self._send("set_filter", new)
         with self._lock:
             self._filter = new
