@@ -359,12 +359,15 @@ class MnistApp(App[None]):
         # The broker's verdict (cleared, refused, or not confirmed) comes as an observer event.
 
     def action_toggle_pause(self) -> None:
-        if self.observer.paused:
-            self.observer.resume()
-            self.notify("inspector resumed", timeout=2)
-        else:
-            self.observer.pause()
-            self.notify("inspector paused: topics and messages hold still; results keep coming", timeout=3)
+        try:
+            if self.observer.paused:
+                self.observer.resume()
+                self.notify("inspector resumed", timeout=2)
+            else:
+                self.observer.pause()
+                self.notify("inspector paused: topics and messages hold still; results keep coming", timeout=3)
+        except MnistError as exc:  # the observer process is gone or too busy to say so
+            self.notify(str(exc), title="Inspector", severity="error")
         self.refresh_from_observer(full=True)
 
     # ----- drawing, looking closer, keeping the record -----

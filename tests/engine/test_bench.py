@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from engine.bench.run import render_table
+from engine.bench.report import render_table
 from engine.bench.stats import LatencyHistogram, ResultTracker
 from engine.cli import main
 
