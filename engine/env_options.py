@@ -21,7 +21,7 @@ ENV_VARS: dict[str, str] = {
     "max_payload": "MNIST_MAX_PAYLOAD", "max_pixels": "MNIST_MAX_PIXELS", "group": "MNIST_GROUP",
     "session_expiry": "MNIST_SESSION_EXPIRY", "result_qos": "MNIST_RESULT_QOS", "durable": "MNIST_DURABLE",
     "threads": "MNIST_THREADS", "allow_torchscript": "MNIST_ALLOW_TORCHSCRIPT", "id": "MNIST_CLIENT_ID",
-    "roles": "MNIST_ROLES", "insecure": "MNIST_INSECURE",
+    "roles": "MNIST_ROLES", "insecure": "MNIST_INSECURE", "theme": "MNIST_THEME", "filter": "MNIST_FILTER",
     # global options (engine/global_options.py, engine/config_file.py)
     "log_level": "MNIST_LOG_LEVEL", "config": "MNIST_CONFIG", "profile": "MNIST_PROFILE",
     # run
