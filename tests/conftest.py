@@ -1,11 +1,18 @@
-"""Fixtures shared by every test: real brokers on free loopback ports and MQTT probes.
+"""Fixtures shared by every test: real brokers on free loopback ports and MQTT probes; the markers.
 
     def test_x(broker, probe_factory):          # runs once on mosquitto, once on the Python broker
         probe = probe_factory(broker.address, "result")
+
+The tests are arranged like the code: tests/unit (no broker, no console), tests/engine (roles,
+brokers, commands as processes), tests/tui (the console through Pilot, snapshots, the browser).
+Markers (pyproject.toml): `needs_mosquitto` skips a test where mosquitto is not installed (a test
+that takes the `mosquitto_broker` fixture gets it without asking), `needs_mosquitto_clients` where
+mosquitto_pub is missing, `slow` marks tests of over about 5 s: `pytest -m "not slow"` for a quick run.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +20,21 @@ import pytest
 from helpers import NO_MOSQUITTO, MqttProbe
 
 from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip what needs a program this machine lacks, with the apt line that installs it."""
+    no_broker = find_mosquitto() is None
+    no_clients = shutil.which("mosquitto_pub") is None
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_mosquitto = callspec is not None and callspec.params.get("broker") == "mosquitto"
+        if on_mosquitto or "mosquitto_broker" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.needs_mosquitto)
+        if no_broker and item.get_closest_marker("needs_mosquitto"):
+            item.add_marker(pytest.mark.skip(reason=NO_MOSQUITTO))
+        if no_clients and item.get_closest_marker("needs_mosquitto_clients"):
+            item.add_marker(pytest.mark.skip(reason=NO_MOSQUITTO))
 
 
 def _running(kind: str, **kwargs: Any) -> Iterator[EmbeddedBroker]:

@@ -30,6 +30,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from engine.child_process import die_with_parent
 from engine.datafiles import data_path
 from engine.errors import BrokerError, ConfigError
@@ -229,7 +231,7 @@ class _Mosquitto:
                 error = _PortInUse if "address already in use" in line.lower() else BrokerError
                 self.stop()
                 raise error(f"mosquitto could not start on {HOST}:{port} (exit code {code}): {line}")
-            if port_accepts(port) and not self.exited.is_set():
+            if port_accepts(port) and not self.exited.is_set() and self._listens(port):
                 return
             if time.monotonic() > deadline:
                 line = _last_line(self.tmp / "mosquitto.log")
@@ -238,6 +240,19 @@ class _Mosquitto:
                     f"mosquitto did not accept connections on {HOST}:{port} within {timeout:g} s"
                     + (f": {line}" if line else "")
                 )
+
+    def _listens(self, port: int) -> bool:
+        """True when the socket that accepts on `port` is mosquitto's own: another program that holds
+        the port also accepts connections there, while mosquitto is about to exit with "address in use"."""
+        if self.proc is None:
+            return False
+        try:
+            process = psutil.Process(self.proc.pid)
+            conns = process.net_connections(kind="tcp") if hasattr(process, "net_connections") else (
+                process.connections(kind="tcp"))
+        except (psutil.Error, OSError):
+            return True  # cannot tell (no permission): the port check alone decides, as before
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
 
     def _spawn(self, argv: list[str], log_path: Path) -> None:
         self.exited.clear()

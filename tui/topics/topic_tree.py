@@ -15,6 +15,7 @@ from tui.widgets import formatting as fmt
 from tui.widgets.palette import palette
 
 EXPAND_ALL_UP_TO = 60  # topics; with more, new nodes start folded below the first level
+_MIN_NAME = 6  # cells a shortened level name keeps, ellipsis included: it stays recognisable
 
 
 class TopicTree(Tree[str]):
@@ -183,23 +184,36 @@ class TopicTree(Tree[str]):
                     label.stylize(pal.warn + Style(bold=True, reverse=True), start, start + len(needle))
                 else:  # the match spans levels: mark the whole name
                     label.stylize(pal.warn + Style(underline=True))
-            figures = Text()
             info = own.get(path)
-            if info is not None:
-                figures.append(f"  {fmt.count(info.count)}", style=pal.accent)
-                if info.rate > 0:
-                    figures.append(f" {fmt.rate(info.rate)}", style=pal.muted)
-                if info.retained:
-                    figures.append(" R", style=pal.warn)
             sub = below.get(path)
-            if sub is not None and not node.is_expanded:
-                figures.append(f"  [{fmt.plural(int(sub[2]), 'topic')}, {fmt.count(sub[0])}]", style=pal.muted)
-            # A long level name gives way to its figures (ellipsis), so the counts and rates are never cut.
-            room = width - (path.count("/") + 1) * self.guide_depth - 2 - figures.cell_len
+            summary = sub if sub is not None and not node.is_expanded else None
+            figures = self._figures(info, summary, with_rate=True)
+            # A long level name gives way to its figures (ellipsis), so the counts are never cut; where even
+            # a recognisable name (6 cells) and the count leave no room for the rate, the rate goes first.
+            guides = (path.count("/") + 1) * self.guide_depth + 2
+            room = width - guides - figures.cell_len
+            if width > 0 and label.cell_len > room and room < _MIN_NAME and info is not None and info.rate > 0:
+                figures = self._figures(info, summary, with_rate=False)
+                room = width - guides - figures.cell_len
             if width > 0 and label.cell_len > room:
-                label.truncate(max(room, 6), overflow="ellipsis")  # a name stays recognisable
+                label.truncate(max(room, _MIN_NAME), overflow="ellipsis")
             label.append_text(figures)
             key = label.markup
             if self._labels.get(path) != key:
                 self._labels[path] = key
                 node.set_label(label)
+
+    def _figures(self, info: TopicInfo | None, summary: list[float] | None, *, with_rate: bool) -> Text:
+        """What follows a level's name: its count, rate and retained mark, and for a folded inner level
+        the number of topics and messages below it."""
+        pal = palette(self.app)
+        figures = Text()
+        if info is not None:
+            figures.append(f"  {fmt.count(info.count)}", style=pal.accent)
+            if with_rate and info.rate > 0:
+                figures.append(f" {fmt.rate(info.rate)}", style=pal.muted)
+            if info.retained:
+                figures.append(" R", style=pal.warn)
+        if summary is not None:
+            figures.append(f"  [{fmt.plural(int(summary[2]), 'topic')}, {fmt.count(summary[0])}]", style=pal.muted)
+        return figures

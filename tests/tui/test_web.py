@@ -23,7 +23,7 @@ from tui.web import console_argv, console_command
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else shutil.which("chromedriver")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 25.0
 
 # Runs before the page's own scripts: keep the exports objects webpack marks as modules, and once the
@@ -114,6 +114,7 @@ def _until(predicate: Callable[[], bool], what: str, screen: Callable[[], str]) 
     raise AssertionError(f"{what} within {DEADLINE:.0f}s; the browser's terminal shows:\n{screen()}")
 
 
+@pytest.mark.slow
 def test_browser_shows_the_four_panes_and_takes_a_key(web_console: str, browser: Any) -> None:
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By

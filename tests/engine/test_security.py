@@ -55,6 +55,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]
     return proc.returncode, err
 
 
+@pytest.mark.slow
 def test_refusals_are_one_clear_line(secured_broker) -> None:  # noqa: F811
     """Anonymous, a wrong password, and a role whose user the ACL does not let publish its status: each
     command fails with one line saying why. (Plain TCP on the TLS port and an untrusted certificate: see

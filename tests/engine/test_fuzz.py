@@ -23,13 +23,12 @@ import numpy as np
 import psutil
 import pytest
 from fault_helpers import ASSETS, model, publish_raw, results, tagged, wait_answered
-from helpers import NO_MOSQUITTO, wait_for
+from helpers import wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from engine.digits.preprocess import ImageError, decode_png
-from engine.mqtt.broker import find_mosquitto
 from engine.protocol import extract_meta
 from engine.roles.pipeline import LocalPipeline
 from engine.roles.worker import Worker
@@ -40,7 +39,6 @@ IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 MAX_PAYLOAD = 16_384  # the worker under test refuses bigger payloads (the default is 1 MiB)
 N_IMAGES = 10_000
 
-needs_mosquitto = pytest.mark.skipif(find_mosquitto() is None, reason=NO_MOSQUITTO)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,7 +214,8 @@ class PeakRss:
 # 10,000 hostile images through mosquitto to a worker
 # --------------------------------------------------------------------------------------------------
 
-@needs_mosquitto
+@pytest.mark.slow
+@pytest.mark.needs_mosquitto
 def test_worker_answers_every_malformed_payload_once(mosquitto_broker, probe_factory) -> None:
     cases = list(malformed(seed=20240611, n=N_IMAGES))
     kinds = Counter(kind for kind, _, _ in cases)
@@ -309,7 +308,7 @@ def bad_commands(role: str, rng: random.Random, known: set[str]) -> list[bytes]:
     return found
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 def test_every_role_answers_garbage_commands_and_keeps_going(mosquitto_broker, probe_factory) -> None:
     addr = mosquitto_broker.address
     rng = random.Random(7)

@@ -1,6 +1,6 @@
 """The console's keys and small fixes (issues 13 and 14): one key table behind the bindings, the help screen
 and the palette; z on every pane; the rate ladder and typed rates; texts that say what is true. The app runs
-under Pilot on a recorded observer (tests/test_snapshots.py's, no broker); the pictures are in
+under Pilot on a recorded observer (tests/tui/test_snapshots.py's, no broker); the pictures are in
 test_snapshots.py, the keys that need a live pipeline (typed rate, quit) in test_tui_extras.py.
 """
 
@@ -29,7 +29,7 @@ from tui.widgets.palette import Palette
 from tui.workers.worker_charts import nice_ticks
 from tui.workers.workers_pane import worker_cells
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def bound_keys() -> set[str]:

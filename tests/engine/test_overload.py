@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -17,7 +16,6 @@ from engine.protocol import extract_meta
 from engine.settings import DEFAULT_DATASET
 
 ENGINE = [sys.executable, "-m", "engine"]
-needs_mosquitto_pub = pytest.mark.skipif(shutil.which("mosquitto_pub") is None, reason="mosquitto-clients missing")
 
 
 def _env() -> dict[str, str]:
@@ -32,7 +30,8 @@ def _latest(probe: MqttProbe, topic: str) -> dict:
     return json.loads(found[-1].payload) if found else {}
 
 
-@needs_mosquitto_pub
+@pytest.mark.slow
+@pytest.mark.needs_mosquitto_clients
 def test_flooded_worker_answers_reports_and_sheds(mosquitto_broker, probe_factory) -> None:
     """Two `mosquitto_pub --repeat` floods at QoS 0 offer a worker far more than it can take: it sheds,
     and meanwhile still publishes results and its status, and answers `ping` on its control topic."""
@@ -122,6 +121,7 @@ def test_input_at_full_speed_answers_stop_then_publishes_nothing(mosquitto_broke
     assert "Traceback" not in proc.stderr.read()
 
 
+@pytest.mark.slow
 def test_bench_with_two_generator_processes(mosquitto_broker) -> None:
     """`bench --generators 2`: two publishing and collecting processes, one worker, pings; the report adds up."""
     done = subprocess.run(

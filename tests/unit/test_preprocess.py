@@ -16,7 +16,7 @@ from engine.digits.model import load_model
 from engine.digits.preprocess import ImageError, decode_png, encode_png, mnist_normalize, to_white_on_black
 from engine.errors import MnistError
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "mnist_images"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "mnist_images"
 COUNT = 20  # digits per variant: enough to see a systematic failure, few enough to stay fast
 
 

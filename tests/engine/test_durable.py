@@ -13,20 +13,20 @@ from pathlib import Path
 
 import pytest
 from fault_helpers import Engine, send, status, wait_status
-from helpers import NO_MOSQUITTO, wait_for
+from helpers import wait_for
 
 from engine.cli import build_parser, main, settings_from_args
 from engine.console.observer import Observer
 from engine.digits.dataset import load_dataset
 from engine.errors import DatasetError
-from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
+from engine.mqtt.broker import EmbeddedBroker
 from engine.protocol import extract_meta
 from engine.roles.pipeline import LocalPipeline
 from engine.roles.publisher import Publisher
 from engine.roles.worker import Worker
 from engine.settings import DEFAULT_DATASET, Settings
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason=NO_MOSQUITTO)
+pytestmark = pytest.mark.needs_mosquitto
 
 N = 2000
 

@@ -383,7 +383,8 @@ def test_render_payload_shows_properties_escaped() -> None:
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_a_long_level_name_gives_way_to_its_counts(mosquitto_broker: EmbeddedBroker, make_app: Any,
                                                          publisher: Publisher, size: tuple[int, int]) -> None:
-    """The tree shortens a long topic level with an ellipsis; its count and rate are never cut off."""
+    """The tree shortens a long topic level with an ellipsis; its count is never cut off (in a narrow pane
+    the rate gives way once the name is down to 6 cells)."""
     long_level = "output-vm-32413-" + "x" * 80
     topic = f"mnist/status/output/{long_level}"
 

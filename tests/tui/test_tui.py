@@ -366,6 +366,7 @@ def test_cli_has_no_paused_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_info.value.code == 2 and "unrecognized arguments: --paused" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_starts_local_roles_and_leaves_nothing_running(monkeypatch: pytest.MonkeyPatch) -> None:
     """`mnist-tui` alone: broker and three roles in a child process; after quitting, all of it is gone."""
     import psutil

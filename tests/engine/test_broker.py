@@ -22,8 +22,7 @@ from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker, build_mosquitto_config, default_config_path, find_mosquitto, free_port
 
-REPO = Path(__file__).resolve().parent.parent
-needs_mosquitto = pytest.mark.skipif(find_mosquitto() is None, reason=NO_MOSQUITTO)
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -125,7 +124,7 @@ def test_kinds_and_descriptions(monkeypatch):
         EmbeddedBroker(kind="mosquitto")
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 def test_auto_prefers_mosquitto():
     broker = EmbeddedBroker()
     assert broker.kind == "mosquitto" and broker.protocols == (5, 4) and broker.shared_subscriptions
@@ -194,7 +193,7 @@ def test_restart_with_persistence_keeps_qos1_session(tmp_path, probe_factory):
         assert [m.payload for m in got] == [f"queued-{i}".encode() for i in range(5)]
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 def test_bad_config_raises_one_line(tmp_path):
     conf = tmp_path / "bad.conf"
     conf.write_text("listener 1883 127.0.0.1\nallow_anonymous true\nno_such_setting 1\n")
@@ -231,7 +230,8 @@ time.sleep(60)
 """
 
 
-@needs_mosquitto
+@pytest.mark.slow
+@pytest.mark.needs_mosquitto
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_mosquitto_dies_with_its_owner(sig, tmp_path):
     """Ctrl-C: the atexit handler stops it. SIGKILL: the kernel sends it SIGTERM (PR_SET_PDEATHSIG)."""

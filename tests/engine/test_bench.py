@@ -37,6 +37,7 @@ def _check_report(report: dict, sent: int) -> None:
     assert worker["cpu_percent"] >= 0
 
 
+@pytest.mark.slow
 def test_bench_full_speed_qos1_on_the_embedded_mosquitto(capsys: pytest.CaptureFixture[str]) -> None:
     done = _bench("--embedded", "mosquitto", "--qos", "1", "--rate", "0", "--count", "300", "--warmup", "0.5",
                   "--json")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
 from helpers import MqttProbe, process_alive, wait_for
 
 from engine.digits.dataset import load_dataset
@@ -31,6 +32,7 @@ def _statuses(probe: MqttProbe) -> dict[str, dict]:
     return latest
 
 
+@pytest.mark.slow
 def test_two_worker_processes_answer_each_image_exactly_once(mosquitto_broker, probe_factory) -> None:
     address = mosquitto_broker.address
     probe = probe_factory(address, ["result", "mnist/status/infer/+"], qos=1)

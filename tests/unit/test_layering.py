@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 CHECK = """
 import importlib, pkgutil, sys
 import engine
@@ -15,6 +17,7 @@ print(",".join(loaded))
 """
 
 
+@pytest.mark.slow
 def test_engine_never_imports_textual() -> None:
     done = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -64,6 +64,7 @@ def test_quiet_hides_the_info_lines_of_a_real_role(mosquitto_broker) -> None:
     assert bad.returncode == 2 and "invalid choice: 'loud'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_train_without_its_extra_says_so_in_the_programs_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     import sys as _sys

@@ -24,7 +24,7 @@ from engine.digits.dataset import find_list_file, parse_list
 from engine.mqtt.broker import default_config_path
 from engine.settings import DEFAULT_DATASET, DEFAULT_WEIGHTS, MODEL_CARD
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "assets" / "mnist_images"
 # What a build must not see: version control, virtual environments and earlier build output.
 NOT_SOURCE = shutil.ignore_patterns(

@@ -24,7 +24,7 @@ from engine.console.observer import Message, Observer, ResultRow
 from engine.console.observer_process import ObserverProcess
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
+from engine.mqtt.broker import EmbeddedBroker
 from engine.protocol import parse_result
 from engine.recorder import open_new_file
 from engine.untrusted import clean_status, clean_text, loads_json
@@ -38,7 +38,6 @@ from tui.topics.topic_tree import TopicTree
 UNSAFE = [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))] + ["\u202e", "\u2066", "\u200f"]
 OSC_TITLE = "\x1b]2;PWN\x1b\\"
 OSC_CLIPBOARD = "\x1b]52;c;ZWNobyBQV05FRA==\x07"
-needs_mosquitto = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
 
 
 def screen_text(app: MnistApp) -> str:
@@ -195,7 +194,7 @@ def test_record_file_refuses_to_overwrite_and_never_follows_a_symlink(tmp_path) 
 # ---- the observer ------------------------------------------------------------------------------------
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 def test_observer_drops_bad_fields_and_forgets_long_offline_roles(mosquitto_broker: EmbeddedBroker, started) -> None:
     publish_all(mosquitto_broker.address, [
         ("mnist/status/input/bad", b'{"role":"input","state":"running","sent":"lots","errors":Infinity}', True),
@@ -228,7 +227,7 @@ HOSTILE_STATUSES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 @pytest.mark.parametrize("observer_class", [Observer, ObserverProcess])
 async def test_console_starts_and_stays_up_on_hostile_retained_statuses(
         mosquitto_broker: EmbeddedBroker, started, observer_class: type) -> None:
@@ -277,7 +276,7 @@ async def test_topic_names_with_escapes_and_markup_on_the_python_broker(python_b
         assert app.is_running
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 async def test_result_detail_with_non_numeric_probs(mosquitto_broker: EmbeddedBroker, started) -> None:
     observer = started(Observer(mosquitto_broker.address))
     app = make_app(observer)
@@ -301,7 +300,7 @@ async def test_result_detail_with_non_numeric_probs(mosquitto_broker: EmbeddedBr
 # ---- the topic tree matches the count ----------------------------------------------------------------
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 def test_child_observer_always_sends_the_topics_it_counts(mosquitto_broker: EmbeddedBroker, started) -> None:
     obs = started(ObserverProcess(mosquitto_broker.address, push_hz=50))
     wait_for(lambda: obs.snapshot().subscribed, message="not subscribed")
@@ -348,13 +347,14 @@ _result = st.fixed_dictionaries({}, optional={"id": _json_value, "pred": _json_v
                                               "label": _json_value, "t_sent": _json_value})
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate])
 @given(statuses=st.lists(st.tuples(st.sampled_from(["input", "infer", "output"]), _topic_level, _status),
                          min_size=1, max_size=6),
        results=st.lists(_result, max_size=6),
        replies=st.lists(_json_value, max_size=3),
        topics=st.lists(st.tuples(_topic_level, _json_value), max_size=4))
+@pytest.mark.slow
 def test_fuzzed_broker_content_never_crashes_or_reaches_the_terminal(statuses, results, replies, topics) -> None:
     import asyncio
 

@@ -16,18 +16,17 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers import DEADLINE, NO_MOSQUITTO, make_client, try_connect, wait_for
+from helpers import DEADLINE, make_client, try_connect, wait_for
 
 import engine.mqtt.broker as broker_module
 from engine.cli import main
 from engine.console.roles_process import RolesProcess
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.broker import EmbeddedBroker, find_mosquitto, free_port
+from engine.mqtt.broker import EmbeddedBroker, free_port
 from engine.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
-needs_mosquitto = pytest.mark.skipif(find_mosquitto() is None, reason=NO_MOSQUITTO)
+REPO = Path(__file__).resolve().parents[2]
 MAX_PACKET = 2000  # the repository's mosquitto.conf says 4194304: a broker that says 2000 runs our file
 USER, PASSWORD = "remote-1", "remote-1-pw"
 
@@ -80,13 +79,13 @@ def assert_config_in_effect(loopback: BrokerAddress, second_port: int) -> None:
     assert not try_connect(loopback).is_failure  # the loopback listener stays open to the local roles
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 def test_the_default_config_is_not_the_operators():
     with EmbeddedBroker(kind="mosquitto") as broker:
         assert max_packet_size(broker.address) != MAX_PACKET
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 @pytest.mark.parametrize("how", ["env", "profile"])
 def test_run_uses_the_config_named_by_the_environment(tmp_path, how):
     """`MNIST_BROKER_CONFIG=FILE mnist-tui run output`, or `broker_config` in the config file's profile:
@@ -116,7 +115,7 @@ def test_run_uses_the_config_named_by_the_environment(tmp_path, how):
     assert proc.returncode == 0, lines
 
 
-@needs_mosquitto
+@pytest.mark.needs_mosquitto
 def test_the_consoles_roles_use_the_config(tmp_path):
     """The console's roles run in a process of their own (engine/console/roles_process.py): the file goes too."""
     config, second_port = operator_config(tmp_path)

@@ -24,15 +24,15 @@ from fault_helpers import (
     wait_answered,
     wait_status,
 )
-from helpers import NO_MOSQUITTO, MqttProbe, port_free, process_alive, wait_for
+from helpers import MqttProbe, port_free, process_alive, wait_for
 
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
+from engine.mqtt.broker import EmbeddedBroker
 from engine.roles.pipeline import LocalPipeline
 from engine.roles.worker import Worker
 from engine.settings import Settings
 
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason=NO_MOSQUITTO)
+pytestmark = pytest.mark.needs_mosquitto
 
 MODEL = os.environ.get("MNIST_MODEL") or None
 
@@ -166,6 +166,7 @@ def test_worker_killed_for_good_others_carry_the_load(mosquitto_broker, probe_fa
         survivor.stop()
 
 
+@pytest.mark.slow
 def test_stuck_worker_stays_bounded_then_sigterm_finishes_its_batch(mosquitto_broker, probe_factory) -> None:
     """A paused (stuck) worker with a 100-image queue under a QoS 0 flood of 4 KB images: the queue stays
     at 100, every image past it is counted in `dropped` (status), memory stays flat. At QoS 1 nothing is
@@ -270,6 +271,7 @@ def test_ctrl_c_on_run_all_stops_everything(probe_factory) -> None:
         engine.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", ["at-once", "broker-starting"])
 def test_ctrl_c_at_any_moment_leaves_nothing_running(moment: str) -> None:
     """Ctrl-C right after the start, or as soon as the embedded mosquitto exists: the command ends and no

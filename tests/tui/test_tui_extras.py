@@ -158,6 +158,7 @@ async def send_and_read(app: MnistApp, pilot: Pilot[Any]) -> ResultRow:
     return row
 
 
+@pytest.mark.slow
 async def test_draw_a_one_with_the_mouse_big_and_small(app: MnistApp) -> None:
     async def body(pilot: Pilot[Any]) -> None:
         await pilot.press("d")
