@@ -8,7 +8,7 @@ package reaches them through `engine/data/`, whose two entries are relative symb
     engine/data/assets         -> ../../assets
 
 A checkout or an editable install reads the top-level files through the links; a wheel carries copies of
-them as package data (`[tool.setuptools.package-data]` in pyproject.toml: setuptools copies what a link
+them as package data of `engine.data` (`[tool.setuptools.package-data]` in pyproject.toml: setuptools copies what a link
 points to), so an installed engine finds them inside itself, from any directory. The model weights
 (engine/weights/) and the styles (tui/*.tcss) are package data too, found next to the code that reads them.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 __all__ = ["DATA", "data_path"]
 
-DATA = "data"  # the folder of engine that holds (or links to) the run-time files
+DATA = "data"  # engine.data: the package that holds (or links to) the run-time files
 
 
 def data_path(name: str) -> Path:
@@ -29,6 +29,10 @@ def data_path(name: str) -> Path:
     Links are resolved, so a checkout names its top-level files (in errors too). A name that does not
     exist is returned all the same, for the caller's error to name.
     """
-    resource = resources.files("engine").joinpath(DATA, *name.split("/"))
+    # The anchor is engine.data itself, a regular package: `engine` may be seen as a namespace package when a
+    # folder of that name is on sys.path too (pytest puts tests/ there, and tests/engine/ exists).
+    resource = resources.files(f"engine.{DATA}")
+    for part in name.split("/"):
+        resource = resource.joinpath(part)
     path = resource if isinstance(resource, Path) else Path(str(resource))
     return path.resolve()
