@@ -45,6 +45,7 @@ def parse_roles(text: str | None, attached: bool) -> tuple[str, ...]:
 
 
 def run_console(args: argparse.Namespace) -> int:
+    from engine.config_file import console_prefs
     from engine.console.observer_process import ObserverProcess
     from engine.console.roles_process import RolesProcess
     from engine.options import address_from_args, protocols_from_args, settings_from_args
@@ -84,14 +85,15 @@ def run_console(args: argparse.Namespace) -> int:
             kind, description, notes = "external", "external broker", warnings
         if kind == "external":
             description = f"external broker at {address.host}"
-        observer = ObserverProcess(address, settings.topics, protocol=protocol)
+        prefs = console_prefs(args)  # theme and filter: flag, environment, config file (which the app updates)
+        observer = ObserverProcess(address, settings.topics, protocol=protocol, filter=prefs.filter)
         observer.start()
 
         from tui.app import MnistApp  # textual only on this path
         from tui.chrome.header_bar import BrokerInfo
 
         app = MnistApp(observer, BrokerInfo(address.url, kind, description), notes=notes,
-                       log_records=captured.records, owns_roles=local is not None)
+                       log_records=captured.records, owns_roles=local is not None, prefs=prefs)
         app.run()
         if local is not None:  # the terminal is back: say why it waits
             print("mnist-tui: stopping the local roles and the broker…", file=sys.stderr, flush=True)

@@ -38,6 +38,7 @@ PING_INTERVAL = 0.1  # seconds between the control pings sent to each worker whi
 
 # ----- command line -----
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from engine.env_options import BENCH_ENV_VARS, apply_env
     from engine.options import add_connection_options, add_pipeline_options, non_negative_float, non_negative_int
 
     parser.description = (
@@ -76,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="length of the capacity phase of --overload (default 5)")
     b.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     b.add_argument("--no-progress", action="store_true", help="no progress line while it runs")
+    apply_env(parser, names=BENCH_ENV_VARS)  # MNIST_BENCH_* through each flag's own parser
 
 
 add_bench_arguments = add_arguments
