@@ -29,8 +29,8 @@ def data_path(name: str) -> Path:
     Links are resolved, so a checkout names its top-level files (in errors too). A name that does not
     exist is returned all the same, for the caller's error to name.
     """
-    # The anchor is engine.data itself, a regular package: `engine` may be seen as a namespace package when a
-    # folder of that name is on sys.path too (pytest puts tests/ there, and tests/engine/ exists).
+    # The anchor is engine.data itself, a regular package: `engine` would be seen as a namespace package if
+    # a folder of that name came first on sys.path (none does now; tests/ keeps no such folder).
     resource = resources.files(f"engine.{DATA}")
     for part in name.split("/"):
         resource = resource.joinpath(part)

@@ -3,7 +3,7 @@
 Two implementations keep it: `Observer` (engine/console/observer.py, in this process) and `ObserverProcess`
 (engine/console/observer_process.py, the same observer in a child process, so a flood of messages never
 competes with the screen for the GIL). `tui/app.py` is typed against this Protocol, mypy checks that both
-implement it (below), and tests/engine/test_observer.py runs its broker tests against both.
+implement it (below), and tests/integration/test_observer.py runs its broker tests against both.
 """
 
 from __future__ import annotations
