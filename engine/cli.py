@@ -32,6 +32,7 @@ from engine.options import (
     positive_int,
     protocols_from_args,
     settings_from_args,
+    topic_filter,
 )
 from engine.protocol import Result
 from engine.topics import ROLES
@@ -53,6 +54,10 @@ def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.Argu
     parser.add_argument("--roles", default=None,
                         help="roles the console starts in-process, comma-separated (default: all three on "
                              "the embedded broker, none with --broker)")
+    c = parser.add_argument_group("console (the console saves these to the config file when they change in it)")
+    c.add_argument("--theme", default=None, metavar="NAME", help="Textual theme (default: Textual's)")
+    c.add_argument("--filter", type=topic_filter, default=None, metavar="FILTER",
+                   help="the topic inspector's subscription filter (default: #)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run roles headless until Ctrl-C or SIGTERM")
@@ -205,12 +210,14 @@ def run_roles(args: argparse.Namespace) -> int:
         client_ids=ids, on_result=_result_printer() if args.json else None, protocols=protocols_from_args(args),
     )
     stop = threading.Event()
+    started = False
 
     def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
+        if not started:  # while starting (model, broker, connections): abort at once; start cleans up
+            raise KeyboardInterrupt
+        stop.set()  # running: leave the loop below, then stop every role in order
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    started = False
     failed: str | None = None
     try:
         pipeline.start()  # cleans up after itself when it fails

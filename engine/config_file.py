@@ -7,23 +7,36 @@
     broker = "mqtts://broker.lab:8883"
     user = "alice"
     password_file = "~/.config/mnist-tui/lab.password"
-    cafile = "/etc/ssl/lab-ca.pem"      # also: cert, key, mqtt ("auto", "5", "3.1.1")
+    cafile = "/etc/ssl/lab-ca.pem"      # also: cert, key, mqtt ("auto", "5", "3.1.1"), broker_config
+    insecure = false                     # true: TLS without checking the broker's certificate
 
-Precedence, for each setting: a flag, then its environment variable, then the profile, then the default.
+    [console]                            # written by the console when its theme or filter changes
+    theme = "nord"
+    filter = "mnist/#"
+
+Precedence, for each setting: a flag, then its environment variable, then the file, then the default.
 `mnist-tui config` shows each effective setting and where it came from, with secrets masked.
+
+The console saves its preferences with `save_console_setting`: the [console] table alone changes (tomlkit
+keeps every other key, comment and profile as written), through a temporary file renamed over the old one,
+which keeps its mode; a symbolic link is never written through.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import stat
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from engine.console.topic_filters import validate_filter
 from engine.errors import ConfigError
 
 APP = "mnist-tui"
@@ -35,9 +48,17 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "cert": ("cert", "--cert", "MNIST_CERT"),
     "key": ("key", "--key", "MNIST_KEY"),
     "mqtt": ("mqtt", "--mqtt", "MNIST_MQTT"),
+    "insecure": ("insecure", "--insecure", "MNIST_INSECURE"),
+    "broker_config": ("broker_config", "--broker-config", "MNIST_BROKER_CONFIG"),
 }
 PROFILE_KEYS = (*OPTIONS, "user")
-PATH_KEYS = ("password_file", "cafile", "cert", "key")
+PATH_KEYS = ("password_file", "cafile", "cert", "key", "broker_config")
+BOOL_KEYS = ("insecure",)
+# [console] key -> (argparse dest, flag, environment variable): the console's preferences, which it saves
+CONSOLE_OPTIONS: dict[str, tuple[str, str, str]] = {
+    "theme": ("theme", "--theme", "MNIST_THEME"),
+    "filter": ("filter", "--filter", "MNIST_FILTER"),
+}
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -80,9 +101,29 @@ def load(path: Path, required: bool) -> dict[str, Any]:
             if key not in PROFILE_KEYS:
                 raise ConfigError(f"bad config file {path}: unknown key {key!r} in profile {name!r} "
                                   f"(known: {', '.join(PROFILE_KEYS)})")
-            if not isinstance(value, str) or not value:
+            if key in BOOL_KEYS:
+                if not isinstance(value, bool):
+                    raise ConfigError(f"bad config file {path}: {name}.{key} must be true or false")
+            elif not isinstance(value, str) or not value:
                 raise ConfigError(f"bad config file {path}: {name}.{key} must be a non-empty string")
+    _check_console(path, data.get("console", {}))
     return data
+
+
+def _check_console(path: Path, console: object) -> None:
+    if not isinstance(console, dict):
+        raise ConfigError(f"bad config file {path}: [console] table expected")
+    for key, value in console.items():
+        if key not in CONSOLE_OPTIONS:
+            raise ConfigError(f"bad config file {path}: unknown key {key!r} in [console] "
+                              f"(known: {', '.join(CONSOLE_OPTIONS)})")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"bad config file {path}: console.{key} must be a non-empty string")
+        if key == "filter":
+            try:
+                validate_filter(value)
+            except ConfigError as exc:
+                raise ConfigError(f"bad config file {path}: console.filter: {exc}") from None
 
 
 def _given(argv: list[str], flag: str) -> bool:
@@ -105,22 +146,39 @@ def apply(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, 
     if name and name not in profiles:
         known = ", ".join(sorted(profiles)) or "none"
         raise ConfigError(f"no profile {name!r} in {path} (profiles: {known})")
-    profile: dict[str, str] = profiles.get(name, {}) if name else {}
+    profile: dict[str, Any] = profiles.get(name, {}) if name else {}
+    sources = _apply_table(args, argv, OPTIONS, profile, path, name)
+    sources["user"] = _apply_user(args, profile, sources)
+    sources |= _apply_table(args, argv, CONSOLE_OPTIONS, data.get("console", {}), path, "console")
+    args.config_sources, args.config_file, args.profile = sources, path, name
+    return sources
+
+
+def _apply_table(args: argparse.Namespace, argv: list[str], options: dict[str, tuple[str, str, str]],
+                 table: dict[str, Any], path: Path, name: str | None) -> dict[str, str]:
     sources: dict[str, str] = {}
-    for key, (dest, flag, env) in OPTIONS.items():
+    for key, (dest, flag, env) in options.items():
         if _given(argv, flag):
             sources[key] = "flag"
         elif os.environ.get(env):
             sources[key] = "env"
-        elif key in profile:
-            value = profile[key]
-            setattr(args, dest, str(Path(value).expanduser()) if key in PATH_KEYS else value)
+        elif key in table:
+            setattr(args, dest, _profile_value(key, table[key], path, name))
             sources[key] = "config"
         else:
             sources[key] = "default"
-    sources["user"] = _apply_user(args, profile, sources)
-    args.config_sources, args.config_file, args.profile = sources, path, name
     return sources
+
+
+def _profile_value(key: str, value: Any, path: Path, name: str | None) -> Any:
+    if key not in PATH_KEYS:
+        return value
+    file = Path(value).expanduser()
+    if key == "broker_config":  # as --broker-config checks it (engine.options.existing_file)
+        if not file.is_file():
+            raise ConfigError(f"bad config file {path}: {name}.{key}: no such file: {value}")
+        return file
+    return str(file)
 
 
 def _apply_user(args: argparse.Namespace, profile: dict[str, str], sources: dict[str, str]) -> str:
@@ -159,8 +217,11 @@ def run(args: argparse.Namespace) -> int:
     password = (address.password if address else None) or os.environ.get("MNIST_BROKER_PASSWORD")
     pw_source = sources["broker"] if address and address.password else "env" if password else sources["password_file"]
     lines.append(("password", "****" if password or args.password_file else "-", pw_source))
-    for key in ("password_file", "cafile", "cert", "key", "mqtt"):
+    for key in ("password_file", "cafile", "cert", "key", "mqtt", "broker_config"):
         lines.append((key, str(getattr(args, OPTIONS[key][0]) or "-"), sources[key]))
+    lines.append(("insecure", "yes" if getattr(args, "insecure", False) else "no", sources["insecure"]))
+    lines.append(("theme", getattr(args, "theme", None) or "Textual's default", sources["theme"]))
+    lines.append(("filter", getattr(args, "filter", None) or "#", sources["filter"]))
     level_source = ("flag" if args.log_level else "env" if os.environ.get("MNIST_LOG_LEVEL")
                     else "flag" if args.verbose or args.less_verbose else "default")
     lines.append(("log level", logging.getLevelName(log_level(args)).lower(), level_source))
@@ -173,3 +234,84 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `mnist-tui config | head`
         pass
     return 0
+
+
+# ----- the console's preferences -----
+class ConsolePrefs(NamedTuple):
+    """What the console starts with (None: Textual's theme; the filter `#`), and the file it saves into."""
+
+    file: Path
+    theme: str | None
+    filter: str
+
+
+def console_prefs(args: argparse.Namespace) -> ConsolePrefs:
+    """The console's preferences from parsed, config-applied args (`apply` must have run)."""
+    return ConsolePrefs(Path(args.config_file), getattr(args, "theme", None), getattr(args, "filter", None) or "#")
+
+
+def save_console_setting(path: Path, key: str, value: str) -> None:
+    """Set `key` of the [console] table of `path` to `value`, changing nothing else in the file.
+
+    Atomic (a temporary file in the same folder, renamed over the old one), with the old file's mode (a new
+    file is private to the user). A symbolic link, a folder or a file that is not valid TOML is left alone.
+    Raises ConfigError with one line when the setting cannot be saved.
+    """
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    if key not in CONSOLE_OPTIONS:
+        raise ValueError(f"not a console setting: {key!r}")
+    where = f"{key} not saved to {path}"
+    try:
+        old = os.lstat(path)
+    except FileNotFoundError:
+        old = None
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    if old is not None and stat.S_ISLNK(old.st_mode):
+        raise ConfigError(f"{where}: it is a symbolic link, which the console does not write through")
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        raise ConfigError(f"{where}: not a regular file")
+    try:
+        text = _read_no_follow(path) if old is not None else ""
+        doc = tomlkit.parse(text)
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror}") from None
+    except (TOMLKitError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: the file is not valid TOML ({exc})") from None
+    console = doc.get("console")
+    if console is None:
+        console = tomlkit.table()
+        doc["console"] = console
+    if not isinstance(console, dict):
+        raise ConfigError(f"{where}: its 'console' is not a table")
+    console[key] = value
+    try:
+        _replace(path, tomlkit.dumps(doc), None if old is None else stat.S_IMODE(old.st_mode))
+    except OSError as exc:
+        raise ConfigError(f"{where}: {exc.strerror or exc}") from None
+
+
+def _read_no_follow(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode("utf-8")
+
+
+def _replace(path: Path, text: str, mode: int | None) -> None:
+    """Write `text` to a new file beside `path` (mode `mode`, else 0600) and rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # the rename replaces a name: it never follows a link put there meanwhile
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

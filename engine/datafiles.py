@@ -1,46 +1,38 @@
-"""Where the files read at run time live, in a source checkout and in a regular install alike.
+"""Where the files read at run time live: package data of `engine`, found with importlib.resources.
 
-`mosquitto.conf` (the embedded broker's config) and `assets/mnist_images/` (the bundled digits) sit at
-the top of the repository, outside the packages. A source checkout or an editable install reads them
-there. A wheel ships them as setuptools data-files (`[tool.setuptools.data-files]` in pyproject.toml),
-which the installer puts under `<data prefix>/share/mnist-tui/`: the environment's prefix, or the
-user base for `pip install --user`. `data_path` looks in that order.
+`mosquitto.conf` (the embedded broker's config) and `assets/mnist_images/` (the bundled digits) sit at the
+top of the repository, where the design card puts them and where operators and `make_assets` look. The
+package reaches them through `engine/data/`, whose two entries are relative symbolic links to those files:
 
-The model weights (engine/weights/) and the styles (tui/*.tcss) are package data, found next to the
-code that reads them, so they need no lookup here.
+    engine/data/mosquitto.conf -> ../../mosquitto.conf
+    engine/data/assets         -> ../../assets
+
+A checkout or an editable install reads the top-level files through the links; a wheel carries copies of
+them as package data of `engine.data` (`[tool.setuptools.package-data]` in pyproject.toml: setuptools copies what a link
+points to), so an installed engine finds them inside itself, from any directory. The model weights
+(engine/weights/) and the styles (tui/*.tcss) are package data too, found next to the code that reads them.
 """
 
 from __future__ import annotations
 
-import sys
-import sysconfig
+from importlib import resources
 from pathlib import Path
 
-__all__ = ["CHECKOUT", "SHARE", "data_dirs", "data_path"]
+__all__ = ["DATA", "data_path"]
 
-CHECKOUT = Path(__file__).resolve().parent.parent  # the repository root, when running from one
-SHARE = Path("share") / "mnist-tui"  # matches the data-files targets in pyproject.toml
-
-
-def data_dirs() -> list[Path]:
-    """The folders `data_path` searches, in order: the checkout, then each install scheme's share/mnist-tui."""
-    user = sysconfig.get_path("data", sysconfig.get_preferred_scheme("user"))
-    prefixes = [sysconfig.get_path("data"), sys.prefix, user]
-    dirs = [CHECKOUT]
-    for prefix in prefixes:
-        candidate = Path(prefix) / SHARE
-        if candidate not in dirs:
-            dirs.append(candidate)
-    return dirs
+DATA = "data"  # engine.data: the package that holds (or links to) the run-time files
 
 
 def data_path(name: str) -> Path:
-    """The first existing `name` ("mosquitto.conf", "assets/mnist_images") in `data_dirs()`.
+    """The run-time file or folder `name` ("mosquitto.conf", "assets/mnist_images") as a path on disk.
 
-    When none has it, the checkout's path, so that the error a caller raises names a sensible place.
+    Links are resolved, so a checkout names its top-level files (in errors too). A name that does not
+    exist is returned all the same, for the caller's error to name.
     """
-    for folder in data_dirs():
-        candidate = folder / name
-        if candidate.exists():
-            return candidate
-    return CHECKOUT / name
+    # The anchor is engine.data itself, a regular package: `engine` would be seen as a namespace package if
+    # a folder of that name came first on sys.path (none does now; tests/ keeps no such folder).
+    resource = resources.files(f"engine.{DATA}")
+    for part in name.split("/"):
+        resource = resource.joinpath(part)
+    path = resource if isinstance(resource, Path) else Path(str(resource))
+    return path.resolve()

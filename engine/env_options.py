@@ -21,11 +21,21 @@ ENV_VARS: dict[str, str] = {
     "max_payload": "MNIST_MAX_PAYLOAD", "max_pixels": "MNIST_MAX_PIXELS", "group": "MNIST_GROUP",
     "session_expiry": "MNIST_SESSION_EXPIRY", "result_qos": "MNIST_RESULT_QOS", "durable": "MNIST_DURABLE",
     "threads": "MNIST_THREADS", "allow_torchscript": "MNIST_ALLOW_TORCHSCRIPT", "id": "MNIST_CLIENT_ID",
-    "roles": "MNIST_ROLES", "insecure": "MNIST_INSECURE",
+    "roles": "MNIST_ROLES", "insecure": "MNIST_INSECURE", "theme": "MNIST_THEME", "filter": "MNIST_FILTER",
     # global options (engine/global_options.py, engine/config_file.py)
     "log_level": "MNIST_LOG_LEVEL", "config": "MNIST_CONFIG", "profile": "MNIST_PROFILE",
     # run
     "workers": "MNIST_WORKERS", "json": "MNIST_JSON", "hold": "MNIST_HOLD", "quiet": "MNIST_QUIET",
+}
+
+# `bench` (engine/bench/run.py): its own options, and its --rate (full speed by default, whatever MNIST_RATE
+# asks of the console's publisher), have variables of their own; the shared options keep the ones above.
+BENCH_ENV_VARS: dict[str, str] = {
+    "rate": "MNIST_BENCH_RATE", "duration": "MNIST_BENCH_DURATION", "warmup": "MNIST_BENCH_WARMUP",
+    "workers": "MNIST_BENCH_WORKERS", "window": "MNIST_BENCH_WINDOW", "drain": "MNIST_BENCH_DRAIN",
+    "generators": "MNIST_BENCH_GENERATORS", "overload": "MNIST_BENCH_OVERLOAD",
+    "capacity_seconds": "MNIST_BENCH_CAPACITY_SECONDS", "json": "MNIST_BENCH_JSON",
+    "no_progress": "MNIST_BENCH_NO_PROGRESS",
 }
 
 _TRUE = ("1", "true", "yes", "on")
@@ -56,15 +66,19 @@ def convert(action: argparse.Action, text: str) -> object:
     return value
 
 
-def apply_env(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None) -> None:
+def apply_env(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None,
+              names: Mapping[str, str] | None = None) -> None:
     """Name each option's variable in its --help line, and make a set variable the option's default.
+
+    `names` (option dest -> variable) go before ENV_VARS: a command's own variables (BENCH_ENV_VARS).
 
     A bad value ends the program like a bad flag (`parser.error`): `prog: error: VAR=value: why`, exit status 2.
     Options whose default is suppressed (the global options repeated after `run`) only get the help text.
     """
     env = os.environ if environ is None else environ
+    variables = {**ENV_VARS, **(names or {})}
     for action in parser._actions:
-        var = ENV_VARS.get(action.dest)
+        var = variables.get(action.dest)
         if var is None or not action.option_strings:
             continue
         if var not in (action.help or ""):

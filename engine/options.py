@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from engine.console.topic_filters import validate_filter
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress, url_password_warning
 from engine.roles.publisher import MAX_RATE
@@ -67,6 +68,14 @@ max_delay_ms = number_in(0, 1000)
 max_batch = number_in(1, 1024, integer=True)
 session_expiry_seconds = number_in(0, 2**32 - 1, integer=True)
 image_count = number_in(1, 10**12, integer=True)
+
+
+def topic_filter(text: str) -> str:
+    """An MQTT subscription filter (the topic inspector's), checked as the console checks one typed in."""
+    try:
+        return validate_filter(text.strip())
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def qos_level(text: str) -> int:

@@ -30,10 +30,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from engine.errors import ConfigError
+from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
+from engine.mqtt.client import connect_kwargs, make_client, probe
 from engine.mqtt.fastclient import payload_of
+from engine.mqtt.subscriber import Subscriber
 from engine.settings import default_client_id
 
 FORMAT = "mnist-tui-record"
@@ -153,41 +154,29 @@ class Recorder:
         self.count = 0
         self.dropped = 0
         self.done = threading.Event()
-        self.ready = threading.Event()
-        self.error: str | None = None
         self._queue: queue.Queue[Recorded | None] = queue.Queue(maxsize=100_000)
         self._t0: float | None = None
-        self._client = make_client(address, default_client_id("record"), protocol=protocol)
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = lambda *_a: self.ready.set()
-        self._client.on_message = self._on_message
+        self._sub = Subscriber(address, default_client_id("record"), [(t, 1) for t in topics], self._on_message,
+                               protocol=protocol, on_refused=self.done.set)
         self._writer = threading.Thread(target=self._write, name="record-writer", daemon=True)
+
+    @property
+    def error(self) -> str | None:
+        return self._sub.error
 
     def start(self, timeout: float = 15.0) -> None:
         """Connect and subscribe; the header is written once the broker acknowledged the subscription,
         so everything published after it exists is in the recording."""
-        self._client.connect_async(self.address.host, self.address.port, **connect_kwargs(self._client))
-        self._client.loop_start()
-        if not self.ready.wait(timeout) and not self.error:
-            self.error = f"no subscription acknowledged by {self.address.url} within {timeout:.0f} s"
-        if self.error:
-            self._client.disconnect()
-            self._client.loop_stop()
-            raise ConfigError(self.error)
+        try:
+            self._sub.start(timeout)
+        except BrokerError as exc:
+            raise ConfigError(str(exc)) from None
         self.out.write(json.dumps({"format": FORMAT, "version": VERSION, "started": time.time(),
                                    "topics": self.topics}) + "\n")
         self.out.flush()
         self._writer.start()
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            self.error = f"broker refused the connection: {reason_text(rc)}"
-            self.done.set()
-            self.ready.set()
-            return
-        client.subscribe([(t, 1) for t in self.topics])
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         if msg.retain and not self.include_retained:
             return  # state from before the recording started, not traffic
         if self.done.is_set():
@@ -217,8 +206,7 @@ class Recorder:
 
     def stop(self) -> None:
         self.done.set()
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._sub.stop()
         self._queue.put(None)
         self._writer.join(timeout=30)
 

@@ -3,8 +3,10 @@
     def test_x(broker, probe_factory):          # runs once on mosquitto, once on the Python broker
         probe = probe_factory(broker.address, "result")
 
-The tests are arranged like the code: tests/unit (no broker, no console), tests/engine (roles,
-brokers, commands as processes), tests/tui (the console through Pilot, snapshots, the browser).
+The tests are arranged like the code: tests/unit (no broker, no console), tests/integration (the engine:
+roles, brokers, commands as processes), tests/console (the console through Pilot, snapshots, the
+browser). No test folder is named like a package of the product: pytest puts the test folders on
+sys.path, where a folder `engine/` would shadow the real `engine` package as a namespace package.
 Markers (pyproject.toml): `needs_mosquitto` skips a test where mosquitto is not installed (a test
 that takes the `mosquitto_broker` fixture gets it without asking), `needs_mosquitto_clients` where
 mosquitto_pub is missing, `slow` marks tests of over about 5 s: `pytest -m "not slow"` for a quick run.

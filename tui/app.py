@@ -24,9 +24,11 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.theme import Theme
 from textual.widget import Widget
 from textual.widgets import Static
 
+from engine.config_file import ConsolePrefs, save_console_setting
 from engine.console.contract import ConsoleModel
 from engine.console.export import default_name, export_dir, write_results_csv
 from engine.console.snapshot import Snapshot
@@ -138,9 +140,11 @@ class MnistApp(App[None]):
         refresh_hz: float = REFRESH_HZ,
         log_records: deque[logging.LogRecord] | None = None,
         owns_roles: bool = False,
+        prefs: ConsolePrefs | None = None,
         starter: Callable[[], Startup] | None = None,
     ) -> None:
         super().__init__()
+        self.prefs = prefs  # the theme to start with, and the config file that remembers theme and filter
         self.observer = observer
         self.starter = starter
         self.start_thread: threading.Thread | None = None
@@ -157,6 +161,7 @@ class MnistApp(App[None]):
         self.last_export: Path | None = None
         self.owns_roles = owns_roles  # the roles stop with the console: q drains them first
         self._quit_asked: float | None = None  # when q was pressed: the console drains, then quits
+        self._saved: dict[str, str] = {}  # the preferences as the config file has them
 
     def notify(
         self,
@@ -176,7 +181,36 @@ class MnistApp(App[None]):
         return MainScreen(self.broker)
 
     def on_mount(self) -> None:
+        self._apply_prefs()
         self.call_after_refresh(self._started)
+
+    # ----- preferences remembered in the config file (engine/config_file.py writes it) -----
+    def _apply_prefs(self) -> None:
+        prefs = self.prefs
+        if prefs is None:
+            return
+        if prefs.theme and prefs.theme != self.theme:
+            if prefs.theme in self.available_themes:
+                self.theme = prefs.theme
+            else:
+                self.notes.append(f"unknown theme {prefs.theme!r}: using {self.theme} "
+                                  f"(ctrl+p, then 'theme', lists them)")
+        self._saved = {"theme": prefs.theme or self.theme, "filter": prefs.filter}
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, theme: Theme) -> None:
+        self._remember("theme", theme.name)
+
+    def _remember(self, key: str, value: str) -> None:
+        """Save a preference the user changed here; a file that cannot be written is a notification."""
+        if self.prefs is None or self._saved.get(key) == value:
+            return
+        try:
+            save_console_setting(self.prefs.file, key, value)
+        except MnistError as exc:
+            self.notify(str(exc), title="Preference not saved", severity="warning", timeout=8)
+            return
+        self._saved[key] = value
 
     def _started(self) -> None:
         # What exists now (modules, styles, the widgets) lives as long as the console: moved out of the garbage
@@ -400,6 +434,7 @@ class MnistApp(App[None]):
             except MnistError as exc:
                 self.notify(str(exc), title="Bad filter", severity="error")
                 return
+            self._remember("filter", new)
             self.refresh_from_observer(full=True)
 
         self.push_screen(FilterDialog(self.observer.filter), apply)
@@ -447,12 +482,15 @@ class MnistApp(App[None]):
     def action_toggle_pause(self) -> None:
         if self._not_started():
             return
-        if self.observer.paused:
-            self.observer.resume()
-            self.notify("inspector resumed", timeout=2)
-        else:
-            self.observer.pause()
-            self.notify("inspector paused: topics and messages hold still; results keep coming", timeout=3)
+        try:
+            if self.observer.paused:
+                self.observer.resume()
+                self.notify("inspector resumed", timeout=2)
+            else:
+                self.observer.pause()
+                self.notify("inspector paused: topics and messages hold still; results keep coming", timeout=3)
+        except MnistError as exc:  # the observer process is gone or too busy to say so
+            self.notify(str(exc), title="Inspector", severity="error")
         self.refresh_from_observer(full=True)
 
     # ----- drawing, looking closer, keeping the record -----

@@ -46,6 +46,7 @@ def parse_roles(text: str | None, attached: bool) -> tuple[str, ...]:
 
 
 def run_console(args: argparse.Namespace) -> int:
+    from engine.config_file import console_prefs
     from engine.console.observer_process import ObserverProcess
     from engine.console.roles_process import RolesProcess
     from engine.options import address_from_args, protocols_from_args, settings_from_args
@@ -74,6 +75,7 @@ def run_console(args: argparse.Namespace) -> int:
         warnings = [record.getMessage() for record in captured.records if record.levelno == logging.WARNING]
         roles = parse_roles(args.roles, attached=address is not None)
         protocols = protocols_from_args(args)
+        prefs = console_prefs(args)  # theme and filter: flag, environment, config file (which the app updates)
 
         from tui.app import MnistApp  # textual only on this path
         from tui.chrome.header_bar import BrokerInfo
@@ -95,7 +97,7 @@ def run_console(args: argparse.Namespace) -> int:
                 kind, description, notes = "external", "external broker", warnings
             if kind == "external":
                 description = f"external broker at {address.host}"
-            observer = ObserverProcess(address, settings.topics, protocol=protocol)
+            observer = ObserverProcess(address, settings.topics, protocol=protocol, filter=prefs.filter)
             observer.start()
             return Startup(observer, BrokerInfo(address.url, kind, description), notes, local is not None)
 
@@ -104,7 +106,7 @@ def run_console(args: argparse.Namespace) -> int:
         resource_tracker.ensure_running()
         starting = StartingModel(LOADING if address is None or roles else CONNECTING)
         app = MnistApp(starting, BrokerInfo("", "starting", "starting"), log_records=captured.records,
-                       starter=start)
+                       prefs=prefs, starter=start)
         app.run()
         if app.start_thread is not None and app.start_thread.is_alive():  # quit while the roles were starting
             print("mnist-tui: waiting for the local roles to finish starting, then stopping them…",

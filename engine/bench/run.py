@@ -21,6 +21,8 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from engine.bench.progress import Progress
+from engine.bench.report import per_image, render_table, stage_means
 from engine.bench.stats import ResultTracker
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
@@ -31,12 +33,12 @@ if TYPE_CHECKING:
     from engine.mqtt.broker import EmbeddedBroker
     from engine.roles.workerpool import WorkerPool
 
-STAGES = ("queue", "decode", "infer", "publish")
 PING_INTERVAL = 0.1  # seconds between the control pings sent to each worker while measuring
 
 
 # ----- command line -----
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from engine.env_options import BENCH_ENV_VARS, apply_env
     from engine.options import add_connection_options, add_pipeline_options, non_negative_float, non_negative_int
 
     parser.description = (
@@ -75,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="length of the capacity phase of --overload (default 5)")
     b.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     b.add_argument("--no-progress", action="store_true", help="no progress line while it runs")
+    apply_env(parser, names=BENCH_ENV_VARS)  # MNIST_BENCH_* through each flag's own parser
 
 
 add_bench_arguments = add_arguments
@@ -365,7 +368,7 @@ class Bench:
     def _report(self, sent: int, send_seconds: float, t_start: float, flushed: bool, sampler: Any) -> dict[str, Any]:
         tally = self.tracker.tally
         span = (tally.last_answer - t_start) if tally.last_answer else 0.0
-        stages, batch_mean = _stage_means(self.live.status_log, self.worker_ids)
+        stages, batch_mean = stage_means(self.live.status_log, self.worker_ids)
         per_worker: dict[str, Any] = {}
         for wid in sorted(set(self.worker_ids) | set(tally.counts.per_worker)):
             entry: dict[str, Any] = {"answered": tally.counts.per_worker.get(wid, 0)}
@@ -413,7 +416,7 @@ class Bench:
             "stages_ms": stages,
             "batch_mean": batch_mean,
             "per_worker": per_worker,
-            "processes": _per_image(sampler.report_others(), tally.counts.received),
+            "processes": per_image(sampler.report_others(), tally.counts.received),
             "flushed": flushed,
             "stalls": self.live.stalls,
             "publish_errors": self.live.publish_errors,
@@ -424,148 +427,6 @@ class Bench:
             "control_ms": {**self.live.pings.summary_ms(), "sent": self.live.pings_sent,
                            "unanswered": self.live.pings_unanswered()},
         }
-
-
-def _per_image(processes: dict[str, Any], answered: int) -> dict[str, Any]:
-    """CPU microseconds per answered image for each process (bench, broker, generators)."""
-    for entry in processes.values():
-        if answered and isinstance(entry.get("cpu_seconds"), (int, float)):
-            entry["cpu_us_per_image"] = round(1e6 * entry["cpu_seconds"] / answered, 1)
-    return processes
-
-
-def _stage_means(
-    log: list[tuple[float, str, dict[str, Any]]], worker_ids: list[str]
-) -> tuple[dict[str, float | None], float | None]:
-    """Mean time per image in each stage and mean batch, over the status messages of busy workers.
-
-    Each status carries means over the worker's last batches; statuses are weighted by the images
-    the worker finished since its previous status, so idle seconds do not dilute the figures.
-    """
-    wanted = set(worker_ids)
-    last_done: dict[str, int] = {}
-    sums = dict.fromkeys(STAGES, 0.0)
-    weights = dict.fromkeys(STAGES, 0.0)
-    batch_sum = batch_weight = 0.0
-    for _t, wid, status in log:
-        if wanted and wid not in wanted:
-            continue
-        done = status.get("processed", 0) + status.get("errors", 0)
-        prev = last_done.get(wid)
-        last_done[wid] = done
-        if prev is None or done <= prev:
-            continue
-        weight = float(done - prev)
-        stages = status.get("stages_ms") or {}
-        for name in STAGES:
-            value = stages.get(name)
-            if isinstance(value, (int, float)):
-                sums[name] += value * weight
-                weights[name] += weight
-        batch = status.get("batch_mean")
-        if isinstance(batch, (int, float)):
-            batch_sum += batch * weight
-            batch_weight += weight
-    means = {name: (round(sums[name] / weights[name], 4) if weights[name] else None) for name in STAGES}
-    return means, (round(batch_sum / batch_weight, 2) if batch_weight else None)
-
-
-# ----- output -----
-class Progress:
-    """One line on stderr while it runs: phase, sent, answered, in flight, answers per second."""
-
-    def __init__(self, bench: Bench, enabled: bool) -> None:
-        self.bench = bench
-        self.enabled = enabled and sys.stderr.isatty()
-        self._name = "starting"
-        self._t0 = time.monotonic()
-        self._total: float | None = None
-        self._count: int | None = None
-        self._last = (time.monotonic(), 0)
-        self._rate = 0.0
-        self._sent0 = 0
-
-    def phase(self, name: str, seconds: float | None, count: int | None) -> None:
-        self._name, self._t0, self._total, self._count = name, time.monotonic(), seconds, count
-        self._sent0 = self.bench.gen.sent if self.bench.gen is not None else 0
-        self.tick()
-
-    def tick(self) -> None:
-        if not self.enabled:
-            return
-        gen = self.bench.live
-        now = time.monotonic()
-        answered = self.bench.tracker.seen_any
-        t_last, a_last = self._last
-        if now - t_last >= 0.5:
-            self._rate = (answered - a_last) / (now - t_last)
-            self._last = (now, answered)
-        done = ""
-        if self._total:
-            done = f" {min(100.0, 100 * (now - self._t0) / self._total):3.0f}%"
-        elif self._count:
-            done = f" {min(100.0, 100 * (gen.sent - self._sent0) / self._count):3.0f}%"
-        line = (f"\r{self._name}{done}  sent {gen.sent:,}  answered {answered:,}  "
-                f"in flight {max(0, gen.outstanding()):,}  {self._rate:,.0f}/s ")
-        sys.stderr.write(line.ljust(78))
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 78 + "\r")
-            sys.stderr.flush()
-
-
-def render_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    c = report["config"]
-    offered = "full speed" if not c["rate"] else f"{c['rate']:g} images/s offered"
-    title = (f"mnist-tui bench: {c['workers']} worker(s), QoS {c['qos']}, {offered}, "
-             f"MQTT {c['mqtt']}, {c['broker_kind']} at {c['broker']}")
-    table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    lat = report["latency_ms"]
-    stages = report["stages_ms"]
-
-    def num(v: Any, fmt: str = "{:,.2f}") -> str:
-        return "-" if v is None else fmt.format(v)
-
-    rows = [
-        ("images sent", f"{report['sent']:,}"),
-        ("answered", f"{report['answered']:,}"),
-        ("lost", f"{report['lost']:,}"),
-        ("duplicated", f"{report['duplicated']:,}"),
-        ("error results", f"{report['errors']:,}"),
-        ("accuracy", num(report["accuracy"] and report["accuracy"] * 100, "{:.2f}%")),
-        ("offered (images/s)", num(report["offered_rate"], "{:,.0f}")),
-        ("throughput (answers/s)", num(report["throughput"], "{:,.0f}")),
-        ("latency p50 / p90 / p99 (ms)", f"{num(lat['p50'])} / {num(lat['p90'])} / {num(lat['p99'])}"),
-        ("latency max / mean (ms)", f"{num(lat['max'])} / {num(lat['mean'])}"),
-        ("per image: queue / decode / infer / publish (ms)",
-         " / ".join(num(stages[s], "{:.4f}") for s in STAGES)),
-        ("mean batch", num(report["batch_mean"])),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    for wid, w in report["per_worker"].items():
-        table.add_row(
-            f"worker {wid}",
-            f"{w['answered']:,} answers, CPU {num(w.get('cpu_percent'), '{:.0f}')}%, "
-            f"RSS {num(w.get('rss_mb_start'), '{:.0f}')} -> {num(w.get('rss_mb_end'), '{:.0f}')} MB",
-        )
-    for name, p in report["processes"].items():
-        table.add_row(name, f"CPU {num(p.get('cpu_percent'), '{:.0f}')}%, RSS {num(p.get('rss_mb_end'), '{:.0f}')} MB")
-    console.print(table)
-    for note in report["notes"]:
-        console.print(f"note: {note}")
-    if report["stalls"]:
-        console.print(f"note: the window stalled {report['stalls']} time(s): answers stopped coming")
-    if report["interrupted"]:
-        console.print("note: interrupted; the figures cover the part that ran")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,9 +15,11 @@ which reads the ids in their metadata only then); older ones are simply gone. `m
 off, and with it the image subscription.
 
 The parts, each bounded and used under the observer's one lock: `snapshot.py` (the immutable records a UI
-gets), `topic_filters.py` (filter validation and matching), `topic_table.py` (the inspector's topics and
-messages), `role_table.py` (every role's status), `image_store.py` (recent images), `publish_verdicts.py`
-(the broker's answers to the console's own publishes).
+gets), `subscriptions.py` (the filters subscribed, and which copy of a message is which),
+`topic_filters.py` (filter validation and matching), `topic_table.py` (the inspector's topics and
+messages), `role_table.py` (every role's status), `result_log.py` (results, counts, latency),
+`image_store.py` (recent images), `publish_verdicts.py` (the broker's answers to the console's own
+publishes); `observer_common.py` holds the checks it shares with `ObserverProcess`.
 
 Nothing here imports textual (engine rule); the Textual console lives in `tui/`.
 """
@@ -26,8 +28,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import socket
 import threading
 import time
 from collections import deque
@@ -35,14 +35,13 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from engine.console.image_store import ImageStore
 from engine.console.image_store import find as find_images
 from engine.console.message_props import MessageProps, message_props
+from engine.console.observer_common import ObserverCommon, check_filter, check_publish, check_role
 from engine.console.publish_verdicts import PUBACK_WAIT, Pending, PublishVerdicts, size_text
+from engine.console.result_log import ResultLog
 from engine.console.role_table import FORGET_OFFLINE_AFTER, MAX_ROLES, RoleTable
 from engine.console.snapshot import (
     HISTORY,
@@ -58,23 +57,16 @@ from engine.console.snapshot import (
     TopicInfo,
     Verdict,
 )
+from engine.console.subscriptions import Subscriptions
 from engine.console.topic_filters import filter_covers, topic_matches, validate_filter, validate_topic
 from engine.console.topic_table import TopicTable
-from engine.errors import BrokerError, ConfigError
+from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
 from engine.mqtt.fastclient import payload_of
-from engine.protocol import parse_result
-from engine.stats import ResultCounts, percentile
-from engine.topics import ROLES, Topics, sanitize_id
+from engine.topics import Topics
 from engine.untrusted import clean_text, json_object
 
-# Subscription identifiers (MQTT 5) tell an inspector copy of a message from a core copy when the broker
-# delivers one copy per matching subscription (mosquitto does). Each (re)subscription is a generation g:
-# the inspector filter gets id 2g+1, the core filters 2g+2, so copies still in flight from a replaced
-# filter are recognised too.
-_SUB_INSPECT = 1
-_SUB_CORE = 2
 READ_HINT_AFTER = 10.0  # seconds logged in and subscribed without a single status: then a hint
 
 # Names that other modules import from here (they live in the modules named above).
@@ -85,12 +77,7 @@ __all__ = [
 ]
 
 
-def _default_client_id() -> str:
-    host = socket.gethostname().split(".")[0]
-    return sanitize_id(f"console-{host}-{os.getpid()}-{os.urandom(2).hex()}")
-
-
-class Observer:
+class Observer(ObserverCommon):
     """Watches one broker for a console. Thread-safe; start() connects in the background."""
 
     def __init__(
@@ -110,31 +97,14 @@ class Observer:
         max_image_bytes: int = 4 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.address = address
-        self.topics = topics or Topics()
-        self.client_id = client_id or _default_client_id()
-        self.max_results = max_results
+        super().__init__(address, topics, filter, client_id, max_results)
         self._clock = clock
         self._protocol_wanted = protocol
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
         self._stopping = False
-        self._filter = validate_filter(filter)
-        self._core_filters = {
-            "status": self.topics.status_filter(),
-            "results": self.topics.results,
-            "reply": f"{self.topics.reply_prefix}/+/+",
-        }
-        if max_images > 0:  # images are kept (bounded) for a result's detail view, whatever the filter
-            self._core_filters["images"] = self.topics.images
-        self._separate: dict[str, str] = {}  # core filters subscribed on their own
-        self._gen = 0
-        self._separate_by_gen: dict[int, set[str]] = {}
-        self._pending_subs: dict[int, list[str]] = {}
-        self._status_prefix = self.topics.status_prefix + "/"
-        self._reply_prefix = self.topics.reply_prefix + "/"
-        self._results_topic = self.topics.results
-        self._images_topic = self.topics.images if max_images > 0 else None
+        self._subs = Subscriptions(self.topics, keep_images=max_images > 0)
+        self._reply_prefix = self._subs.reply_prefix
         now = clock()
         self._connection = Connection("idle", now, None, None, protocol or 5, address.url)
         self._ever_connected = False
@@ -145,13 +115,7 @@ class Observer:
         # roles
         self._roles = RoleTable(self.topics, self._add_event)
         # results
-        self._results: deque[ResultRow] = deque(maxlen=max_results)
-        self._result_seq = 0
-        self._latencies: deque[float] = deque(maxlen=2048)
-        self._lat_p50: float | None = None
-        self._lat_p99: float | None = None
-        self._reset_result_stats()
-        self._results_mark = 0
+        self._results = ResultLog(max_results)
         # images as they came (the newest max_images, at most max_image_bytes), for a result's detail view
         self._images = ImageStore(max_images, max_image_bytes)
         # inspector
@@ -174,10 +138,6 @@ class Observer:
     @property
     def protocol(self) -> int:
         return self._connection.protocol
-
-    @property
-    def filter(self) -> str:
-        return self._filter
 
     @property
     def max_images(self) -> int:
@@ -244,13 +204,6 @@ class Observer:
             client.disconnect()
             client.loop_stop()
 
-    def __enter__(self) -> Observer:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
     # ------------------------------------------------------------------------------------------------
     # connection callbacks (network thread)
 
@@ -286,11 +239,11 @@ class Observer:
             recovered = self._outage_reported
             self._outage_reported = False
             self._ever_connected = True
-            self._pending_subs.clear()
+            self._subs.pending.clear()
             self._set_connection("connected")
             if recovered:
                 self._add_event("information", f"connected to {self.address.url} again")
-            self._subscribe_all(client)
+            self._subs.subscribe_all(client, self._filter, self.protocol == 5)
 
     def _restart_as_v4(self) -> None:
         if not self._stopping:
@@ -323,53 +276,22 @@ class Observer:
     # ------------------------------------------------------------------------------------------------
     # subscriptions
 
-    def _subscribe_all(self, client: mqtt.Client) -> None:
-        """Subscribe the inspector's filter, then each core filter it does not cover (lock held)."""
-        self._gen += 1
-        self._separate = {
-            kind: f for kind, f in self._core_filters.items() if not filter_covers(self._filter, f)
-        }
-        self._separate_by_gen[self._gen] = set(self._separate)
-        self._separate_by_gen.pop(self._gen - 3, None)
-        self._subscribe(client, [self._filter], self._gen * 2 + _SUB_INSPECT)
-        if self._separate:
-            self._subscribe(client, list(self._separate.values()), self._gen * 2 + _SUB_CORE)
-
-    def _subscribe(self, client: mqtt.Client, filters: list[str], sub_id: int) -> None:
-        if self.protocol == 5:
-            props = Properties(PacketTypes.SUBSCRIBE)
-            props.SubscriptionIdentifier = sub_id
-            _rc, mid = client.subscribe([(f, SubscribeOptions(qos=2)) for f in filters], properties=props)
-        else:
-            _rc, mid = client.subscribe([(f, 2) for f in filters])
-        if mid is not None:
-            self._pending_subs[mid] = filters
-
     def _on_subscribe(self, _client: mqtt.Client, _u: Any, mid: int, reason_codes: Any, _p: Any) -> None:
         with self._lock:
-            filters = self._pending_subs.pop(mid, None)
-            if filters is None:
-                return
-            for f, rc in zip(filters, reason_codes, strict=False):
-                if rc.is_failure:
-                    self._add_event("error", f"the broker refused the subscription to {f}: {reason_text(rc)}")
+            for refusal in self._subs.acknowledged(mid, reason_codes):
+                self._add_event("error", refusal)
 
     def set_filter(self, filter_text: str) -> None:
         """Change the inspector's filter (validated: ConfigError on a bad one); the topic tree starts over.
 
         Status, result and reply topics stay subscribed whatever the filter.
         """
-        new = validate_filter(filter_text.strip())
+        new = check_filter(filter_text)
         with self._lock:
-            old = [self._filter, *self._separate.values()]
-            self._filter = new
+            old, self._filter = self._filter, new
             self._topics.clear()
-            client = self._client
-            if client is not None and self._connection.state == "connected":
-                client.unsubscribe(old)
-                self._subscribe_all(client)
-            else:
-                self._separate = {}
+            client = self._client if self._connection.state == "connected" else None
+            self._subs.replace(old, new, client, self.protocol == 5)
 
     def pause(self) -> None:
         """Freeze the inspector (topic tree and recent messages); roles and results keep updating."""
@@ -410,69 +332,19 @@ class Observer:
         """
         now = self._clock()
         with self._lock:
-            kind = self._core_kind(topic)
-            if sub_ids:
-                # Which subscription delivered this copy: the current inspector one, a core one, or one of
-                # a filter just replaced (still in flight). A core message is taken from exactly one copy.
-                inspect = self._gen * 2 + _SUB_INSPECT in sub_ids
-                core = False
-                if kind is not None:  # a loop, not any() over a generator: this runs for every message
-                    for sub_id in sub_ids:
-                        if self._is_core_copy(sub_id, kind):
-                            core = True
-                            break
-            else:
-                inspect = not self._separate or topic_matches(self._filter, topic)
-                core = kind is not None
+            inspect, kind = self._subs.route(topic, sub_ids, self._filter)
             if inspect:
                 kept_props = props if props is None or isinstance(props, MessageProps) else message_props(props)
                 self._topics.add(topic, payload, qos, retain, now, kept_props)
-            if core:
+            if kind is not None:
                 if kind == "results":
-                    self._on_result(payload, now)
+                    self._results.add(payload, now)
                 elif kind == "images":
                     self._images.add(payload)
                 elif kind == "status":
                     self._roles.on_status(topic, payload, retain, now)
                 else:
                     self._on_reply(topic, payload, now)
-
-    def _core_kind(self, topic: str) -> str | None:
-        if topic == self._results_topic:
-            return "results"
-        if topic == self._images_topic:
-            return "images"
-        if topic.startswith(self._status_prefix):
-            return "status"
-        if topic.startswith(self._reply_prefix):
-            return "reply"
-        return None
-
-    def _is_core_copy(self, sub_id: int, kind: str) -> bool:
-        gen, which = divmod(sub_id, 2)
-        if which == 0:  # a core subscription (ids 2g+2 are stored as gen g+1, remainder 0)
-            return True
-        separate = self._separate_by_gen.get(gen)
-        return separate is not None and kind not in separate
-
-    def _on_result(self, payload: bytes, now: float) -> None:
-        try:
-            r = parse_result(payload)
-        except ValueError:
-            self._malformed += 1
-            return
-        self._result_seq += 1
-        latency = (now - r.t_sent) * 1000.0 if r.t_sent is not None else None
-        if latency is not None:
-            latency = max(0.0, latency)
-            self._latencies.append(latency)
-        probs = tuple(r.probs) if r.probs is not None else None
-        row = ResultRow(
-            self._result_seq, now, r.id, r.pred, r.label, r.conf, latency, r.worker, r.error, probs, r.model,
-            r.legacy,
-        )
-        self._results.append(row)
-        self._counts.add(r.pred, r.label, r.worker, r.error is not None)
 
     def image(self, image_id: str) -> bytes | None:
         """The PNG of image `image_id` as it went over the broker, if it is still kept."""
@@ -532,20 +404,8 @@ class Observer:
             now = self._clock()
             self._update_rates(now)
             roles = self._roles.roles()
-            if results_after is not None:
-                fresh = max(0, self._result_seq - results_after)
-                results = fresh if results is None else min(results, fresh)
-            if results is None or results >= len(self._results):
-                rows = tuple(self._results)
-            elif results <= 0:
-                rows = ()
-            else:
-                rows = tuple(itertools.islice(self._results, len(self._results) - results, None))
-            c = self._counts
-            stats = ResultStats(
-                c.received, c.labelled, c.correct, c.errors, self._malformed,
-                self._result_rate, self._lat_p50, self._lat_p99, tuple(tuple(r) for r in c.confusion),
-            )
+            rows = self._results.rows(results, results_after)
+            stats = self._results.stats()
             t = self._topics
             topic_list = t.topics() if topics else ()
             messages = t.messages(topic) if topic is not None else ()
@@ -554,7 +414,7 @@ class Observer:
                 now, self._connection, roles, rows, stats, topic_list, t.version,
                 len(t), t.dropped, messages, self._filter, t.paused,
                 t.missed, events, tuple(self._replies), t.inspected,
-                self._connection.state == "connected" and not self._pending_subs, self._roles.ignored,
+                self._connection.state == "connected" and not self._subs.pending, self._roles.ignored,
                 tuple(self._publishes.verdicts),
             )
 
@@ -567,28 +427,15 @@ class Observer:
         self._publishes.expire(now)
         self._hint_unreadable(now)
         self._topics.update_rates(dt)
-        self._result_rate = (self._result_seq - self._results_mark) / dt
-        self._results_mark = self._result_seq
-        if self._latencies:
-            values = sorted(self._latencies)
-            self._lat_p50 = percentile(values, 50)
-            self._lat_p99 = percentile(values, 99)
+        self._results.update_rates(dt)
 
     # ------------------------------------------------------------------------------------------------
     # results
-
-    def _reset_result_stats(self) -> None:
-        self._counts = ResultCounts()
-        self._malformed = 0
-        self._result_rate = 0.0
-        self._lat_p50 = self._lat_p99 = None
 
     def clear_results(self) -> None:
         """Forget the results seen so far (this console's view only; the collector keeps its own)."""
         with self._lock:
             self._results.clear()
-            self._latencies.clear()
-            self._reset_result_stats()
 
     # ------------------------------------------------------------------------------------------------
     # steering (UI thread)
@@ -596,7 +443,7 @@ class Observer:
     def _connected_client(self) -> mqtt.Client:
         client = self._client
         if client is None or self._connection.state != "connected":
-            raise BrokerError(f"not connected to the broker at {self.address.url}: nothing was sent")
+            raise self.not_connected()
         return client
 
     def send_control(
@@ -607,8 +454,7 @@ class Observer:
         The answer arrives on the reply topic (see `snapshot().replies`); a refusal, by the role or by the
         broker (MQTT 5 PUBACK), becomes an event.
         """
-        if role not in ROLES:
-            raise ConfigError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        check_role(role)
         req = req or f"{self.client_id}-{next(self._req_counter)}"
         body = {"cmd": cmd, "req": req, **args}
         with self._lock:
@@ -627,10 +473,7 @@ class Observer:
         "publish", an event): accepted or refused by its MQTT 5 reason code at QoS 1 and 2, unconfirmed
         at QoS 0 or on MQTT 3.1.1 (where a broker drops a denied message without a word).
         """
-        validate_topic(topic)
-        if qos not in (0, 1, 2):
-            raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
-        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+        data = check_publish(topic, payload, qos)
         what = f"{size_text(len(data))} on {topic}" if action == "publish" else f"the image on {topic}"
         self._send(topic, data, qos, retain, Pending(action, tag, what, len(data)))
 
@@ -676,7 +519,7 @@ class Observer:
         """
         c = self._connection
         if (self._read_hint_given or self._roles.statuses_seen or not self.address.username
-                or c.state != "connected" or self._pending_subs or now - c.since < self.read_hint_after):
+                or c.state != "connected" or self._subs.pending or now - c.since < self.read_hint_after):
             return
         self._read_hint_given = True
         self._add_event(

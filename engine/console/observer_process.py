@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import multiprocessing
-import os
-import signal
 import threading
 import time
 from collections import deque
@@ -27,17 +24,20 @@ from multiprocessing.connection import Connection
 from types import MappingProxyType
 from typing import Any
 
-from engine.console.observer import Observer, _default_client_id
+from engine.console.child import ChildProcess, child_prologue
+from engine.console.observer import Observer
+from engine.console.observer_common import ObserverCommon, check_filter, check_publish, check_role
 from engine.console.snapshot import Connection as MqttConnection
 from engine.console.snapshot import Event, Message, ResultRow, ResultStats, Snapshot, SnapshotDelta, TopicInfo
-from engine.console.topic_filters import validate_filter, validate_topic
-from engine.errors import BrokerError, ConfigError, MnistError
+from engine.console.topic_filters import validate_topic
+from engine.errors import BrokerError, MnistError
 from engine.mqtt.address import BrokerAddress
-from engine.topics import ROLES, Topics
+from engine.topics import Topics
 
 PUSH_HZ = 10
 TOPICS_EVERY = 4  # pushes between topic-list and message refreshes
 START_TIMEOUT = 30.0
+PAUSE_WAIT = 2.0  # seconds pause() and resume() wait for the child to say it has (milliseconds, unless swamped)
 # The screen's own priority, above the local roles (nice 10): the view keeps up before the pipeline does.
 # Not lower: on a machine shared with other work at nice 0, an observer at nice 5 got a tenth of a core,
 # fell behind the pipeline and showed everything (results, statuses) ten seconds late.
@@ -50,12 +50,7 @@ NICE = 0
 
 def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddress, topics: Topics,
                 kwargs: dict[str, Any], push_hz: float) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the console's to handle
-    with contextlib.suppress(OSError):
-        os.nice(NICE)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
+    child_prologue(NICE)
     observer = Observer(address, topics, **kwargs)
     observer.start()
     selected: list[str | None] = [None]
@@ -120,13 +115,14 @@ def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddr
                 selected[0] = args[0]
                 force.set()
                 continue
-            if name == "images":  # a request: the answer goes back on the push pipe with its token
-                send(("images", args[0], observer.images(args[1])))
-                continue
+            token = kw.pop("reply_token", None)  # a call the console waits for: the answer goes back with it
+            answer = None
             try:
-                getattr(observer, name)(*args, **kw)
+                answer = getattr(observer, name)(*args, **kw)
             except MnistError as exc:
                 observer.note("error", str(exc))
+            if token is not None:
+                send(("reply", token, answer))
             if name in ("set_filter", "pause", "resume", "clear_retained"):
                 force.set()
     finally:
@@ -140,7 +136,7 @@ def _child_main(cmd_conn: Connection, push_conn: Connection, address: BrokerAddr
 # the console's side
 
 
-class ObserverProcess:
+class ObserverProcess(ObserverCommon):
     """Drop-in for `Observer` in the console: start(), snapshot(), the steering methods, stop()."""
 
     def __init__(
@@ -156,19 +152,12 @@ class ObserverProcess:
         push_hz: float = PUSH_HZ,
         **kwargs: Any,
     ) -> None:
-        self.address = address
-        self.topics = topics or Topics()
-        self.client_id = client_id or _default_client_id()
-        self.max_results = max_results
+        super().__init__(address, topics, filter, client_id, max_results)
         self.max_images = max_images
         self.push_hz = push_hz
-        self._filter = validate_filter(filter)
         self._kwargs = dict(kwargs, filter=filter, protocol=protocol, client_id=self.client_id,
                             max_results=max_results, max_images=max_images)
-        self._ctx = multiprocessing.get_context("spawn")
-        self._proc: Any = None
-        self._cmd: Connection | None = None
-        self._push: Connection | None = None
+        self._child = ChildProcess("mnist-tui-observer", "the observer process")
         self._lock = threading.Lock()
         self._rows: deque[ResultRow] = deque(maxlen=max_results)
         self._dropped_before = 0  # rows with a seq up to this one were cleared here
@@ -182,86 +171,58 @@ class ObserverProcess:
         self._dead = False
         self._reqs = itertools.count(1)
         self._tokens = itertools.count(1)
-        self._image_replies: dict[int, dict[str, bytes]] = {}
+        self._replies: dict[int, Any] = {}  # answers to calls, by token
         now = time.time()
         self._idle = MqttConnection("connecting", now, None, None, protocol or 5, address.url)
 
     # ----- lifecycle -----
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._child.pid
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
-        cmd_recv, cmd_send = self._ctx.Pipe(duplex=False)
-        push_recv, push_send = self._ctx.Pipe(duplex=False)
-        self._proc = self._ctx.Process(
-            target=_child_main,
-            args=(cmd_recv, push_send, self.address, self.topics, self._kwargs, self.push_hz),
-            name="mnist-tui-observer",
-            daemon=True,
-        )
-        try:
-            self._proc.start()
-        except BaseException:
-            self._proc = None
-            raise
-        cmd_recv.close()
-        push_send.close()
-        self._cmd, self._push = cmd_send, push_recv
-        deadline = time.monotonic() + timeout
-        while self._base is None:  # the first snapshot says the child is up
-            if push_recv.poll(0.05):
-                self._drain()
-            elif not self._proc.is_alive():
-                raise BrokerError(f"the observer process exited at start (exit code {self._proc.exitcode})")
-            elif time.monotonic() > deadline:
-                self.stop()
-                raise BrokerError(f"the observer process did not start within {timeout:.0f} s")
+        self._child.start(_child_main, self.address, self.topics, self._kwargs, self.push_hz)
+        # the first snapshot says the child is up
+        self._child.wait_ready(timeout, lambda: self._base is not None, lambda: self._drain(at_start=True))
 
     def stop(self) -> None:
-        proc = self._proc
-        if proc is None:
+        if not self._child.running:
             return
-        self._send("stop")
-        # Keep reading while the child winds up: a child blocked sending into a full pipe cannot stop.
-        deadline = time.monotonic() + 5
-        while proc.is_alive() and time.monotonic() < deadline:
-            try:
-                if self._push is not None and self._push.poll(0.05):
-                    self._push.recv_bytes()
-            except (EOFError, OSError):
-                proc.join(0.05)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(5)
-        for conn in (self._cmd, self._push):
-            if conn is not None:
-                conn.close()
-        self._proc = self._cmd = self._push = None
+        self._child.stop(5.0)
         self._dead = True
-
-    def __enter__(self) -> ObserverProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     # ----- talking to the child -----
     def _send(self, name: str, *args: Any, **kw: Any) -> None:
-        conn = self._cmd
-        if conn is None:
-            raise BrokerError("the observer is not running")
-        try:
-            conn.send((name, args, kw))
-        except (OSError, ValueError) as exc:
-            raise BrokerError(f"the observer process is gone: {exc}") from None
+        self._child.send((name, args, kw))
+
+    def _call(self, name: str, *args: Any, timeout: float) -> Any:
+        """Run `name` in the child and wait for its answer (on the push pipe, with a token). Any thread.
+
+        BrokerError when the child is gone or does not answer within `timeout` seconds.
+        """
+        token = next(self._tokens)
+        self._send(name, *args, reply_token=token)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                self._drain()
+                found = token in self._replies
+                answer = self._replies.pop(token, None)
+                conn = self._child.events
+            if found:
+                return answer
+            if conn is None or self._dead:
+                raise BrokerError("the observer process is gone")
+            if time.monotonic() > deadline:
+                raise BrokerError(f"the observer process did not answer within {timeout:g} s")
+            with contextlib.suppress(OSError, ValueError):
+                conn.poll(0.02)  # wait for the child to write (another thread may read it first: fine)
 
     def _note(self, level: str, text: str) -> None:
         self._events.append(Event(next(self._local_events), time.time(), level, text))
 
-    def _drain(self) -> None:
-        conn = self._push
+    def _drain(self, *, at_start: bool = False) -> None:
+        conn = self._child.events
         if conn is None:
             return
         try:
@@ -269,13 +230,15 @@ class ObserverProcess:
                 kind, topic, delta = conn.recv()
                 if kind == "snap":
                     self._merge(topic, delta)
-                elif kind == "images":  # (kind, token, {id: png})
-                    self._image_replies[topic] = delta
-                    while len(self._image_replies) > 16:  # answers nobody waits for any more
-                        del self._image_replies[min(self._image_replies)]
+                elif kind == "reply":  # (kind, token, answer)
+                    self._replies[topic] = delta
+                    while len(self._replies) > 16:  # answers nobody waits for any more
+                        del self._replies[min(self._replies)]
                 elif kind == "stopped":
                     self._dead = True
         except (EOFError, OSError):
+            if at_start:
+                raise
             if not self._dead:
                 self._dead = True
                 self._note("error", "the observer process died: the screen no longer updates")
@@ -299,10 +262,6 @@ class ObserverProcess:
         self._base = base
 
     # ----- the Observer API -----
-    @property
-    def filter(self) -> str:
-        return self._filter
-
     @property
     def paused(self) -> bool:
         return self._paused
@@ -357,31 +316,16 @@ class ObserverProcess:
         Blocks until the answer comes (milliseconds); BrokerError when the child is gone or does not answer
         within `timeout` seconds. Safe from any thread.
         """
-        token = next(self._tokens)
-        self._send("images", token, list(ids))
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                self._drain()
-                found = self._image_replies.pop(token, None)
-                conn = self._push
-            if found is not None:
-                return found
-            if conn is None or self._dead:
-                raise BrokerError("the observer process is gone")
-            if time.monotonic() > deadline:
-                raise BrokerError(f"the observer process did not answer within {timeout:g} s")
-            with contextlib.suppress(OSError, ValueError):
-                conn.poll(0.02)  # wait for the child to write (another thread may read it first: fine)
+        answer: dict[str, bytes] = self._call("images", list(ids), timeout=timeout)
+        return answer
 
     def _require_connected(self) -> None:
         base = self._base
         if base is None or base.connection.state != "connected" or self._dead:
-            raise BrokerError(f"not connected to the broker at {self.address.url}: nothing was sent")
+            raise self.not_connected()
 
     def send_control(self, role: str, cmd: str, client_id: str | None = None, **args: Any) -> str:
-        if role not in ROLES:
-            raise ConfigError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+        check_role(role)
         self._require_connected()
         req = f"{self.client_id}-{next(self._reqs)}"
         self._send("send_control", role, cmd, client_id, req=req, **args)
@@ -390,11 +334,8 @@ class ObserverProcess:
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
                 tag: str | None = None, action: str = "publish") -> None:
         """As `Observer.publish`: the broker's verdict comes in a later snapshot."""
-        validate_topic(topic)
-        if qos not in (0, 1, 2):
-            raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        data = check_publish(topic, payload, qos)
         self._require_connected()
-        data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
         self._send("publish", topic, data, qos, retain, tag=tag, action=action)
 
     def clear_retained(self, topic: str) -> None:
@@ -403,20 +344,25 @@ class ObserverProcess:
         self._send("clear_retained", topic)
 
     def set_filter(self, filter_text: str) -> None:
-        new = validate_filter(filter_text.strip())
+        new = check_filter(filter_text)
         self._send("set_filter", new)
         with self._lock:
             self._filter = new
             self._topic_list = ()
             self._messages = (None, ())
 
-    def pause(self) -> None:
-        self._send("pause")
-        self._paused = True
+    def pause(self, timeout: float = PAUSE_WAIT) -> None:
+        """Freeze the inspector; returns once the child has (so nothing that comes after shows).
 
-    def resume(self) -> None:
-        self._send("resume")
+        A child too busy to answer within `timeout` seconds: BrokerError, and the pause is still on its way.
+        """
+        self._paused = True
+        self._call("pause", timeout=timeout)
+
+    def resume(self, timeout: float = PAUSE_WAIT) -> None:
+        """As `pause`: returns once the child shows new messages again."""
         self._paused = False
+        self._call("resume", timeout=timeout)
 
     def clear_results(self) -> None:
         self._send("clear_results")

@@ -16,19 +16,15 @@ Nothing here imports textual.
 from __future__ import annotations
 
 import contextlib
-import logging
-import multiprocessing
-import os
-import signal
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from engine.errors import BrokerError, MnistError
+from engine.console.child import ChildProcess, child_prologue, forward_logs
+from engine.errors import MnistError
 from engine.mqtt.address import BrokerAddress
 from engine.settings import Settings
 
@@ -47,32 +43,12 @@ class PipelineInfo:
     roles: tuple[str, ...]  # "input input-host-123", ...
 
 
-class _PipeLogHandler(logging.Handler):
-    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
-        super().__init__(level=logging.WARNING)
-        self.conn = conn
-        self.pipe_lock = lock  # not `self.lock`: that is the Handler's own, held around emit()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            with self.pipe_lock:
-                self.conn.send(("log", record.levelno, record.name, record.getMessage()))
-        except Exception:  # the console is gone; nothing to tell
-            pass
-
-
-def _child_main(conn: Connection, settings: Settings, roles: tuple[str, ...], address: BrokerAddress | None,
-                broker_kind: str, protocols: tuple[int, ...] | None, broker_config: Path | None = None) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the console's to handle
-    with contextlib.suppress(OSError):
-        os.nice(NICE)  # inherited by every role thread and by the embedded mosquitto
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)  # a stray print (or a C library's warning) must not land on the console's screen
-    os.dup2(devnull, 2)
+def _child_main(commands: Connection, conn: Connection, settings: Settings, roles: tuple[str, ...],
+                address: BrokerAddress | None, broker_kind: str, protocols: tuple[int, ...] | None,
+                broker_config: Path | None = None) -> None:
+    child_prologue(NICE)  # the nice value goes to every role thread and to the embedded mosquitto
     lock = threading.Lock()
-    root = logging.getLogger()
-    root.handlers[:] = [_PipeLogHandler(conn, lock)]
-    root.setLevel(logging.WARNING)
+    forward_logs(conn, lock)
     from engine.roles.pipeline import LocalPipeline
 
     # The infer worker in a process of its own: in this one it would share a GIL with a publisher at full
@@ -98,7 +74,7 @@ def _child_main(conn: Connection, settings: Settings, roles: tuple[str, ...], ad
     with lock:
         conn.send(("ready", info))
     with contextlib.suppress(EOFError, OSError):
-        conn.recv()  # "stop", or EOF when the console died
+        commands.recv()  # "stop", or EOF when the console died
     pipeline.stop()
     with contextlib.suppress(Exception), lock:
         conn.send(("stopped",))
@@ -126,52 +102,32 @@ class RolesProcess:
         self.protocols = protocols
         self.on_log = on_log
         self.info: PipelineInfo | None = None
-        self._ctx = multiprocessing.get_context("spawn")
-        self._conn: Connection | None = None
-        self._proc: Any = None
+        self._child = ChildProcess("mnist-tui-roles", "the local roles")
         self._reader: threading.Thread | None = None
         self._stopped = threading.Event()
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._child.pid
 
     def start(self, timeout: float = START_TIMEOUT) -> PipelineInfo:
-        parent, child = self._ctx.Pipe()
-        self._conn = parent
-        self._proc = self._ctx.Process(
-            target=_child_main,
-            args=(child, self.settings, self.roles, self.address, self.broker_kind, self.protocols,
-                  self.broker_config),
-            name="mnist-tui-roles",
-            daemon=True,
-        )
-        try:
-            self._proc.start()
-        except BaseException:
-            self._proc = None
-            raise
-        child.close()
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                if parent.poll(0.1):
-                    msg = parent.recv()
-                    if msg[0] == "log":
-                        self._log(msg)
-                    elif msg[0] == "error":
-                        raise MnistError(msg[1])
-                    elif msg[0] == "ready":
-                        self.info = msg[1]
-                        break
-                elif not self._proc.is_alive():
-                    raise BrokerError(f"the local roles exited during start (exit code {self._proc.exitcode})")
-                elif time.monotonic() > deadline:
-                    raise BrokerError(f"the local roles did not start within {timeout:.0f} s")
-        except BaseException:
-            self._kill()
-            raise
-        self._reader = threading.Thread(target=self._read, name="roles-log", daemon=True)
+        self._child.start(_child_main, self.settings, self.roles, self.address, self.broker_kind, self.protocols,
+                          self.broker_config)
+        events = self._child.events
+        assert events is not None
+
+        def read() -> None:
+            msg = events.recv()
+            if msg[0] == "log":
+                self._log(msg)
+            elif msg[0] == "error":
+                raise MnistError(msg[1])
+            elif msg[0] == "ready":
+                self.info = msg[1]
+
+        self._child.wait_ready(timeout, lambda: self.info is not None, read, poll=0.1)
+        assert self.info is not None
+        self._reader = threading.Thread(target=self._read, args=(events,), name="roles-log", daemon=True)
         self._reader.start()
         return self.info
 
@@ -179,9 +135,7 @@ class RolesProcess:
         if self.on_log is not None:
             self.on_log(msg[1], msg[2], msg[3])
 
-    def _read(self) -> None:
-        conn = self._conn
-        assert conn is not None
+    def _read(self, conn: Connection) -> None:
         while True:
             try:
                 msg = conn.recv()
@@ -195,25 +149,4 @@ class RolesProcess:
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the roles (publisher first, workers finish their batch) and the broker; then the process."""
-        proc, conn = self._proc, self._conn
-        if proc is None or conn is None:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            conn.send("stop")
-        if self._reader is not None:
-            self._stopped.wait(timeout)
-        proc.join(5)
-        self._kill()
-
-    def _kill(self) -> None:
-        proc = self._proc
-        if proc is not None and proc.is_alive():
-            proc.terminate()
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
-        if self._conn is not None:
-            self._conn.close()
-        self._proc = None
-        self._conn = None
+        self._child.stop(timeout, stopped=self._stopped if self._reader is not None else None)

@@ -8,17 +8,15 @@ counted as malformed and otherwise ignored; callers validate each field they use
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.client import connect_kwargs, make_client, reason_text
 from engine.mqtt.fastclient import payload_of
+from engine.mqtt.subscriber import Subscriber
 from engine.settings import default_client_id
 from engine.topics import Topics
 
@@ -32,7 +30,8 @@ class StatusFeed:
     """One MQTT client subscribed to the status topics (and the result topic when `on_result` is given).
 
     paho's network thread calls the handlers: they must be quick. The client reconnects on its own and
-    subscribes again in on_connect, so the retained statuses come again after an outage.
+    subscribes again on connect (engine/mqtt/subscriber.py), so the retained statuses come again after
+    an outage.
     """
 
     def __init__(self, address: BrokerAddress, topics: Topics, *, protocol: int, on_status: StatusHandler,
@@ -41,30 +40,18 @@ class StatusFeed:
         self.topics = topics
         self.on_status = on_status
         self.on_result = on_result
-        self.role = role
         self.malformed = 0
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self.error: str | None = None
         self.client_id = default_client_id(name)
-        self._client = make_client(address, self.client_id, protocol=protocol)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._acked: set[int] = set()
-        self._acked_cond = threading.Condition()
-        self._client.on_message = self._on_message
+        # QoS 0: a status lost on the way is replaced a second later, and QoS 0 keeps the order sync() needs
+        filters = [(topics.status_filter(role), 0)]
+        if on_result is not None:
+            filters.append((topics.results, 0))
+        self._sub = Subscriber(address, self.client_id, filters, self._on_message, protocol=protocol)
+        self.connected = self._sub.connected
 
     def start(self, timeout: float = 10.0) -> None:
         """Connect and subscribe; BrokerError with one line when that fails within `timeout`."""
-        self._client.connect_async(self.address.host, self.address.port, **connect_kwargs(self._client))
-        self._client.loop_start()
-        deadline = time.monotonic() + timeout
-        while not self.subscribed.wait(0.05):
-            if self.error or time.monotonic() >= deadline:
-                self.stop()
-                raise BrokerError(self.error or f"no subscription acknowledged by {self.address.url} "
-                                                f"within {timeout:g} s")
+        self._sub.start(timeout)
 
     def sync(self, timeout: float = 10.0) -> bool:
         """Wait until every retained status the broker held at subscription has arrived; False on timeout.
@@ -72,37 +59,15 @@ class StatusFeed:
         The statuses come at QoS 0, which the broker writes in order right after its SUBACK; the answer
         to one more subscription (to a topic nobody uses) therefore comes after all of them.
         """
-        result, mid = self._client.subscribe(f"{self.topics.status_prefix}/_sync/{self.client_id}")
-        if result != mqtt.MQTT_ERR_SUCCESS:
+        result, mid = self._sub.client.subscribe(f"{self.topics.status_prefix}/_sync/{self.client_id}")
+        if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
             return False
-        with self._acked_cond:
-            return self._acked_cond.wait_for(lambda: mid in self._acked, timeout)
+        return self._sub.acknowledged(mid, timeout)
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._sub.stop()
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            self.error = f"broker at {self.address.url} refused the connection: {reason_text(rc)}"
-            return
-        self.connected.set()
-        # QoS 0: a status lost on the way is replaced a second later, and QoS 0 keeps the order sync() needs
-        filters = [(self.topics.status_filter(self.role), 0)]
-        if self.on_result is not None:
-            filters.append((self.topics.results, 0))
-        client.subscribe(filters)
-
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, *_a: Any) -> None:
-        with self._acked_cond:
-            self._acked.add(mid)
-            self._acked_cond.notify_all()
-        self.subscribed.set()
-
-    def _on_disconnect(self, *_a: Any) -> None:
-        self.connected.clear()
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         try:
             self._handle(msg)
         except Exception:  # a handler's bug must not end the network thread: count it and go on

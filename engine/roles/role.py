@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_GOODBYE_WAIT = 5.0  # s: the goodbye status and the DISCONNECT are each waited for at most this long
+
 Handler = Callable[[dict[str, Any]], Any]
 
 
@@ -137,13 +139,14 @@ class Role:
                 goodbye = self.status() | {"state": "offline"}
                 info = client.publish(self.status_topic, json.dumps(goodbye), qos=1, retain=True)
                 with contextlib.suppress(RuntimeError, ValueError):
-                    info.wait_for_publish(timeout=3)
+                    info.wait_for_publish(timeout=_GOODBYE_WAIT)  # at once, unless the machine is very busy
             was_connected = self.connected.is_set()
             client.disconnect()
-            if was_connected:
-                # Let the network thread write the DISCONNECT before it is stopped: a socket closed without
-                # one makes the broker publish the last will over the goodbye ("connection lost").
-                self._disconnected.wait(2)
+            # Let the network thread write the DISCONNECT before it is stopped: a socket closed without one
+            # makes the broker publish the last will over the goodbye ("connection lost").
+            if was_connected and not self._disconnected.wait(_GOODBYE_WAIT):
+                log.warning("%s %s: the disconnect was not written within %g s; the broker may publish the last "
+                            "will (connection lost) over the goodbye", self.role, self.client_id, _GOODBYE_WAIT)
             client.loop_stop()
         if self._data is not None:
             self._data.stop()

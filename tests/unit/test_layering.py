@@ -33,3 +33,12 @@ def test_headless_cli_path_never_imports_textual() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("False"), done.stdout
+
+
+def test_no_test_folder_shadows_a_package_of_the_product() -> None:
+    """pytest puts the test folders on sys.path; a folder named like `engine` or `tui` there would make
+    that name an empty namespace package under pytest (its __init__ never run, its resources the tests')."""
+    import engine
+    import tui
+
+    assert engine.__file__ is not None and tui.__file__ is not None, (list(engine.__path__), list(tui.__path__))

@@ -6,14 +6,14 @@ import logging
 import threading
 from multiprocessing import Pipe
 
-from engine.console.roles_process import _PipeLogHandler
+from engine.console.child import PipeLogHandler
 
 
 def test_a_warning_goes_through_the_pipe_and_logging_returns() -> None:
     parent, child = Pipe()
     logger = logging.getLogger("test-pipe-log")
     logger.propagate = False
-    handler = _PipeLogHandler(child, threading.Lock())
+    handler = PipeLogHandler(child, threading.Lock())
     logger.addHandler(handler)
     try:
         done = threading.Event()

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from engine.cli import build_parser, main, settings_from_args
-from engine.env_options import ENV_VARS
+from engine.env_options import BENCH_ENV_VARS, ENV_VARS
 
 BAD = [
     ({"MNIST_RATE": "fast"}, [], "MNIST_RATE='fast': not a number"),
@@ -80,11 +80,11 @@ NO_VARIABLE = {"help", "version", "verbose", "less_verbose"}
 
 def test_every_option_names_its_variable_in_help() -> None:
     parser = build_parser()
-    run = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
-    for p in (parser, run):
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for p, names in ((parser, ENV_VARS), (commands["run"], ENV_VARS), (commands["bench"], ENV_VARS | BENCH_ENV_VARS)):
         for action in p._actions:
             if not action.option_strings or action.dest in NO_VARIABLE:
                 continue
-            var = ENV_VARS.get(action.dest)
-            assert var is not None, f"{action.option_strings[0]} has no variable"
-            assert var in (action.help or ""), f"{action.option_strings[0]}: {action.help!r}"
+            var = names.get(action.dest)
+            assert var is not None, f"{p.prog} {action.option_strings[0]} has no variable"
+            assert var in (action.help or ""), f"{p.prog} {action.option_strings[0]}: {action.help!r}"

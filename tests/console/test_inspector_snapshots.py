@@ -1,7 +1,7 @@
 """How the inspector looks (pytest-textual-snapshot), 120x40 and 80x24: the full-screen inspector, a diff
 and a plot, over the recorded messages of test_snapshots.py plus a few sensor readings with MQTT 5 properties.
 
-Update with `pytest tests/tui/test_inspector_snapshots.py --snapshot-update` after a deliberate change, and look.
+Update with `pytest tests/console/test_inspector_snapshots.py --snapshot-update` after a deliberate change, and look.
 """
 
 from __future__ import annotations

@@ -399,3 +399,94 @@ def test_cli_starts_local_roles_and_leaves_nothing_running(monkeypatch: pytest.M
     gone, alive = psutil.wait_procs(seen["children"], timeout=10)
     assert not alive, f"left running: {alive}"
     assert not port_accepts(seen["port"])
+
+
+# ---- preferences the console remembers in the config file ----------------------------------------------
+
+
+def start_prefs(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, *argv: str) -> Any:
+    """The console's preferences as `mnist-tui` starts with them, the user config dir under tmp_path."""
+    from engine.cli import apply_config, build_parser
+    from engine.config_file import console_prefs
+
+    for name in ("MNIST_CONFIG", "MNIST_PROFILE", "MNIST_THEME", "MNIST_FILTER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    args = build_parser().parse_args(list(argv))
+    apply_config(args, list(argv))
+    return console_prefs(args)
+
+
+def prefs_app(address: Any, prefs: Any, observers: list[Observer]) -> MnistApp:
+    observer = Observer(address, filter=prefs.filter)  # as tui/cli.py starts it
+    observer.start()
+    observers.append(observer)
+    return MnistApp(observer, BrokerInfo(address.url, "mosquitto", "mosquitto (test)"), prefs=prefs)
+
+
+async def test_the_console_remembers_theme_and_filter(mosquitto_broker: EmbeddedBroker, tmp_path, monkeypatch) -> None:
+    prefs = start_prefs(monkeypatch, tmp_path)
+    assert prefs.file == tmp_path / "xdg" / "mnist-tui" / "config.toml" and not prefs.file.exists()
+    observers: list[Observer] = []
+    try:
+        first = prefs_app(mosquitto_broker.address, prefs, observers)
+        assert first.theme != "nord"
+
+        async def change(pilot: Pilot[Any]) -> None:
+            await pilot.press("ctrl+p")  # the command palette's theme picker, as a user reaches it
+            await pilot.press(*"theme")
+            await pilot.pause()
+            await pilot.press("enter")
+            await pilot.press(*"nord")
+            await pilot.pause()
+            await pilot.press("enter")
+            await until(pilot, lambda: first.theme == "nord", "theme not changed")
+            await until(pilot, lambda: '"nord"' in prefs.file.read_text() if prefs.file.exists() else False,
+                        "theme not saved")
+            await pilot.press("f")
+            await until(pilot, lambda: isinstance(first.screen, FilterDialog), "no filter dialog")
+            first.screen.query_one(Input).value = "mnist/#"
+            await pilot.press("enter")
+            await until(pilot, lambda: first.observer.filter == "mnist/#", "filter not applied")
+
+        await run(first, change)
+        assert 'filter = "mnist/#"' in prefs.file.read_text(encoding="utf-8")
+
+        again = start_prefs(monkeypatch, tmp_path)  # the next start
+        assert (again.theme, again.filter) == ("nord", "mnist/#")
+        second = prefs_app(mosquitto_broker.address, again, observers)
+
+        async def check(pilot: Pilot[Any]) -> None:
+            assert second.theme == "nord"
+            await until(pilot, lambda: second.snap.filter == "mnist/#", "the saved filter is not subscribed")
+
+        await run(second, check)
+        # a flag still beats the file
+        assert start_prefs(monkeypatch, tmp_path, "--theme", "dracula").theme == "dracula"
+    finally:
+        for observer in observers:
+            observer.stop()
+
+
+async def test_a_preference_that_cannot_be_saved_is_a_notification(mosquitto_broker: EmbeddedBroker, tmp_path,
+                                                                     monkeypatch) -> None:
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text("# not the console's to change\n", encoding="utf-8")
+    link = tmp_path / "xdg" / "mnist-tui" / "config.toml"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(elsewhere)
+    observers: list[Observer] = []
+    try:
+        app = prefs_app(mosquitto_broker.address, start_prefs(monkeypatch, tmp_path), observers)
+        seen = record_notifications(app)
+
+        async def body(pilot: Pilot[Any]) -> None:
+            app.theme = "nord"
+            await until(pilot, lambda: any("symbolic link" in text for text in seen), lambda: f"notified: {seen}")
+            assert app.theme == "nord", "the theme changed all the same"
+
+        await run(app, body)
+        assert elsewhere.read_text(encoding="utf-8") == "# not the console's to change\n"
+    finally:
+        for observer in observers:
+            observer.stop()

@@ -55,18 +55,21 @@ def test_load_swaps_the_model_between_batches_without_losing_an_image(mosquitto_
 
         stop = threading.Event()
         sent: list[str] = []
+        sending = threading.Lock()  # held while a chunk is published: no chunk straddles the count below
 
         def stream() -> None:  # images keep coming while the model is swapped
             n = 0
             while not stop.is_set() and n < 3000:
-                sent.extend(send(probe, [f"s{n + i}" for i in range(20)], qos=1))
+                with sending:
+                    sent.extend(send(probe, [f"s{n + i}" for i in range(20)], qos=1))
                 n += 20
 
         feeder = threading.Thread(target=stream)
         feeder.start()
         wait_for(lambda: len(probe.messages("result")) >= 40, message="no results before the swap")
         answer = command(probe, "infer", "w-live", json.dumps({"cmd": "load", "path": str(path), "req": "ok"}), "ok")
-        after = len(sent)  # every image sent from here on was received after the swap
+        with sending:
+            after = len(sent)  # every image sent from here on was published after the swap's reply
         assert answer["ok"], answer
         wait_for(lambda: len(sent) >= after + 40, message="no images sent after the swap")
         stop.set()

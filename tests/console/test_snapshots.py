@@ -3,7 +3,7 @@ fixed drawing and answer, and the confusion matrix; 120x40 and 80x24.
 
 The flow is stopped and the content fixed: an observer fed a recorded set of messages through the same
 parsing path as live ones (`Observer.ingest`), on a frozen clock, in UTC. Update the pictures with
-`pytest tests/tui/test_snapshots.py --snapshot-update` after a deliberate change, and look at them.
+`pytest tests/console/test_snapshots.py --snapshot-update` after a deliberate change, and look at them.
 """
 
 from __future__ import annotations

@@ -9,15 +9,13 @@ import sys
 
 import pytest
 
-from engine.bench.run import render_table
+from engine.bench.report import render_table
 from engine.bench.stats import LatencyHistogram, ResultTracker
 from engine.cli import main
 
 
-def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    for name in ("MNIST_BROKER", "MNIST_WORKERS", "MNIST_RATE"):
-        env.pop(name, None)
+def _bench(*args: str, timeout: float = 120, **variables: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_")} | variables
     return subprocess.run([sys.executable, "-m", "engine", "bench", "--no-progress", *args],
                           capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 
@@ -57,6 +55,23 @@ def test_bench_full_speed_qos1_on_the_embedded_mosquitto(capsys: pytest.CaptureF
     for label in ("images sent", "answered", "lost", "duplicated", "latency p50 / p90 / p99", "mean batch"):
         assert label in table
     assert "full speed" in table
+
+
+def test_bench_options_from_the_environment() -> None:
+    """Each bench option has its MNIST_BENCH_* variable, parsed by the flag's parser; a flag still wins."""
+    done = _bench("--embedded", "mosquitto", "--window", "60", MNIST_BENCH_RATE="200", MNIST_BENCH_DURATION="1",
+                  MNIST_BENCH_WARMUP="0", MNIST_BENCH_JSON="yes", MNIST_BENCH_WINDOW="50", MNIST_BENCH_DRAIN="2")
+    if "mosquitto not found" in done.stderr:
+        pytest.skip("mosquitto is not installed")
+    assert done.returncode == 0, done.stderr[-800:]
+    report = json.loads(done.stdout)  # MNIST_BENCH_JSON: the report as JSON
+    config = report["config"]
+    assert (config["rate"], config["duration"], config["warmup"], config["window"]) == (200, 1, 0, 60)
+    assert report["answered"] > 0
+    bad = _bench("--count", "5", MNIST_BENCH_GENERATORS="many")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["mnist-tui bench: error: MNIST_BENCH_GENERATORS='many': "
+                                               "not an integer: 'many' (see --help)"]
 
 
 @pytest.mark.parametrize(

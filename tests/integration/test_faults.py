@@ -274,8 +274,9 @@ def test_ctrl_c_on_run_all_stops_everything(probe_factory) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", ["at-once", "broker-starting"])
 def test_ctrl_c_at_any_moment_leaves_nothing_running(moment: str) -> None:
-    """Ctrl-C right after the start, or as soon as the embedded mosquitto exists: the command ends and no
-    mosquitto is left behind."""
+    """Ctrl-C right after the start, or as soon as the embedded mosquitto exists: the start is cut short
+    (exit 130, as for any interrupted command; 0 where the roles were up already), and no mosquitto is
+    left behind."""
     engine = Engine("--embedded", "mosquitto", "run", "all", new_session=True)
     try:
         brokers: list[int] = []
@@ -285,7 +286,7 @@ def test_ctrl_c_at_any_moment_leaves_nothing_running(moment: str) -> None:
         engine.ctrl_c()
         code = engine.wait()
         if moment == "broker-starting":
-            assert code == 0 and "Traceback" not in engine.stderr, engine.stderr
+            assert code in (0, 130) and "Traceback" not in engine.stderr, (code, engine.stderr)
         wait_for(lambda: not any(process_alive(pid) for pid in brokers), message="mosquitto left running")
         assert not _mosquitto_children(engine)
     finally:

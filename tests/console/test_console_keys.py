@@ -1,6 +1,6 @@
 """The console's keys and small fixes (issues 13 and 14): one key table behind the bindings, the help screen
 and the palette; z on every pane; the rate ladder and typed rates; texts that say what is true. The app runs
-under Pilot on a recorded observer (tests/tui/test_snapshots.py's, no broker); the pictures are in
+under Pilot on a recorded observer (tests/console/test_snapshots.py's, no broker); the pictures are in
 test_snapshots.py, the keys that need a live pipeline (typed rate, quit) in test_tui_extras.py.
 """
 

@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from engine.config_file import save_console_setting
+from engine.errors import ConfigError
 
 ENGINE = [sys.executable, "-m", "engine"]
 
@@ -95,3 +100,72 @@ def test_bad_config_files_get_one_line(tmp_path: Path) -> None:
     path.write_text('[profiles.lab]\nbroker = "mqtt://x"\n', encoding="utf-8")
     unknown = _run(env, "--profile", "prod", "config")
     assert unknown.returncode == 1 and "no profile 'prod'" in unknown.stderr and "(profiles: lab)" in unknown.stderr
+
+
+# ----- the console's preferences: [console] theme and filter, saved by the console -----
+HAND_WRITTEN = """# my broker profiles (a comment the console must keep)
+profile = "lab"
+
+[profiles.lab]
+broker = "mqtt://127.0.0.1:1883"   # the lab broker
+insecure = false
+"""
+
+
+def test_saving_a_preference_changes_only_the_console_table(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, HAND_WRITTEN)
+    path.chmod(0o640)
+    save_console_setting(path, "theme", "nord")
+    save_console_setting(path, "filter", "mnist/#")
+    save_console_setting(path, "theme", "gruvbox")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(HAND_WRITTEN), "profiles, comments and layout as the user wrote them"
+    data = tomllib.loads(text)
+    assert data["console"] == {"theme": "gruvbox", "filter": "mnist/#"}
+    assert data["profiles"] == {"lab": {"broker": "mqtt://127.0.0.1:1883", "insecure": False}}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640, "the file keeps its mode"
+    assert [p.name for p in path.parent.iterdir()] == ["config.toml"], "no temporary file left behind"
+    # a new file (and its folder) is private to the user
+    fresh = tmp_path / "new" / "mnist-tui" / "config.toml"
+    save_console_setting(fresh, "filter", "a/+")
+    assert tomllib.loads(fresh.read_text(encoding="utf-8")) == {"console": {"filter": "a/+"}}
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+
+
+def test_a_file_that_cannot_be_written_is_left_alone_with_one_line(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.toml"
+    target.write_text(HAND_WRITTEN, encoding="utf-8")
+    link = tmp_path / "xdg" / "mnist-tui" / "config.toml"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        save_console_setting(link, "theme", "nord")
+    assert link.is_symlink() and target.read_text(encoding="utf-8") == HAND_WRITTEN, "never written through"
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[profiles.lab\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        save_console_setting(broken, "theme", "nord")
+    assert broken.read_text(encoding="utf-8") == "[profiles.lab\n"
+    blocked = tmp_path / "a-file"
+    blocked.write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"theme not saved to .*a-file/config.toml"):
+        save_console_setting(blocked / "config.toml", "theme", "nord")
+
+
+def test_console_preferences_follow_the_precedence(tmp_path: Path) -> None:
+    path = _write_config(tmp_path, HAND_WRITTEN.replace("127.0.0.1:1883", "127.0.0.1:1"))
+    save_console_setting(path, "theme", "nord")
+    save_console_setting(path, "filter", "mnist/#")
+    env = _env(tmp_path)
+    lines = _shown(_run(env, "config").stdout)
+    assert lines["theme"] == "nord (config)" and lines["filter"] == "mnist/# (config)"
+    by_env = _shown(_run(_env(tmp_path, MNIST_THEME="dracula", MNIST_FILTER="x/+"), "config").stdout)
+    assert by_env["theme"] == "dracula (env)" and by_env["filter"] == "x/+ (env)"
+    by_flag = _shown(_run(_env(tmp_path, MNIST_THEME="dracula"), "--theme", "monokai", "--filter", "y/#",
+                          "config").stdout)
+    assert by_flag["theme"] == "monokai (flag)" and by_flag["filter"] == "y/# (flag)"
+    path.write_text('[console]\nfilter = "a/#/b"\n', encoding="utf-8")
+    bad = _run(env, "config")
+    assert bad.returncode == 1 and "console.filter: bad filter 'a/#/b'" in bad.stderr and bad.stderr.count("\n") == 1
+    path.write_text('[console]\ncolour = "red"\n', encoding="utf-8")
+    assert "unknown key 'colour' in [console]" in _run(env, "config").stderr

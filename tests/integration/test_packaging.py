@@ -2,8 +2,8 @@
 
 The wheel is built offline from a copy of the source tree with the project's own backend
 (setuptools.build_meta, as `pip wheel --no-build-isolation` would), then installed into a fresh
-virtual environment, where `engine.datafiles` must find the broker config and the digits under
-<venv>/share/mnist-tui/ rather than in this checkout.
+virtual environment, where `engine.datafiles` must find the broker config and the digits as package
+data inside the installed engine (engine/data/), not in this checkout.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.datafiles import CHECKOUT, SHARE, data_path
+from engine.datafiles import DATA, data_path
 from engine.digits.dataset import find_list_file, parse_list
 from engine.mqtt.broker import default_config_path
 from engine.settings import DEFAULT_DATASET, DEFAULT_WEIGHTS, MODEL_CARD
@@ -49,18 +49,15 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheels[0]
 
 
-def _data_prefix(wheel: Path) -> str:
-    """Where a wheel keeps files for <prefix>/share/mnist-tui: `<name>-<version>.data/data/share/mnist-tui/`."""
-    name, version = wheel.name.split("-")[:2]
-    return f"{name}-{version}.data/data/{SHARE.as_posix()}/"
-
-
 def test_checkout_uses_its_own_files() -> None:
-    assert CHECKOUT == REPO
+    """engine/data/ links to the top-level files: a checkout reads them, and names them in errors."""
+    for name in ("mosquitto.conf", "assets"):
+        link = REPO / "engine" / DATA / name
+        assert link.is_symlink() and link.resolve() == REPO / name, f"{link} must link to the top-level {name}"
     assert data_path("mosquitto.conf") == REPO / "mosquitto.conf"
     assert default_config_path() == REPO / "mosquitto.conf"
     assert DEFAULT_DATASET == ASSETS
-    assert data_path("no-such-file") == REPO / "no-such-file"  # so errors name the checkout's path
+    assert data_path("assets/mnist_images/list.txt") == ASSETS / "list.txt"
     assert DEFAULT_WEIGHTS.is_file() and MODEL_CARD.is_file()
 
 
@@ -87,7 +84,8 @@ def test_wheel_holds_every_run_time_file(wheel: Path) -> None:
             assert member in names, f"{member} missing from {wheel.name}"
             assert zf.read(member) == source.read_bytes(), f"{member} differs from {source}"
 
-        share = _data_prefix(wheel)
+        assert not any(".data/" in n for n in names), "run-time files are package data, not data-files"
+        share = f"engine/{DATA}/"
         same(share + "mosquitto.conf", REPO / "mosquitto.conf")
         list_file = find_list_file(ASSETS)
         same(f"{share}assets/mnist_images/{list_file.name}", list_file)
@@ -144,8 +142,9 @@ def test_installed_wheel_finds_its_files(wheel: Path, tmp_path: Path) -> None:
     found = {key: Path(value) for key, value in json.loads(done.stdout).items()}
     assert str(found.pop("version")) == wheel.name.split("-")[1], "--version names the installed distribution"
     root = env_dir.resolve()
-    share = root / SHARE
+    share = Path(found["engine"]).resolve().parent / DATA  # inside the installed package
     assert found["engine"].resolve().is_relative_to(root), f"imported {found['engine']}, not the installed copy"
+    assert not share.is_symlink() and not (share / "assets").is_symlink(), "copies, not links into the checkout"
     assert found["config"].resolve() == share / "mosquitto.conf"
     assert found["dataset"].resolve() == found["assets"].resolve() == share / "assets" / "mnist_images"
     assert (share / "mosquitto.conf").read_bytes() == (REPO / "mosquitto.conf").read_bytes()

@@ -121,3 +121,34 @@ def test_the_cli_takes_a_wss_url_and_insecure(ws_broker) -> None:
     refused = subprocess.run([sys.executable, "-m", "engine", "--broker", url, "health", "--timeout", "3"],
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "--insecure" in refused.stderr + refused.stdout
+
+
+def test_a_profile_with_insecure(ws_broker, tmp_path) -> None:
+    """`insecure = true` in a config file's profile does what --insecure does; `mnist-tui config` says so."""
+    import os
+    import sys
+
+    def mnist(profile: str, *argv: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_")}
+        return subprocess.run([sys.executable, "-m", "engine", "--config", str(config), "--profile", profile, *argv],
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    url = f"wss://localhost:{ws_broker['wss']}/mqtt"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[profiles.test]\nbroker = "{url}"\ninsecure = true\n'
+                      f'[profiles.strict]\nbroker = "{url}"\n')
+    done = mnist("test", "health", "--timeout", "3")
+    assert done.returncode == 1, done.stderr
+    text = (done.stdout + done.stderr).strip()
+    # no worker runs: unhealthy, said after connecting (not a TLS or config error)
+    assert len(text.splitlines()) == 1 and text.startswith("unhealthy: 0 of at least 1 infer"), text
+    shown = mnist("test", "config")
+    assert shown.returncode == 0, shown.stderr
+    shown = shown.stdout
+    assert any(line.split() == ["insecure", "yes", "(config)"] for line in shown.splitlines()), shown
+    refused = mnist("strict", "health", "--timeout", "3")
+    assert refused.returncode != 0 and "--insecure" in refused.stderr + refused.stdout
+    config.write_text(f'[profiles.wrong]\nbroker = "{url}"\ninsecure = "yes"\n')
+    wrong = mnist("wrong", "config")
+    assert wrong.returncode == 1 and wrong.stderr == f"mnist-tui: bad config file {config}: wrong.insecure must be " \
+        "true or false\n"

@@ -86,10 +86,18 @@ def test_the_default_config_is_not_the_operators():
 
 
 @pytest.mark.needs_mosquitto
-def test_run_uses_the_config_named_by_the_environment(tmp_path):
-    """`MNIST_BROKER_CONFIG=FILE mnist-tui run output`: flag, variable, pipeline and broker, end to end."""
+@pytest.mark.parametrize("how", ["env", "profile"])
+def test_run_uses_the_config_named_by_the_environment(tmp_path, how):
+    """`MNIST_BROKER_CONFIG=FILE mnist-tui run output`, or `broker_config` in the config file's profile:
+    variable (or profile), pipeline and broker, end to end."""
     config, second_port = operator_config(tmp_path)
-    env = {**os.environ, "MNIST_BROKER_CONFIG": str(config)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_")}
+    if how == "env":
+        env["MNIST_BROKER_CONFIG"] = str(config)
+    else:
+        profiles = tmp_path / "config.toml"
+        profiles.write_text(f'profile = "local"\n[profiles.local]\nbroker_config = "{config}"\n')
+        env["MNIST_CONFIG"] = str(profiles)
     proc = subprocess.Popen([sys.executable, "-m", "engine", "run", "output"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -133,6 +141,12 @@ def test_a_missing_file_is_one_line(tmp_path, monkeypatch, capsys):
         assert err.count("\n") == 1 and f"no such file: {missing}" in err, err
         if env is not None:
             assert "MNIST_BROKER_CONFIG" in err
+    monkeypatch.delenv("MNIST_BROKER_CONFIG")
+    profiles = tmp_path / "config.toml"
+    profiles.write_text(f'[profiles.local]\nbroker_config = "{missing}"\n')
+    assert main(["--config", str(profiles), "--profile", "local", "run", "output"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"mnist-tui: bad config file {profiles}: local.broker_config: no such file: {missing}\n"
 
 
 @pytest.mark.parametrize("flags", [["--embedded", "python"], ["--broker", "mqtt://127.0.0.1:1"]])

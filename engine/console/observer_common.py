@@ -1,0 +1,72 @@
+"""What the two console models share: their identity and the checks made before anything is sent.
+
+`Observer` (in this process) and `ObserverProcess` (the same observer in a child process) both check a
+command, a publish or a filter the same way and say "not connected" in the same words, at once and in
+the console's process, so that a mistake is answered before anything goes over a pipe or the broker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Self
+
+from engine.console.topic_filters import validate_filter, validate_topic
+from engine.errors import BrokerError, ConfigError
+from engine.mqtt.address import BrokerAddress
+from engine.topics import ROLES, Topics, sanitize_id
+
+
+def default_client_id() -> str:
+    host = socket.gethostname().split(".")[0]
+    return sanitize_id(f"console-{host}-{os.getpid()}-{os.urandom(2).hex()}")
+
+
+def check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+
+
+def check_publish(topic: str, payload: bytes | str, qos: int) -> bytes:
+    """The payload's bytes, once topic and QoS are valid (ConfigError otherwise)."""
+    validate_topic(topic)
+    if qos not in (0, 1, 2):
+        raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
+    return payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+
+
+def check_filter(filter_text: str) -> str:
+    """A new inspector filter, stripped and validated (ConfigError on a bad one)."""
+    return validate_filter(filter_text.strip())
+
+
+class ObserverCommon:
+    """Identity, filter and the "not connected" answer of a console model; `start`/`stop` are the subclass's."""
+
+    def __init__(self, address: BrokerAddress, topics: Topics | None, filter: str, client_id: str | None,
+                 max_results: int) -> None:
+        self.address = address
+        self.topics = topics or Topics()
+        self.client_id = client_id or default_client_id()
+        self.max_results = max_results
+        self._filter = validate_filter(filter)
+
+    @property
+    def filter(self) -> str:
+        return self._filter
+
+    def not_connected(self) -> BrokerError:
+        return BrokerError(f"not connected to the broker at {self.address.url}: nothing was sent")
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

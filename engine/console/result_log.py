@@ -1,0 +1,83 @@
+"""The console's results: the newest rows, their counts, the result rate and latency percentiles.
+
+Part of the observer (engine/console/observer.py), used under its one lock. Each result is parsed
+once (`protocol.parse_result`: a payload that is not a result is counted as malformed, never raised),
+counted by `ResultCounts` (the definition the collector and the bench use too) and kept as a
+`ResultRow` among the newest `max_results`. Latency is measured from the send time in the image's
+metadata; its percentiles (over the newest 2,048) and the rate are refreshed about once a second.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+from engine.console.snapshot import ResultRow, ResultStats
+from engine.protocol import parse_result
+from engine.stats import ResultCounts, percentile
+
+LATENCY_WINDOW = 2048  # the newest latencies the percentiles are taken over
+
+
+class ResultLog:
+    def __init__(self, max_results: int) -> None:
+        self._rows: deque[ResultRow] = deque(maxlen=max_results)
+        self.seq = 0  # results seen so far (a row's seq); not reset by clear()
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._mark = 0
+        self._reset_stats()
+
+    def _reset_stats(self) -> None:
+        self._counts = ResultCounts()
+        self._malformed = 0
+        self._rate = 0.0
+        self._p50: float | None = None
+        self._p99: float | None = None
+
+    def add(self, payload: bytes, now: float) -> None:
+        try:
+            r = parse_result(payload)
+        except ValueError:
+            self._malformed += 1
+            return
+        self.seq += 1
+        latency = (now - r.t_sent) * 1000.0 if r.t_sent is not None else None
+        if latency is not None:
+            latency = max(0.0, latency)
+            self._latencies.append(latency)
+        probs = tuple(r.probs) if r.probs is not None else None
+        self._rows.append(ResultRow(
+            self.seq, now, r.id, r.pred, r.label, r.conf, latency, r.worker, r.error, probs, r.model, r.legacy,
+        ))
+        self._counts.add(r.pred, r.label, r.worker, r.error is not None)
+
+    def rows(self, results: int | None = None, results_after: int | None = None) -> tuple[ResultRow, ...]:
+        """The newest `results` rows (all when None), only those with a seq above `results_after`."""
+        if results_after is not None:
+            fresh = max(0, self.seq - results_after)
+            results = fresh if results is None else min(results, fresh)
+        if results is None or results >= len(self._rows):
+            return tuple(self._rows)
+        if results <= 0:
+            return ()
+        return tuple(itertools.islice(self._rows, len(self._rows) - results, None))
+
+    def stats(self) -> ResultStats:
+        c = self._counts
+        return ResultStats(c.received, c.labelled, c.correct, c.errors, self._malformed, self._rate,
+                           self._p50, self._p99, tuple(tuple(r) for r in c.confusion))
+
+    def update_rates(self, dt: float) -> None:
+        """`dt` seconds since the last call: the result rate over them, and the latency percentiles."""
+        self._rate = (self.seq - self._mark) / dt
+        self._mark = self.seq
+        if self._latencies:
+            values = sorted(self._latencies)
+            self._p50 = percentile(values, 50)
+            self._p99 = percentile(values, 99)
+
+    def clear(self) -> None:
+        """Forget the rows, counts and latencies (seq numbers go on)."""
+        self._rows.clear()
+        self._latencies.clear()
+        self._reset_stats()
