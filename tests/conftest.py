@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from helpers import NO_MOSQUITTO, MqttProbe
+from secured import secured_broker  # noqa: F401 - a fixture, for every test
 
 from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
 

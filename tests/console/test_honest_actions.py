@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from helpers import pilot_until as until
 from helpers import wait_for
-from test_broker import login, secured_broker  # noqa: F401 - secured_broker is a fixture
+from secured import login, verdict
 from test_tui import record_notifications, run
 from textual.pilot import Pilot
 
-from engine.console.observer import Observer, Verdict
+from engine.console.observer import Observer
 from tui.app import MnistApp
 from tui.chrome.header_bar import BrokerInfo
 from tui.draw.draw_dialog import DrawDialog
@@ -39,16 +39,6 @@ def connect(made: list[Observer], address: Any, protocol: int | None = None) -> 
     made.append(obs)
     wait_for(lambda: obs.snapshot().subscribed, 30, message=lambda: str(obs.snapshot().connection))
     return obs
-
-
-def verdict(obs: Observer, topic: str, action: str) -> Verdict:
-    def found() -> Verdict | None:
-        return next((v for v in obs.snapshot().verdicts if v.topic == topic and v.action == action), None)
-
-    wait_for(found, 20, message=f"no verdict for {action} on {topic}")
-    found_verdict = found()
-    assert found_verdict is not None
-    return found_verdict
 
 
 def events(obs: Observer) -> list[str]:

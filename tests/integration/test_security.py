@@ -3,7 +3,7 @@ throwaway CA, password file, the ACL of docs/SECURITY.md), model files that woul
 client ids that try to inject topic levels.
 
 What is refused must be said in ONE line without a traceback, and the command must fail.
-The secured broker comes from the broker tests (`secured_broker`: the recipe enabled on a TLS port).
+The secured broker is the `secured_broker` fixture (tests/secured.py: the recipe enabled on a TLS port).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 import torch
 from fault_helpers import ENGINE, Engine, model, one_line_error, send, status, wait_status
 from helpers import MqttProbe, wait_for
-from test_broker import PASSWORDS, login, secured_broker  # noqa: F401 - secured_broker is a fixture
+from secured import PASSWORDS, login, verdict
 
 from engine.cli import build_parser, settings_from_args
 from engine.digits.model import LeNet5, load_model
@@ -208,7 +208,6 @@ def test_one_workers_account_cannot_speak_for_another(secured_broker) -> None:  
     """The recipe's per-worker accounts: a real worker-1 (two connections, one account) runs and the
     console account sees it and its results; worker-2's credential, even under the client id worker-1,
     is refused on worker-1's status (MQTT 5 PUBACK) and worker-1's retained status stays its own."""
-    from test_honest_actions import verdict  # the broker's verdict on an Observer's publish
 
     from engine.console.observer import Observer
 
