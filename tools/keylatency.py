@@ -38,6 +38,7 @@ OPEN_MARK = b"mnist-tui: keys"  # the help screen's title
 # screen the console also redraws it, dimmed, so the words alone do not say the help is gone.
 FOOTER_RE = re.compile(rb"\x1b\[[0-9;]*mStart/stop")
 MAIN_MARK = b"Publisher"  # a pane title: the main screen is up
+READY_MARK = b"connected"  # the header once the roles are up (it says "starting: ..." until then)
 RESULTS_RE = re.compile(rb"([0-9][0-9,.]*k?) results")  # the Results pane's subtitle
 RATE_RE = re.compile(rb"accuracy .{0,400}?([0-9][0-9,.]*k?/s)", re.S)
 
@@ -141,6 +142,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     try:
         if term.wait_for(MAIN_MARK, 0, args.start_timeout) is None:
             raise SystemExit("the console did not show its main screen in time")
+        if term.wait_for(READY_MARK, 0, args.start_timeout) is None:
+            raise SystemExit("the console's roles did not start in time (the header never said connected)")
         footer = term.wait_for(FOOTER_RE, 0, 10)
         if footer is None:
             raise SystemExit("the console's footer did not show")
