@@ -132,6 +132,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     i.add_argument("--shuffle", action="store_true", help="play the dataset in random order")
     i.add_argument("--once", action="store_true", help="play the dataset once instead of looping")
     i.add_argument("--count", type=image_count, default=None, help="send N images, then stop")
+    i.add_argument("--expiry", type=session_expiry_seconds, default=0, metavar="SECONDS",
+                   help="MQTT 5 message expiry of each image: the broker drops one still queued after this long "
+                        "and a worker skips one that expired in its queue (counted as expired); bounds the wait "
+                        "under overload at QoS 1 (default: 0, none)")
     w = parser.add_argument_group("infer role")
     w.add_argument("--model", metavar="PATH",
                    help="state_dict of the shipped architecture (or a TorchScript file with --allow-torchscript)")
@@ -189,6 +193,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         order="shuffle" if args.shuffle else "sequential",
         loop=not args.once,
         count=args.count,
+        image_expiry=int(args.expiry),
         model_path=args.model,
         allow_torchscript=args.allow_torchscript,
         max_batch=args.max_batch,

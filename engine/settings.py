@@ -38,6 +38,7 @@ class Settings:
     loop: bool = True
     count: int | None = None
     autostart: bool = False
+    image_expiry: int = 0  # s: MQTT 5 message expiry of each image (0: none)
     # infer
     model_path: str | None = None
     allow_torchscript: bool = False  # a TorchScript model file runs code from the file

@@ -24,6 +24,7 @@ from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, reason_text
 from engine.mqtt.fastclient import FastClient, payload_of
+from engine.mqtt.message_props import image_properties
 from engine.protocol import embed_meta
 from engine.settings import Settings
 
@@ -217,7 +218,8 @@ class LoadGenerator:
             sample = samples[seq % n]
             meta = {"id": f"{prefix}{seq}", "label": sample.label, "t": time.time(), "src": src}
             payloads.append(embed_meta(sample.png, meta))
-        infos = self._pub.publish_many(self.topics.images, payloads, qos=self.settings.qos)
+        infos = self._pub.publish_many(self.topics.images, payloads, qos=self.settings.qos,
+                                       properties=image_properties(self.settings.image_expiry))
         taken = 0
         for info in infos:
             if info.rc != mqtt.MQTT_ERR_SUCCESS:

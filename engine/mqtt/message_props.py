@@ -12,6 +12,7 @@ Results carry the content type `application/json`.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from paho.mqtt.packettypes import PacketTypes
@@ -109,4 +110,19 @@ def result_properties(correlation: bytes | None = None) -> Properties:
     props.ContentType = CONTENT_TYPE
     if correlation is not None:
         props.CorrelationData = correlation
+    return props
+
+
+@lru_cache(maxsize=16)  # one object per expiry: its packed bytes are made once (PackedProperties)
+def image_properties(expiry: int) -> Properties | None:
+    """PUBLISH properties of an image: its MQTT 5 message expiry in seconds (None when 0: no expiry).
+
+    A broker drops an image still queued for a subscriber once it expires, and a worker skips (and counts)
+    one that expired in its own queue: under overload at QoS 1 the wait is bounded by the expiry instead
+    of by the broker's queue (docs/PERFORMANCE.md).
+    """
+    if expiry <= 0:
+        return None
+    props = PackedProperties(PacketTypes.PUBLISH)
+    props.MessageExpiryInterval = expiry
     return props

@@ -11,9 +11,11 @@ from collections import deque
 from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
 
 from engine.digits.dataset import Sample, load_dataset
 from engine.mqtt.address import BrokerAddress
+from engine.mqtt.message_props import image_properties
 from engine.protocol import CommandError, embed_meta, number_arg
 from engine.roles.role import Role
 from engine.settings import Settings
@@ -39,6 +41,7 @@ class Publisher(Role):
         self.samples = samples if samples is not None else load_dataset(s.dataset, s.list_file)
         self.rate = float(s.rate)
         self.qos = s.qos
+        self._image_props = image_properties(s.image_expiry)
         self.order = s.order
         self.loop = s.loop
         self.remaining: int | None = s.count
@@ -210,7 +213,7 @@ class Publisher(Role):
         """Publish one image, waiting out a disconnect at QoS 0 (nothing lost); False if stopped meanwhile."""
         msg_id, payload = self._payload(sample)
         while not self._stop.is_set():
-            info = self.data_client.publish(self.topics.images, payload, qos=self.qos)
+            info = self.data_client.publish(self.topics.images, payload, qos=self.qos, properties=self._props())
             if self._kept(info):
                 break
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
@@ -222,6 +225,12 @@ class Publisher(Role):
             return False
         self._sent(sample, msg_id, 1, info)
         return True
+
+    def _props(self) -> Properties | None:
+        """The images' MQTT 5 properties (a message expiry, --expiry); none on MQTT 3.1.1."""
+        if self._image_props is None or self.data_client.protocol != mqtt.MQTTv5:
+            return None
+        return self._image_props
 
     def _kept(self, info: mqtt.MQTTMessageInfo) -> bool:
         """Sent, or (QoS 1/2 while offline) kept by paho, which sends it on reconnect under the same id:
@@ -236,7 +245,7 @@ class Publisher(Role):
         made = [self._payload(sample) for sample in samples]
         ids = [msg_id for msg_id, _ in made]
         payloads = [payload for _, payload in made]
-        infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos)
+        infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos, properties=self._props())
         ok = 0
         while ok < len(infos) and self._kept(infos[ok]):
             ok += 1

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,57 @@ def test_mqttjs_gets_its_answer_with_its_correlation_data(mosquitto_broker, work
     assert answer["topic"] == "js/answers" and answer["correlation"] == "js-corr-42"
     assert answer["contentType"] == "application/json"
     assert answer["body"]["id"] == "js-1" and answer["body"]["label"] == 7 and answer["body"]["pred"] == 7
+
+
+def test_images_carry_their_expiry_and_the_broker_drops_the_expired(mosquitto_broker) -> None:
+    """--expiry: each image the input role publishes carries an MQTT 5 message expiry. What expires while
+    the broker holds it for a subscriber that is away (a worker's session under overload, or offline) is
+    dropped there: that subscriber gets only the images still fresh when it takes them."""
+    from engine.roles.publisher import Publisher
+
+    addr = mosquitto_broker.address
+    away = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, "away-worker", protocol=mqtt.MQTTv5)
+    later: list[mqtt.MQTTMessage] = []
+    away.on_message = lambda _c, _u, msg: later.append(msg)
+    session = Properties(PacketTypes.CONNECT)
+    session.SessionExpiryInterval = 300
+    away.connect(addr.host, addr.port, properties=session)  # clean on the first connect only (paho default)
+    away.loop_start()
+    subscribed = threading.Event()
+    away.on_subscribe = lambda *_a: subscribed.set()
+    away.subscribe("mnist", qos=1)
+    wait_for(subscribed.is_set, message="not subscribed")
+    away.disconnect()
+    away.loop_stop()
+
+    watcher = V5Client(addr, ["mnist"])
+    pub = Publisher(addr, Settings(qos=1, rate=0, image_expiry=1), "in-expiry")
+    pub.start()
+    try:
+        assert pub.wait_ready()
+        pub.play(20)
+        wait_for(lambda: len(watcher.on("mnist")) >= 20, message="images not seen")
+        expiries = {props_of(m).get("MessageExpiryInterval") for m in watcher.on("mnist")}
+        assert expiries and expiries <= {0, 1}, expiries  # the broker forwards what is left of it
+        stale_ids = {tagged_id(m.payload) for m in watcher.on("mnist")}
+        # the held images expire (1 s) while nobody takes them; then five fresh ones
+        deadline = time.monotonic() + 2.5
+        wait_for(lambda: time.monotonic() > deadline, 5, message="clock")
+        pub.play(5)
+        wait_for(lambda: len(watcher.on("mnist")) >= 25, message="fresh images not seen")
+        away.reconnect()  # the same session
+        away.loop_start()
+        wait_for(lambda: len(later) >= 5, message=f"the fresh images did not reach the session ({len(later)})")
+        got = {tagged_id(m.payload) for m in later}
+        assert not got & stale_ids, f"expired images delivered: {sorted(got & stale_ids)}"
+    finally:
+        pub.stop()
+        watcher.close()
+        away.disconnect()
+        away.loop_stop()
+
+
+def tagged_id(payload: bytes) -> str | None:
+    from engine.protocol import extract_meta
+
+    return extract_meta(payload).id
