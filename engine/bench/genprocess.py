@@ -35,7 +35,7 @@ def child_config(settings: Settings, run_id: str, index: int, rate: float, t_mea
     t = settings.topics
     return {
         "run_id": run_id, "index": index, "rate": rate, "t_measure": t_measure, "duration": duration,
-        "drain": drain, "qos": settings.qos, "protocol": settings.protocol,
+        "drain": drain, "qos": settings.qos, "protocol": settings.protocol, "image_expiry": settings.image_expiry,
         "topics": {"images": t.images, "results": t.results, "status_prefix": t.status_prefix,
                    "control_prefix": t.control_prefix, "reply_prefix": t.reply_prefix},
         "dataset": str(settings.dataset), "list_file": settings.list_file,
@@ -127,7 +127,8 @@ def _main(config: dict[str, Any]) -> int:
     address = address.with_tls_files(env.get("MNIST_CAFILE"), env.get("MNIST_CERT"), env.get("MNIST_KEY"))
     topics = Topics(**config["topics"])
     settings = Settings(topics=topics, qos=int(config["qos"]), protocol=int(config["protocol"]),
-                        dataset=Path(config["dataset"]), list_file=config["list_file"])
+                        dataset=Path(config["dataset"]), list_file=config["list_file"],
+                        image_expiry=int(config.get("image_expiry", 0)))
     samples = load_dataset(settings.dataset, settings.list_file)
     run_id = config["run_id"]
     tracker = ResultTracker()

@@ -396,6 +396,7 @@ class Bench:
                 "warmup": self.args.warmup,
                 "max_batch": s.max_batch,
                 "max_delay_ms": s.max_delay_ms,
+                "image_expiry": s.image_expiry,
                 "threads": s.threads,
                 "group": s.share_group,
                 "host": socket.gethostname(),
