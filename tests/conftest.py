@@ -15,6 +15,7 @@ mosquitto_pub is missing, `slow` marks tests of over about 5 s: `pytest -m "not 
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +24,15 @@ from helpers import NO_MOSQUITTO, MqttProbe
 from secured import secured_broker  # noqa: F401 - a fixture, for every test
 
 from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Children that a test interrupts (Ctrl-C to `run all`, to an embedded broker's owner, to `replay`)
+    must see SIGINT as a terminal's Ctrl-C. A test run started in the background of a non-interactive
+    shell (`pytest &`, nohup) inherits SIGINT ignored, which every child would inherit too, and Python
+    then installs no KeyboardInterrupt handler in them. A handled signal is reset to its default on exec."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
