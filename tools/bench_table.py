@@ -2,7 +2,8 @@
 
 Reads every `*.json` written by `python -m engine bench ... --json` (for instance by
 `tools/overload_bench.sh`) and prints one row per run: workers, generators, QoS, offered rate (and the
-multiple of the capacity under `--overload`), answered/s (goodput), shed and dropped, control-ping
+multiple of the capacity under `--overload`, and the images held back at QoS 1 while the broker's
+window was full), answered/s (goodput), shed and dropped, control-ping
 latency, end-to-end latency and the worker CPU per answered image. docs/PERFORMANCE.md's tables are
 made with it, so a reader can make them again from the same reports.
 """
@@ -35,6 +36,8 @@ def row(name: str, report: dict[str, Any]) -> str:
     capacity = report.get("capacity")
     if isinstance(capacity, (int, float)) and capacity > 0 and isinstance(report.get("offered_rate"), (int, float)):
         offered += f" ({report['offered_rate'] / capacity:.1f}x of {_num(capacity)})"
+    if report.get("held_back"):
+        offered += f", {_num(report['held_back'])} held back"
     answered = _num(report.get("goodput") or report.get("throughput"))
     if isinstance(capacity, (int, float)) and capacity > 0 and isinstance(report.get("goodput"), (int, float)):
         answered += f" ({100 * report['goodput'] / capacity:.0f}%)"

@@ -165,7 +165,8 @@ def _main(config: dict[str, Any]) -> int:
         total.merge(other.to_json())
     gen.close()
     report = {"index": config["index"], "sent": gen.sent - first, "send_seconds": seconds,
-              "publish_errors": gen.publish_errors, "foreign": tracker.foreign, "tally": total.to_json(),
+              "publish_errors": gen.publish_errors, "held_back": gen.held_back, "foreign": tracker.foreign,
+              "tally": total.to_json(),
               "cpu_seconds": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), "pid": os.getpid()}
     print(json.dumps(report), flush=True)
     return 0

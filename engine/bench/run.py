@@ -284,6 +284,7 @@ class Bench:
         send_seconds = max((r["send_seconds"] for r in got), default=0.0)
         report = self._report(sent, send_seconds, t_measure, True, sampler)
         report["publish_errors"] = sum(r["publish_errors"] for r in got)
+        report["held_back"] = sum(r.get("held_back", 0) for r in got)
         report["foreign_results"] = sum(r["foreign"] for r in got)
         report["config"]["generators"] = self.generators
         for wid, entry in report["per_worker"].items():
@@ -421,6 +422,7 @@ class Bench:
             "flushed": flushed,
             "stalls": self.live.stalls,
             "publish_errors": self.live.publish_errors,
+            "held_back": self.live.held_back,  # open loop at QoS 1/2: due while the broker's window was full
             "foreign_results": self.tracker.foreign,
             "interrupted": self.stop_event.is_set(),
             "capacity": self.capacity,

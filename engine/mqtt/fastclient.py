@@ -290,6 +290,12 @@ class FastClient(mqtt.Client):
                 infos.append(publish(topic, payload, qos=qos, properties=properties))
         return infos
 
+    def unacknowledged(self) -> int:
+        """QoS 1/2 publishes handed to this client and not yet acknowledged: those in flight and those
+        waiting behind the in-flight window in the client itself."""
+        with self._out_message_mutex:
+            return len(self._out_messages)
+
     def flush(self, timeout: float) -> bool:
         """Wait until every queued packet is written and every QoS 1/2 publish acknowledged; False when
         `timeout` seconds pass first or the connection is gone.
