@@ -422,6 +422,15 @@ class MnistApp(App[None]):
         self.observer.clear_results()
         self.refresh_from_observer()
 
+    def action_search_topics(self) -> None:
+        """`/` from any pane: the Topics pane opens its search box and focuses it as the key arrives."""
+        main = self.main
+        if main is None:
+            return
+        if main.zoomed is not None and main.zoomed != "topics":
+            main.zoom(None)  # the search is in the Topics pane: show it
+        main.query_one(TopicsPane).action_search()
+
     def action_filter(self) -> None:
         if self._not_started():
             return

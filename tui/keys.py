@@ -86,8 +86,8 @@ TOPICS = (
     Key("s", "app.toggle_pause", "Pause", "pause or resume the inspector (topics hold still, results go on)",
         command="Pause or resume the inspector"),
     Key("up,down,enter", "", "", "pick a topic; enter goes to its messages, escape back", display="↑ ↓ enter"),
-    Key("slash", "search", "Search", "search the tree as you type; enter keeps it, escape drops it", display="/",
-        footer=False, priority=True),
+    Key("slash", "app.search_topics", "Search", "search the topic tree as you type (from any pane); enter keeps "
+        "it, escape drops it", display="/", footer=False, priority=True, everywhere=True, command="Search topics"),
     Key("n", "next_match(1)", "Next", "next search match (no search: send one image)", footer=False),
     Key("N", "next_match(-1)", "Previous", "previous search match", footer=False),
     Key("right_square_bracket", "expand_all", "Expand", "expand every level of the tree", display="]",

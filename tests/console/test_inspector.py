@@ -451,3 +451,29 @@ async def test_keys_typed_in_a_burst_after_slash_go_into_the_search(
         assert app.focused is search
         assert done == [], done
         assert app.is_running
+
+
+@pytest.mark.parametrize("zoomed", [False, True], ids=["four-panes", "publisher-zoomed"])
+async def test_slash_searches_the_topics_from_any_pane(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                       publisher: Publisher, zoomed: bool) -> None:
+    """`/` with the Publisher pane focused (the start), or zoomed: the Topics pane's search box opens and
+    takes what is typed next; `r` in it is a letter, not the rate dialog."""
+    from tui.publisher.publisher_pane import PublisherPane
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(app, pilot, {"lab/rq"}, lambda: publisher.send("lab/rq", b"1"))
+        app.screen.query_one(PublisherPane).focus()
+        await pilot.pause()
+        if zoomed:
+            await pilot.press("z")
+            await until(pilot, lambda: app.main is not None and app.main.zoomed == "publisher", "not zoomed")
+        done: list[str] = []
+        app.action_rate = lambda: done.append("rate")  # type: ignore[method-assign]
+        await burst(app, "slash", "r", "q")
+        search = app.screen.query_one("#topic-search", Input)
+        await until(pilot, lambda: search.value == "rq", lambda: f"search holds {search.value!r}, ran {done}")
+        assert app.focused is search and done == [], done
+        assert app.main is not None and app.main.zoomed in (None, "topics")
+        tree = app.screen.query_one(TopicTree)
+        await until(pilot, lambda: "lab/rq" in tree.matches(), lambda: f"matches: {tree.matches()}")
