@@ -133,9 +133,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     i.add_argument("--once", action="store_true", help="play the dataset once instead of looping")
     i.add_argument("--count", type=image_count, default=None, help="send N images, then stop")
     i.add_argument("--expiry", type=session_expiry_seconds, default=0, metavar="SECONDS",
-                   help="MQTT 5 message expiry of each image: the broker drops one still queued after this long "
-                        "and a worker skips one that expired in its queue (counted as expired); bounds the wait "
-                        "under overload at QoS 1 (default: 0, none)")
+                   help="MQTT 5 message expiry of each image: the broker drops one it still holds for an absent "
+                        "worker after this long, and a worker skips one that expired in its queue (counted as "
+                        "expired) (default: 0, none)")
     w = parser.add_argument_group("infer role")
     w.add_argument("--model", metavar="PATH",
                    help="state_dict of the shipped architecture (or a TorchScript file with --allow-torchscript)")

@@ -117,9 +117,9 @@ def result_properties(correlation: bytes | None = None) -> Properties:
 def image_properties(expiry: int) -> Properties | None:
     """PUBLISH properties of an image: its MQTT 5 message expiry in seconds (None when 0: no expiry).
 
-    A broker drops an image still queued for a subscriber once it expires, and a worker skips (and counts)
-    one that expired in its own queue: under overload at QoS 1 the wait is bounded by the expiry instead
-    of by the broker's queue (docs/PERFORMANCE.md).
+    A broker drops an image it holds for an absent subscriber's session once it expires, and a worker skips
+    (and counts) one that expired in its own queue. mosquitto 2.0.11 does not expire what it queues for a
+    connected subscriber, so behind a busy worker the expiry bounds nothing there (docs/PERFORMANCE.md).
     """
     if expiry <= 0:
         return None
