@@ -63,7 +63,6 @@ class LoadGenerator:
         self.tracker = tracker
         self.sent = 0  # images published (warm-up included)
         self.publish_errors = 0
-        self.schedule_skip = 0  # images of the schedule not offered (held back), so the rate stays the rate
         self.held_back = 0  # open loop at QoS 1/2: images due while the broker had not acknowledged enough
         self.written_off = 0  # images given up on by the window's stall rule
         self.stalls = 0
@@ -243,7 +242,7 @@ class LoadGenerator:
         on_pass: Callable[[], None] | None = None,
     ) -> tuple[int, float]:
         """Send `count` images or for `duration` seconds; returns (images sent, seconds spent sending)."""
-        start_sent, start_skip = self.sent, self.schedule_skip
+        start_sent, start_held = self.sent, self.held_back
         t0 = time.monotonic()
         end = t0 + duration if duration else None
         next_tick = t0 + 0.25
@@ -255,7 +254,7 @@ class LoadGenerator:
                 on_tick()
             if on_pass is not None:
                 on_pass()
-            done = self.sent - start_sent + self.schedule_skip - start_skip
+            done = self.sent - start_sent + self.held_back - start_held  # held back: due, so the rate stays the rate
             if (count is not None and done >= count) or (end is not None and now >= end):
                 break
             burst = 64 if count is None else min(64, count - done)
@@ -273,7 +272,6 @@ class LoadGenerator:
                 if room < burst:
                     held = burst - max(room, 0)
                     self.held_back += held
-                    self.schedule_skip += held
                     burst -= held
                     if burst <= 0:
                         time.sleep(0.0005)

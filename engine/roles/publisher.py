@@ -11,7 +11,6 @@ from collections import deque
 from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.properties import Properties
 
 from engine.digits.dataset import Sample, load_dataset
 from engine.mqtt.address import BrokerAddress
@@ -41,7 +40,7 @@ class Publisher(Role):
         self.samples = samples if samples is not None else load_dataset(s.dataset, s.list_file)
         self.rate = float(s.rate)
         self.qos = s.qos
-        self._image_props = image_properties(s.image_expiry)
+        self._image_props = image_properties(s.image_expiry)  # paho leaves them out on MQTT 3.1.1
         self.order = s.order
         self.loop = s.loop
         self.remaining: int | None = s.count
@@ -213,7 +212,7 @@ class Publisher(Role):
         """Publish one image, waiting out a disconnect at QoS 0 (nothing lost); False if stopped meanwhile."""
         msg_id, payload = self._payload(sample)
         while not self._stop.is_set():
-            info = self.data_client.publish(self.topics.images, payload, qos=self.qos, properties=self._props())
+            info = self.data_client.publish(self.topics.images, payload, qos=self.qos, properties=self._image_props)
             if self._kept(info):
                 break
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
@@ -225,12 +224,6 @@ class Publisher(Role):
             return False
         self._sent(sample, msg_id, 1, info)
         return True
-
-    def _props(self) -> Properties | None:
-        """The images' MQTT 5 properties (a message expiry, --expiry); none on MQTT 3.1.1."""
-        if self._image_props is None or self.data_client.protocol != mqtt.MQTTv5:
-            return None
-        return self._image_props
 
     def _kept(self, info: mqtt.MQTTMessageInfo) -> bool:
         """Sent, or (QoS 1/2 while offline) kept by paho, which sends it on reconnect under the same id:
@@ -245,7 +238,7 @@ class Publisher(Role):
         made = [self._payload(sample) for sample in samples]
         ids = [msg_id for msg_id, _ in made]
         payloads = [payload for _, payload in made]
-        infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos, properties=self._props())
+        infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos, properties=self._image_props)
         ok = 0
         while ok < len(infos) and self._kept(infos[ok]):
             ok += 1

@@ -12,7 +12,7 @@ from textual.widgets.tree import TreeNode
 from engine.console.observer import TopicInfo
 from tui.safe_text import plain
 from tui.widgets import formatting as fmt
-from tui.widgets.palette import palette
+from tui.widgets.palette import Palette, palette
 
 EXPAND_ALL_UP_TO = 60  # topics; with more, new nodes start folded below the first level
 _MIN_NAME = 6  # cells a shortened level name keeps, ellipsis included: it stays recognisable
@@ -187,13 +187,13 @@ class TopicTree(Tree[str]):
             info = own.get(path)
             sub = below.get(path)
             summary = sub if sub is not None and not node.is_expanded else None
-            figures = self._figures(info, summary, with_rate=True)
+            figures = _figures(pal, info, summary, with_rate=True)
             # A long level name gives way to its figures (ellipsis), so the counts are never cut; where even
             # a recognisable name (6 cells) and the count leave no room for the rate, the rate goes first.
             guides = (path.count("/") + 1) * self.guide_depth + 2
             room = width - guides - figures.cell_len
             if width > 0 and label.cell_len > room and room < _MIN_NAME and info is not None and info.rate > 0:
-                figures = self._figures(info, summary, with_rate=False)
+                figures = _figures(pal, info, summary, with_rate=False)
                 room = width - guides - figures.cell_len
             if width > 0 and label.cell_len > room:
                 label.truncate(max(room, _MIN_NAME), overflow="ellipsis")
@@ -203,17 +203,17 @@ class TopicTree(Tree[str]):
                 self._labels[path] = key
                 node.set_label(label)
 
-    def _figures(self, info: TopicInfo | None, summary: list[float] | None, *, with_rate: bool) -> Text:
-        """What follows a level's name: its count, rate and retained mark, and for a folded inner level
-        the number of topics and messages below it."""
-        pal = palette(self.app)
-        figures = Text()
-        if info is not None:
-            figures.append(f"  {fmt.count(info.count)}", style=pal.accent)
-            if with_rate and info.rate > 0:
-                figures.append(f" {fmt.rate(info.rate)}", style=pal.muted)
-            if info.retained:
-                figures.append(" R", style=pal.warn)
-        if summary is not None:
-            figures.append(f"  [{fmt.plural(int(summary[2]), 'topic')}, {fmt.count(summary[0])}]", style=pal.muted)
-        return figures
+
+def _figures(pal: Palette, info: TopicInfo | None, summary: list[float] | None, *, with_rate: bool) -> Text:
+    """What follows a level's name: its count, rate and retained mark, and for a folded inner level
+    the number of topics and messages below it."""
+    figures = Text()
+    if info is not None:
+        figures.append(f"  {fmt.count(info.count)}", style=pal.accent)
+        if with_rate and info.rate > 0:
+            figures.append(f" {fmt.rate(info.rate)}", style=pal.muted)
+        if info.retained:
+            figures.append(" R", style=pal.warn)
+    if summary is not None:
+        figures.append(f"  [{fmt.plural(int(summary[2]), 'topic')}, {fmt.count(summary[0])}]", style=pal.muted)
+    return figures
