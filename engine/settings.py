@@ -44,6 +44,7 @@ class Settings:
     allow_torchscript: bool = False  # a TorchScript model file runs code from the file
     max_batch: int = 64
     max_delay_ms: float = 2.0
+    max_wait: float | None = None  # s: skip an image published longer ago than this (None: answer every image)
     queue_size: int = 2_000  # about 0.2-0.5 s of work: the bound of the latency under overload
     max_payload: int = 1_048_576
     max_pixels: int = 4_000_000

@@ -3,7 +3,8 @@
 Reads every `*.json` written by `python -m engine bench ... --json` (for instance by
 `tools/overload_bench.sh`) and prints one row per run: workers, generators, QoS, offered rate (and the
 multiple of the capacity under `--overload`, and the images held back at QoS 1 while the broker's
-window was full), answered/s (goodput), shed and dropped, control-ping
+window was full), answered/s (goodput), images shed or dropped (one count: a worker's `dropped`
+includes what it shed) and expired (past `--max-wait` or their MQTT 5 expiry), control-ping
 latency, end-to-end latency and the worker CPU per answered image. docs/PERFORMANCE.md's tables are
 made with it, so a reader can make them again from the same reports.
 """
@@ -16,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HEADER = ("| run | workers x generators | QoS | offered/s | answered/s | shed + dropped | control p50 / p99 ms "
-          "(unanswered) | latency p50 / p99 ms | worker CPU/image |")
+HEADER = ("| run | workers x generators | QoS | offered/s | answered/s | shed or dropped / expired "
+          "| control p50 / p99 ms (unanswered) | latency p50 / p99 ms | worker CPU/image |")
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -29,8 +30,9 @@ def _num(value: Any, digits: int = 0) -> str:
 def row(name: str, report: dict[str, Any]) -> str:
     config = report.get("config", {})
     workers = report.get("per_worker", {}) or {}
-    shed = sum(w.get("shed_during", w.get("shed", 0)) or 0 for w in workers.values())
+    # a worker's `dropped` already includes what it shed (QoS 0 images dropped unread while its queue was full)
     dropped = sum(w.get("dropped_during", w.get("dropped", 0)) or 0 for w in workers.values())
+    expired = sum(w.get("expired_during", w.get("expired", 0)) or 0 for w in workers.values())
     cpu = [w.get("cpu_us_per_image") for w in workers.values() if w.get("cpu_us_per_image") is not None]
     offered = _num(report.get("offered_rate"))
     capacity = report.get("capacity")
@@ -44,7 +46,7 @@ def row(name: str, report: dict[str, Any]) -> str:
     control = report.get("control_ms") or {}
     latency = report.get("latency_ms") or {}
     return (f"| {name} | {config.get('workers', '-')} x {config.get('generators', 1)} | {config.get('qos', '-')} "
-            f"| {offered} | {answered} | {_num(shed + dropped)} "
+            f"| {offered} | {answered} | {_num(dropped)} / {_num(expired)} "
             f"| {_num(control.get('p50'), 1)} / {_num(control.get('p99'), 1)} ({control.get('unanswered', '-')}) "
             f"| {_num(latency.get('p50'), 1)} / {_num(latency.get('p99'), 1)} "
             f"| {' / '.join(f'{c:.0f} us' for c in cpu) or '-'} |")

@@ -289,7 +289,7 @@ class Bench:
         report["config"]["generators"] = self.generators
         for wid, entry in report["per_worker"].items():
             b, a = before.get(wid, {}), after.get(wid, {})
-            for key in ("shed", "dropped", "received"):
+            for key in ("shed", "dropped", "expired", "received"):
                 if isinstance(a.get(key), int) and isinstance(b.get(key), int):
                     entry[f"{key}_during"] = a[key] - b[key]
         self.notes.append("several collectors: a duplicate reaching two of them counts as two answers"
@@ -377,7 +377,7 @@ class Bench:
             if entry["answered"] and "cpu_seconds" in entry:
                 entry["cpu_us_per_image"] = round(1e6 * entry["cpu_seconds"] / entry["answered"], 1)
             status = self.live.status.get(wid, {})
-            for key in ("dropped", "shed", "errors", "queue"):
+            for key in ("dropped", "shed", "expired", "errors", "queue"):
                 if key in status:
                     entry[key] = status[key]
             per_worker[wid] = entry
@@ -398,6 +398,7 @@ class Bench:
                 "max_batch": s.max_batch,
                 "max_delay_ms": s.max_delay_ms,
                 "image_expiry": s.image_expiry,
+                "max_wait": s.max_wait,
                 "threads": s.threads,
                 "group": s.share_group,
                 "host": socket.gethostname(),

@@ -1,9 +1,10 @@
 """The infer role: classifies PNG digits from the image topic with dynamic batching.
 
-The paho callback only stamps and enqueues. One batching thread takes what is queued, up to
-max_batch, waiting at most max_delay for more (as Triton's dynamic batcher does), decodes, runs one
-forward pass and publishes one result per image. Every image gets exactly one answer: a prediction,
-or an error result when the payload cannot be classified.
+The paho callback only stamps and enqueues (or, with max_wait, skips an image published too long ago:
+acknowledged at once and counted as expired, so a backlog at the broker drains at reading speed). One
+batching thread takes what is queued, up to max_batch, waiting at most max_delay for more (as Triton's
+dynamic batcher does), decodes, runs one forward pass and publishes one result per image. Every image it
+takes gets exactly one answer: a prediction, or an error result when the payload cannot be classified.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from engine.topics import sanitize_id
 log = logging.getLogger(__name__)
 
 _STOP = object()
+MAX_WAIT_LIMIT = 86_400.0  # s: the largest max_wait (a day); larger is a mistake, not a bound
 
 # A queued image: payload, receive time, (mid, qos, connection) to acknowledge or None, MQTT 5 properties
 Item = tuple[bytes, float, Any, ImageProps | None]
@@ -60,6 +62,7 @@ class Worker(Role):
         self.loads = 0  # models swapped in by the load command
         self.max_batch = s.max_batch
         self.max_delay = s.max_delay_ms / 1000.0
+        self.max_wait = s.max_wait  # s since publication past which an image is skipped (None: never)
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=s.queue_size)
         # QoS 1/2 images are acknowledged only once their result is published (at-least-once: a worker
         # killed with images in hand gets them again from its session), and MQTT 5 brokers send no more
@@ -75,7 +78,8 @@ class Worker(Role):
         self.errors = 0
         self.dropped = 0
         self.received = 0
-        self.expired = 0  # MQTT 5 message expiry passed while queued: not inferred, not answered
+        self.expired = 0  # past its MQTT 5 expiry or older than max_wait: not inferred, not answered
+        self._stale = 0  # older than max_wait on arrival: skipped by the network thread (expired in the status)
         self._auto_ids = 0
         self.meter = RateMeter()
         self.latency = Window(5_000)
@@ -154,8 +158,20 @@ class Worker(Role):
     def on_data(self, msg: mqtt.MQTTMessage) -> None:
         ack = None if msg.qos == 0 else (msg.mid, msg.qos, self._conn_gen)
         now = time.time()
+        payload = payload_of(msg)
+        max_wait = self.max_wait
+        if max_wait is not None and self._too_old(payload, now - max_wait):
+            with self._intake:
+                if self._intake_closed:
+                    return
+                self.received += 1
+                self._stale += 1
+            if ack is not None:  # acknowledged here: the broker's window opens for the next image at once
+                with self.data_client.one_wakeup(wake_at_end=False):  # this thread writes the PUBACK next
+                    self.data_client.ack(msg.mid, msg.qos)
+            return
         # MQTT 5 properties: FastClient decodes property-less images itself, paho's decoder the others
-        item = (payload_of(msg), now, ack, read_image_props(msg.properties, now, self.topics))
+        item = (payload, now, ack, read_image_props(msg.properties, now, self.topics))
         with self._intake:
             if self._intake_closed:
                 # Stopping, queue drained: not taken. Unacknowledged, a QoS 1 image comes back to a durable
@@ -175,6 +191,12 @@ class Worker(Role):
                     self.dropped += 1
                     self._ack([item])
 
+    @staticmethod
+    def _too_old(payload: bytes, oldest: float) -> bool:
+        """Whether the image's metadata says it was published before `oldest` (no time: never too old)."""
+        t = extract_meta(payload).t
+        return t is not None and t < oldest
+
     # ----- commands -----
     def _cmd_start(self, _args: dict[str, Any]) -> None:
         self._paused.clear()
@@ -183,13 +205,17 @@ class Worker(Role):
         self._paused.set()
 
     def _cmd_set(self, args: dict[str, Any]) -> None:
-        unknown = set(args) - {"max_batch", "max_delay_ms"}
+        unknown = set(args) - {"max_batch", "max_delay_ms", "max_wait"}
         if unknown or not args:
-            raise CommandError(f"set takes max_batch, max_delay_ms; got {', '.join(sorted(unknown)) or 'nothing'}")
+            raise CommandError("set takes max_batch, max_delay_ms, max_wait; "
+                               f"got {', '.join(sorted(unknown)) or 'nothing'}")
         # every value is checked before any is applied: a bad command changes nothing
         max_batch = int(number_arg(args, "max_batch", 1, 1024)) if "max_batch" in args else self.max_batch
         max_delay = number_arg(args, "max_delay_ms", 0, 1000) / 1000.0 if "max_delay_ms" in args else self.max_delay
-        self.max_batch, self.max_delay = max_batch, max_delay
+        max_wait = self.max_wait
+        if "max_wait" in args:  # seconds; 0 turns the bound off
+            max_wait = number_arg(args, "max_wait", 0, MAX_WAIT_LIMIT) or None
+        self.max_batch, self.max_delay, self.max_wait = max_batch, max_delay, max_wait
 
     def _cmd_load(self, args: dict[str, Any]) -> None:
         """Swap in the model at args["path"]; the batching thread takes it up between two batches.
@@ -362,6 +388,8 @@ class Worker(Role):
         batch = self._drop_expired(batch, t0)
         if not batch:
             return
+        oldest = t0 - self.max_wait if self.max_wait else None  # images published before this are skipped
+        skipped = 0
         good: list[dict[str, Any]] = []  # result heads of the images to classify, in batch order
         t_recvs: list[float] = []
         raws: list[bytes] = []  # plain 28x28 grey PNGs, decoded together (engine.digits.fastpng)
@@ -376,6 +404,9 @@ class Worker(Role):
             meta = extract_meta(payload)
             if props is not None:
                 meta = merge_meta(meta, props)
+            if oldest is not None and meta.t is not None and meta.t < oldest:
+                skipped += 1  # waited longer than max_wait (at the broker, mostly): nobody wants it now
+                continue
             if meta.id is None:
                 self._auto_ids += 1
                 msg_id = f"{self.client_id}:{self._auto_ids}"
@@ -418,12 +449,15 @@ class Worker(Role):
         self._results_qos = qos
         self._publish_results(out, out_items, qos)
         t3 = time.time()
-        count = len(batch)
+        self.expired += skipped
+        count = len(batch) - skipped
+        if not count:
+            return
         self.processed += len(good)
         self.meter.add(count)
         self.batches.add(count)
-        self.latency.extend([t3 - item[1] for item in batch])
-        self.stage["queue"].add(sum(t0 - item[1] for item in batch) / count)
+        self.latency.extend([t3 - item[1] for item in out_items])
+        self.stage["queue"].add(sum(t0 - item[1] for item in out_items) / count)
         self.stage["decode"].add((t1 - t0) / count)
         self.stage["infer"].add((t2 - t1) / count)
         self.stage["publish"].add((t3 - t2) / count)
@@ -460,7 +494,7 @@ class Worker(Role):
             "received": self.received + self.shed,
             "processed": self.processed,
             "errors": self.errors,
-            "expired": self.expired,
+            "expired": self.expired + self._stale,
             "loads": self.loads,
             "warmup_ms": self.warmup_ms,
             "rate": round(self.meter.rate(), 1),
@@ -471,6 +505,7 @@ class Worker(Role):
             "batch_mean": round(mean_batch, 2) if mean_batch is not None else None,
             "max_batch": self.max_batch,
             "max_delay_ms": round(self.max_delay * 1000, 3),
+            "max_wait": self.max_wait,
             "lat_ms": rounded(self.latency.percentiles((50, 90, 99))),
             "stages_ms": {k: (round(v * 1000, 4) if (v := w.mean()) is not None else None)
                           for k, w in self.stage.items()},

@@ -48,6 +48,8 @@ def worker_command(settings: Settings, client_id: str | None, *, python: str | N
         argv += ["--group", s.share_group]
     if s.threads:
         argv += ["--threads", str(s.threads)]
+    if s.max_wait:
+        argv += ["--max-wait", repr(float(s.max_wait))]
     if s.result_qos is not None:
         argv += ["--result-qos", str(s.result_qos)]
     if s.allow_torchscript:

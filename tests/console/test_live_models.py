@@ -1,6 +1,7 @@
 """Live models on a real mosquitto: the `load` command swaps a running worker's model between batches
 without losing an image, a bad file changes nothing, a warm-up pass runs before the worker reports
-running, and an MQTT 5 image whose expiry passed while it was queued is counted, not inferred."""
+running, an MQTT 5 image whose expiry passed while it was queued is counted, not inferred, and so is an
+image published longer ago than --max-wait."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import torch
-from fault_helpers import command, model, send, status, tagged, wait_status
+from fault_helpers import command, digit, model, send, status, tagged, wait_status
 from helpers import wait_for
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from engine.digits.model import LeNet5, load_model
+from engine.protocol import embed_meta
 from engine.roles.worker import Worker
 from engine.settings import Settings
 
@@ -171,4 +173,39 @@ async def test_the_console_loads_a_model_on_the_selected_worker(mosquitto_broker
             await pilot_until(pilot, lambda: model_shown() == new_name, lambda: f"model shown {model_shown()}")
     finally:
         observer.stop()
+        worker.stop()
+
+
+def test_max_wait_skips_images_published_too_long_ago_and_is_steerable(mosquitto_broker, probe_factory) -> None:
+    """--max-wait: an image whose embedded publication time is older than the bound (the wait of a backlog
+    at the broker) is counted as expired and not answered; fresh and untimed images are answered; the
+    bound is changed, and turned off, by the `set` command."""
+    addr = mosquitto_broker.address
+    probe = probe_factory(addr, ["result", "mnist/reply/#", "mnist/status/#"], qos=1)
+    worker = Worker(addr, Settings(max_wait=5.0), "w-wait", model=model())
+    worker.start()
+    topic = "mnist/status/infer/w-wait"
+    try:
+        assert worker.wait_ready()
+        assert wait_status(probe, topic, lambda s: s.get("state") == "running")["max_wait"] == 5.0
+        now = time.time()
+        for i in range(3):  # published a minute ago: waited far past the bound
+            probe.client.publish("mnist", tagged(f"old{i}", t=now - 60), qos=1)
+        probe.client.publish("mnist", tagged("fresh"), qos=1)
+        probe.client.publish("mnist", embed_meta(digit(), {"id": "untimed"}), qos=1)
+        probe.client.publish("mnist", tagged("ahead", t=now + 60), qos=1)  # a clock ahead of ours: not old
+        wait_for(lambda: len(probe.messages("result")) >= 3, message="the fresh images were not answered")
+        final = wait_status(probe, topic, lambda s: s["expired"] == 3 and s["queue"] == 0 and s["processed"] == 3)
+        assert final["processed"] + final["errors"] + final["expired"] == final["received"] - final["dropped"]
+        assert sorted(json.loads(m.payload)["id"] for m in probe.messages("result")) == ["ahead", "fresh", "untimed"]
+
+        bad = command(probe, "infer", "w-wait", '{"cmd":"set","max_wait":-1,"req":"b"}', "b")
+        assert not bad["ok"] and worker.max_wait == 5.0, bad
+        assert command(probe, "infer", "w-wait", '{"cmd":"set","max_wait":0,"req":"off"}', "off")["ok"]
+        wait_status(probe, topic, lambda s: s["max_wait"] is None)
+        probe.client.publish("mnist", tagged("old-but-wanted", t=time.time() - 60), qos=1)
+        wait_for(lambda: any(json.loads(m.payload)["id"] == "old-but-wanted" for m in probe.messages("result")),
+                 message="with the bound off, an old image was not answered")
+        assert status(probe, topic)["expired"] == 3
+    finally:
         worker.stop()

@@ -129,7 +129,8 @@ def worker_cells(role: RoleStatus, now: float, pal: Palette, columns: tuple[Colu
     """The row of one worker, one Text per column of `columns`."""
     d = role.data
     errors = int(_num(d.get("errors")) or 0)
-    dropped = int(_num(d.get("dropped")) or 0)
+    # not answered: dropped or shed when the queue was full, or expired (MQTT 5 expiry, --max-wait)
+    dropped = int(_num(d.get("dropped")) or 0) + int(_num(d.get("expired")) or 0)
     # An offline worker's trends end at its last status: they hold still instead of sliding on without data.
     at = now if role.online or not role.history_t else role.history_t[-1]
     window = trend_window(role, at)
