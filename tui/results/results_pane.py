@@ -12,10 +12,7 @@ from tui.results.results_log import ResultsLog, header_text
 from tui.widgets import formatting as fmt
 
 
-def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False, connected: bool = True,
-                   skipped: int = 0) -> str:
-    """The line above the log. `skipped`: messages the console skipped to keep its view current (they
-    were answered; this view does not count them)."""
+def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False, connected: bool = True) -> str:
     acc = stats.accuracy
     if stats.received == 0:
         if not connected:
@@ -32,10 +29,16 @@ def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False, c
         parts.append(f"p50 {fmt.ms(stats.lat_p50)}" + ("" if narrow else f" p99 {fmt.ms(stats.lat_p99)}"))
     if stats.errors:
         parts.append(f"[$text-error]{fmt.count(stats.errors)} error{'s' if stats.errors != 1 else ''}[/]")
-    if skipped:
-        parts.append(f"[$text-warning]{'' if narrow else 'view '}skipped {fmt.short_count(skipped)}"
-                     f"{'' if narrow else ' to keep up'}[/]")
     return " [dim]·[/] ".join(parts)
+
+
+def subtitle_text(shown: int, skipped: int, narrow: bool) -> str:
+    """The border's count of results; `skipped`: messages the console skipped to keep its view current
+    (engine/console/keep_up.py: they were answered, this view does not count them)."""
+    text = f"{fmt.count(shown)} results" if shown else ""
+    if skipped:
+        text += f"{' · ' if text else ''}{fmt.short_count(skipped)} skipped{'' if narrow else ' to keep up'}"
+    return text
 
 
 class ResultsPane(Vertical):
@@ -67,12 +70,12 @@ class ResultsPane(Vertical):
             self.query_one("#results-header", Static).update(header_text(width), layout=False)
         publishing = any(r.state == "running" for r in snap.roles_of("input"))
         summary = summary_markup(snap.stats, width < 60, publishing,
-                                 connected=snap.connection.state == "connected", skipped=snap.skipped)
+                                 connected=snap.connection.state == "connected")
         if summary != self._summary:
             self._summary = summary
             self.query_one("#results-summary", Static).update(summary, layout=False)
         log.set_rows(snap.results)
-        subtitle = f"{fmt.count(snap.stats.received)} results" if snap.stats.received else ""
+        subtitle = subtitle_text(snap.stats.received, snap.skipped, width < 60)
         if not log.following and snap.results:
             subtitle += " · scrolled: End for newest"
         if self.border_subtitle != subtitle:
