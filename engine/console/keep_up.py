@@ -5,8 +5,9 @@ the rest for it (up to `max_queued_messages`, 100,000 in our mosquitto.conf) and
 results many seconds old, however fast the pipeline itself is. `KeepUp` measures how late each result
 reaches the observer (its arrival against the worker's `t_done`), relative to the earliest arrival seen
 from the same worker, so a worker whose clock differs from ours does not look late. When `run` results
-in a row come more than `late` seconds late (a backlog, not a moment's stall at a low rate), it asks the observer's client to skip what waits for it in short bursts
-(`FastClient.shed_when`: whole QoS 0 PUBLISH packets dropped by their length, about 1 us each). Statuses
+in a row come more than `late` seconds late (a backlog, not a moment's stall at a low rate), it asks
+the observer's client to skip what waits for it in short bursts (`FastClient.shed_when`: whole QoS 0
+PUBLISH packets dropped by their length, about 1 us each). Statuses
 and replies travel at QoS 1 and are never skipped; QoS 1 results are not either (the view then lags, as
 the broker holds them). The client counts what it skipped, and the console says so.
 
