@@ -18,8 +18,9 @@ The parts, each bounded and used under the observer's one lock: `snapshot.py` (t
 gets), `subscriptions.py` (the filters subscribed, and which copy of a message is which),
 `topic_filters.py` (filter validation and matching), `topic_table.py` (the inspector's topics and
 messages), `role_table.py` (every role's status), `result_log.py` (results, counts, latency),
-`image_store.py` (recent images), `publish_verdicts.py` (the broker's answers to the console's own
-publishes); `observer_common.py` holds the checks it shares with `ObserverProcess`.
+`image_store.py` (recent images), `keep_up.py` (skipping ahead when the view falls behind),
+`publish_verdicts.py` (the broker's answers to the console's own publishes); `observer_common.py` holds
+the checks it shares with `ObserverProcess`.
 
 Nothing here imports textual (engine rule); the Textual console lives in `tui/`.
 """
@@ -38,6 +39,7 @@ import paho.mqtt.client as mqtt
 
 from engine.console.image_store import ImageStore
 from engine.console.image_store import find as find_images
+from engine.console.keep_up import KeepUp
 from engine.console.message_props import MessageProps, message_props
 from engine.console.observer_common import ObserverCommon, check_filter, check_publish, check_role
 from engine.console.publish_verdicts import PUBACK_WAIT, Pending, PublishVerdicts, size_text
@@ -116,6 +118,8 @@ class Observer(ObserverCommon):
         self._roles = RoleTable(self.topics, self._add_event)
         # results
         self._results = ResultLog(max_results)
+        self._keep_up = KeepUp()
+        self._skipped_before = 0  # skipped by clients this observer replaced (a switch to MQTT 3.1.1)
         # images as they came (the newest max_images, at most max_image_bytes), for a result's detail view
         self._images = ImageStore(max_images, max_image_bytes)
         # inspector
@@ -187,7 +191,9 @@ class Observer(ObserverCommon):
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
+        client.shed_when = self._keep_up.skipping
         with self._lock:
+            self._skipped_before += getattr(self._client, "shed", 0)
             self._client = client
             c = self._connection
             state = "connecting" if c.state in ("idle", "stopped") else c.state
@@ -240,6 +246,7 @@ class Observer(ObserverCommon):
             self._outage_reported = False
             self._ever_connected = True
             self._subs.pending.clear()
+            self._keep_up.forget()
             self._set_connection("connected")
             if recovered:
                 self._add_event("information", f"connected to {self.address.url} again")
@@ -338,7 +345,9 @@ class Observer(ObserverCommon):
                 self._topics.add(topic, payload, qos, retain, now, kept_props)
             if kind is not None:
                 if kind == "results":
-                    self._results.add(payload, now)
+                    r = self._results.add(payload, now)
+                    if r is not None:
+                        self._keep_up.result(r.worker, r.t_done)
                 elif kind == "images":
                     self._images.add(payload)
                 elif kind == "status":
@@ -415,8 +424,13 @@ class Observer(ObserverCommon):
                 len(t), t.dropped, messages, self._filter, t.paused,
                 t.missed, events, tuple(self._replies), t.inspected,
                 self._connection.state == "connected" and not self._subs.pending, self._roles.ignored,
-                tuple(self._publishes.verdicts),
+                tuple(self._publishes.verdicts), self._skipped(),
             )
+
+    def _skipped(self) -> int:
+        """Messages skipped so far to keep the view current, over every connection of this observer."""
+        client = self._client
+        return self._skipped_before + getattr(client, "shed", 0)
 
     def _update_rates(self, now: float) -> None:
         dt = now - self._rate_mark_t

@@ -13,7 +13,7 @@ import itertools
 from collections import deque
 
 from engine.console.snapshot import ResultRow, ResultStats
-from engine.protocol import parse_result
+from engine.protocol import Result, parse_result
 from engine.stats import ResultCounts, percentile
 
 LATENCY_WINDOW = 2048  # the newest latencies the percentiles are taken over
@@ -34,12 +34,13 @@ class ResultLog:
         self._p50: float | None = None
         self._p99: float | None = None
 
-    def add(self, payload: bytes, now: float) -> None:
+    def add(self, payload: bytes, now: float) -> Result | None:
+        """Count and keep one result; it is returned (None: malformed, counted as such)."""
         try:
             r = parse_result(payload)
         except ValueError:
             self._malformed += 1
-            return
+            return None
         self.seq += 1
         latency = (now - r.t_sent) * 1000.0 if r.t_sent is not None else None
         if latency is not None:
@@ -50,6 +51,7 @@ class ResultLog:
             self.seq, now, r.id, r.pred, r.label, r.conf, latency, r.worker, r.error, probs, r.model, r.legacy,
         ))
         self._counts.add(r.pred, r.label, r.worker, r.error is not None)
+        return r
 
     def rows(self, results: int | None = None, results_after: int | None = None) -> tuple[ResultRow, ...]:
         """The newest `results` rows (all when None), only those with a seq above `results_after`."""

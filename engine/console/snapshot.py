@@ -153,6 +153,7 @@ class Snapshot(NamedTuple):
     subscribed: bool  # connected, and the broker acknowledged every subscription
     ignored: int = 0  # status fields and statuses dropped as malformed (engine/untrusted.py)
     verdicts: tuple[Verdict, ...] = ()  # the broker's answers to this console's recent publishes, newest last
+    skipped: int = 0  # QoS 0 messages skipped to keep the view current (engine/console/keep_up.py)
 
     def roles_of(self, role: str) -> tuple[RoleStatus, ...]:
         return tuple(r for r in self.roles if r.role == role)

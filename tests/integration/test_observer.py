@@ -17,6 +17,7 @@ from engine.digits.preprocess import encode_png
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
+from engine.mqtt.client import make_client as engine_client
 from engine.protocol import embed_meta, extract_meta
 from engine.topics import Topics
 
@@ -334,3 +335,34 @@ def test_observer_callbacks_are_cheap(mosquitto_broker: EmbeddedBroker) -> None:
         assert snap.topics[0].count == 3000
     finally:
         obs.stop()
+
+
+def test_a_view_that_falls_behind_skips_ahead_and_keeps_statuses(mosquitto_broker: EmbeddedBroker,
+                                                                   observer_factory) -> None:
+    """Results that reach the console seconds later than their worker's usual, many in a row, make it skip
+    the QoS 0 messages waiting for it (counted in `skipped`); QoS 1 statuses still come through, and
+    a timely result afterwards is shown."""
+    obs = observer_factory(mosquitto_broker.address)
+    pub = engine_client(mosquitto_broker.address, "flood", protocol=4)  # a FastClient: publish_many
+    pub.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+    pub.loop_start()
+
+    def result(i: int, t_done: float) -> bytes:
+        return json.dumps({"id": f"r{i}", "pred": 1, "label": 1, "worker": "w1", "t_done": t_done}).encode()
+
+    pub.publish("result", result(0, time.time()), qos=1).wait_for_publish(10)  # the worker's usual lateness
+    wait_for(lambda: obs.snapshot().stats.received == 1, message="the first result was not seen")
+    flood = 20_000
+    late = time.time() - 30  # as if they had waited half a minute at the broker
+    pub.publish_many("result", [result(i, late) for i in range(1, flood + 1)], qos=0)
+    pub.publish("mnist/status/infer/w1", _status("infer", "w1"), qos=1, retain=True).wait_for_publish(10)
+    wait_for(lambda: any(r.id == "w1" for r in obs.snapshot().roles), message="the status was skipped")
+    pub.publish("result", result(flood + 1, time.time()), qos=1).wait_for_publish(10)
+    wait_for(lambda: any(r.id == f"r{flood + 1}" for r in obs.snapshot(results=5).results),
+             message="the timely result after the flood was not shown")
+    snap = obs.snapshot()
+    assert snap.skipped > 0, "a view thirty seconds behind did not skip ahead"
+    assert snap.stats.received + snap.skipped <= flood + 2
+    assert snap.stats.received < flood + 2
+    pub.disconnect()
+    pub.loop_stop()

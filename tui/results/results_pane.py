@@ -32,6 +32,15 @@ def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False, c
     return " [dim]·[/] ".join(parts)
 
 
+def subtitle_text(shown: int, skipped: int, narrow: bool) -> str:
+    """The border's count of results; `skipped`: messages the console skipped to keep its view current
+    (engine/console/keep_up.py: they were answered, this view does not count them)."""
+    text = f"{fmt.count(shown)} results" if shown else ""
+    if skipped:
+        text += f"{' · ' if text else ''}{fmt.short_count(skipped)} skipped{'' if narrow else ' to keep up'}"
+    return text
+
+
 class ResultsPane(Vertical):
     BINDINGS = keys.bindings(keys.RESULTS)
 
@@ -66,7 +75,7 @@ class ResultsPane(Vertical):
             self._summary = summary
             self.query_one("#results-summary", Static).update(summary, layout=False)
         log.set_rows(snap.results)
-        subtitle = f"{fmt.count(snap.stats.received)} results" if snap.stats.received else ""
+        subtitle = subtitle_text(snap.stats.received, snap.skipped, width < 60)
         if not log.following and snap.results:
             subtitle += " · scrolled: End for newest"
         if self.border_subtitle != subtitle:
