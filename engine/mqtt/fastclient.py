@@ -11,8 +11,10 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
   before it returns (one refill per call, so writes and keepalives still get their turn); a packet
   that lies whole in the buffer is framed in one step, not read byte by byte;
 - `publish_many`: publishes a batch with one wake-up of the network thread instead of one per message;
-- writes: queued QoS 0 PUBLISH packets go out in one `send` when nothing listens for their
-  individual `on_publish`;
+- writes: a run of queued packets that paho does nothing with once written goes out in one `send`:
+  acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP), QoS 1/2 PUBLISH packets (paho completes those
+  on the broker's answer) and, when nothing listens for their individual `on_publish`, QoS 0 PUBLISH
+  packets (each of their infos still marked published once written);
 - incoming PUBLISH packets at QoS 0 and 1 without MQTT 5 properties (every image and result), or with
   only Subscription Identifiers (what the console's observer gets with every message), are decoded
   here: paho builds and clears a `Properties` object of 27 names for each MQTT 5 message and decodes
@@ -40,8 +42,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 _READ_SIZE = 65536
-_WRITE_COALESCE = 65536  # at most this many bytes of small QoS 0 publishes joined into one send
+_WRITE_COALESCE = 65536  # at most this many bytes of queued packets joined into one send
 _PUBLISH = 0x30
+_PUBACK = 0x40
+_PUBCOMP = 0x70  # PUBACK, PUBREC, PUBREL and PUBCOMP: 0x40-0x70 (paho's _send_command_with_mid)
 
 
 _EMPTY_PUBLISH_PROPERTIES = Properties(PacketTypes.PUBLISH)
@@ -92,6 +96,17 @@ class _Infos:
     def __init__(self, infos: list[Any]) -> None:
         self.infos = infos
 
+    @property
+    def rc(self) -> MQTTErrorCode:
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    @rc.setter
+    def rc(self, value: MQTTErrorCode) -> None:
+        """paho's reconnect marks queued QoS 0 packets lost (rc, then set as published): each of them."""
+        for info in self.infos:
+            if info is not None:
+                info.rc = value
+
     def _set_as_published(self) -> None:
         for info in self.infos:
             if info is not None:
@@ -105,7 +120,7 @@ def payload_of(msg: mqtt.MQTTMessage) -> bytes:
 
 
 class FastClient(mqtt.Client):
-    """paho's Client with buffered reads, batched publish wake-ups and coalesced QoS 0 writes."""
+    """paho's Client with buffered reads, batched publish wake-ups and coalesced small writes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -370,30 +385,28 @@ class FastClient(mqtt.Client):
         return info
 
     def _packet_write(self) -> MQTTErrorCode:
-        if not self.on_publish:
-            self._coalesce_qos0()
+        self._coalesce_writes(qos0=not self.on_publish)
         return super()._packet_write()
 
-    def _coalesce_qos0(self) -> None:
-        """Join the QoS 0 PUBLISH packets at the head of the out queue into one packet."""
+    def _coalesce_writes(self, qos0: bool) -> None:
+        """Join the run of packets at the head of the out queue that need nothing from paho once written
+        (see `_joinable`; QoS 0 publishes only when `qos0`) into packets of about 64 KiB each.
+
+        paho's `_packet_write` writes the queue one packet per `send` until it is empty or the socket
+        is full, so the whole run is joined here, not only its first 64 KiB.
+        """
         out = self._out_packet
-        if len(out) < 2 or not _joinable(out[0]) or not _joinable(out[1]):
+        if len(out) < 2 or not _joinable(out[0], qos0) or not _joinable(out[1], qos0):
             return
-        first = out[0]
-        parts: list[bytes | bytearray] = []
-        infos: list[Any] = []
-        size = 0
-        while out and size < _WRITE_COALESCE and _joinable(out[0]):
-            packet = out.popleft()
-            parts.append(packet["packet"])
-            infos.append(packet["info"])
-            size += len(packet["packet"])
-        joined = b"".join(parts)
-        out.appendleft({
-            "command": first["command"], "mid": first["mid"], "qos": 0, "pos": 0,
-            "to_process": len(joined), "packet": joined,
-            "info": cast(mqtt.MQTTMessageInfo, _Infos(infos)),  # stands for all of them (see _Infos)
-        })
+        joined: list[Any] = []
+        while out and _joinable(out[0], qos0):
+            run = [out.popleft()]
+            size = len(run[0]["packet"])
+            while out and size < _WRITE_COALESCE and _joinable(out[0], qos0):
+                run.append(out.popleft())
+                size += len(run[-1]["packet"])
+            joined.append(_joined(run))
+        out.extendleft(reversed(joined))
 
 
 def _varint(data: bytes | bytearray, pos: int, end: int) -> tuple[int, int] | None:
@@ -435,6 +448,30 @@ def _subscription_ids(packet: bytes | bytearray, pos: int, end: int) -> tuple[li
     return ids, stop
 
 
-def _joinable(packet: Any) -> bool:
-    """A queued QoS 0 PUBLISH of which nothing is written yet."""
-    return not packet["pos"] and packet["command"] & 0xF0 == _PUBLISH and not packet["qos"]
+def _joinable(packet: Any, qos0: bool) -> bool:
+    """A queued packet of which nothing is written yet and that paho does nothing with once written: a
+    PUBACK, PUBREC, PUBREL or PUBCOMP, a QoS 1/2 PUBLISH (done when the broker answers) or, if `qos0`,
+    a QoS 0 PUBLISH (its info is set as published: the joined packet does that)."""
+    if packet["pos"]:
+        return False
+    kind = packet["command"] & 0xF0
+    if kind == _PUBLISH:
+        return qos0 or packet["qos"] > 0
+    return _PUBACK <= kind <= _PUBCOMP
+
+
+def _joined(run: list[Any]) -> Any:
+    """One queued packet for `run`, a list of `_joinable` ones, that paho's `_packet_write` handles right:
+    paho sets the info of a written QoS 0 PUBLISH as published (and calls `on_publish`: hence those are
+    joined only without one) and closes after a DISCONNECT; it does nothing else with a written packet.
+    So: a QoS 0 PUBLISH whose info stands for the joined QoS 0 publishes' infos when there are any, else
+    a PUBACK, which paho leaves alone."""
+    if len(run) == 1:
+        return run[0]
+    infos = [p["info"] for p in run if p["command"] & 0xF0 == _PUBLISH and not p["qos"]]  # None: paho's own
+    data = b"".join(p["packet"] for p in run)
+    return {
+        "command": _PUBLISH if infos else _PUBACK, "mid": 0, "qos": 0, "pos": 0,
+        "to_process": len(data), "packet": data,
+        "info": cast(mqtt.MQTTMessageInfo, _Infos(infos)) if infos else None,  # see _Infos
+    }

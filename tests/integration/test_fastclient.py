@@ -6,7 +6,11 @@ helpers.make_client), so a difference in what arrives is a bug of FastClient.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -234,3 +238,156 @@ def test_queued_qos0_publishes_are_joined_and_each_marked_published(mosquitto_br
         client.disconnect()
         client.loop_stop()
         probe.close()
+
+
+class _SendCounter:
+    """Counts the `send` calls a connected client makes (wraps its own `_sock_send`)."""
+
+    def __init__(self, client: FastClient) -> None:
+        self.calls = 0
+        send = client._sock_send
+
+        def counted(data: bytes) -> int:
+            self.calls += 1
+            return send(data)
+
+        client._sock_send = counted  # type: ignore[method-assign]
+
+
+def _connected_fast_client(broker: EmbeddedBroker, name: str, **kwargs: Any) -> FastClient:
+    client = make_fast_client(broker.address, name, protocol=5, **kwargs)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect(broker.address.host, broker.address.port, **connect_kwargs(client))
+    client.loop_start()
+    wait_for(connected.is_set, message=f"{name} never connected")
+    return client
+
+
+@pytest.mark.parametrize("with_on_publish", [False, True])
+def test_qos1_publishes_are_joined_and_each_completed_once_in_order(mosquitto_broker: EmbeddedBroker,
+                                                                    with_on_publish: bool) -> None:
+    """QoS 1 publishes (done by the broker's PUBACK, not by the write) share `send`s, between QoS 0 ones that
+    are joined too when nothing listens for `on_publish`; every message arrives once and in order, every
+    info is published. The old code sent each QoS 1 PUBLISH alone."""
+    probe = MqttProbe(mosquitto_broker.address, "mixed/#", qos=1)
+    client = _connected_fast_client(mosquitto_broker, "fast-qos1-out")
+    published: list[int] = []
+    if with_on_publish:
+        client.on_publish = lambda _c, _u, mid, _rc, _p: published.append(mid)
+    sends = _SendCounter(client)
+    try:
+        qos1 = [b"one %d" % i * (1 + i % 9) for i in range(3000)]
+        qos0 = [b"zero %d" % i * (1 + i % 5) for i in range(1500)]
+        infos: list[mqtt.MQTTMessageInfo] = []
+        for round_ in range(60):
+            infos += client.publish_many("mixed/1", qos1[round_ * 50 : round_ * 50 + 50], qos=1)
+            infos += [client.publish("mixed/0", p, qos=0) for p in qos0[round_ * 25 : round_ * 25 + 5]]
+            infos += client.publish_many("mixed/0", qos0[round_ * 25 + 5 : round_ * 25 + 25], qos=0)
+        assert client.flush(60), "not everything was written and acknowledged"
+        got = probe.wait_count(len(qos1) + len(qos0))
+        assert [m.payload for m in got if m.topic == "mixed/1"] == qos1
+        assert [m.payload for m in got if m.topic == "mixed/0"] == qos0
+        assert {m.qos for m in got if m.topic == "mixed/1"} == {1}
+        wait_for(lambda: all(info.is_published() for info in infos),
+                 message=lambda: f"{sum(not i.is_published() for i in infos)} infos never marked published")
+        assert all(info.rc == mqtt.MQTT_ERR_SUCCESS for info in infos)
+        if with_on_publish:
+            wait_for(lambda: len(published) == len(infos), message=lambda: f"{len(published)} on_publish calls")
+            assert sorted(published) == sorted(info.mid for info in infos)
+        # one send per packet (as the old code did for QoS 1, and for QoS 0 with on_publish) would be 4,500
+        assert sends.calls < len(qos0) + len(qos1) // 2, f"{sends.calls} sends for {len(infos)} messages"
+        assert len(probe.messages()) == len(qos1) + len(qos0), "a message arrived twice"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        probe.close()
+
+
+@pytest.mark.parametrize("manual_ack", [True, False])
+def test_pubacks_are_joined_and_each_qos1_message_arrives_once_in_order(mosquitto_broker: EmbeddedBroker,
+                                                                        manual_ack: bool) -> None:
+    """A QoS 1 stream acknowledged by `ack_many` (the worker) or by the network thread itself: the 4-byte
+    PUBACKs share `send`s (the old code sent each alone), and no message comes again or out of order."""
+    got: list[tuple[bytes, bool]] = []
+    acks: list[tuple[int, int]] = []
+    lock = threading.Lock()
+    receiver = make_fast_client(mosquitto_broker.address, f"fast-acks-{manual_ack}", protocol=5,
+                                manual_ack=manual_ack)
+    subscribed = threading.Event()
+
+    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            got.append((msg.payload, msg.dup))
+            acks.append((msg.mid, msg.qos))
+
+    receiver.on_connect = lambda c, *_: c.subscribe("acks/x", qos=1)
+    receiver.on_subscribe = lambda *_: subscribed.set()
+    receiver.on_message = on_message
+    receiver.connect(mosquitto_broker.address.host, mosquitto_broker.address.port, **connect_kwargs(receiver))
+    receiver.loop_start()
+    wait_for(subscribed.is_set, message="never subscribed")
+    sends = _SendCounter(receiver)
+    sender = make_client(mosquitto_broker.address, protocol=5)
+    sender.max_inflight_messages_set(0)
+    sender.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+    sender.loop_start()
+    try:
+        payloads = [b"image %d" % i for i in range(4000)]
+        for payload in payloads:
+            sender.publish("acks/x", payload, qos=1)
+
+        def acknowledged_all() -> bool:
+            with lock:
+                batch, acks[:] = list(acks), []
+            if manual_ack:
+                receiver.ack_many(batch)
+            return len(got) >= len(payloads)
+
+        wait_for(acknowledged_all, message=lambda: f"{len(got)} of {len(payloads)} arrived")
+        assert receiver.flush(30)
+        wait_for(lambda: not sender._out_messages, message="the sender's publishes were never all acknowledged")
+        assert [p for p, _dup in got] == payloads and not any(dup for _p, dup in got)
+        assert sends.calls < len(payloads) // 2, f"{sends.calls} sends for {len(payloads)} PUBACKs"
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        receiver.disconnect()
+        receiver.loop_stop()
+
+
+def test_joined_qos0_publishes_still_queued_at_a_reconnect_are_each_marked_lost(
+        mosquitto_broker: EmbeddedBroker) -> None:
+    """A stalled broker leaves joined QoS 0 publishes in the out queue; paho's reconnect marks each queued
+    QoS 0 info lost (`rc`, then published). It did that to the joined packet's stand-in, which had no `rc`:
+    AttributeError, which ended a role's network thread. The test drives the client's loop itself."""
+    pid = mosquitto_broker.pid
+    assert pid is not None
+    client = make_fast_client(mosquitto_broker.address, "fast-stalled", protocol=5)
+    client.on_socket_register_write = lambda *_: None  # publishes only queue; loop_write writes
+    connects: list[int] = []
+    client.on_connect = lambda *_: connects.append(1)
+    client.connect(mosquitto_broker.address.host, mosquitto_broker.address.port, **connect_kwargs(client))
+
+    def loop_until(done: Any, message: str) -> None:
+        deadline = time.monotonic() + 10
+        while not done():
+            assert time.monotonic() < deadline, message
+            client.loop(0.05)
+
+    loop_until(lambda: connects, "never connected")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        client.socket().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        infos = [client.publish("stall/x", b"x" * 1000, qos=0) for _ in range(4000)]  # more than the buffers
+        client.loop_write()
+        assert client._out_packet, "everything was written to a stopped broker"
+        client.reconnect()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    loop_until(lambda: len(connects) == 2, "never reconnected")
+    written = [info for info in infos if info.rc == mqtt.MQTT_ERR_SUCCESS]
+    lost = [info for info in infos if info.rc == mqtt.MQTT_ERR_CONN_LOST]
+    assert lost and len(written) + len(lost) == len(infos)
+    assert all(info.is_published() for info in written) and all(info._published for info in lost)
+    client.disconnect()
