@@ -20,6 +20,9 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
   here: paho builds and clears a `Properties` object of 27 names for each MQTT 5 message and decodes
   each property through its name tables, about 40-100 us; an empty one is copied from a template
   instead (the identifiers set on it as a list, as paho does). Anything else goes to paho;
+- skipping: a message whose payload `skip_when(payload)` finds unwanted (a worker's image older than
+  its `--max-wait`) is dropped as it is decoded, a QoS 1 one acknowledged, and counted in `skipped`,
+  without a message object, paho's dispatch or the role's callback;
 - shedding: while `shed_when()` is true, whole QoS 0 PUBLISH packets at the head of what one `recv`
   brought in are dropped by their length alone (about 1 us each, against 10-20 us through paho and
   the role's callback) and counted in `shed`. A worker sets it while its queue is full: offered ten
@@ -132,6 +135,10 @@ class FastClient(mqtt.Client):
         self._quiet_wake: socket.socket | None = None  # paho's wake-up socket, held back meanwhile
         self.shed_when: Callable[[], bool] | None = None  # True: drop incoming QoS 0 publishes unread
         self.shed = 0  # QoS 0 publishes dropped so (shedding)
+        # True for a payload: that QoS 0/1 message is dropped as it is decoded (a QoS 1 one acknowledged),
+        # before paho makes a message of it or calls on_message
+        self.skip_when: Callable[[bytes], bool] | None = None
+        self.skipped = 0  # messages dropped so
 
     # ----- reading -----
     def _sock_recv(self, bufsize: int) -> bytes:
@@ -261,6 +268,14 @@ class FastClient(mqtt.Client):
             return super()._handle_publish()  # paho reports the malformed packet
         if pos > end:
             return super()._handle_publish()
+        payload = bytes(packet[pos:])
+        skip_when = self.skip_when
+        if skip_when is not None and skip_when(payload):
+            self.skipped += 1
+            if not qos:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            with self.one_wakeup(wake_at_end=False):  # on the network thread: its next pass writes the PUBACK
+                return self._send_puback(mid)
         message = _IncomingMessage.__new__(_IncomingMessage)
         message.state = mqtt.mqtt_ms_invalid
         message.mid = mid
@@ -269,7 +284,7 @@ class FastClient(mqtt.Client):
         message.dup = bool(header & 0x08)
         message.qos = qos
         message.retain = bool(header & 0x01)
-        message.payload = bytes(packet[pos:])
+        message.payload = payload
         if v5:
             props = message.properties = _empty_publish_properties()
             if sub_ids is not None:  # as paho's decoder gives it: a list, the property may repeat

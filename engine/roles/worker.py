@@ -1,7 +1,8 @@
 """The infer role: classifies PNG digits from the image topic with dynamic batching.
 
-The paho callback only stamps and enqueues (or, with max_wait, skips an image published too long ago:
-acknowledged at once and counted as expired, so a backlog at the broker drains at reading speed). One
+The paho callback only stamps and enqueues. With max_wait, an image published too long ago is skipped
+before that, as the data client decodes it (FastClient.skip_when; in the callback for one paho decoded):
+acknowledged at once and counted as expired, so a backlog at the broker drains at reading speed. One
 batching thread takes what is queued, up to max_batch, waiting at most max_delay for more (as Triton's
 dynamic batcher does), decodes, runs one forward pass and publishes one result per image. Every image it
 takes gets exactly one answer: a prediction, or an error result when the payload cannot be classified.
@@ -79,7 +80,7 @@ class Worker(Role):
         self.dropped = 0
         self.received = 0
         self.expired = 0  # past its MQTT 5 expiry or older than max_wait: not inferred, not answered
-        self._stale = 0  # older than max_wait on arrival: skipped by the network thread (expired in the status)
+        self._stale = 0  # older than max_wait on arrival, decoded by paho (with MQTT 5 properties): skipped here
         self._auto_ids = 0
         self.meter = RateMeter()
         self.latency = Window(5_000)
@@ -125,6 +126,8 @@ class Worker(Role):
         # Overload: while the queue is full, QoS 0 images are dropped in whole reads from the socket,
         # before paho or Python touches each one; QoS 1 images wait at the broker (receive maximum).
         self.data_client.shed_when = self._queue_full
+        # --max-wait: an image too old is dropped as the data client decodes it (acknowledged, counted)
+        self.data_client.skip_when = self._skip
         self._thread.start()
 
     def shutdown(self) -> None:
@@ -190,6 +193,16 @@ class Worker(Role):
                 except queue.Full:
                     self.dropped += 1
                     self._ack([item])
+
+    def _skip(self, payload: bytes) -> bool:
+        """Asked by the data client for each image as it is decoded: True drops it there (--max-wait)."""
+        max_wait = self.max_wait
+        return max_wait is not None and self._too_old(payload, time.time() - max_wait)
+
+    @property
+    def skipped(self) -> int:
+        """Images older than max_wait dropped by the data client as it decoded them (FastClient.skip_when)."""
+        return getattr(getattr(self._data, "_client", None), "skipped", 0)
 
     @staticmethod
     def _too_old(payload: bytes, oldest: float) -> bool:
@@ -491,10 +504,10 @@ class Worker(Role):
         mean_batch = self.batches.mean()
         return {
             "model": self.model.name,
-            "received": self.received + self.shed,
+            "received": self.received + self.shed + self.skipped,
             "processed": self.processed,
             "errors": self.errors,
-            "expired": self.expired + self._stale,
+            "expired": self.expired + self._stale + self.skipped,
             "loads": self.loads,
             "warmup_ms": self.warmup_ms,
             "rate": round(self.meter.rate(), 1),

@@ -198,6 +198,7 @@ def test_max_wait_skips_images_published_too_long_ago_and_is_steerable(mosquitto
         final = wait_status(probe, topic, lambda s: s["expired"] == 3 and s["queue"] == 0 and s["processed"] == 3)
         assert final["processed"] + final["errors"] + final["expired"] == final["received"] - final["dropped"]
         assert sorted(json.loads(m.payload)["id"] for m in probe.messages("result")) == ["ahead", "fresh", "untimed"]
+        assert worker.skipped == 3, "not skipped as the data client decoded them (FastClient.skip_when)"
 
         bad = command(probe, "infer", "w-wait", '{"cmd":"set","max_wait":-1,"req":"b"}', "b")
         assert not bad["ok"] and worker.max_wait == 5.0, bad
