@@ -65,7 +65,7 @@ def number_in(low: float, high: float, integer: bool = False) -> Callable[[str],
 
 image_rate = number_in(0, int(MAX_RATE))
 max_delay_ms = number_in(0, 1000)
-max_wait_seconds = number_in(0.001, 86_400)
+max_wait_seconds = number_in(0, 86_400)
 max_batch = number_in(1, 1024, integer=True)
 session_expiry_seconds = number_in(0, 2**32 - 1, integer=True)
 image_count = number_in(1, 10**12, integer=True)
@@ -145,11 +145,11 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--max-batch", type=max_batch, default=64, help="largest batch, 1-1024 (default: 64)")
     w.add_argument("--max-delay-ms", type=max_delay_ms, default=2.0,
                    help="longest wait for a fuller batch, 0-1000 ms (default: 2)")
-    w.add_argument("--max-wait", type=max_wait_seconds, default=None, metavar="SECONDS",
+    w.add_argument("--max-wait", type=max_wait_seconds, default=0, metavar="SECONDS",
                    help="skip an image published more than SECONDS ago (by the time in its metadata) instead of "
                         "inferring it: counted as expired, not answered. Bounds the latency of an overloaded "
                         "worker at QoS 1, whose backlog waits at the broker; needs the clocks in step (NTP) "
-                        "across machines (default: none, every image is answered however late)")
+                        "across machines (default: 0, none: every image is answered however late)")
     w.add_argument("--queue-size", type=positive_int, default=2_000,
                    help="images queued at most, about 0.5 s of work (default: 2000)")
     w.add_argument("--max-payload", type=positive_int, default=1_048_576,
@@ -204,7 +204,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         allow_torchscript=args.allow_torchscript,
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,
-        max_wait=args.max_wait,
+        max_wait=float(args.max_wait) or None,
         queue_size=args.queue_size,
         max_payload=args.max_payload,
         max_pixels=args.max_pixels,
