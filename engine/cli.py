@@ -260,11 +260,13 @@ def _summary(status: dict[str, Any]) -> str:
         return f"input {status['id']}: {status['state']}, sent {status['sent']}, {status['rate_actual']}/s"
     if role == "infer":
         lat = status["lat_ms"]
+        # expired: past its MQTT 5 expiry or older than --max-wait, not answered (shown once there is one)
+        expired = f", expired {status['expired']}" if status.get("expired") else ""
         if status.get("batch_mean") is None:  # nothing processed in this interval: no batch, no latency
             return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, idle, "
-                    f"queue {status['queue']}, dropped {status['dropped']}")
+                    f"queue {status['queue']}, dropped {status['dropped']}{expired}")
         return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, "
-                f"{status['rate']}/s, queue {status['queue']}, dropped {status['dropped']}, "
+                f"{status['rate']}/s, queue {status['queue']}, dropped {status['dropped']}{expired}, "
                 f"batch {status['batch_mean']}, p50 {lat['p50']} ms, p99 {lat['p99']} ms")
     acc = status["accuracy"]
     acc_text = f"{acc * 100:.2f}%" if acc is not None else "n/a"

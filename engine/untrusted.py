@@ -175,7 +175,8 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     "order": _text, "loop": _flag, "remaining": _count, "errors": _count, "last": _last,
     # infer
     "model": _text, "received": _count, "processed": _count, "queue": _count, "queue_max": _count,
-    "dropped": _count, "batch_mean": _number, "max_batch": _count, "max_delay_ms": _number,
+    "dropped": _count, "shed": _count, "expired": _count, "batch_mean": _number, "max_batch": _count,
+    "max_delay_ms": _number, "max_wait": _number, "loads": _count, "warmup_ms": _number,
     "lat_ms": _numbers, "stages_ms": _numbers, "group": _text,
     # output
     "labelled": _count, "correct": _count, "accuracy": lambda v: _number(v, 0.0, 1.0),

@@ -347,7 +347,7 @@ class Observer(ObserverCommon):
                 if kind == "results":
                     r = self._results.add(payload, now)
                     if r is not None:
-                        self._keep_up.result(r.worker, r.t_done)
+                        self._keep_up.result(r.worker, r.t_done, qos)
                 elif kind == "images":
                     self._images.add(payload)
                 elif kind == "status":

@@ -39,6 +39,7 @@ COUNTERS = (
     ("mnist_errors", "Errors: failed sends (input), error results (infer, output)",
      {"input": "errors", "infer": "errors", "output": "errors"}),
     ("mnist_dropped", "Images dropped because the worker's queue was full", {"infer": "dropped"}),
+    ("mnist_expired", "Images not answered: past their MQTT 5 expiry or older than --max-wait", {"infer": "expired"}),
     ("mnist_duplicates", "Results received more than once", {"output": "duplicates"}),
 )
 GAUGES = (

@@ -80,6 +80,7 @@ class Worker(Role):
         self.dropped = 0
         self.received = 0
         self.expired = 0  # past its MQTT 5 expiry or older than max_wait: not inferred, not answered
+        self._skip_told = False  # the first image skipped for max_wait is logged
         self._stale = 0  # older than max_wait on arrival, decoded by paho (with MQTT 5 properties): skipped here
         self._auto_ids = 0
         self.meter = RateMeter()
@@ -120,6 +121,9 @@ class Worker(Role):
         # One torch thread unless told otherwise: LeNet-5 at batch 64 runs about as fast on one core as
         # on two, and the spare core is better spent on the paho thread, the broker and other workers
         # (docs/PERFORMANCE.md). Scale out with more worker processes instead.
+        if self.settings.durable and self.max_wait:
+            log.warning("infer %s: --max-wait with --durable: an image published more than %g s ago is "
+                        "acknowledged unanswered (counted as expired), not kept", self.client_id, self.max_wait)
         set_threads(self.settings.threads or 1)
         self.warmup_ms = self._warm_up(self.model)  # before the first status says "running"
         super().start()
@@ -197,7 +201,13 @@ class Worker(Role):
     def _skip(self, payload: bytes) -> bool:
         """Asked by the data client for each image as it is decoded: True drops it there (--max-wait)."""
         max_wait = self.max_wait
-        return max_wait is not None and self._too_old(payload, time.time() - max_wait)
+        if max_wait is None or not self._too_old(payload, time.time() - max_wait):
+            return False
+        if not self._skip_told:  # once: from here on the status's `expired` counts them
+            self._skip_told = True
+            log.info("infer %s: skipping images published more than %g s ago (--max-wait), counted as expired",
+                     self.client_id, max_wait)
+        return True
 
     @property
     def skipped(self) -> int:
@@ -344,13 +354,13 @@ class Worker(Role):
                                 self.client_id, len(batch) - start, self.settings.drain_seconds)
                     break
                 chunk = batch[start : start + max(1, self.max_batch)]
-                errors = self.errors
+                errors, expired = self.errors, self.expired
                 try:
                     self._process(chunk)
                 except Exception:
                     log.exception("infer %s: batch of %d failed; answering its images one by one", self.client_id,
                                   len(chunk))
-                    self.errors = errors
+                    self.errors, self.expired = errors, expired  # counted again, image by image
                     self._process_one_by_one(chunk)
                 finally:
                     self._ack(chunk)
@@ -359,11 +369,11 @@ class Worker(Role):
         """After a batch failed unexpectedly (a bug, not a bad image: those get an ImageError): each image
         alone, and one that still fails gets an error result, so that every image is answered once."""
         for item in batch:
-            errors = self.errors
+            errors, expired = self.errors, self.expired
             try:
                 self._process([item])
             except Exception as exc:
-                self.errors = errors + 1
+                self.errors, self.expired = errors + 1, expired  # answered with an error, not expired
                 self._auto_ids += 1
                 try:
                     meta = merge_meta(extract_meta(item[0]), item[3])
@@ -401,7 +411,8 @@ class Worker(Role):
         batch = self._drop_expired(batch, t0)
         if not batch:
             return
-        oldest = t0 - self.max_wait if self.max_wait else None  # images published before this are skipped
+        max_wait = self.max_wait  # once: a set command may change it meanwhile
+        oldest = t0 - max_wait if max_wait else None  # images published before this are skipped
         skipped = 0
         good: list[dict[str, Any]] = []  # result heads of the images to classify, in batch order
         t_recvs: list[float] = []

@@ -102,7 +102,9 @@ def test_headless_worker_log_has_no_none() -> None:
             "batch_mean": None, "lat_ms": {"p50": None, "p90": None, "p99": None}}
     assert "None" not in _summary(idle)
     busy = idle | {"batch_mean": 3.2, "lat_ms": {"p50": 1.5, "p99": 4.0}}
-    assert "batch 3.2" in _summary(busy)
+    assert "batch 3.2" in _summary(busy) and "expired" not in _summary(busy)
+    skipping = busy | {"expired": 1234}  # --max-wait skipping images: the summary says so
+    assert "expired 1234" in _summary(skipping) and "expired 1234" in _summary(idle | {"expired": 1234})
 
 
 def test_an_offline_workers_trend_holds_still() -> None:

@@ -178,13 +178,17 @@ async def test_the_console_loads_a_model_on_the_selected_worker(mosquitto_broker
 
 def test_max_wait_skips_images_published_too_long_ago_and_is_steerable(mosquitto_broker, probe_factory) -> None:
     """--max-wait: an image whose embedded publication time is older than the bound (the wait of a backlog
-    at the broker) is counted as expired and not answered; fresh and untimed images are answered; the
-    bound is changed, and turned off, by the `set` command."""
+    at the broker) is counted as expired and not answered, where the data client decodes it, where paho
+    decodes it (MQTT 5 properties) and when it aged in the worker's queue; fresh and untimed images are
+    answered; the bound is changed, and turned off, by the `set` command."""
     addr = mosquitto_broker.address
     probe = probe_factory(addr, ["result", "mnist/reply/#", "mnist/status/#"], qos=1)
     worker = Worker(addr, Settings(max_wait=5.0), "w-wait", model=model())
     worker.start()
     topic = "mnist/status/infer/w-wait"
+    sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sender.connect(addr.host, addr.port)
+    sender.loop_start()
     try:
         assert worker.wait_ready()
         assert wait_status(probe, topic, lambda s: s.get("state") == "running")["max_wait"] == 5.0
@@ -200,13 +204,33 @@ def test_max_wait_skips_images_published_too_long_ago_and_is_steerable(mosquitto
         assert sorted(json.loads(m.payload)["id"] for m in probe.messages("result")) == ["ahead", "fresh", "untimed"]
         assert worker.skipped == 3, "not skipped as the data client decoded them (FastClient.skip_when)"
 
+        # An image with MQTT 5 properties goes through paho's decoder: skipped in the worker's callback.
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [("note", "old")]
+        sender.publish("mnist", tagged("old-with-props", t=time.time() - 60), qos=1,
+                       properties=props).wait_for_publish(10)
+        wait_status(probe, topic, lambda s: s["expired"] == 4)
+        # An image that ages past the bound in the worker's own queue (paused meanwhile): skipped there.
+        assert command(probe, "infer", "w-wait", '{"cmd":"set","max_wait":0.5,"req":"short"}', "short")["ok"]
+        assert command(probe, "infer", "w-wait", '{"cmd":"stop","req":"p"}', "p")["ok"]
+        probe.client.publish("mnist", tagged("aged-in-queue"), qos=1)
+        wait_status(probe, topic, lambda s: s["received"] == 8 and s["queue"] == 1)
+        time.sleep(0.7)  # past the 0.5 s bound while queued (a deadline to pass, not a wait for an event)
+        assert command(probe, "infer", "w-wait", '{"cmd":"start","req":"s"}', "s")["ok"]
+        final = wait_status(probe, topic, lambda s: s["expired"] == 5 and s["queue"] == 0)
+        assert final["processed"] + final["errors"] + final["expired"] == final["received"] - final["dropped"]
+        assert worker.skipped == 3 and worker._stale == 1, "skipped elsewhere than expected"
+        assert len(probe.messages("result")) == 3, "an expired image was answered"
+
         bad = command(probe, "infer", "w-wait", '{"cmd":"set","max_wait":-1,"req":"b"}', "b")
-        assert not bad["ok"] and worker.max_wait == 5.0, bad
+        assert not bad["ok"] and worker.max_wait == 0.5, bad
         assert command(probe, "infer", "w-wait", '{"cmd":"set","max_wait":0,"req":"off"}', "off")["ok"]
         wait_status(probe, topic, lambda s: s["max_wait"] is None)
         probe.client.publish("mnist", tagged("old-but-wanted", t=time.time() - 60), qos=1)
         wait_for(lambda: any(json.loads(m.payload)["id"] == "old-but-wanted" for m in probe.messages("result")),
                  message="with the bound off, an old image was not answered")
-        assert status(probe, topic)["expired"] == 3
+        assert status(probe, topic)["expired"] == 5
     finally:
+        sender.disconnect()
+        sender.loop_stop()
         worker.stop()

@@ -98,7 +98,8 @@ def test_json_without_nan_infinity_or_deep_nesting() -> None:
 
 
 PUBLISHER_FIELDS = ["sent", "rate", "rate_actual", "size", "remaining", "errors", "order", "qos", "loop"]
-WORKER_FIELDS = ["errors", "dropped", "queue", "processed", "received", "batch_mean", "lat_ms", "stages_ms"]
+WORKER_FIELDS = ["errors", "dropped", "queue", "processed", "received", "batch_mean", "lat_ms", "stages_ms",
+                 "shed", "expired", "max_wait", "loads", "warmup_ms"]
 BAD_VALUES = ["lots", math.inf, -math.inf, math.nan, -1, [1], {"x": 1}, 10**400]
 
 

@@ -58,3 +58,27 @@ def test_results_without_a_worker_or_time_and_a_new_connection() -> None:
     assert not k.skipping()
     k.result("w1", c.wall - 9)  # the first after a new connection sets the usual again
     assert not k.skipping()
+
+
+def test_a_clock_step_or_a_forged_result_is_forgotten_within_two_windows() -> None:
+    c = Clocks()
+    k = keep_up(c, run=1)
+    k.result("w1", c.wall - 0.01)
+    k.result("w1", c.wall + 9e4)  # forged: "finished" a day from now, the least lateness ever
+    k.result("w1", c.wall - 0.01)
+    assert k.skipping(), "right after it, every timely result looks late"
+    for _ in range(25):  # 25 s of timely results, one a second
+        c.mono += 1.0
+        k.result("w1", c.wall - 0.01)
+    c.mono += 1.0
+    k.result("w1", c.wall - 0.01)
+    assert not k.skipping(), "the forged result was not forgotten"
+
+
+def test_qos1_results_are_not_measured() -> None:
+    c = Clocks()
+    k = keep_up(c, run=1)
+    k.result("w1", c.wall - 0.01, qos=1)
+    k.result("w1", c.wall - 0.01)
+    k.result("w1", c.wall - 30, qos=1)  # skipping cannot make QoS 1 results come sooner
+    assert not k.skipping()
