@@ -313,3 +313,12 @@ async def pilot_until(pilot: Any, predicate: Callable[[], T], message: str | Cal
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out: {message() if callable(message) else message}")
         await pilot.pause(0.05)
+
+
+def check_latency_parts(report: dict) -> None:
+    """The latency's three parts (to the worker, in it, to the collector) add up to it, result by result."""
+    parts = report["latency_parts_ms"]
+    assert set(parts) == {"to_worker", "in_worker", "to_collector"}
+    assert all(p["p50"] is not None and p["p50"] >= 0 for p in parts.values()), parts
+    total = sum(p["mean"] for p in parts.values())
+    assert abs(total - report["latency_ms"]["mean"]) <= 0.01 + 0.001 * total, (total, report["latency_ms"])

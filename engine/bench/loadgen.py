@@ -164,7 +164,7 @@ class LoadGenerator:
         t_sent = obj.get("t_sent")
         tracker.record(
             seq, now, t_sent if isinstance(t_sent, (int, float)) else None, obj.get("worker"),
-            "error" in obj, obj.get("pred"), obj.get("label"),
+            "error" in obj, obj.get("pred"), obj.get("label"), obj.get("t_recv"), obj.get("t_done"),
         )
 
     def _on_reply(self, payload: bytes, now: float) -> None:

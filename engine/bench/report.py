@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.bench.stats import PARTS
+
 STAGES = ("queue", "decode", "infer", "publish")
 
 
@@ -86,6 +88,9 @@ def render_table(report: dict[str, Any]) -> None:
         ("throughput (answers/s)", num(report["throughput"], "{:,.0f}")),
         ("latency p50 / p90 / p99 (ms)", f"{num(lat['p50'])} / {num(lat['p90'])} / {num(lat['p99'])}"),
         ("latency max / mean (ms)", f"{num(lat['max'])} / {num(lat['mean'])}"),
+        ("latency p50 parts (ms)", " / ".join(
+            f"{num((report.get('latency_parts_ms') or {}).get(part, {}).get('p50'))} {part.replace('_', ' ')}"
+            for part in PARTS)),
         ("per image: queue / decode / infer / publish (ms)",
          " / ".join(num(stages[s], "{:.4f}") for s in STAGES)),
         ("mean batch", num(report["batch_mean"])),

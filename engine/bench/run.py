@@ -416,6 +416,8 @@ class Bench:
             "elapsed": round(span, 3),
             "throughput": round(tally.counts.received / span, 1) if span > 0 else 0.0,
             "latency_ms": tally.latency.summary_ms(),
+            # where the latency is: sent -> taken by a worker -> its result published -> collected
+            "latency_parts_ms": {name: h.summary_ms() for name, h in tally.parts.items()},
             "stages_ms": stages,
             "batch_mean": batch_mean,
             "per_worker": per_worker,

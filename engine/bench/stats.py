@@ -17,6 +17,7 @@ _LOW = 1e-6  # seconds: the smallest latency told apart
 _GROWTH = 1.01  # each bucket is 1% wider than the one before
 _LOG_GROWTH = math.log(_GROWTH)
 _BUCKETS = int(math.log(1000.0 / _LOW) / _LOG_GROWTH) + 2
+PARTS = ("to_worker", "in_worker", "to_collector")
 
 
 class LatencyHistogram:
@@ -52,6 +53,20 @@ class LatencyHistogram:
                 return min(max(edge, self.min), self.max)
         return self.max
 
+    def to_json(self) -> dict[str, Any]:
+        return {"counts": {i: c for i, c in enumerate(self.counts) if c}, "n": self.n, "total": self.total,
+                "max": self.max, "min": self.min if self.n else None}
+
+    def merge(self, other: dict[str, Any]) -> None:
+        """Add a histogram made by `to_json` (in this or another process)."""
+        for index, count in other.get("counts", {}).items():
+            self.counts[int(index)] += int(count)
+        self.n += int(other.get("n", 0))
+        self.total += float(other.get("total", 0.0))
+        self.max = max(self.max, float(other.get("max", 0.0)))
+        if other.get("min") is not None:
+            self.min = min(self.min, float(other["min"]))
+
     def summary_ms(self) -> dict[str, float | None]:
         def ms(v: float | None) -> float | None:
             return None if v is None else round(v * 1000.0, 3)
@@ -73,6 +88,11 @@ class Tally:
     duplicates: int = 0
     counts: ResultCounts = field(default_factory=ResultCounts)  # the same counts as the collector's
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    # the latency in three parts, from the times a worker's result carries (t_recv, t_done): sent to taken by
+    # the worker (the broker's queue and the network), in the worker (its queue, decode, infer), done to
+    # collected (publishing the result, the broker, the collector); on one machine's clock
+    parts: dict[str, LatencyHistogram] = field(default_factory=lambda: {
+        name: LatencyHistogram() for name in PARTS})
     first_answer: float | None = None
     last_answer: float | None = None
 
@@ -100,7 +120,7 @@ class ResultTracker:
             self.since = since
 
     def record(self, seq: int, now: float, t_sent: float | None, worker: str | None, error: bool,
-               pred: Any = None, label: Any = None) -> None:
+               pred: Any = None, label: Any = None, t_recv: Any = None, t_done: Any = None) -> None:
         with self._lock:
             seen = self._seen
             if seq >= len(seen):
@@ -121,17 +141,20 @@ class ResultTracker:
             tally.counts.add(pred, label, worker, error)
             if t_sent is not None:
                 tally.latency.add(max(0.0, now - t_sent))
+                if isinstance(t_recv, (int, float)) and isinstance(t_done, (int, float)):
+                    parts = tally.parts
+                    parts["to_worker"].add(max(0.0, t_recv - t_sent))
+                    parts["in_worker"].add(max(0.0, t_done - t_recv))
+                    parts["to_collector"].add(max(0.0, now - t_done))
 
     def to_json(self) -> dict[str, Any]:
         """The tally, to merge in another process (`merge`)."""
         with self._lock:
             t = self.tally
-            h = t.latency
             return {
                 "counts": t.counts.to_json(), "duplicates": t.duplicates, "first_answer": t.first_answer,
-                "last_answer": t.last_answer,
-                "latency": {"counts": {i: c for i, c in enumerate(h.counts) if c}, "n": h.n, "total": h.total,
-                            "max": h.max, "min": h.min if h.n else None},
+                "last_answer": t.last_answer, "latency": t.latency.to_json(),
+                "parts": {name: h.to_json() for name, h in t.parts.items()},
             }
 
     def merge(self, other: dict[str, Any]) -> None:
@@ -145,15 +168,10 @@ class ResultTracker:
                 if theirs is not None:
                     mine = getattr(t, key)
                     setattr(t, key, theirs if mine is None else pick(mine, theirs))
-            lat = other.get("latency", {})
-            h = t.latency
-            for index, count in lat.get("counts", {}).items():
-                h.counts[int(index)] += int(count)
-            h.n += int(lat.get("n", 0))
-            h.total += float(lat.get("total", 0.0))
-            h.max = max(h.max, float(lat.get("max", 0.0)))
-            if lat.get("min") is not None:
-                h.min = min(h.min, float(lat["min"]))
+            t.latency.merge(other.get("latency", {}))
+            for name, theirs in other.get("parts", {}).items():
+                if name in t.parts:
+                    t.parts[name].merge(theirs)
 
     def snapshot(self) -> tuple[int, int]:
         """(answered, duplicates) of the measured images."""

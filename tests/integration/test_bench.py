@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import check_latency_parts
 
 from engine.bench.report import render_table
 from engine.bench.stats import LatencyHistogram, ResultTracker
@@ -28,6 +29,7 @@ def _check_report(report: dict, sent: int) -> None:
     assert report["throughput"] > 0
     lat = report["latency_ms"]
     assert 0 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    check_latency_parts(report)
     assert set(report["stages_ms"]) == {"queue", "decode", "infer", "publish"}
     assert all(v is not None and v >= 0 for v in report["stages_ms"].values()), report["stages_ms"]
     assert report["batch_mean"] is not None and report["batch_mean"] >= 1
@@ -52,7 +54,8 @@ def test_bench_full_speed_qos1_on_the_embedded_mosquitto(capsys: pytest.CaptureF
     # the same report as a table
     render_table(report)
     table = capsys.readouterr().out
-    for label in ("images sent", "answered", "lost", "duplicated", "latency p50 / p90 / p99", "mean batch"):
+    for label in ("images sent", "answered", "lost", "duplicated", "latency p50 / p90 / p99", "mean batch",
+                  "latency p50 parts"):
         assert label in table
     assert "full speed" in table
 
@@ -110,3 +113,9 @@ def test_tracker_counts_each_image_once() -> None:
     assert (tally.counts.received, tally.duplicates, t.seen_any) == (3, 1, 4)
     assert tally.counts.per_worker == {"w1": 2, "w2": 1}
     assert tally.counts.correct == tally.counts.labelled == 3
+    assert tally.parts["to_worker"].n == 0  # results without t_recv / t_done have no parts
+    t.record(4, 10.0, 9.0, "w1", False, 1, 1, 9.25, 9.75)
+    other = ResultTracker()
+    other.merge(t.to_json())  # as a generator process's tally reaches the bench process
+    parts = other.tally.parts
+    assert (parts["to_worker"].total, parts["in_worker"].total, parts["to_collector"].total) == (0.25, 0.5, 0.25)

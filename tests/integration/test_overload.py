@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import MqttProbe, wait_for
+from helpers import MqttProbe, check_latency_parts, wait_for
 
 from engine.protocol import extract_meta
 from engine.settings import DEFAULT_DATASET
@@ -140,3 +140,4 @@ def test_bench_with_two_generator_processes(mosquitto_broker) -> None:
     assert {"generator 1", "generator 2"} <= set(report["processes"])
     control = report["control_ms"]
     assert control["sent"] > 0 and control["p50"] is not None and control["p50"] <= control["p99"]
+    check_latency_parts(report)  # merged from the generator processes' tallies
