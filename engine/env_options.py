@@ -35,7 +35,7 @@ ENV_VARS: dict[str, str] = {
 BENCH_ENV_VARS: dict[str, str] = {
     "rate": "MNIST_BENCH_RATE", "duration": "MNIST_BENCH_DURATION", "warmup": "MNIST_BENCH_WARMUP",
     "workers": "MNIST_BENCH_WORKERS", "window": "MNIST_BENCH_WINDOW", "drain": "MNIST_BENCH_DRAIN",
-    "generators": "MNIST_BENCH_GENERATORS", "overload": "MNIST_BENCH_OVERLOAD",
+    "generators": "MNIST_BENCH_GENERATORS", "collectors": "MNIST_BENCH_COLLECTORS", "overload": "MNIST_BENCH_OVERLOAD",
     "capacity_seconds": "MNIST_BENCH_CAPACITY_SECONDS", "json": "MNIST_BENCH_JSON",
     "no_progress": "MNIST_BENCH_NO_PROGRESS",
 }

@@ -1,5 +1,9 @@
 """`bench --generators N`: load generator processes, each publishing and collecting a share of the run.
 
+With `--collectors M`, the generators only publish and M processes of their own collect (the same shared
+subscription): at QoS 1 a generator busy publishing is a slow collector, and the results' wait for it
+was most of the latency measured (docs/PERFORMANCE.md).
+
 One Python process publishes about 20,000-30,000 images/s at most: to offer several times what a
 worker (or a group) can take, the bench starts N of these. Each publishes open loop at rate/N (or
 as fast as it can) with ids `<run>-g<i>-<seq>`, and collects results through a shared subscription
@@ -31,10 +35,11 @@ from engine.topics import Topics
 
 
 def child_config(settings: Settings, run_id: str, index: int, rate: float, t_measure: float, duration: float,
-                 drain: float) -> dict[str, Any]:
+                 drain: float, role: str = "both") -> dict[str, Any]:
+    """`role`: "both" (publish and collect), "publish" (collector processes collect) or "collect" (only)."""
     t = settings.topics
     return {
-        "run_id": run_id, "index": index, "rate": rate, "t_measure": t_measure, "duration": duration,
+        "run_id": run_id, "index": index, "rate": rate, "t_measure": t_measure, "duration": duration, "role": role,
         "drain": drain, "qos": settings.qos, "protocol": settings.protocol, "image_expiry": settings.image_expiry,
         "topics": {"images": t.images, "results": t.results, "status_prefix": t.status_prefix,
                    "control_prefix": t.control_prefix, "reply_prefix": t.reply_prefix},
@@ -134,8 +139,11 @@ def _main(config: dict[str, Any]) -> int:
     tracker = ResultTracker()
     t_measure = float(config["t_measure"])
     tracker.start_measuring(0, t_measure)
-    gen = LoadGenerator(address, settings, samples, f"{run_id}-g{config['index']}", settings.protocol, tracker,
-                        collect=f"$share/{run_id}-collect/{topics.results}", watch=False)
+    role = config.get("role", "both")
+    prefix = "c" if role == "collect" else "g"  # a collector's own ids are never sent
+    gen = LoadGenerator(address, settings, samples, f"{run_id}-{prefix}{config['index']}", settings.protocol,
+                        tracker, collect=f"$share/{run_id}-collect/{topics.results}", watch=False,
+                        collecting=role != "publish")
     gen.accept_prefix = f"{run_id}-g"
     gen.connect()
     print("ready", flush=True)
@@ -144,14 +152,20 @@ def _main(config: dict[str, Any]) -> int:
         return 1
     stop = threading.Event()
     rate = float(config["rate"])
-    if time.time() < t_measure:  # warm-up: load before the measured part
-        gen.run(rate=rate, window=0, count=None, duration=t_measure - time.time(), stop=stop)
     first = gen.sent
     cpu0 = psutil.Process().cpu_times()
-    sent, seconds = gen.run(rate=rate, window=0, count=None, duration=float(config["duration"]), stop=stop)
-    gen.flush()
-    # drain: until no answer came for `drain` seconds
-    drain = float(config["drain"])
+    seconds = 0.0
+    if role == "collect":  # results only: through the warm-up and the measured part
+        time.sleep(max(0.0, t_measure - time.time()) + float(config["duration"]))
+    else:
+        if time.time() < t_measure:  # warm-up: load before the measured part
+            gen.run(rate=rate, window=0, count=None, duration=t_measure - time.time(), stop=stop)
+        first = gen.sent
+        cpu0 = psutil.Process().cpu_times()
+        _sent, seconds = gen.run(rate=rate, window=0, count=None, duration=float(config["duration"]), stop=stop)
+        gen.flush()
+    # drain: until no answer came for `drain` seconds (a publishing-only process has none to wait for)
+    drain = float(config["drain"]) if role != "publish" else 0.0
     last, last_change = -1, time.monotonic()
     while time.monotonic() - last_change < drain:
         seen = tracker.seen_any + sum(t.seen_any for t in gen.others.values())

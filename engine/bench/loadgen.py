@@ -47,10 +47,12 @@ class LoadGenerator:
         *,
         collect: str | None = None,
         watch: bool = True,
+        collecting: bool = True,
     ) -> None:
         """`collect`: the topic filter the results are read from (default the results topic; a shared
         subscription when several generator processes split the collecting). `watch`: also follow the
-        infer workers' status and the replies to `ping()`."""
+        infer workers' status and the replies to `ping()`. `collecting=False`: read no results (collector
+        processes of their own do, `bench --collectors`)."""
         if not samples:
             raise BrokerError("no images to send")
         self.address = address
@@ -75,6 +77,7 @@ class LoadGenerator:
         self.accept_prefix: str | None = None  # also tally results of ids "<accept_prefix><k>-<seq>" (others')
         self.others: dict[str, ResultTracker] = {}  # those, by generator
         self.watch = watch
+        self.collecting = collecting
         self.pings = LatencyHistogram()  # control-reply latency of ping()
         self.pings_sent = 0
         self.pings_lost = 0
@@ -105,9 +108,12 @@ class LoadGenerator:
             userdata["error"] = f"broker refused the connection: {reason_text(rc)}"
             userdata["ready"].set()
             return
-        subs = [(self.collect, 1)]
+        subs = [(self.collect, 1)] if self.collecting else []
         if self.watch:
             subs += [(self.topics.status_filter("infer"), 0), (f"{self.topics.reply_prefix}/infer/+", 0)]
+        if not subs:
+            userdata["ready"].set()
+            return
         client.subscribe(subs)
 
     def connect(self, timeout: float = 15.0) -> None:

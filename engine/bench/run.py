@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--generators", type=non_negative_int, default=1,
                    help="load generator processes (default 1, in this process); N > 1 publish open loop at "
                         "rate/N each (full speed at --rate 0) and split the collecting through a shared subscription")
+    b.add_argument("--collectors", type=non_negative_int, default=0,
+                   help="with --generators or --overload: collector processes of their own (the generators then "
+                        "only publish); default 0, the generators collect")
     b.add_argument("--overload", type=non_negative_float, default=None, metavar="X",
                    help="first measure the workers' capacity (closed loop, --capacity-seconds), then offer X times it "
                         "open loop (with --generators processes) and report goodput, shed and control latency")
@@ -108,6 +111,7 @@ class Bench:
         self.run_id = f"bench-{socket.gethostname().split('.')[0]}-{os.getpid()}"
         self.worker_ids: list[str] = []
         self.generators = max(1, args.generators)
+        self.collectors = args.collectors
         self.overload: float | None = args.overload or None
         self.capacity: float | None = None
         self.children: list[Any] = []
@@ -196,7 +200,7 @@ class Bench:
             self.capacity = self._measure_capacity(progress)
             self.rate = self.overload * self.capacity
             self.window = 0
-        if self.generators > 1 or self.overload:
+        if self.generators > 1 or self.overload or self.collectors:
             return self._measure_processes(progress)
         return self._measure_here(progress)
 
@@ -229,10 +233,15 @@ class Bench:
         t_measure = time.time() + 3.0 + self.args.warmup  # time for the children to start and connect
         self.tracker.start_measuring(gen.sent, since=t_measure)  # nothing of a capacity phase counts
         per_child = self.rate / self.generators
+        role = "publish" if self.collectors else "both"
         self.children = [
             GeneratorProcess(child_config(self.settings, self.run_id, i + 1, per_child, t_measure, duration,
-                                          self.args.drain), env)
+                                          self.args.drain, role), env)
             for i in range(self.generators)
+        ] + [
+            GeneratorProcess(child_config(self.settings, self.run_id, i + 1, 0.0, t_measure, duration,
+                                          self.args.drain, "collect"), env)
+            for i in range(self.collectors)
         ]
         for child in self.children:
             child.spawn()
@@ -251,7 +260,7 @@ class Bench:
         procs = {wid: pid for wid in self.worker_ids if (pid := self._pid_of(wid)) is not None}
         sampler = ProcessSampler(procs, bench_pid=os.getpid(),
                                  broker_pid=self.broker.pid if self.broker is not None else None)
-        sampler.add_others({f"generator {c.config['index']}": c.pid for c in self.children if c.pid})
+        sampler.add_others({_child_name(c.config): c.pid for c in self.children if c.pid})
         before = {wid: dict(st) for wid, st in gen.statuses().items()} or before
         gen.start_status_log()
         sampler.start()
@@ -276,7 +285,7 @@ class Bench:
         gen.stop_status_log()
         failed = [c for c, r in zip(self.children, reports, strict=True) if r is None]
         for child in failed:
-            self.notes.append(f"load generator {child.config['index']} gave no report: {child.error}")
+            self.notes.append(f"{_child_name(child.config)} gave no report: {child.error}")
         got = [r for r in reports if r is not None]
         for r in got:
             self.tracker.merge(r["tally"])
@@ -287,13 +296,14 @@ class Bench:
         report["held_back"] = sum(r.get("held_back", 0) for r in got)
         report["foreign_results"] = sum(r["foreign"] for r in got)
         report["config"]["generators"] = self.generators
+        report["config"]["collectors"] = self.collectors
         for wid, entry in report["per_worker"].items():
             b, a = before.get(wid, {}), after.get(wid, {})
             for key in ("shed", "dropped", "expired", "received"):
                 if isinstance(a.get(key), int) and isinstance(b.get(key), int):
                     entry[f"{key}_during"] = a[key] - b[key]
         self.notes.append("several collectors: a duplicate reaching two of them counts as two answers"
-                          if self.generators > 1 else "")
+                          if (self.collectors or self.generators) > 1 else "")
         report["notes"] = [n for n in report["notes"] if n]
         return report
 
@@ -468,3 +478,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         render_table(report)
     return 0
+
+
+def _child_name(config: dict[str, Any]) -> str:
+    """How the report names a child process: "generator 2", "collector 1"."""
+    return f"{'collector' if config.get('role') == 'collect' else 'generator'} {config['index']}"

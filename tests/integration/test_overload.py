@@ -141,3 +141,22 @@ def test_bench_with_two_generator_processes(mosquitto_broker) -> None:
     control = report["control_ms"]
     assert control["sent"] > 0 and control["p50"] is not None and control["p50"] <= control["p99"]
     check_latency_parts(report)  # merged from the generator processes' tallies
+
+
+@pytest.mark.slow
+def test_bench_with_a_collector_process_of_its_own(mosquitto_broker) -> None:
+    """`bench --generators 2 --collectors 1`: the generators only publish, one process collects every result."""
+    done = subprocess.run(
+        [*ENGINE, "bench", "--no-progress", "--broker", mosquitto_broker.address.url, "--generators", "2",
+         "--collectors", "1", "--qos", "1", "--rate", "300", "--duration", "2", "--warmup", "0.5", "--drain", "2",
+         "--json"],
+        capture_output=True, text=True, timeout=180, env=_env(), stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-800:]
+    report = json.loads(done.stdout)
+    assert report["config"]["generators"] == 2 and report["config"]["collectors"] == 1
+    assert {"generator 1", "generator 2", "collector 1"} <= set(report["processes"])
+    assert report["sent"] > 0 and report["answered"] + report["lost"] == report["sent"]
+    assert report["lost"] == 0 and report["duplicated"] == 0 and report["foreign_results"] == 0  # QoS 1
+    (worker,) = report["per_worker"].values()
+    assert worker["answered"] == report["answered"]
+    check_latency_parts(report)
