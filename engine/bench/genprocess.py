@@ -35,11 +35,13 @@ from engine.topics import Topics
 
 
 def child_config(settings: Settings, run_id: str, index: int, rate: float, t_measure: float, duration: float,
-                 drain: float, role: str = "both") -> dict[str, Any]:
-    """`role`: "both" (publish and collect), "publish" (collector processes collect) or "collect" (only)."""
+                 drain: float, role: str = "both", shared: bool = True) -> dict[str, Any]:
+    """`role`: "both" (publish and collect), "publish" (collector processes collect) or "collect" (only).
+    `shared`: collect through the run's shared subscription (False: a plain one, for a lone collector)."""
     t = settings.topics
     return {
         "run_id": run_id, "index": index, "rate": rate, "t_measure": t_measure, "duration": duration, "role": role,
+        "shared": shared,
         "drain": drain, "qos": settings.qos, "protocol": settings.protocol, "image_expiry": settings.image_expiry,
         "topics": {"images": t.images, "results": t.results, "status_prefix": t.status_prefix,
                    "control_prefix": t.control_prefix, "reply_prefix": t.reply_prefix},
@@ -142,7 +144,8 @@ def _main(config: dict[str, Any]) -> int:
     role = config.get("role", "both")
     prefix = "c" if role == "collect" else "g"  # a collector's own ids are never sent
     gen = LoadGenerator(address, settings, samples, f"{run_id}-{prefix}{config['index']}", settings.protocol,
-                        tracker, collect=f"$share/{run_id}-collect/{topics.results}", watch=False,
+                        tracker, collect=f"$share/{run_id}-collect/{topics.results}" if config.get("shared", True)
+                        else topics.results, watch=False,
                         collecting=role != "publish")
     gen.accept_prefix = f"{run_id}-g"
     gen.connect()

@@ -240,7 +240,7 @@ class Bench:
             for i in range(self.generators)
         ] + [
             GeneratorProcess(child_config(self.settings, self.run_id, i + 1, 0.0, t_measure, duration,
-                                          self.args.drain, "collect"), env)
+                                          self.args.drain, "collect", shared=self.collectors > 1), env)
             for i in range(self.collectors)
         ]
         for child in self.children:
