@@ -11,6 +11,8 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
   before it returns (one refill per call, so writes and keepalives still get their turn); a packet
   that lies whole in the buffer is framed in one step, not read byte by byte;
 - `publish_many`: publishes a batch with one wake-up of the network thread instead of one per message;
+- the in-flight window: the QoS 1/2 publishes waiting behind it are kept in a queue of their own, so an
+  acknowledgement sends the next one at once (paho walks every message in flight to find it);
 - writes: a run of queued packets that paho does nothing with once written goes out in one `send`:
   acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP), QoS 1/2 PUBLISH packets (paho completes those
   on the broker's answer) and, when nothing listens for their individual `on_publish`, QoS 0 PUBLISH
@@ -36,11 +38,19 @@ import contextlib
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import MQTTErrorCode, MQTTMessage, MQTTv5
+from paho.mqtt.client import (
+    MQTTErrorCode,
+    MQTTMessage,
+    MQTTv5,
+    mqtt_ms_queued,
+    mqtt_ms_wait_for_puback,
+    mqtt_ms_wait_for_pubrec,
+)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -139,6 +149,7 @@ class FastClient(mqtt.Client):
         # before paho makes a message of it or calls on_message
         self.skip_when: Callable[[bytes], bool] | None = None
         self.skipped = 0  # messages dropped so
+        self._queued_out: deque[int] = deque()  # mids of QoS 1/2 publishes waiting behind the in-flight window
 
     # ----- reading -----
     def _sock_recv(self, bufsize: int) -> bytes:
@@ -301,6 +312,40 @@ class FastClient(mqtt.Client):
             return bool(self.skip_when(payload)) if self.skip_when is not None else False
         except Exception:
             return False
+
+    # ----- the in-flight window -----
+    def publish(self, topic: str, payload: Any = None, qos: int = 0, retain: bool = False,
+                properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
+        if not qos:
+            return super().publish(topic, payload, qos, retain, properties)
+        with self._out_message_mutex:  # paho's publish takes it too (an RLock): queued and noted at once
+            info = super().publish(topic, payload, qos, retain, properties)
+            message = self._out_messages.get(info.mid)
+            if message is not None and message.state == mqtt_ms_queued:
+                self._queued_out.append(info.mid)
+        return info
+
+    def _messages_reconnect_reset_out(self) -> None:
+        super()._messages_reconnect_reset_out()
+        with self._out_message_mutex:  # a reconnect queues what lies beyond the window again, in order
+            self._queued_out = deque(mid for mid, m in self._out_messages.items() if m.state == mqtt_ms_queued)
+
+    def _update_inflight(self) -> MQTTErrorCode:
+        """paho's, without its scan of the whole window: on every acknowledgement paho walks every message in
+        flight to find the next queued one, about 140 us for a window of 1,000, on the network thread."""
+        queued = self._queued_out
+        limit = self._max_inflight_messages
+        while queued and (limit == 0 or self._inflight_messages < limit):
+            m = self._out_messages.get(queued.popleft())
+            if m is None or m.qos == 0 or m.state != mqtt_ms_queued:
+                continue  # sent meanwhile, acknowledged, or not ours to send
+            self._inflight_messages += 1
+            m.state = mqtt_ms_wait_for_puback if m.qos == 1 else mqtt_ms_wait_for_pubrec
+            rc = self._send_publish(m.mid, m.topic.encode("utf-8"), m.payload, m.qos, m.retain, m.dup,
+                                    properties=m.properties)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     # ----- writing -----
     def publish_many(

@@ -422,3 +422,31 @@ def test_skip_when_drops_messages_as_they_are_decoded_and_acknowledges_them(mosq
         sender.loop_stop()
         receiver.disconnect()
         receiver.loop_stop()
+
+
+def test_publishes_behind_a_small_in_flight_window_go_out_once_in_order(mosquitto_broker: EmbeddedBroker) -> None:
+    """With 10 in flight, 2,000 QoS 1 publishes wait in the client and go out one per acknowledgement, from
+    FastClient's own queue of them (paho walks the whole window for each): all arrive, once, in order."""
+    probe = MqttProbe(mosquitto_broker.address, "window/#", qos=1)
+    client = make_fast_client(mosquitto_broker.address, "fast-window", protocol=5)
+    client.max_inflight_messages_set(10)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect(mosquitto_broker.address.host, mosquitto_broker.address.port, **connect_kwargs(client))
+    client.loop_start()
+    wait_for(connected.is_set, message="never connected")
+    try:
+        payloads = [b"w %d" % i for i in range(2000)]
+        infos = client.publish_many("window/1", payloads[:1000], qos=1)
+        infos += [client.publish("window/1", p, qos=1) for p in payloads[1000:]]
+        assert len(client._queued_out) > 0, "nothing waited behind the window"
+        assert client.flush(60), "not everything was acknowledged"
+        got = probe.wait_count(len(payloads))
+        assert [m.payload for m in got] == payloads
+        assert all(info.is_published() and info.rc == mqtt.MQTT_ERR_SUCCESS for info in infos)
+        assert not client._queued_out and client._inflight_messages == 0
+        assert len(probe.messages()) == len(payloads), "a message arrived twice"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        probe.close()
