@@ -10,6 +10,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 
@@ -168,11 +169,17 @@ def test_sigterm_stops_cleanly_and_says_offline(mosquitto_broker, probe_factory)
     probe = probe_factory(mosquitto_broker.address, "mnist/status/#")
     proc = subprocess.Popen([*ENGINE, "--broker", url, "--rate", "50", "run", "input", "infer", "output"],
                             stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
     try:
         wait_for(lambda: len({m.topic for m in probe.messages()}) >= 3, timeout=60, message="roles never reported")
+        # running, not still starting: a signal while starting aborts the start (exit 130, tested elsewhere)
+        wait_for(lambda: any("broker: " in line for line in lines), timeout=60, message="never said it started")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-        err = proc.stderr.read()
+        reader.join(10)
+        err = "".join(lines)
         assert "Traceback" not in err
         for topic in {m.topic for m in probe.messages()}:
             assert _status(probe, topic)["state"] == "offline"
