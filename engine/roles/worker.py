@@ -114,8 +114,16 @@ class Worker(Role):
     @property
     def shed(self) -> int:
         """QoS 0 images dropped unread while the queue was full (FastClient.shed_when)."""
+        return self._data_client_count("shed")
+
+    @property
+    def skipped(self) -> int:
+        """Images older than max_wait dropped by the data client as it decoded them (FastClient.skip_when)."""
+        return self._data_client_count("skipped")
+
+    def _data_client_count(self, name: str) -> int:
         # the data client may not exist yet: the control connection's first status can come before it
-        return getattr(getattr(self._data, "_client", None), "shed", 0)
+        return getattr(getattr(self._data, "_client", None), name, 0)
 
     def start(self) -> None:
         # One torch thread unless told otherwise: LeNet-5 at batch 64 runs about as fast on one core as
@@ -166,8 +174,7 @@ class Worker(Role):
         ack = None if msg.qos == 0 else (msg.mid, msg.qos, self._conn_gen)
         now = time.time()
         payload = payload_of(msg)
-        max_wait = self.max_wait
-        if max_wait is not None and self._too_old(payload, now - max_wait):
+        if self._skip(payload):  # one paho decoded (MQTT 5 properties): FastClient.skip_when saw it not
             with self._intake:
                 if self._intake_closed:
                     return
@@ -208,11 +215,6 @@ class Worker(Role):
             log.info("infer %s: skipping images published more than %g s ago (--max-wait), counted as expired",
                      self.client_id, max_wait)
         return True
-
-    @property
-    def skipped(self) -> int:
-        """Images older than max_wait dropped by the data client as it decoded them (FastClient.skip_when)."""
-        return getattr(getattr(self._data, "_client", None), "skipped", 0)
 
     @staticmethod
     def _too_old(payload: bytes, oldest: float) -> bool:

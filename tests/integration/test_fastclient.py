@@ -160,16 +160,9 @@ def test_flush_lets_qos1_publishes_past_the_inflight_window_out_before_a_disconn
     """paho sends QoS 1 publishes past its in-flight window only as acknowledgements free it, and a
     disconnect drops what still waits: a stopping role that answered a burst would lose the tail of it.
     `flush` waits until every publish is written and acknowledged."""
-    address = mosquitto_broker.address
-    probe = MqttProbe(address, "flush/#")
-    client = make_fast_client(address, "fast-flush", protocol=5)
-    client.max_inflight_messages_set(10)
-    connected = threading.Event()
-    client.on_connect = lambda *_: connected.set()
-    client.connect(address.host, address.port, **connect_kwargs(client))
-    client.loop_start()
+    probe = MqttProbe(mosquitto_broker.address, "flush/#")
+    client = _connected_fast_client(mosquitto_broker, "fast-flush", max_inflight=10)
     try:
-        wait_for(connected.is_set, message="never connected")
         payloads = [b"%d" % i for i in range(2000)]
         client.publish_many("flush/x", payloads, qos=1)
         assert client.flush(60), "not everything was acknowledged"
@@ -240,8 +233,12 @@ def test_queued_qos0_publishes_are_joined_and_each_marked_published(mosquitto_br
         probe.close()
 
 
-def _connected_fast_client(broker: EmbeddedBroker, name: str, **kwargs: Any) -> FastClient:
+def _connected_fast_client(broker: EmbeddedBroker, name: str, max_inflight: int | None = None,
+                           **kwargs: Any) -> FastClient:
+    """A FastClient (MQTT 5) connected to `broker`; `max_inflight`: its in-flight window, set before connecting."""
     client = make_fast_client(broker.address, name, protocol=5, **kwargs)
+    if max_inflight is not None:
+        client.max_inflight_messages_set(max_inflight)  # paho refuses it on an established connection
     connected = threading.Event()
     client.on_connect = lambda *_: connected.set()
     client.connect(broker.address.host, broker.address.port, **connect_kwargs(client))
@@ -428,13 +425,7 @@ def test_publishes_behind_a_small_in_flight_window_go_out_once_in_order(mosquitt
     """With 10 in flight, 2,000 QoS 1 publishes wait in the client and go out one per acknowledgement, from
     FastClient's own queue of them (paho walks the whole window for each): all arrive, once, in order."""
     probe = MqttProbe(mosquitto_broker.address, "window/#", qos=1)
-    client = make_fast_client(mosquitto_broker.address, "fast-window", protocol=5)
-    client.max_inflight_messages_set(10)
-    connected = threading.Event()
-    client.on_connect = lambda *_: connected.set()
-    client.connect(mosquitto_broker.address.host, mosquitto_broker.address.port, **connect_kwargs(client))
-    client.loop_start()
-    wait_for(connected.is_set, message="never connected")
+    client = _connected_fast_client(mosquitto_broker, "fast-window", max_inflight=10)
     try:
         payloads = [b"w %d" % i for i in range(2000)]
         infos = client.publish_many("window/1", payloads[:1000], qos=1)

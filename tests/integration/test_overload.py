@@ -25,6 +25,17 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _terminate(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, up to 30 s to exit, then SIGKILL; what it wrote on stderr."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    finally:
+        proc.kill()
+    assert proc.stderr is not None
+    return proc.stderr.read()
+
+
 def _latest(probe: MqttProbe, topic: str) -> dict:
     found = [m for m in probe.messages(topic) if m.payload]
     return json.loads(found[-1].payload) if found else {}
@@ -72,12 +83,8 @@ def test_flooded_worker_answers_reports_and_sheds(mosquitto_broker, probe_factor
     finally:
         for f in floods:
             f.kill()
-        worker.terminate()
-        try:
-            worker.wait(30)
-        finally:
-            worker.kill()
-    assert "Traceback" not in worker.stderr.read()
+        stderr = _terminate(worker)
+    assert "Traceback" not in stderr
 
 
 def test_input_at_full_speed_answers_stop_then_publishes_nothing(mosquitto_broker, probe_factory) -> None:
@@ -113,12 +120,8 @@ def test_input_at_full_speed_answers_stop_then_publishes_nothing(mosquitto_broke
                 seqs.append(int(msg_id[len(prefix):]))
         assert seqs and max(seqs) <= count, f"image {max(seqs)} published after the stop at {count}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        finally:
-            proc.kill()
-    assert "Traceback" not in proc.stderr.read()
+        stderr = _terminate(proc)
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.slow
