@@ -13,6 +13,8 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
 - `publish_many`: publishes a batch with one wake-up of the network thread instead of one per message;
 - the in-flight window: the QoS 1/2 publishes waiting behind it are kept in a queue of their own, so an
   acknowledgement sends the next one at once (paho walks every message in flight to find it);
+- `after_acknowledged(fn)` calls `fn` once every QoS 1/2 publish handed over so far is acknowledged (a
+  worker acknowledges an image only once the broker has its result);
 - writes: a run of queued packets that paho does nothing with once written goes out in one `send`:
   acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP), QoS 1/2 PUBLISH packets (paho completes those
   on the broker's answer) and, when nothing listens for their individual `on_publish`, QoS 0 PUBLISH
@@ -35,6 +37,7 @@ Everything else (protocol, sessions, acknowledgements, reconnects, TLS) is paho'
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -53,6 +56,8 @@ from paho.mqtt.client import (
 )
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
 _WRITE_COALESCE = 65536  # at most this many bytes of queued packets joined into one send
@@ -150,6 +155,12 @@ class FastClient(mqtt.Client):
         self.skip_when: Callable[[bytes], bool] | None = None
         self.skipped = 0  # messages dropped so
         self._queued_out: deque[int] = deque()  # mids of QoS 1/2 publishes waiting behind the in-flight window
+        # after_acknowledged: QoS 1/2 publishes are numbered in the order they are handed over
+        self._published = 0  # the number of the last one
+        self._number_of: dict[int, int] = {}  # mid -> number, until acknowledged
+        self._unacked: deque[int] = deque()  # numbers, oldest first (acknowledged ones leave from the head)
+        self._acked: set[int] = set()  # acknowledged, behind an older one that is not
+        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()  # (number, fn): fn once it is acknowledged
 
     # ----- reading -----
     def _sock_recv(self, bufsize: int) -> bytes:
@@ -321,14 +332,62 @@ class FastClient(mqtt.Client):
         with self._out_message_mutex:  # paho's publish takes it too (an RLock): queued and noted at once
             info = super().publish(topic, payload, qos, retain, properties)
             message = self._out_messages.get(info.mid)
-            if message is not None and message.state == mqtt_ms_queued:
-                self._queued_out.append(info.mid)
+            if message is not None:
+                if message.state == mqtt_ms_queued:
+                    self._queued_out.append(info.mid)
+                self._published += 1
+                self._number_of[info.mid] = self._published
+                self._unacked.append(self._published)
         return info
+
+    def _do_on_publish(self, mid: int, reason_code: Any, properties: Any) -> MQTTErrorCode:
+        # paho calls it under _out_message_mutex when a QoS 1/2 publish is acknowledged (PUBACK, PUBCOMP)
+        rc = super()._do_on_publish(mid, reason_code, properties)
+        number = self._number_of.pop(mid, None)
+        if number is not None:
+            unacked = self._unacked
+            if unacked and unacked[0] == number:
+                unacked.popleft()
+                acked = self._acked
+                while unacked and unacked[0] in acked:
+                    acked.discard(unacked.popleft())
+            else:
+                self._acked.add(number)
+            self._call_waiting()
+        return rc
+
+    def _call_waiting(self) -> None:
+        waiting = self._waiting
+        oldest = self._unacked[0] if self._unacked else self._published + 1
+        while waiting and waiting[0][0] < oldest:
+            fn = waiting.popleft()[1]
+            try:
+                fn()
+            except Exception:  # the network thread must not die of a caller's function
+                log.exception("after_acknowledged: %r failed", fn)
+
+    def after_acknowledged(self, fn: Callable[[], None]) -> None:
+        """Call `fn` once every QoS 1/2 publish handed to this client so far is acknowledged: now if none
+        waits, else on the network thread when the broker's acknowledgement of the last of them comes.
+        Publishes that a new clean session drops (paho's `_messages_reconnect_reset_out`) count as done."""
+        with self._out_message_mutex:
+            if self._unacked:
+                self._waiting.append((self._published, fn))
+                return
+        fn()
 
     def _messages_reconnect_reset_out(self) -> None:
         super()._messages_reconnect_reset_out()
         with self._out_message_mutex:  # a reconnect queues what lies beyond the window again, in order
             self._queued_out = deque(mid for mid, m in self._out_messages.items() if m.state == mqtt_ms_queued)
+            gone = [mid for mid in self._number_of if mid not in self._out_messages]
+            if gone:  # dropped by paho: nothing will acknowledge them
+                for mid in gone:
+                    self._acked.add(self._number_of.pop(mid))
+                unacked = self._unacked
+                while unacked and unacked[0] in self._acked:
+                    self._acked.discard(unacked.popleft())
+                self._call_waiting()
 
     def _update_inflight(self) -> MQTTErrorCode:
         """paho's, without its scan of the whole window: on every acknowledgement paho walks every message in

@@ -5,6 +5,11 @@ with `data_connection = True` moves its data subscriptions and publishes onto th
 Whatever queues on the data socket (a flood of images waiting to be read, thousands of images
 waiting to be written, reads held back while the worker's queue is full), a command still arrives
 on a socket of its own and its reply leaves on one (docs/PERFORMANCE.md, "Under overload").
+
+A role with `results_connection = True` (the infer worker) also publishes on a third client, one that
+subscribes to nothing. The broker's acknowledgements of QoS 1 results then come on a socket of their
+own: on the image socket they queued behind the images the worker had not read yet, and with the
+worker's queue full (reads held back) the results waited in the worker for seconds.
 """
 
 from __future__ import annotations
@@ -25,11 +30,17 @@ log = logging.getLogger(__name__)
 
 
 class DataConnection:
-    """The second paho client of a role: subscribes `role.subscriptions()`, hands data to `role.on_data`."""
+    """The second paho client of a role: subscribes `role.subscriptions()`, hands data to `role.on_data`.
 
-    def __init__(self, role: Role) -> None:
+    `outbound=True`: the role's results client instead (`<id>-results`): it only publishes, with a clean
+    session (what it has not had acknowledged, paho sends again after a reconnect; the images it answers
+    stay unacknowledged until then, on the data connection's session).
+    """
+
+    def __init__(self, role: Role, outbound: bool = False) -> None:
         self.role = role
-        self.client_id = f"{role.client_id}-data"
+        self.outbound = outbound
+        self.client_id = f"{role.client_id}-{'results' if outbound else 'data'}"
         self.connected = threading.Event()
         self.ready = threading.Event()  # connected and the data subscriptions acknowledged
         self.generation = 0  # connections so far: packet ids of one mean nothing on the next
@@ -45,12 +56,15 @@ class DataConnection:
     def start(self) -> None:
         role = self.role
         s = role.settings
-        persistent = role.persistent
-        client = make_client(
-            role.address, self.client_id, protocol=s.protocol, clean_start=not persistent,
-            session_expiry=s.session_expiry if persistent else None,
-            receive_maximum=role.receive_maximum, manual_ack=role.manual_ack,
-        )
+        if self.outbound:
+            client = make_client(role.address, self.client_id, protocol=s.protocol)
+        else:
+            persistent = role.persistent
+            client = make_client(
+                role.address, self.client_id, protocol=s.protocol, clean_start=not persistent,
+                session_expiry=s.session_expiry if persistent else None,
+                receive_maximum=role.receive_maximum, manual_ack=role.manual_ack,
+            )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -79,6 +93,12 @@ class DataConnection:
         if rc.is_failure:
             role.last_error = f"broker refused the data connection: {reason_text(rc)}"
             log.error("%s %s: %s", role.role, role.client_id, role.last_error)
+            return
+        if self.outbound:
+            self.generation += 1
+            self.connected.set()
+            self.ready.set()
+            role._check_ready()
             return
         if self.generation:  # a reconnect: the durable session, if any, is this connection's
             role.check_session(flags)
@@ -111,7 +131,7 @@ class DataConnection:
         if not role._stop.is_set():
             why = reason_text(rc)
             why = "connection lost" if why == "Unspecified error" else why
-            role.last_error = f"data connection: {why}; reconnecting"
+            role.last_error = f"{'results' if self.outbound else 'data'} connection: {why}; reconnecting"
             log.warning("%s %s: %s", role.role, role.client_id, role.last_error)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -151,4 +171,6 @@ class _OnPublishWhenNeeded:
         self._data.on_publish(*args)
 
     def __bool__(self) -> bool:
-        return self._data.role.data_qos() > 0
+        data = self._data
+        # a role with a results connection publishes nothing on its data connection but acknowledgements
+        return data.role.data_qos() > 0 and (data.outbound or not data.role.results_connection)

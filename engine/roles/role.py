@@ -48,6 +48,10 @@ class Role:
     # True: data subscriptions and publishes go through a second client (engine.roles.dataplane), so that
     # control and status never wait behind data on one socket, whatever the load.
     data_connection: ClassVar[bool] = False
+    # True (with data_connection): what the role publishes on its data topic goes through a third client
+    # that subscribes to nothing, so that the broker's acknowledgements of it never wait behind incoming
+    # data on one socket (engine.roles.dataplane).
+    results_connection: ClassVar[bool] = False
 
     def __init__(self, address: BrokerAddress, settings: Settings | None = None, client_id: str | None = None):
         self.address = address
@@ -78,6 +82,7 @@ class Role:
         self._status_thread: threading.Thread | None = None
         self._client: FastClient | None = None
         self._data: DataConnection | None = None
+        self._results: DataConnection | None = None
         self.commands: dict[str, Handler] = {"ping": lambda _a: None, "status": lambda _a: self.publish_status()}
 
     # ----- lifecycle -----
@@ -115,6 +120,9 @@ class Role:
             from engine.roles.dataplane import DataConnection
 
             self._data = DataConnection(self)
+            if self.results_connection:
+                self._results = DataConnection(self, outbound=True)
+                self._results.start()
             self._data.start()
         client.connect_async(self.address.host, self.address.port, **connect_kwargs(client))
         client.loop_start()
@@ -128,6 +136,9 @@ class Role:
             return
         self._stop.set()
         self.shutdown()
+        if self._results is not None:
+            # A worker's last answers reach the broker first: the acknowledgements of their images follow.
+            self._results.flush(self.settings.drain_seconds + 2)
         if self._data is not None:
             # What the role published on its data connection (a worker's last answers) reaches the broker
             # before the goodbye says it was done, and before a disconnect could drop what paho still holds.
@@ -150,6 +161,8 @@ class Role:
             client.loop_stop()
         if self._data is not None:
             self._data.stop()
+        if self._results is not None:
+            self._results.stop()
         if self._status_thread is not None:
             self._status_thread.join(timeout=3)
 
@@ -169,6 +182,11 @@ class Role:
     def data_client(self) -> FastClient:
         """The client of the data topics: the data connection's, or the one client of the role."""
         return self._data.client if self._data is not None else self.client
+
+    @property
+    def results_client(self) -> FastClient:
+        """The client the role publishes its data on: the results connection's, else the data client."""
+        return self._results.client if self._results is not None else self.data_client
 
     @property
     def data_connected(self) -> threading.Event:
@@ -223,7 +241,7 @@ class Role:
         self._hello_mid = info.mid if info is not None else None
 
     def _check_ready(self) -> None:
-        data_ready = self._data is None or self._data.ready.is_set()
+        data_ready = all(c is None or c.ready.is_set() for c in (self._data, self._results))
         if self._subscribed and self._hello_mid is None and self.connected.is_set() and data_ready:
             self.ready.set()
 

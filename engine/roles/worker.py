@@ -46,8 +46,9 @@ Item = tuple[bytes, float, Any, ImageProps | None]
 
 class Worker(Role):
     role: ClassVar[str] = "infer"
-    manual_ack: ClassVar[bool] = True  # an image is acknowledged once its result is queued (see _ack)
-    data_connection: ClassVar[bool] = True  # images and results on a client of their own (engine.roles.dataplane)
+    manual_ack: ClassVar[bool] = True  # an image is acknowledged once the broker has its result (see _ack)
+    data_connection: ClassVar[bool] = True  # images on a client of their own (engine.roles.dataplane)
+    results_connection: ClassVar[bool] = True  # and results on another: their acknowledgements never wait on images
 
     def __init__(
         self,
@@ -400,10 +401,15 @@ class Worker(Role):
         return max((item[2][1] for item in batch if item[2] is not None), default=0)
 
     def _ack(self, batch: list[Item]) -> None:
-        """Acknowledge QoS 1/2 images whose results are queued (they go out first, in order)."""
+        """Acknowledge the QoS 1/2 images of `batch` once the broker has acknowledged every result published
+        so far (theirs among them): a worker that dies before has the images sent again by its session."""
         gen = self._conn_gen
         acks = [(ack[0], ack[1]) for _payload, _t, ack, _props in batch if ack is not None and ack[2] == gen]
         if acks:
+            self.results_client.after_acknowledged(lambda: self._send_acks(acks, gen))
+
+    def _send_acks(self, acks: list[tuple[int, int]], gen: int) -> None:
+        if gen == self._conn_gen:  # packet ids of the data connection's last session mean nothing on this one
             self.data_client.ack_many(acks)
 
     def _process(self, batch: list[Item]) -> None:
@@ -500,7 +506,7 @@ class Worker(Role):
     def _publish_results(self, out: list[bytes], items: list[Item], qos: int) -> None:
         """Results on the result topic (content type JSON on MQTT 5), and each one whose image named a
         response topic there too, with the image's correlation data (MQTT 5 request/response)."""
-        client = self.data_client
+        client = self.results_client
         v5 = self.settings.protocol == 5
         client.publish_many(self.topics.results, out, qos=qos, properties=_RESULT_PROPS if v5 else None)
         for payload, item in zip(out, items, strict=True):

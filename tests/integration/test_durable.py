@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,29 @@ def test_images_published_while_offline_at_qos1_keep_their_ids(tmp_path: Path, p
             assert ids == [f"in-burst-{i}" for i in range(1, 6)]
         finally:
             pub.stop()
+
+
+def test_an_image_is_acknowledged_only_once_the_broker_has_its_result(mosquitto_broker, probe_factory) -> None:
+    """The worker acknowledges a QoS 1 image after the broker acknowledged its result (on the worker's results
+    connection): while the result is held back, the image stays unacknowledged, so when the worker's data
+    connection drops, its durable session sends the image again. Then both answers go out."""
+    addr = mosquitto_broker.address
+    answers = probe_factory(addr, "result", qos=1)
+    worker = Worker(addr, Settings(session_expiry=600), "w-ack-after")
+    worker.start()
+    try:
+        assert worker.wait_ready()
+        results = worker.results_client
+        results.loop_stop()  # the result waits in the client: nothing acknowledges it
+        send(answers, ["held"], qos=1)
+        wait_for(lambda: worker.processed == 1, message="the image was not answered")
+        data = worker.data_client
+        wait_for(lambda: not data._out_packet, message="the data connection did not write what it had")
+        data.socket().shutdown(socket.SHUT_RDWR)  # connection lost, the session stays at the broker
+        wait_for(lambda: worker.processed == 2, 30,
+                 message=lambda: f"the broker did not send the image again (answered {worker.processed})")
+        results.loop_start()
+        wait_for(lambda: len(answers.messages("result")) >= 2, message="the held answers never came")
+        assert [json.loads(m.payload)["id"] for m in answers.messages("result")] == ["held", "held"]
+    finally:
+        worker.stop()

@@ -441,3 +441,30 @@ def test_publishes_behind_a_small_in_flight_window_go_out_once_in_order(mosquitt
         client.disconnect()
         client.loop_stop()
         probe.close()
+
+
+def test_after_acknowledged_waits_for_every_publish_handed_over_before_it(mosquitto_broker: EmbeddedBroker) -> None:
+    """A function given to `after_acknowledged` runs once the broker has acknowledged every QoS 1 publish handed
+    over before it (here 500 behind a window of 10), not before, in the order given; with nothing waiting, at once."""
+    client = _connected_fast_client(mosquitto_broker, "fast-after-acked", max_inflight=10)
+    acked: list[int] = []  # mids, as paho reports each acknowledgement (before after_acknowledged looks)
+    client.on_publish = lambda _c, _u, mid, _rc, _p: acked.append(mid)
+    calls: list[tuple[str, set[int]]] = []  # (name, the mids acknowledged when it ran)
+    try:
+        client.after_acknowledged(lambda: calls.append(("idle", set(acked))))
+        assert [name for name, _ in calls] == ["idle"], "nothing was waiting: the function runs at once"
+        first = {i.mid for i in client.publish_many("after/1", [b"a %d" % i for i in range(250)], qos=1)}
+        client.after_acknowledged(lambda: calls.append(("first", set(acked))))
+        client.publish("after/0", b"at most once", qos=0)  # QoS 0: nothing to wait for
+        second = {i.mid for i in client.publish_many("after/1", [b"b %d" % i for i in range(250)], qos=1)}
+        client.after_acknowledged(lambda: calls.append(("second", set(acked))))
+        assert len(calls) == 1 or first <= calls[1][1], "ran before the broker acknowledged what came before it"
+        assert client.flush(60), "not everything was acknowledged"
+        wait_for(lambda: len(calls) == 3, message=lambda: f"calls {[name for name, _ in calls]}")
+        assert [name for name, _ in calls] == ["idle", "first", "second"]
+        assert first <= calls[1][1], "the first ran before its 250 publishes were all acknowledged"
+        assert first | second <= calls[2][1], "the second ran before its 500 publishes were all acknowledged"
+        assert not second <= calls[1][1], "the first waited for publishes handed over after it"
+    finally:
+        client.disconnect()
+        client.loop_stop()
