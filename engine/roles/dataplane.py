@@ -7,7 +7,8 @@ waiting to be written, reads held back while the worker's queue is full), a comm
 on a socket of its own and its reply leaves on one (docs/PERFORMANCE.md, "Under overload").
 
 A role with `results_connection = True` (the infer worker) also publishes on a third client, one that
-subscribes to nothing. The broker's acknowledgements of QoS 1 results then come on a socket of their
+subscribes to nothing (the worker's QoS 1/2 results; QoS 0 ones, which nothing acknowledges, stay on the
+data connection). The broker's acknowledgements of QoS 1 results then come on a socket of their
 own: on the image socket they queued behind the images the worker had not read yet, and with the
 worker's queue full (reads held back) the results waited in the worker for seconds.
 """

@@ -506,7 +506,9 @@ class Worker(Role):
     def _publish_results(self, out: list[bytes], items: list[Item], qos: int) -> None:
         """Results on the result topic (content type JSON on MQTT 5), and each one whose image named a
         response topic there too, with the image's correlation data (MQTT 5 request/response)."""
-        client = self.results_client
+        # QoS 1/2 results on the results connection (their PUBACKs must not queue behind unread images); QoS 0
+        # ones, which nothing acknowledges, on the data connection: one network thread fewer in a busy worker
+        client = self.results_client if qos else self.data_client
         v5 = self.settings.protocol == 5
         client.publish_many(self.topics.results, out, qos=qos, properties=_RESULT_PROPS if v5 else None)
         for payload, item in zip(out, items, strict=True):
