@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from engine.config_file import add_config_options
 from engine.config_file import apply as apply_config
-from engine.env_options import apply_env
+from engine.env_options import apply_env, check_env_error
 from engine.errors import ConfigError, MnistError, RoleFailed
 from engine.global_options import add_global_options, log_level, setup_logging
 from engine.options import (
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], 
     try:  # a Ctrl-C at any moment, even while the parser imports the optional commands, ends quietly
         parser = build_parser(commands)
         args = parser.parse_args(argv)
+        check_env_error(args)  # a bad variable of the command that runs (MNIST_BENCH_*): one line, exit 2
         apply_config(args, argv)  # the config file's profile, where no flag or environment variable spoke
         if args.command:
             return dispatch(args, commands)
@@ -152,8 +153,8 @@ def main(argv: list[str] | None = None, console: Callable[[argparse.Namespace], 
     except MnistError as exc:
         print(f"mnist-tui: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # 130 for Ctrl-C; 143 for a SIGTERM while `run` was starting
+        return 128 + getattr(exc, "signum", signal.SIGINT)
 
 
 def dispatch(args: argparse.Namespace, commands: Mapping[str, Command] | None = None) -> int:
@@ -214,7 +215,7 @@ def run_roles(args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, _frame: Any) -> None:
         if not started:  # while starting (model, broker, connections): abort at once; start cleans up
-            raise KeyboardInterrupt
+            raise _Interrupted(signum)
         stop.set()  # running: leave the loop below, then stop every role in order
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -252,6 +253,14 @@ def run_roles(args: argparse.Namespace) -> int:
     if failed is not None:  # a role that died: one line and a non-zero exit (main prints it)
         raise RoleFailed(failed)
     return 0
+
+
+class _Interrupted(KeyboardInterrupt):
+    """A signal while `run` starts: the start is cut short, and the exit status says which signal (128 + it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
 
 
 def _summary(status: dict[str, Any]) -> str:
