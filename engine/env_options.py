@@ -68,6 +68,9 @@ def convert(action: argparse.Action, text: str) -> object:
     return value
 
 
+ENV_ERROR = "env_error"  # namespace attribute: (parser, message) of a command's bad variable, see apply_env
+
+
 def apply_env(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None,
               names: Mapping[str, str] | None = None) -> None:
     """Name each option's variable in its --help line, and make a set variable the option's default.
@@ -75,7 +78,9 @@ def apply_env(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None
     `names` (option dest -> variable) go before ENV_VARS: a command's own variables (BENCH_ENV_VARS).
 
     A bad value ends the program like a bad flag (`parser.error`): `prog: error: VAR=value: why`, exit status 2.
-    Options whose default is suppressed (the global options repeated after `run`) only get the help text.
+    A bad value of one of `names` does so only when that command runs (`check_env_error` after parsing): a
+    stray MNIST_BENCH_RATE must not stop the console. Options whose default is suppressed (the global options
+    repeated after `run`) only get the help text.
     """
     env = os.environ if environ is None else environ
     variables = {**ENV_VARS, **(names or {})}
@@ -91,4 +96,17 @@ def apply_env(parser: argparse.ArgumentParser, environ: Mapping[str, str] | None
         try:
             action.default = convert(action, text)
         except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            parser.error(f"{var}={text!r}: {exc}")
+            message = f"{var}={text!r}: {exc}"
+            if names is None:
+                parser.error(message)
+            # a subcommand's defaults reach the namespace only when that subcommand is the one parsed
+            parser.set_defaults(**{ENV_ERROR: (parser, message)})
+            return
+
+
+def check_env_error(args: argparse.Namespace) -> None:
+    """End the program (exit status 2) if the command that was parsed has a bad variable (see apply_env)."""
+    error = getattr(args, ENV_ERROR, None)
+    if error is not None:
+        parser, message = error
+        parser.error(message)

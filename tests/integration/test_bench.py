@@ -75,6 +75,11 @@ def test_bench_options_from_the_environment() -> None:
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == ["mnist-tui bench: error: MNIST_BENCH_GENERATORS='many': "
                                                "not an integer: 'many' (see --help)"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MNIST_")} | {"MNIST_BENCH_GENERATORS": "many"}
+    other = subprocess.run([sys.executable, "-m", "engine", "config"], capture_output=True, text=True, timeout=60,
+                           env=env, stdin=subprocess.DEVNULL)
+    assert other.returncode == 0 and other.stderr == "", "a bench variable stopped another command: " + other.stderr
+    assert "broker" in other.stdout
 
 
 @pytest.mark.parametrize(
