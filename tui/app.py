@@ -285,7 +285,7 @@ class MnistApp(App[None]):
         for note in started.notes:
             self.notify(note, severity="warning", timeout=8)
 
-    def _not_started(self) -> bool:
+    def not_started(self) -> bool:
         """True (and a notification says why) while the roles are still starting."""
         if isinstance(self.observer, StartingModel):
             self.notify(self.observer.message, title="Not yet", severity="warning", timeout=4)
@@ -351,7 +351,7 @@ class MnistApp(App[None]):
 
     # ----- steering the publisher (through the control topic, like any remote console) -----
     def _publishers(self) -> list[Any]:
-        if self._not_started():
+        if self.not_started():
             return []
         snap = self.snap or self.observer.snapshot(topics=False)
         online = [r for r in snap.roles_of("input") if r.online]
@@ -432,7 +432,7 @@ class MnistApp(App[None]):
         main.query_one(TopicsPane).action_search()
 
     def action_filter(self) -> None:
-        if self._not_started():
+        if self.not_started():
             return
 
         def apply(new: str | None) -> None:
@@ -457,7 +457,7 @@ class MnistApp(App[None]):
         return None
 
     def action_publish(self, dialog: PublishDialog | None = None) -> None:
-        if self._not_started():
+        if self.not_started():
             return
 
         def send(request: PublishRequest | None) -> None:
@@ -476,7 +476,7 @@ class MnistApp(App[None]):
         self.action_publish(event.dialog)
 
     def action_clear_retained(self) -> None:
-        if self._not_started():
+        if self.not_started():
             return
         topic = self._selected_topic()
         if topic is None:
@@ -489,7 +489,7 @@ class MnistApp(App[None]):
         # The broker's verdict (cleared, refused, or not confirmed) comes as an observer event.
 
     def action_toggle_pause(self) -> None:
-        if self._not_started():
+        if self.not_started():
             return
         try:
             if self.observer.paused:
@@ -504,7 +504,7 @@ class MnistApp(App[None]):
 
     # ----- drawing, looking closer, keeping the record -----
     def action_draw(self) -> None:
-        if self._not_started():
+        if self.not_started():
             return
         self.push_screen(DrawDialog(self.observer, self.snap))
 

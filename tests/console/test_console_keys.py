@@ -245,6 +245,12 @@ async def test_the_console_opens_at_once_and_says_it_is_starting(size: tuple[int
             await until(pilot, lambda: any(text.startswith("starting:") for text in shown),
                         lambda key=key: f"{key}: {shown}")
             assert isinstance(app.screen, MainScreen), f"{key} opened {app.screen}"
+        app.screen.query_one("#workers-table").focus()  # l (load a model) belongs to the Workers pane
+        shown.clear()
+        await pilot.press("l")
+        await until(pilot, lambda: any(text.startswith("starting:") for text in shown), lambda: f"l: {shown}")
+        assert not any("no worker" in text for text in shown), shown
+        assert isinstance(app.screen, MainScreen), f"l opened {app.screen}"
         up.set()
         await until(pilot, lambda: "connected" in str(header.render()), texts)
         await until(pilot, lambda: "state" in str(fields.render()) and "starting" not in str(summary.render()),

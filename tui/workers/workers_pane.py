@@ -257,6 +257,8 @@ class WorkersPane(Vertical):
 
     def action_load_model(self) -> None:
         """Ask for a model path and send `load` to the selected worker (its answer comes as a reply)."""
+        if self.app.not_started():  # type: ignore[attr-defined]  # says "not yet", not "no worker"
+            return
         worker = self.selected_worker()
         if worker is None:
             self.notify("no worker to load a model on", severity="warning")
