@@ -332,13 +332,23 @@ class FastClient(mqtt.Client):
         with self._out_message_mutex:  # paho's publish takes it too (an RLock): queued and noted at once
             info = super().publish(topic, payload, qos, retain, properties)
             message = self._out_messages.get(info.mid)
-            if message is not None:
+            if message is not None and message.info is info:  # stored (not refused): ours to number
                 if message.state == mqtt_ms_queued:
                     self._queued_out.append(info.mid)
                 self._published += 1
                 self._number_of[info.mid] = self._published
                 self._unacked.append(self._published)
         return info
+
+    def _mid_generate(self) -> int:
+        """paho's next packet id, passing over those of QoS 1/2 publishes still unacknowledged: after the ids wrap
+        (65,535), paho would refuse a publish whose id is still in flight, and the result would be lost."""
+        mid = super()._mid_generate()
+        for _ in range(65535):
+            if mid not in self._out_messages:
+                break
+            mid = super()._mid_generate()
+        return mid
 
     def _do_on_publish(self, mid: int, reason_code: Any, properties: Any) -> MQTTErrorCode:
         # paho calls it under _out_message_mutex when a QoS 1/2 publish is acknowledged (PUBACK, PUBCOMP)
@@ -368,8 +378,8 @@ class FastClient(mqtt.Client):
 
     def after_acknowledged(self, fn: Callable[[], None]) -> None:
         """Call `fn` once every QoS 1/2 publish handed to this client so far is acknowledged: now if none
-        waits, else on the network thread when the broker's acknowledgement of the last of them comes.
-        Publishes that a new clean session drops (paho's `_messages_reconnect_reset_out`) count as done."""
+        waits, else on the network thread when the broker's acknowledgement of the last of them comes (paho
+        keeps unacknowledged publishes over a reconnect and sends them again under the same ids)."""
         with self._out_message_mutex:
             if self._unacked:
                 self._waiting.append((self._published, fn))
@@ -380,14 +390,6 @@ class FastClient(mqtt.Client):
         super()._messages_reconnect_reset_out()
         with self._out_message_mutex:  # a reconnect queues what lies beyond the window again, in order
             self._queued_out = deque(mid for mid, m in self._out_messages.items() if m.state == mqtt_ms_queued)
-            gone = [mid for mid in self._number_of if mid not in self._out_messages]
-            if gone:  # dropped by paho: nothing will acknowledge them
-                for mid in gone:
-                    self._acked.add(self._number_of.pop(mid))
-                unacked = self._unacked
-                while unacked and unacked[0] in self._acked:
-                    self._acked.discard(unacked.popleft())
-                self._call_waiting()
 
     def _update_inflight(self) -> MQTTErrorCode:
         """paho's, without its scan of the whole window: on every acknowledgement paho walks every message in
@@ -437,18 +439,21 @@ class FastClient(mqtt.Client):
             return len(self._out_messages)
 
     def flush(self, timeout: float) -> bool:
-        """Wait until every queued packet is written and every QoS 1/2 publish acknowledged; False when
-        `timeout` seconds pass first or the connection is gone.
+        """Wait until every queued packet is written, every QoS 1/2 publish acknowledged and every function
+        given to `after_acknowledged` run; False when `timeout` seconds pass first or the connection is gone.
 
         paho sends QoS 1/2 publishes past its in-flight window only as acknowledgements free it, and
         `disconnect` drops those still waiting: call this before it when what was published matters.
         """
         deadline = time.monotonic() + timeout
-        while self._out_packet or self._out_messages:
+        while True:
+            with self._out_message_mutex:  # _do_on_publish runs what after_acknowledged holds under it
+                busy = bool(self._out_packet or self._out_messages or self._waiting)
+            if not busy:
+                return True
             if self._sock is None or time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)
-        return True
 
     def ack_many(self, acks: Iterable[tuple[int, int]]) -> None:
         """`ack(mid, qos)` for each pair (manual acknowledgement), waking the network thread once."""

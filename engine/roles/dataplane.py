@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 class DataConnection:
     """The second paho client of a role: subscribes `role.subscriptions()`, hands data to `role.on_data`.
 
-    `outbound=True`: the role's results client instead (`<id>-results`): it only publishes, with a clean
-    session (what it has not had acknowledged, paho sends again after a reconnect; the images it answers
-    stay unacknowledged until then, on the data connection's session).
+    `outbound=True`: the role's results client instead (`<id>-results`): it only publishes. What it has not
+    had acknowledged paho sends again after a reconnect, and the images it answers stay unacknowledged until
+    then. With a durable session (`role.persistent`) its session is durable too, so that a QoS 2 result
+    half done at a disconnect is finished, not delivered twice.
     """
 
     def __init__(self, role: Role, outbound: bool = False) -> None:
@@ -57,15 +58,13 @@ class DataConnection:
     def start(self) -> None:
         role = self.role
         s = role.settings
-        if self.outbound:
-            client = make_client(role.address, self.client_id, protocol=s.protocol)
-        else:
-            persistent = role.persistent
-            client = make_client(
-                role.address, self.client_id, protocol=s.protocol, clean_start=not persistent,
-                session_expiry=s.session_expiry if persistent else None,
-                receive_maximum=role.receive_maximum, manual_ack=role.manual_ack,
-            )
+        persistent = role.persistent
+        client = make_client(
+            role.address, self.client_id, protocol=s.protocol, clean_start=not persistent,
+            session_expiry=s.session_expiry if persistent else None,
+            receive_maximum=None if self.outbound else role.receive_maximum,
+            manual_ack=False if self.outbound else role.manual_ack,
+        )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -173,5 +172,5 @@ class _OnPublishWhenNeeded:
 
     def __bool__(self) -> bool:
         data = self._data
-        # a role with a results connection publishes nothing on its data connection but acknowledgements
+        # a role with a results connection sends only QoS 0 results and acknowledgements on its data connection
         return data.role.data_qos() > 0 and (data.outbound or not data.role.results_connection)

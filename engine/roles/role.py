@@ -159,10 +159,10 @@ class Role:
                 log.warning("%s %s: the disconnect was not written within %g s; the broker may publish the last "
                             "will (connection lost) over the goodbye", self.role, self.client_id, _GOODBYE_WAIT)
             client.loop_stop()
+        if self._results is not None:  # first: an acknowledgement it still reads acknowledges images on the other
+            self._results.stop()
         if self._data is not None:
             self._data.stop()
-        if self._results is not None:
-            self._results.stop()
         if self._status_thread is not None:
             self._status_thread.join(timeout=3)
 

@@ -1,0 +1,34 @@
+"""FastClient's packet ids pass over those still in flight, and its numbering of QoS 1/2 publishes for
+`after_acknowledged` counts only what paho stored (engine/mqtt/fastclient.py).
+
+On a client that is not connected paho stores QoS 1/2 publishes (to send them once connected), so the ids can
+be driven to wrap without a broker.
+"""
+
+from __future__ import annotations
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.client import CallbackAPIVersion
+
+from engine.mqtt.fastclient import FastClient
+
+
+def test_after_the_ids_wrap_a_publish_does_not_take_an_id_still_in_flight() -> None:
+    """paho refused a publish whose wrapped id was still unacknowledged (the result was lost), and the
+    refused publish was numbered as if stored: no acknowledgement could ever release `after_acknowledged`."""
+    client = FastClient(CallbackAPIVersion.VERSION2, client_id="ids", protocol=mqtt.MQTTv5)
+    first = client.publish("t", b"first", qos=1)
+    client._last_mid = 65535  # the next id wraps to 1, the id of `first`, still unacknowledged
+    second = client.publish("t", b"second", qos=1)
+    assert second.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN), mqtt.error_string(second.rc)
+    assert second.mid != first.mid
+    assert [m.payload for m in client._out_messages.values()] == [b"first", b"second"]
+    calls: list[str] = []
+    client.after_acknowledged(lambda: calls.append("both acknowledged"))
+    ok, props = mqtt.ReasonCode(mqtt.PacketTypes.PUBACK), mqtt.Properties(mqtt.PacketTypes.PUBACK)
+    with client._out_message_mutex:  # as paho's PUBACK handler does
+        client._do_on_publish(second.mid, ok, props)
+        assert calls == [], "ran with the first publish still unacknowledged"
+        client._do_on_publish(first.mid, ok, props)
+    assert calls == ["both acknowledged"]
+    assert not client._unacked and not client._acked and not client._number_of
