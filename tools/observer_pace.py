@@ -3,8 +3,8 @@
 A benchmark, not a test. It starts a mosquitto of its own and the console's observer in its child
 process (`engine.console.observer_process.ObserverProcess`, filter `#`, as `mnist-tui` runs it), then
 floods it with two `mosquitto_pub --repeat N` processes at once: one worker-made result JSON
-(`engine/result_json.py`) on the results topic and one image with its metadata on the images topic,
-as a full-speed pipeline sends them. C publishers cost little, so what is measured is the observer:
+(`engine/result_json.py`, with its MQTT 5 content type) on the results topic and one image with its
+metadata on the images topic, as a full-speed pipeline sends them. C publishers cost little, so what is measured is the observer:
 the results it counted per second from its first to its last, and the CPU its child process spent per
 message (images and results), read from /proc. Prints the load average before and after: on a shared
 machine say so beside the figures. `--json` prints the report as JSON.
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.console.observer_process import ObserverProcess
+from engine.mqtt.message_props import CONTENT_TYPE
 from engine.mqtt.broker import EmbeddedBroker
 from engine.protocol import embed_meta
 from engine.result_json import encode_results
@@ -68,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             assert pid is not None
             cpu0 = child_cpu_s(pid)
             t0 = time.monotonic()
-            floods = [subprocess.Popen(["mosquitto_pub", "-h", broker.address.host, "-p", str(broker.address.port),
-                                        "-t", topic, "-f", str(path), "--repeat", str(args.count)])
+            # MQTT 5, and a result with its content type, as a worker publishes it (engine.mqtt.message_props)
+            props = {topics.results: ["-D", "publish", "content-type", CONTENT_TYPE], topics.images: []}
+            floods = [subprocess.Popen(["mosquitto_pub", "-V", "5", "-h", broker.address.host,
+                                        "-p", str(broker.address.port), "-t", topic, "-f", str(path),
+                                        *props[topic], "--repeat", str(args.count)])
                       for topic, path in files.items()]
             seen, first, last = 0, None, t0
             while True:

@@ -19,11 +19,14 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
   acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP), QoS 1/2 PUBLISH packets (paho completes those
   on the broker's answer) and, when nothing listens for their individual `on_publish`, QoS 0 PUBLISH
   packets (each of their infos still marked published once written);
-- incoming PUBLISH packets at QoS 0 and 1 without MQTT 5 properties (every image and result), or with
-  only Subscription Identifiers (what the console's observer gets with every message), are decoded
-  here: paho builds and clears a `Properties` object of 27 names for each MQTT 5 message and decodes
-  each property through its name tables, about 40-100 us; an empty one is copied from a template
-  instead (the identifiers set on it as a list, as paho does). Anything else goes to paho;
+- incoming PUBLISH packets at QoS 0 and 1 without MQTT 5 properties (an image), or with only those our
+  roles send or a subscriber is given with every message (a result's ASCII Content Type, an image's
+  Message Expiry Interval, a Payload Format Indicator, the Subscription Identifiers the console's
+  observer asks for), are decoded here: paho builds and clears a `Properties` object of 27 names for
+  each MQTT 5 message and decodes each property through its name tables, about 40-100 us; an empty one
+  is copied from a template instead and the values are set on it as paho's decoder sets them.
+  Anything else (user properties, a response topic, a Content Type that is not ASCII, a repeated or
+  malformed property) goes to paho;
 - skipping: a message whose payload `skip_when(payload)` finds unwanted (a worker's image older than
   its `--max-wait`) is dropped as it is decoded, a QoS 1 one acknowledged, and counted in `skipped`,
   without a message object, paho's dispatch or the role's callback;
@@ -275,17 +278,17 @@ class FastClient(mqtt.Client):
             mid = int.from_bytes(packet[pos : pos + 2], "big")
             pos += 2
         v5 = self._protocol == MQTTv5
-        sub_ids: list[int] | None = None
+        found_props: dict[str, Any] | None = None
         if v5:
             if pos >= end:
                 return super()._handle_publish()  # malformed: paho reports it
             if packet[pos] == 0:
                 pos += 1
             else:
-                found = _subscription_ids(packet, pos, end)
+                found = _simple_properties(packet, pos, end)
                 if found is None:
                     return super()._handle_publish()  # other properties (or malformed): paho's decoder
-                sub_ids, pos = found
+                found_props, pos = found
         elif not topic:
             return super()._handle_publish()  # paho reports the malformed packet
         if pos > end:
@@ -308,8 +311,9 @@ class FastClient(mqtt.Client):
         message.payload = payload
         if v5:
             props = message.properties = _empty_publish_properties()
-            if sub_ids is not None:  # as paho's decoder gives it: a list, the property may repeat
-                object.__setattr__(props, "SubscriptionIdentifier", sub_ids)
+            if found_props:  # set as paho's decoder sets them (SubscriptionIdentifier: a list, it may repeat)
+                for name, value in found_props.items():
+                    object.__setattr__(props, name, value)
         message.timestamp = mqtt.time_func()
         self._handle_on_message(message)
         if qos == 0 or self._manual_ack:
@@ -556,12 +560,15 @@ def _varint(data: bytes | bytearray, pos: int, end: int) -> tuple[int, int] | No
     return None
 
 
-_SUBSCRIPTION_IDENTIFIER = 0x0B
+_PAYLOAD_FORMAT, _MESSAGE_EXPIRY, _CONTENT_TYPE, _SUBSCRIPTION_IDENTIFIER = 0x01, 0x02, 0x03, 0x0B
 
 
-def _subscription_ids(packet: bytes | bytearray, pos: int, end: int) -> tuple[list[int], int] | None:
-    """The properties at `pos` when they are only Subscription Identifiers (what a subscriber that asks
-    for them gets with every message): (the ids, where the payload starts). None for anything else."""
+def _simple_properties(packet: bytes | bytearray, pos: int, end: int) -> tuple[dict[str, Any], int] | None:
+    """The PUBLISH properties at `pos` when each is one of those our roles send or a subscriber is given
+    with every message: Payload Format Indicator, Message Expiry Interval, an ASCII Content Type (a result's
+    "application/json") and Subscription Identifiers. Returns (paho's attribute name -> the value its decoder
+    gives, where the payload starts); None for anything else, a repeated property or a malformed one (paho's
+    decoder then reads, or refuses, it)."""
     found = _varint(packet, pos, end)
     if found is None:
         return None
@@ -569,16 +576,40 @@ def _subscription_ids(packet: bytes | bytearray, pos: int, end: int) -> tuple[li
     stop = pos + length
     if stop > end:
         return None
-    ids: list[int] = []
+    props: dict[str, Any] = {}
     while pos < stop:
-        if packet[pos] != _SUBSCRIPTION_IDENTIFIER:
+        ident = packet[pos]
+        pos += 1
+        if ident == _SUBSCRIPTION_IDENTIFIER:
+            found = _varint(packet, pos, stop)
+            if found is None or found[0] == 0:  # 0 is not a valid identifier: paho's decoder says so
+                return None
+            props.setdefault("SubscriptionIdentifier", []).append(found[0])
+            pos = found[1]
+            continue
+        if ident == _PAYLOAD_FORMAT:
+            name, size = "PayloadFormatIndicator", 1
+            value: Any = packet[pos] if pos < stop else None
+        elif ident == _MESSAGE_EXPIRY:
+            name, size = "MessageExpiryInterval", 4
+            value = int.from_bytes(packet[pos : pos + 4], "big") if pos + 4 <= stop else None
+        elif ident == _CONTENT_TYPE:
+            if pos + 2 > stop:
+                return None
+            text_len = int.from_bytes(packet[pos : pos + 2], "big")
+            name, size = "ContentType", 2 + text_len
+            raw = bytes(packet[pos + 2 : pos + size])
+            # ASCII without NUL reads the same in every decoder; anything else is left to paho's checks
+            value = raw.decode("ascii") if pos + size <= stop and raw.isascii() and b"\0" not in raw else None
+        else:
             return None
-        found = _varint(packet, pos + 1, stop)
-        if found is None or found[0] == 0:  # 0 is not a valid identifier: paho's decoder says so
+        if value is None or name in props:
             return None
-        ids.append(found[0])
-        pos = found[1]
-    return ids, stop
+        props[name] = value
+        pos += size
+    if pos != stop:
+        return None
+    return props, stop
 
 
 def _joinable(packet: Any, qos0: bool) -> bool:

@@ -155,6 +155,80 @@ def test_subscription_identifiers_arrive_as_paho_decodes_them(mosquitto_broker: 
             client.loop_stop()
 
 
+def test_the_properties_our_roles_send_are_read_on_the_fast_path_as_paho_reads_them(
+        mosquitto_broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result's content type, an image's message expiry and a payload format indicator (with subscription ids
+    or not) are read by FastClient itself; others (user properties, a content type that is not ASCII) still go
+    to paho's decoder. Every property comes out as an unmodified paho client reads it."""
+    address = mosquitto_broker.address
+    fast = make_fast_client(address, "fast-props", protocol=5)
+    reference = make_client(address, protocol=5)
+    got: dict[str, list[tuple[str, bytes, int, str]]] = {"fast": [], "reference": []}
+    to_paho: list[str] = []  # topics of the messages the fast client handed to paho's decoder
+    handle_publish = mqtt.Client._handle_publish
+
+    def counting(self: mqtt.Client) -> Any:
+        if self is fast:
+            to_paho.append(bytes(self._in_packet["packet"][2:2 + int.from_bytes(self._in_packet["packet"][:2],
+                                                                                 "big")]).decode())
+        return handle_publish(self)
+
+    monkeypatch.setattr(mqtt.Client, "_handle_publish", counting)
+    subscribed = threading.Event()
+    acks: list[int] = []
+
+    def on_connect(c: mqtt.Client, *_: Any) -> None:
+        c.subscribe("p/plain/#", qos=1)
+        props = Properties(PacketTypes.SUBSCRIBE)
+        props.SubscriptionIdentifier = 5
+        c.subscribe("p/sid/#", qos=1, properties=props)
+
+    def seen(name: str, m: mqtt.MQTTMessage) -> None:
+        values = m.properties.json()
+        expiry = values.pop("MessageExpiryInterval", None)  # what is left of it: the two may differ by a second
+        assert expiry is None or 3500 <= expiry <= 3600, expiry
+        got[name].append((m.topic, m.payload, m.qos, repr(sorted(values.items())) + f" expiry={expiry is not None}"))
+
+    for name, client in (("fast", fast), ("reference", reference)):
+        client.on_connect = on_connect
+        client.on_subscribe = lambda *_: (acks.append(1), len(acks) == 4 and subscribed.set())
+        client.on_message = lambda _c, _u, m, name=name: seen(name, m)
+        client.connect(address.host, address.port, **connect_kwargs(client))
+        client.loop_start()
+    sender = make_client(address, protocol=5)
+    sender.connect(address.host, address.port)
+    sender.loop_start()
+
+    def props(**values: Any) -> Properties:
+        made = Properties(PacketTypes.PUBLISH)
+        for name, value in values.items():
+            setattr(made, name, value)
+        return made
+
+    fast_kinds = {"json": props(ContentType="application/json"), "expiry": props(MessageExpiryInterval=3600),
+                  "format": props(PayloadFormatIndicator=1),
+                  "all": props(PayloadFormatIndicator=1, MessageExpiryInterval=3600, ContentType="image/png")}
+    paho_kinds = {"user": props(UserProperty=[("k", "v")]), "accent": props(ContentType="text/é"),
+                  "json-user": props(ContentType="application/json", UserProperty=[("k", "v")])}
+    try:
+        wait_for(subscribed.is_set, message="the subscriptions were never acknowledged")
+        for prefix in ("p/plain", "p/sid"):
+            for qos in (0, 1):
+                for kind, kind_props in {**fast_kinds, **paho_kinds}.items():
+                    sender.publish(f"{prefix}/{kind}", f"{kind} {qos}".encode(), qos=qos, properties=kind_props)
+        count = 2 * 2 * (len(fast_kinds) + len(paho_kinds))
+        wait_for(lambda: len(got["fast"]) >= count and len(got["reference"]) >= count,
+                 message=lambda: f"{len(got['fast'])} and {len(got['reference'])} of {count} arrived")
+        assert sorted(got["fast"]) == sorted(got["reference"])
+        assert sorted(set(to_paho)) == sorted(f"{prefix}/{kind}" for prefix in ("p/plain", "p/sid")
+                                              for kind in paho_kinds)
+        assert any("ContentType', 'application/json'" in p and "SubscriptionIdentifier" in p for *_r, p in got["fast"])
+    finally:
+        for client in (sender, fast, reference):
+            client.disconnect()
+            client.loop_stop()
+
+
 def test_flush_lets_qos1_publishes_past_the_inflight_window_out_before_a_disconnect(
         mosquitto_broker: EmbeddedBroker) -> None:
     """paho sends QoS 1 publishes past its in-flight window only as acknowledgements free it, and a
