@@ -4,8 +4,8 @@ A benchmark, not a test. It starts a mosquitto of its own and the console's obse
 process (`engine.console.observer_process.ObserverProcess`, filter `#`, as `mnist-tui` runs it), then
 floods it with two `mosquitto_pub --repeat N` processes at once: one worker-made result JSON
 (`engine/result_json.py`, with its MQTT 5 content type) on the results topic and one image with its
-metadata on the images topic, as a full-speed pipeline sends them. C publishers cost little, so what is measured is the observer:
-the results it counted per second from its first to its last, and the CPU its child process spent per
+metadata on the images topic, as a full-speed pipeline sends them. C publishers cost little, so what is
+measured is the observer: the results it counted per second from its first to its last, and the CPU its child process spent per
 message (images and results), read from /proc. Prints the load average before and after: on a shared
 machine say so beside the figures. `--json` prints the report as JSON.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.console.observer_process import ObserverProcess
-from engine.mqtt.message_props import CONTENT_TYPE
 from engine.mqtt.broker import EmbeddedBroker
+from engine.mqtt.message_props import CONTENT_TYPE
 from engine.protocol import embed_meta
 from engine.result_json import encode_results
 from engine.topics import Topics
