@@ -5,9 +5,9 @@ process (`engine.console.observer_process.ObserverProcess`, filter `#`, as `mnis
 floods it with two `mosquitto_pub --repeat N` processes at once: one worker-made result JSON
 (`engine/result_json.py`, with its MQTT 5 content type) on the results topic and one image with its
 metadata on the images topic, as a full-speed pipeline sends them. C publishers cost little, so what is
-measured is the observer: the results it counted per second from its first to its last, and the CPU its child process spent per
-message (images and results), read from /proc. Prints the load average before and after: on a shared
-machine say so beside the figures. `--json` prints the report as JSON.
+measured is the observer: the results it counted per second from its first to its last, and the CPU
+its child process spent per message (images and results), read from /proc. Prints the load average
+before and after: on a shared machine say so beside the figures. `--json` prints the report as JSON.
 """
 
 from __future__ import annotations
