@@ -172,5 +172,7 @@ class _OnPublishWhenNeeded:
 
     def __bool__(self) -> bool:
         data = self._data
+        if data.outbound:  # it carries QoS 1/2 results only: a refusal comes whatever the last batch's QoS was
+            return True
         # a role with a results connection sends only QoS 0 results and acknowledgements on its data connection
-        return data.role.data_qos() > 0 and (data.outbound or not data.role.results_connection)
+        return data.role.data_qos() > 0 and not data.role.results_connection

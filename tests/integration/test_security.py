@@ -204,8 +204,36 @@ def test_client_ids_and_groups_cannot_inject_topic_levels(mosquitto_broker, prob
 
 
 
+def test_a_worker_whose_results_the_broker_refuses_says_so(secured_broker) -> None:  # noqa: F811
+    """worker-1 may publish results on `result` only: sent elsewhere, a QoS 1 result is refused in its PUBACK
+    (MQTT 5), and the worker says so, even when a QoS 0 batch came between the result and the refusal (the
+    results connection listened for refusals only while the last batch was QoS 1)."""
+    _, secure = secured_broker
+    settings = Settings(topics=Topics(results="elsewhere"))
+    worker = Worker(login(secure, "worker-1"), settings, "worker-1", model=model())
+    worker.start()
+    try:
+        assert worker.wait_ready(90) and worker.fatal_error is None, worker.last_error
+        results = worker.results_client
+        results.loop_stop()  # paho writes the result from the publishing thread; its PUBACK waits unread
+        images = MqttProbe(login(secure, "player-1"), client_id="player-1")
+        try:
+            send(images, ["at-qos-1"], qos=1)
+            wait_for(lambda: worker.processed == 1, 30, message="the QoS 1 image was not answered")
+            send(images, ["at-qos-0"], qos=0)
+            wait_for(lambda: worker.processed == 2, 30, message="the QoS 0 image was not answered")
+        finally:
+            images.close()
+        assert worker.refused == 0
+        results.loop_start()
+        wait_for(lambda: worker.refused >= 1, 30, message=lambda: f"no refusal said; last error {worker.last_error}")
+        assert "refused to let infer worker-1 publish on elsewhere" in (worker.last_error or ""), worker.last_error
+    finally:
+        worker.stop()
+
+
 def test_one_workers_account_cannot_speak_for_another(secured_broker) -> None:  # noqa: F811
-    """The recipe's per-worker accounts: a real worker-1 (two connections, one account) runs and the
+    """The recipe's per-worker accounts: a real worker-1 (three connections, one account) runs and the
     console account sees it and its results; worker-2's credential, even under the client id worker-1,
     is refused on worker-1's status (MQTT 5 PUBACK) and worker-1's retained status stays its own."""
 
