@@ -6,11 +6,13 @@ helpers.make_client), so a difference in what arrives is a bug of FastClient.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -19,6 +21,7 @@ from helpers import MqttProbe, make_client, wait_for
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
 from engine.mqtt.client import connect_kwargs
 from engine.mqtt.client import make_client as make_fast_client
@@ -107,30 +110,29 @@ def test_properties_retain_and_qos1_are_decoded_as_paho_does(mosquitto_broker: E
         sender.loop_stop()
 
 
-def test_subscription_identifiers_arrive_as_paho_decodes_them(mosquitto_broker: EmbeddedBroker) -> None:
-    """The console's observer asks for a subscription id with every message: the fast path reads it, and a
-    message with other properties too still goes to paho's decoder. An unmodified paho client is the reference."""
-    address = mosquitto_broker.address
-    fast = make_fast_client(address, "fast-sid", protocol=5)
+@contextlib.contextmanager
+def _fast_and_reference(address: BrokerAddress, name: str, subscriptions: list[tuple[str, int | None]],
+                        record: Callable[[str, mqtt.MQTTMessage], None]) -> Iterator[mqtt.Client]:
+    """A FastClient (client id `name`) and an unmodified paho client, both MQTT 5, each subscribed at QoS 1 to
+    every (filter, subscription id or None) of `subscriptions`, every message they get handed to `record` with
+    "fast" or "reference"; yields an MQTT 5 sender once all subscriptions are acknowledged. All closed after."""
+    fast = make_fast_client(address, name, protocol=5)
     reference = make_client(address, protocol=5)
-    got: dict[str, list[tuple[str, bytes, list[int], list[Any]]]] = {"fast": [], "reference": []}
     subscribed = threading.Event()
     acks: list[int] = []
 
-    def subscriber(name: str) -> Any:
-        def on_connect(c: mqtt.Client, *_: Any) -> None:
-            for sub_id, filt in ((7, "sid/#"), (300_000, "sid/deep/+")):  # a one- and a three-byte id
+    def on_connect(c: mqtt.Client, *_: Any) -> None:
+        for filt, sub_id in subscriptions:
+            props = None
+            if sub_id is not None:
                 props = Properties(PacketTypes.SUBSCRIBE)
                 props.SubscriptionIdentifier = sub_id
-                c.subscribe(filt, qos=1, properties=props)
-        return on_connect
+            c.subscribe(filt, qos=1, properties=props)
 
-    for name, client in (("fast", fast), ("reference", reference)):
-        client.on_connect = subscriber(name)
-        client.on_subscribe = lambda *_: (acks.append(1), len(acks) == 4 and subscribed.set())
-        client.on_message = lambda _c, _u, m, name=name: got[name].append(
-            (m.topic, m.payload, sorted(getattr(m.properties, "SubscriptionIdentifier", [])),
-             getattr(m.properties, "UserProperty", [])))
+    for who, client in (("fast", fast), ("reference", reference)):
+        client.on_connect = on_connect
+        client.on_subscribe = lambda *_: (acks.append(1), len(acks) == 2 * len(subscriptions) and subscribed.set())
+        client.on_message = lambda _c, _u, m, who=who: record(who, m)
         client.connect(address.host, address.port, **connect_kwargs(client))
         client.loop_start()
     sender = make_client(address, protocol=5)
@@ -138,6 +140,25 @@ def test_subscription_identifiers_arrive_as_paho_decodes_them(mosquitto_broker: 
     sender.loop_start()
     try:
         wait_for(subscribed.is_set, message="the subscriptions were never acknowledged")
+        yield sender
+    finally:
+        for client in (sender, fast, reference):
+            client.disconnect()
+            client.loop_stop()
+
+
+def test_subscription_identifiers_arrive_as_paho_decodes_them(mosquitto_broker: EmbeddedBroker) -> None:
+    """The console's observer asks for a subscription id with every message: the fast path reads it, and a
+    message with other properties too still goes to paho's decoder. An unmodified paho client is the reference."""
+    got: dict[str, list[tuple[str, bytes, list[int], list[Any]]]] = {"fast": [], "reference": []}
+
+    def record(who: str, m: mqtt.MQTTMessage) -> None:
+        got[who].append((m.topic, m.payload, sorted(getattr(m.properties, "SubscriptionIdentifier", [])),
+                         getattr(m.properties, "UserProperty", [])))
+
+    # a one- and a three-byte id
+    with _fast_and_reference(mosquitto_broker.address, "fast-sid", [("sid/#", 7), ("sid/deep/+", 300_000)],
+                             record) as sender:
         user = Properties(PacketTypes.PUBLISH)
         user.UserProperty = [("k", "v")]
         for i in range(200):
@@ -149,10 +170,6 @@ def test_subscription_identifiers_arrive_as_paho_decodes_them(mosquitto_broker: 
         ids = {tuple(ids) for _t, _p, ids, _u in got["fast"]}
         assert ids <= {(7,), (300_000,), (7, 300_000)} and (7,) in ids and any(300_000 in i for i in ids)
         assert any(u == [("k", "v")] for *_rest, u in got["fast"])
-    finally:
-        for client in (sender, fast, reference):
-            client.disconnect()
-            client.loop_stop()
 
 
 def test_the_properties_our_roles_send_are_read_on_the_fast_path_as_paho_reads_them(
@@ -160,44 +177,23 @@ def test_the_properties_our_roles_send_are_read_on_the_fast_path_as_paho_reads_t
     """A result's content type, an image's message expiry and a payload format indicator (with subscription ids
     or not) are read by FastClient itself; others (user properties, a content type that is not ASCII) still go
     to paho's decoder. Every property comes out as an unmodified paho client reads it."""
-    address = mosquitto_broker.address
-    fast = make_fast_client(address, "fast-props", protocol=5)
-    reference = make_client(address, protocol=5)
     got: dict[str, list[tuple[str, bytes, int, str]]] = {"fast": [], "reference": []}
     to_paho: list[str] = []  # topics of the messages the fast client handed to paho's decoder
     handle_publish = mqtt.Client._handle_publish
 
     def counting(self: mqtt.Client) -> Any:
-        if self is fast:
-            to_paho.append(bytes(self._in_packet["packet"][2:2 + int.from_bytes(self._in_packet["packet"][:2],
-                                                                                 "big")]).decode())
+        if isinstance(self, FastClient):
+            packet = self._in_packet["packet"]
+            to_paho.append(bytes(packet[2:2 + int.from_bytes(packet[:2], "big")]).decode())
         return handle_publish(self)
 
     monkeypatch.setattr(mqtt.Client, "_handle_publish", counting)
-    subscribed = threading.Event()
-    acks: list[int] = []
 
-    def on_connect(c: mqtt.Client, *_: Any) -> None:
-        c.subscribe("p/plain/#", qos=1)
-        props = Properties(PacketTypes.SUBSCRIBE)
-        props.SubscriptionIdentifier = 5
-        c.subscribe("p/sid/#", qos=1, properties=props)
-
-    def seen(name: str, m: mqtt.MQTTMessage) -> None:
+    def record(who: str, m: mqtt.MQTTMessage) -> None:
         values = m.properties.json()
         expiry = values.pop("MessageExpiryInterval", None)  # what is left of it: the two may differ by a second
         assert expiry is None or 3500 <= expiry <= 3600, expiry
-        got[name].append((m.topic, m.payload, m.qos, repr(sorted(values.items())) + f" expiry={expiry is not None}"))
-
-    for name, client in (("fast", fast), ("reference", reference)):
-        client.on_connect = on_connect
-        client.on_subscribe = lambda *_: (acks.append(1), len(acks) == 4 and subscribed.set())
-        client.on_message = lambda _c, _u, m, name=name: seen(name, m)
-        client.connect(address.host, address.port, **connect_kwargs(client))
-        client.loop_start()
-    sender = make_client(address, protocol=5)
-    sender.connect(address.host, address.port)
-    sender.loop_start()
+        got[who].append((m.topic, m.payload, m.qos, repr(sorted(values.items())) + f" expiry={expiry is not None}"))
 
     def props(**values: Any) -> Properties:
         made = Properties(PacketTypes.PUBLISH)
@@ -210,8 +206,8 @@ def test_the_properties_our_roles_send_are_read_on_the_fast_path_as_paho_reads_t
                   "all": props(PayloadFormatIndicator=1, MessageExpiryInterval=3600, ContentType="image/png")}
     paho_kinds = {"user": props(UserProperty=[("k", "v")]), "accent": props(ContentType="text/é"),
                   "json-user": props(ContentType="application/json", UserProperty=[("k", "v")])}
-    try:
-        wait_for(subscribed.is_set, message="the subscriptions were never acknowledged")
+    with _fast_and_reference(mosquitto_broker.address, "fast-props", [("p/plain/#", None), ("p/sid/#", 5)],
+                             record) as sender:
         for prefix in ("p/plain", "p/sid"):
             for qos in (0, 1):
                 for kind, kind_props in {**fast_kinds, **paho_kinds}.items():
@@ -223,10 +219,6 @@ def test_the_properties_our_roles_send_are_read_on_the_fast_path_as_paho_reads_t
         assert sorted(set(to_paho)) == sorted(f"{prefix}/{kind}" for prefix in ("p/plain", "p/sid")
                                               for kind in paho_kinds)
         assert any("ContentType', 'application/json'" in p and "SubscriptionIdentifier" in p for *_r, p in got["fast"])
-    finally:
-        for client in (sender, fast, reference):
-            client.disconnect()
-            client.loop_stop()
 
 
 def test_flush_lets_qos1_publishes_past_the_inflight_window_out_before_a_disconnect(
