@@ -137,7 +137,8 @@ class Worker(Role):
         self.warmup_ms = self._warm_up(self.model)  # before the first status says "running"
         super().start()
         # Overload: while the queue is full, QoS 0 images are dropped in whole reads from the socket,
-        # before paho or Python touches each one; QoS 1 images wait at the broker (receive maximum).
+        # before paho or Python touches each one; QoS 1 images wait at the broker (the receive maximum, and where
+        # mosquitto 2.0.11 overshoots it, on_data holding the data thread: TCP back-pressure).
         self.data_client.shed_when = self._queue_full
         # --max-wait: an image too old is dropped as the data client decodes it (acknowledged, counted)
         self.data_client.skip_when = self._skip
