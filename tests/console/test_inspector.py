@@ -375,6 +375,32 @@ async def test_full_screen_inspector_side_by_side(mosquitto_broker: EmbeddedBrok
         await until(pilot, lambda: not isinstance(app.screen, InspectorScreen), "inspector still open")
 
 
+async def test_message_columns_fit_the_topic_shown(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                  publisher: Publisher) -> None:
+    """The message list's columns are as wide as the messages of the selected topic need, not as wide as the
+    widest of any topic browsed before."""
+    def send() -> None:
+        publisher.send("lab/big", b"x" * 300_000)
+        publisher.send("lab/small", b"1")
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"lab/big", "lab/small"}, send)
+        table = app.screen.query_one(MessagesTable)
+        pane = app.screen.query_one(TopicsPane)
+
+        async def widths_for(topic: str) -> list[int]:
+            await select(pilot, tree, topic)
+            await until(pilot, lambda: [m.topic for m in pane.messages] == [topic], lambda: str(pane.messages))
+            await pilot.pause()
+            return [c.get_render_width(table) for c in table.columns.values()]
+
+        small = await widths_for("lab/small")
+        big = await widths_for("lab/big")
+        assert big[3] > small[3], (big, small)  # "293.0 KiB" against "1 B"
+        assert await widths_for("lab/small") == small
+
+
 def test_render_payload_shows_properties_escaped() -> None:
     m = Message(1, 0.0, "t", 0, False, 2, b"hi", MessageProps(content_type="text/[red]x"))
     assert "content type[/] text/\\[red]x" in render_payload(m).info

@@ -167,7 +167,8 @@ class TopicsPane(Vertical):
         table = self.query_one(MessagesTable)
         pal = palette(self.app)
         keep = self._selected_seq
-        table.clear()
+        table.clear(columns=True)  # the columns too: a column's width only grows, so it would hang on another topic's
+        add_columns(table)
         newest_first = tuple(reversed(messages))[: self.max_rows]
         for m in newest_first:
             table.add_row(
