@@ -265,7 +265,10 @@ class _Mosquitto:
                 with open(log_path, "wb") as log_file:
                     proc = subprocess.Popen(
                         argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                        start_new_session=True, preexec_fn=preexec, close_fds=True,
+                        # A process group of its own (a Ctrl-C in the terminal reaches only us), not a
+                        # session: where the kernel shares CPU time out by session (autogroup), a session of
+                        # its own would weigh as much as the console and all its other processes together.
+                        process_group=0, preexec_fn=preexec, close_fds=True,
                     )
             except BaseException as exc:  # handed to the caller, which raises it
                 handed.append(exc)

@@ -84,9 +84,12 @@ def broker_environment(address: BrokerAddress, base: dict[str, str] | None = Non
 class WorkerProcess:
     """One infer worker child process; its stderr goes to a log file (shown when it fails).
 
-    The child gets a session of its own, so a Ctrl-C in the terminal reaches only the parent, which
-    then stops its children in order. It is forked from a keeper thread that lives as long as the
-    child, because the kernel's parent-death signal fires when the forking *thread* ends.
+    The child gets a process group of its own, so a Ctrl-C in the terminal reaches only the parent, which
+    then stops its children in order. Not a session of its own: where the kernel groups processes by
+    session for CPU time (autogroup, on by default in many distributions), a child in a session of its own
+    weighs as much as the console and all its other processes together, whatever its nice value.
+    It is forked from a keeper thread that lives as long as the child, because the kernel's
+    parent-death signal fires when the forking *thread* ends.
     """
 
     def __init__(self, argv: list[str], env: dict[str, str], client_id: str | None, log_dir: Path) -> None:
@@ -101,7 +104,7 @@ class WorkerProcess:
                 with open(self.log_path, "wb") as err:
                     self.proc = subprocess.Popen(
                         argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                        preexec_fn=die_with_parent(), start_new_session=True,
+                        preexec_fn=die_with_parent(), process_group=0,
                     )
             except BaseException as exc:  # handed to the caller below
                 self._error = exc

@@ -65,6 +65,8 @@ def test_stop_leaves_nothing_running_and_is_idempotent(kind):
             assert pid is not None and process_alive(pid)
             # Its own process group: a Ctrl-C in the terminal reaches only us, and we stop it in order.
             assert os.getpgid(pid) != os.getpgid(0)
+            # But our session: where CPU time is shared out by session (autogroup), it stays in ours.
+            assert os.getsid(pid) == os.getsid(0)
         else:
             assert pid is None
     assert not broker.running

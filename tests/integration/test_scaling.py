@@ -51,6 +51,9 @@ def test_two_worker_processes_answer_each_image_exactly_once(mosquitto_broker, p
         assert statuses["scale-1"]["pid"] == parent.pid
         child_pid = statuses["scale-2"]["pid"]
         assert child_pid != parent.pid
+        # its own process group (a Ctrl-C reaches the parent only), but the parent's session: CPU time
+        # shared out by session (autogroup) leaves the child's nice value in force against the parent's
+        assert os.getpgid(child_pid) != os.getpgid(parent.pid) and os.getsid(child_pid) == os.getsid(parent.pid)
         assert statuses["scale-1"]["group"] == statuses["scale-2"]["group"] == "scale-test"
 
         samples = load_dataset(DEFAULT_DATASET)
