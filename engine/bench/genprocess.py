@@ -66,7 +66,7 @@ class GeneratorProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engine.bench.genprocess", json.dumps(self.config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
-            preexec_fn=die_with_parent(), start_new_session=True,
+            preexec_fn=die_with_parent(), process_group=0,  # our session: see WorkerProcess
         )
         threading.Thread(target=self._read_stderr, daemon=True).start()
 
