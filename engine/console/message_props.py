@@ -62,24 +62,45 @@ def correlation_text(data: Any) -> str | None:
     return "hex: " + head.hex(" ") + more
 
 
+_NONE = MessageProps()
+_CACHE_SIZE = 256
+# Most messages of a topic carry the same properties (a content type), so each set is cleaned once.
+_cache: dict[tuple[Any, ...], MessageProps | None] = {}
+
+
 def message_props(props: Any) -> MessageProps | None:
     """The properties of a paho `Properties` (or None when the message has none worth showing)."""
     if props is None:
         return None
     expiry = getattr(props, "MessageExpiryInterval", None)
+    raw = (getattr(props, "ContentType", None), getattr(props, "ResponseTopic", None),
+           getattr(props, "CorrelationData", None), expiry, type(expiry), getattr(props, "UserProperty", None))
+    try:
+        key = raw if raw[5] is None else raw[:5] + (tuple(raw[5]),)
+        found = _cache.get(key, _NONE)
+    except TypeError:  # something unhashable: clean it without the cache
+        return _clean(raw)
+    if found is _NONE:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.clear()
+        found = _cache[key] = _clean(raw)
+    return found
+
+
+def _clean(raw: tuple[Any, ...]) -> MessageProps | None:
+    content_type, response_topic, correlation, expiry, _type, raw_users = raw
     users: list[tuple[str, str]] = []
-    raw_users = getattr(props, "UserProperty", None) or []
-    for pair in list(raw_users)[:MAX_USER_PROPERTIES]:
+    for pair in list(raw_users or [])[:MAX_USER_PROPERTIES]:
         try:
             key, value = pair
         except (TypeError, ValueError):
             continue
         users.append((_text(key, 80) or "", _text(value) or ""))
     found = MessageProps(
-        content_type=_text(getattr(props, "ContentType", None)),
-        response_topic=_text(getattr(props, "ResponseTopic", None)),
-        correlation_data=correlation_text(getattr(props, "CorrelationData", None)),
+        content_type=_text(content_type),
+        response_topic=_text(response_topic),
+        correlation_data=correlation_text(correlation),
         message_expiry=expiry if isinstance(expiry, int) and not isinstance(expiry, bool) else None,
         user_properties=tuple(users),
     )
-    return found if found != MessageProps() else None
+    return found if found != _NONE else None

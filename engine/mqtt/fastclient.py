@@ -321,6 +321,23 @@ class FastClient(mqtt.Client):
         with self.one_wakeup(wake_at_end=False):  # on the network thread: its next pass writes the PUBACK
             return self._send_puback(mid)
 
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        """paho's, without looking the topic up among per-topic callbacks when none was added: paho walks
+        its topic tree for every message (a nested generator per level) and takes a lock for it."""
+        if self._on_message_filtered._root._children:  # message_callback_add was used
+            super()._handle_on_message(message)
+            return
+        on_message = self._on_message
+        if on_message is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+
     def _skip(self, payload: bytes) -> bool:
         """skip_when(payload), where an error means "keep it": the network thread must not die of one message."""
         try:

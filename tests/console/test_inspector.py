@@ -88,6 +88,21 @@ def test_message_props_are_cleaned_and_bounded() -> None:
     assert got == MessageProps("application/json[2J", "reply/to", "hex: 00 01 ff", 60, (("k", "v"), ("n", "2")))
     assert message_props(Properties(PacketTypes.PUBLISH)) is None
     assert message_props(None) is None
+    # each set of properties is cleaned once and then looked up: the same answers, whatever came before
+    assert message_props(props) == got
+    other = Properties(PacketTypes.PUBLISH)
+    other.ContentType = "application/json\x1b[2J"
+    other.MessageExpiryInterval = 60
+    assert message_props(other) == MessageProps("application/json[2J", message_expiry=60)
+    odd = Properties(PacketTypes.PUBLISH)
+    object.__setattr__(odd, "MessageExpiryInterval", True)  # a bool is not a number of seconds (True == 1)
+    object.__setattr__(odd, "UserProperty", [["k", "v"], ("bad",)])  # unhashable, and a pair that is not one
+    assert message_props(odd) == MessageProps(user_properties=(("k", "v"),))
+    one = Properties(PacketTypes.PUBLISH)
+    one.MessageExpiryInterval = 1
+    assert message_props(one) == MessageProps(message_expiry=1)
+    object.__setattr__(one, "MessageExpiryInterval", True)
+    assert message_props(one) is None
 
 
 def test_saved_payload_is_private_new_and_never_through_a_symlink(tmp_path: Path) -> None:

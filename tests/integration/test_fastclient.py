@@ -48,6 +48,50 @@ class Receiver:
         self.client.loop_stop()
 
 
+def test_per_topic_callbacks_and_errors_in_on_message_as_paho_has_them(mosquitto_broker: EmbeddedBroker) -> None:
+    """FastClient calls on_message directly while no per-topic callback is added; with one, paho's lookup
+    decides again. An exception in on_message is logged, and raised only without suppress_exceptions."""
+    receiver = Receiver(mosquitto_broker, "cb/#", 5)
+    client = receiver.client
+    sender = make_client(mosquitto_broker.address)
+    sender.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+    sender.loop_start()
+    filtered: list[str] = []
+    logged: list[str] = []
+    try:
+        sender.publish("cb/a", b"1", qos=1).wait_for_publish(10)
+        wait_for(lambda: len(receiver.messages) == 1, message=lambda: str(receiver.messages))
+        client.message_callback_add("cb/b", lambda _c, _u, msg: filtered.append(msg.topic))
+        sender.publish("cb/b", b"2", qos=1).wait_for_publish(10)
+        sender.publish("cb/a", b"3", qos=1).wait_for_publish(10)
+        wait_for(lambda: len(receiver.messages) == 2 and filtered == ["cb/b"],
+                 message=lambda: f"{[m.topic for m in receiver.messages]} {filtered}")
+        client.message_callback_remove("cb/b")
+        sender.publish("cb/b", b"4", qos=1).wait_for_publish(10)
+        wait_for(lambda: len(receiver.messages) == 3, message=lambda: str(receiver.messages))
+        assert [m.payload for m in receiver.messages] == [b"1", b"3", b"4"] and filtered == ["cb/b"]
+
+        def fail(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            receiver.messages.append(msg)
+            raise ValueError("bad callback")
+
+        client.on_log = lambda _c, _u, _level, text: logged.append(text)
+        client.suppress_exceptions = True
+        client.on_message = fail
+        sender.publish("cb/a", b"5", qos=1).wait_for_publish(10)
+        sender.publish("cb/a", b"6", qos=1).wait_for_publish(10)
+        wait_for(lambda: len(receiver.messages) == 5, message=lambda: str(receiver.messages))  # the loop lives on
+        assert sum("bad callback" in text for text in logged) == 2, logged
+        with pytest.raises(ValueError):
+            client.suppress_exceptions = False
+            message = mqtt.MQTTMessage(topic=b"cb/a")
+            client._handle_on_message(message)
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        receiver.close()
+
+
 @pytest.mark.parametrize("protocol", [5, 4])
 def test_many_small_and_some_large_messages_arrive_whole_and_in_order(mosquitto_broker: EmbeddedBroker,
                                                                      protocol: int) -> None:
