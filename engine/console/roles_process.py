@@ -5,8 +5,10 @@ the console's process they would share its GIL. Under a publisher at full speed 
 screen (keys answered after a second) and the pipeline itself. In a child process the console stays
 quick, and it sees the roles exactly as it sees remote ones: through the broker (local is remote).
 
-The child runs at a lower CPU priority (nice 10): on a small machine a publisher at full speed can use
-every core, and the console must still answer a key at once. The child runs an
+The child runs at a lower CPU priority (nice 5, its publisher nice 10): on a small machine a publisher
+at full speed can use every core, and the console must still answer a key at once; the publisher comes
+last, since what it sends beyond what the worker takes is only dropped (docs/PERFORMANCE.md, "The
+console's priorities"). The child runs an
 `engine.roles.pipeline.LocalPipeline` and reports back over a pipe: ready (with the broker's
 address and kind) or one error line; its log records come back over the same pipe, so nothing it
 prints can garble the screen. It stops when told to, or when the console dies (the pipe closes).
@@ -28,7 +30,8 @@ from engine.errors import MnistError
 from engine.mqtt.address import BrokerAddress
 from engine.settings import Settings
 
-NICE = 10  # the screen comes first: under a full-speed publisher it still gets the CPU the moment it wants it
+NICE = 5  # the screen comes first: under a full-speed publisher it still gets the CPU the moment it wants it
+PUBLISHER_NICE = 5  # above NICE: the worker, the broker and the output role come before the publisher
 START_TIMEOUT = 120.0  # loading torch and the model on a busy 2-core machine can take a while
 STOP_TIMEOUT = 30.0
 
@@ -46,7 +49,7 @@ class PipelineInfo:
 def _child_main(commands: Connection, conn: Connection, settings: Settings, roles: tuple[str, ...],
                 address: BrokerAddress | None, broker_kind: str, protocols: tuple[int, ...] | None,
                 broker_config: Path | None = None) -> None:
-    child_prologue(NICE)  # the nice value goes to every role thread and to the embedded mosquitto
+    child_prologue(NICE)  # the nice value goes to every role thread, the worker and the embedded mosquitto
     lock = threading.Lock()
     forward_logs(conn, lock)
     from engine.roles.pipeline import LocalPipeline
@@ -54,7 +57,7 @@ def _child_main(commands: Connection, conn: Connection, settings: Settings, role
     # The infer worker in a process of its own: in this one it would share a GIL with a publisher at full
     # speed and answer a third of what it answers alone (docs/PERFORMANCE.md, "The console's pace").
     pipeline = LocalPipeline(settings, roles, address, broker_kind=broker_kind, broker_config=broker_config,
-                             protocols=protocols, worker_processes=True)
+                             protocols=protocols, worker_processes=True, publisher_nice=PUBLISHER_NICE)
     try:
         pipeline.start()
     except MnistError as exc:

@@ -49,10 +49,14 @@ class LocalPipeline:
         on_result: Callable[[Result, bytes], None] | None = None,
         protocols: tuple[int, ...] | None = None,
         worker_processes: bool = False,
+        publisher_nice: int = 0,
     ):
         """`broker_config`: a mosquitto.conf for the embedded broker instead of the project's (--broker-config).
         `worker_processes`: every infer worker runs as its own process (else the first runs here), and
-        start() returns once each has said `running` in its retained status."""
+        start() returns once each has said `running` in its retained status.
+        `publisher_nice`: the input role's threads run at this much lower a priority than the rest (Linux):
+        a publisher at full speed offers more than the workers take, and what it sends beyond that only
+        costs the broker and the workers CPU."""
         self.settings = settings or Settings()
         self.role_names = tuple(dict.fromkeys(roles))
         unknown = [r for r in self.role_names if r not in ROLES]
@@ -68,6 +72,7 @@ class LocalPipeline:
         self.on_result = on_result
         self.protocols = protocols
         self.worker_processes = worker_processes
+        self.publisher_nice = publisher_nice
         self.broker: EmbeddedBroker | None = None
         self.roles: list[Role] = []
         self.pool: WorkerPool | None = None  # infer workers 2..N, as processes
@@ -170,7 +175,12 @@ class LocalPipeline:
         # consumers first, so that nothing the publisher sends is missed
         order = {"output": 0, "infer": 1, "input": 2}
         for role in sorted(roles, key=lambda r: order[r.role]):
-            role.start()
+            if role.role == "input" and self.publisher_nice:
+                from engine.child_process import start_with_lower_priority
+
+                start_with_lower_priority(role.start, self.publisher_nice)
+            else:
+                role.start()
             self.roles.append(role)
         for role in self.roles:
             ready = role.wait_ready(15)
