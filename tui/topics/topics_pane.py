@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -40,12 +42,18 @@ def preview(payload: bytes) -> str:
     return text.replace("\n", " ")
 
 
-def add_columns(table: DataTable[Any]) -> None:
-    table.add_column("time", key="time")
-    table.add_column("qos", key="qos")
-    table.add_column("R", key="retain")
-    table.add_column("size", key="size")
-    table.add_column("payload", key="preview")
+def add_columns(table: DataTable[Any], sizes: Sequence[str] = (), previews: Sequence[str] = ()) -> None:
+    """The message list's columns, as wide as the `sizes` and `previews` about to be shown need.
+
+    Set here rather than measured by the table when it is next idle: a column it measures only ever grows
+    (so one topic's wide sizes stayed on the next), and a frame drawn before it measures shows the new rows
+    in the columns' bare label widths.
+    """
+    table.add_column("time", key="time", width=12)  # 14:03:07.123
+    table.add_column("qos", key="qos", width=3)
+    table.add_column("R", key="retain", width=1)
+    table.add_column("size", key="size", width=max([4, *map(cell_len, sizes)]))
+    table.add_column("payload", key="preview", width=max([7, *map(cell_len, previews)]))
 
 
 class MessagesTable(DataTable[Any]):
@@ -167,16 +175,18 @@ class TopicsPane(Vertical):
         table = self.query_one(MessagesTable)
         pal = palette(self.app)
         keep = self._selected_seq
-        table.clear(columns=True)  # the columns too: a column's width only grows, so it would hang on another topic's
-        add_columns(table)
         newest_first = tuple(reversed(messages))[: self.max_rows]
-        for m in newest_first:
+        sizes = [fmt.size(m.size) for m in newest_first]
+        previews = [preview(m.payload) for m in newest_first]
+        table.clear(columns=True)
+        add_columns(table, sizes, previews)
+        for m, size, text in zip(newest_first, sizes, previews, strict=True):
             table.add_row(
                 Text(fmt.clock(m.t), style=pal.muted),
                 str(m.qos),
                 Text("R", style=pal.warn) if m.retain else "",
-                Text(fmt.size(m.size), justify="right"),
-                Text(preview(m.payload), style=pal.muted, no_wrap=True),
+                Text(size, justify="right"),
+                Text(text, style=pal.muted, no_wrap=True),
                 key=str(m.seq),
             )
         index = 0
