@@ -7,7 +7,6 @@ import ctypes
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 
 
@@ -32,27 +31,12 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def start_with_lower_priority(start: Callable[[], None], more_nice: int) -> None:
-    """Call `start` on a thread of its own whose nice value is `more_nice` above this thread's, so that the
-    threads it starts run at that priority too; the rest of the process keeps its own. Linux only (there the
-    nice value belongs to each thread, and a new thread takes its creator's); elsewhere `start` runs as is.
-    Raises what `start` raised.
-    """
+
+def lower_thread_priority(more_nice: int) -> None:
+    """Raise the calling thread's nice value by `more_nice` (threads it starts afterwards take it too);
+    the rest of the process keeps its own. Linux only, where the nice value belongs to each thread:
+    elsewhere it would lower the whole process, so nothing is done. A refusal leaves it as it was."""
     if not sys.platform.startswith("linux") or more_nice <= 0:
-        start()
         return
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        with contextlib.suppress(OSError):  # then it stays as it was
-            os.nice(more_nice)  # this thread only
-        try:
-            start()
-        except BaseException as exc:  # handed to the caller below
-            raised.append(exc)
-
-    thread = threading.Thread(target=run, name="start-lower-priority")
-    thread.start()
-    thread.join()
-    if raised:
-        raise raised[0]
+    with contextlib.suppress(OSError):
+        os.nice(more_nice)

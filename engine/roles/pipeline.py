@@ -54,7 +54,8 @@ class LocalPipeline:
         """`broker_config`: a mosquitto.conf for the embedded broker instead of the project's (--broker-config).
         `worker_processes`: every infer worker runs as its own process (else the first runs here), and
         start() returns once each has said `running` in its retained status.
-        `publisher_nice`: the input role's threads run at this much lower a priority than the rest (Linux):
+        `publisher_nice`: the input role's publishing thread runs at this much lower a priority than the
+        rest, its control and status threads not (Linux):
         a publisher at full speed offers more than the workers take, and what it sends beyond that only
         costs the broker and the workers CPU."""
         self.settings = settings or Settings()
@@ -150,7 +151,9 @@ class LocalPipeline:
         roles: list[Role] = []
         for name in self.role_names:
             if name == "input":
-                roles.append(Publisher(self.address, settings, self.client_ids.get("input"), samples=samples))
+                publisher = Publisher(self.address, settings, self.client_ids.get("input"), samples=samples)
+                publisher.publish_nice = self.publisher_nice
+                roles.append(publisher)
             elif name == "infer":
                 from engine.roles.worker import Worker
 
@@ -175,12 +178,7 @@ class LocalPipeline:
         # consumers first, so that nothing the publisher sends is missed
         order = {"output": 0, "infer": 1, "input": 2}
         for role in sorted(roles, key=lambda r: order[r.role]):
-            if role.role == "input" and self.publisher_nice:
-                from engine.child_process import start_with_lower_priority
-
-                start_with_lower_priority(role.start, self.publisher_nice)
-            else:
-                role.start()
+            role.start()
             self.roles.append(role)
         for role in self.roles:
             ready = role.wait_ready(15)

@@ -67,6 +67,7 @@ class Publisher(Role):
             rate=self._cmd_rate, set=self._cmd_set, reset=self._cmd_reset,
         )
         self._thread = threading.Thread(target=self.guarded(self._run), name="input-publish", daemon=True)
+        self.publish_nice = 0  # the publishing thread's nice value above the process's (Linux; set before start)
         if s.autostart:
             self._running.set()
 
@@ -276,6 +277,10 @@ class Publisher(Role):
             self._in_flight_count -= count
 
     def _run(self) -> None:
+        if self.publish_nice:
+            from engine.child_process import lower_thread_priority
+
+            lower_thread_priority(self.publish_nice)
         next_at = time.monotonic()
         while not self._stop.is_set():
             if self._pending_steps:

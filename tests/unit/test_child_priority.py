@@ -1,5 +1,6 @@
-"""engine.child_process.start_with_lower_priority: the threads a role starts run at a lower priority than
-the rest of the process (the console's publisher gives way to its worker and broker)."""
+"""engine.child_process.lower_thread_priority: a thread lowers its own priority, and the threads it starts
+afterwards share it, while the rest of the process keeps its own (the console's publisher gives way to its
+worker and broker)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 
 import pytest
 
-from engine.child_process import start_with_lower_priority
+from engine.child_process import lower_thread_priority
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
 
@@ -18,31 +19,24 @@ def thread_nice() -> int:
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
-def test_threads_started_inside_run_lower_and_the_caller_keeps_its_priority() -> None:
+def test_a_thread_and_those_it_starts_run_lower_and_the_rest_keeps_its_priority() -> None:
     before = thread_nice()
     seen: dict[str, int] = {}
-    done = threading.Event()
 
-    def worker() -> None:
-        seen["started thread"] = thread_nice()
-        done.set()
+    def started() -> None:
+        seen["started by it"] = thread_nice()
 
-    def start() -> None:
-        seen["start"] = thread_nice()
-        threading.Thread(target=worker).start()
+    def lowered() -> None:
+        lower_thread_priority(3)
+        seen["itself"] = thread_nice()
+        child = threading.Thread(target=started)
+        child.start()
+        child.join()
 
-    start_with_lower_priority(start, 3)
-    assert done.wait(10)
-    assert seen == {"start": min(before + 3, 19), "started thread": min(before + 3, 19)}
+    thread = threading.Thread(target=lowered)
+    thread.start()
+    thread.join()
+    assert seen == {"itself": min(before + 3, 19), "started by it": min(before + 3, 19)}
+    assert thread_nice() == before  # the caller, here the main thread, is untouched
+    lower_thread_priority(0)  # nothing asked: nothing done
     assert thread_nice() == before
-    assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == before  # the main thread too
-
-
-def test_what_start_raises_reaches_the_caller() -> None:
-    def start() -> None:
-        raise ValueError("no broker")
-
-    with pytest.raises(ValueError, match="no broker"):
-        start_with_lower_priority(start, 2)
-    with pytest.raises(ValueError, match="no broker"):
-        start_with_lower_priority(start, 0)  # no change asked for: called right here
