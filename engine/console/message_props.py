@@ -64,7 +64,9 @@ def correlation_text(data: Any) -> str | None:
 
 _NONE = MessageProps()
 _CACHE_SIZE = 256
-# Most messages of a topic carry the same properties (a content type), so each set is cleaned once.
+_CACHED_VALUE = 1024  # characters or bytes: a set of properties with a longer value is cleaned, not kept
+# Most messages of a topic carry the same properties (a content type), so each set is cleaned once. The
+# key is the raw values with their types (True == 1, but a bool is not a number of seconds).
 _cache: dict[tuple[Any, ...], MessageProps | None] = {}
 
 
@@ -72,14 +74,13 @@ def message_props(props: Any) -> MessageProps | None:
     """The properties of a paho `Properties` (or None when the message has none worth showing)."""
     if props is None:
         return None
-    expiry = getattr(props, "MessageExpiryInterval", None)
     raw = (getattr(props, "ContentType", None), getattr(props, "ResponseTopic", None),
-           getattr(props, "CorrelationData", None), expiry, type(expiry), getattr(props, "UserProperty", None))
-    try:
-        key = raw if raw[5] is None else raw[:5] + (tuple(raw[5]),)
-        found = _cache.get(key, _NONE)
-    except TypeError:  # something unhashable: clean it without the cache
+           getattr(props, "CorrelationData", None), getattr(props, "MessageExpiryInterval", None),
+           getattr(props, "UserProperty", None))
+    key = _cache_key(raw)
+    if key is None:
         return _clean(raw)
+    found = _cache.get(key, _NONE)
     if found is _NONE:
         if len(_cache) >= _CACHE_SIZE:
             _cache.clear()
@@ -87,8 +88,30 @@ def message_props(props: Any) -> MessageProps | None:
     return found
 
 
+def _cache_key(raw: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """`raw` with each value's type, or None when it should not be kept: a value over `_CACHED_VALUE`,
+    more user properties than are shown, or anything but text, bytes, whole numbers and pairs of text."""
+    key: list[Any] = []
+    for value in raw[:4]:
+        if isinstance(value, (str, bytes)) and len(value) > _CACHED_VALUE:
+            return None
+        if value is not None and type(value) not in (str, bytes, int):
+            return None
+        key += (type(value), value)
+    users = raw[4]
+    if users:
+        if not isinstance(users, list) or len(users) > MAX_USER_PROPERTIES:
+            return None
+        for pair in users:
+            if type(pair) is not tuple or len(pair) != 2 or any(
+                    type(v) is not str or len(v) > _CACHED_VALUE for v in pair):
+                return None
+        key.append(tuple(users))
+    return tuple(key)
+
+
 def _clean(raw: tuple[Any, ...]) -> MessageProps | None:
-    content_type, response_topic, correlation, expiry, _type, raw_users = raw
+    content_type, response_topic, correlation, expiry, raw_users = raw
     users: list[tuple[str, str]] = []
     for pair in list(raw_users or [])[:MAX_USER_PROPERTIES]:
         try:

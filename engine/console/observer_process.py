@@ -38,7 +38,7 @@ PUSH_HZ = 10
 TOPICS_EVERY = 4  # pushes between topic-list and message refreshes
 START_TIMEOUT = 30.0
 PAUSE_WAIT = 2.0  # seconds pause() and resume() wait for the child to say it has (milliseconds, unless swamped)
-# The screen's own priority, above the local roles (nice 5, their publisher 19): the view keeps up before
+# The screen's own priority, above the local roles (nice 5, their publisher 10): the view keeps up before
 # the pipeline does.
 # Not lower: on a machine shared with other work at nice 0, an observer at nice 5 got a tenth of a core,
 # fell behind the pipeline and showed everything (results, statuses) ten seconds late.

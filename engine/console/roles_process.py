@@ -5,7 +5,7 @@ the console's process they would share its GIL. Under a publisher at full speed 
 screen (keys answered after a second) and the pipeline itself. In a child process the console stays
 quick, and it sees the roles exactly as it sees remote ones: through the broker (local is remote).
 
-The child runs at a lower CPU priority (nice 5, its publisher 19): on a small machine a publisher
+The child runs at a lower CPU priority (nice 5, its publishing thread 10): on a small machine a publisher
 at full speed can use every core, and the console must still answer a key at once; the publisher comes
 last, since what it sends beyond what the worker takes is only dropped (docs/PERFORMANCE.md, "The
 console's priorities"). The child runs an
@@ -31,7 +31,7 @@ from engine.mqtt.address import BrokerAddress
 from engine.settings import Settings
 
 NICE = 5  # the screen comes first: under a full-speed publisher it still gets the CPU the moment it wants it
-PUBLISHER_NICE = 14  # nice 19, the lowest: the worker, the broker and the output role come before the publisher
+PUBLISHER_NICE = 5  # nice 10: the worker, the broker and the output role come before the publisher
 START_TIMEOUT = 120.0  # loading torch and the model on a busy 2-core machine can take a while
 STOP_TIMEOUT = 30.0
 

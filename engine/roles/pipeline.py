@@ -57,7 +57,8 @@ class LocalPipeline:
         `publisher_nice`: the input role's publishing thread runs at this much lower a priority than the
         rest, its control and status threads not (Linux):
         a publisher at full speed offers more than the workers take, and what it sends beyond that only
-        costs the broker and the workers CPU."""
+        costs the broker and the workers CPU. Keep it small: a lowered thread that is preempted while it
+        holds the GIL holds up the process's other threads too (its control replies among them)."""
         self.settings = settings or Settings()
         self.role_names = tuple(dict.fromkeys(roles))
         unknown = [r for r in self.role_names if r not in ROLES]

@@ -103,6 +103,15 @@ def test_message_props_are_cleaned_and_bounded() -> None:
     assert message_props(one) == MessageProps(message_expiry=1)
     object.__setattr__(one, "MessageExpiryInterval", True)
     assert message_props(one) is None
+    # a long value is cleaned (cut) but not kept: a sender cannot fill the cache with megabytes
+    import engine.console.message_props as module
+
+    kept = len(module._cache)
+    big = Properties(PacketTypes.PUBLISH)
+    big.CorrelationData = b"x" * 1_000_000
+    assert message_props(big) == MessageProps(correlation_data="x" * 256 + "…")
+    assert len(module._cache) == kept
+    assert all(len(repr(key)) < 10_000 for key in module._cache)
 
 
 def test_saved_payload_is_private_new_and_never_through_a_symlink(tmp_path: Path) -> None:
