@@ -52,7 +52,10 @@ class Publisher(Role):
         self._wake = threading.Event()
         self._pending_steps = 0
         self._lock = threading.Lock()
-        self._burst_lock = threading.Lock()  # held by the publishing thread while it hands images to paho
+        # Held by the publishing thread while it checks that it is running and hands images to paho (no waiting
+        # inside): `pause` takes it once, so after `pause` returns no image is handed over.
+        self._burst_lock = threading.Lock()
+        self._carry: list[Sample] = []  # drawn for a burst that a stop overtook: they go first next time
         self._seq = 0
         self._order = list(range(len(self.samples)))
         self._pos = 0
@@ -112,8 +115,8 @@ class Publisher(Role):
         self._wake.set()
         if threading.current_thread() is self._thread:
             return
-        if self._burst_lock.acquire(timeout=0.5):  # the burst in progress ends
-            self._burst_lock.release()
+        with self._burst_lock:  # a hand-over in progress ends; later ones see `_running` cleared
+            pass
         if self._in_flight:
             info = self._in_flight[-1][0]
             with contextlib.suppress(RuntimeError, ValueError):
@@ -177,6 +180,7 @@ class Publisher(Role):
     def _cmd_reset(self, _args: dict[str, Any]) -> None:
         with self._lock:
             self._pos = 0
+            self._carry.clear()
             self.sent = 0
             self.errors = 0
             self._finished = False
@@ -184,6 +188,8 @@ class Publisher(Role):
     # ----- the publishing thread -----
     def _next_sample(self) -> Sample | None:
         with self._lock:
+            if self._carry:
+                return self._carry.pop(0)
             if self._pos >= len(self._order):
                 if not self.loop:
                     return None
@@ -207,24 +213,35 @@ class Publisher(Role):
         self.sent += count
         self.meter.add(count)
         self.last = {"id": msg_id, "label": sample.label, "name": sample.name, "png": sample.png}
-        self._bound_in_flight()
 
-    def _send(self, sample: Sample) -> bool:
-        """Publish one image, waiting out a disconnect at QoS 0 (nothing lost); False if stopped meanwhile."""
+    def _put_back(self, samples: list[Sample]) -> None:
+        with self._lock:
+            self._carry[:0] = samples
+
+    def _send(self, sample: Sample, running: bool = False) -> bool:
+        """Publish one image, waiting out a disconnect at QoS 0 (nothing lost); False if stopped meanwhile.
+
+        `running`: part of the run, not a step: handed over only while running (the caller puts it back).
+        """
         msg_id, payload = self._payload(sample)
         while not self._stop.is_set():
-            info = self.data_client.publish(self.topics.images, payload, qos=self.qos, properties=self._image_props)
-            if self._kept(info):
-                break
+            with self._burst_lock:
+                if running and not self._running.is_set():
+                    return False
+                info = self.data_client.publish(self.topics.images, payload, qos=self.qos,
+                                                properties=self._image_props)
+                kept = self._kept(info)
+                if kept:
+                    self._sent(sample, msg_id, 1, info)
+            if kept:
+                self._bound_in_flight()
+                return True
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
                 self.data_connected.wait(0.5)  # QoS 0 while offline: wait for the reconnect, lose nothing
                 continue
             self.errors += 1
             time.sleep(0.001)
-        else:
-            return False
-        self._sent(sample, msg_id, 1, info)
-        return True
+        return False
 
     def _kept(self, info: mqtt.MQTTMessageInfo) -> bool:
         """Sent, or (QoS 1/2 while offline) kept by paho, which sends it on reconnect under the same id:
@@ -232,26 +249,34 @@ class Publisher(Role):
         return info.rc == mqtt.MQTT_ERR_SUCCESS or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.qos > 0)
 
     def _send_burst(self, samples: list[Sample]) -> int:
-        """Publish several images with one wake-up of the network thread; returns how many went out.
+        """Publish several images of the run with one wake-up of the network thread; returns how many went
+        out. Built first, then handed over only if still running (else put back for later, unsent).
 
         What paho refuses (a disconnect in the middle) goes through `_send` one by one, which waits.
         """
         made = [self._payload(sample) for sample in samples]
         ids = [msg_id for msg_id, _ in made]
         payloads = [payload for _, payload in made]
-        infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos, properties=self._image_props)
-        ok = 0
-        while ok < len(infos) and self._kept(infos[ok]):
-            ok += 1
-        if ok:
-            shared = infos[0] is infos[ok - 1]  # one joined QoS 0 write: one info for all
-            if shared:
-                self._sent(samples[ok - 1], ids[ok - 1], ok, infos[0])
-            else:
-                for i in range(ok):
-                    self._sent(samples[i], ids[i], 1, infos[i])
-        for sample in samples[ok:]:
-            if not self._send(sample):
+        with self._burst_lock:
+            if not self._running.is_set():  # a stop came while they were built
+                self._put_back(samples)
+                return 0
+            infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos,
+                                                  properties=self._image_props)
+            ok = 0
+            while ok < len(infos) and self._kept(infos[ok]):
+                ok += 1
+            if ok:
+                shared = infos[0] is infos[ok - 1]  # one joined QoS 0 write: one info for all
+                if shared:
+                    self._sent(samples[ok - 1], ids[ok - 1], ok, infos[0])
+                else:
+                    for i in range(ok):
+                        self._sent(samples[i], ids[i], 1, infos[i])
+        self._bound_in_flight()
+        for i, sample in enumerate(samples[ok:]):
+            if not self._send(sample, running=True):
+                self._put_back(samples[ok + i:])
                 break
             ok += 1
         return ok
@@ -306,9 +331,7 @@ class Publisher(Role):
                     continue
                 burst = max(1, min(BURST, int((now - next_at) * rate) + 1))  # what is due, at high rates several
                 next_at = max(next_at + burst / rate, now - 0.1)
-            with self._burst_lock:
-                if self._running.is_set():  # not stopped while this pass waited for its turn
-                    self._publish(burst)
+            self._publish(burst)
 
     def _publish(self, count: int) -> None:
         with self._lock:
@@ -322,9 +345,13 @@ class Publisher(Role):
             samples.append(sample)
         sent = 0
         if len(samples) == 1:
-            sent = int(self._send(samples[0]))
+            sent = int(self._send(samples[0], running=True))
+            if not sent:
+                self._put_back(samples)
         elif samples:
             sent = self._send_burst(samples)
+        if samples and sent < len(samples) and not self._running.is_set():
+            return  # stopped: what was not sent is put back
         done = len(samples) < count  # the dataset ran out (no loop)
         if self.remaining is not None:
             with self._lock:

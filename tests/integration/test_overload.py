@@ -8,12 +8,15 @@ import json
 import os
 import subprocess
 import sys
+import time
+from typing import Any
 
 import pytest
 from helpers import MqttProbe, check_latency_parts, wait_for
 
 from engine.protocol import extract_meta
-from engine.settings import DEFAULT_DATASET
+from engine.roles.publisher import Publisher
+from engine.settings import DEFAULT_DATASET, Settings
 
 ENGINE = [sys.executable, "-m", "engine"]
 
@@ -163,3 +166,49 @@ def test_bench_with_a_collector_process_of_its_own(mosquitto_broker) -> None:
     (worker,) = report["per_worker"].values()
     assert worker["answered"] == report["answered"]
     check_latency_parts(report)
+
+
+class _SlowPublisher(Publisher):
+    """Builds each image slowly: a burst takes over a second to build, like a publishing thread that gets
+    little of the CPU (the console runs it at a lower priority)."""
+
+    def _payload(self, sample: Any) -> tuple[str, bytes]:
+        time.sleep(0.02)
+        return super()._payload(sample)
+
+
+def test_a_stop_while_a_burst_is_built_is_not_followed_by_that_burst(mosquitto_broker, probe_factory) -> None:
+    """`pause` (what `stop` calls before it replies) does not wait out the burst being built; that burst is
+    then never handed over, and its images go first when publishing starts again (none skipped)."""
+    address = mosquitto_broker.address
+    images = probe_factory(address, "mnist")
+    publisher = _SlowPublisher(address, Settings(rate=0, autostart=True), "slow-in")
+    publisher.start()
+    try:
+        assert publisher.wait_ready(30), publisher.last_error
+        wait_for(lambda: publisher.sent >= 64, timeout=60, message=lambda: f"{publisher.sent} sent")
+        publisher.pause()
+        count = publisher.sent
+        wait_for(lambda: publisher._carry, timeout=30, message="the burst in progress was not put back")
+        assert publisher.sent == count
+        # a marker on the publisher's own connection comes after every image it handed over
+        publisher.data_client.publish("mnist", b"marker", qos=1).wait_for_publish(10)
+        wait_for(lambda: any(m.payload == b"marker" for m in images.messages("mnist")), timeout=30,
+                 message="marker not received")
+        sent_ids = [extract_meta(m.payload).id for m in images.messages("mnist") if m.payload != b"marker"]
+        assert len(sent_ids) == count, (len(sent_ids), count)
+        carried = len(publisher._carry)
+        publisher.play()
+        wait_for(lambda: publisher.sent >= count + carried + 1, timeout=60, message=lambda: f"{publisher.sent}")
+        publisher.pause()
+        publisher.data_client.publish("mnist", b"marker2", qos=1).wait_for_publish(10)
+        wait_for(lambda: any(m.payload == b"marker2" for m in images.messages("mnist")), timeout=30,
+                 message="second marker not received")
+        # every image in the dataset's order: the burst put back went first, nothing skipped or repeated
+        labels = [extract_meta(m.payload).label for m in images.messages("mnist")
+                  if not m.payload.startswith(b"marker")]
+        assert len(labels) == publisher.sent
+        samples = publisher.samples
+        assert labels == [samples[i % len(samples)].label for i in range(len(labels))]
+    finally:
+        publisher.stop()
