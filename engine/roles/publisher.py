@@ -56,6 +56,7 @@ class Publisher(Role):
         # inside): `pause` takes it once, so after `pause` returns no image is handed over.
         self._burst_lock = threading.Lock()
         self._carry: list[Sample] = []  # drawn for a burst that a stop overtook: they go first next time
+        self._epoch = 0  # a reset's number: samples drawn before it are not put back after it
         self._seq = 0
         self._order = list(range(len(self.samples)))
         self._pos = 0
@@ -117,10 +118,12 @@ class Publisher(Role):
             return
         with self._burst_lock:  # a hand-over in progress ends; later ones see `_running` cleared
             pass
-        if self._in_flight:
+        try:
             info = self._in_flight[-1][0]
-            with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(timeout=0.2)
+        except IndexError:  # nothing in flight (or the publishing thread just let it go)
+            return
+        with contextlib.suppress(RuntimeError, ValueError):
+            info.wait_for_publish(timeout=0.2)
 
     def step(self, n: int = 1) -> None:
         with self._lock:
@@ -181,6 +184,7 @@ class Publisher(Role):
         with self._lock:
             self._pos = 0
             self._carry.clear()
+            self._epoch += 1
             self.sent = 0
             self.errors = 0
             self._finished = False
@@ -214,14 +218,18 @@ class Publisher(Role):
         self.meter.add(count)
         self.last = {"id": msg_id, "label": sample.label, "name": sample.name, "png": sample.png}
 
-    def _put_back(self, samples: list[Sample]) -> None:
+    def _put_back(self, samples: list[Sample], epoch: int) -> None:
+        """Samples drawn for the run but not sent (a stop came): they go first next time, unless a reset
+        came meanwhile."""
         with self._lock:
-            self._carry[:0] = samples
+            if epoch == self._epoch:
+                self._carry[:0] = samples
 
     def _send(self, sample: Sample, running: bool = False) -> bool:
         """Publish one image, waiting out a disconnect at QoS 0 (nothing lost); False if stopped meanwhile.
 
-        `running`: part of the run, not a step: handed over only while running (the caller puts it back).
+        `running`: part of the run, not a step: handed over only while running (else False, and the caller
+        puts it back).
         """
         msg_id, payload = self._payload(sample)
         while not self._stop.is_set():
@@ -250,7 +258,7 @@ class Publisher(Role):
 
     def _send_burst(self, samples: list[Sample]) -> int:
         """Publish several images of the run with one wake-up of the network thread; returns how many went
-        out. Built first, then handed over only if still running (else put back for later, unsent).
+        out, in order (the caller puts the rest back). Built first, then handed over only if still running.
 
         What paho refuses (a disconnect in the middle) goes through `_send` one by one, which waits.
         """
@@ -259,7 +267,6 @@ class Publisher(Role):
         payloads = [payload for _, payload in made]
         with self._burst_lock:
             if not self._running.is_set():  # a stop came while they were built
-                self._put_back(samples)
                 return 0
             infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos,
                                                   properties=self._image_props)
@@ -274,9 +281,8 @@ class Publisher(Role):
                     for i in range(ok):
                         self._sent(samples[i], ids[i], 1, infos[i])
         self._bound_in_flight()
-        for i, sample in enumerate(samples[ok:]):
+        for sample in samples[ok:]:
             if not self._send(sample, running=True):
-                self._put_back(samples[ok + i:])
                 break
             ok += 1
         return ok
@@ -337,6 +343,7 @@ class Publisher(Role):
         with self._lock:
             if self.remaining is not None:
                 count = min(count, self.remaining)
+            epoch = self._epoch
         samples = []
         for _ in range(count):
             sample = self._next_sample()
@@ -346,17 +353,16 @@ class Publisher(Role):
         sent = 0
         if len(samples) == 1:
             sent = int(self._send(samples[0], running=True))
-            if not sent:
-                self._put_back(samples)
         elif samples:
             sent = self._send_burst(samples)
-        if samples and sent < len(samples) and not self._running.is_set():
-            return  # stopped: what was not sent is put back
         done = len(samples) < count  # the dataset ran out (no loop)
         if self.remaining is not None:
             with self._lock:
                 self.remaining -= sent
                 done = done or self.remaining <= 0
+        if sent < len(samples):  # a stop came: the rest goes first next time
+            self._put_back(samples[sent:], epoch)
+            return
         if done:
             self._finish()
 

@@ -207,6 +207,7 @@ def test_images_published_while_offline_at_qos1_keep_their_ids(tmp_path: Path, p
             assert pub.wait_ready()
             broker.stop()
             wait_for(lambda: not pub.connected.is_set(), message="publisher still connected")
+            wait_for(lambda: not pub.data_connected.is_set(), message="data connection still up")
             pub._running.set()  # a burst of the run (the run itself waits for the connection meanwhile)
             try:
                 assert pub._send_burst(pub.samples[:5]) == 5

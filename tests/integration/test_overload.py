@@ -8,9 +8,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from helpers import MqttProbe, check_latency_parts, wait_for
 
@@ -170,9 +172,16 @@ def test_bench_with_a_collector_process_of_its_own(mosquitto_broker) -> None:
 
 class _SlowPublisher(Publisher):
     """Builds each image slowly: a burst takes over a second to build, like a publishing thread that gets
-    little of the CPU (the console runs it at a lower priority)."""
+    little of the CPU (the console runs it at a lower priority). `building` is set once the second burst
+    is being built."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.building = threading.Event()
 
     def _payload(self, sample: Any) -> tuple[str, bytes]:
+        if self._seq >= 64:
+            self.building.set()
         time.sleep(0.02)
         return super()._payload(sample)
 
@@ -186,7 +195,7 @@ def test_a_stop_while_a_burst_is_built_is_not_followed_by_that_burst(mosquitto_b
     publisher.start()
     try:
         assert publisher.wait_ready(30), publisher.last_error
-        wait_for(lambda: publisher.sent >= 64, timeout=60, message=lambda: f"{publisher.sent} sent")
+        assert publisher.building.wait(60), f"{publisher.sent} sent"
         publisher.pause()
         count = publisher.sent
         wait_for(lambda: publisher._carry, timeout=30, message="the burst in progress was not put back")
@@ -210,5 +219,79 @@ def test_a_stop_while_a_burst_is_built_is_not_followed_by_that_burst(mosquitto_b
         assert len(labels) == publisher.sent
         samples = publisher.samples
         assert labels == [samples[i % len(samples)].label for i in range(len(labels))]
+    finally:
+        publisher.stop()
+
+
+def test_a_stop_while_refused_images_are_sent_one_by_one_keeps_the_rest_and_the_count(
+        mosquitto_broker, probe_factory) -> None:
+    """paho refuses a burst (the connection dropped meanwhile), so the images go out one by one; a stop in
+    the middle keeps the rest for the next start, in order, and a counted run still sends its count."""
+    address = mosquitto_broker.address
+    images = probe_factory(address, "mnist")
+    publisher = Publisher(address, Settings(rate=0, count=10), "refused-in")
+    publisher.start()
+    try:
+        assert publisher.wait_ready(30), publisher.last_error
+        client = publisher.data_client
+        refuse_once, publish = [True], client.publish
+        sent_one_by_one = []
+
+        def publish_many(topic: str, payloads: list[bytes], **kwargs: Any) -> list[mqtt.MQTTMessageInfo]:
+            if refuse_once.pop() if refuse_once else False:  # the first burst: as paho answers offline
+                info = mqtt.MQTTMessageInfo(0)
+                info.rc = mqtt.MQTT_ERR_NO_CONN
+                return [info] * len(payloads)
+            return type(client).publish_many(client, topic, payloads, **kwargs)
+
+        def publish_one(*args: Any, **kwargs: Any) -> mqtt.MQTTMessageInfo:
+            info = publish(*args, **kwargs)
+            sent_one_by_one.append(info)
+            if len(sent_one_by_one) == 3:
+                publisher._running.clear()  # a stop arrives after the third
+            return info
+
+        client.publish_many = publish_many  # type: ignore[method-assign]
+        client.publish = publish_one  # type: ignore[method-assign]
+        publisher.play()
+        wait_for(lambda: len(publisher._carry) == 7, timeout=30,
+                 message=lambda: str([s.name for s in publisher._carry]))
+        assert publisher.sent == 3 and publisher.remaining == 7 and not publisher.finished
+        publisher.play()
+        wait_for(lambda: publisher.finished, timeout=30, message=lambda: f"{publisher.sent} sent")
+        assert publisher.sent == 10 and publisher.remaining == 0 and not publisher._carry
+        wait_for(lambda: len(images.messages("mnist")) >= 10, timeout=30,
+                 message=lambda: f"{len(images.messages('mnist'))} received")
+        labels = [extract_meta(m.payload).label for m in images.messages("mnist")]
+        samples = publisher.samples
+        assert labels == [samples[i].label for i in range(10)]
+    finally:
+        publisher.stop()
+
+
+def test_a_reset_right_after_a_stop_drops_the_burst_being_built(mosquitto_broker, probe_factory) -> None:
+    """stop, then reset while the stopped burst is still being built: the next start begins at the start of
+    the dataset, not with the old burst."""
+    address = mosquitto_broker.address
+    images = probe_factory(address, "mnist")
+    publisher = _SlowPublisher(address, Settings(rate=0, autostart=True), "reset-in")
+    publisher.start()
+    try:
+        assert publisher.wait_ready(30), publisher.last_error
+        assert publisher.building.wait(60), f"{publisher.sent} sent"
+        publisher.pause()
+        publisher._cmd_reset({})
+        before = len(publisher._order)
+        wait_for(lambda: publisher._seq >= 128, timeout=60, message=lambda: f"seq {publisher._seq}")
+        assert not publisher._carry and publisher._pos == 0 and before
+        publisher.data_client.publish("mnist", b"marker", qos=1).wait_for_publish(10)
+        wait_for(lambda: any(m.payload == b"marker" for m in images.messages("mnist")), timeout=30,
+                 message="marker not received")
+        count = len(images.messages("mnist")) - 1
+        publisher.play()
+        wait_for(lambda: len(images.messages("mnist")) >= count + 1 + 5, timeout=60,
+                 message=lambda: f"{len(images.messages('mnist'))} received")
+        after = [extract_meta(m.payload).label for m in images.messages("mnist")[count + 1:count + 6]]
+        assert after == [s.label for s in publisher.samples[:5]]
     finally:
         publisher.stop()
