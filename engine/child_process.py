@@ -31,7 +31,6 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-
 def lower_thread_priority(more_nice: int) -> None:
     """Raise the calling thread's nice value by `more_nice` (threads it starts afterwards take it too);
     the rest of the process keeps its own. Linux only, where the nice value belongs to each thread:

@@ -49,11 +49,14 @@ def add_columns(table: DataTable[Any], sizes: Sequence[str] = (), previews: Sequ
     (so one topic's wide sizes stayed on the next), and a frame drawn before it measures shows the new rows
     in the columns' bare label widths.
     """
+    def fit(label: str, cells: Sequence[str]) -> int:
+        return max([cell_len(label), *map(cell_len, cells)])
+
     table.add_column("time", key="time", width=12)  # 14:03:07.123
     table.add_column("qos", key="qos", width=3)
     table.add_column("R", key="retain", width=1)
-    table.add_column("size", key="size", width=max([4, *map(cell_len, sizes)]))
-    table.add_column("payload", key="preview", width=max([7, *map(cell_len, previews)]))
+    table.add_column("size", key="size", width=fit("size", sizes))
+    table.add_column("payload", key="preview", width=fit("payload", previews))
 
 
 class MessagesTable(DataTable[Any]):
