@@ -4,12 +4,14 @@ worker and publisher as their own processes; waits with deadlines, no time asser
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -186,41 +188,47 @@ class _SlowPublisher(Publisher):
         return super()._payload(sample)
 
 
+@contextlib.contextmanager
+def _started(publisher: Publisher) -> Iterator[Publisher]:
+    publisher.start()
+    try:
+        assert publisher.wait_ready(30), publisher.last_error
+        yield publisher
+    finally:
+        publisher.stop()
+
+
+def _handed_over(publisher: Publisher, images: MqttProbe, marker: bytes) -> list[bytes]:
+    """Every image `publisher` handed to paho so far, as `images` received them: a marker published on the
+    publisher's own connection comes after all of them."""
+    publisher.data_client.publish("mnist", marker, qos=1).wait_for_publish(10)
+    wait_for(lambda: any(m.payload == marker for m in images.messages("mnist")), timeout=30,
+             message=f"{marker!r} not received")
+    return [m.payload for m in images.messages("mnist") if not m.payload.startswith(b"marker")]
+
+
 def test_a_stop_while_a_burst_is_built_is_not_followed_by_that_burst(mosquitto_broker, probe_factory) -> None:
     """`pause` (what `stop` calls before it replies) does not wait out the burst being built; that burst is
     then never handed over, and its images go first when publishing starts again (none skipped)."""
     address = mosquitto_broker.address
     images = probe_factory(address, "mnist")
-    publisher = _SlowPublisher(address, Settings(rate=0, autostart=True), "slow-in")
-    publisher.start()
-    try:
-        assert publisher.wait_ready(30), publisher.last_error
+    with _started(_SlowPublisher(address, Settings(rate=0, autostart=True), "slow-in")) as publisher:
         assert publisher.building.wait(60), f"{publisher.sent} sent"
         publisher.pause()
         count = publisher.sent
         wait_for(lambda: publisher._carry, timeout=30, message="the burst in progress was not put back")
         assert publisher.sent == count
-        # a marker on the publisher's own connection comes after every image it handed over
-        publisher.data_client.publish("mnist", b"marker", qos=1).wait_for_publish(10)
-        wait_for(lambda: any(m.payload == b"marker" for m in images.messages("mnist")), timeout=30,
-                 message="marker not received")
-        sent_ids = [extract_meta(m.payload).id for m in images.messages("mnist") if m.payload != b"marker"]
-        assert len(sent_ids) == count, (len(sent_ids), count)
+        sent = _handed_over(publisher, images, b"marker")
+        assert len(sent) == count, (len(sent), count)
         carried = len(publisher._carry)
         publisher.play()
         wait_for(lambda: publisher.sent >= count + carried + 1, timeout=60, message=lambda: f"{publisher.sent}")
         publisher.pause()
-        publisher.data_client.publish("mnist", b"marker2", qos=1).wait_for_publish(10)
-        wait_for(lambda: any(m.payload == b"marker2" for m in images.messages("mnist")), timeout=30,
-                 message="second marker not received")
         # every image in the dataset's order: the burst put back went first, nothing skipped or repeated
-        labels = [extract_meta(m.payload).label for m in images.messages("mnist")
-                  if not m.payload.startswith(b"marker")]
+        labels = [extract_meta(payload).label for payload in _handed_over(publisher, images, b"marker2")]
         assert len(labels) == publisher.sent
         samples = publisher.samples
         assert labels == [samples[i % len(samples)].label for i in range(len(labels))]
-    finally:
-        publisher.stop()
 
 
 def test_a_stop_while_refused_images_are_sent_one_by_one_keeps_the_rest_and_the_count(
@@ -229,10 +237,7 @@ def test_a_stop_while_refused_images_are_sent_one_by_one_keeps_the_rest_and_the_
     the middle keeps the rest for the next start, in order, and a counted run still sends its count."""
     address = mosquitto_broker.address
     images = probe_factory(address, "mnist")
-    publisher = Publisher(address, Settings(rate=0, count=10), "refused-in")
-    publisher.start()
-    try:
-        assert publisher.wait_ready(30), publisher.last_error
+    with _started(Publisher(address, Settings(rate=0, count=10), "refused-in")) as publisher:
         client = publisher.data_client
         refuse_once, publish = [True], client.publish
         sent_one_by_one = []
@@ -265,8 +270,6 @@ def test_a_stop_while_refused_images_are_sent_one_by_one_keeps_the_rest_and_the_
         labels = [extract_meta(m.payload).label for m in images.messages("mnist")]
         samples = publisher.samples
         assert labels == [samples[i].label for i in range(10)]
-    finally:
-        publisher.stop()
 
 
 def test_a_reset_right_after_a_stop_drops_the_burst_being_built(mosquitto_broker, probe_factory) -> None:
@@ -274,24 +277,16 @@ def test_a_reset_right_after_a_stop_drops_the_burst_being_built(mosquitto_broker
     the dataset, not with the old burst."""
     address = mosquitto_broker.address
     images = probe_factory(address, "mnist")
-    publisher = _SlowPublisher(address, Settings(rate=0, autostart=True), "reset-in")
-    publisher.start()
-    try:
-        assert publisher.wait_ready(30), publisher.last_error
+    with _started(_SlowPublisher(address, Settings(rate=0, autostart=True), "reset-in")) as publisher:
         assert publisher.building.wait(60), f"{publisher.sent} sent"
         publisher.pause()
         publisher._cmd_reset({})
         before = len(publisher._order)
         wait_for(lambda: publisher._seq >= 128, timeout=60, message=lambda: f"seq {publisher._seq}")
         assert not publisher._carry and publisher._pos == 0 and before
-        publisher.data_client.publish("mnist", b"marker", qos=1).wait_for_publish(10)
-        wait_for(lambda: any(m.payload == b"marker" for m in images.messages("mnist")), timeout=30,
-                 message="marker not received")
-        count = len(images.messages("mnist")) - 1
+        count = len(_handed_over(publisher, images, b"marker"))
         publisher.play()
         wait_for(lambda: len(images.messages("mnist")) >= count + 1 + 5, timeout=60,
                  message=lambda: f"{len(images.messages('mnist'))} received")
         after = [extract_meta(m.payload).label for m in images.messages("mnist")[count + 1:count + 6]]
         assert after == [s.label for s in publisher.samples[:5]]
-    finally:
-        publisher.stop()
