@@ -17,7 +17,7 @@ ENV_VARS: dict[str, str] = {
     "image_topic": "MNIST_IMAGE_TOPIC", "result_topic": "MNIST_RESULT_TOPIC", "topic_prefix": "MNIST_TOPIC_PREFIX",
     "dataset": "MNIST_DATASET", "list_file": "MNIST_LIST_FILE", "rate": "MNIST_RATE", "qos": "MNIST_QOS",
     "shuffle": "MNIST_SHUFFLE", "once": "MNIST_ONCE", "count": "MNIST_COUNT", "expiry": "MNIST_IMAGE_EXPIRY",
-    "model": "MNIST_MODEL",
+    "flood": "MNIST_FLOOD", "model": "MNIST_MODEL",
     "max_batch": "MNIST_MAX_BATCH", "max_delay_ms": "MNIST_MAX_DELAY_MS", "max_wait": "MNIST_MAX_WAIT",
     "queue_size": "MNIST_QUEUE_SIZE",
     "max_payload": "MNIST_MAX_PAYLOAD", "max_pixels": "MNIST_MAX_PIXELS", "group": "MNIST_GROUP",

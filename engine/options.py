@@ -127,7 +127,11 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                    help="folder of PNG digits with a list file ('0.png 7' per line)")
     i.add_argument("--list-file", help="list file (default: list.txt)")
     i.add_argument("--rate", type=image_rate, default=10.0,
-                   help="images per second, 0 = as fast as possible, at most 100,000 (default: 10)")
+                   help="images per second, 0 = max: as fast as the running workers keep up (by their "
+                        "statuses), at most 100,000 (default: 10)")
+    i.add_argument("--flood", action="store_true",
+                   help="at --rate 0, publish as fast as possible even when the workers cannot keep up "
+                        "(an overload test)")
     i.add_argument("--qos", type=qos_level, default=None,
                    help="QoS of images; a result goes out at the QoS of its image (default: 0, 1 with --durable)")
     i.add_argument("--shuffle", action="store_true", help="play the dataset in random order")
@@ -200,6 +204,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         loop=not args.once,
         count=args.count,
         image_expiry=int(args.expiry),
+        pace=not args.flood,
         model_path=args.model,
         allow_torchscript=args.allow_torchscript,
         max_batch=args.max_batch,

@@ -39,6 +39,7 @@ class Settings:
     count: int | None = None
     autostart: bool = False
     image_expiry: int = 0  # s: MQTT 5 message expiry of each image (0: none)
+    pace: bool = True  # at rate 0: as fast as the running workers keep up (engine/roles/pacer.py), not a flood
     # infer
     model_path: str | None = None
     allow_torchscript: bool = False  # a TorchScript model file runs code from the file

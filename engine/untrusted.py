@@ -172,7 +172,8 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     "sessions_lost": _count,
     # input
     "dataset": _text, "size": _count, "sent": _count, "rate": _number, "rate_actual": _number, "qos": _qos,
-    "order": _text, "loop": _flag, "remaining": _count, "errors": _count, "last": _last,
+    "order": _text, "loop": _flag, "remaining": _count, "errors": _count, "last": _last, "pace": _flag,
+    "paced": _number,
     # infer
     "model": _text, "received": _count, "processed": _count, "queue": _count, "queue_max": _count,
     "dropped": _count, "shed": _count, "expired": _count, "batch_mean": _number, "max_batch": _count,

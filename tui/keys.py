@@ -55,7 +55,7 @@ GLOBAL = (
 
 PUBLISHER = (
     Key("n", "app.step", "Send one", "send one image now", everywhere=True, command="Send one image"),
-    Key("plus,equals_sign", "app.faster", "Faster", "publish faster (a step up; max: as fast as it can)",
+    Key("plus,equals_sign", "app.faster", "Faster", "publish faster (a step up; max: as fast as the workers take)",
         display="+", everywhere=True, command="Faster"),
     Key("minus", "app.slower", "Slower", "publish slower (a step down)", display="-", everywhere=True,
         command="Slower"),

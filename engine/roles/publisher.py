@@ -14,11 +14,14 @@ import paho.mqtt.client as mqtt
 
 from engine.digits.dataset import Sample, load_dataset
 from engine.mqtt.address import BrokerAddress
+from engine.mqtt.fastclient import payload_of
 from engine.mqtt.message_props import image_properties
 from engine.protocol import CommandError, embed_meta, number_arg
+from engine.roles.pacer import Pacer
 from engine.roles.role import Role
 from engine.settings import Settings
 from engine.stats import RateMeter
+from engine.untrusted import json_object
 
 MAX_RATE = 100_000.0
 BURST = 64  # images handed to paho at once at full speed (and at rates above 1 per loop pass)
@@ -42,6 +45,8 @@ class Publisher(Role):
         self.qos = s.qos
         self._image_props = image_properties(s.image_expiry)  # paho leaves them out on MQTT 3.1.1
         self.order = s.order
+        self.pace = s.pace  # at rate 0: as fast as the running workers keep up, by their statuses
+        self._pacer = Pacer()
         self.loop = s.loop
         self.remaining: int | None = s.count
         self.sent = 0
@@ -77,6 +82,21 @@ class Publisher(Role):
 
     def data_topic(self) -> str | None:
         return self.topics.images
+
+    def control_subscriptions(self) -> list[tuple[str, int]]:
+        return [(self.topics.status_filter("infer"), 0)]  # the workers' statuses pace a publisher at "max"
+
+    def on_data(self, msg: mqtt.MQTTMessage) -> None:
+        """A worker's retained status (an empty payload: removed): the pacer's signal."""
+        found = self.topics.parse_status(msg.topic)
+        if found is None or found[0] != "infer":
+            return
+        payload = payload_of(msg)
+        status = json_object(payload) if payload else None
+        self._pacer.on_status(found[1], status, self.sent, self._paced())
+
+    def _paced(self) -> bool:
+        return self.pace and self.rate == 0 and self._running.is_set()
 
     def data_qos(self) -> int:
         return self.qos
@@ -157,7 +177,7 @@ class Publisher(Role):
         self.set_rate(number_arg(args, "value", 0, MAX_RATE))
 
     def _cmd_set(self, args: dict[str, Any]) -> None:
-        known = {"qos", "order", "loop", "rate"}
+        known = {"qos", "order", "loop", "rate", "pace"}
         unknown = set(args) - known
         if unknown or not args:
             raise CommandError(f"set takes {', '.join(sorted(known))}; got {', '.join(sorted(unknown)) or 'nothing'}")
@@ -171,8 +191,11 @@ class Publisher(Role):
         if not isinstance(loop, bool):
             raise CommandError("loop must be true or false")
         rate = number_arg(args, "rate", 0, MAX_RATE) if "rate" in args else self.rate
+        pace = args.get("pace", self.pace)
+        if not isinstance(pace, bool):
+            raise CommandError("pace must be true or false")
         with self._lock:
-            self.qos, self.loop = qos, loop
+            self.qos, self.loop, self.pace = qos, loop, pace
             if order != self.order:
                 self.order = order
                 self._order = list(range(len(self.samples)))
@@ -313,6 +336,7 @@ class Publisher(Role):
 
             lower_thread_priority(self.publish_nice)
         next_at = time.monotonic()
+        paced = False  # publishing at "max" paced by the workers: starting so (again) starts the pacer low
         while not self._stop.is_set():
             if self._pending_steps:
                 with self._lock:
@@ -323,11 +347,19 @@ class Publisher(Role):
                         break
                 continue
             if not self._running.is_set() or not self.data_connected.is_set():
+                paced = False
                 self._wake.wait(0.2)
                 self._wake.clear()
                 next_at = time.monotonic()
                 continue
             rate = self.rate
+            if rate == 0 and self.pace:
+                if not paced:
+                    paced = True
+                    self._pacer.restart(self.sent)
+                rate = self._pacer.rate() or 0.0
+            else:
+                paced = False
             burst = BURST
             if rate > 0:
                 now = time.monotonic()
@@ -380,6 +412,8 @@ class Publisher(Role):
             "sent": self.sent,
             "rate": self.rate,
             "rate_actual": round(self.meter.rate(), 1),
+            "pace": self.pace,
+            "paced": round(paced) if self._paced() and (paced := self._pacer.rate()) is not None else None,
             "qos": self.qos,
             "order": self.order,
             "loop": self.loop,

@@ -203,6 +203,11 @@ class Role:
     def subscriptions(self) -> list[tuple[str, int]]:
         return []
 
+    def control_subscriptions(self) -> list[tuple[str, int]]:
+        """Subscriptions of the control client besides the control topics (other roles' statuses); its
+        messages go to `on_data` too."""
+        return []
+
     def check_session(self, flags: Any) -> None:
         """On a reconnect: a durable session that the broker no longer has is counted and logged."""
         if self.persistent and not getattr(flags, "session_present", True):
@@ -235,6 +240,7 @@ class Role:
         subs = [(self.topics.control(self.role), qos), (self.topics.control(self.role, self.client_id), qos)]
         if not self.data_connection:
             subs += self.subscriptions()
+        subs += self.control_subscriptions()
         _rc, self._sub_mid = client.subscribe(subs)
         self.connected.set()
         info = self.publish_status()

@@ -71,6 +71,12 @@ def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
         f"rate    [b]{rate_set}[/] [dim]now[/] {actual}",
         f"qos {markup_text(d.get('qos', '?'))} [dim]·[/] {order} [dim]·[/] {loop}",
     ]
+    if not narrow and d.get("rate") == 0:  # "max": kept to what the workers take, or a flood
+        paced = d.get("paced")
+        if paced is not None:
+            lines.insert(3, f"paced   {fmt.rate(paced)} [dim]by workers[/]")
+        elif d.get("pace") is False:
+            lines.insert(3, "paced   [dim]no (flood)[/]")
     if not narrow:
         lines.append(f"data    {markup_text(dataset, 60)} [dim]({fmt.count(d.get('size'))})[/]")
         if d.get("errors"):

@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, Label, Static
 from engine.errors import ConfigError
 from engine.roles.publisher import MAX_RATE
 
-HINT = "images per second (0.5, 20, 1500) or [b]max[/] (as fast as it can); [b]+[/] and [b]-[/] step it"
+HINT = "images per second (0.5, 20, 1500) or [b]max[/] (as fast as the workers take); [b]+[/] and [b]-[/] step it"
 
 
 def parse_rate(text: str) -> float:
