@@ -3,24 +3,28 @@
 A publisher at rate 0 that sends as fast as it can offers a worker several times what it answers on a
 small machine; the worker sheds the rest (docs/PERFORMANCE.md, "Under overload"), after the broker and
 every other subscriber of the image topic have paid for it. `Pacer` sets the rate from the workers' own
-retained statuses instead (about one a second each, docs/PROTOCOL.md), much as a closed loop (bench at
-`--rate 0`) keeps only a window of images unanswered.
+statuses instead (about one a second each, docs/PROTOCOL.md), much as a closed loop (bench at `--rate 0`)
+keeps only a window of images unanswered.
 
-Each worker's status gives how many images it has answered (`processed`, so its rate between two
-statuses, by its own clock `ts`), its queue and the queue's size, and how many it dropped. Workers in one
-shared-subscription group share the stream (their rates and queues add up); a worker outside a group
-gets every image. For each of those, the rate that keeps its queue at about a third full is its rate plus
-what moves the queue there within two seconds; the pacer takes the lowest. A worker that dropped images
-since the last decision is offered a tenth less than it answered, so its queue drains. While every queue
-is nearly empty and the publisher kept to its rate, the rate grows by half each decision (a worker that
-keeps up shows only what it is offered, not what it could take). So the workers never wait for images
-and drop none, and an image waits at most about a third of a queue (a queue is about half a second of
-work by default). Several publishers at "max" back off on the same signals and share what the workers take.
+Each running worker's status gives how many images it has received and answered (`received`,
+`processed`: so its rates between two statuses, by its own clock `ts`), its queue and the queue's size,
+and how many it dropped. Workers in one shared-subscription group share the stream (their rates and
+queues add up); a worker outside a group gets every image. For each of those, the rate that keeps its
+queue at about a third full is what it answered per second plus what moves the queue there within two
+seconds (a tenth less than it answered when it dropped images since the last decision). Our part of that
+is our share of what it received, so several publishers at "max" together offer it that much, not each
+of them; the pacer takes the lowest. While every queue is nearly empty and the publisher kept to its
+rate, the rate grows by half each decision (a worker that keeps up shows only what it is offered, not what
+it could take). So the workers never wait for images and drop none, and an image waits at most about a
+third of a queue (a queue is about half a second of work by default).
 
-Only workers whose last status says "running" count. With none (no worker, or workers that publish no
-status, such as the seed's programs), `rate()` is None and the publisher sends as fast as it can, as
-before. Statuses are data from the broker: their numbers are checked here, and a status that is not a
-running worker's with sane counters takes that worker out.
+A worker heard live while not running (paused, starting, going offline) holds the rate for 30 s; a
+running one that falls silent counts for 5 s. With no worker left (none ever heard, or workers that
+publish no status, such as the seed's programs), `rate()` is None and the publisher sends as fast as it
+can, as before. A retained status of a worker that is not running counts for nothing (it may be long
+gone). Statuses are data from the broker: their numbers are checked here, a status with numbers that make
+no sense counts as not running, a step of a worker's clock gives no rate, and at most 256 workers are
+followed.
 """
 
 from __future__ import annotations
@@ -41,38 +45,42 @@ FILL = 1 / 3  # the queue level aimed at, a fraction of queue_max
 IDLE = 0.05  # "nearly empty"
 DRAIN = 2.0  # s: a queue is brought to its aim within about this long
 BACK_OFF = 0.9  # of what a worker that dropped images answered
-FORGET = 5.0  # s: a worker not heard from for this long no longer counts
+FORGET = 5.0  # s: a running worker not heard from for this long no longer counts
+HOLD = 30.0  # s: a worker heard live but not running (paused, restarting, gone offline) holds the rate this long
 MIN_GAP = 0.5  # s between decisions at least
 MAX_GAP = 1.5  # s: decide even if some worker's next status is late
+MAX_WORKERS = 256  # workers followed at most (statuses under more ids are ignored)
 
-_FIELDS = ("ts", "processed", "dropped", "queue", "queue_max")
+_FIELDS = ("ts", "processed", "received", "dropped", "queue", "queue_max")
 
 
 @dataclass
 class _Worker:
     seen: float  # monotonic time of its last status
-    ts: float
-    processed: float
-    dropped: float
-    queue: float
-    queue_max: float
-    group: str | None
+    running: bool
+    ts: float = 0.0
+    processed: float = 0.0
+    received: float = 0.0
+    dropped: float = 0.0
+    queue: float = 0.0
+    queue_max: float = 1.0
+    group: str | None = None
     rate: float | None = None  # answered/s between its last two statuses
+    received_rate: float | None = None  # images/s it received (ours and any other publisher's) meanwhile
     dropped_mark: float | None = None  # `dropped` at the last decision
     fresh: bool = True  # a status came since the last decision
 
+    def expires(self) -> float:
+        return self.seen + (FORGET if self.running else HOLD)
 
-def _counters(status: dict[str, Any]) -> tuple[float, float, float, float, float, str | None] | None:
-    """(ts, processed, dropped, queue, queue_max, group) of a running worker's status; None if it is not
-    running or a value is missing or not a sane number."""
-    if status.get("state") != "running":
-        return None
+
+def _counters(status: dict[str, Any]) -> tuple[float, ...] | None:
+    """(ts, processed, received, dropped, queue, queue_max) of a running worker's status; None if a value is
+    missing or not a sane number."""
     values = [clean_number(status.get(k), 0, 1e15) for k in _FIELDS]
     if any(v is None for v in values):
         return None
-    ts, processed, dropped, queue, queue_max = (float(v or 0) for v in values)
-    group = status.get("group")
-    return ts, processed, dropped, queue, max(queue_max, 1.0), group if isinstance(group, str) else None
+    return tuple(float(v or 0) for v in values)
 
 
 class Pacer:
@@ -83,14 +91,15 @@ class Pacer:
         self._clock = clock
         self._lock = threading.Lock()
         self._workers: dict[str, _Worker] = {}
+        self._until = 0.0  # monotonic time after which no worker counts (then: as fast as possible)
         self._rate = START
         self._decided = clock()
         self._sent_mark = 0
 
     def rate(self) -> float | None:
-        """Images/s to publish at, or None: no running worker is known, publish as fast as possible."""
+        """Images/s to publish at, or None: no worker is known, publish as fast as possible."""
         with self._lock:
-            return self._rate if self._workers else None
+            return self._rate if self._clock() < self._until else None
 
     def restart(self, sent: int) -> None:
         """Publishing starts (again): begin low. `sent`: the publisher's count so far."""
@@ -101,61 +110,78 @@ class Pacer:
             for w in self._workers.values():
                 w.dropped_mark = w.dropped
 
-    def on_status(self, worker_id: str, status: dict[str, Any] | None, sent: int, running: bool) -> None:
+    def on_status(self, worker_id: str, status: dict[str, Any] | None, sent: int, running: bool,
+                  retained: bool = False) -> None:
         """A worker's status (None: its status was removed); `sent`: the publisher's count so far; `running`:
-        whether it is publishing at "max" (decisions are taken only then)."""
+        whether it is publishing at "max" (decisions are taken only then); `retained`: an old status the
+        broker kept (a worker that is not running then counts for nothing: it may be long gone)."""
         now = self._clock()
-        found = _counters(status) if status is not None else None
         with self._lock:
-            if found is None:
+            if status is None or (retained and status.get("state") != "running"):
                 self._workers.pop(worker_id, None)
             else:
-                self._update(worker_id, now, *found)
-            for wid in [wid for wid, w in self._workers.items() if now - w.seen > FORGET]:
-                del self._workers[wid]
+                self._update(worker_id, now, status)
+            self._forget(now)
             gap = now - self._decided
-            if running and self._workers and gap >= MIN_GAP and (
-                    gap >= MAX_GAP or all(w.fresh for w in self._workers.values())):
-                self._decide(now, sent)
+            live = [w for w in self._workers.values() if w.running]
+            if running and live and gap >= MIN_GAP and (gap >= MAX_GAP or all(w.fresh for w in live)):
+                self._decide(now, sent, live)
 
-    def _update(self, worker_id: str, now: float, ts: float, processed: float, dropped: float, queue: float,
-                queue_max: float, group: str | None) -> None:
+    def _forget(self, now: float) -> None:
+        for wid in [wid for wid, w in self._workers.items() if now >= w.expires()]:
+            del self._workers[wid]
+        self._until = max((w.expires() for w in self._workers.values()), default=0.0)
+
+    def _update(self, worker_id: str, now: float, status: dict[str, Any]) -> None:
         w = self._workers.get(worker_id)
         if w is None:
-            self._workers[worker_id] = _Worker(now, ts, processed, dropped, queue, queue_max, group)
+            if len(self._workers) >= MAX_WORKERS:
+                return
+            w = self._workers[worker_id] = _Worker(now, running=False)
+        found = _counters(status) if status.get("state") == "running" else None
+        if found is None:  # paused, starting, offline, or numbers that make no sense: it holds the rate
+            w.seen, w.running, w.rate, w.received_rate, w.dropped_mark = now, False, None, None, None
             return
-        rate = w.rate
-        if ts > w.ts and processed >= w.processed:  # else a restarted worker (counters from 0) or a repeat
-            rate = (processed - w.processed) / (ts - w.ts)
-        elif processed < w.processed:
-            rate, w.dropped_mark = None, None
-        w.seen, w.ts, w.processed, w.dropped, w.queue, w.queue_max, w.group = (
-            now, ts, processed, dropped, queue, queue_max, group)
-        w.rate, w.fresh = rate, True
+        ts, processed, received, dropped, queue, queue_max = found
+        gap, wall_gap = ts - w.ts, now - w.seen
+        if not w.running or processed < w.processed or received < w.received:
+            w.rate = w.received_rate = w.dropped_mark = None  # (re)started: counters from 0, nothing to compare
+        elif gap > 0 and abs(gap - wall_gap) <= 0.5 * wall_gap + 0.5:  # else a repeat, or its clock stepped
+            w.rate = (processed - w.processed) / gap
+            w.received_rate = (received - w.received) / gap
+        group = status.get("group")
+        w.seen, w.running, w.ts, w.processed, w.received, w.dropped = now, True, ts, processed, received, dropped
+        w.queue, w.queue_max, w.fresh = queue, max(queue_max, 1.0), True
+        w.group = group if isinstance(group, str) else None
 
-    def _decide(self, now: float, sent: int) -> None:
+    def _decide(self, now: float, sent: int, live: list[_Worker]) -> None:
         sent_rate = max(0, sent - self._sent_mark) / max(now - self._decided, 1e-3)
         units: dict[str, list[_Worker]] = {}
-        for wid, w in self._workers.items():
-            units.setdefault(f"group {w.group}" if w.group else f"worker {wid}", []).append(w)
-        targets: list[float] = []
+        for w in live:
+            units.setdefault(f"group {w.group}" if w.group else f"worker {id(w)}", []).append(w)
+        rates: list[float] = []
         idle = True
         for members in units.values():
             queue = sum(w.queue for w in members)
             queue_max = sum(w.queue_max for w in members)
             dropped = any(w.dropped_mark is not None and w.dropped > w.dropped_mark for w in members)
             idle = idle and not dropped and queue < IDLE * queue_max
-            rates = [w.rate for w in members]
-            if any(r is None for r in rates):
+            if any(w.rate is None or w.received_rate is None for w in members):
                 continue  # not known yet: a new or restarted worker
-            answered = sum(r or 0.0 for r in rates)
-            targets.append(answered * BACK_OFF if dropped else answered + (FILL * queue_max - queue) / DRAIN)
-        rate = min(targets) if targets else self._rate
+            answered = sum(w.rate or 0.0 for w in members)
+            received = sum(w.received_rate or 0.0 for w in members)
+            if received < 1.0:
+                continue  # it gets no images (not ours, at least): it says nothing of our pace
+            target = answered * BACK_OFF if dropped else answered + (FILL * queue_max - queue) / DRAIN
+            # Our share of what it takes: what we sent against all it received (other publishers send to
+            # it too), so several publishers at "max" together offer the target, not each of them.
+            rates.append(sent_rate * max(target, 0.0) / received)
+        rate = min(rates) if rates else self._rate
         if idle and sent_rate >= 0.8 * self._rate:
             rate = max(rate, self._rate * GROW)
         self._rate = min(CEILING, max(FLOOR, rate))
         self._decided = now
         self._sent_mark = sent
-        for w in self._workers.values():
+        for w in live:
             w.dropped_mark = w.dropped
             w.fresh = False

@@ -93,7 +93,7 @@ class Publisher(Role):
             return
         payload = payload_of(msg)
         status = json_object(payload) if payload else None
-        self._pacer.on_status(found[1], status, self.sent, self._paced())
+        self._pacer.on_status(found[1], status, self.sent, self._paced(), retained=bool(msg.retain))
 
     def _paced(self) -> bool:
         return self.pace and self.rate == 0 and self._running.is_set()

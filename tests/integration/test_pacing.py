@@ -8,11 +8,11 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import pytest
 from helpers import wait_for
 
 from engine.roles import pacer
@@ -23,26 +23,32 @@ STATUS = "mnist/status/infer/w-said"
 
 
 class SaidWorker:
-    """Publishes a running worker's retained status every 0.2 s: `per_status` more answered each time, by a
-    clock that moves one second per status, and the queue it is told."""
+    """Publishes a running worker's status every 0.25 s, as a worker would (its own clock in `ts`): it has
+    received what the publisher under test sent, answered `capacity` images a second, and has `queue` queued."""
 
-    def __init__(self, address: Any) -> None:
+    def __init__(self, address: Any, received: Callable[[], int]) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="said-worker")
         self.client.connect(address.host, address.port)
         self.client.loop_start()
+        self.received = received
         self.queue = 0
-        self.per_status = 1000
+        self.capacity = 1000.0
+        self.said = 0  # statuses published so far
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
-        ts, processed = 1.0, 0
-        while not self._stop.wait(0.2):
-            ts += 1.0
-            processed += self.per_status
-            status = {"role": "infer", "id": "w-said", "state": "running", "ts": ts, "processed": processed,
-                      "dropped": 0, "queue": self.queue, "queue_max": 2000, "group": None}
+        ts, processed = time.time(), 0.0
+        while not self._stop.wait(0.25):
+            now = time.time()
+            processed += self.capacity * (now - ts)
+            ts = now
+            status = {"role": "infer", "id": "w-said", "state": "running", "ts": ts, "processed": int(processed),
+                      "received": self.received(), "dropped": 0, "queue": self.queue, "queue_max": 2000,
+                      "group": None}
             self.client.publish(STATUS, json.dumps(status), qos=1, retain=True)
+            self.said += 1
 
     def gone(self) -> None:
         """It stops, and its retained status is removed."""
@@ -66,9 +72,9 @@ def _started(publisher: Publisher) -> Iterator[Publisher]:
         publisher.stop()
 
 
-@pytest.fixture
-def said_worker(mosquitto_broker) -> Iterator[SaidWorker]:
-    worker = SaidWorker(mosquitto_broker.address)
+@contextlib.contextmanager
+def _said_worker(address: Any, publisher: Publisher) -> Iterator[SaidWorker]:
+    worker = SaidWorker(address, lambda: publisher.sent)
     try:
         yield worker
     finally:
@@ -79,36 +85,48 @@ def _paced(publisher: Publisher) -> float | None:
     return publisher.status()["paced"]
 
 
-def test_a_publisher_at_max_keeps_to_what_the_workers_take(mosquitto_broker, said_worker) -> None:
-    """A worker answering 1,000/s with its queue nearly full is offered less than that, so its queue
-    drains; once its queue is empty it is offered more; without any running worker, as fast as possible."""
-    with _started(Publisher(mosquitto_broker.address, Settings(rate=0, autostart=True), "paced-in")) as publisher:
-        assert _paced(publisher) is None  # no worker heard yet: as fast as it can
-        said_worker.queue = 1900
-        said_worker._thread.start()
-        aim = 1000 + (pacer.FILL * 2000 - 1900) / pacer.DRAIN
-        wait_for(lambda: (p := _paced(publisher)) is not None and p <= aim + 1, timeout=30,
-                 message=lambda: f"paced at {_paced(publisher)}, not at most {aim:.0f}")
-        said_worker.queue = 0
-        wait_for(lambda: (_paced(publisher) or 0) > 1000, timeout=30,
+def _sent_over(publisher: Publisher, worker: SaidWorker, statuses: int) -> tuple[int, float]:
+    """(images sent, seconds) while the worker says `statuses` more statuses."""
+    sent, t0, said = publisher.sent, time.monotonic(), worker.said
+    wait_for(lambda: worker.said >= said + statuses, timeout=30, message="the worker's statuses stopped")
+    return publisher.sent - sent, time.monotonic() - t0
+
+
+def test_a_publisher_at_max_keeps_to_what_the_workers_take(mosquitto_broker) -> None:
+    """A worker that answers little with its queue nearly full is offered the least there is, and the
+    publisher sends no more than that; once its queue is empty it is offered more; with no worker left, as
+    fast as possible."""
+    address = mosquitto_broker.address
+    publisher = Publisher(address, Settings(rate=0, autostart=True), "paced-in")
+    with _said_worker(address, publisher) as worker, _started(publisher):
+        worker.capacity, worker.queue = 5.0, 1900
+        wait_for(lambda: _paced(publisher) == pacer.FLOOR, timeout=30,
+                 message=lambda: f"paced at {_paced(publisher)}, not at {pacer.FLOOR}")
+        sent, seconds = _sent_over(publisher, worker, 8)
+        # the token bucket lets at most a tenth of a second (and one image) more through after a change
+        assert sent <= pacer.FLOOR * (seconds + 0.1) + 2, (sent, seconds)
+        worker.capacity, worker.queue = 1000.0, 0
+        wait_for(lambda: (_paced(publisher) or 0) > 2 * pacer.FLOOR, timeout=30,
                  message=lambda: f"paced at {_paced(publisher)} with the worker's queue empty")
         assert publisher.status()["rate"] == 0  # what the user set is still "max"
-        said_worker.gone()
+        worker.gone()
         wait_for(lambda: _paced(publisher) is None, timeout=30, message="still paced with no worker")
 
 
-def test_flood_ignores_the_workers(mosquitto_broker, said_worker) -> None:
-    """Pace off (`--flood`, or `set` with `"pace": false`): the statuses are heard but the rate stays "as
-    fast as possible"."""
-    settings = Settings(rate=0, autostart=True)
-    with _started(Publisher(mosquitto_broker.address, settings, "flood-in")) as publisher:
-        said_worker.queue = 1900
-        said_worker._thread.start()
-        wait_for(lambda: _paced(publisher) is not None, timeout=30, message="the worker's statuses never paced it")
+def test_flood_ignores_the_workers(mosquitto_broker) -> None:
+    """Pace off (`--flood`, or `set` with `"pace": false`): the statuses are heard but not followed."""
+    address = mosquitto_broker.address
+    publisher = Publisher(address, Settings(rate=0, autostart=True), "flood-in")
+    with _said_worker(address, publisher) as worker, _started(publisher):
+        worker.capacity, worker.queue = 5.0, 1900
+        wait_for(lambda: _paced(publisher) == pacer.FLOOR, timeout=30,
+                 message=lambda: f"paced at {_paced(publisher)}, not at {pacer.FLOOR}")
         answer = publisher.handle_control(json.dumps({"cmd": "set", "pace": False}).encode())
         assert answer["ok"], answer
         status = publisher.status()
         assert status["pace"] is False and status["paced"] is None
-        assert publisher._pacer.rate() is not None  # the worker is still heard, only not followed
+        sent, seconds = _sent_over(publisher, worker, 8)
+        assert sent > 20 * pacer.FLOOR * seconds, (sent, seconds)  # far past what the pace allowed
+        assert publisher._pacer.rate() == pacer.FLOOR  # the worker is still heard, only not followed
         answer = publisher.handle_control(json.dumps({"cmd": "set", "pace": "no"}).encode())
         assert not answer["ok"] and "pace" in answer["error"]

@@ -19,30 +19,27 @@ class Clock:
         return self.now
 
 
-def status(ts: float, processed: int, *, queue: int = 0, dropped: int = 0, queue_max: int = 2000,
-           state: str = "running", group: str | None = None) -> dict[str, Any]:
-    return {"role": "infer", "state": state, "ts": ts, "processed": processed, "dropped": dropped,
-            "queue": queue, "queue_max": queue_max, "group": group}
+def status(ts: float, processed: float, *, received: float | None = None, queue: int = 0, dropped: int = 0,
+           queue_max: int = 2000, state: str = "running", group: str | None = None) -> dict[str, Any]:
+    return {"role": "infer", "state": state, "ts": ts, "processed": processed,
+            "received": processed if received is None else received, "dropped": dropped, "queue": queue,
+            "queue_max": queue_max, "group": group}
 
 
-def run(p: Pacer, clock: Clock, statuses: dict[str, list[dict[str, Any]]], sent_per_step: int = 0,
-        sent: int = 0) -> int:
-    """Feed one status of each worker per simulated second, the publisher publishing; returns its count."""
-    steps = max(len(v) for v in statuses.values())
-    for i in range(steps):
-        clock.now += 1.0
-        sent += sent_per_step
-        for wid, seq in statuses.items():
-            if i < len(seq):
-                p.on_status(wid, seq[i], sent, running=True)
-    return sent
+def started(clock: Clock, *workers: tuple[str, dict[str, Any]]) -> Pacer:
+    """A pacer that has heard each worker once and whose publisher starts publishing now."""
+    p = Pacer(clock)
+    for wid, first in workers:
+        p.on_status(wid, first, 0, running=True)
+    p.restart(0)
+    return p
 
 
-def test_no_running_worker_means_no_pace() -> None:
+def test_no_worker_means_no_pace() -> None:
     clock = Clock()
     p = Pacer(clock)
     assert p.rate() is None
-    p.on_status("w", status(1, 0, state="stopped"), 0, running=True)
+    p.on_status("w", status(1, 0, state="stopped"), 0, running=True, retained=True)  # maybe long gone
     assert p.rate() is None
     p.on_status("w", status(1, 0), 0, running=True)
     assert p.rate() == pacer.START
@@ -52,9 +49,7 @@ def test_no_running_worker_means_no_pace() -> None:
 
 def test_a_worker_that_keeps_up_with_an_empty_queue_lets_the_rate_grow() -> None:
     clock = Clock()
-    p = Pacer(clock)
-    p.on_status("w", status(0, 0), 0, running=True)
-    p.restart(0)
+    p = started(clock, ("w", status(0, 0)))
     sent = 0
     for second in range(1, 8):  # the worker answers all it is offered and its queue stays empty: offer more
         rate = p.rate()
@@ -65,12 +60,12 @@ def test_a_worker_that_keeps_up_with_an_empty_queue_lets_the_rate_grow() -> None
         assert p.rate() >= rate * pacer.GROW or p.rate() == pacer.CEILING, (second, rate, p.rate())
 
 
-def test_a_busy_worker_is_offered_its_rate_plus_what_brings_its_queue_to_a_third() -> None:
+def test_a_busy_worker_is_offered_what_it_answers_plus_what_brings_its_queue_to_a_third() -> None:
     clock = Clock()
-    p = Pacer(clock)
-    p.on_status("w", status(0, 0, queue=1500), 0, running=True)
-    p.restart(0)
-    run(p, clock, {"w": [status(1, 3000, queue=1500), status(2, 6000, queue=1500)]}, sent_per_step=3000)
+    p = started(clock, ("w", status(0, 0, queue=1500)))
+    for second in (1, 2):
+        clock.now += 1.0
+        p.on_status("w", status(second, 3000 * second, queue=1500), 3000 * second, running=True)
     aim = pacer.FILL * 2000
     assert p.rate() == pytest.approx(3000 + (aim - 1500) / pacer.DRAIN)
     assert p.rate() < 3000  # its queue drains
@@ -78,34 +73,57 @@ def test_a_busy_worker_is_offered_its_rate_plus_what_brings_its_queue_to_a_third
 
 def test_a_worker_that_dropped_images_is_offered_less_than_it_answered() -> None:
     clock = Clock()
-    p = Pacer(clock)
-    p.on_status("w", status(0, 0), 0, running=True)
-    p.restart(0)
-    run(p, clock, {"w": [status(1, 4000, queue=2000, dropped=0), status(2, 8000, queue=2000, dropped=700)]},
-        sent_per_step=6000)
+    p = started(clock, ("w", status(0, 0)))
+    for second, dropped in ((1, 0), (2, 700)):
+        clock.now += 1.0
+        p.on_status("w", status(second, 4000 * second, received=6000 * second, queue=2000, dropped=dropped),
+                    6000 * second, running=True)
     assert p.rate() == pytest.approx(4000 * pacer.BACK_OFF)
+
+
+def test_publishers_share_what_a_worker_takes() -> None:
+    """Two publishers send to one worker; each sees the worker receive twice what it sent itself, so each
+    offers half of what keeps the queue at its aim."""
+    clock = Clock()
+    p = started(clock, ("w", status(0, 0, queue=1000)))
+    for second in (1, 2):
+        clock.now += 1.0
+        p.on_status("w", status(second, 3000 * second, received=3000 * second, queue=1000), 1500 * second,
+                    running=True)
+    aim = pacer.FILL * 2000
+    assert p.rate() == pytest.approx((3000 + (aim - 1000) / pacer.DRAIN) / 2)
 
 
 def test_a_shared_group_adds_up_and_workers_outside_one_get_every_image() -> None:
     clock = Clock()
-    shared = Pacer(clock)
-    for wid in ("a", "b"):
-        shared.on_status(wid, status(0, 0, queue=600, group="g"), 0, running=True)
-    shared.restart(0)
-    run(shared, clock, {wid: [status(1, 2000, queue=600, group="g"), status(2, 4000, queue=600, group="g")]
-                        for wid in ("a", "b")}, sent_per_step=4000)
+    p = started(clock, *((wid, status(0, 0, queue=600, group="g")) for wid in ("a", "b")))
+    for second in (1, 2):
+        clock.now += 1.0
+        for wid in ("a", "b"):
+            p.on_status(wid, status(second, 2000 * second, queue=600, group="g"), 4000 * second, running=True)
     aim = pacer.FILL * 4000
-    assert shared.rate() == pytest.approx(4000 + (aim - 1200) / pacer.DRAIN)
+    assert p.rate() == pytest.approx(4000 + (aim - 1200) / pacer.DRAIN)
 
-    clock2 = Clock()
-    fan_out = Pacer(clock2)
-    for wid in ("a", "b"):
-        fan_out.on_status(wid, status(0, 0, queue=600), 0, running=True)
-    fan_out.restart(0)
-    run(fan_out, clock2, {"a": [status(1, 3000, queue=600), status(2, 6000, queue=600)],
-                          "b": [status(1, 2000, queue=600), status(2, 4000, queue=600)]}, sent_per_step=3000)
+    clock = Clock()
+    p = started(clock, ("a", status(0, 0, queue=600)), ("b", status(0, 0, queue=600)))
+    for second in (1, 2):
+        clock.now += 1.0  # each gets all 3,000/s; b answers only 2,000/s of them
+        p.on_status("a", status(second, 3000 * second, queue=600), 3000 * second, running=True)
+        p.on_status("b", status(second, 2000 * second, received=3000 * second, queue=600), 3000 * second,
+                    running=True)
     aim = pacer.FILL * 2000
-    assert fan_out.rate() == pytest.approx(2000 + (aim - 600) / pacer.DRAIN)  # the slower one sets it
+    assert p.rate() == pytest.approx(2000 + (aim - 600) / pacer.DRAIN)  # the slower one sets it
+
+
+def test_a_worker_that_gets_none_of_the_images_says_nothing_of_the_pace() -> None:
+    clock = Clock()
+    p = started(clock, ("w", status(0, 0, queue=600)), ("idle", status(0, 0)))
+    for second in (1, 2):
+        clock.now += 1.0
+        p.on_status("w", status(second, 3000 * second, queue=600), 3000 * second, running=True)
+        p.on_status("idle", status(second, 0), 3000 * second, running=True)
+    aim = pacer.FILL * 2000
+    assert p.rate() == pytest.approx(3000 + (aim - 600) / pacer.DRAIN)
 
 
 def test_no_decision_while_not_publishing_and_a_restart_begins_low() -> None:
@@ -120,28 +138,53 @@ def test_no_decision_while_not_publishing_and_a_restart_begins_low() -> None:
     assert p.rate() == pacer.START
 
 
-def test_a_restarted_worker_and_bad_numbers_change_nothing() -> None:
+def test_a_paused_worker_holds_the_rate_and_a_silent_one_is_forgotten() -> None:
     clock = Clock()
-    p = Pacer(clock)
-    p.on_status("w", status(0, 0), 0, running=True)
-    p.restart(0)
-    run(p, clock, {"w": [status(1, 9000, queue=1000), status(2, 18_000, queue=1000)]}, sent_per_step=9000)
+    p = started(clock, ("w", status(0, 0, queue=1500)))
+    for second in (1, 2):
+        clock.now += 1.0
+        p.on_status("w", status(second, 3000 * second, queue=1500), 3000 * second, running=True)
+    held = p.rate()
+    for second in (3, 4, 5):  # paused (or going offline): it takes nothing, but it is there
+        clock.now += 1.0
+        p.on_status("w", status(second, 6000, state="stopped"), 6000 + 100 * second, running=True)
+        assert p.rate() == held
+    clock.now += pacer.HOLD
+    assert p.rate() is None  # heard of no more: as fast as possible
+    p.on_status("v", status(9, 0), 0, running=True, retained=True)  # a running worker's retained status
+    assert p.rate() is not None
+    clock.now += pacer.FORGET
+    assert p.rate() is None  # and nothing since
+
+
+def test_a_restarted_worker_a_clock_step_and_bad_numbers_give_no_rate() -> None:
+    clock = Clock()
+    p = started(clock, ("w", status(0, 0, queue=1000)))
+    for second in (1, 2):
+        clock.now += 1.0
+        p.on_status("w", status(second, 9000 * second, queue=1000), 9000 * second, running=True)
     before = p.rate()
-    # the worker restarted: its counters begin again at 0, which is no rate at all
-    run(p, clock, {"w": [status(3, 10, queue=1000)]}, sent_per_step=9000)
+    clock.now += 1.0
+    p.on_status("w", status(3, 10, queue=1000), 27_000, running=True)  # restarted: its counters begin at 0
     assert p.rate() == before
-    for bad in ({"state": "running", "ts": "soon", "processed": 1, "dropped": 0, "queue": 0, "queue_max": 9},
-                {"state": "running", "ts": 5, "processed": float("nan"), "dropped": 0, "queue": 0, "queue_max": 9},
-                {"state": "running", "ts": 5, "processed": -4, "dropped": 0, "queue": 0, "queue_max": 9},
+    clock.now += 1.0
+    p.on_status("w", status(3604, 9010, queue=1000), 36_000, running=True)  # its clock stepped an hour
+    assert p.rate() == before
+    for bad in ({"state": "running", "ts": "soon", "processed": 1, "received": 1, "dropped": 0, "queue": 0,
+                 "queue_max": 9},
+                {"state": "running", "ts": 5, "processed": float("nan"), "received": 1, "dropped": 0, "queue": 0,
+                 "queue_max": 9},
+                {"state": "running", "ts": 5, "processed": -4, "received": 1, "dropped": 0, "queue": 0,
+                 "queue_max": 9},
                 {"state": ["running"]}):
-        p.on_status("w", bad, 0, running=True)
-        assert p.rate() is None  # a status that is not a sane running worker's takes that worker out
+        clock.now += 1.0
+        p.on_status("w", bad, 45_000, running=True)
+        assert p.rate() == before  # counted as a worker that is not running: the rate holds
 
 
-def test_a_silent_worker_is_forgotten() -> None:
+def test_at_most_so_many_workers_are_followed() -> None:
     clock = Clock()
     p = Pacer(clock)
-    p.on_status("w", status(0, 0), 0, running=True)
-    clock.now += pacer.FORGET + 1
-    p.on_status("other", status(0, 0, state="stopped"), 0, running=True)
-    assert p.rate() is None
+    for i in range(pacer.MAX_WORKERS + 50):
+        p.on_status(f"w{i}", status(0, 0), 0, running=False)
+    assert len(p._workers) == pacer.MAX_WORKERS
