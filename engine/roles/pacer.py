@@ -9,14 +9,15 @@ keeps only a window of images unanswered.
 Each running worker's status gives how many images it has received and answered (`received`,
 `processed`: so its rates between two statuses, by its own clock `ts`), its queue and the queue's size,
 and how many it dropped. Workers in one shared-subscription group share the stream (their rates and
-queues add up); a worker outside a group gets every image. For each of those, the rate that keeps its
-queue at about a third full is what it answered per second plus what moves the queue there within two
-seconds (a tenth less than it answered when it dropped images since the last decision). Our part of that
-is our share of what it received, so several publishers at "max" together offer it that much, not each
-of them; the pacer takes the lowest. While every queue is nearly empty and the publisher kept to its
-rate, the rate grows by half each decision (a worker that keeps up shows only what it is offered, not what
-it could take). So the workers never wait for images and drop none, and an image waits at most about a
-third of a queue (a queue is about half a second of work by default).
+queues add up); a worker outside a group gets every image. Each of those is offered a little more than it
+answered (5%) while its queue is under a third full, a little less (3%) while it is over, and a tenth
+less after it dropped images; so it is kept busy, its queue hovers around a third full, and an image
+waits at most about a third of a queue (a queue is about half a second of work by default). Our part of
+that is our share of what it received (averaged over a few seconds), so several publishers at "max"
+together offer it that much, not each of them; the pacer takes the lowest, and moves halfway to it (the
+rates, measured a second apart, move more than the workers do). From a start until the first queue
+reaches a third (or a drop), the rate grows by half each decision while every queue is nearly empty (a
+worker that keeps up shows only what it is offered, not what it could take).
 
 A worker heard live while not running (paused, starting, going offline) holds the rate for 30 s; a
 running one that falls silent counts for 5 s. With no worker left (none ever heard, or workers that
@@ -43,10 +44,12 @@ CEILING = 100_000.0  # the input role's highest rate
 GROW = 1.5  # while every queue is nearly empty
 FILL = 1 / 3  # the queue level aimed at, a fraction of queue_max
 IDLE = 0.05  # "nearly empty"
-DRAIN = 2.0  # s: a queue is brought to its aim within about this long
+ABOVE = 1.05  # a queue under its aim: offer this much more than was answered
+BELOW = 0.97  # over its aim: this much less (its queue drains by 3% of its rate a second)
 BACK_OFF = 0.9  # of what a worker that dropped images answered
 FORGET = 5.0  # s: a running worker not heard from for this long no longer counts
 HOLD = 30.0  # s: a worker heard live but not running (paused, restarting, gone offline) holds the rate this long
+SHARE_WEIGHT = 0.25  # of the newest estimate of our share in its running average
 MIN_GAP = 0.5  # s between decisions at least
 MAX_GAP = 1.5  # s: decide even if some worker's next status is late
 MAX_WORKERS = 256  # workers followed at most (statuses under more ids are ignored)
@@ -91,8 +94,10 @@ class Pacer:
         self._clock = clock
         self._lock = threading.Lock()
         self._workers: dict[str, _Worker] = {}
+        self._shares: dict[str, float] = {}  # per worker or group: our share of the images it receives
         self._until = 0.0  # monotonic time after which no worker counts (then: as fast as possible)
         self._rate = START
+        self._ramping = True  # from a start until the first queue at its aim (or a drop): grow by half each time
         self._decided = clock()
         self._sent_mark = 0
 
@@ -105,6 +110,7 @@ class Pacer:
         """Publishing starts (again): begin low. `sent`: the publisher's count so far."""
         with self._lock:
             self._rate = START
+            self._ramping = True
             self._decided = self._clock()
             self._sent_mark = sent
             for w in self._workers.values():
@@ -157,27 +163,36 @@ class Pacer:
     def _decide(self, now: float, sent: int, live: list[_Worker]) -> None:
         sent_rate = max(0, sent - self._sent_mark) / max(now - self._decided, 1e-3)
         units: dict[str, list[_Worker]] = {}
-        for w in live:
-            units.setdefault(f"group {w.group}" if w.group else f"worker {id(w)}", []).append(w)
+        for wid, w in self._workers.items():
+            if w.running:
+                units.setdefault(f"group {w.group}" if w.group else f"worker {wid}", []).append(w)
+        for gone in set(self._shares) - set(units):
+            del self._shares[gone]
         rates: list[float] = []
         idle = True
-        for members in units.values():
+        for unit, members in units.items():
             queue = sum(w.queue for w in members)
             queue_max = sum(w.queue_max for w in members)
             dropped = any(w.dropped_mark is not None and w.dropped > w.dropped_mark for w in members)
             idle = idle and not dropped and queue < IDLE * queue_max
+            if dropped or queue >= FILL * queue_max:
+                self._ramping = False
             if any(w.rate is None or w.received_rate is None for w in members):
                 continue  # not known yet: a new or restarted worker
             answered = sum(w.rate or 0.0 for w in members)
             received = sum(w.received_rate or 0.0 for w in members)
             if received < 1.0:
                 continue  # it gets no images (not ours, at least): it says nothing of our pace
-            target = answered * BACK_OFF if dropped else answered + (FILL * queue_max - queue) / DRAIN
+            target = answered * (BACK_OFF if dropped else BELOW if queue > FILL * queue_max else ABOVE)
             # Our share of what it takes: what we sent against all it received (other publishers send to
-            # it too), so several publishers at "max" together offer the target, not each of them.
-            rates.append(sent_rate * max(target, 0.0) / received)
-        rate = min(rates) if rates else self._rate
-        if idle and sent_rate >= 0.8 * self._rate:
+            # it too), so several publishers at "max" together offer the target, not each of them. Our
+            # second and its second fall apart by up to a second: the share is averaged over several.
+            share = min(1.0, sent_rate / received)
+            share = self._shares[unit] = SHARE_WEIGHT * share + (1 - SHARE_WEIGHT) * self._shares.get(unit, 1.0)
+            rates.append(share * max(target, 0.0))
+        # halfway from the rate in force: measured a second apart, the rates move more than the workers do
+        rate = (min(rates) + self._rate) / 2 if rates else self._rate
+        if self._ramping and idle and sent_rate >= 0.8 * self._rate:
             rate = max(rate, self._rate * GROW)
         self._rate = min(CEILING, max(FLOOR, rate))
         self._decided = now

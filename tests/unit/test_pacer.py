@@ -60,70 +60,64 @@ def test_a_worker_that_keeps_up_with_an_empty_queue_lets_the_rate_grow() -> None
         assert p.rate() >= rate * pacer.GROW or p.rate() == pacer.CEILING, (second, rate, p.rate())
 
 
-def test_a_busy_worker_is_offered_what_it_answers_plus_what_brings_its_queue_to_a_third() -> None:
+def feed(p: Pacer, clock: Clock, seconds: int, sent_per_s: float, **workers: dict[str, Any]) -> None:
+    """`seconds` of statuses, one a second from each worker: it answers `answered`/s of the `received`/s it
+    gets (default: all of it), holds `queue`, drops `drops`/s; the publisher sends `sent_per_s`."""
+    start = clock.now - 1000.0
+    for _ in range(seconds):
+        clock.now += 1.0
+        t = clock.now - 1000.0
+        for wid, w in workers.items():
+            answered = w["answered"]
+            p.on_status(wid, status(t, answered * t, received=w.get("received", answered) * t,
+                                    queue=w.get("queue", 0), dropped=int(w.get("drops", 0) * t),
+                                    group=w.get("group")), int(sent_per_s * (t - start)), running=True)
+
+
+def test_a_busy_worker_is_offered_a_little_less_than_it_answers() -> None:
     clock = Clock()
     p = started(clock, ("w", status(0, 0, queue=1500)))
-    for second in (1, 2):
-        clock.now += 1.0
-        p.on_status("w", status(second, 3000 * second, queue=1500), 3000 * second, running=True)
-    aim = pacer.FILL * 2000
-    assert p.rate() == pytest.approx(3000 + (aim - 1500) / pacer.DRAIN)
-    assert p.rate() < 3000  # its queue drains
+    feed(p, clock, 15, 3000, w={"answered": 3000, "queue": 1500})  # its queue is over its aim (a third)
+    assert p.rate() == pytest.approx(3000 * pacer.BELOW, rel=0.01)
+    feed(p, clock, 15, 3000, w={"answered": 3000, "queue": 200})  # under its aim
+    assert p.rate() == pytest.approx(3000 * pacer.ABOVE, rel=0.01)
 
 
-def test_a_worker_that_dropped_images_is_offered_less_than_it_answered() -> None:
+def test_a_worker_that_drops_images_is_offered_less_than_it_answered() -> None:
     clock = Clock()
     p = started(clock, ("w", status(0, 0)))
-    for second, dropped in ((1, 0), (2, 700)):
-        clock.now += 1.0
-        p.on_status("w", status(second, 4000 * second, received=6000 * second, queue=2000, dropped=dropped),
-                    6000 * second, running=True)
-    assert p.rate() == pytest.approx(4000 * pacer.BACK_OFF)
+    feed(p, clock, 15, 6000, w={"answered": 4000, "received": 6000, "queue": 2000, "drops": 2000})
+    assert p.rate() == pytest.approx(4000 * pacer.BACK_OFF, rel=0.01)
 
 
 def test_publishers_share_what_a_worker_takes() -> None:
     """Two publishers send to one worker; each sees the worker receive twice what it sent itself, so each
-    offers half of what keeps the queue at its aim."""
+    offers about half of what the worker answers."""
     clock = Clock()
     p = started(clock, ("w", status(0, 0, queue=1000)))
-    for second in (1, 2):
-        clock.now += 1.0
-        p.on_status("w", status(second, 3000 * second, received=3000 * second, queue=1000), 1500 * second,
-                    running=True)
-    aim = pacer.FILL * 2000
-    assert p.rate() == pytest.approx((3000 + (aim - 1000) / pacer.DRAIN) / 2)
+    feed(p, clock, 40, 1500, w={"answered": 3000, "received": 3000, "queue": 1000})
+    assert p.rate() == pytest.approx(3000 * pacer.BELOW / 2, rel=0.02)
 
 
 def test_a_shared_group_adds_up_and_workers_outside_one_get_every_image() -> None:
     clock = Clock()
     p = started(clock, *((wid, status(0, 0, queue=600, group="g")) for wid in ("a", "b")))
-    for second in (1, 2):
-        clock.now += 1.0
-        for wid in ("a", "b"):
-            p.on_status(wid, status(second, 2000 * second, queue=600, group="g"), 4000 * second, running=True)
-    aim = pacer.FILL * 4000
-    assert p.rate() == pytest.approx(4000 + (aim - 1200) / pacer.DRAIN)
+    feed(p, clock, 15, 4000, a={"answered": 2000, "queue": 600, "group": "g"},
+         b={"answered": 2000, "queue": 600, "group": "g"})
+    assert p.rate() == pytest.approx(4000 * pacer.ABOVE, rel=0.01)  # 1,200 queued of 4,000: under the aim
 
     clock = Clock()
     p = started(clock, ("a", status(0, 0, queue=600)), ("b", status(0, 0, queue=600)))
-    for second in (1, 2):
-        clock.now += 1.0  # each gets all 3,000/s; b answers only 2,000/s of them
-        p.on_status("a", status(second, 3000 * second, queue=600), 3000 * second, running=True)
-        p.on_status("b", status(second, 2000 * second, received=3000 * second, queue=600), 3000 * second,
-                    running=True)
-    aim = pacer.FILL * 2000
-    assert p.rate() == pytest.approx(2000 + (aim - 600) / pacer.DRAIN)  # the slower one sets it
+    # each gets all 3,000/s; b answers only 2,000/s of them
+    feed(p, clock, 15, 3000, a={"answered": 3000, "queue": 600}, b={"answered": 2000, "received": 3000, "queue": 600})
+    assert p.rate() == pytest.approx(2000 * pacer.ABOVE, rel=0.01)  # the slower one sets it
 
 
 def test_a_worker_that_gets_none_of_the_images_says_nothing_of_the_pace() -> None:
     clock = Clock()
-    p = started(clock, ("w", status(0, 0, queue=600)), ("idle", status(0, 0)))
-    for second in (1, 2):
-        clock.now += 1.0
-        p.on_status("w", status(second, 3000 * second, queue=600), 3000 * second, running=True)
-        p.on_status("idle", status(second, 0), 3000 * second, running=True)
-    aim = pacer.FILL * 2000
-    assert p.rate() == pytest.approx(3000 + (aim - 600) / pacer.DRAIN)
+    p = started(clock, ("w", status(0, 0, queue=1500)), ("idle", status(0, 0)))
+    feed(p, clock, 15, 3000, w={"answered": 3000, "queue": 1500}, idle={"answered": 0})
+    assert p.rate() == pytest.approx(3000 * pacer.BELOW, rel=0.01)
 
 
 def test_no_decision_while_not_publishing_and_a_restart_begins_low() -> None:
