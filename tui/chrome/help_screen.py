@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,14 +20,29 @@ ABOUT = (
 )
 
 
-def keys_table(keys: list[tuple[str, str]], key_width: int) -> Table:
-    """One section's keys in two columns: a long description wraps inside its own column, never under the keys."""
-    table = Table.grid(padding=(0, 2))
-    table.add_column(width=key_width, no_wrap=True, style="bold")
-    table.add_column(ratio=1, overflow="fold")
-    for key, description in keys:
-        table.add_row(Text(key), Text(description))
-    return table
+class KeysTable:
+    """One section's keys in two columns: a long description wraps inside its own column, never under the keys.
+
+    What a two-column `rich.table.Table` grid shows, drawn directly: the table measured and rendered every
+    cell of every section again on each layout, most of the time the first `?` took."""
+
+    GAP = 2
+
+    def __init__(self, keys: list[tuple[str, str]], key_width: int) -> None:
+        self.keys = keys
+        self.key_width = key_width
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        widest = max((len(d) for _k, d in self.keys), default=0)
+        return Measurement(self.key_width + self.GAP + 1, min(options.max_width, self.key_width + self.GAP + widest))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(1, options.max_width - self.key_width - self.GAP)
+        blank = Text(" " * (self.key_width + self.GAP))
+        for key, description in self.keys:
+            head = Text(key[: self.key_width].ljust(self.key_width), style="bold") + Text(" " * self.GAP)
+            for i, line in enumerate(Text(description).wrap(console, width, overflow="fold")):
+                yield (head if i == 0 else blank) + line
 
 
 class HelpScreen(ModalScreen[None]):
@@ -45,7 +61,7 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll(id="help-body"):
                 for title, keys in self.sections:
                     yield Static(title, classes="help-section", markup=False)
-                    yield Static(keys_table(keys, width), classes="help-keys")
+                    yield Static(KeysTable(keys, width), classes="help-keys")
                 yield Static(ABOUT, id="help-about", classes="dialog-hint")
             yield Static("↑ ↓ pgup pgdn scroll · escape or ? closes", classes="dialog-hint")
 
