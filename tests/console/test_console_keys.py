@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import pilot_until as until
+from rich.console import Console
 from rich.style import Style
 from test_snapshots import BROKER, NOW, make_observer
 from textual.containers import VerticalScroll
@@ -20,7 +21,7 @@ from engine.console.observer import ResultRow, RoleStatus
 from engine.errors import ConfigError
 from tui import keys
 from tui.app import PANES, RATE_STEPS, MainScreen, MnistApp, next_rate
-from tui.chrome.help_screen import HelpScreen
+from tui.chrome.help_screen import HelpScreen, KeysTable
 from tui.draw.draw_dialog import DrawDialog
 from tui.publisher.rate_dialog import parse_rate
 from tui.results.prob_bars import ProbBars
@@ -313,3 +314,13 @@ async def test_q_while_starting_quits_at_once() -> None:
     assert app.start_thread is not None
     app.start_thread.join(10)
     assert not app.start_thread.is_alive() and app.start_error is None
+
+
+def test_a_long_help_line_wraps_in_its_own_column() -> None:
+    console = Console(width=30, record=True, color_system=None)
+    console.print(KeysTable([("space", "start or stop publishing, every publisher on the broker"), ("q", "quit")], 5))
+    lines = console.export_text().splitlines()
+    assert lines[0].startswith("space  start or stop")
+    assert len(lines) > 3 and all(line.startswith(" " * 7) and line[7] != " " for line in lines[1:-1])
+    assert lines[-1].rstrip() == "q      quit"
+    assert all(len(line.rstrip()) <= 30 for line in lines)
