@@ -15,17 +15,19 @@ less after it dropped images; so it is kept busy, its queue hovers around a thir
 waits at most about a third of a queue (a queue is about half a second of work by default). Our part of
 that is our share of what it received (averaged over a few seconds), so several publishers at "max"
 together offer it that much, not each of them; the pacer takes the lowest, and moves halfway to it (the
-rates, measured a second apart, move more than the workers do). From a start until the first queue
-reaches a third (or a drop), the rate grows by half each decision while every queue is nearly empty (a
-worker that keeps up shows only what it is offered, not what it could take).
+rates, measured a second apart, move more than the workers do). A worker that keeps up shows only what it
+is offered, so that alone would find more room 2.5% a decision: from a start until a queue first reaches
+a third (or a drop), and again after three decisions in a row with every queue nearly empty, no drops and
+the publisher keeping to its rate, the rate grows by half each decision.
 
-A worker heard live while not running (paused, starting, going offline) holds the rate for 30 s; a
-running one that falls silent counts for 5 s. With no worker left (none ever heard, or workers that
-publish no status, such as the seed's programs), `rate()` is None and the publisher sends as fast as it
-can, as before. A retained status of a worker that is not running counts for nothing (it may be long
-gone). Statuses are data from the broker: their numbers are checked here, a status with numbers that make
-no sense counts as not running, a step of a worker's clock gives no rate, and at most 256 workers are
-followed.
+A worker heard while not running (paused, offline) holds the rate while it says so and for 30 s after;
+a group with such a member is left as it is (the broker still gives the member its part of the stream,
+which it drops). A running worker that falls silent counts for 5 s. With no worker left (none ever heard,
+or workers that publish no status, such as the seed's programs), `rate()` is None and the publisher sends
+as fast as it can, as before. A retained status of a worker not yet heard that is not running counts for
+nothing (it may be long gone). Statuses are data from the broker: their numbers are checked here, a status
+with numbers that make no sense counts as not running, a step of a worker's clock leaves its last rate,
+and at most 256 workers are followed.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ BACK_OFF = 0.9  # of what a worker that dropped images answered
 FORGET = 5.0  # s: a running worker not heard from for this long no longer counts
 HOLD = 30.0  # s: a worker heard live but not running (paused, restarting, gone offline) holds the rate this long
 SHARE_WEIGHT = 0.25  # of the newest estimate of our share in its running average
+CALM = 3  # decisions in a row with every queue nearly empty, no drops, the rate kept: ramp again
 MIN_GAP = 0.5  # s between decisions at least
 MAX_GAP = 1.5  # s: decide even if some worker's next status is late
 MAX_WORKERS = 256  # workers followed at most (statuses under more ids are ignored)
@@ -98,6 +101,7 @@ class Pacer:
         self._until = 0.0  # monotonic time after which no worker counts (then: as fast as possible)
         self._rate = START
         self._ramping = True  # from a start until the first queue at its aim (or a drop): grow by half each time
+        self._calm = 0  # decisions in a row that would have let a ramp go on
         self._decided = clock()
         self._sent_mark = 0
 
@@ -111,10 +115,16 @@ class Pacer:
         with self._lock:
             self._rate = START
             self._ramping = True
+            self._shares.clear()
             self._decided = self._clock()
             self._sent_mark = sent
             for w in self._workers.values():
                 w.dropped_mark = w.dropped
+
+    def recount(self, sent: int) -> None:
+        """The publisher's count started again (a reset) at `sent`."""
+        with self._lock:
+            self._sent_mark = sent
 
     def on_status(self, worker_id: str, status: dict[str, Any] | None, sent: int, running: bool,
                   retained: bool = False) -> None:
@@ -123,7 +133,7 @@ class Pacer:
         broker kept (a worker that is not running then counts for nothing: it may be long gone)."""
         now = self._clock()
         with self._lock:
-            if status is None or (retained and status.get("state") != "running"):
+            if status is None or (retained and status.get("state") != "running" and worker_id not in self._workers):
                 self._workers.pop(worker_id, None)
             else:
                 self._update(worker_id, now, status)
@@ -144,8 +154,10 @@ class Pacer:
             if len(self._workers) >= MAX_WORKERS:
                 return
             w = self._workers[worker_id] = _Worker(now, running=False)
+        group = status.get("group")
+        w.group = group if isinstance(group, str) else w.group
         found = _counters(status) if status.get("state") == "running" else None
-        if found is None:  # paused, starting, offline, or numbers that make no sense: it holds the rate
+        if found is None:  # paused, offline, or numbers that make no sense: it holds the rate
             w.seen, w.running, w.rate, w.received_rate, w.dropped_mark = now, False, None, None, None
             return
         ts, processed, received, dropped, queue, queue_max = found
@@ -155,7 +167,6 @@ class Pacer:
         elif gap > 0 and abs(gap - wall_gap) <= 0.5 * wall_gap + 0.5:  # else a repeat, or its clock stepped
             w.rate = (processed - w.processed) / gap
             w.received_rate = (received - w.received) / gap
-        group = status.get("group")
         w.seen, w.running, w.ts, w.processed, w.received, w.dropped = now, True, ts, processed, received, dropped
         w.queue, w.queue_max, w.fresh = queue, max(queue_max, 1.0), True
         w.group = group if isinstance(group, str) else None
@@ -163,9 +174,13 @@ class Pacer:
     def _decide(self, now: float, sent: int, live: list[_Worker]) -> None:
         sent_rate = max(0, sent - self._sent_mark) / max(now - self._decided, 1e-3)
         units: dict[str, list[_Worker]] = {}
+        held: set[str] = set()  # groups with a member that is there but not running: it still gets its part
         for wid, w in self._workers.items():
+            unit = f"group {w.group}" if w.group else f"worker {wid}"
             if w.running:
-                units.setdefault(f"group {w.group}" if w.group else f"worker {wid}", []).append(w)
+                units.setdefault(unit, []).append(w)
+            elif w.group:
+                held.add(unit)
         for gone in set(self._shares) - set(units):
             del self._shares[gone]
         rates: list[float] = []
@@ -177,8 +192,8 @@ class Pacer:
             idle = idle and not dropped and queue < IDLE * queue_max
             if dropped or queue >= FILL * queue_max:
                 self._ramping = False
-            if any(w.rate is None or w.received_rate is None for w in members):
-                continue  # not known yet: a new or restarted worker
+            if unit in held or any(w.rate is None or w.received_rate is None for w in members):
+                continue  # a member paused (its images are dropped), or not known yet: a new or restarted worker
             answered = sum(w.rate or 0.0 for w in members)
             received = sum(w.received_rate or 0.0 for w in members)
             if received < 1.0:
@@ -192,7 +207,11 @@ class Pacer:
             rates.append(share * max(target, 0.0))
         # halfway from the rate in force: measured a second apart, the rates move more than the workers do
         rate = (min(rates) + self._rate) / 2 if rates else self._rate
-        if self._ramping and idle and sent_rate >= 0.8 * self._rate:
+        calm = idle and sent_rate >= 0.8 * self._rate
+        self._calm = self._calm + 1 if calm else 0
+        if self._calm >= CALM:  # the workers take all they are offered and wait for more: find out how much
+            self._ramping = True
+        if self._ramping and calm:
             rate = max(rate, self._rate * GROW)
         self._rate = min(CEILING, max(FLOOR, rate))
         self._decided = now

@@ -211,6 +211,7 @@ class Publisher(Role):
             self.sent = 0
             self.errors = 0
             self._finished = False
+        self._pacer.recount(0)
 
     # ----- the publishing thread -----
     def _next_sample(self) -> Sample | None:
@@ -337,6 +338,7 @@ class Publisher(Role):
             lower_thread_priority(self.publish_nice)
         next_at = time.monotonic()
         paced = False  # publishing at "max" paced by the workers: starting so (again) starts the pacer low
+        heard = False  # subscribed to the workers' statuses once (before that, max would flood)
         while not self._stop.is_set():
             if self._pending_steps:
                 with self._lock:
@@ -354,6 +356,13 @@ class Publisher(Role):
                 continue
             rate = self.rate
             if rate == 0 and self.pace:
+                if not heard:  # the first time: the workers' retained statuses come with the subscription
+                    if not self.ready.is_set():
+                        self._wake.wait(0.05)
+                        self._wake.clear()
+                        next_at = time.monotonic()
+                        continue
+                    heard = True
                 if not paced:
                     paced = True
                     self._pacer.restart(self.sent)

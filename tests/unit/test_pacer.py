@@ -182,3 +182,48 @@ def test_at_most_so_many_workers_are_followed() -> None:
     for i in range(pacer.MAX_WORKERS + 50):
         p.on_status(f"w{i}", status(0, 0), 0, running=False)
     assert len(p._workers) == pacer.MAX_WORKERS
+
+
+def test_a_paused_member_of_a_group_holds_the_rate() -> None:
+    """The broker still gives a paused member its part of the stream, which it drops: what the running members
+    answer is then no measure of what the group takes, so the rate holds instead of falling."""
+    clock = Clock()
+    p = started(clock, *((wid, status(0, 0, queue=600, group="g")) for wid in ("a", "b")))
+    feed(p, clock, 15, 4000, a={"answered": 2000, "queue": 600, "group": "g"},
+         b={"answered": 2000, "queue": 600, "group": "g"})
+    held = p.rate()
+    for _ in range(5):
+        clock.now += 1.0
+        t = clock.now - 1000.0
+        p.on_status("b", status(t, 0, state="stopped", group="g"), int(4000 * (t + 15)), running=True)
+        p.on_status("a", status(t, 2000 * t, queue=600, group="g"), int(4000 * (t + 15)), running=True)
+        assert p.rate() == held
+
+
+def test_workers_that_take_all_they_are_offered_let_the_rate_ramp_again() -> None:
+    """After the first ramp, a worker that keeps up shows only what it is offered (5% a decision); a few calm
+    decisions in a row and the rate grows by half again."""
+    clock = Clock()
+    p = started(clock, ("w", status(0, 0, queue=1500)))
+    feed(p, clock, 3, 500, w={"answered": 500, "queue": 1500})  # its queue reached the aim: the ramp is over
+    sent = 1500
+    answered = 1500.0
+    rates = []
+    for _ in range(pacer.CALM + 2):
+        rate = p.rate()
+        assert rate is not None
+        clock.now += 1.0
+        sent += int(rate)
+        answered += rate
+        p.on_status("w", status(clock.now - 1000.0, answered, queue=0), sent, running=True)
+        rates.append(p.rate())
+    assert rates[-1] >= rates[-2] * pacer.GROW, rates
+
+
+def test_a_known_worker_keeps_holding_the_rate_through_its_retained_status() -> None:
+    """After a reconnect the broker sends the worker's retained "stopped" status again: still a worker."""
+    clock = Clock()
+    p = started(clock, ("w", status(0, 0)))
+    p.on_status("w", status(1, 0, state="stopped"), 0, running=True)
+    p.on_status("w", status(1, 0, state="stopped"), 0, running=True, retained=True)
+    assert p.rate() == pacer.START
