@@ -6,12 +6,13 @@ generous (10-20 s) because the suite runs on loaded 2-core machines; a passing t
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -50,6 +51,17 @@ def wait_for(
             text = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout:g} s: {text}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def started(role: Any, timeout: float = 30.0) -> Iterator[Any]:
+    """An in-process role (engine.roles) started and ready (connected, subscribed); stopped at the end."""
+    role.start()
+    try:
+        assert role.wait_ready(timeout), role.last_error
+        yield role
+    finally:
+        role.stop()
 
 
 class Message(NamedTuple):

@@ -4,19 +4,17 @@ worker and publisher as their own processes; waits with deadlines, no time asser
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers import MqttProbe, check_latency_parts, wait_for
+from helpers import MqttProbe, check_latency_parts, started, wait_for
 
 from engine.protocol import extract_meta
 from engine.roles.publisher import Publisher
@@ -188,16 +186,6 @@ class _SlowPublisher(Publisher):
         return super()._payload(sample)
 
 
-@contextlib.contextmanager
-def _started(publisher: Publisher) -> Iterator[Publisher]:
-    publisher.start()
-    try:
-        assert publisher.wait_ready(30), publisher.last_error
-        yield publisher
-    finally:
-        publisher.stop()
-
-
 def _handed_over(publisher: Publisher, images: MqttProbe, marker: bytes) -> list[bytes]:
     """Every image `publisher` handed to paho so far, as `images` received them: a marker published on the
     publisher's own connection comes after all of them."""
@@ -212,7 +200,7 @@ def test_a_stop_while_a_burst_is_built_is_not_followed_by_that_burst(mosquitto_b
     then never handed over, and its images go first when publishing starts again (none skipped)."""
     address = mosquitto_broker.address
     images = probe_factory(address, "mnist")
-    with _started(_SlowPublisher(address, Settings(rate=0, autostart=True), "slow-in")) as publisher:
+    with started(_SlowPublisher(address, Settings(rate=0, autostart=True), "slow-in")) as publisher:
         assert publisher.building.wait(60), f"{publisher.sent} sent"
         publisher.pause()
         count = publisher.sent
@@ -237,7 +225,7 @@ def test_a_stop_while_refused_images_are_sent_one_by_one_keeps_the_rest_and_the_
     the middle keeps the rest for the next start, in order, and a counted run still sends its count."""
     address = mosquitto_broker.address
     images = probe_factory(address, "mnist")
-    with _started(Publisher(address, Settings(rate=0, count=10), "refused-in")) as publisher:
+    with started(Publisher(address, Settings(rate=0, count=10), "refused-in")) as publisher:
         client = publisher.data_client
         refuse_once, publish = [True], client.publish
         sent_one_by_one = []
@@ -277,7 +265,7 @@ def test_a_reset_right_after_a_stop_drops_the_burst_being_built(mosquitto_broker
     the dataset, not with the old burst."""
     address = mosquitto_broker.address
     images = probe_factory(address, "mnist")
-    with _started(_SlowPublisher(address, Settings(rate=0, autostart=True), "reset-in")) as publisher:
+    with started(_SlowPublisher(address, Settings(rate=0, autostart=True), "reset-in")) as publisher:
         assert publisher.building.wait(60), f"{publisher.sent} sent"
         publisher.pause()
         publisher._cmd_reset({})
