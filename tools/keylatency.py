@@ -1,11 +1,12 @@
 """How fast the console answers a key while the pipeline floods it: `python -m tools.keylatency`.
 
 A benchmark, not a test. It starts the real `mnist-tui` (embedded broker, the three local roles) under
-a pseudo-terminal, starts the publisher (space; `--rate 0` by default, i.e. full speed), waits until
-results flow, and then, `--presses` times, types `?` and measures the time from writing the key to the
-first bytes on the terminal that show the help screen (its title), then `?` again to close it and the
-time until the main screen's footer is back. `?` closes the help too, so no lone escape byte is needed
-(a terminal application waits a moment after a lone escape to tell it from an escape sequence).
+a pseudo-terminal, starts the publisher (space; `--rate 0` by default: max, as fast as the worker takes;
+`-- --flood` floods), waits until results flow, and then, `--presses` times, types `?` and measures the
+time from writing the key to the first bytes on the terminal that show the help screen (its title), then
+`?` again to close it and the time until the main screen's footer is back. `?` closes the help too, so
+no lone escape byte is needed (a terminal application waits a moment after a lone escape to tell it from
+an escape sequence).
 
 A reader thread drains the terminal all the time with large reads and timestamps every chunk, so the
 console never waits for the terminal; the markers are found in the raw bytes (Textual writes a title in
@@ -199,7 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.keylatency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--presses", type=int, default=20, help="open/close pairs of the help screen (default 20)")
-    parser.add_argument("--rate", default="0", help="publisher rate, images/s (default 0: full speed)")
+    parser.add_argument("--rate", default="0", help="publisher rate, images/s (default 0: max, paced by the worker)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of flood before the first key")
     parser.add_argument("--size", default="120x40", help="terminal COLUMNSxLINES (default 120x40)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a key's effect")
