@@ -141,7 +141,7 @@ class Pacer:
             gap = now - self._decided
             live = [w for w in self._workers.values() if w.running]
             if running and live and gap >= MIN_GAP and (gap >= MAX_GAP or all(w.fresh for w in live)):
-                self._decide(now, sent, live)
+                self._decide(now, sent)
 
     def _forget(self, now: float) -> None:
         for wid in [wid for wid, w in self._workers.items() if now >= w.expires()]:
@@ -155,10 +155,12 @@ class Pacer:
                 return
             w = self._workers[worker_id] = _Worker(now, running=False)
         group = status.get("group")
-        w.group = group if isinstance(group, str) else w.group
+        group = group if isinstance(group, str) else None
         found = _counters(status) if status.get("state") == "running" else None
         if found is None:  # paused, offline, or numbers that make no sense: it holds the rate
             w.seen, w.running, w.rate, w.received_rate, w.dropped_mark = now, False, None, None, None
+            if group is not None:  # a last will names no group: it stays in the one it was in
+                w.group = group
             return
         ts, processed, received, dropped, queue, queue_max = found
         gap, wall_gap = ts - w.ts, now - w.seen
@@ -168,10 +170,9 @@ class Pacer:
             w.rate = (processed - w.processed) / gap
             w.received_rate = (received - w.received) / gap
         w.seen, w.running, w.ts, w.processed, w.received, w.dropped = now, True, ts, processed, received, dropped
-        w.queue, w.queue_max, w.fresh = queue, max(queue_max, 1.0), True
-        w.group = group if isinstance(group, str) else None
+        w.queue, w.queue_max, w.fresh, w.group = queue, max(queue_max, 1.0), True, group
 
-    def _decide(self, now: float, sent: int, live: list[_Worker]) -> None:
+    def _decide(self, now: float, sent: int) -> None:
         sent_rate = max(0, sent - self._sent_mark) / max(now - self._decided, 1e-3)
         units: dict[str, list[_Worker]] = {}
         held: set[str] = set()  # groups with a member that is there but not running: it still gets its part
@@ -216,6 +217,7 @@ class Pacer:
         self._rate = min(CEILING, max(FLOOR, rate))
         self._decided = now
         self._sent_mark = sent
-        for w in live:
-            w.dropped_mark = w.dropped
-            w.fresh = False
+        for members in units.values():
+            for w in members:
+                w.dropped_mark = w.dropped
+                w.fresh = False
