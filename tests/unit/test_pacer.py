@@ -135,9 +135,7 @@ def test_no_decision_while_not_publishing_and_a_restart_begins_low() -> None:
 def test_a_paused_worker_holds_the_rate_and_a_silent_one_is_forgotten() -> None:
     clock = Clock()
     p = started(clock, ("w", status(0, 0, queue=1500)))
-    for second in (1, 2):
-        clock.now += 1.0
-        p.on_status("w", status(second, 3000 * second, queue=1500), 3000 * second, running=True)
+    feed(p, clock, 2, 3000, w={"answered": 3000, "queue": 1500})
     held = p.rate()
     for second in (3, 4, 5):  # paused (or going offline): it takes nothing, but it is there
         clock.now += 1.0
@@ -154,9 +152,7 @@ def test_a_paused_worker_holds_the_rate_and_a_silent_one_is_forgotten() -> None:
 def test_a_restarted_worker_a_clock_step_and_bad_numbers_give_no_rate() -> None:
     clock = Clock()
     p = started(clock, ("w", status(0, 0, queue=1000)))
-    for second in (1, 2):
-        clock.now += 1.0
-        p.on_status("w", status(second, 9000 * second, queue=1000), 9000 * second, running=True)
+    feed(p, clock, 2, 9000, w={"answered": 9000, "queue": 1000})
     before = p.rate()
     clock.now += 1.0
     p.on_status("w", status(3, 10, queue=1000), 27_000, running=True)  # restarted: its counters begin at 0
