@@ -9,7 +9,8 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
 `FastClient` changes only how bytes reach paho, not what paho does with them:
 - reads: one `recv` of up to 64 KiB fills a buffer, and `loop_read` handles every packet in it
   before it returns (one refill per call, so writes and keepalives still get their turn); a packet
-  that lies whole in the buffer is framed in one step, not read byte by byte;
+  that lies whole in the buffer is framed in one step, not read byte by byte, and a run of whole QoS 0/1
+  PUBLISH packets is handled in one loop, without paho's read loop, packet dict and dispatch per packet;
 - `publish_many`: publishes a batch with one wake-up of the network thread instead of one per message;
 - the in-flight window: the QoS 1/2 publishes waiting behind it are kept in a queue of their own, so an
   acknowledgement sends the next one at once (paho walks every message in flight to find it);
@@ -190,13 +191,30 @@ class FastClient(mqtt.Client):
         shed_when = self.shed_when
         try:
             while True:
-                if shed_when is not None and not self._in_packet["command"] and shed_when():
-                    self._skim()
+                if not self._in_packet["command"]:
+                    if shed_when is not None and shed_when():
+                        self._skim()
+                    if self._rbuf:
+                        rc = self._read_publishes()
+                        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                            return self._loop_rc_handle(rc)
+                        if self._sock is None:
+                            return MQTTErrorCode.MQTT_ERR_NO_CONN
                 rc = super().loop_read(max_packets)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._rbuf or self._sock is None:
                     return rc
         finally:
             self._refills = -1
+
+    def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
+        """paho's, but bytes already in the read buffer are handled first: `select` cannot see them. They
+        are left there only when on_message raised out of `loop_read` (suppress_exceptions off)."""
+        if self._rbuf and self._sock is not None and self._rbuf_sock is self._sock:
+            rc = self.loop_read()
+            if rc or self._sock is None:
+                return rc
+            timeout = 0.0
+        return super()._loop(timeout)
 
     def _packet_read(self) -> MQTTErrorCode:
         """paho's, but a packet that lies whole in the read buffer is framed here in one step (paho asks
@@ -264,13 +282,66 @@ class FastClient(mqtt.Client):
             del buf[:pos]
             self.shed += dropped
 
+    def _read_publishes(self) -> MQTTErrorCode:
+        """Handle the whole QoS 0/1 PUBLISH packets at the head of the read buffer in one loop.
+
+        Called only between packets. paho's way costs, per packet, its read loop, a packet dict built and
+        reset, a dispatch on the type and a lock for the time of the last read; here that is paid once
+        for the run. The run stops at anything else (another type, QoS 2, a packet cut off, one that
+        `_decode_publish` leaves to paho), which then goes to paho as usual.
+        """
+        buf = self._rbuf
+        if self._rbuf_sock is not self._sock:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS  # a new connection: _sock_recv drops the old bytes
+        end = len(buf)
+        pos = 0
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        try:
+            with self.one_wakeup(wake_at_end=False):  # on the network thread: its next pass writes the PUBACKs
+                while pos + 2 <= end:
+                    header = buf[pos]
+                    if header & 0xF4 != _PUBLISH:
+                        break  # not a PUBLISH, or QoS 2 (or the invalid QoS 3): paho's
+                    length = buf[pos + 1]
+                    start = pos + 2
+                    if length & 0x80:
+                        found = _varint(buf, pos + 1, end)
+                        if found is None:
+                            break
+                        length, start = found
+                    stop = start + length
+                    if stop > end:
+                        break
+                    try:
+                        decoded = self._decode_publish(header, buf[start:stop])
+                    except BaseException:  # on_message raised (suppress_exceptions off): read, as paho has it
+                        pos = stop
+                        raise
+                    if decoded is None:
+                        break  # paho decodes (or refuses) this one
+                    pos = stop
+                    if decoded != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        rc = decoded
+                        break
+                    if self._sock is None or self._rbuf_sock is not self._sock:  # on_message disconnected
+                        break
+        finally:
+            if pos:
+                del buf[:pos]
+                with self._msgtime_mutex:
+                    self._last_bytes_received = mqtt.time_func()
+        return rc
+
     def _handle_publish(self) -> MQTTErrorCode:
-        header = self._in_packet["command"]
-        packet = self._in_packet["packet"]
+        decoded = self._decode_publish(self._in_packet["command"], self._in_packet["packet"])
+        return super()._handle_publish() if decoded is None else decoded
+
+    def _decode_publish(self, header: int, packet: bytes | bytearray) -> MQTTErrorCode | None:
+        """Handle one PUBLISH (its first byte and its body); None, having done nothing, when paho must."""
         qos = (header & 0x06) >> 1
         end = len(packet)
         if qos == 2 or end < 3:
-            return super()._handle_publish()
+            return None
         pos = 2 + int.from_bytes(packet[0:2], "big")
         topic = bytes(packet[2:pos])
         mid = 0
@@ -281,18 +352,18 @@ class FastClient(mqtt.Client):
         found_props: dict[str, Any] | None = None
         if v5:
             if pos >= end:
-                return super()._handle_publish()  # malformed: paho reports it
+                return None  # malformed: paho reports it
             if packet[pos] == 0:
                 pos += 1
             else:
                 found = _simple_properties(packet, pos, end)
                 if found is None:
-                    return super()._handle_publish()  # other properties (or malformed): paho's decoder
+                    return None  # other properties (or malformed): paho's decoder
                 found_props, pos = found
         elif not topic:
-            return super()._handle_publish()  # paho reports the malformed packet
+            return None  # paho reports the malformed packet
         if pos > end:
-            return super()._handle_publish()
+            return None
         payload = bytes(packet[pos:])
         if self.skip_when is not None and self._skip(payload):
             self.skipped += 1

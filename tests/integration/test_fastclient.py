@@ -122,6 +122,88 @@ def test_many_small_and_some_large_messages_arrive_whole_and_in_order(mosquitto_
         receiver.close()
 
 
+def test_a_read_that_mixes_packets_for_the_fast_path_and_for_paho_arrives_in_order(
+        mosquitto_broker: EmbeddedBroker) -> None:
+    """Runs of QoS 0/1 publishes are handled in one loop over the read buffer; a QoS 2 publish or one with
+    user properties in the middle goes to paho, and the run goes on after it: every message arrives once,
+    with its QoS and properties, in order within its QoS."""
+    receiver = Receiver(mosquitto_broker, "fast/mix", 5, qos=2)
+    sender = make_client(mosquitto_broker.address, protocol=5)
+    sender.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+    sender.loop_start()
+    user = Properties(PacketTypes.PUBLISH)
+    user.UserProperty = [("k", "v")]
+    try:
+        sent: list[tuple[bytes, int, bool]] = []
+        info = None
+        for i in range(600):
+            qos = (0, 1, 0, 2)[i % 4]
+            with_user = i % 7 == 3
+            payload = f"m-{i}".encode()
+            info = sender.publish("fast/mix", payload, qos=qos, properties=user if with_user else None)
+            sent.append((payload, qos, with_user))
+        assert info is not None
+        info.wait_for_publish(10)
+        wait_for(lambda: len(receiver.messages) >= len(sent),
+                 message=lambda: f"{len(receiver.messages)} of {len(sent)} arrived")
+        got = [(m.payload, m.qos, getattr(m.properties, "UserProperty", None) == [("k", "v")])
+               for m in receiver.messages]
+        # MQTT keeps order within a QoS: mosquitto holds QoS 1/2 messages back while its in-flight window to
+        # the receiver is full and sends QoS 0 ones meanwhile, and paho hands a QoS 2 message over on PUBREL
+        for qos in (0, 1, 2):
+            assert [m for m in got if m[1] == qos] == [m for m in sent if m[1] == qos], f"QoS {qos}"
+        assert len(got) == len(sent)
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        receiver.close()
+
+
+def test_an_on_message_that_raises_in_a_run_loses_only_its_own_message(mosquitto_broker: EmbeddedBroker) -> None:
+    """Without suppress_exceptions an error in on_message leaves the loop, as in paho; that message counts as
+    read (it is not handed over again) and the next loop goes on with the rest of the read, which lies in
+    FastClient's buffer where paho's `select` cannot see it."""
+    client = make_fast_client(mosquitto_broker.address, "fast-raise", protocol=5)
+    client.on_socket_register_write = lambda *_: None  # the test drives the loop itself
+    got: list[bytes] = []
+    subscribed: list[int] = []
+
+    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        got.append(msg.payload)
+        if msg.payload == b"bad":
+            raise ValueError("bad message")
+
+    client.on_connect = lambda c, *_: c.subscribe("fast/raise", qos=0)
+    client.on_subscribe = lambda *_: subscribed.append(1)
+    client.on_message = on_message
+    client.suppress_exceptions = False
+    client.connect(mosquitto_broker.address.host, mosquitto_broker.address.port, **connect_kwargs(client))
+    sender = make_client(mosquitto_broker.address, protocol=5)
+    sender.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+    sender.loop_start()
+    raised = 0
+    try:
+        deadline = time.monotonic() + 10
+        while not subscribed:
+            assert time.monotonic() < deadline, "never subscribed"
+            client.loop(0.05)
+        payloads = [b"a", b"b", b"bad", b"c", b"d"]
+        for payload in payloads:
+            sender.publish("fast/raise", payload, qos=0)
+        deadline = time.monotonic() + 10
+        while len(got) < len(payloads):
+            assert time.monotonic() < deadline, f"only {got} arrived"
+            try:
+                client.loop(0.05)
+            except ValueError:
+                raised += 1
+        assert got == payloads and raised == 1
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        client.disconnect()
+
+
 def test_properties_retain_and_qos1_are_decoded_as_paho_does(mosquitto_broker: EmbeddedBroker) -> None:
     """Messages with MQTT 5 properties take paho's own decoder; flags and QoS 1 come through either way."""
     sender = make_client(mosquitto_broker.address, protocol=5)
