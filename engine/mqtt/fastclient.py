@@ -195,11 +195,13 @@ class FastClient(mqtt.Client):
                     if shed_when is not None and shed_when():
                         self._skim()
                     if self._rbuf:
-                        rc = self._read_publishes()
+                        rc, shedding = self._read_publishes(shed_when)
                         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                             return self._loop_rc_handle(rc)
                         if self._sock is None:
                             return MQTTErrorCode.MQTT_ERR_NO_CONN
+                        if shedding:
+                            continue  # the whole QoS 0 packet it stopped at goes to _skim
                 rc = super().loop_read(max_packets)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._rbuf or self._sock is None:
                     return rc
@@ -207,9 +209,12 @@ class FastClient(mqtt.Client):
             self._refills = -1
 
     def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
-        """paho's, but bytes already in the read buffer are handled first: `select` cannot see them. They
-        are left there only when on_message raised out of `loop_read` (suppress_exceptions off)."""
-        if self._rbuf and self._sock is not None and self._rbuf_sock is self._sock:
+        """paho's, but bytes already in the read buffer, and a whole packet held in `_in_packet`, are
+        handled first: `select` cannot see them. They are left there only when on_message raised out of
+        `loop_read` (suppress_exceptions off)."""
+        packet = self._in_packet
+        held = packet["command"] and packet["have_remaining"] and not packet["to_process"]
+        if (self._rbuf or held) and self._sock is not None and self._rbuf_sock is self._sock:
             rc = self.loop_read()
             if rc or self._sock is None:
                 return rc
@@ -282,20 +287,25 @@ class FastClient(mqtt.Client):
             del buf[:pos]
             self.shed += dropped
 
-    def _read_publishes(self) -> MQTTErrorCode:
+    def _read_publishes(self, shed_when: Callable[[], bool] | None) -> tuple[MQTTErrorCode, bool]:
         """Handle the whole QoS 0/1 PUBLISH packets at the head of the read buffer in one loop.
 
         Called only between packets. paho's way costs, per packet, its read loop, a packet dict built and
         reset, a dispatch on the type and a lock for the time of the last read; here that is paid once
         for the run. The run stops at anything else (another type, QoS 2, a packet cut off, one that
-        `_decode_publish` leaves to paho), which then goes to paho as usual.
+        `_decode_publish` leaves to paho), which then goes to paho as usual, and before a whole QoS 0
+        packet once `shed_when()` is true: then (rc, True), and `loop_read` sheds the rest by their lengths.
+
+        When on_message raises, the packet is left where paho leaves it (whole in `_in_packet`): paho
+        hands it over again on the next read, and acknowledges a QoS 1 one once on_message returns.
         """
         buf = self._rbuf
         if self._rbuf_sock is not self._sock:
-            return MQTTErrorCode.MQTT_ERR_SUCCESS  # a new connection: _sock_recv drops the old bytes
+            return MQTTErrorCode.MQTT_ERR_SUCCESS, False  # a new connection: _sock_recv drops the old bytes
         end = len(buf)
         pos = 0
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        shedding = False
         try:
             with self.one_wakeup(wake_at_end=False):  # on the network thread: its next pass writes the PUBACKs
                 while pos + 2 <= end:
@@ -312,10 +322,17 @@ class FastClient(mqtt.Client):
                     stop = start + length
                     if stop > end:
                         break
+                    if shed_when is not None and not header & 0x06 and shed_when():
+                        shedding = True
+                        break
+                    packet = buf[start:stop]
                     try:
-                        decoded = self._decode_publish(header, buf[start:stop])
-                    except BaseException:  # on_message raised (suppress_exceptions off): read, as paho has it
+                        decoded = self._decode_publish(header, packet)
+                    except BaseException:  # on_message raised (suppress_exceptions off): paho's state, see above
                         pos = stop
+                        held = self._in_packet
+                        held["command"], held["have_remaining"], held["remaining_length"] = header, 1, length
+                        held["to_process"], held["pos"], held["packet"] = 0, 0, packet
                         raise
                     if decoded is None:
                         break  # paho decodes (or refuses) this one
@@ -330,7 +347,7 @@ class FastClient(mqtt.Client):
                 del buf[:pos]
                 with self._msgtime_mutex:
                     self._last_bytes_received = mqtt.time_func()
-        return rc
+        return rc, shedding
 
     def _handle_publish(self) -> MQTTErrorCode:
         decoded = self._decode_publish(self._in_packet["command"], self._in_packet["packet"])
@@ -340,8 +357,8 @@ class FastClient(mqtt.Client):
         """Handle one PUBLISH (its first byte and its body); None, having done nothing, when paho must."""
         qos = (header & 0x06) >> 1
         end = len(packet)
-        if qos == 2 or end < 3:
-            return None
+        if qos >= 2 or end < 3:
+            return None  # QoS 2 is paho's; QoS 3 is a protocol error paho reports
         pos = 2 + int.from_bytes(packet[0:2], "big")
         topic = bytes(packet[2:pos])
         mid = 0
