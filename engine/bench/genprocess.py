@@ -148,6 +148,7 @@ def _main(config: dict[str, Any]) -> int:
                         else topics.results, watch=False,
                         collecting=role != "publish")
     gen.accept_prefix = f"{run_id}-g"
+    gen.measure_from = t_measure  # "sent" counts what the collectors count as measured, by the same stamp
     gen.connect()
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
@@ -155,7 +156,6 @@ def _main(config: dict[str, Any]) -> int:
         return 1
     stop = threading.Event()
     rate = float(config["rate"])
-    first = gen.sent
     cpu0 = psutil.Process().cpu_times()
     seconds = 0.0
     if role == "collect":  # results only: through the warm-up and the measured part
@@ -163,7 +163,6 @@ def _main(config: dict[str, Any]) -> int:
     else:
         if time.time() < t_measure:  # warm-up: load before the measured part
             gen.run(rate=rate, window=0, count=None, duration=t_measure - time.time(), stop=stop)
-        first = gen.sent
         cpu0 = psutil.Process().cpu_times()
         _sent, seconds = gen.run(rate=rate, window=0, count=None, duration=float(config["duration"]), stop=stop)
         gen.flush()
@@ -181,7 +180,7 @@ def _main(config: dict[str, Any]) -> int:
     for other in list(gen.others.values()):
         total.merge(other.to_json())
     gen.close()
-    report = {"index": config["index"], "sent": gen.sent - first, "send_seconds": seconds,
+    report = {"index": config["index"], "sent": gen.measured, "send_seconds": seconds,
               "publish_errors": gen.publish_errors, "held_back": gen.held_back, "foreign": tracker.foreign,
               "tally": total.to_json(),
               "cpu_seconds": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), "pid": os.getpid()}

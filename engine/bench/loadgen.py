@@ -64,6 +64,11 @@ class LoadGenerator:
         self.protocol = protocol
         self.tracker = tracker
         self.sent = 0  # images published (warm-up included)
+        # Images published with a sending time (their metadata's "t") at or after `measure_from`: what a collector
+        # in another process counts as measured (ResultTracker.start_measuring with `since`), by the same clock
+        # reading. Counting by the warm-up's end instead was off by the odd image stamped across the boundary.
+        self.measure_from: float | None = None
+        self.measured = 0
         self.publish_errors = 0
         self.held_back = 0  # open loop at QoS 1/2: images due while the broker had not acknowledged enough
         self.written_off = 0  # images given up on by the window's stall rule
@@ -221,9 +226,12 @@ class LoadGenerator:
         samples, n = self.samples, len(self.samples)
         prefix, src = self.prefix, self.client_id
         payloads = []
+        stamps = []
         for seq in range(first, first + count):
             sample = samples[seq % n]
-            meta = {"id": f"{prefix}{seq}", "label": sample.label, "t": time.time(), "src": src}
+            t = time.time()
+            stamps.append(t)
+            meta = {"id": f"{prefix}{seq}", "label": sample.label, "t": t, "src": src}
             payloads.append(embed_meta(sample.png, meta))
         infos = self._pub.publish_many(self.topics.images, payloads, qos=self.settings.qos,
                                        properties=image_properties(self.settings.image_expiry))
@@ -234,6 +242,9 @@ class LoadGenerator:
                 break
             taken += 1
             self._last_info = info
+        if self.measure_from is not None:
+            since = self.measure_from
+            self.measured += sum(1 for t in stamps[:taken] if t >= since)
         return taken
 
     def run(

@@ -6,13 +6,19 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from helpers import check_latency_parts
 
+from engine.bench.loadgen import LoadGenerator
 from engine.bench.report import render_table
 from engine.bench.stats import LatencyHistogram, ResultTracker
 from engine.cli import main
+from engine.digits.dataset import load_dataset
+from engine.protocol import extract_meta
+from engine.settings import Settings
 
 
 def _bench(*args: str, timeout: float = 120, **variables: str) -> subprocess.CompletedProcess[str]:
@@ -124,3 +130,29 @@ def test_tracker_counts_each_image_once() -> None:
     other.merge(t.to_json())  # as a generator process's tally reaches the bench process
     parts = other.tally.parts
     assert (parts["to_worker"].total, parts["in_worker"].total, parts["to_collector"].total) == (0.25, 0.5, 0.25)
+
+
+def test_a_generator_counts_as_measured_what_a_collector_counts(mosquitto_broker, probe_factory) -> None:
+    """`bench --generators`: a generator process reports as sent the images a collector in another process
+    counts as measured, those whose sending time is at or after the start of the measured part, read from
+    the same stamp. It used to count what it sent after its warm-up ended, which differed by the odd image
+    stamped across the boundary (CI: "lost" -1)."""
+    settings = Settings()
+    samples = load_dataset(settings.dataset, settings.list_file)
+    probe = probe_factory(mosquitto_broker.address, settings.topics.images, qos=0)
+    gen = LoadGenerator(mosquitto_broker.address, settings, samples, "measure-gen", 5, ResultTracker(),
+                        watch=False, collecting=False)
+    gen.connect()
+    try:
+        since = time.time() + 0.3
+        gen.measure_from = since
+        sent, _seconds = gen.run(rate=400, window=0, count=None, duration=0.8, stop=threading.Event())
+        assert gen.flush()
+        probe.wait_count(sent)
+    finally:
+        gen.close()
+    stamps = [extract_meta(m.payload).t for m in probe.messages(settings.topics.images)]
+    assert len(stamps) == sent and None not in stamps
+    measured = sum(1 for t in stamps if t is not None and t >= since)
+    assert 0 < measured < sent  # images on both sides of the boundary
+    assert gen.measured == measured
