@@ -6,9 +6,11 @@ floods it with two `mosquitto_pub --repeat N` processes at once: one worker-made
 (`engine/result_json.py`, with its MQTT 5 content type) on the results topic and one image with its
 metadata on the images topic, as a full-speed pipeline sends them. C publishers cost little, so what is
 measured is the observer: the results it counted per second from its first to its last, and the CPU
-its child process spent per message (images and results), read from /proc. The result carries no
-`t_done`, so that the observer never skips ahead (a copy of one result looks later and later). Prints the load average
-before and after: on a shared machine say so beside the figures. `--json` prints the report as JSON.
+its child process spent per message (images and results), read from /proc. At these rates the observer
+decodes a sample (engine/console/sampling.py) and counts the rest: `--no-sampling` decodes every one.
+The result carries no `t_done`, so that the observer never skips ahead (a copy of one result looks later
+and later). Prints the load average before and after: on a shared machine say so beside the figures.
+`--json` prints the report as JSON.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=30_000, help="results (and as many images) to send")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds without a new result that end a run")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-sampling", action="store_true",
+                        help="decode every message, as before engine/console/sampling.py")
     args = parser.parse_args(argv)
     topics = Topics()
     now = time.time()
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         files = {topics.results: Path(tmp, "result.json"), topics.images: Path(tmp, "image.png")}
         files[topics.results].write_bytes(result)
         files[topics.images].write_bytes(image)
-        observer = ObserverProcess(broker.address)
+        observer = ObserverProcess(broker.address, sampling=not args.no_sampling)
         observer.start()
         try:
             deadline = time.monotonic() + 30
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 flood.wait(10)
             span = max(last - (first or t0), 1e-9)
             report = {
+                "sampling": not args.no_sampling, "results_decoded": snap.stats.decoded,
                 "sent_results": args.count, "sent_images": args.count, "results_taken": seen,
                 "seconds": round(last - t0, 2), "results_per_s": round(seen / max(last - t0, 1e-9)),
                 "results_per_s_first_to_last": round(seen / span),

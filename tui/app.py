@@ -541,7 +541,10 @@ class MnistApp(App[None]):
             self.notify(str(exc), title="Not exported", severity="error")
             return
         note = ""
-        if snap.stats.received > n:
+        if snap.stats.counted_only:
+            note = (f" (of {fmt.count(snap.stats.received)}: at thousands a second the console decodes a sample"
+                    " and keeps its newest)")
+        elif snap.stats.received > n:
             note = f" (the newest {fmt.count(n)} of {fmt.count(snap.stats.received)}: the console keeps that many)"
         self.notify(f"{fmt.count(n)} results to {target}{note}", title="Exported", timeout=8)
         self.last_export = target

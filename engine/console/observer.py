@@ -19,6 +19,7 @@ gets), `subscriptions.py` (the filters subscribed, and which copy of a message i
 `topic_filters.py` (filter validation and matching), `topic_table.py` (the inspector's topics and
 messages), `role_table.py` (every role's status), `result_log.py` (results, counts, latency),
 `image_store.py` (recent images), `keep_up.py` (skipping ahead when the view falls behind),
+`sampling.py` (which results and images are decoded at thousands a second, the rest only counted),
 `publish_verdicts.py` (the broker's answers to the console's own publishes); `observer_common.py` holds
 the checks it shares with `ObserverProcess`.
 
@@ -45,6 +46,7 @@ from engine.console.observer_common import ObserverCommon, check_filter, check_p
 from engine.console.publish_verdicts import PUBACK_WAIT, Pending, PublishVerdicts, size_text
 from engine.console.result_log import ResultLog
 from engine.console.role_table import FORGET_OFFLINE_AFTER, MAX_ROLES, RoleTable
+from engine.console.sampling import IMAGES_PER_SECOND, RESULTS_PER_SECOND, Sampling
 from engine.console.snapshot import (
     HISTORY,
     STALE_AFTER,
@@ -70,6 +72,10 @@ from engine.topics import Topics
 from engine.untrusted import clean_text, json_object
 
 READ_HINT_AFTER = 10.0  # seconds logged in and subscribed without a single status: then a hint
+# After a read that emptied the socket the client waits this long before the next one (FastClient.read_pause):
+# at a few thousand messages a second each read otherwise brings in a handful, and the wake-up, select and recv
+# cost more than the messages. The screen shows ten frames a second; a command waits as long at most.
+READ_PAUSE = 0.02
 
 # Names that other modules import from here (they live in the modules named above).
 __all__ = [
@@ -97,6 +103,7 @@ class Observer(ObserverCommon):
         max_bytes: int = 32 * 1024 * 1024,
         max_images: int = 5_000,
         max_image_bytes: int = 4 * 1024 * 1024,
+        sampling: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(address, topics, filter, client_id, max_results)
@@ -120,6 +127,9 @@ class Observer(ObserverCommon):
         self._results = ResultLog(max_results)
         self._keep_up = KeepUp()
         self._skipped_before = 0  # skipped by clients this observer replaced (a switch to MQTT 3.1.1)
+        # at thousands a second, only a sample of the QoS 0 results and images is decoded (sampling.py)
+        self._sampling = Sampling({self.topics.results.encode(): RESULTS_PER_SECOND,
+                                   self.topics.images.encode(): IMAGES_PER_SECOND}) if sampling else None
         # images as they came (the newest max_images, at most max_image_bytes), for a result's detail view
         self._images = ImageStore(max_images, max_image_bytes)
         # inspector
@@ -192,6 +202,9 @@ class Observer(ObserverCommon):
         client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         client.shed_when = self._keep_up.skipping
+        if self._sampling is not None:
+            client.count_only = self._count_only
+        client.read_pause = READ_PAUSE
         with self._lock:
             self._skipped_before += getattr(self._client, "shed", 0)
             self._client = client
@@ -354,6 +367,30 @@ class Observer(ObserverCommon):
                     self._roles.on_status(topic, payload, retain, now)
                 else:
                     self._on_reply(topic, payload, now)
+
+    def _count_only(self, topic: bytes, payload: bytes) -> bool:
+        """Asked by the client before it decodes a plain QoS 0 message: True when it is only counted.
+
+        Only while the subscriptions stand (each message then comes once, and its topic alone says where
+        it goes); while a change of filter is in flight every message is decoded and routed by its
+        subscription identifiers.
+        """
+        sampling = self._sampling
+        if sampling is None or sampling.decode(topic):
+            return False
+        now = self._clock()
+        name = topic.decode()
+        with self._lock:
+            if self._subs.pending or self._connection.state != "connected":
+                return False
+            inspect, kind = self._subs.route(name, None, self._filter)
+            if inspect:
+                self._topics.count(name, len(payload), now)
+            if kind == "results":
+                self._results.count_only()
+            elif kind == "images":
+                self._images.add(payload)
+        return True
 
     def image(self, image_id: str) -> bytes | None:
         """The PNG of image `image_id` as it went over the broker, if it is still kept."""

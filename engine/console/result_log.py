@@ -24,12 +24,14 @@ class ResultLog:
         self._rows: deque[ResultRow] = deque(maxlen=max_results)
         self.seq = 0  # results seen so far (a row's seq); not reset by clear()
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._all = 0  # results counted so far, decoded or not (the rate); not reset by clear()
         self._mark = 0
         self._reset_stats()
 
     def _reset_stats(self) -> None:
         self._counts = ResultCounts()
         self._malformed = 0
+        self._counted_only = 0  # results counted but not decoded (sampling.py)
         self._rate = 0.0
         self._p50: float | None = None
         self._p99: float | None = None
@@ -42,6 +44,7 @@ class ResultLog:
             self._malformed += 1
             return None
         self.seq += 1
+        self._all += 1
         latency = (now - r.t_sent) * 1000.0 if r.t_sent is not None else None
         if latency is not None:
             latency = max(0.0, latency)
@@ -52,6 +55,11 @@ class ResultLog:
         ))
         self._counts.add(r.pred, r.label, r.worker, r.error is not None)
         return r
+
+    def count_only(self) -> None:
+        """A result that was counted but not decoded (sampling.py): in the count and the rate only."""
+        self._counted_only += 1
+        self._all += 1
 
     def rows(self, results: int | None = None, results_after: int | None = None) -> tuple[ResultRow, ...]:
         """The newest `results` rows (all when None), only those with a seq above `results_after`."""
@@ -66,13 +74,14 @@ class ResultLog:
 
     def stats(self) -> ResultStats:
         c = self._counts
-        return ResultStats(c.received, c.labelled, c.correct, c.errors, self._malformed, self._rate,
-                           self._p50, self._p99, tuple(tuple(r) for r in c.confusion))
+        return ResultStats(c.received + self._counted_only, c.labelled, c.correct, c.errors, self._malformed,
+                           self._rate, self._p50, self._p99, tuple(tuple(r) for r in c.confusion),
+                           self._counted_only)
 
     def update_rates(self, dt: float) -> None:
         """`dt` seconds since the last call: the result rate over them, and the latency percentiles."""
-        self._rate = (self.seq - self._mark) / dt
-        self._mark = self.seq
+        self._rate = (self._all - self._mark) / dt
+        self._mark = self._all
         if self._latencies:
             values = sorted(self._latencies)
             self._p50 = percentile(values, 50)

@@ -70,6 +70,13 @@ class ResultStats(NamedTuple):
     lat_p50: float | None  # ms, over recent results
     lat_p99: float | None
     confusion: tuple[tuple[int, ...], ...]  # rows = label, columns = prediction
+    # of `received`, those only counted, not decoded (engine/console/sampling.py): the rest, `decoded`, are
+    # the rows and what labelled, correct, errors, the latencies and the confusion matrix are taken over
+    counted_only: int = 0
+
+    @property
+    def decoded(self) -> int:
+        return self.received - self.counted_only
 
     @property
     def accuracy(self) -> float | None:

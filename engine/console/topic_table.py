@@ -49,24 +49,35 @@ class TopicTable:
     def __len__(self) -> int:
         return len(self._states)
 
-    def add(self, topic: str, payload: bytes, qos: int, retain: bool, now: float,
-            props: MessageProps | None = None) -> None:
+    def _counted(self, topic: str, size: int, now: float, retain: bool) -> _TopicState | None:
+        """Count a message on `topic`; its state, or None when it is not kept (paused, too many topics)."""
         self.inspected += 1
         if self.paused:
             self.missed += 1
-            return
+            return None
         state = self._states.get(topic)
         if state is None:
             if len(self._states) >= self.max_topics:
                 self.dropped += 1
-                return
+                return None
             state = self._states[topic] = _TopicState(topic, self.max_messages)
             self.version += 1
-        size = len(payload)
         state.count += 1
         state.last_size = size
         state.last_t = now
         state.retained = retain
+        return state
+
+    def count(self, topic: str, size: int, now: float) -> None:
+        """A message (not retained) that is counted but not kept: sampling.py decoded only a sample of its topic."""
+        self._counted(topic, size, now, False)
+
+    def add(self, topic: str, payload: bytes, qos: int, retain: bool, now: float,
+            props: MessageProps | None = None) -> None:
+        size = len(payload)
+        state = self._counted(topic, size, now, retain)
+        if state is None:
+            return
         kept = payload if size <= self.max_payload else payload[: self.max_payload]
         msgs = state.messages
         if len(msgs) == msgs.maxlen:

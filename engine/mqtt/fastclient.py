@@ -34,7 +34,15 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
 - shedding: while `shed_when()` is true, whole QoS 0 PUBLISH packets at the head of what one `recv`
   brought in are dropped by their length alone (about 1 us each, against 10-20 us through paho and
   the role's callback) and counted in `shed`. A worker sets it while its queue is full: offered ten
-  times what it can take, it spends its core on inference, not on reading and dropping one by one.
+  times what it can take, it spends its core on inference, not on reading and dropping one by one;
+- counting only: `count_only(topic, payload)` is asked about each plain QoS 0 PUBLISH (not retained) of a
+  run before it is decoded; True means the caller has counted it and wants no more of it (counted in
+  `counted_only`), so it costs about 2 us instead of a message object and `on_message`. The console's
+  observer uses it to decode only a sample of the results and images at thousands a second;
+- pausing: with `read_pause` set, the network loop waits that long after a read that emptied the socket
+  before it selects again, so the next read takes in what came meanwhile at once (the console's observer:
+  at a few thousand messages a second each read otherwise brings in a handful, and its wake-up, `select`
+  and `recv` cost more than the messages). A publish waits as long at most.
 Everything else (protocol, sessions, acknowledgements, reconnects, TLS) is paho's own.
 """
 
@@ -158,6 +166,13 @@ class FastClient(mqtt.Client):
         # before paho makes a message of it or calls on_message
         self.skip_when: Callable[[bytes], bool] | None = None
         self.skipped = 0  # messages dropped so
+        # True for (topic, payload) of a plain QoS 0 message: the caller counted it, and it is not decoded
+        self.count_only: Callable[[bytes, bytes], bool] | None = None
+        self.counted_only = 0  # messages so
+        # seconds the network loop waits after a read that emptied the socket, so that the next one takes
+        # more at once (a viewer's client: one read per message costs more than the message)
+        self.read_pause = 0.0
+        self._short_read = False
         self._queued_out: deque[int] = deque()  # mids of QoS 1/2 publishes waiting behind the in-flight window
         # after_acknowledged: QoS 1/2 publishes are numbered in the order they are handed over
         self._published = 0  # the number of the last one
@@ -178,6 +193,7 @@ class FastClient(mqtt.Client):
             if self._refills > 0:
                 self._refills -= 1
             data = super()._sock_recv(_READ_SIZE)
+            self._short_read = len(data) < _READ_SIZE
             if len(data) <= bufsize:
                 return data  # includes b"" (closed by the broker)
             buf += data
@@ -211,7 +227,11 @@ class FastClient(mqtt.Client):
     def _loop(self, timeout: float = 1.0) -> MQTTErrorCode:
         """paho's, but bytes already in the read buffer, and a whole packet held in `_in_packet`, are
         handled first: `select` cannot see them. They are left there only when on_message raised out of
-        `loop_read` (suppress_exceptions off)."""
+        `loop_read` (suppress_exceptions off). With `read_pause`, a read that emptied the socket is
+        followed by that pause."""
+        if self.read_pause and self._short_read:
+            self._short_read = False
+            time.sleep(min(self.read_pause, timeout))
         packet = self._in_packet
         held = packet["command"] and packet["have_remaining"] and not packet["to_process"]
         if (self._rbuf or held) and self._sock is not None and self._rbuf_sock is self._sock:
@@ -253,6 +273,7 @@ class FastClient(mqtt.Client):
                 return
             try:
                 data = super()._sock_recv(_READ_SIZE)
+                self._short_read = len(data) < _READ_SIZE
             except (OSError, ConnectionError):  # includes BlockingIOError: paho's own read sees it again
                 return
             if self._refills > 0:
@@ -306,6 +327,7 @@ class FastClient(mqtt.Client):
         pos = 0
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         shedding = False
+        count_only = self.count_only
         try:
             with self.one_wakeup(wake_at_end=False):  # on the network thread: its next pass writes the PUBACKs
                 while pos + 2 <= end:
@@ -325,6 +347,10 @@ class FastClient(mqtt.Client):
                     if shed_when is not None and not header & 0x06 and shed_when():
                         shedding = True
                         break
+                    if (count_only is not None and not header & 0x07
+                            and self._counted_only(count_only, buf, start, stop)):
+                        pos = stop
+                        continue
                     packet = buf[start:stop]
                     try:
                         decoded = self._decode_publish(header, packet)
@@ -349,8 +375,41 @@ class FastClient(mqtt.Client):
                     self._last_bytes_received = mqtt.time_func()
         return rc, shedding
 
+    def _counted_only(self, count_only: Callable[[bytes, bytes], bool], buf: bytes | bytearray, start: int,
+                      stop: int) -> bool:
+        """count_only(topic, payload) for the QoS 0 PUBLISH body at buf[start:stop]; False (decode it) when
+        it is malformed (paho reports that) or count_only raised: one message must not end the network thread."""
+        if stop - start < 3:
+            return False
+        pos = start + 2 + ((buf[start] << 8) | buf[start + 1])
+        if pos >= stop + (self._protocol != MQTTv5):
+            return False
+        topic = bytes(buf[start + 2 : pos])
+        if self._protocol == MQTTv5:
+            if buf[pos] & 0x80:
+                found = _varint(buf, pos, stop)
+                if found is None:
+                    return False
+                length, pos = found
+            else:
+                length, pos = buf[pos], pos + 1
+            pos += length
+            if pos > stop:
+                return False
+        try:
+            counted = bool(count_only(topic, bytes(buf[pos:stop])))
+        except Exception:
+            return False
+        if counted:
+            self.counted_only += 1
+        return counted
+
     def _handle_publish(self) -> MQTTErrorCode:
-        decoded = self._decode_publish(self._in_packet["command"], self._in_packet["packet"])
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        count_only = self.count_only
+        if count_only is not None and not header & 0x07 and self._counted_only(count_only, packet, 0, len(packet)):
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        decoded = self._decode_publish(header, packet)
         return super()._handle_publish() if decoded is None else decoded
 
     def _decode_publish(self, header: int, packet: bytes | bytearray) -> MQTTErrorCode | None:

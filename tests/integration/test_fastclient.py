@@ -266,6 +266,66 @@ def test_shedding_that_starts_within_a_read_sheds_the_rest_of_it(mosquitto_broke
     client.disconnect()
 
 
+@pytest.mark.parametrize("protocol", [5, 4])
+def test_count_only_is_asked_about_plain_qos0_publishes_and_gets_their_topic_and_payload(
+        mosquitto_broker: EmbeddedBroker, protocol: int) -> None:
+    """`count_only(topic, payload)` sees each QoS 0 message that is not retained, with its exact topic and
+    payload (MQTT 5 properties, short and long, skipped); what it takes is not decoded, the rest is, and a
+    `count_only` that raises leaves its message to be decoded. QoS 1 and retained messages are never asked."""
+    probe = MqttProbe(mosquitto_broker.address)
+    probe.publish("fast/count/a", b"retained", qos=0, retain=True)  # comes with its retain flag on subscribing
+    asked: list[tuple[bytes, bytes]] = []
+
+    def count_only(topic: bytes, payload: bytes) -> bool:
+        asked.append((topic, payload))
+        if payload == b"boom":
+            raise ValueError("a bad count")
+        return topic == b"fast/count/a"
+
+    receiver = Receiver(mosquitto_broker, "fast/count/#", protocol, qos=1)
+    sender = make_client(mosquitto_broker.address, protocol=protocol)
+    sender.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+    sender.loop_start()
+    try:
+        wait_for(lambda: [m.payload for m in receiver.messages] == [b"retained"], message="no retained message")
+        receiver.client.count_only = count_only
+        content = Properties(PacketTypes.PUBLISH)
+        content.ContentType = "application/json"
+        long_props = Properties(PacketTypes.PUBLISH)
+        long_props.UserProperty = [("k", "v" * 300)]  # a properties length of two bytes
+        sent: list[tuple[str, bytes, int, Properties | None]] = []
+        for i in range(400):
+            topic = "fast/count/a" if i % 3 else "fast/count/b"
+            qos = 1 if i % 5 == 4 else 0
+            props = (content, long_props, None)[i % 3] if protocol == 5 else None
+            payload = f"m-{i}-".encode() + b"x" * (0, 300, 20_000)[i % 3 if i % 7 else 2]
+            sent.append((topic, payload, qos, props))
+        sent.insert(200, ("fast/count/a", b"boom", 0, None))
+        infos = [sender.publish(t, p, qos=q, properties=props) for t, p, q, props in sent]
+        for info in infos:
+            info.wait_for_publish(10)
+        counted = [(t.encode(), p) for t, p, q, _ in sent if q == 0 and t == "fast/count/a" and p != b"boom"]
+        decoded = {(t, p) for t, p, q, _ in sent if (t.encode(), p) not in counted}
+        wait_for(lambda: len(receiver.messages) - 1 >= len(decoded) and receiver.client.counted_only >= len(counted),
+                 message=lambda: f"{len(receiver.messages) - 1} of {len(decoded)} decoded, "
+                                 f"{receiver.client.counted_only} of {len(counted)} counted")
+        assert [(t, p) for t, p in asked if t == b"fast/count/a" and p != b"boom"] == counted
+        assert receiver.client.counted_only == len(counted)
+        got = [(m.topic, m.payload, m.qos) for m in receiver.messages[1:]]
+        for qos in (0, 1):  # MQTT keeps order within a QoS
+            expected = [(t, p, q) for t, p, q, _ in sent if q == qos and (t, p) in decoded]
+            assert [m for m in got if m[2] == qos] == expected
+        assert len(got) == len(decoded) and (b"fast/count/a", b"boom") in asked
+        qos1 = {p for _t, p, q, _ in sent if q == 1}
+        assert not any(p in qos1 or p == b"retained" for _t, p in asked)  # never asked about those
+    finally:
+        probe.publish("fast/count/a", b"", qos=1, retain=True)
+        probe.close()
+        sender.disconnect()
+        sender.loop_stop()
+        receiver.close()
+
+
 def test_properties_retain_and_qos1_are_decoded_as_paho_does(mosquitto_broker: EmbeddedBroker) -> None:
     """Messages with MQTT 5 properties take paho's own decoder; flags and QoS 1 come through either way."""
     sender = make_client(mosquitto_broker.address, protocol=5)

@@ -342,7 +342,7 @@ def test_a_view_that_falls_behind_skips_ahead_and_keeps_statuses(mosquitto_broke
     """Results that reach the console seconds later than their worker's usual, many in a row, make it skip
     the QoS 0 messages waiting for it (counted in `skipped`); QoS 1 statuses still come through, and
     a timely result afterwards is shown."""
-    obs = observer_factory(mosquitto_broker.address)
+    obs = observer_factory(mosquitto_broker.address, sampling=False)  # every result decoded: see the next test
     pub = engine_client(mosquitto_broker.address, "flood", protocol=4)  # a FastClient: publish_many
     pub.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
     pub.loop_start()
@@ -369,3 +369,42 @@ def test_a_view_that_falls_behind_skips_ahead_and_keeps_statuses(mosquitto_broke
     assert snap.stats.received < flood + 2
     pub.disconnect()
     pub.loop_stop()
+
+
+def test_at_thousands_a_second_a_sample_is_decoded_and_everything_counted(mosquitto_broker: EmbeddedBroker,
+                                                                           observer_factory) -> None:
+    """A flood of QoS 0 results and images: the counts (results, the inspector's topics) are exact, a sample
+    of the results is decoded and listed (the pane says what share), every image is kept for the detail
+    view, and a status sent meanwhile comes through. An observer with sampling off decodes every result."""
+    obs = observer_factory(mosquitto_broker.address, max_results=50_000)
+    whole = observer_factory(mosquitto_broker.address, max_results=50_000, sampling=False)
+    pub = engine_client(mosquitto_broker.address, "flood", protocol=5)  # a FastClient: publish_many
+    pub.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+    pub.loop_start()
+    flood = 20_000
+    png = encode_png(np.zeros((28, 28), dtype=np.uint8))
+    try:
+        pub.publish_many("mnist", [embed_meta(png, {"id": f"in-{i}", "label": 1}) for i in range(flood)], qos=0)
+        pub.publish_many("result", [_result(i, label=1, pred=1) for i in range(flood)], qos=0)
+        pub.publish("mnist/status/infer/w1", _status("infer", "w1"), qos=1, retain=True).wait_for_publish(10)
+
+        def counted(o: ConsoleModel) -> tuple[int, dict[str, int]]:
+            snap = o.snapshot()
+            return snap.stats.received, {t.name: t.count for t in snap.topics if t.name in ("mnist", "result")}
+
+        for o in (obs, whole):
+            wait_for(lambda o=o: counted(o) == (flood, {"mnist": flood, "result": flood}),
+                     message=lambda o=o: f"counted {counted(o)} of {flood}")
+            wait_for(lambda o=o: any(r.id == "w1" for r in o.snapshot().roles), message="the status did not come")
+        snap = obs.snapshot()
+        stats = snap.stats
+        assert 0 < stats.counted_only < flood and stats.decoded == flood - stats.counted_only
+        assert len(snap.results) == stats.decoded == stats.labelled == stats.correct
+        assert [r.seq for r in snap.results] == list(range(1, stats.decoded + 1))
+        kept = obs.images([f"in-{i}" for i in range(flood - 5_000, flood)])  # the newest 5,000, decoded or not
+        assert len(kept) == 5_000 and extract_meta(kept[f"in-{flood - 1}"]).id == f"in-{flood - 1}"
+        snap = whole.snapshot()
+        assert snap.stats.counted_only == 0 and len(snap.results) == snap.stats.labelled == flood
+    finally:
+        pub.disconnect()
+        pub.loop_stop()

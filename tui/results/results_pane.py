@@ -32,10 +32,15 @@ def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False, c
     return " [dim]·[/] ".join(parts)
 
 
-def subtitle_text(shown: int, skipped: int, narrow: bool) -> str:
+def subtitle_text(received: int, skipped: int, narrow: bool, counted_only: int = 0) -> str:
     """The border's count of results; `skipped`: messages the console skipped to keep its view current
-    (engine/console/keep_up.py: they were answered, this view does not count them)."""
-    text = f"{fmt.count(shown)} results" if shown else ""
+    (engine/console/keep_up.py: they were answered, this view does not count them); `counted_only`: of
+    `received`, those counted but not decoded (engine/console/sampling.py: the list and the figures above
+    it are of the rest, a sample)."""
+    text = f"{fmt.count(received)} results" if received else ""
+    if counted_only and received:
+        share = (received - counted_only) * 100 // received
+        text += f" · {'<1' if share < 1 else share}% sampled"
     if skipped:
         text += f"{' · ' if text else ''}{fmt.short_count(skipped)} skipped{'' if narrow else ' to keep up'}"
     return text
@@ -75,7 +80,7 @@ class ResultsPane(Vertical):
             self._summary = summary
             self.query_one("#results-summary", Static).update(summary, layout=False)
         log.set_rows(snap.results)
-        subtitle = subtitle_text(snap.stats.received, snap.skipped, width < 60)
+        subtitle = subtitle_text(snap.stats.received, snap.skipped, width < 60, snap.stats.counted_only)
         if not log.following and snap.results:
             subtitle += " · scrolled: End for newest"
         if self.border_subtitle != subtitle:
