@@ -326,6 +326,44 @@ def test_count_only_is_asked_about_plain_qos0_publishes_and_gets_their_topic_and
         receiver.close()
 
 
+def test_a_read_pause_takes_messages_that_trickle_in_by_the_handful(mosquitto_broker: EmbeddedBroker) -> None:
+    """With `read_pause`, a read that emptied the socket is followed by a pause, so messages sent a few
+    milliseconds apart are taken in a few reads, not one each; every one arrives, in order, and a publish
+    from another thread still goes out."""
+    receiver = Receiver(mosquitto_broker, "fast/pause", 5)
+    receiver.client.read_pause = 0.2
+    reads = 0
+    recv = receiver.client._sock_recv
+
+    def counting(bufsize: int) -> bytes:
+        nonlocal reads
+        if not receiver.client._rbuf:
+            reads += 1
+        return recv(bufsize)
+
+    receiver.client._sock_recv = counting  # type: ignore[method-assign]
+    sender = make_client(mosquitto_broker.address, protocol=5)
+    sender.connect(mosquitto_broker.address.host, mosquitto_broker.address.port)
+    sender.loop_start()
+    probe = MqttProbe(mosquitto_broker.address, "fast/pause/out")
+    try:
+        payloads = [f"m-{i}".encode() for i in range(40)]
+        for payload in payloads:
+            sender.publish("fast/pause", payload, qos=0).wait_for_publish(10)
+            time.sleep(0.01)  # pacing the sender, not waiting for a result
+        wait_for(lambda: len(receiver.messages) >= len(payloads),
+                 message=lambda: f"{len(receiver.messages)} of {len(payloads)} arrived")
+        assert [m.payload for m in receiver.messages] == payloads
+        assert reads <= len(payloads) // 2, f"{reads} reads for {len(payloads)} messages sent 10 ms apart"
+        receiver.client.publish("fast/pause/out", b"out", qos=1).wait_for_publish(10)
+        wait_for(lambda: [m.payload for m in probe.messages()] == [b"out"], message="the publish did not go out")
+    finally:
+        probe.close()
+        sender.disconnect()
+        sender.loop_stop()
+        receiver.close()
+
+
 def test_properties_retain_and_qos1_are_decoded_as_paho_does(mosquitto_broker: EmbeddedBroker) -> None:
     """Messages with MQTT 5 properties take paho's own decoder; flags and QoS 1 come through either way."""
     sender = make_client(mosquitto_broker.address, protocol=5)
