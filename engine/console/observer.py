@@ -130,6 +130,7 @@ class Observer(ObserverCommon):
         # at thousands a second, only a sample of the QoS 0 results and images is decoded (sampling.py)
         self._sampling = Sampling({self.topics.results.encode(): RESULTS_PER_SECOND,
                                    self.topics.images.encode(): IMAGES_PER_SECOND}) if sampling else None
+        self._own_id = self.client_id.encode()  # in the id of every image this console sends (a drawing)
         # images as they came (the newest max_images, at most max_image_bytes), for a result's detail view
         self._images = ImageStore(max_images, max_image_bytes)
         # inspector
@@ -376,8 +377,8 @@ class Observer(ObserverCommon):
         subscription identifiers.
         """
         sampling = self._sampling
-        if sampling is None or sampling.decode(topic):
-            return False
+        if sampling is None or self._own_id in payload or sampling.decode(topic):
+            return False  # this console's own images (a drawing) and their results are always decoded
         now = self._clock()
         name = topic.decode()
         with self._lock:

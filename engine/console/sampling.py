@@ -12,7 +12,11 @@ then a sample at high rates and everything at low ones:
 - the results listed, their accuracy and latency percentiles and the confusion matrix are those of the
   decoded sample, and the pane says what share that is (the output role's status has the pipeline's
   own, exact figures);
-- every image is kept for a result's detail view (a raw append, as before), decoded or not.
+- every image is kept for a result's detail view (a raw append, as before), decoded or not;
+- a result counted, not decoded, is not checked: junk on the results topic counts as results then (decoded,
+  it is counted as malformed).
+
+The console's own images (a drawing: their ids hold its client id) and their results are always decoded.
 
 Only plain QoS 0 messages are sampled: statuses, replies and QoS 1 results are always decoded, and so is
 a retained message. Nothing here imports textual; used on the observer's network thread only.

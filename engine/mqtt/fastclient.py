@@ -169,9 +169,12 @@ class FastClient(mqtt.Client):
         # True for (topic, payload) of a plain QoS 0 message: the caller counted it, and it is not decoded
         self.count_only: Callable[[bytes, bytes], bool] | None = None
         self.counted_only = 0  # messages so
+        self._declined = False  # count_only said no to the packet at the head, which paho now decodes
         # seconds the network loop waits after a read that emptied the socket, so that the next one takes
         # more at once (a viewer's client: one read per message costs more than the message)
         self.read_pause = 0.0
+        # the last recv emptied a plain TCP socket (TLS and websockets hand over a record or frame a recv:
+        # a short one says nothing about what waits behind it)
         self._short_read = False
         self._queued_out: deque[int] = deque()  # mids of QoS 1/2 publishes waiting behind the in-flight window
         # after_acknowledged: QoS 1/2 publishes are numbered in the order they are handed over
@@ -187,13 +190,14 @@ class FastClient(mqtt.Client):
         if self._rbuf_sock is not self._sock:  # a new connection: nothing buffered belongs to it
             buf.clear()
             self._rbuf_sock = self._sock
+            self._declined = False
         if not buf:
             if self._refills == 0:
                 raise BlockingIOError()
             if self._refills > 0:
                 self._refills -= 1
             data = super()._sock_recv(_READ_SIZE)
-            self._short_read = len(data) < _READ_SIZE
+            self._short_read = len(data) < _READ_SIZE and type(self._sock) is socket.socket
             if len(data) <= bufsize:
                 return data  # includes b"" (closed by the broker)
             buf += data
@@ -273,7 +277,7 @@ class FastClient(mqtt.Client):
                 return
             try:
                 data = super()._sock_recv(_READ_SIZE)
-                self._short_read = len(data) < _READ_SIZE
+                self._short_read = len(data) < _READ_SIZE and type(self._sock) is socket.socket
             except (OSError, ConnectionError):  # includes BlockingIOError: paho's own read sees it again
                 return
             if self._refills > 0:
@@ -347,10 +351,12 @@ class FastClient(mqtt.Client):
                     if shed_when is not None and not header & 0x06 and shed_when():
                         shedding = True
                         break
-                    if (count_only is not None and not header & 0x07
-                            and self._counted_only(count_only, buf, start, stop)):
-                        pos = stop
-                        continue
+                    asked = False
+                    if count_only is not None and not header & 0x07:
+                        asked = True
+                        if self._counted_only(count_only, buf, start, stop):
+                            pos = stop
+                            continue
                     packet = buf[start:stop]
                     try:
                         decoded = self._decode_publish(header, packet)
@@ -361,7 +367,8 @@ class FastClient(mqtt.Client):
                         held["to_process"], held["pos"], held["packet"] = 0, 0, packet
                         raise
                     if decoded is None:
-                        break  # paho decodes (or refuses) this one
+                        self._declined = asked  # paho decodes (or refuses) this one: count_only was asked
+                        break
                     pos = stop
                     if decoded != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         rc = decoded
@@ -406,7 +413,8 @@ class FastClient(mqtt.Client):
 
     def _handle_publish(self) -> MQTTErrorCode:
         header, packet = self._in_packet["command"], self._in_packet["packet"]
-        count_only = self.count_only
+        count_only = None if self._declined else self.count_only
+        self._declined = False
         if count_only is not None and not header & 0x07 and self._counted_only(count_only, packet, 0, len(packet)):
             return MQTTErrorCode.MQTT_ERR_SUCCESS
         decoded = self._decode_publish(header, packet)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from helpers import MqttProbe, make_client, wait_for
+from secured import login
 
 from engine.console.contract import ConsoleModel
 from engine.console.observer import Observer, filter_covers, validate_filter, validate_topic
@@ -385,7 +386,10 @@ def test_at_thousands_a_second_a_sample_is_decoded_and_everything_counted(mosqui
     png = encode_png(np.zeros((28, 28), dtype=np.uint8))
     try:
         pub.publish_many("mnist", [embed_meta(png, {"id": f"in-{i}", "label": 1}) for i in range(flood)], qos=0)
-        pub.publish_many("result", [_result(i, label=1, pred=1) for i in range(flood)], qos=0)
+        results = [_result(i, label=1, pred=1) for i in range(flood)]
+        own = f"{obs.client_id}-draw-1"  # the result of a drawing this console sent: always decoded
+        results[flood - 10] = json.dumps({"id": own, "pred": 1, "conf": 0.9, "label": 1, "worker": "w1"}).encode()
+        pub.publish_many("result", results, qos=0)
         pub.publish("mnist/status/infer/w1", _status("infer", "w1"), qos=1, retain=True).wait_for_publish(10)
 
         def counted(o: ConsoleModel) -> tuple[int, dict[str, int]]:
@@ -401,6 +405,7 @@ def test_at_thousands_a_second_a_sample_is_decoded_and_everything_counted(mosqui
         assert 0 < stats.counted_only < flood and stats.decoded == flood - stats.counted_only
         assert len(snap.results) == stats.decoded == stats.labelled == stats.correct
         assert [r.seq for r in snap.results] == list(range(1, stats.decoded + 1))
+        assert any(r.id == own for r in snap.results), "the console's own result was only counted"
         kept = obs.images([f"in-{i}" for i in range(flood - 5_000, flood)])  # the newest 5,000, decoded or not
         assert len(kept) == 5_000 and extract_meta(kept[f"in-{flood - 1}"]).id == f"in-{flood - 1}"
         snap = whole.snapshot()
@@ -408,3 +413,25 @@ def test_at_thousands_a_second_a_sample_is_decoded_and_everything_counted(mosqui
     finally:
         pub.disconnect()
         pub.loop_stop()
+
+
+def test_over_tls_a_flood_is_read_whole_reads_at_a_time(secured_broker) -> None:
+    """The observer pauses after a read that emptied its socket (FastClient.read_pause), but only on plain TCP:
+    over TLS a read hands over one record, mosquitto writes one per message, and pausing after each held the
+    observer to about 50 messages a second (the flood below took a minute, not a moment)."""
+    _, secure = secured_broker
+    obs = Observer(login(secure, "console"))
+    obs.start()
+    pub = engine_client(login(secure, "infer"), "worker-1", protocol=5)
+    try:
+        wait_for(lambda: obs.snapshot().subscribed, message="observer not connected and subscribed")
+        pub.connect(secure.host, secure.port)
+        pub.loop_start()
+        flood = 3_000
+        pub.publish_many("result", [_result(i, label=1, pred=1) for i in range(flood)], qos=0)
+        wait_for(lambda: obs.snapshot().stats.received == flood, 10,
+                 message=lambda: f"{obs.snapshot().stats.received} of {flood} results counted")
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        obs.stop()

@@ -94,6 +94,8 @@ class ConfusionScreen(ModalScreen[None]):
             box.styles.width = width
         acc = fmt.percent(stats.accuracy) if stats.accuracy is not None else "-"
         subtitle = f"{fmt.count(stats.labelled)} labelled results · accuracy {acc}"
+        if stats.counted_only:  # engine/console/sampling.py: at high rates the matrix is of a sample
+            subtitle += f" · a sample of {fmt.count(stats.received)}"
         if box.border_subtitle != subtitle:
             box.border_subtitle = subtitle
         self._results = snap.results
