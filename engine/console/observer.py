@@ -131,6 +131,7 @@ class Observer(ObserverCommon):
         self._sampling = Sampling({self.topics.results.encode(): RESULTS_PER_SECOND,
                                    self.topics.images.encode(): IMAGES_PER_SECOND}) if sampling else None
         self._own_id = self.client_id.encode()  # in the id of every image this console sends (a drawing)
+        self._results_topic = self.topics.results.encode()
         # images as they came (the newest max_images, at most max_image_bytes), for a result's detail view
         self._images = ImageStore(max_images, max_image_bytes)
         # inspector
@@ -377,8 +378,12 @@ class Observer(ObserverCommon):
         subscription identifiers.
         """
         sampling = self._sampling
-        if sampling is None or self._own_id in payload or sampling.decode(topic):
+        if sampling is None or self._own_id in payload:
             return False  # this console's own images (a drawing) and their results are always decoded
+        if topic == self._results_topic and not (payload[:1] == b"{" and payload[-1:] == b"}"):
+            return False  # not shaped like a worker's result (JSON): decoded, so counted as malformed if it is
+        if sampling.decode(topic):
+            return False
         now = self._clock()
         name = topic.decode()
         with self._lock:

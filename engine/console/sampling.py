@@ -13,8 +13,9 @@ then a sample at high rates and everything at low ones:
   decoded sample, and the pane says what share that is (the output role's status has the pipeline's
   own, exact figures);
 - every image is kept for a result's detail view (a raw append, as before), decoded or not;
-- a result counted, not decoded, is not checked: junk on the results topic counts as results then (decoded,
-  it is counted as malformed).
+- a result is only counted when it looks like a worker's (a JSON object: `{...}`); anything else is decoded,
+  and counted as malformed if it is (a legacy `tensor([d])` result is decoded too). A counted one is not
+  checked further.
 
 The console's own images (a drawing: their ids hold its client id) and their results are always decoded.
 

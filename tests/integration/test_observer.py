@@ -389,6 +389,9 @@ def test_at_thousands_a_second_a_sample_is_decoded_and_everything_counted(mosqui
         results = [_result(i, label=1, pred=1) for i in range(flood)]
         own = f"{obs.client_id}-draw-1"  # the result of a drawing this console sent: always decoded
         results[flood - 10] = json.dumps({"id": own, "pred": 1, "conf": 0.9, "label": 1, "worker": "w1"}).encode()
+        junk = range(flood // 2, flood // 2 + 100)  # not shaped like a result: decoded, and counted as malformed
+        for i in junk:
+            results[i] = b"\x00junk" if i % 2 else b"not a result"
         pub.publish_many("result", results, qos=0)
         pub.publish("mnist/status/infer/w1", _status("infer", "w1"), qos=1, retain=True).wait_for_publish(10)
 
@@ -397,19 +400,20 @@ def test_at_thousands_a_second_a_sample_is_decoded_and_everything_counted(mosqui
             return snap.stats.received, {t.name: t.count for t in snap.topics if t.name in ("mnist", "result")}
 
         for o in (obs, whole):
-            wait_for(lambda o=o: counted(o) == (flood, {"mnist": flood, "result": flood}),
-                     message=lambda o=o: f"counted {counted(o)} of {flood}")
+            wait_for(lambda o=o: counted(o) == (flood - len(junk), {"mnist": flood, "result": flood}),
+                     message=lambda o=o: f"counted {counted(o)} of {flood - len(junk)} results, {flood} messages each")
             wait_for(lambda o=o: any(r.id == "w1" for r in o.snapshot().roles), message="the status did not come")
         snap = obs.snapshot()
         stats = snap.stats
-        assert 0 < stats.counted_only < flood and stats.decoded == flood - stats.counted_only
+        assert 0 < stats.counted_only < flood and stats.decoded == flood - len(junk) - stats.counted_only
+        assert stats.malformed == len(junk)
         assert len(snap.results) == stats.decoded == stats.labelled == stats.correct
         assert [r.seq for r in snap.results] == list(range(1, stats.decoded + 1))
         assert any(r.id == own for r in snap.results), "the console's own result was only counted"
         kept = obs.images([f"in-{i}" for i in range(flood - 5_000, flood)])  # the newest 5,000, decoded or not
         assert len(kept) == 5_000 and extract_meta(kept[f"in-{flood - 1}"]).id == f"in-{flood - 1}"
         snap = whole.snapshot()
-        assert snap.stats.counted_only == 0 and len(snap.results) == snap.stats.labelled == flood
+        assert snap.stats.counted_only == 0 and len(snap.results) == snap.stats.labelled == flood - len(junk)
     finally:
         pub.disconnect()
         pub.loop_stop()
