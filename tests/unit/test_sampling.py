@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from engine.console.sampling import Sampling
 
 
@@ -13,33 +15,40 @@ class Clock:
         return self.t
 
 
-def _decoded(sampling: Sampling, clock: Clock, topic: bytes, rate: float, seconds: float) -> int:
-    """Messages on `topic` decoded out of `rate` a second for `seconds`, evenly spaced."""
-    n = int(rate * seconds)
-    decoded = 0
-    for _ in range(n):
+def _decisions(sampling: Sampling, clock: Clock, topic: bytes, rate: float, seconds: float) -> list[bool]:
+    """Whether each of `rate` messages a second on `topic` for `seconds`, evenly spaced, was decoded."""
+    decided = []
+    for _ in range(int(rate * seconds)):
         clock.t += 1 / rate
-        decoded += sampling.decode(topic)
-    return decoded
+        decided.append(sampling.decode(topic))
+    return decided
 
 
-def test_below_its_rate_every_message_is_decoded_and_above_it_about_that_many_a_second() -> None:
+def test_below_its_rate_every_message_is_decoded_and_above_it_one_in_k_spread_evenly() -> None:
     clock = Clock()
-    sampling = Sampling({b"result": 500.0, b"mnist": 100.0}, clock=clock)
-    assert _decoded(sampling, clock, b"result", 400, 5) == 2000
-    decoded = _decoded(sampling, clock, b"result", 5000, 10)
-    assert 10 * 500 <= decoded <= 10 * 500 + 1000 + 1  # at most one burst (two seconds' worth) more
+    sampling = Sampling({b"result": 500.0, b"mnist": 250.0}, clock=clock)
+    assert all(_decisions(sampling, clock, b"result", 400, 5))
+    flood = _decisions(sampling, clock, b"result", 5000, 10)
+    assert all(flood[:495])  # a window's share is decoded whole; then k is set from the rate it came at
+    assert sum(flood[500:5000]) <= 4500 // 9
+    for second in range(1, 10):  # from then on about 500 a second: one in 10
+        assert 450 <= sum(flood[second * 5000 : (second + 1) * 5000]) <= 550
+    decoded_at = [i for i, decoded in enumerate(flood) if decoded and i >= 1000]
+    assert {b - a for a, b in pairwise(decoded_at)} <= {9, 10, 11}  # spread evenly, not in runs
+    assert sampling.every(b"result") in (9, 10, 11)
     assert sampling.sampled(b"result") and not sampling.sampled(b"other")
-    assert _decoded(sampling, clock, b"other", 5000, 1) == 5000  # not sampled: always decoded
+    assert all(_decisions(sampling, clock, b"other", 5000, 1))  # not sampled: always decoded
 
 
-def test_each_topic_has_its_own_budget_and_a_quiet_spell_refills_only_a_burst() -> None:
+def test_each_topic_has_its_own_rate_and_a_calm_second_brings_it_back_to_every_message() -> None:
     clock = Clock()
-    sampling = Sampling({b"result": 500.0, b"mnist": 100.0}, clock=clock)
-    assert _decoded(sampling, clock, b"mnist", 5000, 4) <= 4 * 100 + 200 + 1
-    assert _decoded(sampling, clock, b"result", 5000, 4) >= 4 * 500  # images used none of the results' budget
-    clock.t += 60  # a minute of quiet: then at most two seconds' worth at once
-    burst = 0
-    while sampling.decode(b"result"):
-        burst += 1
-    assert burst == 1000
+    sampling = Sampling({b"result": 500.0, b"mnist": 250.0}, clock=clock)
+    images = _decisions(sampling, clock, b"mnist", 5000, 4)
+    assert 3 * 225 <= sum(images[5000:]) <= 3 * 275  # about 250 a second once measured
+    assert all(_decisions(sampling, clock, b"result", 400, 2))  # images spent nothing of the results' share
+    _decisions(sampling, clock, b"mnist", 5000, 0.5)  # the flood stops halfway through a window...
+    _decisions(sampling, clock, b"result", 5000, 0.5)
+    clock.t += 5  # ...and after a calm spell a step of up to a second's share at once is shown whole
+    assert all(_decisions(sampling, clock, b"mnist", 2000, 0.1))
+    assert all(_decisions(sampling, clock, b"result", 4000, 0.1))
+    assert sampling.every(b"mnist") == sampling.every(b"result") == 1
