@@ -433,7 +433,7 @@ def test_over_tls_a_flood_is_read_whole_reads_at_a_time(secured_broker) -> None:
         pub.loop_start()
         flood = 3_000
         pub.publish_many("result", [_result(i, label=1, pred=1) for i in range(flood)], qos=0)
-        wait_for(lambda: obs.snapshot().stats.received == flood, 10,
+        wait_for(lambda: obs.snapshot().stats.received == flood, 30,  # pausing after every message: 50 a second
                  message=lambda: f"{obs.snapshot().stats.received} of {flood} results counted")
     finally:
         pub.disconnect()
