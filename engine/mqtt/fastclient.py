@@ -62,6 +62,7 @@ from paho.mqtt.client import (
     MQTTErrorCode,
     MQTTMessage,
     MQTTv5,
+    _ConnectionState,
     mqtt_ms_queued,
     mqtt_ms_wait_for_puback,
     mqtt_ms_wait_for_pubrec,
@@ -74,6 +75,7 @@ log = logging.getLogger(__name__)
 _READ_SIZE = 65536
 _WRITE_COALESCE = 65536  # at most this many bytes of queued packets joined into one send
 _PUBLISH = 0x30
+_DISCONNECTING = _ConnectionState.MQTT_CS_DISCONNECTING
 _PUBACK = 0x40
 _PUBCOMP = 0x70  # PUBACK, PUBREC, PUBREL and PUBCOMP: 0x40-0x70 (paho's _send_command_with_mid)
 
@@ -206,7 +208,10 @@ class FastClient(mqtt.Client):
         return chunk
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        """Handle every packet that one `recv` brought in (paho's own loop_read takes one per call)."""
+        """Handle every packet that one `recv` brought in (paho's own loop_read takes one per call); none
+        once disconnect() was called (from on_message: the rest of the read is not handed over)."""
+        if self._state == _DISCONNECTING:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
         self._refills = 1
         shed_when = self.shed_when
         try:
@@ -220,10 +225,13 @@ class FastClient(mqtt.Client):
                             return self._loop_rc_handle(rc)
                         if self._sock is None:
                             return MQTTErrorCode.MQTT_ERR_NO_CONN
+                        if self._state == _DISCONNECTING:  # on_message called disconnect(): nothing more
+                            return MQTTErrorCode.MQTT_ERR_SUCCESS
                         if shedding:
                             continue  # the whole QoS 0 packet it stopped at goes to _skim
                 rc = super().loop_read(max_packets)
-                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._rbuf or self._sock is None:
+                if (rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._rbuf or self._sock is None
+                        or self._state == _DISCONNECTING):
                     return rc
         finally:
             self._refills = -1
@@ -373,8 +381,8 @@ class FastClient(mqtt.Client):
                     if decoded != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         rc = decoded
                         break
-                    if self._sock is None or self._rbuf_sock is not self._sock:  # on_message disconnected
-                        break
+                    if self._sock is None or self._rbuf_sock is not self._sock or self._state == _DISCONNECTING:
+                        break  # on_message disconnected
         finally:
             if pos:
                 del buf[:pos]

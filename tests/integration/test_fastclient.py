@@ -250,6 +250,25 @@ def test_an_on_message_that_raises_gets_its_message_again_as_paho_does(mosquitto
     client.disconnect()
 
 
+def test_after_on_message_disconnects_nothing_more_of_the_read_is_handed_over(mosquitto_broker: EmbeddedBroker) -> None:
+    """A callback that calls disconnect() gets no further message, though the rest of the read lies in the
+    buffer (paho's own client reads a packet a call and hands over at most the one it reads before writing
+    the DISCONNECT; FastClient handed over the whole read)."""
+    got: list[bytes] = []
+
+    def on_message(c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        got.append(msg.payload)
+        if msg.payload == b"stop":
+            c.disconnect()
+
+    disconnected: list[int] = []
+    client = _driven_client(FastClient, mosquitto_broker, f"fast-stop-{os.getpid()}", "fast/stop", 0, on_message)
+    client.on_disconnect = lambda *_: disconnected.append(1)
+    _sent_in_one_read(mosquitto_broker, client, "fast/stop", [b"a", b"b", b"stop", b"c", b"d"], qos=0)
+    _loop_until(client, lambda: bool(disconnected), f"never disconnected; got {got}")
+    assert got == [b"a", b"b", b"stop"]
+
+
 def test_shedding_that_starts_within_a_read_sheds_the_rest_of_it(mosquitto_broker: EmbeddedBroker) -> None:
     """`shed_when()` is asked before each QoS 0 message of a run: once it says yes (a worker's queue just
     filled), the rest of the read is dropped by length, not handed to on_message one by one."""
