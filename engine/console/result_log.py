@@ -4,7 +4,9 @@ Part of the observer (engine/console/observer.py), used under its one lock. Each
 once (`protocol.parse_result`: a payload that is not a result is counted as malformed, never raised),
 counted by `ResultCounts` (the definition the collector and the bench use too) and kept as a
 `ResultRow` among the newest `max_results`. Latency is measured from the send time in the image's
-metadata; its percentiles (over the newest 2,048) and the rate are refreshed about once a second.
+metadata; its percentiles (over the newest 2,048) and the rate are refreshed about once a second. At
+thousands a second most results are only counted (`count_only`, engine/console/sampling.py): they are in
+the count and the rate, and everything else is of the decoded ones.
 """
 
 from __future__ import annotations
