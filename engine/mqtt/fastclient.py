@@ -198,8 +198,7 @@ class FastClient(mqtt.Client):
                 raise BlockingIOError()
             if self._refills > 0:
                 self._refills -= 1
-            data = super()._sock_recv(_READ_SIZE)
-            self._short_read = len(data) < _READ_SIZE and type(self._sock) is socket.socket
+            data = self._recv_chunk()
             if len(data) <= bufsize:
                 return data  # includes b"" (closed by the broker)
             buf += data
@@ -207,15 +206,19 @@ class FastClient(mqtt.Client):
         del buf[:bufsize]
         return chunk
 
+    def _recv_chunk(self) -> bytes:
+        """One `recv` of up to 64 KiB from paho's socket, noting whether it emptied a plain TCP socket."""
+        data = super()._sock_recv(_READ_SIZE)
+        self._short_read = len(data) < _READ_SIZE and type(self._sock) is socket.socket
+        return data
+
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         """Handle every packet that one `recv` brought in (paho's own loop_read takes one per call); none
         once disconnect() was called (from on_message: the rest of the read is not handed over)."""
-        if self._state == _DISCONNECTING:
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
         self._refills = 1
         shed_when = self.shed_when
         try:
-            while True:
+            while self._state != _DISCONNECTING:
                 if not self._in_packet["command"]:
                     if shed_when is not None and shed_when():
                         self._skim()
@@ -230,9 +233,9 @@ class FastClient(mqtt.Client):
                         if shedding:
                             continue  # the whole QoS 0 packet it stopped at goes to _skim
                 rc = super().loop_read(max_packets)
-                if (rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._rbuf or self._sock is None
-                        or self._state == _DISCONNECTING):
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._rbuf or self._sock is None:
                     return rc
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
         finally:
             self._refills = -1
 
@@ -284,8 +287,7 @@ class FastClient(mqtt.Client):
             if self._refills == 0:
                 return
             try:
-                data = super()._sock_recv(_READ_SIZE)
-                self._short_read = len(data) < _READ_SIZE and type(self._sock) is socket.socket
+                data = self._recv_chunk()
             except (OSError, ConnectionError):  # includes BlockingIOError: paho's own read sees it again
                 return
             if self._refills > 0:
