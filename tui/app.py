@@ -1,6 +1,7 @@
 """The mnist-tui console: one screen that runs, shows and steers the whole pipeline.
 
-The app renders observer snapshots at a steady rate (10 Hz) and never one update per message. It steers
+The app renders observer snapshots ten times a second, fewer (down to four) when a refresh is expensive
+(tui/refresh_pace.py), and never one update per message. It steers
 roles only through the observer's control messages (docs/PROTOCOL.md: local is remote); errors become
 notifications.
 """
@@ -42,6 +43,7 @@ from tui.draw.draw_dialog import DrawDialog
 from tui.messages import OpenResult, RefreshWanted
 from tui.publisher.publisher_pane import PublisherPane, pick_publisher
 from tui.publisher.rate_dialog import RateDialog
+from tui.refresh_pace import MAX_HZ, RefreshPace
 from tui.results.confusion_screen import ConfusionScreen
 from tui.results.result_detail import ResultDetail
 from tui.results.results_log import ResultsLog
@@ -54,8 +56,8 @@ from tui.topics.topics_pane import TopicsPane
 from tui.widgets import formatting as fmt
 from tui.workers.workers_pane import NO_WORKERS, WorkersPane
 
-REFRESH_HZ = 10
-TOPICS_EVERY = 4  # ticks between topic-tree and message-list refreshes (2.5 Hz)
+REFRESH_HZ = MAX_HZ  # at most; fewer when a refresh is expensive (tui/refresh_pace.py)
+TOPICS_EVERY = 4  # refreshes between topic-tree and message-list refreshes (2.5 a second at 10 Hz, 1 at 4 Hz)
 # + and - step by about three times: from 1/s to max in nine presses (r types any rate).
 RATE_STEPS = (1, 3, 10, 30, 100, 300, 1000, 3000, 10_000)
 QUIT_DRAIN_S = 5.0  # q waits this long at most for the workers' queues to empty (q again: at once)
@@ -151,7 +153,7 @@ class MnistApp(App[None]):
         self.start_error: BaseException | None = None
         self.broker = broker or BrokerInfo(observer.address.url, "external", "external broker")
         self.notes = list(notes)
-        self.refresh_hz = refresh_hz
+        self.pace = RefreshPace(max_hz=refresh_hz)
         self.log_records = log_records
         self.snap: Snapshot | None = None
         self._events_seen = 0
@@ -230,7 +232,7 @@ class MnistApp(App[None]):
             self.start_thread = threading.Thread(target=self._run_starter, name="console-start", daemon=True)
             self.start_thread.start()
         self.refresh_from_observer(full=True)
-        self.set_interval(1 / self.refresh_hz, self.refresh_from_observer)
+        self.set_timer(self.pace.next_interval(), self._paced_refresh, name="refresh")
         for note in self.notes:
             self.notify(note, severity="warning", timeout=8)
 
@@ -298,6 +300,13 @@ class MnistApp(App[None]):
             if isinstance(screen, MainScreen):
                 return screen
         return None
+
+    def _paced_refresh(self) -> None:
+        """Refresh, then wait what the pace says before the next (a chain of timers, not a fixed interval)."""
+        try:
+            self.refresh_from_observer()
+        finally:
+            self.set_timer(self.pace.next_interval(), self._paced_refresh, name="refresh")
 
     def refresh_from_observer(self, full: bool = False) -> None:
         """Take one snapshot and hand it to every pane, or to the dialog on top (the panes wait behind it)."""

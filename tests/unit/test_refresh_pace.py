@@ -1,0 +1,89 @@
+"""The console's refresh pace: ten a second while refreshes are cheap, fewer (down to four) when they are not."""
+
+from __future__ import annotations
+
+import pytest
+
+from tui.refresh_pace import RefreshPace
+
+
+class Clocks:
+    """A process CPU clock and a wall clock that the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.wall = 100.0
+
+    def period(self, wait: float, cpu_used: float) -> None:
+        self.wall += wait
+        self.cpu += cpu_used
+
+
+def paced(budget: float = 0.15) -> tuple[RefreshPace, Clocks]:
+    clocks = Clocks()
+    pace = RefreshPace(max_hz=10, min_hz=4, budget=budget, cpu=lambda: clocks.cpu, clock=lambda: clocks.wall)
+    return pace, clocks
+
+
+def run(pace: RefreshPace, clocks: Clocks, cpu_per_refresh: float, refreshes: int) -> list[float]:
+    waits = []
+    wait = pace.next_interval()
+    for _ in range(refreshes):
+        clocks.period(wait, cpu_per_refresh)
+        wait = pace.next_interval()
+        waits.append(wait)
+    return waits
+
+
+def test_cheap_refreshes_keep_ten_a_second() -> None:
+    pace, clocks = paced()
+    waits = run(pace, clocks, cpu_per_refresh=0.005, refreshes=50)  # 5 ms each: 5% of a core at 10 Hz
+    assert waits == [pytest.approx(0.1)] * 50
+    assert pace.hz == pytest.approx(10)
+
+
+def test_expensive_refreshes_stretch_the_wait_until_the_budget_is_kept() -> None:
+    pace, clocks = paced(budget=0.15)
+    waits = run(pace, clocks, cpu_per_refresh=0.03, refreshes=40)  # 30 ms each: 30% of a core at 10 Hz
+    assert waits[0] > 0.1
+    assert waits[-1] == pytest.approx(0.2, rel=0.01)  # 30 ms every 0.2 s: 15% of a core
+    assert all(a <= b + 1e-9 for a, b in zip(waits, waits[1:], strict=False))  # no swinging back and forth
+
+
+def test_the_wait_never_goes_past_the_slowest_rate() -> None:
+    pace, clocks = paced()
+    waits = run(pace, clocks, cpu_per_refresh=0.2, refreshes=20)
+    assert max(waits) == pytest.approx(0.25)
+    assert waits[-1] == pytest.approx(0.25)
+
+
+def test_when_the_flow_calms_down_ten_a_second_come_back() -> None:
+    pace, clocks = paced()
+    run(pace, clocks, cpu_per_refresh=0.1, refreshes=20)
+    assert pace.interval == pytest.approx(0.25)
+    waits = run(pace, clocks, cpu_per_refresh=0.004, refreshes=10)
+    assert waits[-1] == pytest.approx(0.1)
+
+
+def test_one_expensive_moment_moves_the_wait_only_for_a_few_refreshes() -> None:
+    pace, clocks = paced()
+    run(pace, clocks, cpu_per_refresh=0.004, refreshes=5)
+    clocks.period(0.1, 0.15)  # a key that built a screen: 150 ms of CPU in one period
+    after_key = pace.next_interval()
+    assert 0.1 < after_key <= 0.25
+    waits = run(pace, clocks, cpu_per_refresh=0.004, refreshes=8)
+    assert waits[-1] == pytest.approx(0.1)
+
+
+def test_the_cpu_of_the_period_is_what_counts_not_the_time_a_timer_fired_late() -> None:
+    pace, clocks = paced()
+    pace.next_interval()
+    clocks.period(1.0, 0.01)  # the event loop was held up: 1 s went by, with 10 ms of CPU for the refresh
+    assert pace.next_interval() == pytest.approx(0.1)
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="min_hz"):
+        RefreshPace(max_hz=4, min_hz=10)
+    with pytest.raises(ValueError, match="budget"):
+        RefreshPace(budget=0)
