@@ -106,7 +106,7 @@ def run_console(args: argparse.Namespace) -> int:
         resource_tracker.ensure_running()
         starting = StartingModel(LOADING if address is None or roles else CONNECTING)
         app = MnistApp(starting, BrokerInfo("", "starting", "starting"), log_records=captured.records,
-                       prefs=prefs, starter=start)
+                       prefs=prefs, starter=start, warm_help=True)
         app.run()
         if app.start_thread is not None and app.start_thread.is_alive():  # quit while the roles were starting
             print("mnist-tui: waiting for the local roles to finish starting, then stopping them…",

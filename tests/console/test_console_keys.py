@@ -147,6 +147,22 @@ async def test_help_scrolls_to_what_is_below_the_fold() -> None:
         await until(pilot, lambda: body.scroll_y > 0, "pagedown did not scroll the help")
 
 
+async def test_the_help_is_built_unseen_at_startup_and_the_main_screen_keeps_its_focus() -> None:
+    app = MnistApp(make_observer(), BROKER, warm_help=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.is_screen_installed("help") and isinstance(app.screen, MainScreen),
+                    "the help was not built at startup")
+        built = app.get_screen("help")
+        assert built.query_one("#help-body", VerticalScroll).size.height > 0  # composed and laid out
+        assert app.screen_stack == [app.main]
+        assert app.focused is app.screen.query_one("#publisher")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: app.screen is built, "? did not open the help built at startup")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen), "? did not close the help")
+        assert app.focused is app.screen.query_one("#publisher")
+
+
 async def test_palette_has_one_keys_entry_and_no_textual_maximize() -> None:
     app = MnistApp(make_observer(), BROKER)
     async with app.run_test(size=(120, 40)) as pilot:
