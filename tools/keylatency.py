@@ -11,7 +11,7 @@ an escape sequence).
 A reader thread drains the terminal all the time with large reads and timestamps every chunk, so the
 console never waits for the terminal; the markers are found in the raw bytes (Textual writes a title in
 one style as one run of text). Between presses it waits a random 0.2-0.6 s, so the keys do not fall in
-step with the console's refresh (4-10 a second). Prints min / median / p90 / max of each and of both, the load
+step with the console's refresh (2-10 a second). Prints min / median / p90 / max of each and of both, the load
 average before and after, and the result rate the console showed; `--json` prints the same as JSON.
 """
 

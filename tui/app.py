@@ -1,6 +1,6 @@
 """The mnist-tui console: one screen that runs, shows and steers the whole pipeline.
 
-The app renders observer snapshots ten times a second, fewer (down to four) when a refresh is expensive
+The app renders observer snapshots ten times a second, fewer (down to two) when refreshes are expensive
 (tui/refresh_pace.py), and never one update per message. It steers
 roles only through the observer's control messages (docs/PROTOCOL.md: local is remote); errors become
 notifications.
@@ -57,7 +57,7 @@ from tui.widgets import formatting as fmt
 from tui.workers.workers_pane import NO_WORKERS, WorkersPane
 
 REFRESH_HZ = MAX_HZ  # at most; fewer when a refresh is expensive (tui/refresh_pace.py)
-TOPICS_EVERY = 4  # refreshes between topic-tree and message-list refreshes (2.5 a second at 10 Hz, 1 at 4 Hz)
+TOPICS_EVERY = 4  # refreshes between topic-tree and message-list refreshes (2.5 a second at 10 Hz)
 # + and - step by about three times: from 1/s to max in nine presses (r types any rate).
 RATE_STEPS = (1, 3, 10, 30, 100, 300, 1000, 3000, 10_000)
 QUIT_DRAIN_S = 5.0  # q waits this long at most for the workers' queues to empty (q again: at once)

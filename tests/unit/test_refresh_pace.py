@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tui.refresh_pace import RefreshPace
+from tui.refresh_pace import RefreshPace, machine_budget
 
 
 class Clocks:
@@ -80,6 +82,13 @@ def test_the_cpu_of_the_period_is_what_counts_not_the_time_a_timer_fired_late() 
     pace.next_interval()
     clocks.period(1.0, 0.01)  # the event loop was held up: 1 s went by, with 10 ms of CPU for the refresh
     assert pace.next_interval() == pytest.approx(0.1)
+
+
+def test_the_budget_is_a_share_of_the_cpus_the_console_may_use() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert machine_budget(0.075) == pytest.approx(0.075 * cpus)
+    assert RefreshPace().budget == pytest.approx(machine_budget())
+    assert RefreshPace().longest == pytest.approx(0.5)  # two a second at the least
 
 
 def test_bad_settings_are_refused() -> None:
