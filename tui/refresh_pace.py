@@ -1,16 +1,19 @@
-"""How often the console takes a snapshot and redraws its panes: ten times a second while that is cheap,
-fewer (down to two) when it is not.
+"""How often the console takes a snapshot and redraws its panes: ten times a second while that is cheap or
+the machine has CPU to spare, fewer (down to two) when neither holds.
 
 A refresh at a pipeline's full speed costs the console tens of milliseconds of CPU: the Results pane
 scrolls, the Topics pane's counts and the publisher's last image change, and Textual renders every changed
-line. Ten of those a second took about 35% of a core, and on a small machine every millisecond the console
-spends is one the worker does not get (docs/PERFORMANCE.md, "The console refreshes at its own pace"). So
-the wait before the next refresh is the CPU time the console's process used since the last one, divided by
-`budget` (the share of one core it may use), held between 1/max_hz and 1/min_hz and smoothed over a few
-refreshes. The budget is a share of the machine, 7.5% of its CPUs: 0.15 of a core on two, so a full-speed
-pipeline there is shown about three times a second, while on eight cores or more the console keeps its ten.
-A quiet pipeline keeps ten everywhere. Keys are not paced at all (Textual handles them as they come); the
-CPU they take only stretches the next few waits.
+line. Ten of those a second took about 35% of a core, and on a machine whose CPUs are all busy every
+millisecond the console spends is one the worker does not get (docs/PERFORMANCE.md, "The console refreshes
+at its own pace"). So the wait before the next refresh is the CPU time the console's process used since the
+last one, divided by what it may use: a budget of 7.5% of the machine's CPUs (0.15 of a core on two), plus
+whatever the machine left idle over that period beyond a tenth of a core (Linux's /proc/stat). The wait is
+held between 1/max_hz and 1/min_hz and smoothed over a few refreshes.
+
+So a quiet pipeline, or a moderate one that leaves a core idle, is shown ten times a second, and so is any
+pipeline on a machine of eight cores or more; only when the pipeline takes every CPU does the console step
+back, to about three refreshes a second on two cores at full speed. Keys are not paced at all (Textual
+handles them as they come); the CPU they take only stretches the next few waits.
 
 Nothing here imports textual.
 """
@@ -24,6 +27,7 @@ from collections.abc import Callable
 MAX_HZ = 10.0
 MIN_HZ = 2.0
 MACHINE_SHARE = 0.075  # of all the CPUs the console may run on, for everything its process does
+SPARE_KEPT = 0.1  # cores of the machine's idle time the console leaves alone: no machine is ever quite full
 
 
 def machine_budget(share: float = MACHINE_SHARE) -> float:
@@ -33,6 +37,26 @@ def machine_budget(share: float = MACHINE_SHARE) -> float:
     except (AttributeError, OSError):  # not Linux
         cpus = os.cpu_count() or 1
     return share * max(1, cpus)
+
+
+def _clock_ticks() -> int:
+    try:
+        return os.sysconf("SC_CLK_TCK")
+    except (AttributeError, ValueError, OSError):
+        return 100
+
+
+CLOCK_TICKS = _clock_ticks()
+
+
+def machine_idle() -> float | None:
+    """The machine's idle CPU time so far (seconds, all CPUs together, from /proc/stat); None where unknown."""
+    try:
+        with open("/proc/stat", "rb") as stat:
+            fields = stat.readline().split()
+        return (int(fields[4]) + int(fields[5])) / CLOCK_TICKS  # idle + iowait
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 SMOOTHING = 0.5  # weight of the newest period in the wait: a single slow refresh (a key) moves it halfway
@@ -48,6 +72,7 @@ class RefreshPace:
         budget: float | None = None,  # cores; None: machine_budget()
         cpu: Callable[[], float] = time.process_time,
         clock: Callable[[], float] = time.monotonic,
+        idle: Callable[[], float | None] = machine_idle,
     ) -> None:
         if not 0 < min_hz <= max_hz:
             raise ValueError(f"refresh rates must be 0 < min_hz <= max_hz, not {min_hz} and {max_hz}")
@@ -61,7 +86,8 @@ class RefreshPace:
         self.interval = self.shortest
         self._cpu = cpu
         self._clock = clock
-        self._last: tuple[float, float] | None = None  # (cpu, clock) when the last wait began
+        self._idle = idle
+        self._last: tuple[float, float, float | None] | None = None  # (cpu, clock, idle) when the last wait began
 
     @property
     def hz(self) -> float:
@@ -69,11 +95,14 @@ class RefreshPace:
 
     def next_interval(self) -> float:
         """Call once per refresh, after it: how long to wait before the next one (seconds)."""
-        cpu, now = self._cpu(), self._clock()
-        last, self._last = self._last, (cpu, now)
+        cpu, now, idle = self._cpu(), self._clock(), self._idle()
+        last, self._last = self._last, (cpu, now, idle)
         if last is None or now <= last[1]:
             return self.interval
-        wanted = max(0.0, cpu - last[0]) / self.budget  # the period over which that CPU is `budget` of a core
+        allowed = self.budget  # cores
+        if idle is not None and last[2] is not None:
+            allowed += max(0.0, (idle - last[2]) / (now - last[1]) - SPARE_KEPT)
+        wanted = max(0.0, cpu - last[0]) / allowed  # the period over which that CPU is what it may use
         smoothed = self.interval + SMOOTHING * (wanted - self.interval)
         self.interval = min(self.longest, max(self.shortest, smoothed))
         return self.interval

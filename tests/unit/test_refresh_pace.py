@@ -6,24 +6,28 @@ import os
 
 import pytest
 
-from tui.refresh_pace import RefreshPace, machine_budget
+from tui.refresh_pace import RefreshPace, machine_budget, machine_idle
 
 
 class Clocks:
-    """A process CPU clock and a wall clock that the test moves by hand."""
+    """A process CPU clock, a wall clock and the machine's idle time, moved by hand."""
 
     def __init__(self) -> None:
         self.cpu = 0.0
         self.wall = 100.0
+        self.idle = 5000.0
+        self.idle_cores = 0.0  # what the machine leaves idle: none, unless a test says otherwise
 
     def period(self, wait: float, cpu_used: float) -> None:
         self.wall += wait
         self.cpu += cpu_used
+        self.idle += self.idle_cores * wait
 
 
-def paced(budget: float = 0.15) -> tuple[RefreshPace, Clocks]:
+def paced(budget: float = 0.15, idle_known: bool = True) -> tuple[RefreshPace, Clocks]:
     clocks = Clocks()
-    pace = RefreshPace(max_hz=10, min_hz=4, budget=budget, cpu=lambda: clocks.cpu, clock=lambda: clocks.wall)
+    pace = RefreshPace(max_hz=10, min_hz=4, budget=budget, cpu=lambda: clocks.cpu, clock=lambda: clocks.wall,
+                       idle=(lambda: clocks.idle) if idle_known else (lambda: None))
     return pace, clocks
 
 
@@ -50,6 +54,39 @@ def test_expensive_refreshes_stretch_the_wait_until_the_budget_is_kept() -> None
     assert waits[0] > 0.1
     assert waits[-1] == pytest.approx(0.2, rel=0.01)  # 30 ms every 0.2 s: 15% of a core
     assert all(a <= b + 1e-9 for a, b in zip(waits, waits[1:], strict=False))  # no swinging back and forth
+
+
+def test_a_machine_with_a_core_to_spare_keeps_ten_a_second_however_expensive() -> None:
+    pace, clocks = paced(budget=0.15)
+    clocks.idle_cores = 1.0  # a moderate pipeline on two cores
+    waits = run(pace, clocks, cpu_per_refresh=0.04, refreshes=30)  # 40 ms each: 40% of a core at 10 Hz
+    assert waits == [pytest.approx(0.1)] * 30
+
+
+def test_some_idle_time_buys_some_refreshes_and_a_tenth_of_a_core_of_it_is_left_alone() -> None:
+    pace, clocks = paced(budget=0.15)
+    clocks.idle_cores = 0.1  # a machine at full speed is never quite full
+    waits = run(pace, clocks, cpu_per_refresh=0.03, refreshes=40)
+    assert waits[-1] == pytest.approx(0.03 / 0.15, rel=0.01)  # as if nothing were idle
+    pace, clocks = paced(budget=0.15)
+    clocks.idle_cores = 0.35
+    waits = run(pace, clocks, cpu_per_refresh=0.06, refreshes=40)
+    assert waits[-1] == pytest.approx(0.06 / (0.15 + 0.25), rel=0.01)
+
+
+def test_where_the_idle_time_is_unknown_the_budget_alone_counts() -> None:
+    pace, clocks = paced(budget=0.15, idle_known=False)
+    clocks.idle_cores = 1.0
+    waits = run(pace, clocks, cpu_per_refresh=0.03, refreshes=40)
+    assert waits[-1] == pytest.approx(0.2, rel=0.01)
+
+
+def test_the_machines_idle_time_is_read_where_there_is_one() -> None:
+    first = machine_idle()
+    if first is None:
+        pytest.skip("no /proc/stat here")
+    assert first > 0
+    assert machine_idle() >= first  # type: ignore[operator]
 
 
 def test_the_wait_never_goes_past_the_slowest_rate() -> None:
