@@ -667,7 +667,8 @@ class MnistApp(App[None]):
 
         A screen's first showing composes it, applies the styles to every node and lays it out at the terminal's
         size: about three times the work of showing it again (0.25-0.43 s against 0.08-0.14 s under Pilot).
-        The app's own queue waits meanwhile, so a key typed now is handled after it, on the main screen."""
+        A key typed meanwhile waits in the app's queue (behind push_screen's wait for the help's mount) and
+        reaches the main screen once the help is gone again."""
         if self.is_screen_installed("help") or self.screen is not self.main:
             return
         self.install_screen(HelpScreen(self.key_sections()), "help")

@@ -6,9 +6,11 @@ scrolls, the Topics pane's counts and the publisher's last image change, and Tex
 line. Ten of those a second took about 35% of a core, and on a machine whose CPUs are all busy every
 millisecond the console spends is one the worker does not get (docs/PERFORMANCE.md, "The console refreshes
 at its own pace"). So the wait before the next refresh is the CPU time the console's process used since the
-last one, divided by what it may use: a budget of 7.5% of the machine's CPUs (0.15 of a core on two), plus
-whatever the machine left idle over that period beyond a tenth of a core (Linux's /proc/stat). The wait is
-held between 1/max_hz and 1/min_hz and smoothed over a few refreshes.
+last one, divided by what it may use: a budget of 7.5% of the CPUs it may run on (0.15 of a core on two),
+plus what those CPUs left idle over that period beyond a tenth of a core (Linux's /proc/stat). The wait is
+held between 1/max_hz and 1/min_hz and smoothed over a few refreshes. CPU the console spends whatever its
+pace (the observer's updates arrive ten times a second) is counted too, so where that alone nears the
+budget the pace stays at its slowest.
 
 So a quiet pipeline, or a moderate one that leaves a core idle, is shown ten times a second, and so is any
 pipeline on a machine of eight cores or more; only when the pipeline takes every CPU does the console step
@@ -23,6 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 MAX_HZ = 10.0
 MIN_HZ = 2.0
@@ -49,12 +52,31 @@ def _clock_ticks() -> int:
 CLOCK_TICKS = _clock_ticks()
 
 
-def machine_idle() -> float | None:
-    """The machine's idle CPU time so far (seconds, all CPUs together, from /proc/stat); None where unknown."""
+def _allowed_cpus() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def machine_idle(cpus: set[int] | None = None) -> float | None:
+    """Idle CPU time so far (seconds) of the CPUs in `cpus` (default: those this process may run on), all
+    together, from /proc/stat; None where unknown. A console pinned to two cores of many sees those two."""
+    cpus = _allowed_cpus() if cpus is None else cpus
     try:
         with open("/proc/stat", "rb") as stat:
-            fields = stat.readline().split()
-        return (int(fields[4]) + int(fields[5])) / CLOCK_TICKS  # idle + iowait
+            lines = stat.read().split(b"\n")
+        if cpus is None:
+            fields = lines[0].split()  # every CPU
+            return (int(fields[4]) + int(fields[5])) / CLOCK_TICKS  # idle + iowait
+        ticks = 0
+        for line in lines[1:]:
+            if not line.startswith(b"cpu"):
+                break
+            fields = line.split()
+            if int(fields[0][3:]) in cpus:
+                ticks += int(fields[4]) + int(fields[5])
+        return ticks / CLOCK_TICKS
     except (OSError, ValueError, IndexError):
         return None
 
@@ -72,10 +94,11 @@ class RefreshPace:
         budget: float | None = None,  # cores; None: machine_budget()
         cpu: Callable[[], float] = time.process_time,
         clock: Callable[[], float] = time.monotonic,
-        idle: Callable[[], float | None] = machine_idle,
+        idle: Callable[[], float | None] | None = None,  # None: machine_idle() of the CPUs allowed now
     ) -> None:
-        if not 0 < min_hz <= max_hz:
-            raise ValueError(f"refresh rates must be 0 < min_hz <= max_hz, not {min_hz} and {max_hz}")
+        min_hz = min(min_hz, max_hz)  # a console asked for fewer refreshes than the least gets those
+        if min_hz <= 0:
+            raise ValueError(f"refresh rates must be above 0, not {min_hz}")
         if budget is None:
             budget = machine_budget()
         if budget <= 0:
@@ -86,7 +109,7 @@ class RefreshPace:
         self.interval = self.shortest
         self._cpu = cpu
         self._clock = clock
-        self._idle = idle
+        self._idle = idle if idle is not None else partial(machine_idle, _allowed_cpus())
         self._last: tuple[float, float, float | None] | None = None  # (cpu, clock, idle) when the last wait began
 
     @property

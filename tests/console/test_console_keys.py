@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import pilot_until as until
@@ -149,6 +150,15 @@ async def test_help_scrolls_to_what_is_below_the_fold() -> None:
 
 async def test_the_help_is_built_unseen_at_startup_and_the_main_screen_keeps_its_focus() -> None:
     app = MnistApp(make_observer(), BROKER, warm_help=True)
+    frames: list[tuple[type[Any], bool]] = []  # each frame handed to the terminal: its screen, held back by a batch
+    display = app._display
+
+    def noted(screen: Any, renderable: Any) -> None:
+        if renderable is not None:
+            frames.append((type(screen), app._batch_count > 0))
+        display(screen, renderable)
+
+    app._display = noted  # type: ignore[method-assign]
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.is_screen_installed("help") and isinstance(app.screen, MainScreen),
                     "the help was not built at startup")
@@ -156,11 +166,23 @@ async def test_the_help_is_built_unseen_at_startup_and_the_main_screen_keeps_its
         assert built.query_one("#help-body", VerticalScroll).size.height > 0  # composed and laid out
         assert app.screen_stack == [app.main]
         assert app.focused is app.screen.query_one("#publisher")
+        await pilot.pause(0.3)
+        assert (HelpScreen, True) in frames and (HelpScreen, False) not in frames  # drawn, none of it shown
         await pilot.press("question_mark")
         await until(pilot, lambda: app.screen is built, "? did not open the help built at startup")
+        await until(pilot, lambda: (HelpScreen, False) in frames, "the help opened but was never drawn")
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, MainScreen), "? did not close the help")
         assert app.focused is app.screen.query_one("#publisher")
+
+
+async def test_refreshes_keep_coming_one_after_another() -> None:
+    app = MnistApp(make_observer(), BROKER)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        start = app._tick
+        await until(pilot, lambda: app._tick >= start + 5, "the console stopped refreshing")
+        assert app.pace.interval <= app.pace.longest
 
 
 async def test_palette_has_one_keys_entry_and_no_textual_maximize() -> None:
@@ -223,7 +245,6 @@ async def test_the_console_opens_at_once_and_says_it_is_starting(size: tuple[int
     """While the roles load (the starter blocks), the header and panes show and say "starting"; keys that
     need the roles say so; once the starter returns, the panes show the pipeline."""
     import threading
-    from typing import Any
 
     from textual.widgets import Static
 

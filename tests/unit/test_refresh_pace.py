@@ -109,7 +109,9 @@ def test_one_expensive_moment_moves_the_wait_only_for_a_few_refreshes() -> None:
     run(pace, clocks, cpu_per_refresh=0.004, refreshes=5)
     clocks.period(0.1, 0.15)  # a key that built a screen: 150 ms of CPU in one period
     after_key = pace.next_interval()
-    assert 0.1 < after_key <= 0.25
+    assert after_key == pytest.approx(0.25)  # halfway from 0.1 to the 1 s that CPU asks for, then held at 0.25
+    clocks.period(after_key, 0.02)
+    assert pace.next_interval() == pytest.approx((0.25 + 0.02 / 0.15) / 2)  # halfway back towards 0.133
     waits = run(pace, clocks, cpu_per_refresh=0.004, refreshes=8)
     assert waits[-1] == pytest.approx(0.1)
 
@@ -128,8 +130,22 @@ def test_the_budget_is_a_share_of_the_cpus_the_console_may_use() -> None:
     assert RefreshPace().longest == pytest.approx(0.5)  # two a second at the least
 
 
+def test_the_idle_time_is_that_of_the_cpus_given() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    every, first = machine_idle(set(cpus)), machine_idle({cpus[0]})
+    if every is None or first is None:
+        pytest.skip("no /proc/stat here")
+    assert 0 < first <= every
+    assert machine_idle(set()) == 0.0
+
+
+def test_fewer_refreshes_asked_for_than_the_least_are_what_the_console_gets() -> None:
+    pace = RefreshPace(max_hz=1)
+    assert pace.shortest == pace.longest == pytest.approx(1.0)
+
+
 def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ValueError, match="min_hz"):
-        RefreshPace(max_hz=4, min_hz=10)
+    with pytest.raises(ValueError, match="above 0"):
+        RefreshPace(max_hz=0)
     with pytest.raises(ValueError, match="budget"):
         RefreshPace(budget=0)
