@@ -112,6 +112,7 @@ class MainScreen(Screen[None]):
             self.set_class(name == pane, f"-zoom-{name}")
             self.query_one(f"#{name}").set_class(name == pane, "-zoomed")
         self.set_class(pane is not None, "-zoom")
+        self._refresh_when_laid_out()
 
     def on_resize(self) -> None:
         # Under 100 columns the footer drops the padding around each key and the palette's key (ctrl+p is on
@@ -119,6 +120,12 @@ class MainScreen(Screen[None]):
         footer = self.query_one(MainFooter)
         footer.compact = self.size.width < 100
         footer.show_command_palette = self.size.width >= 100
+        self._refresh_when_laid_out()
+
+    def _refresh_when_laid_out(self) -> None:
+        """The panes fit their columns and lines to their size at a refresh: one now, not at the next tick
+        (under load up to half a second away)."""
+        self.call_after_refresh(self.post_message, RefreshWanted(full=False))
 
 
 class MnistApp(App[None]):
