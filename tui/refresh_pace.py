@@ -33,13 +33,18 @@ MACHINE_SHARE = 0.075  # of all the CPUs the console may run on, for everything 
 SPARE_KEPT = 0.1  # cores of the machine's idle time the console leaves alone: no machine is ever quite full
 
 
+def _allowed_cpus() -> set[int] | None:
+    """The CPUs this process may run on; None where that is not known (not Linux)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_budget(share: float = MACHINE_SHARE) -> float:
     """`share` of the CPUs this process may run on, in cores (0.15 on two)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cpus = os.cpu_count() or 1
-    return share * max(1, cpus)
+    cpus = _allowed_cpus()
+    return share * max(1, len(cpus) if cpus is not None else os.cpu_count() or 1)
 
 
 def _clock_ticks() -> int:
@@ -52,31 +57,23 @@ def _clock_ticks() -> int:
 CLOCK_TICKS = _clock_ticks()
 
 
-def _allowed_cpus() -> set[int] | None:
-    try:
-        return set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
-
-
 def machine_idle(cpus: set[int] | None = None) -> float | None:
     """Idle CPU time so far (seconds) of the CPUs in `cpus` (default: those this process may run on), all
     together, from /proc/stat; None where unknown. A console pinned to two cores of many sees those two."""
     cpus = _allowed_cpus() if cpus is None else cpus
     try:
-        with open("/proc/stat", "rb") as stat:
-            lines = stat.read().split(b"\n")
-        if cpus is None:
-            fields = lines[0].split()  # every CPU
-            return (int(fields[4]) + int(fields[5])) / CLOCK_TICKS  # idle + iowait
-        ticks = 0
-        for line in lines[1:]:
-            if not line.startswith(b"cpu"):
-                break
-            fields = line.split()
-            if int(fields[0][3:]) in cpus:
-                ticks += int(fields[4]) + int(fields[5])
-        return ticks / CLOCK_TICKS
+        with open("/proc/stat", "rb") as stat:  # the cpu lines come first; what follows is not read
+            fields = stat.readline().split()  # every CPU
+            if cpus is None:
+                return (int(fields[4]) + int(fields[5])) / CLOCK_TICKS  # idle + iowait
+            ticks = 0
+            for line in stat:
+                if not line.startswith(b"cpu"):
+                    break
+                fields = line.split()
+                if int(fields[0][3:]) in cpus:
+                    ticks += int(fields[4]) + int(fields[5])
+            return ticks / CLOCK_TICKS
     except (OSError, ValueError, IndexError):
         return None
 
