@@ -176,12 +176,24 @@ class LocalPipeline:
                     self.pool.spawn([f"{base}-{i + 1}" if base else None for i in range(1, workers)])
             elif name == "output":
                 roles.append(Collector(self.address, settings, self.client_ids.get("output"), self.on_result))
-        # consumers first, so that nothing the publisher sends is missed
-        order = {"output": 0, "infer": 1, "input": 2}
-        for role in sorted(roles, key=lambda r: order[r.role]):
+        # Consumers first, subscribed before the publisher starts, so that nothing it sends is missed: an
+        # image published before a worker's subscription is acknowledged has no subscriber and is dropped.
+        consumers = [r for r in roles if r.role != "input"]
+        for role in sorted(consumers, key=lambda r: r.role != "output"):
             role.start()
             self.roles.append(role)
-        for role in self.roles:
+        self._wait_ready(self.roles)
+        if self.worker_processes and self.pool is not None:  # no worker in this process: wait for theirs
+            self._wait_for_worker_processes(settings, 90.0)
+        for role in roles:
+            if role.role == "input":
+                role.start()
+                self.roles.append(role)
+                self._wait_ready([role])
+
+    def _wait_ready(self, roles: list[Role]) -> None:
+        """Until each of `roles` is connected and subscribed; BrokerError when one fails or times out."""
+        for role in roles:
             ready = role.wait_ready(15)
             failed = self.pool.failed() if self.pool is not None else None
             if failed is not None:
@@ -190,8 +202,6 @@ class LocalPipeline:
                 raise BrokerError(role.fatal_error)
             if not ready:
                 raise BrokerError(f"{role.role} {role.client_id}: {role.last_error or 'no connection to the broker'}")
-        if self.worker_processes and self.pool is not None:
-            self._wait_for_worker_processes(settings, 90.0)
 
     def _wait_for_worker_processes(self, settings: Settings, timeout: float) -> None:
         """Until each worker process's retained status says `running` (it is subscribed: nothing sent

@@ -80,6 +80,29 @@ def test_embedded_broker_restarted_under_durable_loses_nothing() -> None:
     assert not db.exists(), "the database directory is removed with the pipeline"
 
 
+def test_the_publisher_starts_only_once_the_worker_and_the_collector_are_subscribed(
+        mosquitto_broker, monkeypatch) -> None:
+    """An image sent before the worker's subscription is acknowledged has no subscriber and is dropped (the
+    first image of a fresh durable session was lost that way once in CI): the pipeline starts the
+    publisher, which sends as soon as it connects, only after the consumers are ready."""
+    settings = durable_settings("--count", "20", "--rate", "0")
+    settings.autostart = True
+    pipeline = LocalPipeline(settings, address=mosquitto_broker.address)
+    seen: list[dict[str, bool]] = []  # at the publisher's start: which of the roles started before it are ready
+    original = Publisher.start
+
+    def start(self: Publisher) -> None:
+        seen.append({r.role: r.ready.is_set() for r in pipeline.roles})
+        original(self)
+
+    monkeypatch.setattr(Publisher, "start", start)
+    with pipeline:
+        collector = pipeline.role("output")
+        assert collector is not None
+        wait_for(lambda: collector.received >= 20, message=lambda: f"{collector.received} of 20 answered")
+    assert seen == [{"output": True, "infer": True}]
+
+
 def test_default_worker_answers_each_image_at_its_qos(mosquitto_broker, probe_factory) -> None:
     addr = mosquitto_broker.address
     answers = probe_factory(addr, "result", qos=2)
