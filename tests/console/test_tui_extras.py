@@ -309,6 +309,39 @@ async def test_worker_charts_follow_the_status(app: MnistApp) -> None:
     await run(app, body)
 
 
+async def test_every_theme_renders_the_panes_the_charts_and_the_drawing(app: MnistApp) -> None:
+    """Each theme the palette offers, the ANSI ones too (their colours are the terminal's own, `ansi_green`,
+    which Rich's parser does not read: picking `ansi-light` once crashed the console at its next refresh)."""
+    async def body(pilot: Pilot[Any]) -> None:
+        await send_images(app, pilot, 12)
+        pane = app.screen.query_one(WorkersPane)
+        await until(pilot, lambda: pane.table.row_count >= 1, "no worker in the table")
+        pane.query_one("#workers-table").focus()
+        await pilot.press("g")
+        charts = pane.query_one(WorkerCharts)
+        themes = sorted(app.available_themes)
+        assert {"ansi-dark", "ansi-light", "textual-light"} <= set(themes)
+        for name in themes:
+            app.theme = name
+            await pilot.pause()
+            app.refresh_from_observer(full=True)  # every pane takes its colours from the theme
+            await until(pilot, lambda: charts.lines == 1, f"{name}: no plot of the worker")
+            lines = _table_lines(pane.table)
+            assert "running" in lines[1], f"{name}: {lines}"
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, DrawDialog), "no draw dialog")
+        canvas = app.screen.query_one(DrawCanvas)
+        for name in themes:
+            app.theme = name
+            await pilot.pause()
+            paper, ink, cursor = canvas._colours()
+            assert paper.ansi is None and ink.ansi is None, f"{name}: {paper!r} {ink!r} cannot be blended"
+            assert abs(paper.brightness - ink.brightness) > 0.3, f"{name}: ink {ink} on paper {paper}"
+            assert canvas.render_line(0).cell_length == canvas.size.width
+
+    await run(app, body)
+
+
 def _table_lines(table: Any) -> list[str]:
     """The lines the Workers table shows (the header, then the rows), as text."""
     return [table.render_line(y).text for y in range(table.size.height)]

@@ -26,6 +26,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from tui import keys
+from tui.widgets.palette import solid_colour
 
 SIDE = 28
 PEN_FULL = 0.8  # full ink within this distance of the pen (pixels)...
@@ -198,10 +199,10 @@ class DrawCanvas(Widget, can_focus=True):
 
     # ----- drawing it -----
     def _colours(self) -> tuple[Color, Color, Color]:
-        v = self.app.theme_variables
-        paper = Color.parse(v.get("background", "#000000"))
-        ink = Color.parse(v.get("foreground", "#ffffff"))
-        cursor = Color.parse(v.get("accent", "#0178d4"))
+        dark = self.app.current_theme.dark
+        paper = solid_colour(self.app, "background", default="#000000" if dark else "#ffffff")
+        ink = solid_colour(self.app, "foreground", default="#ffffff" if dark else "#000000")
+        cursor = solid_colour(self.app, "accent", default="#0178d4")
         return paper, ink, cursor
 
     def render_line(self, y: int) -> Strip:

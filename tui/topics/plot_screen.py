@@ -5,7 +5,6 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.color import Color
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
@@ -15,6 +14,7 @@ from textual_plotext import PlotextPlot
 from engine.console.observer import Message, Snapshot
 from engine.console.series import VALUE, number_fields, series
 from tui.safe_text import markup_text, plain
+from tui.widgets.palette import solid_colour
 
 
 class PlotScreen(ModalScreen[None]):
@@ -82,7 +82,7 @@ class PlotScreen(ModalScreen[None]):
         plt.title(name)
         if times:
             start = times[-1]
-            colour = Color.parse(self.app.theme_variables.get("text-primary", "#0178d4")).rgb
+            colour = solid_colour(self.app, "text-primary", default="#0178d4").rgb
             plt.plot([t - start for t in times], values, marker="braille", color=colour)
             plt.xlabel("seconds before the newest")
         widget.refresh()

@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 
 from textual.app import ComposeResult
-from textual.color import Color
 from textual.containers import Horizontal
 from textual_plotext import PlotextPlot
 
 from engine.console.observer import HISTORY, RoleStatus, Snapshot
+from tui.widgets.palette import solid_colour
 
 WINDOW = float(HISTORY)  # seconds shown (a status a second)
 COLOUR_VARIABLES = ("text-primary", "text-success", "text-warning", "text-error", "text-secondary", "text-accent")
@@ -52,7 +52,8 @@ class WorkerCharts(Horizontal):
 
     def _colours(self) -> list[tuple[int, int, int]]:
         v = self.app.theme_variables
-        return [Color.parse(v[name]).rgb for name in COLOUR_VARIABLES if name in v] or [(0, 128, 255)]
+        return [solid_colour(self.app, name, default="#0080ff").rgb for name in COLOUR_VARIABLES if name in v] \
+            or [(0, 128, 255)]
 
     def update_snapshot(self, snap: Snapshot) -> None:
         workers = [r for r in snap.roles_of("infer") if r.history_t]
