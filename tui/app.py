@@ -56,6 +56,8 @@ from tui.topics.topics_pane import TopicsPane
 from tui.widgets import formatting as fmt
 from tui.workers.workers_pane import NO_WORKERS, WorkersPane
 
+log = logging.getLogger(__name__)
+
 REFRESH_HZ = MAX_HZ  # at most; fewer when a refresh is expensive (tui/refresh_pace.py)
 TOPICS_EVERY = 4  # refreshes between topic-tree and message-list refreshes (2.5 a second at 10 Hz)
 # + and - step by about three times: from 1/s to max in nine presses (r types any rate).
@@ -173,6 +175,8 @@ class MnistApp(App[None]):
         self.owns_roles = owns_roles  # the roles stop with the console: q drains them first
         self._quit_asked: float | None = None  # when q was pressed: the console drains, then quits
         self._saved: dict[str, str] = {}  # the preferences as the config file has them
+        self.refresh_failures = 0  # refreshes that raised (_refresh_failed)
+        self._failures_told: set[str] = set()
 
     def notify(
         self,
@@ -316,8 +320,22 @@ class MnistApp(App[None]):
         """Refresh, then wait what the pace says before the next (a chain of timers, not a fixed interval)."""
         try:
             self.refresh_from_observer()
+        except Exception as exc:  # a bug (a pane's is caught in _hand_over): said, not a traceback
+            self._refresh_failed(exc)
         finally:
             self.set_timer(self.pace.next_interval(), self._paced_refresh, name="refresh")
+
+    def _refresh_failed(self, exc: Exception) -> None:
+        """A refresh raised (a bug in a pane): the console goes on refreshing, so the pipeline it steers stays in
+        view and under its keys, and says what failed once per kind of failure (a notification and a log record)
+        instead of ending with a traceback."""
+        self.refresh_failures += 1
+        what = clean_text(f"{type(exc).__name__}: {exc}", 200)  # its words may be the broker's
+        if what not in self._failures_told:
+            self._failures_told.add(what)
+            log.warning("a pane could not be refreshed (%s)", what, exc_info=exc)  # a warning: not notified twice
+            self.notify(f"{what}\nThe console goes on; the pipeline is not affected.",
+                        title="A pane could not be refreshed", severity="error", timeout=10)
 
     def refresh_from_observer(self, full: bool = False) -> None:
         """Take one snapshot and hand it to every pane, or to the dialog on top (the panes wait behind it)."""
@@ -349,15 +367,24 @@ class MnistApp(App[None]):
             # (drawing, confusion matrix) gets the snapshot; the panes catch up at the first refresh after it.
             update = getattr(top, "update_snapshot", None)
             if update is not None:
-                update(snap)
+                self._hand_over(update, snap)
             return
-        main.query_one(HeaderBar).update_snapshot(snap)
+        self._hand_over(main.query_one(HeaderBar).update_snapshot, snap)
         if self.starting:  # the panes keep their "starting" line (_show_starting)
             return
-        main.query_one(PublisherPane).update_snapshot(snap)
-        main.query_one(WorkersPane).update_snapshot(snap)
-        main.query_one(ResultsPane).update_snapshot(snap)
-        topics.update_snapshot(snap, full)
+        self._hand_over(main.query_one(PublisherPane).update_snapshot, snap)
+        self._hand_over(main.query_one(WorkersPane).update_snapshot, snap)
+        self._hand_over(main.query_one(ResultsPane).update_snapshot, snap)
+        self._hand_over(topics.update_snapshot, snap, full)
+
+    def _hand_over(self, update: Callable[..., None], *args: Any) -> None:
+        """One pane's update: a pane whose update raises keeps the others from none of theirs."""
+        try:
+            update(*args)
+        except NoMatches:
+            raise
+        except Exception as exc:
+            self._refresh_failed(exc)
 
     def _show_log_errors(self) -> None:
         """Errors logged by local roles while the console owns the terminal become notifications."""

@@ -134,6 +134,36 @@ async def test_space_starts_publishing_and_results_appear(pipeline: LocalPipelin
     await run(app, body)
 
 
+@pytest.mark.refresh_may_fail
+async def test_a_refresh_that_raises_is_a_notification_and_the_console_goes_on(pipeline: LocalPipeline,
+                                                                                make_app, monkeypatch) -> None:
+    """A bug in one pane's refresh does not end the console (and the pipeline it runs) with a traceback: it
+    says so once, the other panes and the keys go on, and the pane recovers once the cause is gone."""
+    app = make_app(pipeline.address)
+    seen = record_notifications(app)
+    update = WorkersPane.update_snapshot
+
+    def broken(self: WorkersPane, snap: Any) -> None:
+        raise RuntimeError("[bold]no such colour[/] \x1b[31m")
+
+    async def body(pilot: Pilot[Any]) -> None:
+        monkeypatch.setattr(WorkersPane, "update_snapshot", broken)
+        await until(pilot, lambda: app.refresh_failures >= 3, lambda: f"{app.refresh_failures} failed refreshes")
+        told = [text for text in seen if "no such colour" in text]
+        assert len(told) == 1, seen  # once, however often it fails
+        assert "RuntimeError: [bold]no such colour[/]" in told[0] and "\x1b" not in told[0]
+        await pilot.press("space")  # the keys still steer the pipeline...
+        await until(pilot, lambda: (publisher_state(app) or {}).get("state") == "running", "space did nothing")
+        log = app.screen.query_one(ResultsLog)  # ...and the panes refreshed before the broken one still show it
+        await until(pilot, lambda: len(log.rows) >= 3, lambda: f"{len(log.rows)} result rows")
+        monkeypatch.setattr(WorkersPane, "update_snapshot", update)
+        table = app.screen.query_one(WorkersPane).table
+        await until(pilot, lambda: table.row_count == 1, "the Workers pane did not recover")
+        await pilot.press("space")
+
+    await run(app, body)
+
+
 async def test_plus_and_minus_change_the_rate(pipeline: LocalPipeline, make_app) -> None:
     app = make_app(pipeline.address)
 
