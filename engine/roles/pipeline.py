@@ -180,15 +180,15 @@ class LocalPipeline:
         # image published before a worker's subscription is acknowledged has no subscriber and is dropped.
         consumers = [r for r in roles if r.role != "input"]
         for role in sorted(consumers, key=lambda r: r.role != "output"):
+            self.roles.append(role)  # before it starts: a start that fails half way is stopped with the rest
             role.start()
-            self.roles.append(role)
         self._wait_ready(self.roles)
         if self.worker_processes and self.pool is not None:  # no worker in this process: wait for theirs
             self._wait_for_worker_processes(settings, 90.0)
         for role in roles:
             if role.role == "input":
-                role.start()
                 self.roles.append(role)
+                role.start()
                 self._wait_ready([role])
 
     def _wait_ready(self, roles: list[Role]) -> None:
@@ -204,8 +204,8 @@ class LocalPipeline:
                 raise BrokerError(f"{role.role} {role.client_id}: {role.last_error or 'no connection to the broker'}")
 
     def _wait_for_worker_processes(self, settings: Settings, timeout: float) -> None:
-        """Until each worker process's retained status says `running` (it is subscribed: nothing sent
-        from now on is missed), or one fails."""
+        """Until each worker process's retained status says `running` and `subscribed` (to its images: nothing
+        sent from now on is missed), or one fails."""
         import json
         import threading
         import time
@@ -220,10 +220,11 @@ class LocalPipeline:
 
         def on_message(_c: object, _u: object, msg: object) -> None:
             try:
-                state = json.loads(msg.payload).get("state")  # type: ignore[attr-defined]
+                status = json.loads(msg.payload)  # type: ignore[attr-defined]
+                ready = status.get("state") == "running" and status.get("subscribed") is True
             except Exception:
                 return
-            if state == "running":
+            if ready:
                 with lock:
                     running.add(msg.topic)  # type: ignore[attr-defined]
 

@@ -248,8 +248,10 @@ class Role:
 
     def _check_ready(self) -> None:
         data_ready = all(c is None or c.ready.is_set() for c in (self._data, self._results))
-        if self._subscribed and self._hello_mid is None and self.connected.is_set() and data_ready:
+        if (self._subscribed and self._hello_mid is None and self.connected.is_set() and data_ready
+                and not self.ready.is_set()):
             self.ready.set()
+            self.publish_status()  # says "subscribed" now, not at the next second's status
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, reason_codes: Any, _p: Any) -> None:
         if mid == self._sub_mid:
@@ -369,6 +371,7 @@ class Role:
             "ts": round(time.time(), 3),
             "uptime": round(time.time() - self.started_at, 1),
             "connected": True,
+            "subscribed": self.ready.is_set(),  # to everything it takes (a worker: its images)
         } | ({"data_connected": self._data.connected.is_set()} if self._data is not None else {})
 
     def status(self) -> dict[str, Any]:

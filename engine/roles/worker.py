@@ -165,7 +165,8 @@ class Worker(Role):
             self._drain_deadline = time.monotonic() + drain
             with contextlib.suppress(queue.Full):
                 self.queue.put(_STOP, timeout=drain)
-        self._thread.join(timeout=drain + 30)
+        if self._thread.is_alive():  # not when its start failed before the thread began
+            self._thread.join(timeout=drain + 30)
 
     @property
     def state(self) -> str:

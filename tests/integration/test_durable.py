@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from fault_helpers import Engine, send, status, wait_status
+from fault_helpers import Engine, model, send, status, wait_answered, wait_status
 from helpers import wait_for
 
 from engine.cli import build_parser, main, settings_from_args
@@ -92,7 +92,7 @@ def test_the_publisher_starts_only_once_the_worker_and_the_collector_are_subscri
     original = Publisher.start
 
     def start(self: Publisher) -> None:
-        seen.append({r.role: r.ready.is_set() for r in pipeline.roles})
+        seen.append({r.role: r.ready.is_set() for r in pipeline.roles if r is not self})
         original(self)
 
     monkeypatch.setattr(Publisher, "start", start)
@@ -101,6 +101,26 @@ def test_the_publisher_starts_only_once_the_worker_and_the_collector_are_subscri
         assert collector is not None
         wait_for(lambda: collector.received >= 20, message=lambda: f"{collector.received} of 20 answered")
     assert seen == [{"output": True, "infer": True}]
+
+
+def test_a_worker_says_subscribed_once_its_images_reach_it(mosquitto_broker, probe_factory) -> None:
+    """What the pipeline waits for before it starts the publisher when the workers are processes of their own
+    (the console's roles child): a status with `subscribed`, sent at the moment the worker's image
+    subscription is acknowledged. An image sent right then is answered."""
+    addr = mosquitto_broker.address
+    probe = probe_factory(addr, ["result", "mnist/status/infer/#"])
+    topic = "mnist/status/infer/w-subscribed"
+    worker = Worker(addr, Settings(), "w-subscribed", model=model())
+    worker.start()
+    try:
+        wait_status(probe, topic, lambda s: s.get("subscribed") is True, timeout=30, what="never subscribed")
+        send(probe, ["first"], qos=0)
+        wait_answered(probe, ["first"], timeout=30)
+        statuses = [json.loads(m.payload) for m in probe.messages(topic)]
+        assert statuses[0]["subscribed"] is False, "its first status (on connecting) comes before the SUBACK"
+        assert worker.ready.is_set()
+    finally:
+        worker.stop()
 
 
 def test_default_worker_answers_each_image_at_its_qos(mosquitto_broker, probe_factory) -> None:
