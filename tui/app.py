@@ -14,6 +14,7 @@ import logging
 import textwrap
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -59,6 +60,7 @@ from tui.workers.workers_pane import NO_WORKERS, WorkersPane
 log = logging.getLogger(__name__)
 
 REFRESH_HZ = MAX_HZ  # at most; fewer when a refresh is expensive (tui/refresh_pace.py)
+MAX_FAILURES_TOLD = 5  # places a refresh failed from that are notified (a broken console need not say more)
 TOPICS_EVERY = 4  # refreshes between topic-tree and message-list refreshes (2.5 a second at 10 Hz)
 # + and - step by about three times: from 1/s to max in nine presses (r types any rate).
 RATE_STEPS = (1, 3, 10, 30, 100, 300, 1000, 3000, 10_000)
@@ -320,30 +322,41 @@ class MnistApp(App[None]):
         """Refresh, then wait what the pace says before the next (a chain of timers, not a fixed interval)."""
         try:
             self.refresh_from_observer()
-        except Exception as exc:  # a bug (a pane's is caught in _hand_over): said, not a traceback
-            self._refresh_failed(exc)
         finally:
             self.set_timer(self.pace.next_interval(), self._paced_refresh, name="refresh")
 
     def _refresh_failed(self, exc: Exception) -> None:
         """A refresh raised (a bug in a pane): the console goes on refreshing, so the pipeline it steers stays in
-        view and under its keys, and says what failed once per kind of failure (a notification and a log record)
-        instead of ending with a traceback."""
+        view and under its keys, and says what failed (a notification and a log record) instead of ending with
+        a traceback. Once per place it was raised from, whatever its words (they may name a changing id), and
+        for the first few such places only."""
         self.refresh_failures += 1
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = (type(exc).__name__, frames[-1].filename, frames[-1].lineno) if frames else (type(exc).__name__,)
+        if where in self._failures_told or len(self._failures_told) >= MAX_FAILURES_TOLD:
+            return
+        self._failures_told.add(where)
         what = clean_text(f"{type(exc).__name__}: {exc}", 200)  # its words may be the broker's
-        if what not in self._failures_told:
-            self._failures_told.add(what)
-            log.warning("a pane could not be refreshed (%s)", what, exc_info=exc)  # a warning: not notified twice
-            self.notify(f"{what}\nThe console goes on; the pipeline is not affected.",
-                        title="A pane could not be refreshed", severity="error", timeout=10)
+        log.warning("a pane could not be refreshed (%s)", what, exc_info=exc)  # a warning: not notified twice
+        self.notify(f"{what}\nThe console goes on; the pipeline is not affected.",
+                    title="A pane could not be refreshed", severity="error", timeout=10)
 
     def refresh_from_observer(self, full: bool = False) -> None:
         """Take one snapshot and hand it to every pane, or to the dialog on top (the panes wait behind it)."""
         main = self.main
         if main is None or not main.is_mounted:
             return
-        with contextlib.suppress(NoMatches):  # NoMatches: the screen is being torn down (quitting)
+        try:
             self._refresh(main, full)
+        except NoMatches as exc:
+            if main.is_attached and not self._exit_asked():  # not torn down: a bug like any other
+                self._refresh_failed(exc)
+        except Exception as exc:  # a bug outside the panes' updates (those are caught in _hand_over)
+            self._refresh_failed(exc)
+
+    def _exit_asked(self) -> bool:
+        """The console is quitting: its screens are being torn down, and a query may find nothing."""
+        return bool(getattr(self, "_exit", False) or getattr(self, "_closing", False))  # Textual's own flags
 
     def _refresh(self, main: MainScreen, full: bool) -> None:
         self._tick += 1
@@ -381,8 +394,11 @@ class MnistApp(App[None]):
         """One pane's update: a pane whose update raises keeps the others from none of theirs."""
         try:
             update(*args)
-        except NoMatches:
-            raise
+        except NoMatches as exc:
+            pane = getattr(update, "__self__", None)
+            if self._exit_asked() or (isinstance(pane, Widget) and not pane.is_attached):
+                raise  # torn down while quitting: the refresh ends here, unremarked
+            self._refresh_failed(exc)
         except Exception as exc:
             self._refresh_failed(exc)
 

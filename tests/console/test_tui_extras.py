@@ -18,7 +18,10 @@ import pytest
 from helpers import NO_MOSQUITTO, wait_for
 from helpers import pilot_until as until
 from PIL import Image
+from rich.style import Style
+from rich.text import Text
 from textual.pilot import Pilot
+from textual_plotext import PlotextPlot
 
 from engine.console.export import COLUMNS, write_results_csv
 from engine.console.observer import Observer, ResultRow
@@ -328,6 +331,12 @@ async def test_every_theme_renders_the_panes_the_charts_and_the_drawing(app: Mni
             await until(pilot, lambda: charts.lines == 1, f"{name}: no plot of the worker")
             lines = _table_lines(pane.table)
             assert "running" in lines[1], f"{name}: {lines}"
+            for plot in charts.query(PlotextPlot):
+                text = plot.render()
+                assert isinstance(text, Text) and text.plain.strip(), f"{name}: an empty chart"
+                styles = [span.style for span in text.spans if isinstance(span.style, Style)]
+                unreadable = {str(st) for st in styles if st.color is not None and st.color == st.bgcolor}
+                assert not unreadable, f"{name}: text in the colour of its background: {unreadable}"
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, DrawDialog), "no draw dialog")
         canvas = app.screen.query_one(DrawCanvas)
@@ -337,6 +346,7 @@ async def test_every_theme_renders_the_panes_the_charts_and_the_drawing(app: Mni
             paper, ink, cursor = canvas._colours()
             assert paper.ansi is None and ink.ansi is None, f"{name}: {paper!r} {ink!r} cannot be blended"
             assert abs(paper.brightness - ink.brightness) > 0.3, f"{name}: ink {ink} on paper {paper}"
+            assert abs(paper.brightness - cursor.brightness) >= 0.2, f"{name}: cursor {cursor} on paper {paper}"
             assert canvas.render_line(0).cell_length == canvas.size.width
 
     await run(app, body)

@@ -202,7 +202,9 @@ class DrawCanvas(Widget, can_focus=True):
         dark = self.app.current_theme.dark
         paper = solid_colour(self.app, "background", default="#000000" if dark else "#ffffff")
         ink = solid_colour(self.app, "foreground", default="#ffffff" if dark else "#000000")
-        cursor = solid_colour(self.app, "accent", default="#0178d4")
+        # the cursor in the theme's accent, or its primary colour where the accent is too pale on the paper
+        candidates = (solid_colour(self.app, name, default="#0178d4") for name in ("accent", "primary"))
+        cursor = next((c for c in candidates if abs(c.brightness - paper.brightness) >= 0.3), ink.blend(paper, 0.3))
         return paper, ink, cursor
 
     def render_line(self, y: int) -> Strip:

@@ -14,7 +14,7 @@ from textual_plotext import PlotextPlot
 from engine.console.observer import Message, Snapshot
 from engine.console.series import VALUE, number_fields, series
 from tui.safe_text import markup_text, plain
-from tui.widgets.palette import solid_colour
+from tui.widgets.palette import plot_colours, plot_theme
 
 
 class PlotScreen(ModalScreen[None]):
@@ -82,7 +82,8 @@ class PlotScreen(ModalScreen[None]):
         plt.title(name)
         if times:
             start = times[-1]
-            colour = solid_colour(self.app, "text-primary", default="#0178d4").rgb
+            widget.theme = plot_theme(self.app)  # type: ignore[assignment]
+            colour = plot_colours(self.app, ("text-primary",))[0]
             plt.plot([t - start for t in times], values, marker="braille", color=colour)
             plt.xlabel("seconds before the newest")
         widget.refresh()

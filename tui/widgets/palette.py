@@ -45,6 +45,25 @@ def solid_colour(app: App, *names: str, default: str) -> Color:
     return Color(*colour.rgb) if colour.ansi is not None else colour
 
 
+PlotColour = str | tuple[int, int, int]  # a plotext colour: a name ("blue") or RGB
+
+
+def plot_colours(app: App, names: tuple[str, ...]) -> list[PlotColour]:
+    """Line colours for a plotext chart: the theme's variables `names` as RGB, or, in a theme of the terminal's
+    own colours (ANSI), plotext's names for those, which the terminal maps to its palette as it does the rest."""
+    if app.current_theme.ansi:
+        return ["blue", "green", "red", "cyan", "magenta", "yellow"][: max(1, len(names))]
+    variables = app.theme_variables
+    return [solid_colour(app, name, default="#0080ff").rgb for name in names if name in variables] or [(0, 128, 255)]
+
+
+def plot_theme(app: App) -> str:
+    """The plotext theme for a chart (its canvas, axes and labels): "auto", made from the app's theme by
+    textual-plotext, except in an ANSI theme, whose `ansi_default` colours that would read as black on black:
+    there "clear", the terminal's own foreground and background."""
+    return "clear" if app.current_theme.ansi else "auto"
+
+
 def palette(app: App) -> Palette:
     """Styles from the current theme's success / error / warning / accent colours, in their text variants
     (`text-success`, ...), which the theme makes readable on its background, light or dark."""

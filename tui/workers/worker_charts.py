@@ -15,7 +15,7 @@ from textual.containers import Horizontal
 from textual_plotext import PlotextPlot
 
 from engine.console.observer import HISTORY, RoleStatus, Snapshot
-from tui.widgets.palette import solid_colour
+from tui.widgets.palette import PlotColour, plot_colours, plot_theme
 
 WINDOW = float(HISTORY)  # seconds shown (a status a second)
 COLOUR_VARIABLES = ("text-primary", "text-success", "text-warning", "text-error", "text-secondary", "text-accent")
@@ -50,10 +50,11 @@ class WorkerCharts(Horizontal):
     def _redraw_later(self) -> None:
         self._key = None
 
-    def _colours(self) -> list[tuple[int, int, int]]:
-        v = self.app.theme_variables
-        return [solid_colour(self.app, name, default="#0080ff").rgb for name in COLOUR_VARIABLES if name in v] \
-            or [(0, 128, 255)]
+    def _colours(self) -> list[PlotColour]:
+        theme = plot_theme(self.app)
+        for plot in self.query(PlotextPlot):
+            plot.theme = theme  # type: ignore[assignment]
+        return plot_colours(self.app, COLOUR_VARIABLES)
 
     def update_snapshot(self, snap: Snapshot) -> None:
         workers = [r for r in snap.roles_of("infer") if r.history_t]
@@ -67,7 +68,7 @@ class WorkerCharts(Horizontal):
         self._plot("#chart-latency", "p50 latency ms", workers, snap.time, colours, latency=True)
 
     def _plot(self, selector: str, title: str, workers: list[RoleStatus], now: float,
-              colours: list[tuple[int, int, int]], latency: bool) -> None:
+              colours: list[PlotColour], latency: bool) -> None:
         widget = self.query_one(selector, PlotextPlot)
         plt = widget.plt
         plt.clear_data()
