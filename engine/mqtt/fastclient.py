@@ -37,7 +37,7 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
   times what it can take, it spends its core on inference, not on reading and dropping one by one;
 - counting only: `count_only(topic, payload)` is asked about each plain QoS 0 PUBLISH (not retained) of a
   run before it is decoded; True means the caller has counted it and wants no more of it (counted in
-  `counted_only`), so it costs about 2 us instead of a message object and `on_message`. The console's
+  `counted_only`), so it costs about 5 us instead of a message object and `on_message`. The console's
   observer uses it to decode only a sample of the results and images at thousands a second;
 - pausing: with `read_pause` set, the network loop waits that long after a read that emptied the socket
   before it selects again, so the next read takes in what came meanwhile at once (the console's observer:
