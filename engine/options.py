@@ -15,7 +15,7 @@ from typing import NoReturn
 from engine.console.topic_filters import validate_filter
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress, url_password_warning
-from engine.roles.publisher import MAX_RATE
+from engine.roles.publisher import MAX_RATE, MIN_RATE
 from engine.settings import DEFAULT_DATASET, DURABLE_SESSION_EXPIRY, Settings
 from engine.topics import Topics, sanitize_id
 
@@ -63,7 +63,17 @@ def number_in(low: float, high: float, integer: bool = False) -> Callable[[str],
     return parse
 
 
-image_rate = number_in(0, int(MAX_RATE))
+_any_rate = number_in(0, int(MAX_RATE))
+
+
+def image_rate(text: str) -> float:
+    """--rate: 0 (max) or MIN_RATE..MAX_RATE images/s."""
+    value = _any_rate(text)
+    if 0 < value < MIN_RATE:
+        raise argparse.ArgumentTypeError(f"must be 0 (max) or from {MIN_RATE:g} to {MAX_RATE:,g}: {text}")
+    return value
+
+
 max_delay_ms = number_in(0, 1000)
 max_wait_seconds = number_in(0, 86_400)
 max_batch = number_in(1, 1024, integer=True)

@@ -24,6 +24,16 @@ from engine.stats import RateMeter
 from engine.untrusted import json_object
 
 MAX_RATE = 100_000.0
+MIN_RATE = 0.01  # images/s: one every 100 s; a rate is this or more, or 0 (max)
+
+
+def rate_arg(args: dict[str, Any], name: str) -> float:
+    """A rate command argument: 0 (max) or MIN_RATE..MAX_RATE; CommandError otherwise."""
+    rate = number_arg(args, name, 0, MAX_RATE)
+    if 0 < rate < MIN_RATE:
+        raise CommandError(f"{name} {rate:g} is below {MIN_RATE:g}/s (one image every {1 / MIN_RATE:g} s); "
+                           "0 is max")
+    return rate
 BURST = 64  # images handed to paho at once at full speed (and at rates above 1 per loop pass)
 
 
@@ -174,7 +184,7 @@ class Publisher(Role):
         self.step(int(number_arg(args, "n", 1, 100_000, default=1)))
 
     def _cmd_rate(self, args: dict[str, Any]) -> None:
-        self.set_rate(number_arg(args, "value", 0, MAX_RATE))
+        self.set_rate(rate_arg(args, "value"))
 
     def _cmd_set(self, args: dict[str, Any]) -> None:
         known = {"qos", "order", "loop", "rate", "pace"}
@@ -190,7 +200,7 @@ class Publisher(Role):
         loop = args.get("loop", self.loop)
         if not isinstance(loop, bool):
             raise CommandError("loop must be true or false")
-        rate = number_arg(args, "rate", 0, MAX_RATE) if "rate" in args else self.rate
+        rate = rate_arg(args, "rate") if "rate" in args else self.rate
         pace = args.get("pace", self.pace)
         if not isinstance(pace, bool):
             raise CommandError("pace must be true or false")
@@ -337,6 +347,7 @@ class Publisher(Role):
 
             lower_thread_priority(self.publish_nice)
         next_at = time.monotonic()
+        planned = 0.0  # the rate next_at was planned at: a new rate plans again (from 0.01/s to 10/s: now)
         paced = False  # publishing at "max" paced by the workers: starting so (again) starts the pacer low
         heard = False  # subscribed to the workers' statuses once (before that, max would flood)
         while not self._stop.is_set():
@@ -372,8 +383,10 @@ class Publisher(Role):
             burst = BURST
             if rate > 0:
                 now = time.monotonic()
+                if rate != planned:
+                    next_at, planned = min(next_at, now + 1 / rate), rate
                 if next_at > now:
-                    self._wake.wait(next_at - now)
+                    self._wake.wait(min(next_at - now, 1.0))  # a wait is bounded, whatever the rate
                     self._wake.clear()
                     continue
                 burst = max(1, min(BURST, int((now - next_at) * rate) + 1))  # what is due, at high rates several

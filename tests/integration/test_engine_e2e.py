@@ -150,6 +150,28 @@ def test_control_commands_and_their_answers(broker, probe_factory) -> None:
         wait_for(lambda: publisher.state == "stopped")
 
 
+def test_a_rate_too_small_is_refused_and_a_slow_rate_gives_way_to_a_fast_one_at_once(broker, probe_factory) -> None:
+    """A rate of 5e-324 images/s once killed the publishing thread (a wait past what the clock can hold), and
+    after 0.01/s a new rate of 20/s waited out the 100 s planned at the old one."""
+    with LocalPipeline(Settings(rate=0.01), roles=("input",), address=broker.address) as pipeline:
+        publisher = pipeline.role("input")
+        replies = probe_factory(broker.address, "mnist/reply/#")
+        ctl = probe_factory(broker.address)
+        for tiny in (5e-324, 0.001):
+            ctl.publish("mnist/control/input", json.dumps({"cmd": "rate", "value": tiny}), qos=1)
+        ctl.publish("mnist/control/input", b'{"cmd": "start"}', qos=1)
+        answers = [json.loads(m.payload) for m in replies.wait_count(3)]
+        assert [a["ok"] for a in answers] == [False, False, True], answers
+        assert "below 0.01/s" in answers[0]["error"]
+        assert publisher.rate == 0.01
+        wait_for(lambda: publisher.sent == 1, message="the first image goes out at once")
+        ctl.publish("mnist/control/input", b'{"cmd": "rate", "value": 20}', qos=1)
+        wait_for(lambda: publisher.sent >= 5, timeout=30, message=lambda: f"{publisher.sent} sent at 20/s")
+        assert publisher.status()["state"] == "running"
+        ctl.publish("mnist/control/input", b'{"cmd": "stop"}', qos=1)
+        wait_for(lambda: publisher.state == "stopped")
+
+
 def _status(probe: MqttProbe, topic: str) -> dict | None:
     found = probe.messages(topic)
     return json.loads(found[-1].payload) if found and found[-1].payload else None

@@ -12,13 +12,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from engine.errors import ConfigError
-from engine.roles.publisher import MAX_RATE
+from engine.roles.publisher import MAX_RATE, MIN_RATE
 
 HINT = "images per second (0.5, 20, 1500) or [b]max[/] (as fast as the workers take); [b]+[/] and [b]-[/] step it"
 
 
 def parse_rate(text: str) -> float:
-    """A typed rate: a positive number up to MAX_RATE, or max (or 0), which both mean as fast as it can (0)."""
+    """A typed rate: MIN_RATE to MAX_RATE, or max (or 0), which both mean as fast as it can (0)."""
     word = text.strip().lower().removesuffix("/s").strip()
     if word in ("max", "0"):
         return 0.0
@@ -26,8 +26,8 @@ def parse_rate(text: str) -> float:
         value = float(word.replace(",", "").replace("_", ""))
     except ValueError:
         raise ConfigError(f"not a rate: {text.strip()[:40]!r} (a number of images per second, or max)") from None
-    if not math.isfinite(value) or value <= 0 or value > MAX_RATE:
-        raise ConfigError(f"a rate is above 0 and at most {MAX_RATE:,g}/s, or max")
+    if not math.isfinite(value) or value < MIN_RATE or value > MAX_RATE:
+        raise ConfigError(f"a rate is from {MIN_RATE:g} to {MAX_RATE:,g}/s, or max")
     return value
 
 
