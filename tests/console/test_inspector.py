@@ -36,7 +36,7 @@ from tui.topics.diff_screen import DiffScreen
 from tui.topics.inspector_screen import InspectorScreen
 from tui.topics.payload_view import PayloadView, render_payload
 from tui.topics.plot_screen import PlotScreen
-from tui.topics.publish_dialog import PublishDialog
+from tui.topics.publish_dialog import MAX_FILE, PublishDialog, parse_payload
 from tui.topics.topic_tree import TopicTree
 from tui.topics.topics_pane import MessagesTable, TopicsPane
 
@@ -112,6 +112,25 @@ def test_message_props_are_cleaned_and_bounded() -> None:
     assert message_props(big) == MessageProps(correlation_data="x" * 256 + "…")
     assert len(module._cache) == kept
     assert all(len(repr(key)) < 10_000 for key in module._cache)
+
+
+def test_a_payload_file_is_read_whole_and_only_a_regular_file_at_most_16_mib(tmp_path: Path) -> None:
+    """`@path` in the publish dialog: /dev/zero (size 0, never ends) once read until memory ran out, and a
+    named pipe without a writer froze the console; both are now a one-line refusal, at once."""
+    digit = tmp_path / "digit.png"
+    digit.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    assert parse_payload(f"@{digit}") == digit.read_bytes()
+    assert parse_payload("@@literal") == b"@literal" and parse_payload("plain") == b"plain"
+    big = tmp_path / "big.bin"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_FILE + 1)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, why in ((Path("/dev/zero"), "not a regular file"), (fifo, "not a regular file"),
+                      (big, "larger than 16 MiB"), (tmp_path / "missing", "cannot read"), (tmp_path, "")):
+        with pytest.raises(ConfigError) as exc:
+            parse_payload(f"@{path}")
+        assert why in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
 
 
 def test_saved_payload_is_private_new_and_never_through_a_symlink(tmp_path: Path) -> None:

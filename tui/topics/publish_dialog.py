@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,11 +35,18 @@ def parse_payload(text: str) -> bytes:
     if text.startswith("@"):
         path = Path(text[1:]).expanduser()
         try:
-            if path.stat().st_size > MAX_FILE:
-                raise ConfigError(f"{path} is larger than 16 MiB")
-            return path.read_bytes()
+            # Opened without blocking (a named pipe with no writer would hold the console), and only a regular
+            # file is read: a device's size is 0 and /dev/zero never ends. At most MAX_FILE bytes are read.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with os.fdopen(fd, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise ConfigError(f"{path} is not a regular file")
+                data = handle.read(MAX_FILE + 1)
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if len(data) > MAX_FILE:
+            raise ConfigError(f"{path} is larger than 16 MiB")
+        return data
     return text.encode("utf-8")
 
 
