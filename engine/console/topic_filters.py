@@ -7,6 +7,9 @@ import paho.mqtt.client as mqtt
 from engine.errors import ConfigError
 
 _MAX_TOPIC_BYTES = 65_535
+# mosquitto refuses a topic or filter of more than 201 levels: it drops the connection as malformed, and the
+# console reconnected and subscribed (or resent a QoS 1 publish) again for ever. A round 200 for any broker.
+MAX_LEVELS = 200
 
 
 def validate_filter(text: str) -> str:
@@ -26,6 +29,8 @@ def validate_filter(text: str) -> str:
             raise ConfigError(f"bad shared filter {text!r}: the group name cannot hold + or #")
         body = parts[2]
     levels = body.split("/")
+    if len(levels) > MAX_LEVELS:
+        raise ConfigError(f"filter of {len(levels):,} levels: at most {MAX_LEVELS} (brokers refuse deeper ones)")
     for i, level in enumerate(levels):
         if "#" in level and (level != "#" or i != len(levels) - 1):
             raise ConfigError(f"bad filter {text!r}: # must be a whole level and the last one (like a/#)")
@@ -44,6 +49,9 @@ def validate_topic(text: str) -> str:
         raise ConfigError("a topic cannot contain a NUL character")
     if len(text.encode("utf-8")) > _MAX_TOPIC_BYTES:
         raise ConfigError("topic longer than 65,535 bytes")
+    levels = text.count("/") + 1
+    if levels > MAX_LEVELS:
+        raise ConfigError(f"topic of {levels:,} levels: at most {MAX_LEVELS} (brokers refuse deeper ones)")
     return text
 
 

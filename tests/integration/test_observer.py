@@ -14,6 +14,7 @@ from secured import login
 from engine.console.contract import ConsoleModel
 from engine.console.observer import Observer, filter_covers, validate_filter, validate_topic
 from engine.console.observer_process import ObserverProcess
+from engine.console.topic_filters import MAX_LEVELS
 from engine.digits.preprocess import encode_png
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
@@ -76,6 +77,22 @@ def test_publish_topics_have_no_wildcards() -> None:
     for bad in ("", "a/+", "#", "a\0"):
         with pytest.raises(ConfigError):
             validate_topic(bad)
+
+
+@pytest.mark.needs_mosquitto
+def test_the_deepest_filter_and_topic_allowed_are_ones_mosquitto_takes(mosquitto_broker, probe_factory) -> None:
+    """mosquitto drops a connection that subscribes or publishes past 201 levels (the console then reconnected
+    and tried again for ever): a filter or topic over MAX_LEVELS is refused before it is sent."""
+    deepest_topic = "/".join(["a"] * MAX_LEVELS)
+    deepest_filter = "/".join(["a"] * (MAX_LEVELS - 1) + ["+"])
+    assert validate_topic(deepest_topic) and validate_filter(deepest_filter)
+    probe = probe_factory(mosquitto_broker.address, deepest_filter)  # the broker's SUBACK accepts it
+    probe.publish(deepest_topic, b"deep", qos=1)
+    assert [m.payload for m in probe.wait_count(1)] == [b"deep"]
+    for bad, check in ((deepest_topic + "/a", validate_topic), (deepest_filter + "/#", validate_filter)):
+        with pytest.raises(ConfigError) as err:
+            check(bad)
+        assert f"{MAX_LEVELS + 1} levels: at most {MAX_LEVELS}" in str(err.value)
 
 
 def test_filter_covers() -> None:
