@@ -417,7 +417,9 @@ class MnistApp(App[None]):
         if self.not_started():
             return []
         snap = self.snap or self.observer.snapshot(topics=False)
-        online = [r for r in snap.roles_of("input") if r.online]
+        # A silent one (no status for a while) is not counted: a stray "running" status, retained or sent once
+        # by any client, would otherwise make space send stop for ever and keep the real publisher stopped.
+        online = [r for r in snap.roles_of("input") if r.online and not r.silent(snap.time)]
         if not online:
             self.notify("no publisher online: start one with 'mnist-tui run input --broker URL'",
                         title="Nothing to steer", severity="warning")

@@ -28,6 +28,7 @@ from engine.roles.pipeline import LocalPipeline
 from engine.settings import Settings
 from tui.app import MnistApp, next_rate
 from tui.chrome.header_bar import BrokerInfo, retry_text
+from tui.publisher.publisher_pane import PublisherPane
 from tui.results.results_log import ResultsLog
 from tui.topics.filter_dialog import FilterDialog
 from tui.topics.payload_view import PayloadView
@@ -171,6 +172,34 @@ async def test_a_refresh_that_raises_is_a_notification_and_the_console_goes_on(p
         await pilot.press("space")
 
     await run(app, body)
+
+
+async def test_a_stray_running_status_does_not_keep_space_from_starting_the_publisher(
+        pipeline: LocalPipeline, make_app, probe_factory, monkeypatch) -> None:
+    """Any client may publish a status: one retained `{"state": "running"}` from a publisher that does not exist
+    made space send stop for ever, and the pane showed the stray one. Once silent it counts for neither."""
+    monkeypatch.setattr("engine.console.snapshot.STALE_AFTER", 1.0)
+    ghost = probe_factory(pipeline.address)
+    ghost.publish("mnist/status/input/ghost", b'{"state": "running"}', qos=1, retain=True)
+    app = make_app(pipeline.address)
+    real = pipeline.role("input")
+    assert real is not None
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: len(app.snap.roles_of("input")) == 2, "the stray status was not seen")
+        await until(pilot, lambda: any(r.silent(app.snap.time) for r in app.snap.roles_of("input")),
+                    "the stray publisher never fell silent")
+        await pilot.press("space")
+        await until(pilot, lambda: real.state == "running", "space did not start the real publisher")
+        pane = app.screen.query_one(PublisherPane)
+        await until(pilot, lambda: real.client_id in str(pane.border_subtitle), lambda: str(pane.border_subtitle))
+        await pilot.press("space")
+        await until(pilot, lambda: real.state == "stopped", "space did not stop it")
+
+    try:
+        await run(app, body)
+    finally:
+        ghost.publish("mnist/status/input/ghost", b"", qos=1, retain=True)
 
 
 async def test_plus_and_minus_change_the_rate(pipeline: LocalPipeline, make_app) -> None:

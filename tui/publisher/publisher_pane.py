@@ -29,11 +29,12 @@ SHORT_ORDERS = {"sequential": "seq", "shuffle": "shuffle"}
 
 
 def pick_publisher(snap: Snapshot) -> tuple[RoleStatus | None, int]:
-    """The input role to show: a running one first, then any online one, then the newest offline one."""
+    """The input role to show: a running one first, then any online one, then the newest offline one; a silent
+    one (no status for a while: gone, or a single stray status) after every one still heard from."""
     inputs = snap.roles_of("input")
     if not inputs:
         return None, 0
-    ranked = sorted(inputs, key=lambda r: (r.state != "running", not r.online, -r.received))
+    ranked = sorted(inputs, key=lambda r: (r.silent(snap.time), r.state != "running", not r.online, -r.received))
     return ranked[0], len(inputs)
 
 
