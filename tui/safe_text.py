@@ -8,6 +8,7 @@ through `markup_text` (inside a markup string) or `plain` (as a Text, never pars
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from engine.untrusted import TEXT_LIMIT, clean_text
@@ -29,3 +30,10 @@ def markup_text(value: object, limit: int = TEXT_LIMIT) -> str:
 def plain(value: object, limit: int = TEXT_LIMIT, style: str = "") -> Text:
     """`value` cleaned, as a Text that is never parsed for markup."""
     return Text(clean_text(value, limit), style=style)
+
+
+def single_cell_text(value: object, limit: int = 24) -> str:
+    """Cleaned text in which every character takes one terminal cell (a wide or zero-width one becomes "?"), for
+    a drawing that counts characters as cells (plotext's legend: a wide worker id shifted the rest of its row)."""
+    text = clean_text(str(value), limit)
+    return "".join(c if cell_len(c) == 1 else "?" for c in text)

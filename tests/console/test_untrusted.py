@@ -18,6 +18,7 @@ from helpers import MqttProbe, wait_for
 from helpers import pilot_until as until
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from rich.cells import cell_len
 
 from engine.console.export import write_results_csv
 from engine.console.observer import Message, Observer, ResultRow
@@ -32,6 +33,7 @@ from tui.app import MnistApp
 from tui.chrome.header_bar import BrokerInfo
 from tui.publisher.publisher_pane import PublisherPane
 from tui.results.result_detail import ResultDetail
+from tui.safe_text import single_cell_text
 from tui.topics.payload_view import render_payload
 from tui.topics.topic_tree import TopicTree
 
@@ -89,6 +91,14 @@ def test_clean_text_removes_every_control_escape_and_bidi_character() -> None:
     assert clean_text("x" * 1000, 50) == "x" * 49 + "…"
     assert clean_text("line\nnext", multiline=True) == "line\nnext"
     assert clean_text(12) == "12"
+
+
+def test_chart_labels_take_one_cell_per_character() -> None:
+    """plotext counts a legend's characters as cells: a wide worker id shifted the rest of its chart row."""
+    for worker in ("全角😀ワーカー-1", "infer\u200b-\x1b[31m-2", "a" * 100):
+        label = single_cell_text(worker)
+        assert cell_len(label) == len(label) <= 24, label
+    assert single_cell_text("infer-vm-1") == "infer-vm-1"
 
 
 def test_json_without_nan_infinity_or_deep_nesting() -> None:

@@ -138,7 +138,10 @@ class ResultDetail(ModalScreen[None]):
         if png is None:
             self.image_state = "gone"
             kept = self.images.max_images if self.images is not None else 0
-            digit.placeholder = f"image not kept (only the last {fmt.count(kept)})" if kept else "image not kept"
+            # never seen (sent before the console started, on another topic, or not sampled at full speed), or
+            # seen and since replaced by newer ones
+            digit.placeholder = (f"image not at hand (the console keeps the last {fmt.count(kept)} images it saw)"
+                                 if kept else "image not at hand")
             digit.refresh()
             return
         self.image_state = "shown"

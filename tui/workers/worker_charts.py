@@ -15,6 +15,7 @@ from textual.containers import Horizontal
 from textual_plotext import PlotextPlot
 
 from engine.console.observer import HISTORY, RoleStatus, Snapshot
+from tui.safe_text import single_cell_text
 from tui.widgets.palette import PlotColour, plot_colours, plot_theme
 
 WINDOW = float(HISTORY)  # seconds shown (a status a second)
@@ -84,7 +85,7 @@ class WorkerCharts(Horizontal):
                 continue
             xs, ys = zip(*points, strict=True)
             top = max(top, *ys)
-            label = role.id if len(workers) > 1 else None
+            label = single_cell_text(role.id) if len(workers) > 1 else None
             plt.plot(list(xs), list(ys), color=colours[i % len(colours)], marker="braille", label=label)
         ticks = nice_ticks(top)
         plt.ylim(0, ticks[-1])
