@@ -417,13 +417,15 @@ class MnistApp(App[None]):
         if self.not_started():
             return []
         snap = self.snap or self.observer.snapshot(topics=False)
-        # A silent one (no status for a while) is not counted: a stray "running" status, retained or sent once
-        # by any client, would otherwise make space send stop for ever and keep the real publisher stopped.
-        online = [r for r in snap.roles_of("input") if r.online and not r.silent(snap.time)]
+        # The ones still heard from, if any: a stray "running" status, retained or sent once by any client, is
+        # silent, and counting it would make space send stop for ever. When every one is silent (a flood, a
+        # console behind on its messages) they are all steered: a stop must still go out.
+        online = [r for r in snap.roles_of("input") if r.online]
+        heard = [r for r in online if not r.silent(snap.time)]
         if not online:
             self.notify("no publisher online: start one with 'mnist-tui run input --broker URL'",
                         title="Nothing to steer", severity="warning")
-        return online
+        return heard or online
 
     def _control(self, role: str, cmd: str, **args: Any) -> bool:
         try:

@@ -28,9 +28,10 @@ def validate_filter(text: str) -> str:
         if any(c in parts[1] for c in "+#"):
             raise ConfigError(f"bad shared filter {text!r}: the group name cannot hold + or #")
         body = parts[2]
+    depth = text.count("/") + 1  # a shared filter's $share/<group>/ counts too (mosquitto counts them)
+    if depth > MAX_LEVELS:
+        raise ConfigError(f"filter of {depth:,} levels: at most {MAX_LEVELS} (brokers refuse deeper ones)")
     levels = body.split("/")
-    if len(levels) > MAX_LEVELS:
-        raise ConfigError(f"filter of {len(levels):,} levels: at most {MAX_LEVELS} (brokers refuse deeper ones)")
     for i, level in enumerate(levels):
         if "#" in level and (level != "#" or i != len(levels) - 1):
             raise ConfigError(f"bad filter {text!r}: # must be a whole level and the last one (like a/#)")

@@ -383,14 +383,16 @@ class Publisher(Role):
             burst = BURST
             if rate > 0:
                 now = time.monotonic()
-                if rate != planned:
-                    next_at, planned = min(next_at, now + 1 / rate), rate
+                if rate != planned:  # after max (planned 0) from now: the sends max skipped are not owed
+                    next_at, planned = (min(next_at, now + 1 / rate) if planned else now), rate
                 if next_at > now:
                     self._wake.wait(min(next_at - now, 1.0))  # a wait is bounded, whatever the rate
                     self._wake.clear()
                     continue
                 burst = max(1, min(BURST, int((now - next_at) * rate) + 1))  # what is due, at high rates several
                 next_at = max(next_at + burst / rate, now - 0.1)
+            else:
+                planned = 0.0
             self._publish(burst)
 
     def _publish(self, count: int) -> None:

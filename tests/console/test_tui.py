@@ -202,6 +202,26 @@ async def test_a_stray_running_status_does_not_keep_space_from_starting_the_publ
         ghost.publish("mnist/status/input/ghost", b"", qos=1, retain=True)
 
 
+async def test_space_still_steers_a_publisher_that_has_fallen_silent(pipeline: LocalPipeline, make_app,
+                                                                      monkeypatch) -> None:
+    """Under a flood, or with the console behind on its messages, the only publisher may look silent: that is
+    when a stop matters most, so space still sends it (only a silent one beside a heard one is passed over)."""
+    monkeypatch.setattr("engine.console.snapshot.STALE_AFTER", -1.0)  # every status is already too old
+    app = make_app(pipeline.address)
+    real = pipeline.role("input")
+    assert real is not None
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: app.snap.roles_of("input"), "no publisher seen")
+        assert all(r.silent(app.snap.time) for r in app.snap.roles_of("input"))
+        await pilot.press("space")
+        await until(pilot, lambda: real.state == "running", "space did not start the silent-looking publisher")
+        await pilot.press("space")
+        await until(pilot, lambda: real.state == "stopped", "space did not stop it")
+
+    await run(app, body)
+
+
 async def test_plus_and_minus_change_the_rate(pipeline: LocalPipeline, make_app) -> None:
     app = make_app(pipeline.address)
 

@@ -89,7 +89,11 @@ def test_the_deepest_filter_and_topic_allowed_are_ones_mosquitto_takes(mosquitto
     probe = probe_factory(mosquitto_broker.address, deepest_filter)  # the broker's SUBACK accepts it
     probe.publish(deepest_topic, b"deep", qos=1)
     assert [m.payload for m in probe.wait_count(1)] == [b"deep"]
-    for bad, check in ((deepest_topic + "/a", validate_topic), (deepest_filter + "/#", validate_filter)):
+    shared = "$share/g/" + "/".join(["a"] * (MAX_LEVELS - 2))  # mosquitto counts $share/<group>/ as levels
+    assert validate_filter(shared)
+    probe_factory(mosquitto_broker.address, shared)
+    for bad, check in ((deepest_topic + "/a", validate_topic), (deepest_filter + "/#", validate_filter),
+                       (shared + "/a", validate_filter)):
         with pytest.raises(ConfigError) as err:
             check(bad)
         assert f"{MAX_LEVELS + 1} levels: at most {MAX_LEVELS}" in str(err.value)

@@ -35,12 +35,21 @@ def parse_payload(text: str) -> bytes:
     if text.startswith("@"):
         path = Path(text[1:]).expanduser()
         try:
-            # Opened without blocking (a named pipe with no writer would hold the console), and only a regular
-            # file is read: a device's size is 0 and /dev/zero never ends. At most MAX_FILE bytes are read.
+            # Only a regular file is read: a device's size is 0 and /dev/zero never ends, and opening some devices
+            # does something. It is opened without blocking (a named pipe with no writer would hold the console)
+            # and checked again once open; at most MAX_FILE bytes are read.
+            if not stat.S_ISREG(path.stat().st_mode):
+                raise ConfigError(f"{path} is not a regular file")
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-            with os.fdopen(fd, "rb") as handle:
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise ConfigError(f"{path} is not a regular file")
+                os.set_blocking(fd, True)
+                handle = os.fdopen(fd, "rb")
+            except BaseException:
+                os.close(fd)
+                raise
+            with handle:
                 data = handle.read(MAX_FILE + 1)
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
