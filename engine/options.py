@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from engine.console.topic_filters import validate_filter
+from engine.console.topic_filters import MAX_LEVELS, validate_filter
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress, url_password_warning
 from engine.roles.publisher import MAX_RATE, MIN_RATE
@@ -197,6 +197,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     for name in (topics.images, topics.results, prefix):
         if not name or any(c in name for c in "+#") or "\0" in name:
             raise ConfigError(f"bad topic name {name!r}: no wildcards in a topic to publish on")
+    # the deepest topic under the prefix is <prefix>/reply/<role>/<id>: three levels more
+    deepest = max(prefix.count("/") + 4, topics.images.count("/") + 1, topics.results.count("/") + 1)
+    if deepest > MAX_LEVELS:
+        raise ConfigError(f"a topic (or the topic prefix and the three levels under it) deeper than {MAX_LEVELS} "
+                          "levels: brokers refuse them")
     group = args.group
     if group is not None and (not group or sanitize_id(group) != group):
         raise ConfigError(f"bad group name {group!r}: use letters, digits, '_', '.' and '-' only")

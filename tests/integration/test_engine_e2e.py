@@ -234,6 +234,9 @@ def _bad_list(tmp: Path) -> Path:
         (["--broker", "mqtt://127.0.0.1:1", "--dataset", "/nonexistent", "run", "input"], "dataset folder not found"),
         (["--broker", "mqtt://127.0.0.1:1", "--dataset", "{tmp}", "run", "input"], "line 1"),
         (["--broker", "mqtt://127.0.0.1:1", "--model", "/nonexistent.pt", "run", "infer"], "nonexistent.pt"),
+        (["--broker", "mqtt://127.0.0.1:1", "--topic-prefix", "/".join(["p"] * 198), "run", "infer"],
+         "deeper than 200 levels"),
+        (["--broker", "mqtt://127.0.0.1:1", "--rate", "0.001", "run", "input"], "0 (max) or from 0.01"),
     ],
 )
 def test_bad_configuration_gives_one_line_and_non_zero_exit(argv, expected, tmp_path) -> None:
