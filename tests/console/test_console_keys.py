@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.style import Style
 from test_snapshots import BROKER, NOW, make_observer
 from textual.containers import VerticalScroll
+from textual.widgets._footer import FooterKey
 
 from engine.cli import _summary
 from engine.console.observer import ResultRow, RoleStatus
@@ -135,6 +136,22 @@ async def test_z_fills_the_screen_with_any_pane(size: tuple[int, int]) -> None:
             await until(pilot, lambda: app.screen.query_one("#publisher").region.width > 0, "z did not go back")
             await pilot.press("tab")
             await pilot.pause(0.1)
+
+
+async def test_the_footer_drops_the_palette_key_when_narrow_and_shows_it_again_when_wide() -> None:
+    """Under 100 columns the palette's key gives its room to the pane's keys (ctrl+p is on the help screen);
+    the footer once kept it, and a stray letter after it, until its keys changed."""
+    app = MnistApp(make_observer(), BROKER)
+
+    def palette_keys() -> list[Any]:
+        return [k for k in app.screen.query(FooterKey) if k.action == "command_palette"]
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: len(palette_keys()) == 1, "no palette key at 120 columns")
+        for width, height, shown in ((80, 24, 0), (40, 12, 0), (120, 40, 1)):
+            await pilot.resize_terminal(width, height)
+            await until(pilot, lambda shown=shown: len(palette_keys()) == shown,
+                        lambda w=width: f"{w} columns: {len(palette_keys())} palette keys")
 
 
 async def test_help_scrolls_to_what_is_below_the_fold() -> None:

@@ -20,6 +20,11 @@ class MainFooter(Footer):
         self._shown: tuple[Any, ...] | None = None  # the keys of the last rebuild
         self._skipped = False  # a rebuild was skipped while hidden
 
+    def watch_show_command_palette(self, _old: bool, _new: bool) -> None:
+        """Textual's Footer shows the palette's key as it was when it last rebuilt: rebuild once it changes (the
+        main screen hides it under 100 columns; at 40 its key and a stray letter were left at the end)."""
+        self.call_after_refresh(self.recompose)
+
     def _keys_shown(self) -> tuple[Any, ...]:
         return tuple(
             (key, binding.key_display, binding.description, binding.action, binding.show, enabled, tooltip)
