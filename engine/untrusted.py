@@ -168,7 +168,7 @@ def _last(value: Any) -> dict[str, Any]:
 _FIELDS: dict[str, Callable[[Any], Any]] = {
     # every role
     "role": _text, "id": _text, "state": lambda v: clean_text(_text(v), 40), "host": _text,
-    "reason": _text, "pid": _count, "ts": _number, "uptime": _number, "connected": _flag,
+    "reason": _text, "pid": _count, "ts": _number, "uptime": _number, "connected": _flag, "subscribed": _flag,
     "sessions_lost": _count,
     # input
     "dataset": _text, "size": _count, "sent": _count, "rate": _number, "rate_actual": _number, "qos": _qos,
