@@ -84,6 +84,11 @@ def publisher_state(app: MnistApp) -> dict[str, Any] | None:
     return dict(inputs[0].data) if inputs else None
 
 
+def seen_state(app: MnistApp, client_id: str | None) -> str | None:
+    """The state the console last heard from the role `client_id` (space steers by what the console sees)."""
+    return next((r.state for r in app.snap.roles if r.id == client_id), None) if app.snap is not None else None
+
+
 async def run(app: MnistApp, body: Callable[[Pilot[Any]], Awaitable[None]], size: tuple[int, int] = SIZE) -> None:
     async with app.run_test(size=size) as pilot:
         await until(pilot, lambda: app.snap is not None and app.snap.subscribed, "console not connected")
@@ -191,6 +196,7 @@ async def test_a_stray_running_status_does_not_keep_space_from_starting_the_publ
                     "the stray publisher never fell silent")
         await pilot.press("space")
         await until(pilot, lambda: real.state == "running", "space did not start the real publisher")
+        await until(pilot, lambda: seen_state(app, real.client_id) == "running", "the console did not see it run")
         pane = app.screen.query_one(PublisherPane)
         await until(pilot, lambda: real.client_id in str(pane.border_subtitle), lambda: str(pane.border_subtitle))
         await pilot.press("space")
@@ -216,6 +222,7 @@ async def test_space_still_steers_a_publisher_that_has_fallen_silent(pipeline: L
         assert all(r.silent(app.snap.time) for r in app.snap.roles_of("input"))
         await pilot.press("space")
         await until(pilot, lambda: real.state == "running", "space did not start the silent-looking publisher")
+        await until(pilot, lambda: seen_state(app, real.client_id) == "running", "the console did not see it run")
         await pilot.press("space")
         await until(pilot, lambda: real.state == "stopped", "space did not stop it")
 
