@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.bounded_read import read_regular
 from engine.errors import DatasetError
 from engine.protocol import PNG_SIGNATURE
 
@@ -13,6 +14,7 @@ log = logging.getLogger(__name__)
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk that the image metadata goes before
 
+MAX_LIST_BYTES = 64 * 1024 * 1024  # a list file of a million lines is about 20 MB
 LIST_NAMES = ("list.txt", "labels.txt", "mnist_images.txt")
 
 
@@ -90,7 +92,7 @@ def load_dataset(folder: Path | str, list_file: Path | str | None = None) -> Sam
     if not path.is_absolute() and not path.is_file():
         path = folder / path
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, MAX_LIST_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"cannot read list file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     entries = parse_list(text, source=str(path))

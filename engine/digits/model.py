@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.bounded_read import read_regular
 from engine.errors import ModelError
 from engine.settings import DEFAULT_WEIGHTS, MODEL_CARD
 
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 ARCH_NAME = "lenet5"
+MAX_MODEL_BYTES = 256 * 1024 * 1024  # LeNet-5 is 250 KB; a TorchScript file of a larger net still fits
 
 # Input normalization (the usual MNIST statistics): x = (pixel / 255 - INPUT_MEAN) / INPUT_STD.
 INPUT_MEAN = 0.1307
@@ -259,11 +261,9 @@ def load_model(path: str | Path | None = None, *, allow_torchscript: bool = Fals
     """
     p = Path(path) if path is not None else DEFAULT_WEIGHTS
     try:
-        data = p.read_bytes()
+        data = read_regular(p, MAX_MODEL_BYTES)  # the path may come from the broker (`load`): no device, no pipe
     except FileNotFoundError:
         raise _fail(p, "file not found") from None
-    except IsADirectoryError:
-        raise _fail(p, "is a directory, not a model file") from None
     except OSError as exc:
         raise _fail(p, f"cannot read ({exc.strerror or _one_line(exc)})") from None
     if not data:

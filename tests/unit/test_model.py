@@ -7,6 +7,7 @@ import collections
 import gzip
 import hashlib
 import io
+import os
 import pickle
 import struct
 import warnings
@@ -17,10 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.digits.dataset import load_dataset
 from engine.digits.make_assets import ASSETS_DIR, HELD_OUT_PER_CLASS, LIST_FILE, split_sample
 from engine.digits.model import DEFAULT_WEIGHTS, MODEL_CARD, LeNet5, LoadedModel, card_accuracy, load_model, max_pool2
 from engine.digits.preprocess import decode_png, encode_png
-from engine.errors import ModelError
+from engine.errors import DatasetError, ModelError
+from engine.settings import DEFAULT_DATASET
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +262,23 @@ def test_train_from_idx_files_writes_loadable_weights_and_a_card(tmp_path, asset
     assert train.run(args) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("mnist-tui: ") and "t10k-labels-idx1-ubyte" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_a_model_or_list_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    """A model path can come from the broker (`load`): /dev/zero was read until memory ran out, and a named pipe
+    with no writer would wait for ever. The dataset's list file is read the same way."""
+    if kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+    else:
+        path = tmp_path
+    with pytest.raises(ModelError) as model_err:
+        load_model(path)
+    with pytest.raises(DatasetError) as list_err:
+        load_dataset(DEFAULT_DATASET, path)
+    why = "a directory" if kind == "directory" else "not a regular file"
+    assert why in str(model_err.value) and why in str(list_err.value)
+    assert "\n" not in str(model_err.value) + str(list_err.value)

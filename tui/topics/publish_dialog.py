@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
+from engine.bounded_read import read_regular
 from engine.console.observer import Message, validate_topic
 from engine.errors import ConfigError
 from tui.widgets import formatting as fmt
@@ -35,27 +34,9 @@ def parse_payload(text: str) -> bytes:
     if text.startswith("@"):
         path = Path(text[1:]).expanduser()
         try:
-            # Only a regular file is read: a device's size is 0 and /dev/zero never ends, and opening some devices
-            # does something. It is opened without blocking (a named pipe with no writer would hold the console)
-            # and checked again once open; at most MAX_FILE bytes are read.
-            if not stat.S_ISREG(path.stat().st_mode):
-                raise ConfigError(f"{path} is not a regular file")
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise ConfigError(f"{path} is not a regular file")
-                os.set_blocking(fd, True)
-                handle = os.fdopen(fd, "rb")
-            except BaseException:
-                os.close(fd)
-                raise
-            with handle:
-                data = handle.read(MAX_FILE + 1)
+            return read_regular(path, MAX_FILE)  # a regular file only: not /dev/zero, not a pipe with no writer
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if len(data) > MAX_FILE:
-            raise ConfigError(f"{path} is larger than 16 MiB")
-        return data
     return text.encode("utf-8")
 
 
