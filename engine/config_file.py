@@ -183,7 +183,12 @@ def _profile_value(key: str, value: Any, path: Path, name: str | None) -> Any:
 
 def _apply_user(args: argparse.Namespace, profile: dict[str, str], sources: dict[str, str]) -> str:
     url = getattr(args, "broker", None)
-    parts = urlsplit(url if url and "://" in url else f"mqtt://{url}") if url else None
+    try:
+        parts = urlsplit(url if url and "://" in url else f"mqtt://{url}") if url else None
+        if parts is not None:
+            _ = parts.port  # a bad port or IPv6 address is said here, as one line
+    except ValueError as exc:
+        raise ConfigError(f"bad broker URL {url!r}: {exc}") from None
     if parts is not None and parts.username:
         return sources["broker"]  # a user in the URL comes with it
     if os.environ.get("MNIST_BROKER_USER"):

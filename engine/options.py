@@ -77,6 +77,7 @@ def image_rate(text: str) -> float:
 max_delay_ms = number_in(0, 1000)
 max_wait_seconds = number_in(0, 86_400)
 max_batch = number_in(1, 1024, integer=True)
+torch_threads = number_in(1, 256, integer=True)  # torch crashed (SIGSEGV) at 100,000
 session_expiry_seconds = number_in(0, 2**32 - 1, integer=True)
 image_count = number_in(1, 10**12, integer=True)
 
@@ -177,7 +178,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                         f"{DURABLE_SESSION_EXPIRY} with --durable)")
     w.add_argument("--result-qos", type=qos_level, default=None,
                    help="QoS of every result (default: the QoS of its image; 1 with --durable)")
-    w.add_argument("--threads", type=positive_int, default=None, help="torch threads per worker")
+    w.add_argument("--threads", type=torch_threads, default=None, help="torch threads per worker (1-256)")
     parser.add_argument("--durable", action="store_true",
                         help="lose nothing: QoS 1 images and results, durable sessions under stable ids "
                              "(<role>-<host>[-N]), and an embedded mosquitto that keeps them on disk "

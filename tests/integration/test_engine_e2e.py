@@ -237,6 +237,8 @@ def _bad_list(tmp: Path) -> Path:
         (["--broker", "mqtt://127.0.0.1:1", "--topic-prefix", "/".join(["p"] * 198), "run", "infer"],
          "deeper than 200 levels"),
         (["--broker", "mqtt://127.0.0.1:1", "--rate", "0.001", "run", "input"], "0 (max) or from 0.01"),
+        (["--broker", "mqtt://[::1", "run", "input"], "bad broker URL"),
+        (["--broker", "mqtt://127.0.0.1:1", "--threads", "100000", "run", "infer"], "from 1 to 256"),
     ],
 )
 def test_bad_configuration_gives_one_line_and_non_zero_exit(argv, expected, tmp_path) -> None:
