@@ -30,6 +30,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from engine.console.topic_filters import validate_topic
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe
@@ -38,6 +39,8 @@ from engine.mqtt.subscriber import Subscriber
 from engine.settings import default_client_id
 
 FORMAT = "mnist-tui-record"
+MAX_LINE = 64 * 1024 * 1024  # characters of one record (a payload of up to about 48 MB, in base64)
+MAX_OFFSET = 10 * 365 * 86_400.0  # seconds from the start of a recording to a message: ten years
 VERSION = 1
 
 
@@ -99,6 +102,8 @@ def props_from_json(raw: Any) -> Properties | None:
             value = [(str(k), str(v)) for k, v in value]
         elif name in ("MessageExpiryInterval", "PayloadFormatIndicator"):
             value = int(value)
+            if not 0 <= value <= (0xFFFFFFFF if name == "MessageExpiryInterval" else 1):
+                raise ValueError(f"{key} {value} out of range")
         else:
             value = str(value)
         setattr(props, name, value)
@@ -116,25 +121,38 @@ def read_recording(path: Path, stream: IO[str] | None = None) -> tuple[dict[str,
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        header = json.loads(handle.readline() or "null")
+        header = json.loads(handle.readline(MAX_LINE) or "null")
     except ValueError:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         handle.close()
         raise ConfigError(f"{path} is not a mnist-tui recording (no header line)")
+    version = header.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
+        handle.close()
+        raise ConfigError(f"{path} is a recording of version {version!r}: this mnist-tui reads up to {VERSION}")
 
     def messages() -> Iterator[Recorded]:
         with handle:
-            for number, line in enumerate(handle, start=2):
+            for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE + 1), ""), start=2):
+                if len(line) > MAX_LINE:
+                    raise ConfigError(f"{path} line {number}: longer than {MAX_LINE // (1024 * 1024)} MiB")
                 if not line.strip():
                     continue
                 try:
                     raw = json.loads(line)
                     props = raw.get("props")
                     props_from_json(props)  # checked here, so a bad line is reported with its number
-                    yield Recorded(float(raw["t"]), str(raw["topic"]), base64.b64decode(raw["payload"]),
-                                   int(raw.get("qos", 0)), bool(raw.get("retain", False)), props or None)
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    t, topic = float(raw["t"]), str(raw["topic"])
+                    if not 0 <= t <= MAX_OFFSET:
+                        raise ValueError(f"t {t:g} is not 0 to {MAX_OFFSET:g} s")
+                    validate_topic(topic)
+                    qos = int(raw.get("qos", 0))
+                    if qos not in (0, 1, 2):
+                        raise ValueError(f"qos {qos}")
+                    yield Recorded(t, topic, base64.b64decode(raw["payload"]), qos, bool(raw.get("retain", False)),
+                                   props or None)
+                except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
                     raise ConfigError(f"{path} line {number}: bad record ({exc})") from None
 
     return header, messages()
@@ -310,6 +328,15 @@ def run_record(args: argparse.Namespace) -> int:
     to_stdout = str(args.file) == "-"
     out = sys.stdout if to_stdout else open_new_file(args.file, overwrite=args.force)
     stop = _stop_on_signals()
+    try:
+        _record(args, address, protocol, topics, out, to_stdout, stop)
+    except OSError as exc:  # a full disk, a closed pipe
+        raise ConfigError(f"cannot write {'stdout' if to_stdout else args.file}: {exc.strerror or exc}") from None
+    return 0
+
+
+def _record(args: argparse.Namespace, address: BrokerAddress, protocol: int, topics: list[str], out: IO[str],
+            to_stdout: bool, stop: threading.Event) -> None:
     with contextlib.nullcontext(out) if to_stdout else out:
         rec = Recorder(address, topics, out, protocol=protocol, include_retained=args.include_retained,
                        limit=args.messages)
@@ -325,12 +352,11 @@ def run_record(args: argparse.Namespace) -> int:
     where = "stdout" if to_stdout else args.file
     print(f"recorded {rec.count} messages to {where}" + (f" ({rec.dropped} dropped)" if rec.dropped else ""),
           file=sys.stderr if to_stdout else sys.stdout)  # stdout holds the recording itself
-    return 0
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    if args.speed < 0:
-        raise ConfigError("--speed must be >= 0")
+    if not 0 <= args.speed <= 1e6:  # also refuses nan
+        raise ConfigError("--speed must be from 0 (as fast as it goes) to 1,000,000")
     mapping = {}
     for item in args.map:
         src, sep, dst = item.partition("=")

@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 from helpers import wait_for
 
+from engine.errors import ConfigError
 from engine.recorder import read_recording
 
 ENGINE = [sys.executable, "-m", "engine"]
@@ -133,3 +135,33 @@ def test_replay_loop_plays_until_stopped(mosquitto_broker, probe_factory, tmp_pa
         assert topics[:6] == ["loop/a", "loop/b"] * 3
     finally:
         player.kill()
+
+
+def _recording(tmp_path, record: dict, version: int = 1):
+    path = tmp_path / "edited.ndjson"
+    header = {"format": "mnist-tui-record", "version": version, "started": 0}
+    path.write_text(json.dumps(header) + "\n" + json.dumps(record) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("record", "version", "why"), [
+    ({"t": 0, "topic": "x/#", "payload": ""}, 1, "line 2: bad record (bad topic"),
+    ({"t": 0, "topic": "x", "payload": "", "props": {"expiry": -1}}, 1, "line 2: bad record (expiry -1 out of range"),
+    ({"t": 1e308, "topic": "x", "payload": ""}, 1, "line 2: bad record (t 1e+308"),
+    ({"t": 0, "topic": "x", "payload": "", "qos": 7}, 1, "line 2: bad record (qos 7"),
+    ({"t": 0, "topic": "x", "payload": ""}, 99, "version 99"),
+])
+def test_an_edited_recording_is_refused_with_its_line_not_a_traceback(tmp_path, record, version, why) -> None:
+    """A wildcard topic, an expiry out of range or a time past what the clock holds reached paho or the clock
+    and ended replay with a traceback; a newer version replayed nothing and said it had."""
+    path = _recording(tmp_path, record, version)
+    with pytest.raises(ConfigError) as err:
+        _header, messages = read_recording(path)
+        list(messages)
+    assert why in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_replay_of_dev_zero_is_one_line(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "engine", "--broker", "mqtt://127.0.0.1:1", "replay", "/dev/zero"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "not a mnist-tui recording" in proc.stderr and "Traceback" not in proc.stderr
