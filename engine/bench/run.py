@@ -39,7 +39,13 @@ PING_INTERVAL = 0.1  # seconds between the control pings sent to each worker whi
 # ----- command line -----
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from engine.env_options import BENCH_ENV_VARS, apply_env
-    from engine.options import add_connection_options, add_pipeline_options, non_negative_float, non_negative_int
+    from engine.options import (
+        add_connection_options,
+        add_pipeline_options,
+        non_negative_float,
+        non_negative_int,
+        number_in,
+    )
 
     parser.description = (
         "Start infer worker processes (or use those already on --broker with --workers 0), offer them "
@@ -67,10 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "0 = no limit")
     b.add_argument("--drain", type=non_negative_float, default=5.0,
                    help="after sending, wait this long without a new answer before counting the rest lost")
-    b.add_argument("--generators", type=non_negative_int, default=1,
+    b.add_argument("--generators", type=number_in(1, 64, integer=True), default=1,
                    help="load generator processes (default 1, in this process); N > 1 publish open loop at "
                         "rate/N each (full speed at --rate 0) and split the collecting through a shared subscription")
-    b.add_argument("--collectors", type=non_negative_int, default=0,
+    b.add_argument("--collectors", type=number_in(0, 64, integer=True), default=0,
                    help="with --generators or --overload: collector processes of their own (the generators then "
                         "only publish); default 0, the generators collect")
     b.add_argument("--overload", type=non_negative_float, default=None, metavar="X",

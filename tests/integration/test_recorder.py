@@ -165,3 +165,15 @@ def test_replay_of_dev_zero_is_one_line(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "engine", "--broker", "mqtt://127.0.0.1:1", "replay", "/dev/zero"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "not a mnist-tui recording" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["replay", "x", "--speed", "nan"], ["record", "x", "--duration", "nan"],
+                                  ["bench", "--duration", "nan"], ["health", "--timeout", "1e309"],
+                                  ["bench", "--generators", "0"]])
+def test_a_nan_or_endless_number_is_refused_in_one_line(argv) -> None:
+    """They were taken, and a recording or a bench ran until interrupted, or health ended in a traceback."""
+    proc = subprocess.run([sys.executable, "-m", "engine", "--broker", "mqtt://127.0.0.1:1", *argv],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and ("nan" in proc.stderr or "1e309" in proc.stderr
+                                                            or "must be" in proc.stderr), proc.stderr
