@@ -87,7 +87,8 @@ def load_dataset(folder: Path | str, list_file: Path | str | None = None) -> Sam
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DatasetError(f"dataset folder not found: {folder}")
+        raise DatasetError(f"dataset {folder} is a file, not a folder of images" if folder.exists()
+                           else f"dataset folder not found: {folder}")
     path = Path(list_file) if list_file else find_list_file(folder)
     if not path.is_absolute() and not path.is_file():
         path = folder / path
