@@ -16,7 +16,7 @@ from typing import NoReturn
 from engine.console.topic_filters import MAX_LEVELS, validate_filter
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress, url_password_warning
-from engine.roles.publisher import MAX_RATE, MIN_RATE
+from engine.roles.publisher import MAX_RATE, MIN_RATE, valid_rate
 from engine.settings import DEFAULT_DATASET, DURABLE_SESSION_EXPIRY, Settings
 from engine.topics import Topics, sanitize_id
 
@@ -70,7 +70,7 @@ _any_rate = number_in(0, int(MAX_RATE))
 def image_rate(text: str) -> float:
     """--rate: 0 (max) or MIN_RATE..MAX_RATE images/s."""
     value = _any_rate(text)
-    if 0 < value < MIN_RATE:
+    if not valid_rate(value):
         raise argparse.ArgumentTypeError(f"must be 0 (max) or from {MIN_RATE:g} to {MAX_RATE:,g}: {text}")
     return value
 

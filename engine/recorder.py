@@ -320,7 +320,7 @@ def open_new_file(path: Path, *, overwrite: bool = False) -> IO[str]:
 
 
 def run_record(args: argparse.Namespace) -> int:
-    if args.duration is not None and not 0 < args.duration <= 10 * 365 * 86_400:  # also refuses nan
+    if args.duration is not None and not 0 < args.duration <= MAX_OFFSET:  # also refuses nan
         raise ConfigError("--duration must be a number of seconds above 0")
     address, protocol = _connect_target(args)
     topics = args.record_topics or [args.image_topic, args.result_topic]

@@ -178,7 +178,7 @@ class MnistApp(App[None]):
         self._quit_asked: float | None = None  # when q was pressed: the console drains, then quits
         self._saved: dict[str, str] = {}  # the preferences as the config file has them
         self.refresh_failures = 0  # refreshes that raised (_refresh_failed)
-        self._failures_told: set[str] = set()
+        self._failures_told: set[tuple[object, ...]] = set()  # (exception type, file, line) already said
 
     def notify(
         self,
@@ -395,9 +395,8 @@ class MnistApp(App[None]):
         try:
             update(*args)
         except NoMatches as exc:
-            pane = getattr(update, "__self__", None)
-            if self._exit_asked() or (isinstance(pane, Widget) and not pane.is_attached):
-                raise  # torn down while quitting: the refresh ends here, unremarked
+            if self._exit_asked():
+                raise  # torn down while quitting: refresh_from_observer ends the refresh, unremarked
             self._refresh_failed(exc)
         except Exception as exc:
             self._refresh_failed(exc)

@@ -28,9 +28,7 @@ def validate_filter(text: str) -> str:
         if any(c in parts[1] for c in "+#"):
             raise ConfigError(f"bad shared filter {text!r}: the group name cannot hold + or #")
         body = parts[2]
-    depth = text.count("/") + 1  # a shared filter's $share/<group>/ counts too (mosquitto counts them)
-    if depth > MAX_LEVELS:
-        raise ConfigError(f"filter of {depth:,} levels: at most {MAX_LEVELS} (brokers refuse deeper ones)")
+    _check_depth(text, "filter")  # a shared filter's $share/<group>/ counts too (mosquitto counts them)
     levels = body.split("/")
     for i, level in enumerate(levels):
         if "#" in level and (level != "#" or i != len(levels) - 1):
@@ -50,10 +48,14 @@ def validate_topic(text: str) -> str:
         raise ConfigError("a topic cannot contain a NUL character")
     if len(text.encode("utf-8")) > _MAX_TOPIC_BYTES:
         raise ConfigError("topic longer than 65,535 bytes")
+    _check_depth(text, "topic")
+    return text
+
+
+def _check_depth(text: str, kind: str) -> None:
     levels = text.count("/") + 1
     if levels > MAX_LEVELS:
-        raise ConfigError(f"topic of {levels:,} levels: at most {MAX_LEVELS} (brokers refuse deeper ones)")
-    return text
+        raise ConfigError(f"{kind} of {levels:,} levels: at most {MAX_LEVELS} (brokers refuse deeper ones)")
 
 
 def _filter_body(text: str) -> str:

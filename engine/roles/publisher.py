@@ -25,16 +25,21 @@ from engine.untrusted import json_object
 
 MAX_RATE = 100_000.0
 MIN_RATE = 0.01  # images/s: one every 100 s; a rate is this or more, or 0 (max)
+BURST = 64  # images handed to paho at once at full speed (and at rates above 1 per loop pass)
+
+
+def valid_rate(rate: float) -> bool:
+    """The one rule for a rate, wherever it is given: 0 (max) or MIN_RATE..MAX_RATE images/s (not nan)."""
+    return rate == 0 or MIN_RATE <= rate <= MAX_RATE
 
 
 def rate_arg(args: dict[str, Any], name: str) -> float:
-    """A rate command argument: 0 (max) or MIN_RATE..MAX_RATE; CommandError otherwise."""
+    """A rate command argument (`valid_rate`); CommandError otherwise."""
     rate = number_arg(args, name, 0, MAX_RATE)
-    if 0 < rate < MIN_RATE:
+    if not valid_rate(rate):
         raise CommandError(f"{name} {rate:g} is below {MIN_RATE:g}/s (one image every {1 / MIN_RATE:g} s); "
                            "0 is max")
     return rate
-BURST = 64  # images handed to paho at once at full speed (and at rates above 1 per loop pass)
 
 
 class Publisher(Role):

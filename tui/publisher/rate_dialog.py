@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from engine.errors import ConfigError
-from engine.roles.publisher import MAX_RATE, MIN_RATE
+from engine.roles.publisher import MAX_RATE, MIN_RATE, valid_rate
 
 HINT = "images per second (0.5, 20, 1500) or [b]max[/] (as fast as the workers take); [b]+[/] and [b]-[/] step it"
 
@@ -26,7 +24,7 @@ def parse_rate(text: str) -> float:
         value = float(word.replace(",", "").replace("_", ""))
     except ValueError:
         raise ConfigError(f"not a rate: {text.strip()[:40]!r} (a number of images per second, or max)") from None
-    if not math.isfinite(value) or value < MIN_RATE or value > MAX_RATE:
+    if not valid_rate(value) or value == 0:  # a typed 0 is max, above; "0.0" is not a rate
         raise ConfigError(f"a rate is from {MIN_RATE:g} to {MAX_RATE:,g}/s, or max")
     return value
 
