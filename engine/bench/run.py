@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         non_negative_float,
         non_negative_int,
         number_in,
+        positive_float,
     )
 
     parser.description = (
@@ -62,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             action.help = "images per second offered, 0 = full speed (the bench's default)"
     parser.set_defaults(rate=0.0)
     b = parser.add_argument_group("benchmark")
-    b.add_argument("--duration", type=non_negative_float, default=None,
-                   help="seconds to send (default 10, unless --count is given)")
+    b.add_argument("--duration", type=positive_float, default=None,
+                   help="seconds to send, above 0 (default 10, unless --count is given)")
     b.add_argument("--warmup", type=non_negative_float, default=2.0,
                    help="seconds of load before measuring starts, not counted (default 2)")
     b.add_argument("--workers", type=non_negative_int, default=1,

@@ -88,6 +88,18 @@ def test_bench_options_from_the_environment() -> None:
     assert "broker" in other.stdout
 
 
+@pytest.mark.parametrize(("value", "variables"), [("0", {}), ("-1", {}), (None, {"MNIST_BENCH_DURATION": "0"})])
+def test_bench_duration_must_be_above_zero(value: str | None, variables: dict[str, str]) -> None:
+    """0 would send until interrupted: it is refused like any other bad option (one line, exit 2), by flag and
+    by variable. The unreachable broker ends the run at once should the value ever be taken again."""
+    args = ["--broker", "mqtt://127.0.0.1:1"] + (["--duration", value] if value is not None else [])
+    done = _bench(*args, timeout=60, **variables)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("mnist-tui bench: error:") and "must be a finite number > 0" in line, line
+    assert ("--duration" if value is not None else "MNIST_BENCH_DURATION") in line, line
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
