@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import socket
 import sys
 from collections.abc import Callable
 
@@ -46,6 +47,21 @@ def console_command(argv: list[str]) -> str:
     return shlex.join([sys.executable, "-m", "tui.cli", *console_argv(argv)])
 
 
+def check_can_listen(host: str, port: int) -> None:
+    """ConfigError (one line) unless `host:port` can be bound now, as the server binds it (SO_REUSEADDR, each
+    address the host resolves to): a port in use is told before textual-serve prints its start banner."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _name, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
+    except OSError as exc:  # the port is taken, the address is not ours, the name does not resolve
+        raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def runner(argv: list[str]) -> Callable[[argparse.Namespace], int]:
     """`run` for the command line `argv` (the subcommand needs the raw options it passes through)."""
 
@@ -54,10 +70,11 @@ def runner(argv: list[str]) -> Callable[[argparse.Namespace], int]:
 
         if args.port > 65535:
             raise ConfigError(f"--port {args.port} is not a TCP port (1-65535)")
+        check_can_listen(args.host, args.port)
         server = Server(console_command(argv), host=args.host, port=args.port, title="mnist-tui")
         try:
             server.serve()
-        except OSError as exc:  # the port is taken, the address is not ours
+        except OSError as exc:  # taken between the check and the server's own bind
             raise ConfigError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from exc
         return 0
 

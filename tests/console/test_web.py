@@ -8,6 +8,7 @@ chromium or chromedriver is missing (`.ci/run` installs both).
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,21 @@ def test_console_argv_is_what_comes_before_web() -> None:
     assert console_argv(["web"]) == []
     command = console_command(["--broker", "mqtt://h:1/a b", "web"])
     assert command.endswith("-m tui.cli --broker 'mqtt://h:1/a b'")  # quoted: textual-serve runs it in a shell
+
+
+def test_a_port_in_use_is_one_line_before_any_banner() -> None:
+    """The port is tried before textual-serve prints its start banner: one line on stderr, nothing on stdout."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # the timeout ends the test should the server ever start on the port after all
+        done = subprocess.run([sys.executable, "-m", "tui.cli", "web", "--port", str(port)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == "", "printed before the error: " + done.stdout
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("mnist-tui: cannot serve on") and f"127.0.0.1:{port}" in line, line
 
 
 @pytest.fixture
