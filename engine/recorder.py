@@ -44,6 +44,15 @@ MAX_OFFSET = 10 * 365 * 86_400.0  # seconds from the start of a recording to a m
 VERSION = 1
 
 
+class TruncatedRecording(ConfigError):
+    """The last line of a recording is cut off: the recorder was killed mid-write, or the file was cut short."""
+
+    def __init__(self, path: Path, line: int, whole: int) -> None:
+        super().__init__(f"{path} is truncated: line {line} is cut off")
+        self.line = line
+        self.whole = whole  # the messages read before it
+
+
 @dataclass(frozen=True)
 class Recorded:
     t: float
@@ -112,7 +121,8 @@ def props_from_json(raw: Any) -> Properties | None:
 
 def read_recording(path: Path, stream: IO[str] | None = None) -> tuple[dict[str, Any], Iterator[Recorded]]:
     """The header and an iterator over the messages (from `stream` when given, e.g. stdin, else the file);
-    ConfigError with one line on a bad file."""
+    ConfigError with one line on a bad file, TruncatedRecording (after the whole messages) when its last line
+    is cut off."""
     if stream is not None:
         handle = stream
     else:
@@ -133,6 +143,7 @@ def read_recording(path: Path, stream: IO[str] | None = None) -> tuple[dict[str,
         raise ConfigError(f"{path} is a recording of version {version!r}: this mnist-tui reads up to {VERSION}")
 
     def messages() -> Iterator[Recorded]:
+        whole = 0
         with handle:
             for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE + 1), ""), start=2):
                 if len(line) > MAX_LINE:
@@ -150,10 +161,14 @@ def read_recording(path: Path, stream: IO[str] | None = None) -> tuple[dict[str,
                     qos = int(raw.get("qos", 0))
                     if qos not in (0, 1, 2):
                         raise ValueError(f"qos {qos}")
-                    yield Recorded(t, topic, base64.b64decode(raw["payload"]), qos, bool(raw.get("retain", False)),
-                                   props or None)
+                    record = Recorded(t, topic, base64.b64decode(raw["payload"]), qos,
+                                      bool(raw.get("retain", False)), props or None)
                 except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
+                    if isinstance(exc, json.JSONDecodeError) and not line.endswith("\n"):  # only the last line
+                        raise TruncatedRecording(path, number, whole) from None
                     raise ConfigError(f"{path} line {number}: bad record ({exc})") from None
+                whole += 1
+                yield record
 
     return header, messages()
 
@@ -240,27 +255,36 @@ def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float
     pending: list[mqtt.MQTTMessageInfo] = []
     start = time.monotonic()
     try:
-        for rec in messages:
-            if stop.is_set():
-                break
-            if speed > 0:
-                delay = start + rec.t / speed - time.monotonic()
-                if delay > 0 and stop.wait(delay):
+        try:
+            for rec in messages:
+                if stop.is_set():
                     break
-            topic = (topic_map or {}).get(rec.topic, rec.topic)
-            props = props_from_json(rec.props) if protocol == 5 else None
-            info = client.publish(topic, rec.payload, qos=rec.qos, retain=rec.retain, properties=props)
-            pending.append(info)
-            if len(pending) > 1000:
-                pending.pop(0).wait_for_publish(timeout=30)
-            sent += 1
-        for info in pending:
-            if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                info.wait_for_publish(timeout=30)
+                if speed > 0:
+                    delay = start + rec.t / speed - time.monotonic()
+                    if delay > 0 and stop.wait(delay):
+                        break
+                topic = (topic_map or {}).get(rec.topic, rec.topic)
+                props = props_from_json(rec.props) if protocol == 5 else None
+                info = client.publish(topic, rec.payload, qos=rec.qos, retain=rec.retain, properties=props)
+                pending.append(info)
+                if len(pending) > 1000:
+                    pending.pop(0).wait_for_publish(timeout=30)
+                sent += 1
+        except ConfigError:  # a damaged line: what was published before it still reaches the broker
+            _settle(pending)
+            raise
+        _settle(pending)
     finally:
         client.disconnect()
         client.loop_stop()
     return sent
+
+
+def _settle(pending: list[mqtt.MQTTMessageInfo]) -> None:
+    """Wait until the broker has taken each publish (QoS 1 and 2 beyond paho's in-flight window are sent then)."""
+    for info in pending:
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            info.wait_for_publish(timeout=30)
 
 
 # ----- command line -----
@@ -366,21 +390,30 @@ def run_replay(args: argparse.Namespace) -> int:
             raise ConfigError(f"bad --map {item!r}: use FROM=TO with plain topic names")
         mapping[src] = dst
     from_stdin = str(args.file) == "-"
+    where = "stdin" if from_stdin else args.file
     _header, messages = read_recording(args.file, sys.stdin if from_stdin else None)
     address, protocol = _connect_target(args)
     stop = _stop_on_signals()
     kept: list[Recorded] | None = None
     if args.loop and from_stdin:
-        kept = list(messages)  # stdin is read once: the loop plays it from memory
+        try:
+            kept = list(messages)  # stdin is read once: the loop plays it from memory
+        except TruncatedRecording as exc:
+            raise ConfigError(f"recording stdin is truncated: line {exc.line} is cut off; nothing replayed "
+                              "(--loop reads all of stdin before playing it)") from None
         messages = iter(kept)
     sent = 0
     passes = 0
     while True:
-        sent += replay(address, messages, speed=args.speed, protocol=protocol, stop=stop, topic_map=mapping)
+        try:
+            sent += replay(address, messages, speed=args.speed, protocol=protocol, stop=stop, topic_map=mapping)
+        except TruncatedRecording as exc:  # a damaged line, like a bad record: exit status 1
+            whole = f"{exc.whole} whole message{'' if exc.whole == 1 else 's'}"
+            raise ConfigError(f"recording {where} is truncated: line {exc.line} is cut off; replayed the {whole} "
+                              "before it") from None
         passes += 1
         if not args.loop or stop.is_set() or (kept is not None and not kept):
             break
         messages = iter(kept) if kept is not None else read_recording(args.file)[1]
-    where = "stdin" if from_stdin else args.file
     print(f"replayed {sent} messages from {where}" + (f" in {passes} passes" if args.loop else ""))
     return 0

@@ -51,6 +51,42 @@ def test_record_then_replay(mosquitto_broker, probe_factory, tmp_path) -> None:
     assert mapped == expected
 
 
+def test_replay_of_a_truncated_recording_says_so_after_the_whole_lines(mosquitto_broker, probe_factory,
+                                                                        tmp_path) -> None:
+    """A recording whose last line is cut off (the recorder killed mid-write, the file cut short) is said to be
+    truncated, in one line and a non-zero exit like any other damaged line, once every whole message before the
+    cut has been replayed: more QoS 1 messages than paho keeps in flight, which the damaged line used to cut off."""
+    url = mosquitto_broker.address.url
+    file = tmp_path / "cut.ndjson"
+    sent = [(f"cut/{i}", f"message {i} ".encode() * 40) for i in range(30)]
+    sender = probe_factory(mosquitto_broker.address)
+    rec = subprocess.Popen([*ENGINE, "--broker", url, "record", str(file), "-t", "cut/#", "--messages", "30"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: file.exists() and file.stat().st_size > 0, timeout=60, message="recorder did not start")
+        for topic, payload in sent:
+            sender.publish(topic, payload, qos=1)
+        _out, err = rec.communicate(timeout=60)
+        assert rec.returncode == 0, err
+    finally:
+        rec.kill()
+    whole = file.read_bytes()
+    lines = whole.splitlines(keepends=True)
+    assert len(lines) == 31  # the header and 30 messages
+    file.write_bytes(whole[:-1])  # only the last newline missing: every line is whole
+    assert [r.payload for r in read_recording(file)[1]] == [payload for _topic, payload in sent]
+    file.write_bytes(whole[: len(whole) - len(lines[-1]) // 2])  # the last line cut in the middle
+
+    replayed = probe_factory(mosquitto_broker.address, "cut/#")
+    done = subprocess.run([*ENGINE, "--broker", url, "replay", str(file), "--speed", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"mnist-tui: recording {file} is truncated: line 31 is cut off; replayed the 29 whole messages before it"]
+    got = replayed.wait_count(29)
+    assert [(m.topic, m.payload) for m in got] == sent[:29]
+
+
 def test_replay_of_a_file_that_is_not_a_recording(tmp_path) -> None:
     bad = tmp_path / "bad.ndjson"
     bad.write_text(json.dumps({"hello": 1}) + "\n")
