@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import codecs
 import contextlib
 import errno
 import json
@@ -39,7 +40,7 @@ from engine.mqtt.subscriber import Subscriber
 from engine.settings import default_client_id
 
 FORMAT = "mnist-tui-record"
-MAX_LINE = 64 * 1024 * 1024  # characters of one record (a payload of up to about 48 MB, in base64)
+MAX_LINE = 64 * 1024 * 1024  # bytes of one record (a payload of up to about 48 MB, in base64)
 MAX_OFFSET = 10 * 365 * 86_400.0  # seconds from the start of a recording to a message: ten years
 VERSION = 1
 
@@ -47,7 +48,7 @@ VERSION = 1
 class TruncatedRecording(ConfigError):
     """The last line of a recording is cut off: the recorder was killed mid-write, or the file was cut short."""
 
-    def __init__(self, path: Path, line: int, whole: int) -> None:
+    def __init__(self, path: Path | str, line: int, whole: int) -> None:
         super().__init__(f"{path} is truncated: line {line} is cut off")
         self.line = line
         self.whole = whole  # the messages read before it
@@ -119,35 +120,87 @@ def props_from_json(raw: Any) -> Properties | None:
     return props
 
 
-def read_recording(path: Path, stream: IO[str] | None = None) -> tuple[dict[str, Any], Iterator[Recorded]]:
-    """The header and an iterator over the messages (from `stream` when given, e.g. stdin, else the file);
+# how a header begins, white space left out: the recorder writes the format first
+_HEADER_START = '{"format":' + json.dumps(FORMAT)
+
+
+def _like_a_header(text: str) -> bool:
+    """Whether `text`, the start of a first line, is (or is cut from) the start of a recording's header."""
+    compact = "".join(text.split())
+    return len(compact) >= 2 and (_HEADER_START.startswith(compact) or compact.startswith(_HEADER_START))
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    return f"not UTF-8: byte 0x{exc.object[exc.start]:02x} at column {exc.start + 1}"
+
+
+def _cut_in_a_character(line: bytes) -> bool:
+    """Whether `line`, which fails to decode, is UTF-8 up to a character cut off at its end."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(line, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _read_header(line: bytes, name: str) -> Any:
+    """The first line parsed; ConfigError when it is cut off inside (the file ends there) or not UTF-8."""
+    cut = not line.endswith(b"\n") and len(line) <= MAX_LINE  # the file ends inside its first line
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = line[:exc.start].decode("utf-8")  # what comes before the bad byte
+        if not (cut and _cut_in_a_character(line)):  # a bad byte, not a character cut off at the end of the file
+            if "".join(text.split()).startswith(_HEADER_START):  # a recording's header, damaged
+                raise ConfigError(f"{name} line 1: bad header ({_not_utf8(exc)})") from None
+            return None
+    try:
+        return json.loads(text) if text.strip() else None
+    except ValueError:
+        if cut and _like_a_header(text):
+            raise ConfigError(f"{name} is a truncated mnist-tui recording: cut off inside its header line, "
+                              "before any message") from None
+        return None
+
+
+def read_recording(path: Path, stream: IO[bytes] | None = None) -> tuple[dict[str, Any], Iterator[Recorded]]:
+    """The header and an iterator over the messages (from `stream` when given, e.g. stdin's bytes, else the file);
     ConfigError with one line on a bad file, TruncatedRecording (after the whole messages) when its last line
-    is cut off."""
+    is cut off. The file is read as bytes and each line decoded alone, so a byte that is not UTF-8 is reported
+    with its line, wherever it is."""
+    name = "stdin" if stream is not None and str(path) == "-" else str(path)
     if stream is not None:
         handle = stream
     else:
         try:
-            handle = path.open("r", encoding="utf-8")
+            handle = path.open("rb")
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        header = json.loads(handle.readline(MAX_LINE) or "null")
-    except ValueError:
-        header = None
+        header = _read_header(handle.readline(MAX_LINE + 1), name)
+    except ConfigError:
+        handle.close()
+        raise
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         handle.close()
-        raise ConfigError(f"{path} is not a mnist-tui recording (no header line)")
+        raise ConfigError(f"{name} is not a mnist-tui recording (no header line)")
     version = header.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
         handle.close()
-        raise ConfigError(f"{path} is a recording of version {version!r}: this mnist-tui reads up to {VERSION}")
+        raise ConfigError(f"{name} is a recording of version {version!r}: this mnist-tui reads up to {VERSION}")
 
     def messages() -> Iterator[Recorded]:
         whole = 0
         with handle:
-            for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE + 1), ""), start=2):
-                if len(line) > MAX_LINE:
-                    raise ConfigError(f"{path} line {number}: longer than {MAX_LINE // (1024 * 1024)} MiB")
+            for number, data in enumerate(iter(lambda: handle.readline(MAX_LINE + 1), b""), start=2):
+                if len(data) > MAX_LINE:
+                    raise ConfigError(f"{name} line {number}: longer than {MAX_LINE // (1024 * 1024)} MiB")
+                try:
+                    line = data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    if not data.endswith(b"\n") and _cut_in_a_character(data):  # only the last line
+                        raise TruncatedRecording(name, number, whole) from None
+                    raise ConfigError(f"{name} line {number}: bad record ({_not_utf8(exc)})") from None
                 if not line.strip():
                     continue
                 try:
@@ -165,8 +218,8 @@ def read_recording(path: Path, stream: IO[str] | None = None) -> tuple[dict[str,
                                       bool(raw.get("retain", False)), props or None)
                 except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
                     if isinstance(exc, json.JSONDecodeError) and not line.endswith("\n"):  # only the last line
-                        raise TruncatedRecording(path, number, whole) from None
-                    raise ConfigError(f"{path} line {number}: bad record ({exc})") from None
+                        raise TruncatedRecording(name, number, whole) from None
+                    raise ConfigError(f"{name} line {number}: bad record ({exc})") from None
                 whole += 1
                 yield record
 
@@ -391,7 +444,7 @@ def run_replay(args: argparse.Namespace) -> int:
         mapping[src] = dst
     from_stdin = str(args.file) == "-"
     where = "stdin" if from_stdin else args.file
-    _header, messages = read_recording(args.file, sys.stdin if from_stdin else None)
+    _header, messages = read_recording(args.file, sys.stdin.buffer if from_stdin else None)
     address, protocol = _connect_target(args)
     stop = _stop_on_signals()
     kept: list[Recorded] | None = None

@@ -15,6 +15,22 @@ from engine.recorder import read_recording
 ENGINE = [sys.executable, "-m", "engine"]
 
 
+def _record_traffic(broker, probe_factory, file, topic_filter: str, sent: list[tuple[str, bytes]]) -> None:
+    """A real recording in `file`: `record` run as a process while `sent` is published at QoS 1."""
+    sender = probe_factory(broker.address)
+    rec = subprocess.Popen([*ENGINE, "--broker", broker.address.url, "record", str(file), "-t", topic_filter,
+                            "--messages", str(len(sent))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # the header is written once the recorder's subscription is acknowledged
+        wait_for(lambda: file.exists() and file.stat().st_size > 0, timeout=60, message="recorder did not start")
+        for topic, payload in sent:
+            sender.publish(topic, payload, qos=1)
+        _out, err = rec.communicate(timeout=60)
+        assert rec.returncode == 0, err
+    finally:
+        rec.kill()
+
+
 def test_record_then_replay(mosquitto_broker, probe_factory, tmp_path) -> None:
     url = mosquitto_broker.address.url
     file = tmp_path / "traffic.ndjson"
@@ -59,17 +75,7 @@ def test_replay_of_a_truncated_recording_says_so_after_the_whole_lines(mosquitto
     url = mosquitto_broker.address.url
     file = tmp_path / "cut.ndjson"
     sent = [(f"cut/{i}", f"message {i} ".encode() * 40) for i in range(30)]
-    sender = probe_factory(mosquitto_broker.address)
-    rec = subprocess.Popen([*ENGINE, "--broker", url, "record", str(file), "-t", "cut/#", "--messages", "30"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: file.exists() and file.stat().st_size > 0, timeout=60, message="recorder did not start")
-        for topic, payload in sent:
-            sender.publish(topic, payload, qos=1)
-        _out, err = rec.communicate(timeout=60)
-        assert rec.returncode == 0, err
-    finally:
-        rec.kill()
+    _record_traffic(mosquitto_broker, probe_factory, file, "cut/#", sent)
     whole = file.read_bytes()
     lines = whole.splitlines(keepends=True)
     assert len(lines) == 31  # the header and 30 messages
@@ -85,6 +91,79 @@ def test_replay_of_a_truncated_recording_says_so_after_the_whole_lines(mosquitto
         f"mnist-tui: recording {file} is truncated: line 31 is cut off; replayed the 29 whole messages before it"]
     got = replayed.wait_count(29)
     assert [(m.topic, m.payload) for m in got] == sent[:29]
+
+
+def test_replay_of_a_recording_with_a_byte_that_is_not_utf8_names_its_line(mosquitto_broker, probe_factory,
+                                                                           tmp_path) -> None:
+    """A byte that is not UTF-8 past the first 8 KiB of a recording ended replay with a UnicodeDecodeError
+    traceback, one within them called the file not a recording, and from stdin the message named a surrogate:
+    each is one line naming the file (or stdin) and the line, exit status 1, after the whole messages before it."""
+    url = mosquitto_broker.address.url
+    file = tmp_path / "bytes.ndjson"
+    sent = [(f"utf/{i}", f"message {i} ".encode() * 40) for i in range(30)]
+    _record_traffic(mosquitto_broker, probe_factory, file, "utf/#", sent)
+    lines = file.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 31 and sum(map(len, lines[:4])) < 8192 < sum(map(len, lines[:25]))
+
+    def damaged(index: int, at: int) -> bytes:
+        return b"".join(lines[:index] + [lines[index][:at] + b"\xff" + lines[index][at + 1:]] + lines[index + 1:])
+
+    replayed = probe_factory(mosquitto_broker.address, "utf/#")
+    for index, source in [(25, file), (3, file), (25, "-")]:  # line 26, past 8 KiB; line 4, within them; stdin
+        at = lines[index].index(b'"payload":"') + 20
+        file.write_bytes(damaged(index, at))
+        done = subprocess.run([*ENGINE, "--broker", url, "replay", str(source), "--speed", "0"],
+                              input=file.read_bytes() if source == "-" else None, capture_output=True, timeout=60)
+        assert done.returncode == 1, done.stderr
+        where = "stdin" if source == "-" else file
+        assert done.stderr.decode().strip().splitlines() == [
+            f"mnist-tui: {where} line {index + 1}: bad record (not UTF-8: byte 0xff at column {at + 1})"]
+        got = replayed.wait_count(index - 1)
+        assert [(m.topic, m.payload) for m in got] == sent[:index - 1]
+        replayed.clear()
+
+    at = lines[0].index(b"utf/#") + 3  # in the header's topic filter
+    file.write_bytes(damaged(0, at))
+    done = subprocess.run([*ENGINE, "--broker", url, "replay", str(file)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"mnist-tui: {file} line 1: bad header (not UTF-8: byte 0xff at column {at + 1})"]
+
+
+def test_replay_of_a_recording_cut_inside_its_header_says_it_is_truncated(mosquitto_broker, probe_factory,
+                                                                         tmp_path) -> None:
+    """A recording cut off inside its header line (the recorder killed as it began, the file cut short) was
+    called not a recording at all; an empty file and one that is clearly something else still are."""
+    url = mosquitto_broker.address.url
+    file = tmp_path / "head.ndjson"
+    _record_traffic(mosquitto_broker, probe_factory, file, "head/#", [("head/a", b"one message")])
+    header = file.read_bytes().splitlines(keepends=True)[0]
+    truncated = "is a truncated mnist-tui recording: cut off inside its header line, before any message"
+    for cut in (10, 2, len(header) // 2, len(header) - 2):  # len(header) - 1: the whole header, no newline
+        file.write_bytes(header[:cut])
+        with pytest.raises(ConfigError) as err:
+            read_recording(file)
+        assert str(err.value) == f"{file} {truncated}"
+
+    file.write_bytes(header[:10])
+    done = subprocess.run([*ENGINE, "--broker", url, "replay", str(file)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [f"mnist-tui: {file} {truncated}"]
+    done = subprocess.run([*ENGINE, "--broker", url, "replay", "-"], input=header[:10], capture_output=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.decode().strip().splitlines() == [f"mnist-tui: stdin {truncated}"]
+
+    for other in (b"", b"{", b'{"hello": 1', b"\x89PNG\r\n\x1a\n\x00"):
+        file.write_bytes(other)
+        with pytest.raises(ConfigError) as err:
+            read_recording(file)
+        assert str(err.value) == f"{file} is not a mnist-tui recording (no header line)", other
+    file.write_bytes(b"")
+    done = subprocess.run([*ENGINE, "--broker", url, "replay", str(file)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [f"mnist-tui: {file} is not a mnist-tui recording (no header line)"]
 
 
 def test_replay_of_a_file_that_is_not_a_recording(tmp_path) -> None:
