@@ -25,7 +25,7 @@ from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, reason_text
 from engine.mqtt.fastclient import FastClient, payload_of
 from engine.mqtt.message_props import image_properties
-from engine.protocol import embed_meta
+from engine.protocol import MetaStamp
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class LoadGenerator:
         self.samples = samples
         self.client_id = client_id
         self.prefix = f"{client_id}-"
+        self._stamp = MetaStamp(self.prefix, client_id)
         self.protocol = protocol
         self.tracker = tracker
         self.sent = 0  # images published (warm-up included)
@@ -224,15 +225,14 @@ class LoadGenerator:
     def _publish(self, first: int, count: int) -> int:
         """Publish images `first` .. `first + count - 1`; returns how many paho took."""
         samples, n = self.samples, len(self.samples)
-        prefix, src = self.prefix, self.client_id
+        stamp = self._stamp.stamp
         payloads = []
         stamps = []
         for seq in range(first, first + count):
             sample = samples[seq % n]
             t = time.time()
             stamps.append(t)
-            meta = {"id": f"{prefix}{seq}", "label": sample.label, "t": t, "src": src}
-            payloads.append(embed_meta(sample.png, meta))
+            payloads.append(stamp(sample.png, seq, sample.label, t))
         infos = self._pub.publish_many(self.topics.images, payloads, qos=self.settings.qos,
                                        properties=image_properties(self.settings.image_expiry))
         taken = 0

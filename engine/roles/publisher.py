@@ -16,7 +16,7 @@ from engine.digits.dataset import Sample, load_dataset
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.fastclient import payload_of
 from engine.mqtt.message_props import image_properties
-from engine.protocol import CommandError, embed_meta, number_arg
+from engine.protocol import CommandError, MetaStamp, number_arg
 from engine.roles.pacer import Pacer
 from engine.roles.role import Role
 from engine.settings import Settings
@@ -78,6 +78,7 @@ class Publisher(Role):
         self._carry: list[Sample] = []  # drawn for a burst that a stop overtook: they go first next time
         self._epoch = 0  # a reset's number: samples drawn before it are not put back after it
         self._seq = 0
+        self._stamp: MetaStamp | None = None  # the images' metadata, made for this client id
         self._order = list(range(len(self.samples)))
         self._pos = 0
         self._finished = False
@@ -246,8 +247,10 @@ class Publisher(Role):
     def _payload(self, sample: Sample) -> tuple[str, bytes]:
         self._seq += 1
         msg_id = f"{self.client_id}-{self._seq}"
-        meta = {"id": msg_id, "label": sample.label, "t": time.time(), "src": self.client_id}
-        return msg_id, embed_meta(sample.png, meta)
+        stamp = self._stamp
+        if stamp is None or stamp.src != self.client_id:
+            stamp = self._stamp = MetaStamp(f"{self.client_id}-", self.client_id)
+        return msg_id, stamp.stamp(sample.png, self._seq, sample.label, time.time())
 
     def _sent(self, sample: Sample, msg_id: str, count: int, info: mqtt.MQTTMessageInfo) -> None:
         """Book `count` images handed to paho (`sample` the last of them, `info` tracking them)."""

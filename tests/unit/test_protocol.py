@@ -8,7 +8,7 @@ from PIL import Image
 
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
-from engine.protocol import CommandError, embed_meta, extract_meta, parse_command, parse_result
+from engine.protocol import CommandError, MetaStamp, embed_meta, extract_meta, parse_command, parse_result
 from engine.topics import Topics, sanitize_id
 
 
@@ -16,6 +16,25 @@ def _png(size: int = 28) -> bytes:
     buf = io.BytesIO()
     Image.new("L", (size, size), 0).save(buf, "PNG")
     return buf.getvalue()
+
+
+@pytest.mark.parametrize(("src", "label", "t"), [
+    ("input-host-12", 7, 1764108000.123456),
+    ("input-host-12", None, 1e-7),
+    ("înput \"quoted\" ☃", 0, 1764108000.0),  # escaped as json.dumps escapes it
+    ("input-1", True, 5.0),  # a bool label: json.dumps writes true
+    ("input-1", 3, float("inf")),  # json.dumps writes Infinity
+    ("input-1", 3, 17),  # an int time
+])
+def test_a_stamp_is_the_same_bytes_as_embed_meta(src: str, label: object, t: object) -> None:
+    png = _png()
+    stamp = MetaStamp(f"{src}-", src)
+    for seq in (0, 1, 123456789):
+        made = stamp.stamp(png, seq, label, t)  # type: ignore[arg-type]
+        assert made == embed_meta(png, {"id": f"{src}-{seq}", "label": label, "t": t, "src": src})
+    Image.open(io.BytesIO(stamp.stamp(png, 5, 1, 1.5))).load()  # a valid PNG: its CRCs check
+    with pytest.raises(ValueError, match="IEND"):
+        stamp.stamp(png[:-1], 1, 1, 1.5)
 
 
 def test_metadata_round_trip_keeps_a_valid_png() -> None:
