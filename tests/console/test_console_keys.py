@@ -193,6 +193,38 @@ async def test_the_help_is_built_unseen_at_startup_and_the_main_screen_keeps_its
         assert app.focused is app.screen.query_one("#publisher")
 
 
+async def test_the_kept_help_takes_a_theme_chosen_while_it_was_closed() -> None:
+    """The help is styled again only when something its styles depend on changed: a theme changed while it
+    was closed shows on its next opening, as on a help built under that theme."""
+    app = MnistApp(make_observer(), BROKER)
+    async with app.run_test(size=(120, 40)) as pilot:
+        def dialog_colours() -> tuple[object, object]:
+            box = app.screen.query_one("#help")
+            return box.styles.background, app.screen.query_one(".help-section").styles.color
+
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "no help")
+        dark = dialog_colours()
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen), "the help did not close")
+        app.theme = "textual-light"
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "no help the second time")
+        await until(pilot, lambda: dialog_colours() != dark, "the help kept the dark theme's colours")
+        light = dialog_colours()
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen), "the help did not close")
+    fresh = MnistApp(make_observer(), BROKER)
+    async with fresh.run_test(size=(120, 40)) as pilot:
+        fresh.theme = "textual-light"
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(fresh.screen, HelpScreen), "no help")
+        box = fresh.screen.query_one("#help")
+        assert (box.styles.background, fresh.screen.query_one(".help-section").styles.color) == light
+
+
 async def test_refreshes_keep_coming_one_after_another() -> None:
     app = MnistApp(make_observer(), BROKER)
     async with app.run_test(size=(120, 40)) as pilot:

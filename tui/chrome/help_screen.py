@@ -53,6 +53,21 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, sections: list[Section]) -> None:
         super().__init__()
         self.sections = sections
+        self._styled_for: tuple[object, ...] | None = None
+
+    def update_node_styles(self, animate: bool = True) -> None:
+        """Style the screen and every node on it again only when something they depend on changed.
+
+        Textual restyles a screen's whole tree each time it is shown. The help is kept and shown again
+        unchanged; restyling its few dozen nodes was a third of what opening it cost beside a busy pipeline
+        (docs/PERFORMANCE.md). A theme, the ANSI colour mode or the screen's own classes (the width
+        breakpoints) changing since it was last styled still restyles it."""
+        app = self.app
+        key = (app.theme, app.ansi_color, frozenset(self.classes), id(app.stylesheet))
+        if key == self._styled_for and self.is_attached:
+            return
+        self._styled_for = key
+        super().update_node_styles(animate)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help", classes="dialog"):
