@@ -299,6 +299,40 @@ async def test_publish_dialog_sends_a_message(mosquitto_broker: EmbeddedBroker, 
         probe.close()
 
 
+async def test_dialog_errors_show_typed_brackets_as_written(mosquitto_broker: EmbeddedBroker, make_app) -> None:
+    """What was typed comes back in the dialog's error as text: `[/]` in a rate, a filter or a topic was
+    read as markup, and the MarkupError took the console down with a traceback."""
+    from tui.publisher.rate_dialog import RateDialog
+
+    app = make_app(mosquitto_broker.address)
+
+    async def refused(pilot: Pilot[Any], error_id: str, typed: str) -> None:
+        error = app.screen.query_one(error_id)
+        await pilot.press("enter")
+        await until(pilot, lambda: typed in str(error.render()), lambda: f"{typed!r} not shown: {error.render()}")
+
+    async def body(pilot: Pilot[Any]) -> None:
+        app.push_screen(RateDialog("10"))
+        await until(pilot, lambda: isinstance(app.screen, RateDialog) and app.screen.query(Input), "no rate dialog")
+        app.screen.query_one(Input).value = "x[/]"
+        await refused(pilot, "#rate-error", "'x[/]'")
+        await pilot.press("escape")
+        await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, FilterDialog), "no filter dialog")
+        app.screen.query_one(Input).value = "a/[/]#"
+        await refused(pilot, "#filter-error", "'a/[/]#'")
+        await pilot.press("escape")
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PublishDialog), "no publish dialog")
+        app.screen.query_one("#publish-topic", Input).value = "[b]t[/]/#"
+        app.screen.query_one("#publish-payload", Input).value = "x"
+        await refused(pilot, "#publish-error", "'[b]t[/]/#'")
+        await pilot.press("escape")
+        assert app.return_code is None
+
+    await run(app, body)
+
+
 async def test_filter_dialog_refuses_bad_filters(mosquitto_broker: EmbeddedBroker, make_app) -> None:
     app = make_app(mosquitto_broker.address)
 

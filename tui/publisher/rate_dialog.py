@@ -43,7 +43,7 @@ class RateDialog(ModalScreen[float | None]):
             yield Label("Publishing rate", classes="dialog-title")
             yield Input(self.current, placeholder="e.g. 50 or max", id="rate-input", select_on_focus=True)
             yield Static(HINT, classes="dialog-hint")
-            yield Static("", id="rate-error", classes="dialog-error")
+            yield Static("", id="rate-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Set", variant="primary", id="rate-set")
                 yield Button("Cancel", id="rate-cancel")

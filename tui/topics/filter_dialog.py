@@ -29,7 +29,7 @@ class FilterDialog(ModalScreen[str | None]):
             yield Label("Topic filter", classes="dialog-title")
             yield Input(self.current, placeholder="#", id="filter-input")
             yield Static(EXAMPLES, classes="dialog-hint")
-            yield Static("", id="filter-error", classes="dialog-error")
+            yield Static("", id="filter-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Apply", variant="primary", id="apply")
                 yield Button("Cancel", id="cancel")

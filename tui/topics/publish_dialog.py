@@ -85,7 +85,7 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
             yield Static("[dim]@file sends a file's bytes; an empty retained message clears a topic; "
                          "QoS 1 and 2 let an MQTT 5 broker say whether it took the message[/]",
                          classes="dialog-hint")
-            yield Static("", id="publish-error", classes="dialog-error")
+            yield Static("", id="publish-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Publish", variant="primary", id="publish")
                 yield Button("Cancel", id="cancel")

@@ -27,7 +27,7 @@ class LoadModelDialog(ModalScreen[str | None]):
             yield Label(f"Load a model on worker {self.worker}", classes="dialog-title", markup=False)
             yield Input(placeholder="path/to/model.pt", id="load-path")
             yield Static(HINT, classes="dialog-hint")
-            yield Static("", id="load-error", classes="dialog-error")
+            yield Static("", id="load-error", classes="dialog-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Load", variant="primary", id="load")
                 yield Button("Cancel", id="cancel")
