@@ -172,10 +172,10 @@ def test_a_role_whose_thread_raises_shows_state_error(mosquitto_broker, probe_fa
     addr = mosquitto_broker.address
     watcher = probe_factory(addr, "mnist/status/#")
 
-    def broken(_png: bytes, _meta: dict) -> bytes:
+    def broken(_self: object, _png: bytes, _seq: int, _label: object, _t: float) -> bytes:
         raise ValueError("not a PNG ending in IEND")
 
-    monkeypatch.setattr("engine.roles.publisher.embed_meta", broken)
+    monkeypatch.setattr("engine.roles.publisher.MetaStamp.stamp", broken)
     observer = Observer(addr)
     observer.start()
     try:
