@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from textual import on
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -28,7 +29,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from engine.config_file import ConsolePrefs, save_console_setting
 from engine.console.contract import ConsoleModel
@@ -490,6 +491,8 @@ class MnistApp(App[None]):
 
     def action_search_topics(self) -> None:
         """`/` from any pane: the Topics pane opens its search box and focuses it as the key arrives."""
+        if isinstance(self.focused, Input):
+            raise SkipAction  # a `/` typed in the search box (or a dialog's field) is text: topics are paths
         main = self.main
         if main is None:
             return

@@ -491,6 +491,30 @@ async def test_space_in_the_topic_search_is_a_space(mosquitto_broker: EmbeddedBr
         await until(pilot, lambda: sent, "space did not reach the publisher toggle")
 
 
+async def test_slash_in_the_topic_search_is_a_slash(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                     publisher: Publisher) -> None:
+    """Topics are paths: `/` typed in the search box is text (`lab/a`), not a new start of the search that
+    swallowed it (`laba` matched nothing). In the filter dialog it is text as well (`lab/#`)."""
+    from tui.topics.filter_dialog import FilterDialog
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"lab/a", "zoo/lab"}, lambda: (publisher.send("lab/a", b"1"),
+                                                                       publisher.send("zoo/lab", b"1")))
+        await pilot.press("slash")
+        search = app.screen.query_one("#topic-search", Input)
+        await until(pilot, lambda: app.focused is search, "search box not focused")
+        await pilot.press("l", "a", "b", "slash", "a")
+        await until(pilot, lambda: search.value == "lab/a", lambda: f"search holds {search.value!r}")
+        await until(pilot, lambda: tree.matches() == ["lab/a"], lambda: f"matches: {tree.matches()}")
+        await pilot.press("escape", "f")
+        await until(pilot, lambda: isinstance(app.screen, FilterDialog) and app.screen.query(Input), "no filter dialog")
+        field = app.screen.query_one(Input)
+        field.value = ""
+        await pilot.press("l", "a", "b", "slash", "number_sign")
+        await until(pilot, lambda: field.value == "lab/#", lambda: f"filter field holds {field.value!r}")
+
+
 async def burst(app: MnistApp, *keys: str) -> None:
     """Keys as a terminal delivers a fast typist's burst: every event queued before the first is handled."""
     from textual import events
