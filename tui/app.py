@@ -364,8 +364,10 @@ class MnistApp(App[None]):
         full = full or self._tick % TOPICS_EVERY == 0
         topics = main.query_one(TopicsPane)
         top = self.screen
+        # A screen pushed a moment ago is composed when it mounts: until then it has no panes to ask or update.
+        ready = top is not main and top.is_mounted
         # A screen that follows one topic (the inspector, a plot) names it; else the Topics pane's selection.
-        wanted = getattr(top, "topic_wanted", None) if top is not main else None
+        wanted = getattr(top, "topic_wanted", None) if ready else None
         snap = self.observer.snapshot(wanted or topics.selected_topic, topics=full, events_after=self._events_seen)
         if not full and self.snap is not None:
             snap = snap._replace(topics=self.snap.topics)
@@ -379,7 +381,7 @@ class MnistApp(App[None]):
             # of a refresh, and Textual repaints the dialog over every change behind it (over a see-through one
             # it re-rendered and tinted the whole console ten times a second). A dialog that follows the flow
             # (drawing, confusion matrix) gets the snapshot; the panes catch up at the first refresh after it.
-            update = getattr(top, "update_snapshot", None)
+            update = getattr(top, "update_snapshot", None) if ready else None
             if update is not None:
                 self._hand_over(update, snap)
             return

@@ -515,6 +515,26 @@ async def test_slash_in_the_topic_search_is_a_slash(mosquitto_broker: EmbeddedBr
         await until(pilot, lambda: field.value == "lab/#", lambda: f"filter field holds {field.value!r}")
 
 
+async def test_a_refresh_as_a_screen_is_pushed_waits_for_its_panes(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                                    publisher: Publisher) -> None:
+    """A refresh that comes between the push of the inspector (or a plot) and its compose: it has no panes yet,
+    and asking it for its topic raised NoMatches, shown as "A pane could not be refreshed" (`i` at an unlucky
+    moment). The screen now gets its first snapshot once it is mounted."""
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"lab/n"}, lambda: publisher.send("lab/n", b"1"))
+        await select(pilot, tree, "lab/n")
+        for screen in (InspectorScreen("lab/n"), PlotScreen("lab/n", ())):
+            app.push_screen(screen)
+            app.refresh_from_observer(full=True)  # before the screen is composed
+            assert app.refresh_failures == 0, type(screen).__name__
+            await until(pilot, lambda screen=screen: screen.is_mounted, "screen not mounted")
+            app.refresh_from_observer(full=True)
+            assert app.refresh_failures == 0, type(screen).__name__
+            app.pop_screen()
+            await pilot.pause()
+
+
 async def burst(app: MnistApp, *keys: str) -> None:
     """Keys as a terminal delivers a fast typist's burst: every event queued before the first is handled."""
     from textual import events
