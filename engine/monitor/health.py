@@ -13,10 +13,11 @@ import threading
 import time
 from typing import Any
 
-from engine.options import non_negative_float, non_negative_int
+from engine.options import non_negative_int, number_in
 from engine.topics import ROLES, sanitize_id
 
 UNHEALTHY_STATES = ("offline", "error")
+MAX_TIMEOUT = 86_400  # a day: a wait past any clock (1e308) overflowed the first wait with a traceback
 
 
 def state_of(status: dict[str, Any]) -> str:
@@ -43,9 +44,9 @@ def add_health_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role", choices=ROLES, default="infer", help="the kind of role to check (default: infer)")
     parser.add_argument("--min", type=non_negative_int, default=1, dest="min_roles", metavar="N",
                         help="how many roles of that kind must be online (default: 1)")
-    parser.add_argument("--timeout", type=non_negative_float, default=5.0, metavar="S",
-                        help="seconds to wait for the pipeline to become healthy (default: 5); 0 answers from "
-                             "the statuses the broker holds now")
+    parser.add_argument("--timeout", type=number_in(0, MAX_TIMEOUT), default=5.0, metavar="S",
+                        help="seconds to wait for the pipeline to become healthy (default: 5, at most a day); 0 "
+                             "answers from the statuses the broker holds now")
 
 
 def run(args: argparse.Namespace) -> int:
