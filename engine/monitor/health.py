@@ -1,8 +1,9 @@
 """`mnist-tui health`: exit 0 when the pipeline is healthy, 1 with one line why not.
 
-Healthy: at least `--min` roles of the `--role` kind have a live status on the broker (not offline, not
-in state "error"). Made for a Docker HEALTHCHECK or a Kubernetes exec probe; it reads the same retained
-status topics as the console, so it checks roles wherever they run.
+Healthy: at least `--min` roles of the `--role` kind are alive (engine/monitor/liveness.py: a state a
+connected role says, not "error", and a status heard in the last few seconds, so that a status the broker
+kept after its role died does not count). Made for a Docker HEALTHCHECK or a Kubernetes exec probe; it reads
+the same retained status topics as the console, so it checks roles wherever they run.
 """
 
 from __future__ import annotations
@@ -11,31 +12,38 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
+from engine.monitor.liveness import SILENT_AFTER, ago, heard_at, is_silent, state_of
 from engine.options import non_negative_int, number_in
 from engine.topics import ROLES, sanitize_id
 
-UNHEALTHY_STATES = ("offline", "error")
 MAX_TIMEOUT = 86_400  # a day: a wait past any clock (1e308) overflowed the first wait with a traceback
 
 
-def state_of(status: dict[str, Any]) -> str:
-    """The role's state as a short word; anything malformed counts as unknown (and so not healthy)."""
-    state = status.get("state")
-    if status.get("connected") is False:
-        return "offline"
-    return state if isinstance(state, str) and state else "unknown"
+def verdict(statuses: dict[str, dict[str, Any]], role: str, minimum: int,
+            silent_for: Mapping[str, float] | None = None) -> tuple[bool, str]:
+    """(healthy, one line) for the latest statuses of the roles of one kind, keyed by client id;
+    `silent_for`: seconds since each was last heard (a role missing from it was heard just now)."""
+    silent_for = silent_for or {}
 
+    def why_not(cid: str) -> str | None:
+        state = state_of(statuses[cid])
+        if state in ("offline", "error", "unknown"):
+            return state
+        quiet = silent_for.get(cid, 0.0)
+        if quiet <= SILENT_AFTER:
+            return None
+        return f"silent (last status {ago(quiet)} ago)" if quiet != float("inf") else "silent (no time in its status)"
 
-def verdict(statuses: dict[str, dict[str, Any]], role: str, minimum: int) -> tuple[bool, str]:
-    """(healthy, one line) for the latest statuses of the roles of one kind, keyed by client id."""
-    healthy = sorted(cid for cid, s in statuses.items() if state_of(s) not in UNHEALTHY_STATES + ("unknown",))
+    reasons = {cid: why_not(cid) for cid in statuses}
+    healthy = sorted(cid for cid, why in reasons.items() if why is None)
     if len(healthy) >= minimum:
         names = f" ({', '.join(healthy[:5])}{', ...' if len(healthy) > 5 else ''})" if healthy else ""
         return True, f"healthy: {len(healthy)} {role} role(s) online{names}"
-    others = sorted((cid, state_of(s)) for cid, s in statuses.items() if cid not in healthy)
-    seen = "; ".join(f"{cid} {state}" for cid, state in others[:5]) + ("; ..." if len(others) > 5 else "")
+    others = sorted((cid, why) for cid, why in reasons.items() if why is not None)
+    seen = "; ".join(f"{cid} {why}" for cid, why in others[:5]) + ("; ..." if len(others) > 5 else "")
     return False, (f"unhealthy: {len(healthy)} of at least {minimum} {role} role(s) online"
                    + (f" ({seen})" if seen else " (no status seen)"))
 
@@ -58,14 +66,18 @@ def run(args: argparse.Namespace) -> int:
     address, topics = target_from_args(args)
     protocol = probe(address, timeout=max(args.timeout, 1.0), protocols=_protocols(args))
     statuses: dict[str, dict[str, Any]] = {}
+    heard: dict[str, float] = {}  # when each was last known to send (time.monotonic)
     changed = threading.Condition()
 
-    def on_status(_role: str, client_id: str, status: dict[str, Any] | None, _retained: bool) -> None:
+    def on_status(_role: str, client_id: str, status: dict[str, Any] | None, retained: bool) -> None:
+        cid = sanitize_id(client_id)
         with changed:
             if status is None:
-                statuses.pop(sanitize_id(client_id), None)
+                statuses.pop(cid, None)
+                heard.pop(cid, None)
             else:
-                statuses[sanitize_id(client_id)] = status
+                statuses[cid] = status
+                heard[cid] = heard_at(status, retained, time.monotonic(), time.time())
             changed.notify_all()
 
     feed = StatusFeed(address, topics, protocol=protocol, on_status=on_status, role=args.role, name="health")
@@ -75,11 +87,13 @@ def run(args: argparse.Namespace) -> int:
         deadline = start + args.timeout
         with changed:
             while True:
-                healthy, line = verdict(statuses, args.role, args.min_roles)
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                silent_for = {cid: now - t for cid, t in heard.items() if is_silent(t, now)}
+                healthy, line = verdict(statuses, args.role, args.min_roles, silent_for)
+                left = deadline - now
                 if healthy or left <= 0:
                     break
-                changed.wait(left)
+                changed.wait(left)  # a silent role that sends again wakes it like any change
     finally:
         feed.stop()
     print(line, file=sys.stdout if healthy else sys.stderr)

@@ -16,6 +16,7 @@ import json
 import math
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from engine.monitor.liveness import LIVE_STATES, SILENT_AFTER, heard_at, is_silent, state_of
 from engine.topics import ROLES, sanitize_id
 
 MAX_ROLES = 1000  # statuses tracked at most; more (a flood of bogus status topics) are ignored and counted
@@ -64,8 +66,8 @@ def number(value: Any) -> float | None:
     return value
 
 
-def _is_live(status: dict[str, Any]) -> bool:
-    return status.get("state") not in ("offline", None) and status.get("connected") is not False
+def _is_live(status: dict[str, Any], heard: float, now: float) -> bool:
+    return state_of(status) in LIVE_STATES and not is_silent(heard, now)
 
 
 class MetricsBoard(Collector):
@@ -77,6 +79,7 @@ class MetricsBoard(Collector):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._statuses: dict[tuple[str, str], dict[str, Any]] = {}
+        self._heard: dict[tuple[str, str], float] = {}  # when each role was last known to send (monotonic)
         self._sessions_lost: dict[tuple[str, str], int] = {}
         self._workers: set[str] = set()
         self.ignored = 0  # statuses or results left out: malformed, unknown role, or past the bounds
@@ -98,6 +101,7 @@ class MetricsBoard(Collector):
             if status is None:
                 self._statuses.pop(key, None)
                 self._sessions_lost.pop(key, None)
+                self._heard.pop(key, None)
                 return
             if key not in self._statuses and len(self._statuses) >= MAX_ROLES:
                 self.ignored += 1
@@ -107,9 +111,11 @@ class MetricsBoard(Collector):
             # from live to lost; a retained will seen at start-up, or again after the exporter reconnects,
             # is history this exporter already knows or never saw happen
             will = status.get("connected") is False
-            if will and ((previous is not None and _is_live(previous)) or (previous is None and not retained)):
+            if will and ((previous is not None and state_of(previous) != "offline") or (previous is None
+                                                                                      and not retained)):
                 self._sessions_lost[key] = self._sessions_lost.get(key, 0) + 1
             self._statuses[key] = status
+            self._heard[key] = heard_at(status, retained, time.monotonic(), time.time())
 
     def on_result(self, payload: bytes, arrived: float) -> None:
         try:
@@ -140,6 +146,8 @@ class MetricsBoard(Collector):
         with self._lock:
             statuses = list(self._statuses.items())
             lost = dict(self._sessions_lost)
+            heard = dict(self._heard)
+        now = time.monotonic()
         labels = ["role", "id"]
         for name, text, fields in COUNTERS:
             yield _from_statuses(CounterMetricFamily(name, text, labels=labels), fields, statuses)
@@ -150,10 +158,10 @@ class MetricsBoard(Collector):
         yield family
         for name, text, fields in GAUGES:
             yield _from_statuses(GaugeMetricFamily(name, text, labels=labels), fields, statuses)
-        online = GaugeMetricFamily("mnist_online", "1 while the role is connected (its latest status is not "
-                                   "offline), else 0", labels=labels)
-        for (role, cid), status in statuses:
-            online.add_metric([role, cid], 1.0 if _is_live(status) else 0.0)
+        online = GaugeMetricFamily("mnist_online", "1 while the role is connected: its latest status is not "
+                                   f"offline and came less than {SILENT_AFTER:g} s ago; else 0", labels=labels)
+        for key, status in statuses:
+            online.add_metric(list(key), 1.0 if _is_live(status, heard.get(key, -math.inf), now) else 0.0)
         yield online
         yield GaugeMetricFamily("mnist_exporter_broker_connected", "1 while this exporter is connected to the "
                                 "broker", value=1.0 if self.broker_connected() else 0.0)

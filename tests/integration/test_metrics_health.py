@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -38,7 +39,11 @@ def _read_line(proc: subprocess.Popen[str], timeout: float = DEADLINE) -> str:
 @pytest.fixture
 def exporter(mosquitto_broker) -> Iterator[str]:
     """A `metrics` process on a free port watching the broker; yields its /metrics URL."""
-    proc = subprocess.Popen([*ENGINE, "--broker", mosquitto_broker.address.url, "metrics", "--port", "0"],
+    yield from _exporter(mosquitto_broker.address.url)
+
+
+def _exporter(broker_url: str) -> Iterator[str]:
+    proc = subprocess.Popen([*ENGINE, "--broker", broker_url, "metrics", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = _read_line(proc)
@@ -106,7 +111,6 @@ def test_exporter_counts_a_real_pipeline_and_skips_bad_fields(mosquitto_broker, 
     # the bogus role: its good fields are there, every bad one is left out, and nothing else broke
     assert got[("mnist_rate", "infer", "w-bad")] == 12.5
     assert got[("mnist_images_total", "infer", "w-bad")] == 7
-    assert got[("mnist_online", "infer", "w-bad")] == 1
     for name in ("mnist_results_total", "mnist_queue", "mnist_dropped_total", "mnist_errors_total"):
         assert (name, "infer", "w-bad") not in got, name
     assert not any(key[2] in ("w-junk", "g1") for key in got)
@@ -144,6 +148,53 @@ def test_health_and_sessions_lost_follow_a_worker_that_starts_and_is_killed(mosq
             worker.wait(timeout=DEADLINE)
 
 
+def test_a_status_the_broker_kept_after_its_role_died_is_not_online(mosquitto_broker) -> None:
+    """Retained statuses outlive their roles (a role that died while the broker was down never had its last
+    will published; anyone can retain a status by hand). health and metrics count a role only while it is
+    heard: a status sent live, or a retained one whose ts is seconds old. A state outside the protocol is
+    not healthy either."""
+    url = mosquitto_broker.address.url
+    now = time.time()
+    with MqttProbe(mosquitto_broker.address) as probe:
+        for cid, status in (("ghost", {"state": "running", "ts": now - 3600}),
+                            ("no-time", {"state": "running"}),
+                            ("junk", {"state": "\x1b[2J[/]", "ts": now})):
+            probe.publish(f"mnist/status/infer/{cid}", json.dumps({"role": "infer", "id": cid, **status}),
+                          qos=1, retain=True)
+        stop = threading.Event()
+
+        def alive() -> None:  # a role that sends its status every half second, as a real one does every second
+            while not stop.is_set():
+                probe.publish("mnist/status/infer/alive", json.dumps(
+                    {"role": "infer", "id": "alive", "state": "running", "ts": time.time()}), qos=1, retain=True)
+                stop.wait(0.5)
+
+        beat = threading.Thread(target=alive, daemon=True)
+        beat.start()
+        try:
+            one = _health(url, "--timeout", "30")
+            assert one.returncode == 0, one.stderr
+            assert one.stdout.strip() == "healthy: 1 infer role(s) online (alive)"
+            two = _health(url, "--min", "2", "--timeout", "2")
+            assert two.returncode == 1
+            assert two.stderr.strip() == ("unhealthy: 1 of at least 2 infer role(s) online (ghost silent (last "
+                                          "status 60 min ago); junk unknown; no-time silent (no time in its status))")
+            exporter = _exporter(url)
+            metrics_url = next(exporter)
+            try:
+                got = wait_for(lambda: (lambda g: g if ("mnist_online", "infer", "ghost") in g
+                                        and g.get(("mnist_online", "infer", "alive")) == 1 else None)(
+                    scrape(metrics_url)), timeout=60, interval=0.3, message="the exporter never saw the roles")
+                assert got[("mnist_online", "infer", "ghost")] == 0
+                assert got[("mnist_online", "infer", "no-time")] == 0
+                assert got[("mnist_online", "infer", "junk")] == 0
+            finally:
+                exporter.close()
+        finally:
+            stop.set()
+            beat.join(timeout=DEADLINE)
+
+
 def test_health_of_an_unreachable_broker_is_one_line() -> None:
     done = _health("mqtt://127.0.0.1:1", "--timeout", "1")
     assert done.returncode == 1
@@ -160,6 +211,10 @@ def test_untrusted_status_fields() -> None:
     ok, line = verdict({"b": {"state": "error"}, "c": {"state": 5}}, "infer", 1)
     assert not ok and line == "unhealthy: 0 of at least 1 infer role(s) online (b error; c unknown)"
     assert verdict({}, "infer", 0)[0], "--min 0 is always healthy"
+    ok, line = verdict({"a": {"state": "running"}, "g": {"state": "running"}, "n": {"state": "stopped"},
+                        "j": {"state": "\x1b[2J[/]"}}, "infer", 2, {"g": 3600.0, "n": float("inf"), "a": 9.0})
+    assert not ok and line == ("unhealthy: 1 of at least 2 infer role(s) online (g silent (last status 60 min "
+                               "ago); j unknown; n silent (no time in its status))")
 
 
 def test_exporter_refuses_a_busy_port(mosquitto_broker) -> None:
