@@ -6,6 +6,7 @@ test_snapshots.py, the keys that need a live pipeline (typed rate, quit) in test
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,23 @@ async def test_the_kept_help_takes_a_theme_chosen_while_it_was_closed() -> None:
         await until(pilot, lambda: isinstance(fresh.screen, HelpScreen), "no help")
         box = fresh.screen.query_one("#help")
         assert (box.styles.background, fresh.screen.query_one(".help-section").styles.color) == light
+
+
+async def test_a_silent_worker_is_not_counted_online() -> None:
+    """A worker not heard for a while (its status kept at the broker after it died, or its network cut) is
+    not counted among those online: the Workers pane says how many are silent."""
+    clock = [NOW - 60.0]
+    obs = make_observer()
+    obs._clock = lambda: clock[0]
+    obs.ingest("mnist/status/infer/infer-gone-3", json.dumps({"role": "infer", "id": "infer-gone-3",
+                                                               "state": "running", "ts": NOW - 60.0}).encode(),
+               qos=1, retain=True)
+    clock[0] = NOW
+    app = MnistApp(obs, BROKER)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.screen.query_one("#workers")
+        await until(pilot, lambda: pane.border_subtitle.startswith("1 of 3 online · 1 silent"),
+                    lambda: f"subtitle {pane.border_subtitle!r}")
 
 
 async def test_refreshes_keep_coming_one_after_another() -> None:

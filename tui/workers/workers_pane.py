@@ -324,8 +324,9 @@ class WorkersPane(Vertical):
         if self.charts_shown:
             self.query_one(WorkerCharts).update_snapshot(snap)
         others = [r for r in snap.roles if r.role != "infer" and r.online]
-        online = sum(r.online for r in workers)
-        subtitle = f"{online} of {len(workers)} online" if workers else ""
+        silent = sum(r.silent(snap.time) for r in workers)  # a status kept at the broker after its role died
+        online = sum(r.online for r in workers) - silent
+        subtitle = f"{online} of {len(workers)} online" + (f" · {silent} silent" if silent else "") if workers else ""
         if others:
             kinds = ", ".join(sorted({r.role for r in others}))
             subtitle += (" · " if subtitle else "") + f"also: {kinds}"
