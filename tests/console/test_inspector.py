@@ -590,3 +590,44 @@ async def test_slash_searches_the_topics_from_any_pane(mosquitto_broker: Embedde
         assert app.main is not None and app.main.zoomed in (None, "topics")
         tree = app.screen.query_one(TopicTree)
         await until(pilot, lambda: "lab/rq" in tree.matches(), lambda: f"matches: {tree.matches()}")
+
+
+async def test_with_thousands_of_topics_a_refresh_labels_only_the_lines_in_view() -> None:
+    """4,000 topics: a refresh gives new labels to the lines on screen only (a label for each of 10,000 nodes
+    took seconds a refresh, keys waiting behind it); lines scrolled into view or opened show their figures."""
+    from test_snapshots import BROKER, make_observer
+    from textual.widgets.tree import TreeNode
+
+    obs = make_observer()
+    for i in range(4000):
+        obs.ingest(f"sensors/site{i % 40:02d}/room{i // 40:03d}", b"21.5")
+    app = MnistApp(obs, BROKER)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tree = app.screen.query_one(TopicTree)
+        await until(pilot, lambda: len(tree.topic_names) > 4000, "the topics never reached the tree")
+        tree.expand_everything()
+        await pilot.pause()
+        labelled: list[Any] = []
+        set_label = TreeNode.set_label
+
+        def counted(node: TreeNode[str], label: Any) -> None:
+            labelled.append(node.data)
+            set_label(node, label)
+
+        TreeNode.set_label = counted  # type: ignore[method-assign]
+        try:
+            obs.ingest("sensors/site00/room000", b"22")  # a count changes: the full refresh labels again
+            tree._labels.clear()
+            app.refresh_from_observer(full=True)
+            await pilot.pause()
+        finally:
+            TreeNode.set_label = set_label  # type: ignore[method-assign]
+        assert 0 < len(labelled) <= tree.size.height, f"{len(labelled)} labels made for {tree.size.height} lines"
+        tree.focus()
+        await pilot.press("end")  # the last lines: labelled as they come into view, with their counts
+        last = "sensors/site39/room099"
+        await until(pilot, lambda: label_of(tree, last).plain.endswith("  1"), lambda: label_of(tree, last).plain)
+        await pilot.press("home")
+        tree._path_nodes["sensors"].collapse()  # folded, it says what is below it
+        await until(pilot, lambda: "4,001 topics" in label_of(tree, "sensors").plain,  # and lab/temperature
+                    lambda: label_of(tree, "sensors").plain)

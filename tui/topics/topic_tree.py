@@ -31,6 +31,8 @@ class TopicTree(Tree[str]):
         self._version = -1
         self._query = ""  # the search: paths that contain it (any case) are highlighted
         self._last_topics: tuple[TopicInfo, ...] = ()
+        self._relabel_pending = False
+        self._summed: tuple[tuple[TopicInfo, ...], dict[str, TopicInfo], dict[str, list[float]]] | None = None
         self.start_at: str | None = None  # where the cursor goes first (else the first line)
 
     @property
@@ -161,10 +163,44 @@ class TopicTree(Tree[str]):
         self._labels.clear()  # the room for level names changed
         self._relabel(self._last_topics)
 
-    def _relabel(self, topics: tuple[TopicInfo, ...]) -> None:
-        self._last_topics = topics
-        pal = palette(self.app)
-        needle = self._query.casefold()
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if int(old_value) != int(new_value):
+            self._relabel_soon()  # the lines that came into view show today's figures
+
+    def on_tree_node_expanded(self) -> None:
+        self._relabel_soon()  # the levels just opened (the message goes on to the pane)
+
+    def on_tree_node_collapsed(self) -> None:
+        self._relabel_soon()  # a folded level shows what is below it
+
+    def _relabel_soon(self) -> None:
+        """Once, after the tree has settled: opening every level (]) sends a message for each of thousands."""
+        if not self._relabel_pending:
+            self._relabel_pending = True
+            self.call_after_refresh(self._relabel_now)
+
+    def _relabel_now(self) -> None:
+        self._relabel_pending = False
+        self._relabel(self._last_topics)
+
+    def _on_screen_lines(self) -> list[TreeNode[str]]:
+        """The nodes on the lines in view: only they are labelled. With thousands of topics a label for every
+        node took 0.3 s a refresh, and each new label a message of Textual's (seconds with the tree open)."""
+        top = self.scroll_offset.y
+        nodes = []
+        for line in range(top, top + max(self.size.height, 1)):
+            node = self.get_node_at_line(line)
+            if node is None:
+                break
+            nodes.append(node)
+        return nodes
+
+    def _summaries(self, topics: tuple[TopicInfo, ...]) -> tuple[dict[str, TopicInfo], dict[str, list[float]]]:
+        """Each topic by name, and for each inner level what is below it: [messages, rate, topics]; made once a
+        snapshot (scrolling labels the new lines from the same ones)."""
+        if self._summed is not None and self._summed[0] is topics:
+            return self._summed[1], self._summed[2]
         below: dict[str, list[float]] = {}
         for t in topics:
             parts = t.name.split("/")
@@ -174,8 +210,21 @@ class TopicTree(Tree[str]):
                 acc[1] += t.rate
                 acc[2] += 1
         own = {t.name: t for t in topics}
+        self._summed = (topics, own, below)
+        return own, below
+
+    def _relabel(self, topics: tuple[TopicInfo, ...]) -> None:
+        self._last_topics = topics
+        if not self.is_mounted:
+            return
+        pal = palette(self.app)
+        needle = self._query.casefold()
+        own, below = self._summaries(topics)
         width = self.scrollable_content_region.width
-        for path, node in self._path_nodes.items():
+        for node in self._on_screen_lines():
+            path = node.data
+            if path is None:
+                continue
             level = path.rsplit("/", 1)[-1] or "∅"
             label = plain(level, 200)
             if needle and needle in path.casefold():
