@@ -243,6 +243,31 @@ async def test_a_silent_worker_is_not_counted_online() -> None:
                     lambda: f"subtitle {pane.border_subtitle!r}")
 
 
+async def test_the_kept_help_drops_a_theme_chosen_while_it_was_open_once_the_first_is_back() -> None:
+    """A theme chosen while the help is open (the palette opens over it) restyles the help without the help
+    knowing; the first theme chosen again while it is closed shows on its next opening, not the other one's."""
+    app = MnistApp(make_observer(), BROKER)
+    async with app.run_test(size=(120, 40)) as pilot:
+        def dialog_colours() -> tuple[object, object]:
+            box = app.screen.query_one("#help")
+            return box.styles.background, app.screen.query_one(".help-section").styles.color
+
+        first = app.theme
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "no help")
+        before = dialog_colours()
+        app.theme = "textual-light" if first != "textual-light" else "textual-dark"
+        await until(pilot, lambda: dialog_colours() != before, "the open help did not take the other theme")
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen), "the help did not close")
+        app.theme = first
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "no help the second time")
+        await until(pilot, lambda: dialog_colours() == before,
+                    "the help kept the colours of the theme chosen while it was open")
+
+
 async def test_refreshes_keep_coming_one_after_another() -> None:
     app = MnistApp(make_observer(), BROKER)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -61,9 +61,14 @@ class HelpScreen(ModalScreen[None]):
         Textual restyles a screen's whole tree each time it is shown. The help is kept and shown again
         unchanged; restyling its few dozen nodes was a third of what opening it cost beside a busy pipeline
         (docs/PERFORMANCE.md). A theme, the ANSI colour mode or the screen's own classes (the width
-        breakpoints) changing since it was last styled still restyles it."""
+        breakpoints) changing since it was last styled still restyles it.
+
+        The theme counts through the app's CSS generation (`_css_update_count`, one more for each theme or ANSI
+        theme set), not its name: Textual restyles the help without this method when a theme is chosen while the
+        help is open (the palette opens over it), so a theme's name going back to the one recorded here did not
+        mean the help still had that theme's styles."""
         app = self.app
-        key = (app.theme, app.ansi_color, frozenset(self.classes), id(app.stylesheet))
+        key = (app._css_update_count, app.theme, app.ansi_color, frozenset(self.classes), id(app.stylesheet))
         if key == self._styled_for and self.is_attached:
             return
         self._styled_for = key
