@@ -9,13 +9,14 @@ the same retained status topics as the console, so it checks roles wherever they
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from engine.monitor.liveness import SILENT_AFTER, ago, heard_at, is_silent, state_of
+from engine.monitor.liveness import SILENT_AFTER, ago, has_time, heard_at, is_silent, state_of
 from engine.options import non_negative_int, number_in
 from engine.topics import ROLES, sanitize_id
 
@@ -35,7 +36,10 @@ def verdict(statuses: dict[str, dict[str, Any]], role: str, minimum: int,
         quiet = silent_for.get(cid, 0.0)
         if quiet <= SILENT_AFTER:
             return None
-        return f"silent (last status {ago(quiet)} ago)" if quiet != float("inf") else "silent (no time in its status)"
+        if quiet != float("inf"):
+            return f"silent (last status {ago(quiet)} ago)"
+        ahead = has_time(statuses[cid])  # a ts the watcher could not use: further ahead of its clock than 10 s
+        return "silent (its time is ahead of this clock)" if ahead else "silent (no time in its status)"
 
     reasons = {cid: why_not(cid) for cid in statuses}
     healthy = sorted(cid for cid, why in reasons.items() if why is None)
@@ -77,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                 heard.pop(cid, None)
             else:
                 statuses[cid] = status
-                heard[cid] = heard_at(status, retained, time.monotonic(), time.time())
+                # a retained status seen again (after a reconnect) never makes the role heard earlier than it was
+                heard[cid] = max(heard.get(cid, -math.inf), heard_at(status, retained, time.monotonic(), time.time()))
             changed.notify_all()
 
     feed = StatusFeed(address, topics, protocol=protocol, on_status=on_status, role=args.role, name="health")

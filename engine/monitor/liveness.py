@@ -5,7 +5,10 @@ that died while the broker was down (its last will never published), a stray sta
 hand, one left over from before a broker restart with persistence. Roles send a status about once a second
 (docs/PROTOCOL.md), so a role counts as alive only while its status says a state a connected role says and
 it was heard recently: sent live to this watcher, or retained with a `ts` (the sender's clock) a few seconds
-old. A live status beats the clock, so a role on a host whose clock is off is still seen once it sends.
+old. A live status beats the clock, so a role on a host whose clock is off is still seen once it sends. A
+retained `ts` more than `SILENT_AFTER` ahead of this clock says nothing of the status's age: it counts as no
+time at all, or a role that died on a host whose clock runs an hour ahead (or a status retained by hand with
+a time to come) would be alive to every watcher that starts within that hour.
 
 Nothing here imports textual.
 """
@@ -31,13 +34,20 @@ def state_of(status: dict[str, Any]) -> str:
 
 def heard_at(status: dict[str, Any], retained: bool, now: float, wall: float) -> float:
     """When (on the clock `now` reads) the role was last known to send: now for a status that came live, the
-    status's own `ts` for a retained one (-inf when it has none), never later than now."""
+    status's own `ts` for a retained one (-inf when it has none, or one further ahead of `wall` than
+    `SILENT_AFTER`), never later than now."""
     if not retained:
         return now
+    if not has_time(status):
+        return -math.inf
+    age = wall - float(status["ts"])
+    return now - max(0.0, age) if age >= -SILENT_AFTER else -math.inf
+
+
+def has_time(status: dict[str, Any]) -> bool:
+    """Whether the status has a `ts` at all (one `heard_at` could not use was then ahead of this clock)."""
     ts = status.get("ts")
-    if isinstance(ts, (int, float)) and not isinstance(ts, bool) and math.isfinite(ts):
-        return now - max(0.0, wall - float(ts))
-    return -math.inf
+    return isinstance(ts, (int, float)) and not isinstance(ts, bool) and math.isfinite(ts)
 
 
 def is_silent(heard: float, now: float) -> bool:

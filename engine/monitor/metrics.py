@@ -115,7 +115,10 @@ class MetricsBoard(Collector):
                                                                                       and not retained)):
                 self._sessions_lost[key] = self._sessions_lost.get(key, 0) + 1
             self._statuses[key] = status
-            self._heard[key] = heard_at(status, retained, time.monotonic(), time.time())
+            # the retained statuses come again after the exporter reconnects: one whose ts is older than what was
+            # heard live (a role whose clock runs behind) does not make the role silent until its next status
+            heard = heard_at(status, retained, time.monotonic(), time.time())
+            self._heard[key] = max(self._heard.get(key, -math.inf), heard)
 
     def on_result(self, payload: bytes, arrived: float) -> None:
         try:

@@ -20,7 +20,7 @@ from helpers import DEADLINE, MqttProbe, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.monitor.health import verdict
-from engine.monitor.metrics import number
+from engine.monitor.metrics import MetricsBoard, number
 from engine.roles.pipeline import LocalPipeline
 from engine.settings import Settings
 
@@ -193,6 +193,43 @@ def test_a_status_the_broker_kept_after_its_role_died_is_not_online(mosquitto_br
         finally:
             stop.set()
             beat.join(timeout=DEADLINE)
+
+
+def test_a_kept_status_whose_time_is_ahead_of_the_clock_is_not_online(mosquitto_broker) -> None:
+    """A retained ts far ahead of the watcher's clock (a role that died on a host whose clock runs an hour
+    ahead, a status retained by hand with a time to come) says nothing of its age: it was counted as heard
+    the moment each watcher started, so health found a dead worker healthy for as long as that clock was ahead."""
+    url = mosquitto_broker.address.url
+    with MqttProbe(mosquitto_broker.address) as probe:
+        probe.publish("mnist/status/infer/ahead", json.dumps(
+            {"role": "infer", "id": "ahead", "state": "running", "ts": time.time() + 3600}), qos=1, retain=True)
+        for wait in ("0", "2"):
+            done = _health(url, "--timeout", wait)
+            assert done.returncode == 1, done.stdout
+            assert done.stderr.strip() == ("unhealthy: 0 of at least 1 infer role(s) online (ahead silent (its time "
+                                           "is ahead of this clock))")
+
+
+def _online(board: MetricsBoard) -> dict[str, float]:
+    return {s.labels["id"]: s.value for family in board.collect() if family.name == "mnist_online"
+            for s in family.samples}
+
+
+def test_the_exporter_keeps_a_role_heard_live_when_its_kept_status_comes_again() -> None:
+    """After the exporter reconnects, the broker sends every retained status again (retain flag set). A role
+    whose clock runs behind this one's has a ts older than 10 s in it: the role was heard live a moment ago
+    and is not silent for that; a ts an hour ahead is not a fresh status either."""
+    board = MetricsBoard()
+    wall = time.time()
+    behind = {"role": "infer", "id": "w-behind", "state": "running", "ts": wall - 60}
+    board.on_status("infer", "w-behind", behind, False)  # live: heard now, whatever its clock says
+    assert _online(board) == {"w-behind": 1.0}
+    board.on_status("infer", "w-behind", behind, True)  # the same status, kept, after a reconnect
+    assert _online(board) == {"w-behind": 1.0}
+    board.on_status("infer", "w-ahead", {"role": "infer", "id": "w-ahead", "state": "running", "ts": wall + 3600},
+                    True)
+    board.on_status("infer", "w-fresh", {"role": "infer", "id": "w-fresh", "state": "running", "ts": wall}, True)
+    assert _online(board) == {"w-behind": 1.0, "w-ahead": 0.0, "w-fresh": 1.0}
 
 
 def test_health_of_an_unreachable_broker_is_one_line() -> None:
