@@ -631,3 +631,34 @@ async def test_with_thousands_of_topics_a_refresh_labels_only_the_lines_in_view(
         tree._path_nodes["sensors"].collapse()  # folded, it says what is below it
         await until(pilot, lambda: "4,001 topics" in label_of(tree, "sensors").plain,  # and lab/temperature
                     lambda: label_of(tree, "sensors").plain)
+
+
+async def test_a_line_an_animated_scroll_brings_into_view_gets_its_figures() -> None:
+    """A tree on its own (no console refreshing it): the lines an animated scroll up brings into view are
+    labelled once it settles. The scroll passes through fractions (4.6, 4.4): the view moves on the rounded
+    offset, and a relabel keyed on the whole part left the top line with its name alone."""
+    from textual.app import App, ComposeResult
+
+    from engine.console.snapshot import TopicInfo
+
+    topics = tuple(TopicInfo(f"lab/room{i:03d}", 1, 0.0, 2, 0.0, False) for i in range(300))
+
+    class TreeApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield TopicTree(id="tree")
+
+    app = TreeApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        tree = app.query_one(TopicTree)
+        tree.sync(topics, 1)
+        tree.select_path("lab/room250")
+        await until(pilot, lambda: tree.scroll_offset.y > 200, lambda: f"scrolled to {tree.scroll_y}")
+        for step in range(6):
+            tree.scroll_to(y=tree.scroll_y - 7, animate=True, duration=0.2)
+            await until(pilot, lambda: not app.animator.is_being_animated(tree, "scroll_y"), "still scrolling")
+            def top_label() -> str:
+                node = tree.get_node_at_line(tree.scroll_offset.y)
+                return node.label.plain if node is not None else ""
+
+            await until(pilot, lambda: top_label().endswith("  1"),
+                        lambda: f"line {tree.scroll_offset.y} after {step + 1} scrolls: {top_label()!r}")  # noqa: B023

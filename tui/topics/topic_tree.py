@@ -165,7 +165,10 @@ class TopicTree(Tree[str]):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        if int(old_value) != int(new_value):
+        # The lines drawn start at scroll_offset, the rounded scroll_y (what Textual compares too): an animated
+        # scroll (the scrollbar, page keys) passes through fractions, and 4.6 to 4.4 moves the view a line
+        # without changing int(scroll_y), which left the line that came into view without its figures.
+        if round(old_value) != round(new_value):
             self._relabel_soon()  # the lines that came into view show today's figures
 
     def on_tree_node_expanded(self) -> None:
