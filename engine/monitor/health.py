@@ -9,14 +9,13 @@ the same retained status topics as the console, so it checks roles wherever they
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from engine.monitor.liveness import SILENT_AFTER, ago, has_time, heard_at, is_silent, state_of
+from engine.monitor.liveness import SILENT_AFTER, ago, has_time, heard_again, is_silent, state_of
 from engine.options import non_negative_int, number_in
 from engine.topics import ROLES, sanitize_id
 
@@ -81,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 heard.pop(cid, None)
             else:
                 statuses[cid] = status
-                # a retained status seen again (after a reconnect) never makes the role heard earlier than it was
-                heard[cid] = max(heard.get(cid, -math.inf), heard_at(status, retained, time.monotonic(), time.time()))
+                heard[cid] = heard_again(heard.get(cid), status, retained, time.monotonic(), time.time())
             changed.notify_all()
 
     feed = StatusFeed(address, topics, protocol=protocol, on_status=on_status, role=args.role, name="health")

@@ -44,6 +44,14 @@ def heard_at(status: dict[str, Any], retained: bool, now: float, wall: float) ->
     return now - max(0.0, age) if age >= -SILENT_AFTER else -math.inf
 
 
+def heard_again(before: float | None, status: dict[str, Any], retained: bool, now: float, wall: float) -> float:
+    """`heard_at` for a role last heard at `before` (None: never): a retained status seen again (the broker
+    sends them anew after a reconnect) never makes a role heard earlier than it was, as one whose ts is older
+    than what came live (its clock runs behind) would."""
+    heard = heard_at(status, retained, now, wall)
+    return heard if before is None else max(before, heard)
+
+
 def has_time(status: dict[str, Any]) -> bool:
     """Whether the status has a `ts` at all (one `heard_at` could not use was then ahead of this clock)."""
     ts = status.get("ts")

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from engine.monitor.liveness import LIVE_STATES, SILENT_AFTER, heard_at, is_silent, state_of
+from engine.monitor.liveness import LIVE_STATES, SILENT_AFTER, heard_again, is_silent, state_of
 from engine.topics import ROLES, sanitize_id
 
 MAX_ROLES = 1000  # statuses tracked at most; more (a flood of bogus status topics) are ignored and counted
@@ -115,10 +115,7 @@ class MetricsBoard(Collector):
                                                                                       and not retained)):
                 self._sessions_lost[key] = self._sessions_lost.get(key, 0) + 1
             self._statuses[key] = status
-            # the retained statuses come again after the exporter reconnects: one whose ts is older than what was
-            # heard live (a role whose clock runs behind) does not make the role silent until its next status
-            heard = heard_at(status, retained, time.monotonic(), time.time())
-            self._heard[key] = max(self._heard.get(key, -math.inf), heard)
+            self._heard[key] = heard_again(self._heard.get(key), status, retained, time.monotonic(), time.time())
 
     def on_result(self, payload: bytes, arrived: float) -> None:
         try:
