@@ -7,6 +7,9 @@ untrusted. It passes through here before the console's model keeps it:
   OSC 52 clipboard write; the C1 controls; BEL, BS, CR, ...) and the bidirectional overrides that make
   text read differently from what it is, and bounds the length. Markup is the screen's concern: the
   console escapes it (`tui/safe_text.py`), this module does not know about it.
+- `visible_text` shows those characters, and the invisible ones (zero-width space, byte order mark,
+  soft hyphen, ...), as escapes such as `\u200b` instead, so that a name that differs from another only
+  by them (a client id, a topic) does not look the same on the screen.
 - `loads_json` parses JSON without NaN or Infinity (Python's json accepts them) and without the
   RecursionError of deep nesting.
 - `clean_status` checks every field of a role status by type and range: a field that does not fit is
@@ -27,6 +30,14 @@ from typing import Any
 # bidirectional marks, embeddings, overrides and isolates.
 _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _UNSAFE_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# What `visible_text` escapes: the above, and the characters that show as nothing (or as a blank) on a
+# terminal: soft hyphen, Arabic letter mark, Hangul fillers, Mongolian vowel separator, zero-width space
+# and joiners, line and paragraph separators, word joiner and invisible operators, byte order mark,
+# interlinear annotation marks, tag characters.
+_HIDDEN_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+    "\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]"
+)
 TEXT_LIMIT = 300
 MAX_DEPTH = 8  # nesting kept of unknown status fields
 
@@ -37,6 +48,23 @@ def clean_text(value: object, limit: int = TEXT_LIMIT, *, multiline: bool = Fals
     if len(text) > limit * 4:
         text = text[: limit * 4]
     text = (_UNSAFE_MULTILINE if multiline else _UNSAFE_CHARS).sub("", text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def visible_text(value: object, limit: int = TEXT_LIMIT) -> str:
+    """`value` as one line that is safe to show and shows what it holds: every control, bidirectional or
+    invisible character as an escape (`\x1b`, `\u200b`), bounded. Text without them is left as it is."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit * 4:
+        text = text[: limit * 4]
+    text = _HIDDEN_CHARS.sub(_escape, text)
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text

@@ -1,7 +1,9 @@
 """Broker text on the screen: the console's side of the boundary in `engine/untrusted.py`.
 
-The engine has already removed control and escape characters from what it keeps; the screen adds the
-one thing the engine does not know about: Textual markup. Whatever another client wrote is shown
+The engine has already removed control and escape characters from most of what it keeps; the screen
+shows whatever is left of them, and the invisible characters, as escapes (`\u200b`: a client id or a
+topic that differs from another by one of them does not look the same), and adds the one thing the
+engine does not know about: Textual markup. Whatever another client wrote is shown
 through `markup_text` (inside a markup string) or `plain` (as a Text, never parsed), so a topic like
 `a/[@click=app.quit]b` or a reason like `disk [/] full` is shown as written and does nothing.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 from rich.cells import cell_len
 from rich.text import Text
 
-from engine.untrusted import TEXT_LIMIT, clean_text
+from engine.untrusted import TEXT_LIMIT, visible_text
 
 
 def escape_markup(text: str) -> str:
@@ -23,17 +25,17 @@ def escape_markup(text: str) -> str:
 
 
 def markup_text(value: object, limit: int = TEXT_LIMIT) -> str:
-    """`value` cleaned and escaped, to go inside a markup string."""
-    return escape_markup(clean_text(value, limit))
+    """`value` made visible (`engine.untrusted.visible_text`) and escaped, to go inside a markup string."""
+    return escape_markup(visible_text(value, limit))
 
 
 def plain(value: object, limit: int = TEXT_LIMIT, style: str = "") -> Text:
-    """`value` cleaned, as a Text that is never parsed for markup."""
-    return Text(clean_text(value, limit), style=style)
+    """`value` made visible, as a Text that is never parsed for markup."""
+    return Text(visible_text(value, limit), style=style)
 
 
 def single_cell_text(value: object, limit: int = 24) -> str:
     """Cleaned text in which every character takes one terminal cell (a wide or zero-width one becomes "?"), for
     a drawing that counts characters as cells (plotext's legend: a wide worker id shifted the rest of its row)."""
-    text = clean_text(str(value), limit)
+    text = visible_text(str(value), limit)
     return "".join(c if cell_len(c) == 1 else "?" for c in text)

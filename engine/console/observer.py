@@ -69,7 +69,7 @@ from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
 from engine.mqtt.fastclient import payload_of
 from engine.topics import Topics
-from engine.untrusted import clean_text, json_object
+from engine.untrusted import clean_text, json_object, visible_text
 
 READ_HINT_AFTER = 10.0  # seconds logged in and subscribed without a single status: then a hint
 # After a read that emptied the socket the client waits this long before the next one (FastClient.read_pause):
@@ -418,7 +418,7 @@ class Observer(ObserverCommon):
         req = data.get("req")
         ours = isinstance(req, str) and req in self._our_reqs
         error = data.get("error")
-        reply = Reply(now, clean_text(parts[0], 40), clean_text(parts[1], 128), req if ours else None,
+        reply = Reply(now, visible_text(parts[0], 40), visible_text(parts[1], 128), req if ours else None,
                       clean_text(data.get("cmd", "?"), 40), data.get("ok") is True,
                       clean_text(error) if error is not None else None, ours)
         self._replies.append(reply)
@@ -432,7 +432,7 @@ class Observer(ObserverCommon):
 
     def _add_event(self, level: str, text: str) -> None:
         self._event_seq += 1
-        self._events.append(Event(self._event_seq, self._clock(), level, clean_text(text, 400)))
+        self._events.append(Event(self._event_seq, self._clock(), level, visible_text(text, 400)))
 
     # ------------------------------------------------------------------------------------------------
     # snapshot (UI thread)
@@ -511,7 +511,7 @@ class Observer(ObserverCommon):
         The answer arrives on the reply topic (see `snapshot().replies`); a refusal, by the role or by the
         broker (MQTT 5 PUBACK), becomes an event.
         """
-        check_role(role)
+        check_role(role, client_id)
         req = req or f"{self.client_id}-{next(self._req_counter)}"
         body = {"cmd": cmd, "req": req, **args}
         with self._lock:

@@ -22,9 +22,14 @@ def default_client_id() -> str:
     return sanitize_id(f"console-{host}-{os.getpid()}-{os.urandom(2).hex()}")
 
 
-def check_role(role: str) -> None:
+def check_role(role: str, client_id: str | None = None) -> None:
+    """ConfigError unless `role` is a role and `client_id` (when given) an id a control topic can name."""
     if role not in ROLES:
         raise ConfigError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+    if client_id is not None and sanitize_id(client_id) != client_id:
+        # the control topic would name another role: mnist-tui's roles have such ids only
+        raise ConfigError(f"{role} {client_id} cannot be steered: a role's id is at most 64 letters, digits, "
+                          "'_', '.' or '-'")
 
 
 def check_publish(topic: str, payload: bytes | str, qos: int) -> bytes:

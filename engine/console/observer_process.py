@@ -326,7 +326,7 @@ class ObserverProcess(ObserverCommon):
             raise self.not_connected()
 
     def send_control(self, role: str, cmd: str, client_id: str | None = None, **args: Any) -> str:
-        check_role(role)
+        check_role(role, client_id)
         self._require_connected()
         req = f"{self.client_id}-{next(self._reqs)}"
         self._send("send_control", role, cmd, client_id, req=req, **args)

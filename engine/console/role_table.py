@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.console.snapshot import HISTORY, RoleStatus
 from engine.topics import Topics
-from engine.untrusted import clean_status, clean_text, json_object
+from engine.untrusted import clean_status, json_object, visible_text
 
 MAX_ROLES = 1_000  # role entries kept; past it the longest-offline ones go first
 FORGET_OFFLINE_AFTER = 3_600.0  # seconds an offline (or silent) role stays listed
@@ -58,7 +58,9 @@ class RoleTable:
         parsed = self.topics.parse_status(topic)
         if parsed is None:
             return
-        key = (parsed[0], clean_text(parsed[1], 128))
+        # Shown as it is: an id that differs from another only by an invisible or control character (a
+        # look-alike of a worker) is another role, and looks like one.
+        key = (parsed[0], visible_text(parsed[1], 128))
         if not payload:  # a cleared status: the role is gone from every console
             if self._roles.pop(key, None) is not None:
                 self._add_event("information", f"{key[0]} {key[1]} removed")

@@ -28,7 +28,7 @@ from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
 from engine.protocol import parse_result
 from engine.recorder import open_new_file
-from engine.untrusted import clean_status, clean_text, loads_json
+from engine.untrusted import clean_status, clean_text, loads_json, visible_text
 from tui.app import MnistApp
 from tui.chrome.header_bar import BrokerInfo
 from tui.publisher.publisher_pane import PublisherPane
@@ -91,6 +91,20 @@ def test_clean_text_removes_every_control_escape_and_bidi_character() -> None:
     assert clean_text("x" * 1000, 50) == "x" * 49 + "…"
     assert clean_text("line\nnext", multiline=True) == "line\nnext"
     assert clean_text(12) == "12"
+
+
+HIDDEN = UNSAFE + ["\u200b", "\u200d", "\ufeff", "\u00ad", "\u2060", "\u2028", "\u3164", "\U000e0041"]
+
+
+def test_visible_text_shows_every_hidden_character_as_an_escape() -> None:
+    for c in HIDDEN:
+        shown = visible_text(f"a{c}b")
+        assert shown.startswith("a\\") and shown.endswith("b") and shown.isprintable() and shown.isascii(), repr(c)
+    assert visible_text("infer\u200b-1") == "infer\\u200b-1"
+    assert visible_text(OSC_TITLE) == "\\x1b]2;PWN\\x1b\\"
+    for text in ("infer-1", "全角😀ワーカー", "a\u00a0b", "disk [/] full"):  # nothing hidden: as it is
+        assert visible_text(text) == text
+    assert visible_text("x" * 1000, 50) == "x" * 49 + "…"
 
 
 def test_chart_labels_take_one_cell_per_character() -> None:
@@ -269,6 +283,33 @@ async def test_console_starts_and_stays_up_on_hostile_retained_statuses(
         await pilot.pause(0.3)
         assert_clean_screen(app)
         assert app.is_running
+
+
+LOOK_ALIKES = ["infer-1", "infer\u200b-1", "infer\u202e-1", "infer\ufeff-1"]
+
+
+@pytest.mark.needs_mosquitto
+async def test_a_worker_id_that_differs_by_an_invisible_character_looks_different(
+        mosquitto_broker: EmbeddedBroker, started) -> None:
+    """`infer` + U+200B + `-1` was shown as `infer-1`, and one with U+202E (removed) was taken for it."""
+    address = mosquitto_broker.address
+    publish_all(address, [(f"mnist/status/infer/{wid}", json.dumps({"role": "infer", "state": "running",
+                                                                    "ts": time.time()}).encode(), True)
+                          for wid in LOOK_ALIKES])
+    observer = started(Observer(address))
+    app = make_app(observer)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.snap is not None and len(app.snap.roles) == 4, "four workers not shown")
+        shown = {r.id for r in app.snap.roles}
+        assert shown == {"infer-1", "infer\\u200b-1", "infer\\u202e-1", "infer\\ufeff-1"}
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        for wid in shown:
+            assert wid in text, wid
+        assert_clean_screen(app)
+        with pytest.raises(ConfigError, match="cannot be steered"):  # its control topic names another role
+            observer.send_control("infer", "load", "infer\\u200b-1", path="m.pt")
+        observer.send_control("infer", "ping", "infer-1")
 
 
 async def test_topic_names_with_escapes_and_markup_on_the_python_broker(python_broker: EmbeddedBroker,
