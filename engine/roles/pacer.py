@@ -6,19 +6,25 @@ every other subscriber of the image topic have paid for it. `Pacer` sets the rat
 statuses instead (about one a second each, docs/PROTOCOL.md), much as a closed loop (bench at `--rate 0`)
 keeps only a window of images unanswered.
 
-Each running worker's status gives how many images it has received and answered (`received`,
-`processed`: so its rates between two statuses, by its own clock `ts`), its queue and the queue's size,
-and how many it dropped. Workers in one shared-subscription group share the stream (their rates and
-queues add up); a worker outside a group gets every image. Each of those is offered a little more than it
-answered (5%) while its queue is under a third full, a little less (3%) while it is over, and a tenth
-less after it dropped images; so it is kept busy, its queue hovers around a third full, and an image
-waits at most about a third of a queue (a queue is about half a second of work by default). Our part of
-that is our share of what it received (averaged over a few seconds), so several publishers at "max"
-together offer it that much, not each of them; the pacer takes the lowest, and moves halfway to it (the
-rates, measured a second apart, move more than the workers do). A worker that keeps up shows only what it
-is offered, so that alone would find more room 2.5% a decision: from a start until a queue first reaches
-a third (or a drop), and again after three decisions in a row with every queue nearly empty, no drops and
-the publisher keeping to its rate, the rate grows by half each decision.
+Each running worker's status gives how many images it has received and answered (`received`, `processed`:
+so its rates between two statuses, by its own clock `ts`), its queue and the longest since its last status
+(`queue_peak`, where it says it), the queue's size, and how many it dropped. Workers in one shared-
+subscription group share the stream (their rates and queues add up); a worker outside a group gets every
+image. Each of those is offered a little more than it answered (5%) while its longest queue is under a
+third full, a little less (3%) while it is over (at 10,000 images a second the queue of one moment swings
+from empty to full within a second: the longest tells how close it came; with the queue of one moment
+aimed at a third it dropped several times as many, docs/PERFORMANCE.md), and a tenth less after it dropped
+images; so it is kept busy, its longest queue hovers around a third full, and an image waits at most about
+a third of a queue (a queue is about half a second of work by default). Our part of that is our share of
+what it received (averaged over a few seconds), so several publishers at "max" together offer it that
+much, not each of them; the pacer takes the lowest, and moves halfway to it (the rates, measured a second
+apart, move more than the workers do). A worker that keeps up shows only what it is offered, so that alone
+would find more room 2.5% a decision: from a start until a queue first reaches a third (or a drop), and
+again after three decisions in a row with every queue nearly empty, no drops and the publisher keeping to
+its rate, the rate grows by half each decision, but by no more a decision than two thirds of the smallest
+queue a second (our share of it): a worker that takes exactly the rate in force then fills at most its
+queue before the next decision sees it, where a growth by half at 10,000/s filled a 2,000-image queue in
+under half a second and dropped thousands of images each time the rate ramped again.
 
 A worker heard while not running (paused, offline) holds the rate while it says so and for 30 s after;
 a group with such a member is left as it is (the broker still gives the member its part of the stream,
@@ -44,7 +50,7 @@ START = 500.0  # images/s when publishing starts: the workers' queues are empty 
 FLOOR = 10.0  # never paced below this
 CEILING = 100_000.0  # the input role's highest rate
 GROW = 1.5  # while every queue is nearly empty
-FILL = 1 / 3  # the queue level aimed at, a fraction of queue_max
+FILL = 1 / 3  # the queue level aimed at, a fraction of queue_max (the longest between two statuses, if known)
 IDLE = 0.05  # "nearly empty"
 ABOVE = 1.05  # a queue under its aim: offer this much more than was answered
 BELOW = 0.97  # over its aim: this much less (its queue drains by 3% of its rate a second)
@@ -53,6 +59,7 @@ FORGET = 5.0  # s: a running worker not heard from for this long no longer count
 HOLD = 30.0  # s: a worker heard live but not running (paused, restarting, gone offline) holds the rate this long
 SHARE_WEIGHT = 0.25  # of the newest estimate of our share in its running average
 CALM = 3  # decisions in a row with every queue nearly empty, no drops, the rate kept: ramp again
+STATUS_EVERY = 1.0  # s: how often a worker sends its status (docs/PROTOCOL.md)
 MIN_GAP = 0.5  # s between decisions at least
 MAX_GAP = 1.5  # s: decide even if some worker's next status is late
 MAX_WORKERS = 256  # workers followed at most (statuses under more ids are ignored)
@@ -70,6 +77,7 @@ class _Worker:
     dropped: float = 0.0
     queue: float = 0.0
     queue_max: float = 1.0
+    peak: float = 0.0  # the longest queue since its previous status (`queue` where the status does not say)
     group: str | None = None
     rate: float | None = None  # answered/s between its last two statuses
     received_rate: float | None = None  # images/s it received (ours and any other publisher's) meanwhile
@@ -163,6 +171,10 @@ class Pacer:
                 w.group = group
             return
         ts, processed, received, dropped, queue, queue_max = found
+        # The longest queue since its last status, where the worker says it: the queue at one moment swings
+        # from empty to full within a second at thousands of images a second.
+        peak = clean_number(status.get("queue_peak"), 0, 1e15)
+        w.peak = max(queue, float(peak)) if peak is not None else queue
         gap, wall_gap = ts - w.ts, now - w.seen
         if not w.running or processed < w.processed or received < w.received:
             w.rate = w.received_rate = w.dropped_mark = None  # (re)started: counters from 0, nothing to compare
@@ -185,13 +197,16 @@ class Pacer:
         for gone in set(self._shares) - set(units):
             del self._shares[gone]
         rates: list[float] = []
+        room = CEILING  # images/s of growth the smallest queue (our share of it) absorbs until the next decision
         idle = True
         for unit, members in units.items():
-            queue = sum(w.queue for w in members)
             queue_max = sum(w.queue_max for w in members)
+            room = min(room, (1 - FILL) * queue_max * self._shares.get(unit, 1.0) / STATUS_EVERY)
             dropped = any(w.dropped_mark is not None and w.dropped > w.dropped_mark for w in members)
-            idle = idle and not dropped and queue < IDLE * queue_max
-            if dropped or queue >= FILL * queue_max:
+            peak = sum(w.peak for w in members)
+            idle = idle and not dropped and peak < IDLE * queue_max
+            over = peak > FILL * queue_max
+            if dropped or over:
                 self._ramping = False
             if unit in held or any(w.rate is None or w.received_rate is None for w in members):
                 continue  # a member paused (its images are dropped), or not known yet: a new or restarted worker
@@ -199,7 +214,7 @@ class Pacer:
             received = sum(w.received_rate or 0.0 for w in members)
             if received < 1.0:
                 continue  # it gets no images (not ours, at least): it says nothing of our pace
-            target = answered * (BACK_OFF if dropped else BELOW if queue > FILL * queue_max else ABOVE)
+            target = answered * (BACK_OFF if dropped else BELOW if over else ABOVE)
             # Our share of what it takes: what we sent against all it received (other publishers send to
             # it too), so several publishers at "max" together offer the target, not each of them. Our
             # second and its second fall apart by up to a second: the share is averaged over several.
@@ -213,7 +228,7 @@ class Pacer:
         if self._calm >= CALM:  # the workers take all they are offered and wait for more: find out how much
             self._ramping = True
         if self._ramping and calm:
-            rate = max(rate, self._rate * GROW)
+            rate = max(rate, min(self._rate * GROW, self._rate + room))
         self._rate = min(CEILING, max(FLOOR, rate))
         self._decided = now
         self._sent_mark = sent

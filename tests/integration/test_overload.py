@@ -83,6 +83,10 @@ def test_flooded_worker_answers_reports_and_sheds(mosquitto_broker, probe_factor
                      timeout=30, message=f"ping {n} unanswered under the flood")
         status = _latest(watch, status_topic)
         assert status["queue"] <= status["queue_max"] == 200
+        # a queue that was full since the last status says so, whatever its length at this moment
+        assert any(s.get("queue_peak", 0) >= 150 for s in map(json.loads, (m.payload for m in watch.messages(
+            status_topic)[-5:]))), [json.loads(m.payload).get("queue_peak") for m in watch.messages(status_topic)]
+        assert status["queue_peak"] <= status["queue_max"]
         assert status["dropped"] >= status["shed"] > 0
         assert all(f.poll() is None for f in floods), "the flood ended before the checks"
     finally:
