@@ -35,6 +35,7 @@ from engine.options import (
     topic_filter,
 )
 from engine.protocol import Result
+from engine.signals import SignalStop
 from engine.topics import ROLES
 
 log = logging.getLogger("mnist-tui")
@@ -210,13 +211,13 @@ def run_roles(args: argparse.Namespace) -> int:
         workers=args.workers,
         client_ids=ids, on_result=_result_printer() if args.json else None, protocols=protocols_from_args(args),
     )
-    stop = threading.Event()
+    stop = SignalStop()
     started = False
 
-    def on_signal(signum: int, _frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         if not started:  # while starting (model, broker, connections): abort at once; start cleans up
             raise _Interrupted(signum)
-        stop.set()  # running: leave the loop below, then stop every role in order
+        stop.handler(signum, frame)  # running: leave the loop below, then stop every role in order
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     failed: str | None = None

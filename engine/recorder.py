@@ -38,6 +38,7 @@ from engine.mqtt.client import connect_kwargs, make_client, probe
 from engine.mqtt.fastclient import payload_of
 from engine.mqtt.subscriber import Subscriber
 from engine.settings import default_client_id
+from engine.signals import SignalStop
 
 FORMAT = "mnist-tui-record"
 MAX_LINE = 64 * 1024 * 1024  # bytes of one record (a payload of up to about 48 MB, in base64)
@@ -298,7 +299,7 @@ class Recorder:
 
 
 def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float = 1.0, protocol: int = 5,
-           stop: threading.Event | None = None, topic_map: dict[str, str] | None = None) -> int:
+           stop: threading.Event | SignalStop | None = None, topic_map: dict[str, str] | None = None) -> int:
     """Publish the messages with their recorded spacing divided by `speed` (0 = as fast as possible)."""
     stop = stop or threading.Event()
     client = make_client(address, default_client_id("replay"), protocol=protocol)
@@ -371,10 +372,10 @@ def _connect_target(args: argparse.Namespace) -> tuple[BrokerAddress, int]:
     return address, probe(address, protocols=protocols_from_args(args) or (5, 4))
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
+def _stop_on_signals() -> SignalStop:
+    stop = SignalStop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_a: stop.set())
+        signal.signal(sig, stop.handler)
     return stop
 
 
@@ -415,7 +416,7 @@ def run_record(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace, address: BrokerAddress, protocol: int, topics: list[str], out: IO[str],
-            to_stdout: bool, stop: threading.Event) -> None:
+            to_stdout: bool, stop: SignalStop) -> None:
     with contextlib.nullcontext(out) if to_stdout else out:
         rec = Recorder(address, topics, out, protocol=protocol, include_retained=args.include_retained,
                        limit=args.messages)

@@ -464,9 +464,9 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(_signum: int, _frame: Any) -> None:
         nonlocal interrupted
         interrupted += 1
-        bench.stop_event.set()
-        if interrupted > 1:
+        if interrupted > 1:  # not Event.set again: a second signal may come while the first one's holds its lock
             raise KeyboardInterrupt
+        bench.stop_event.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(bench, not args.no_progress)

@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from engine.monitor.liveness import LIVE_STATES, SILENT_AFTER, heard_again, is_silent, state_of
+from engine.signals import SignalStop
 from engine.topics import ROLES, sanitize_id
 
 MAX_ROLES = 1000  # statuses tracked at most; more (a flood of bogus status topics) are ignored and counted
@@ -192,9 +193,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     feed = StatusFeed(address, topics, protocol=protocol, on_status=board.on_status, on_result=board.on_result)
     board.broker_connected = feed.connected.is_set
-    stop = threading.Event()
+    stop = SignalStop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_a: stop.set())
+        signal.signal(sig, stop.handler)
     try:
         feed.start()
         host, port = str(server.server_address[0]), server.server_address[1]

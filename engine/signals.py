@@ -1,0 +1,43 @@
+"""A stop asked for by SIGINT or SIGTERM, which a signal handler can record safely.
+
+A Python signal handler runs in the main thread between two of its bytecodes, also while that thread is
+inside `threading.Event.set`, `clear` or `wait` and holds the Event's lock. A handler that calls
+`Event.set` then waits for a lock its own thread holds: a worker stopped by two signals at once (its parent's
+SIGTERM and the kernel's parent-death SIGTERM) hung in `stop.set()` for good, connected to nothing, never
+exiting. `SignalStop` keeps the request in a plain attribute instead, and its `wait` polls it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import FrameType
+
+POLL = 0.05  # s: how soon `wait` sees a request
+
+
+class SignalStop:
+    """`is_set` and `wait(timeout)` as a `threading.Event`'s; set only by `handler` (or `set`), never locked."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def handler(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def set(self) -> None:
+        self.handler(signal.SIGTERM, None)
+
+    def is_set(self) -> bool:
+        return self.signum is not None
+
+    def wait(self, timeout: float) -> bool:
+        """True as soon as a stop was asked (seen within POLL seconds); False after `timeout` without one."""
+        deadline = time.monotonic() + timeout
+        while self.signum is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, POLL))
+        return True
