@@ -72,6 +72,8 @@ def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
         f"rate    [b]{rate_set}[/] [dim]now[/] {actual}",
         f"qos {markup_text(d.get('qos', '?'))} [dim]·[/] {order} [dim]·[/] {loop}",
     ]
+    if narrow:  # "rate    10,000/s now 9,876/s" is cut at 80x24: the rate it keeps on a line of its own
+        lines[2:3] = [f"rate    [b]{rate_set}[/]", f"now     {actual}"]
     if not narrow and d.get("rate") == 0:  # "max": kept to what the workers take, or a flood
         paced = d.get("paced")
         if paced is not None:

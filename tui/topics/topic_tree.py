@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import Tree
@@ -248,12 +249,23 @@ class TopicTree(Tree[str]):
                 figures = _figures(pal, info, summary, with_rate=False)
                 room = width - guides - figures.cell_len
             if width > 0 and label.cell_len > room:
-                label.truncate(max(room, _MIN_NAME), overflow="ellipsis")
+                label = _shortened(label, max(room, _MIN_NAME))
             label.append_text(figures)
             key = label.markup
             if self._labels.get(path) != key:
                 self._labels[path] = key
                 node.set_label(label)
+
+
+def _shortened(label: Text, cells: int) -> Text:
+    """`label` in `cells`: its start and its end around an ellipsis, so that ids that differ at the end
+    (`infer-vm-6597`, `infer-vm-6598`) still do (`infer…6597`); a name with wide characters keeps its start."""
+    if cell_len(label.plain) != len(label.plain):
+        label.truncate(cells, overflow="ellipsis")
+        return label
+    head = (cells - 1) // 2
+    tail = cells - 1 - head
+    return Text.assemble(label[:head], "…", label[len(label) - tail:]) if tail else label[:head] + "…"
 
 
 def _figures(pal: Palette, info: TopicInfo | None, summary: list[float] | None, *, with_rate: bool) -> Text:

@@ -52,7 +52,7 @@ def set_rate(value: float | None) -> str:
         return "-"
     if value == 0:
         return "max"
-    return f"{value:g}/s" if value < 10_000 else f"{value:,.0f}/s"
+    return f"{value:,g}/s" if value < 10_000 else f"{value:,.0f}/s"
 
 
 def ms(value: float | None) -> str:
