@@ -312,6 +312,23 @@ async def test_worker_charts_follow_the_status(app: MnistApp) -> None:
     await run(app, body)
 
 
+async def test_zoomed_worker_charts_fill_the_screen_at_24_rows(app: MnistApp) -> None:
+    """z on the Workers pane with its charts shown: they kept the 10 rows of the 24-row layout."""
+    async def body(pilot: Pilot[Any]) -> None:
+        pane = app.screen.query_one(WorkersPane)
+        await until(pilot, lambda: pane.table.row_count >= 1, "no worker in the table")
+        pane.query_one("#workers-table").focus()
+        await until(pilot, lambda: app.focused is pane.table, "the workers table took no focus")
+        await pilot.press("g")
+        charts = pane.query_one(WorkerCharts)
+        await until(pilot, lambda: charts.lines == 1, "no plot of the worker")
+        await pilot.press("z")
+        await until(pilot, lambda: pane.outer_size.height == 22, f"z did not zoom: {pane.outer_size}")
+        await until(pilot, lambda: charts.size.height >= 14, f"the charts stayed small: {charts.size}")
+
+    await run(app, body, size=(80, 24))
+
+
 async def test_every_theme_renders_the_panes_the_charts_and_the_drawing(app: MnistApp) -> None:
     """Each theme the palette offers, the ANSI ones too (their colours are the terminal's own, `ansi_green`,
     which Rich's parser does not read: picking `ansi-light` once crashed the console at its next refresh)."""
