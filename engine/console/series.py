@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine.console.payload_diff import flatten
@@ -55,3 +55,12 @@ def series(messages: Iterable[tuple[float, bytes]], field: str) -> tuple[list[fl
             times.append(t)
             values.append(float(value))
     return times, values
+
+
+def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str]) -> int:
+    """The index of the first of `fields` whose value changes over `messages` (0 if none does): a plot opens
+    on it, not on a constant such as a status's `pid`."""
+    for i, field in enumerate(fields):
+        if len(set(series(messages, field)[1])) > 1:
+            return i
+    return 0

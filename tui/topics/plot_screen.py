@@ -12,7 +12,7 @@ from textual.widgets.option_list import Option
 from textual_plotext import PlotextPlot
 
 from engine.console.observer import Message, Snapshot
-from engine.console.series import VALUE, number_fields, series
+from engine.console.series import VALUE, first_varying, number_fields, series
 from tui.safe_text import markup_text, plain
 from tui.widgets.palette import plot_colours, plot_theme
 
@@ -27,7 +27,8 @@ class PlotScreen(ModalScreen[None]):
         self.topic = topic
         self.messages = messages
         self.fields = number_fields(m.payload for m in messages)
-        self.field: str | None = self.fields[0] if self.fields else None
+        self._first = first_varying([(m.t, m.payload) for m in messages], self.fields)
+        self.field: str | None = self.fields[self._first] if self.fields else None
         self.points = 0  # values in the plot drawn last
         self._key: tuple[object, ...] | None = None
 
@@ -47,7 +48,7 @@ class PlotScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         fields = self.query_one(OptionList)
         if self.fields:
-            fields.highlighted = 0
+            fields.highlighted = self._first
         fields.focus()
         self._draw()
 
