@@ -57,10 +57,17 @@ def series(messages: Iterable[tuple[float, bytes]], field: str) -> tuple[list[fl
     return times, values
 
 
-def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str]) -> int:
-    """The index of the first of `fields` whose value changes over `messages` (0 if none does): a plot opens
-    on it, not on a constant such as a status's `pid`."""
-    for i, field in enumerate(fields):
-        if len(set(series(messages, field)[1])) > 1:
-            return i
-    return 0
+def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str], newest: int = 50) -> int:
+    """The index of the first of `fields` whose value changes over the `newest` of `messages` (0 if none
+    does): a plot opens on it, not on a constant such as a status's `pid`. Each payload is parsed once."""
+    first: dict[str, float] = {}
+    varying: set[str] = set()
+    wanted = set(fields)
+    for _t, payload in messages[-newest:]:
+        value = _parse(payload)
+        flat = {VALUE: value} if _is_number(value) else flatten(value) if isinstance(value, (dict, list)) else {}
+        for field in wanted.intersection(flat):
+            number = flat[field]
+            if _is_number(number) and first.setdefault(field, float(number)) != float(number):
+                varying.add(field)
+    return next((i for i, field in enumerate(fields) if field in varying), 0)

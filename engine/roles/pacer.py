@@ -201,7 +201,6 @@ class Pacer:
         idle = True
         for unit, members in units.items():
             queue_max = sum(w.queue_max for w in members)
-            room = min(room, (1 - FILL) * queue_max * self._shares.get(unit, 1.0) / STATUS_EVERY)
             dropped = any(w.dropped_mark is not None and w.dropped > w.dropped_mark for w in members)
             peak = sum(w.peak for w in members)
             idle = idle and not dropped and peak < IDLE * queue_max
@@ -214,6 +213,8 @@ class Pacer:
             received = sum(w.received_rate or 0.0 for w in members)
             if received < 1.0:
                 continue  # it gets no images (not ours, at least): it says nothing of our pace
+            # only a worker that sets our pace bounds our growth (not one that gets none of our images)
+            room = min(room, (1 - FILL) * queue_max * self._shares.get(unit, 1.0) / STATUS_EVERY)
             target = answered * (BACK_OFF if dropped else BELOW if over else ABOVE)
             # Our share of what it takes: what we sent against all it received (other publishers send to
             # it too), so several publishers at "max" together offer the target, not each of them. Our

@@ -404,10 +404,16 @@ class Role:
 
     def publish_status(self) -> mqtt.MQTTMessageInfo | None:
         if self._client is not None and self.connected.is_set() and not self._stop.is_set():
-            info = self._client.publish(self.status_topic, json.dumps(self.status()), qos=1, retain=True)
+            status = self.status()
+            info = self._client.publish(self.status_topic, json.dumps(status), qos=1, retain=True)
             self._track(info, self.status_topic)
+            self.status_published(status)
             return info
         return None
+
+    def status_published(self, status: dict[str, Any]) -> None:
+        """Called with each status published on the status topic (a figure "since the last status" starts
+        again here, not when `status()` is read for a log line)."""
 
     def _track(self, info: mqtt.MQTTMessageInfo, topic: str) -> None:
         """Remember the topic of a control-plane publish until its PUBACK (to name it if refused)."""

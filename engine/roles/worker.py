@@ -73,7 +73,8 @@ class Worker(Role):
         self._results_qos = s.result_qos or 0  # of the last batch's results (see _OnPublishWhenNeeded)
         self._conn_gen = 0  # packet ids of one connection mean nothing on the next
         self._held = 0  # images taken from the queue but held because the worker was paused meanwhile
-        self._queue_peak = 0  # the longest queue a batch was taken from since the last status
+        self._queue_peak = 0  # the longest queue a batch was taken from since the last status published
+        self._peak_lock = threading.Lock()
         self._intake = threading.Lock()  # closing the intake and the last enqueue do not interleave
         self._intake_closed = False
         self._drain_deadline: float | None = None
@@ -291,7 +292,8 @@ class Worker(Role):
             return [], True
         waiting = self.queue.qsize() + 1  # the queue is longest when a batch is taken: the peak the pacer wants
         if waiting > self._queue_peak:
-            self._queue_peak = waiting
+            with self._peak_lock:
+                self._queue_peak = max(self._queue_peak, waiting)
         batch = [first]
         deadline = time.monotonic() + self.max_delay
         if self._gather(batch):
@@ -527,10 +529,11 @@ class Worker(Role):
                 log.warning("infer %s: cannot answer on %r: %s", self.client_id, props.response_topic[:80], exc)
 
     # ----- status -----
-    def _take_peak(self, waiting: int) -> int:
-        """The longest queue since the last status (at least `waiting`), and a new count from now."""
-        peak, self._queue_peak = max(self._queue_peak, waiting), 0
-        return min(peak, self.queue.maxsize)
+    def status_published(self, status: dict[str, Any]) -> None:
+        """The peak published starts again from 0 (unless a longer queue came meanwhile: it stays)."""
+        with self._peak_lock:
+            if self._queue_peak <= status.get("queue_peak", 0):
+                self._queue_peak = 0
 
     def status_fields(self) -> dict[str, Any]:
         mean_batch = self.batches.mean()
@@ -544,7 +547,7 @@ class Worker(Role):
             "warmup_ms": self.warmup_ms,
             "rate": round(self.meter.rate(), 1),
             "queue": (waiting := self.queue.qsize() + self._held),
-            "queue_peak": self._take_peak(waiting),
+            "queue_peak": min(max(self._queue_peak, waiting), self.queue.maxsize),  # since the last status sent
             "queue_max": self.queue.maxsize,
             "dropped": self.dropped + self.shed,
             "shed": self.shed,

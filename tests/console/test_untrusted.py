@@ -312,6 +312,42 @@ async def test_a_worker_id_that_differs_by_an_invisible_character_looks_differen
         observer.send_control("infer", "ping", "infer-1")
 
 
+@pytest.mark.needs_mosquitto
+async def test_result_ids_with_markup_in_the_confusion_matrix_cell_list(mosquitto_broker: EmbeddedBroker,
+                                                                         started) -> None:
+    """The cell list's DataTable read a str cell as markup: `[/]` raised, `[@click=app.quit]` made a link."""
+    from tui.results.confusion_matrix import LABEL_WIDTH, ConfusionMatrix, cell_width
+    from tui.results.confusion_screen import CellList, ConfusionScreen
+
+    observer = started(Observer(mosquitto_broker.address))
+    app = make_app(observer)
+    ids = ["[@click=app.quit]img-7[/]", "[/]", "a[b"]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.snap is not None and app.snap.subscribed, "not connected")
+        publish_all(mosquitto_broker.address, [
+            ("result", json.dumps({"id": i, "pred": 3, "label": 3, "conf": 0.9, "probs": [0.01] * 10,
+                                   "worker": "[/]w"}).encode(), False) for i in ids])
+        await until(pilot, lambda: app.snap.stats.labelled == 3, "results not counted")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, ConfusionScreen), "m opened no matrix")
+        screen = app.screen
+        matrix = screen.query_one(ConfusionMatrix)
+        w = cell_width(matrix.counts)
+        await pilot.click(ConfusionMatrix, offset=(LABEL_WIDTH + 3 * w + w - 2, 2 + 3))
+        await until(pilot, lambda: screen.cell == (3, 3) and len(screen.listed) == 3, "cell not listed")
+        table = screen.query_one(CellList)
+        await until(pilot, lambda: table.row_count == 3, "rows not in the list")
+        await pilot.pause(0.3)
+        shown = screen_text(app)
+        for i in ids:
+            assert i in shown, i
+        assert "[/]w" in shown
+        assert_clean_screen(app)
+        await pilot.click(CellList, offset=(20, 1))  # the id is no link: the console stays
+        await pilot.pause(0.2)
+        assert app.is_running
+
+
 async def test_topic_names_with_escapes_and_markup_on_the_python_broker(python_broker: EmbeddedBroker,
                                                                         started) -> None:
     address = python_broker.address

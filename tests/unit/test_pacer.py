@@ -273,3 +273,26 @@ def test_max_keeps_a_worker_busy_without_overrunning_its_queue(capacity: float) 
     assert dropped == 0, dropped
     busy = sum(answered[-60:]) / (60 * capacity)
     assert busy >= 0.85, busy  # and it is kept busy
+
+
+def test_a_workers_queue_peak_lasts_until_a_status_is_published() -> None:
+    """`run` reads the status for its log line every 5 s: that read used up the peak, and the status the pacer
+    got next said the queue had stayed short."""
+    from fault_helpers import model
+
+    from engine.mqtt.address import BrokerAddress
+    from engine.roles.worker import Worker
+    from engine.settings import Settings
+
+    worker = Worker(BrokerAddress.parse("mqtt://127.0.0.1:1"), Settings(queue_size=2000), "w1", model=model())
+    for i in range(1500):
+        worker.queue.put_nowait((b"", float(i), None, None))
+    batch, _stop = worker._take_batch()  # the batching thread takes a batch from a queue of 1,500
+    assert len(batch) == worker.max_batch
+    logged = worker.status()  # a log line
+    published = worker.status()
+    assert logged["queue_peak"] == published["queue_peak"] == 1500
+    worker.status_published(published)
+    while not worker.queue.empty():
+        worker.queue.get_nowait()
+    assert worker.status()["queue_peak"] == 0  # a new count since the status published

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Static
 from engine.console.observer import ResultRow, Snapshot
 from tui.messages import OpenResult
 from tui.results.confusion_matrix import ConfusionMatrix
+from tui.safe_text import plain
 from tui.widgets import formatting as fmt
 from tui.widgets.palette import palette
 
@@ -121,9 +122,10 @@ class ConfusionScreen(ModalScreen[None]):
         table.clear()
         for row in rows[:500]:
             table.add_row(
-                Text(fmt.clock(row.t), style=pal.muted), row.id or "-",
+                # a str cell is read as markup by DataTable: the result's id and worker are the broker's text
+                Text(fmt.clock(row.t), style=pal.muted), plain(row.id or "-"),
                 Text(str(row.pred), style=pal.ok if label == pred else pal.bad), str(row.label),
-                f"{row.conf:.3f}" if row.conf is not None else "-", Text(row.worker or "-", style=pal.muted),
+                f"{row.conf:.3f}" if row.conf is not None else "-", plain(row.worker or "-", style=pal.muted),
             )
         if rows:
             table.move_cursor(row=min(keep, len(rows) - 1), animate=False)
