@@ -38,6 +38,7 @@ _HIDDEN_CHARS = re.compile(
     "[\x00-\x1f\x7f-\x9f\xad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
     "\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]"
 )
+_CUT_ESCAPE = re.compile(r"\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?$")
 TEXT_LIMIT = 300
 MAX_DEPTH = 8  # nesting kept of unknown status fields
 
@@ -66,7 +67,9 @@ def visible_text(value: object, limit: int = TEXT_LIMIT) -> str:
         text = text[: limit * 4]
     text = _HIDDEN_CHARS.sub(_escape, text)
     if len(text) > limit:
-        text = text[: limit - 1] + "…"
+        head = text[: limit - 1]
+        cut = _CUT_ESCAPE.search(head)  # an escape cut in half (`\u20`) goes whole
+        text = (head[: cut.start()] if cut else head) + "…"
     return text
 
 

@@ -105,6 +105,8 @@ def test_visible_text_shows_every_hidden_character_as_an_escape() -> None:
     for text in ("infer-1", "全角😀ワーカー", "a\u00a0b", "disk [/] full"):  # nothing hidden: as it is
         assert visible_text(text) == text
     assert visible_text("x" * 1000, 50) == "x" * 49 + "…"
+    for n in range(40, 50):  # an escape the limit cuts in half goes whole
+        assert visible_text("a" * n + "\u200b" * 5, 50).rstrip("…").endswith(("a", "\\u200b")), n
 
 
 def test_chart_labels_take_one_cell_per_character() -> None:
