@@ -10,7 +10,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from engine.untrusted import clean_number, clean_probs, clean_text, loads_json
+from engine.untrusted import clean_number, clean_probs, clean_text, loads_json, visible_text
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 META_KEYWORD = b"mnist"
@@ -182,7 +182,7 @@ def parse_result(payload: bytes) -> Result:
         label=_clean_label(raw.get("label")),
         conf=clean_number(raw.get("conf"), 0.0, 1.0),
         probs=clean_probs(probs),
-        error=clean_text(error) if error is not None else None,
+        error=visible_text(error) if error is not None else None,  # what it holds, escaped
         worker=_clean_str(raw.get("worker")),
         model=_clean_str(raw.get("model")),
         src=_clean_str(raw.get("src")),

@@ -31,13 +31,16 @@ from typing import Any
 _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _UNSAFE_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # What `visible_text` escapes: the above, and the characters that show as nothing (or as a blank) on a
-# terminal: soft hyphen, Arabic letter mark, Hangul fillers, Mongolian vowel separator, zero-width space
-# and joiners, line and paragraph separators, word joiner and invisible operators, byte order mark,
-# interlinear annotation marks, tag characters.
+# terminal: soft hyphen, combining grapheme joiner, Arabic letter mark, Hangul fillers, Khmer inherent
+# vowels, Mongolian variation selectors and vowel separator, zero-width space and joiners, line and
+# paragraph separators, word joiner and invisible operators, the blank braille pattern, variation
+# selectors, byte order mark, interlinear annotation marks, tag characters.
 _HIDDEN_CHARS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\xad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
-    "\u3164\ufeff\uffa0\ufff9-\ufffb\U000e0000-\U000e007f]"
+    "[\x00-\x1f\x7f-\x9f\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb"
+    "\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
 )
+_HIDDEN_MULTILINE = re.compile(_HIDDEN_CHARS.pattern.replace("\x00-\x1f", "\x00-\x08\x0b-\x1f", 1))
 _CUT_ESCAPE = re.compile(r"\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?$")
 TEXT_LIMIT = 300
 MAX_DEPTH = 8  # nesting kept of unknown status fields
@@ -59,13 +62,19 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
-def visible_text(value: object, limit: int = TEXT_LIMIT) -> str:
+def visible_text(value: object, limit: int = TEXT_LIMIT, *, exact: bool = False, multiline: bool = False) -> str:
     """`value` as one line that is safe to show and shows what it holds: every control, bidirectional or
-    invisible character as an escape (`\x1b`, `\u200b`), bounded. Text without them is left as it is."""
+    invisible character as an escape (`\x1b`, `\u200b`), bounded. Text without them is left as it is.
+
+    `exact`: a backslash is escaped too (`\\`), so that two texts never give the same result within the
+    limit (a name made of the escape's own characters, `infer\u200b-1` typed out, is another name).
+    `multiline`: newlines and tabs are kept (a payload)."""
     text = value if isinstance(value, str) else str(value)
     if len(text) > limit * 4:
         text = text[: limit * 4]
-    text = _HIDDEN_CHARS.sub(_escape, text)
+    if exact:
+        text = text.replace("\\", "\\\\")
+    text = (_HIDDEN_MULTILINE if multiline else _HIDDEN_CHARS).sub(_escape, text)
     if len(text) > limit:
         head = text[: limit - 1]
         cut = _CUT_ESCAPE.search(head)  # an escape cut in half (`\u20`) goes whole

@@ -60,7 +60,7 @@ class RoleTable:
             return
         # Shown as it is: an id that differs from another only by an invisible or control character (a
         # look-alike of a worker) is another role, and looks like one.
-        key = (parsed[0], visible_text(parsed[1], 128))
+        key = (parsed[0], visible_text(parsed[1], 70_000, exact=True))  # one key per id, whole
         if not payload:  # a cleared status: the role is gone from every console
             if self._roles.pop(key, None) is not None:
                 self._add_event("information", f"{key[0]} {key[1]} removed")

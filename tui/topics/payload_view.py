@@ -13,7 +13,7 @@ from textual.widgets import Static
 
 from engine.console.observer import Message
 from engine.protocol import PNG_SIGNATURE, extract_meta
-from engine.untrusted import clean_text, loads_json
+from engine.untrusted import loads_json, visible_text
 from tui.safe_text import markup_text
 from tui.widgets import formatting as fmt
 from tui.widgets.digit_view import DigitView
@@ -124,12 +124,12 @@ def _render(message: Message) -> Rendered:
         else:
             if json_depth(value) > MAX_JSON_DEPTH:
                 return Rendered("text", f"JSON nested deeper than {MAX_JSON_DEPTH} levels, shown as text · {size}",
-                                Text(clean_text(text, TEXT_LIMIT, multiline=True)), None)
-            body = Text(clean_text(compact_json(value), TEXT_LIMIT, multiline=True))
+                                Text(visible_text(text, TEXT_LIMIT, multiline=True)), None)
+            body = Text(visible_text(compact_json(value), TEXT_LIMIT, multiline=True))
             _json_highlighter.highlight(body)
             return Rendered("json", f"JSON · {size}", body, None)
     if _is_text(text):
-        return Rendered("text", f"UTF-8 text · {size}{cut}", Text(clean_text(text, TEXT_LIMIT, multiline=True)),
+        return Rendered("text", f"UTF-8 text · {size}{cut}", Text(visible_text(text, TEXT_LIMIT, multiline=True)),
                         None)
     return Rendered("hex", f"binary · {size}{cut}", Text(hex_dump(data)), None)
 
