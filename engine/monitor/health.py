@@ -17,7 +17,8 @@ from typing import Any
 
 from engine.monitor.liveness import SILENT_AFTER, ago, has_time, heard_again, is_silent, state_of
 from engine.options import non_negative_int, number_in
-from engine.topics import ROLES, sanitize_id
+from engine.topics import ROLES
+from engine.untrusted import visible_text
 
 MAX_TIMEOUT = 86_400  # a day: a wait past any clock (1e308) overflowed the first wait with a traceback
 
@@ -48,7 +49,7 @@ def verdict(statuses: dict[str, dict[str, Any]], role: str, minimum: int,
     others = sorted((cid, why) for cid, why in reasons.items() if why is not None)
     seen = "; ".join(f"{cid} {why}" for cid, why in others[:5]) + ("; ..." if len(others) > 5 else "")
     return False, (f"unhealthy: {len(healthy)} of at least {minimum} {role} role(s) online"
-                   + (f" ({seen})" if seen else " (no status seen)"))
+                   + (f" ({seen})" if seen else " (no other status seen)" if healthy else " (no status seen)"))
 
 
 def add_health_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     changed = threading.Condition()
 
     def on_status(_role: str, client_id: str, status: dict[str, Any] | None, retained: bool) -> None:
-        cid = sanitize_id(client_id)
+        cid = visible_text(client_id, 200, exact=True)  # printable, and one name per id
         with changed:
             if status is None:
                 statuses.pop(cid, None)

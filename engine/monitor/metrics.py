@@ -26,7 +26,8 @@ from prometheus_client.registry import Collector
 
 from engine.monitor.liveness import LIVE_STATES, SILENT_AFTER, heard_again, is_silent, state_of
 from engine.signals import SignalStop
-from engine.topics import ROLES, sanitize_id
+from engine.topics import ROLES
+from engine.untrusted import visible_text
 
 MAX_ROLES = 1000  # statuses tracked at most; more (a flood of bogus status topics) are ignored and counted
 MAX_WORKERS = 256  # distinct worker ids in the histograms; results of further ids go to id "_other"
@@ -97,7 +98,7 @@ class MetricsBoard(Collector):
     def on_status(self, role: str, client_id: str, status: dict[str, Any] | None, retained: bool) -> None:
         if role not in ROLES:
             return
-        key = (role, sanitize_id(client_id))
+        key = (role, visible_text(client_id, 200, exact=True))  # printable, and one series per id
         with self._lock:
             if status is None:
                 self._statuses.pop(key, None)
@@ -129,7 +130,7 @@ class MetricsBoard(Collector):
         if not isinstance(worker, str) or not worker or "pred" not in result:
             self.ignored += 1  # malformed, or a legacy text result without a worker
             return
-        worker = sanitize_id(worker)
+        worker = visible_text(worker, 200, exact=True)
         with self._lock:
             if worker not in self._workers:
                 if len(self._workers) >= MAX_WORKERS:

@@ -195,6 +195,42 @@ def test_a_status_the_broker_kept_after_its_role_died_is_not_online(mosquitto_br
             beat.join(timeout=DEADLINE)
 
 
+def test_ids_that_differ_only_in_odd_characters_are_different_roles(mosquitto_broker) -> None:
+    """health and the exporter named a role by sanitize_id of its id: `infer_1`, `infer 1` and `infer` + U+200B
+    + `1` were one role ("healthy: 1"), whichever wrote last."""
+    url = mosquitto_broker.address.url
+    ids = ["infer_1", "infer 1", "infer\u200b1"]
+    with MqttProbe(mosquitto_broker.address) as probe:
+        stop = threading.Event()
+
+        def alive() -> None:  # three roles that send their status every half second
+            while not stop.is_set():
+                for cid in ids:
+                    probe.publish(f"mnist/status/infer/{cid}", json.dumps(
+                        {"role": "infer", "id": cid, "state": "running", "ts": time.time()}), qos=1, retain=True)
+                stop.wait(0.5)
+
+        beat = threading.Thread(target=alive, daemon=True)
+        beat.start()
+        try:
+            done = _health(url, "--min", "3", "--timeout", "30")
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.strip() == "healthy: 3 infer role(s) online (infer 1, infer\\u200b1, infer_1)"
+            exporter = _exporter(url)
+            metrics_url = next(exporter)
+            try:
+                wait_for(lambda: all(scrape(metrics_url).get(("mnist_online", "infer", cid)) == 1
+                                     for cid in ("infer_1", "infer 1", "infer\\u200b1")),
+                         timeout=60, interval=0.3, message=lambda: f"not three series: {scrape(metrics_url)}")
+            finally:
+                exporter.close()
+        finally:
+            stop.set()
+            beat.join(timeout=DEADLINE)
+        for cid in ids:
+            probe.publish(f"mnist/status/infer/{cid}", b"", qos=1, retain=True)
+
+
 def test_a_kept_status_whose_time_is_ahead_of_the_clock_is_not_online(mosquitto_broker) -> None:
     """A retained ts far ahead of the watcher's clock (a role that died on a host whose clock runs an hour
     ahead, a status retained by hand with a time to come) says nothing of its age: it was counted as heard
