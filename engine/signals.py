@@ -9,7 +9,6 @@ exiting. `SignalStop` keeps the request in a plain attribute instead, and its `w
 
 from __future__ import annotations
 
-import signal
 import time
 from types import FrameType
 
@@ -17,7 +16,7 @@ POLL = 0.05  # s: how soon `wait` sees a request
 
 
 class SignalStop:
-    """`is_set` and `wait(timeout)` as a `threading.Event`'s; set only by `handler` (or `set`), never locked."""
+    """`is_set` and `wait(timeout)` as a `threading.Event`'s; set only by `handler`, never locked."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -25,9 +24,6 @@ class SignalStop:
     def handler(self, signum: int, _frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
-
-    def set(self) -> None:
-        self.handler(signal.SIGTERM, None)
 
     def is_set(self) -> bool:
         return self.signum is not None

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.settings import Settings
 from engine.untrusted import clean_number
 
 START = 500.0  # images/s when publishing starts: the workers' queues are empty then, and their rates unknown
@@ -59,7 +60,7 @@ FORGET = 5.0  # s: a running worker not heard from for this long no longer count
 HOLD = 30.0  # s: a worker heard live but not running (paused, restarting, gone offline) holds the rate this long
 SHARE_WEIGHT = 0.25  # of the newest estimate of our share in its running average
 CALM = 3  # decisions in a row with every queue nearly empty, no drops, the rate kept: ramp again
-STATUS_EVERY = 1.0  # s: how often a worker sends its status (docs/PROTOCOL.md)
+STATUS_EVERY = Settings.status_interval  # s: how often a worker sends its status (its default)
 MIN_GAP = 0.5  # s between decisions at least
 MAX_GAP = 1.5  # s: decide even if some worker's next status is late
 MAX_WORKERS = 256  # workers followed at most (statuses under more ids are ignored)
@@ -75,9 +76,8 @@ class _Worker:
     processed: float = 0.0
     received: float = 0.0
     dropped: float = 0.0
-    queue: float = 0.0
     queue_max: float = 1.0
-    peak: float = 0.0  # the longest queue since its previous status (`queue` where the status does not say)
+    peak: float = 0.0  # the longest queue since its previous status (its `queue` where the status does not say)
     group: str | None = None
     rate: float | None = None  # answered/s between its last two statuses
     received_rate: float | None = None  # images/s it received (ours and any other publisher's) meanwhile
@@ -182,7 +182,7 @@ class Pacer:
             w.rate = (processed - w.processed) / gap
             w.received_rate = (received - w.received) / gap
         w.seen, w.running, w.ts, w.processed, w.received, w.dropped = now, True, ts, processed, received, dropped
-        w.queue, w.queue_max, w.fresh, w.group = queue, max(queue_max, 1.0), True, group
+        w.queue_max, w.fresh, w.group = max(queue_max, 1.0), True, group
 
     def _decide(self, now: float, sent: int) -> None:
         sent_rate = max(0, sent - self._sent_mark) / max(now - self._decided, 1e-3)

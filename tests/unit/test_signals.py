@@ -14,7 +14,7 @@ STORM = textwrap.dedent("""
     import signal, sys, threading, time
     from engine.signals import SignalStop
     stop = threading.Event() if sys.argv[1] == "event" else SignalStop()
-    signal.signal(signal.SIGALRM, lambda *_a: stop.set())
+    signal.signal(signal.SIGALRM, (lambda *_a: stop.set()) if sys.argv[1] == "event" else stop.handler)
     signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.00005)  # a signal every 50 us, landing anywhere
     end = time.monotonic() + 1.5
     while time.monotonic() < end:

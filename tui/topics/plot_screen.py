@@ -27,8 +27,8 @@ class PlotScreen(ModalScreen[None]):
         self.topic = topic
         self.messages = messages
         self.fields = number_fields(m.payload for m in messages)
-        self._first = first_varying([(m.t, m.payload) for m in messages], self.fields)
-        self.field: str | None = self.fields[self._first] if self.fields else None
+        first = first_varying([(m.t, m.payload) for m in messages], self.fields)
+        self.field: str | None = self.fields[first] if self.fields else None
         self.points = 0  # values in the plot drawn last
         self._key: tuple[object, ...] | None = None
 
@@ -47,8 +47,8 @@ class PlotScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         fields = self.query_one(OptionList)
-        if self.fields:
-            fields.highlighted = self._first
+        if self.field is not None:
+            fields.highlighted = self.fields.index(self.field)
         fields.focus()
         self._draw()
 

@@ -258,14 +258,15 @@ class TopicTree(Tree[str]):
 
 
 def _shortened(label: Text, cells: int) -> Text:
-    """`label` in `cells`: its start and its end around an ellipsis, so that ids that differ at the end
-    (`infer-vm-6597`, `infer-vm-6598`) still do (`infer…6597`); a name with wide characters keeps its start."""
+    """`label` in `cells` (at least 3): its start and its end around an ellipsis, so that ids that differ at
+    the end (`infer-vm-6597`, `infer-vm-6598`) still do (`infer…6597`); a name with wide characters keeps its
+    start."""
     if cell_len(label.plain) != len(label.plain):
         label.truncate(cells, overflow="ellipsis")
         return label
     head = (cells - 1) // 2
     tail = cells - 1 - head
-    return Text.assemble(label[:head], "…", label[len(label) - tail:]) if tail else label[:head] + "…"
+    return Text.assemble(label[:head], "…", label[len(label) - tail:])
 
 
 def _figures(pal: Palette, info: TopicInfo | None, summary: list[float] | None, *, with_rate: bool) -> Text:
