@@ -185,6 +185,9 @@ class FastClient(mqtt.Client):
         self._unacked: deque[int] = deque()  # numbers, oldest first (acknowledged ones leave from the head)
         self._acked: set[int] = set()  # acknowledged, behind an older one that is not
         self._waiting: deque[tuple[int, Callable[[], None]]] = deque()  # (number, fn): fn once it is acknowledged
+        self._pings_lock = threading.RLock()  # the network thread sends keep-alive pings, round_trip its own
+        self._pings_sent = 0  # PINGREQs queued so far, keep-alive ones among them (see round_trip)
+        self._pings_answered = 0  # PINGRESPs read so far (the broker answers them in order)
 
     # ----- reading -----
     def _sock_recv(self, bufsize: int) -> bytes:
@@ -640,6 +643,40 @@ class FastClient(mqtt.Client):
             if self._sock is None or time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)
+
+    def _send_pingreq(self) -> MQTTErrorCode:
+        with self._pings_lock:
+            rc = super()._send_pingreq()
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._pings_sent += 1
+            return rc
+
+    def _handle_pingresp(self) -> MQTTErrorCode:
+        rc = super()._handle_pingresp()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._pings_answered += 1
+        return rc
+
+    def round_trip(self, timeout: float) -> bool:
+        """Send a PINGREQ and wait for its PINGRESP: the broker reads a connection's packets in order, so
+        once it answers, it has handled every packet written before (acknowledgements of received messages
+        among them). False when `timeout` seconds pass first or the connection is gone.
+
+        Before a disconnect that must not lose acknowledgements: a client that closes its socket while the
+        broker is still writing to it makes the broker's next write fail ("broken pipe"), and the broker
+        drops the connection without reading what was waiting in it; the session then sends those
+        messages again.
+        """
+        with self._pings_lock:
+            if self._sock is None or self._send_pingreq() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return False
+            ours = self._pings_sent  # PINGRESPs come in the order of the PINGREQs, keep-alive ones included
+        deadline = time.monotonic() + timeout
+        while self._pings_answered < ours:
+            if self._sock is None or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
 
     def ack_many(self, acks: Iterable[tuple[int, int]]) -> None:
         """`ack(mid, qos)` for each pair (manual acknowledgement), waking the network thread once."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -75,11 +76,18 @@ class DataConnection:
         client.loop_start()
 
     def flush(self, timeout: float) -> bool:
-        """Wait (at most `timeout` s) until what was published here is written and acknowledged."""
+        """Wait (at most `timeout` s) until what was published here is written and acknowledged, and, on a
+        connection that acknowledges what it receives, until the broker has read those acknowledgements
+        (FastClient.round_trip): the disconnect that follows cannot lose them."""
         client = self._client
         if client is None or not self.connected.is_set() or not isinstance(client, FastClient):
             return False
-        return client.flush(timeout)
+        deadline = time.monotonic() + timeout
+        if not client.flush(timeout):
+            return False
+        if self.outbound or not self.role.manual_ack:
+            return True
+        return client.round_trip(max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
         client = self._client

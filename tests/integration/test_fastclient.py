@@ -841,3 +841,78 @@ def test_after_acknowledged_waits_for_every_publish_handed_over_before_it(mosqui
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_a_round_trip_before_disconnect_keeps_acknowledgements_while_the_broker_still_writes(
+        mosquitto_broker: EmbeddedBroker, protocol: int) -> None:
+    """A durable client acknowledges 50 messages by hand just before it disconnects, while a flood still comes
+    its way. Closing the socket then makes the broker's next write fail ("broken pipe"), and the broker drops
+    the connection without reading the acknowledgements waiting in it; after `round_trip` it has read them,
+    so the same session, reconnected, gets only the flood again (unacknowledged), none of the 50."""
+    address = mosquitto_broker.address
+    topic = f"trip/{protocol}"
+    first_seen: list[bytes] = []
+    again_seen: list[bytes] = []
+    to_acknowledge: list[tuple[int, int]] = []
+
+    def durable(seen: list[bytes], acknowledge_all: bool = False) -> FastClient:
+        client = make_fast_client(address, f"trip-{protocol}", protocol=protocol, clean_start=False,
+                                  session_expiry=600, manual_ack=True)
+        subscribed = threading.Event()
+        client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        client.on_subscribe = lambda *_: subscribed.set()
+
+        def on_message(c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            seen.append(msg.payload.split(b" ", 1)[0])
+            if acknowledge_all:  # else the broker's in-flight window holds back the rest
+                c.ack(msg.mid, msg.qos)
+            elif msg.payload.startswith(b"a"):
+                to_acknowledge.append((msg.mid, msg.qos))
+
+        client.on_message = on_message
+        client.connect(address.host, address.port, **connect_kwargs(client))
+        client.loop_start()
+        wait_for(subscribed.is_set, message="never subscribed")
+        return client
+
+    sender = make_client(address)
+    sender.connect(address.host, address.port)
+    sender.loop_start()
+    flooding = threading.Event()
+    flooded: list[bytes] = []  # their first word
+    pad = b"." * 60_000  # the broker's writes fill the socket: it still has some to write as the client closes
+
+    def flood() -> None:
+        while flooding.is_set() and len(flooded) < 1500:  # within the broker's max_queued_bytes
+            word = b"x%d" % len(flooded)
+            sender.publish(topic, word + b" " + pad, qos=1).wait_for_publish(30)
+            flooded.append(word)
+
+    flooder = threading.Thread(target=flood)
+    first = durable(first_seen)
+    try:
+        for i in range(50):
+            sender.publish(topic, b"a%d" % i, qos=1)
+        wait_for(lambda: sum(p.startswith(b"a") for p in first_seen) == 50, message=lambda: f"{len(first_seen)}")
+        flooding.set()
+        flooder.start()
+        wait_for(lambda: len(first_seen) > 150, message="the flood does not arrive")
+        first.ack_many(to_acknowledge)
+        assert first.round_trip(30), "the broker did not answer the PINGREQ"
+    finally:
+        first.disconnect()
+        first.loop_stop()
+        flooding.clear()
+        if flooder.is_alive():
+            flooder.join()
+    again = durable(again_seen, acknowledge_all=True)
+    try:
+        wait_for(lambda: set(flooded) <= set(again_seen), timeout=60,
+                 message=lambda: f"{len(set(flooded) - set(again_seen))} of the flood not sent again")
+        assert not [p for p in again_seen if p.startswith(b"a")], "acknowledged messages were sent again"
+    finally:
+        again.disconnect()
+        again.loop_stop()
+        sender.disconnect()
+        sender.loop_stop()
