@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The console's pace at max (docs/PERFORMANCE.md): `bench --workers 1` for reference, then `mnist-tui --rate 0`
 # in a 120x40 tmux session, publishing started with space once the worker is up.
-# Usage: tools/console_pace.sh [RUNS]   (default 1; needs tmux and the project installed)
+# Usage: tools/console_pace.sh [RUNS]   (default 1; needs tmux and the project installed; CONSOLE_ARGS: more options)
 # Prints, per run: bench's throughput; the console's result rate over DURATION (default 20) seconds after WARM
 # (default 30), read from the Results pane's count; and each process's CPU over 10 s meanwhile.
 set -u
@@ -34,7 +34,7 @@ for run in $(seq 1 "$RUNS"); do
   echo "== run $run"
   python3 -m engine bench --duration 8 --warmup 2 --json 2>/dev/null \
     | python3 -c 'import json, sys; print("bench --workers 1: %s answers/s" % format(json.load(sys.stdin)["throughput"], ",.0f"))'
-  tmux new -d -s "$SESSION" -x 120 -y 40 "mnist-tui --rate 0"
+  tmux new -d -s "$SESSION" -x 120 -y 40 "mnist-tui --rate 0 ${CONSOLE_ARGS:-}"
   for _ in $(seq 1 120); do sleep 1; tmux capture-pane -p -t "$SESSION" | grep -q "infer-.*\(running\|idle\|ready\)" && break; done
   sleep 2; tmux send-keys -t "$SESSION" space; sleep "$WARM"
   a=$(count); t0=$(date +%s.%N)
