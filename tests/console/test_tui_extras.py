@@ -35,7 +35,7 @@ from tui.app import MnistApp
 from tui.chrome.header_bar import BrokerInfo
 from tui.draw.draw_canvas import SIDE, DrawCanvas, stamp, stroke
 from tui.draw.draw_dialog import DrawDialog, drawing_png
-from tui.results.confusion_matrix import LABEL_WIDTH, ConfusionMatrix, cell_width
+from tui.results.confusion_matrix import LABEL_WIDTH, ConfusionMatrix
 from tui.results.confusion_screen import CellList, ConfusionScreen
 from tui.results.prob_bars import ProbBars, bar
 from tui.results.result_detail import ResultDetail
@@ -245,7 +245,7 @@ async def test_confusion_matrix_cell_lists_its_misclassified_digits(app: MnistAp
         await until(pilot, lambda: sum(map(sum, matrix.counts)) == app.snap.stats.labelled >= 300,
                     lambda: f"matrix holds {sum(map(sum, matrix.counts))}")
         label, pred = wrong[0].label, wrong[0].pred
-        w = cell_width(matrix.counts)
+        w = matrix.cell_width
         await pilot.click(ConfusionMatrix, offset=(LABEL_WIDTH + pred * w + w - 2, 2 + label))
         await until(pilot, lambda: screen.cell == (label, pred) and screen.listed, "cell not picked")
         assert all(r.label == label and r.pred == pred for r in screen.listed)
@@ -465,3 +465,37 @@ async def test_quit_says_it_drains_and_a_second_q_quits_at_once(app: MnistApp) -
     await run(app, body)
     wait_for(lambda: app.observer.snapshot(topics=False).roles_of("input")[0].state != "running", timeout=10,
              message="q did not stop publishing")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_a_confusion_matrix_of_big_counts_fits_the_screen(size: tuple[int, int]) -> None:
+    """Past 1,000 in a cell the counts in full (1,234) made the dialog wider than 80 columns and cut its last
+    columns and the recall off; where they do not fit, they are shortened (1.2k), and a click still picks
+    the cell under it."""
+    from test_snapshots import make_observer
+    from textual.app import App
+
+    snap = make_observer().snapshot()
+    confusion = tuple(tuple(123_456 if p == label else 1_234 * (p == (label + 1) % 10) for p in range(10))
+                      for label in range(10))
+    snap = snap._replace(stats=snap.stats._replace(confusion=confusion, labelled=sum(map(sum, confusion))))
+    app: App[None] = App()
+    async with app.run_test(size=size) as pilot:
+        await app.push_screen(ConfusionScreen(snap))
+        screen = app.screen
+        matrix = screen.query_one(ConfusionMatrix)
+        await until(pilot, lambda: matrix.counts == confusion, "counts not set")
+        await pilot.pause(0.1)
+        box = screen.query_one("#confusion")
+        assert box.region.right <= size[0] and matrix.region.right <= box.region.right - 1, \
+            f"dialog {box.region} matrix {matrix.region} on a screen {size[0]} wide"
+        lines = matrix.render().plain.splitlines()
+        assert max(len(line) for line in lines) <= matrix.region.width, "the recall column is cut off"
+        if size[0] == 80:
+            assert matrix.shortened and "123k" in lines[2] and "1.2k" in lines[2] and "1,234" not in lines[2]
+        else:
+            assert not matrix.shortened and "123,456" in lines[2] and "1,234" in lines[2]
+        assert lines[2].rstrip().endswith("99.0%"), lines[2]
+        w = matrix.cell_width
+        await pilot.click(ConfusionMatrix, offset=(LABEL_WIDTH + 4 * w + w - 2, 2 + 3))
+        await until(pilot, lambda: screen.cell == (3, 4), lambda: f"picked {screen.cell}")

@@ -332,7 +332,7 @@ async def test_a_worker_id_that_differs_by_an_invisible_character_looks_differen
 async def test_result_ids_with_markup_in_the_confusion_matrix_cell_list(mosquitto_broker: EmbeddedBroker,
                                                                          started) -> None:
     """The cell list's DataTable read a str cell as markup: `[/]` raised, `[@click=app.quit]` made a link."""
-    from tui.results.confusion_matrix import LABEL_WIDTH, ConfusionMatrix, cell_width
+    from tui.results.confusion_matrix import LABEL_WIDTH, ConfusionMatrix
     from tui.results.confusion_screen import CellList, ConfusionScreen
 
     observer = started(Observer(mosquitto_broker.address))
@@ -348,7 +348,7 @@ async def test_result_ids_with_markup_in_the_confusion_matrix_cell_list(mosquitt
         await until(pilot, lambda: isinstance(app.screen, ConfusionScreen), "m opened no matrix")
         screen = app.screen
         matrix = screen.query_one(ConfusionMatrix)
-        w = cell_width(matrix.counts)
+        w = matrix.cell_width
         await pilot.click(ConfusionMatrix, offset=(LABEL_WIDTH + 3 * w + w - 2, 2 + 3))
         await until(pilot, lambda: screen.cell == (3, 3) and len(screen.listed) == 3, "cell not listed")
         table = screen.query_one(CellList)

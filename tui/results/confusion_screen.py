@@ -86,13 +86,23 @@ class ConfusionScreen(ModalScreen[None]):
         self._list(*self.matrix.cursor)
         self.matrix.focus()
 
-    def update_snapshot(self, snap: Snapshot) -> None:
-        stats = snap.stats
-        self.matrix.set_counts(stats.confusion)
-        width = max(76, self.matrix.needed_width + 4)  # counts grow: so does the dialog
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """Counts grow: so does the dialog, up to the screen's width; past it the matrix shortens them."""
+        frame = 4  # the dialog's border and padding
+        self.matrix.set_room(self.size.width - frame if self.size.width else None)
+        width = min(max(76, self.matrix.needed_width + frame), max(self.size.width, 20))
         box = self.query_one("#confusion", Vertical)
         if box.styles.width is None or box.styles.width.value != width:
             box.styles.width = width
+
+    def update_snapshot(self, snap: Snapshot) -> None:
+        stats = snap.stats
+        self.matrix.set_counts(stats.confusion)
+        self._fit()
+        box = self.query_one("#confusion", Vertical)
         acc = fmt.percent(stats.accuracy) if stats.accuracy is not None else "-"
         subtitle = f"{fmt.count(stats.labelled)} labelled results · accuracy {acc}"
         if stats.counted_only:  # engine/console/sampling.py: at high rates the matrix is of a sample
