@@ -575,6 +575,11 @@ class FastClient(mqtt.Client):
                 return
         fn()
 
+    def _messages_reconnect_reset(self) -> None:
+        super()._messages_reconnect_reset()
+        with self._pings_lock:  # a ping of the last connection (unanswered, or never written) is never answered
+            self._pings_answered = self._pings_sent
+
     def _messages_reconnect_reset_out(self) -> None:
         super()._messages_reconnect_reset_out()
         with self._out_message_mutex:  # a reconnect queues what lies beyond the window again, in order
@@ -668,15 +673,16 @@ class FastClient(mqtt.Client):
         messages again.
         """
         with self._pings_lock:
-            if self._sock is None or self._send_pingreq() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            sock = self._sock
+            if sock is None or self._send_pingreq() != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return False
             ours = self._pings_sent  # PINGRESPs come in the order of the PINGREQs, keep-alive ones included
         deadline = time.monotonic() + timeout
         while self._pings_answered < ours:
-            if self._sock is None or time.monotonic() >= deadline:
-                return False
+            if self._sock is not sock or time.monotonic() >= deadline:
+                return False  # a reconnect meanwhile: the ping, and what was written before it, may be lost
             time.sleep(0.002)
-        return True
+        return self._sock is sock
 
     def ack_many(self, acks: Iterable[tuple[int, int]]) -> None:
         """`ack(mid, qos)` for each pair (manual acknowledgement), waking the network thread once."""

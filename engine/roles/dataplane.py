@@ -76,24 +76,29 @@ class DataConnection:
         client.loop_start()
 
     def flush(self, timeout: float) -> bool:
-        """Wait (at most `timeout` s) until what was published here is written and acknowledged, and, on a
-        connection that acknowledges what it receives, until the broker has read those acknowledgements
-        (FastClient.round_trip): the disconnect that follows cannot lose them."""
+        """Wait (at most `timeout` s) until what was published here is written and acknowledged."""
         client = self._client
         if client is None or not self.connected.is_set() or not isinstance(client, FastClient):
             return False
-        deadline = time.monotonic() + timeout
-        if not client.flush(timeout):
-            return False
-        if self.outbound or not self.role.manual_ack:
-            return True
-        return client.round_trip(max(0.0, deadline - time.monotonic()))
+        return client.flush(timeout)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect. A connection whose acknowledgements matter (it acknowledges by hand, or its session
+        outlives it) first waits, at most `timeout` s, until the broker has read every acknowledgement
+        written (FastClient.round_trip): closing while the broker still writes to the socket makes its
+        next write fail, and it drops the connection unread, so its session would send those messages again."""
         client = self._client
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+        if client is None:
+            return
+        role = self.role
+        if (not self.outbound and (role.manual_ack or role.persistent) and self.connected.is_set()
+                and isinstance(client, FastClient)):
+            deadline = time.monotonic() + timeout
+            if client.flush(timeout) and not client.round_trip(max(0.0, deadline - time.monotonic())):
+                log.warning("%s %s: the broker did not confirm the last acknowledgements within %g s; it may "
+                            "send those messages again", role.role, role.client_id, timeout)
+        client.disconnect()
+        client.loop_stop()
 
     # ----- paho callbacks (network thread) -----
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:

@@ -855,6 +855,7 @@ def test_a_round_trip_before_disconnect_keeps_acknowledgements_while_the_broker_
     first_seen: list[bytes] = []
     again_seen: list[bytes] = []
     to_acknowledge: list[tuple[int, int]] = []
+    slow = threading.Event()
 
     def durable(seen: list[bytes], acknowledge_all: bool = False) -> FastClient:
         client = make_fast_client(address, f"trip-{protocol}", protocol=protocol, clean_start=False,
@@ -865,6 +866,8 @@ def test_a_round_trip_before_disconnect_keeps_acknowledgements_while_the_broker_
 
         def on_message(c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
             seen.append(msg.payload.split(b" ", 1)[0])
+            if slow.is_set() and msg.payload.startswith(b"x"):
+                time.sleep(0.003)  # a busy reader: the broker's writes back up, as they do to a busy worker
             if acknowledge_all:  # else the broker's in-flight window holds back the rest
                 c.ack(msg.mid, msg.qos)
             elif msg.payload.startswith(b"a"):
@@ -895,10 +898,12 @@ def test_a_round_trip_before_disconnect_keeps_acknowledgements_while_the_broker_
         for i in range(50):
             sender.publish(topic, b"a%d" % i, qos=1)
         wait_for(lambda: sum(p.startswith(b"a") for p in first_seen) == 50, message=lambda: f"{len(first_seen)}")
+        slow.set()
         flooding.set()
         flooder.start()
         wait_for(lambda: len(first_seen) > 150, message="the flood does not arrive")
         first.ack_many(to_acknowledge)
+        slow.clear()
         assert first.round_trip(30), "the broker did not answer the PINGREQ"
     finally:
         first.disconnect()
@@ -916,3 +921,31 @@ def test_a_round_trip_before_disconnect_keeps_acknowledgements_while_the_broker_
         again.loop_stop()
         sender.disconnect()
         sender.loop_stop()
+
+
+def test_a_round_trip_after_a_reconnect_that_lost_a_ping(mosquitto_broker: EmbeddedBroker) -> None:
+    """A ping the last connection never had answered (the broker stalled, the connection dropped) does not
+    count against the next one: after the reconnect `round_trip` is answered again (it counted the lost
+    ping as still due, and every later round trip waited out its timeout)."""
+    pid = mosquitto_broker.pid
+    assert pid is not None
+    client = _connected_fast_client(mosquitto_broker, "fast-trip-reconnect")
+    client.reconnect_delay_set(0.1, 0.5)
+    connects: list[int] = []
+    client.on_connect = lambda *_: connects.append(1)
+    try:
+        assert client.round_trip(30)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            assert not client.round_trip(0.3), "a stopped broker answered"
+            sock = client.socket()
+            assert sock is not None
+            sock.shutdown(socket.SHUT_RDWR)  # the connection is lost, its ping unanswered
+            wait_for(lambda: client.socket() is not sock, message="the lost connection was not noticed")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: connects and client.is_connected(), timeout=30, message="never reconnected")
+        assert client.round_trip(30), "the ping lost with the old connection still counted as due"
+    finally:
+        client.disconnect()
+        client.loop_stop()
