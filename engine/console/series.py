@@ -57,6 +57,23 @@ def series(messages: Iterable[tuple[float, bytes]], field: str) -> tuple[list[fl
     return times, values
 
 
+PLAIN_RANGE = (1e-12, 1e15)  # largest magnitudes a terminal plot draws as they are (plotext: none past ~1e50)
+
+
+def for_plot(values: Sequence[float]) -> tuple[list[float], int]:
+    """`values` divided by 10**exponent, and the exponent (0: as they are), so that a terminal plot can draw
+    them: plotext draws nothing when the largest magnitude is past about 1e50 or the numbers are tiny
+    (1e-300), and fails outright near 1e308 (an overflow to infinity). Any client may publish such a number."""
+    top = max((abs(v) for v in values), default=0.0)
+    low, high = PLAIN_RANGE
+    if top == 0.0 or low <= top <= high:
+        return list(values), 0
+    exponent = math.floor(math.log10(top))
+    half = exponent // 2  # in two steps: 10.0 ** -324 is 0, and 10.0 ** 309 overflows
+    first, second = 10.0 ** half, 10.0 ** (exponent - half)
+    return [v / first / second for v in values], exponent
+
+
 def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str], newest: int = 50) -> int:
     """The index of the first of `fields` whose value changes over the `newest` of `messages` (0 if none
     does): a plot opens on it, not on a constant such as a status's `pid`. Each payload is parsed once."""

@@ -21,12 +21,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from textual.pilot import Pilot
 from textual.widgets import Input
+from textual_plotext import PlotextPlot
 
 from engine.console.message_props import MessageProps, message_props
 from engine.console.observer import Message, Observer
 from engine.console.payload_diff import payload_diff
 from engine.console.payload_file import default_name, write_payload
-from engine.console.series import VALUE, number_fields, series
+from engine.console.series import VALUE, for_plot, number_fields, series
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
@@ -39,6 +40,7 @@ from tui.topics.plot_screen import PlotScreen
 from tui.topics.publish_dialog import MAX_FILE, PublishDialog, parse_payload
 from tui.topics.topic_tree import TopicTree
 from tui.topics.topics_pane import MessagesTable, TopicsPane
+from tui.widgets.safe_plot import SafePlot
 
 SIZE = (120, 40)
 
@@ -75,6 +77,17 @@ def test_number_fields_and_series() -> None:
           (3.0, b'{"t": NaN}')]
     assert number_fields(p for _t, p in js) == ["t", "in.h"]  # booleans and NaN are not numbers
     assert series(js, "in.h") == ([1.0], [40.0])
+
+
+def test_numbers_for_a_plot_are_scaled_only_past_what_plotext_draws() -> None:
+    assert for_plot([1.0, -250.5, 3e14]) == ([1.0, -250.5, 3e14], 0)
+    assert for_plot([]) == ([], 0) and for_plot([0.0, 0.0]) == ([0.0, 0.0], 0)
+    huge, exponent = for_plot([1.0, 1.7976931348623157e308, -1e308])
+    assert exponent == 308 and huge[1] == pytest.approx(1.7976931348623157) and huge[2] == pytest.approx(-1.0)
+    tiny, exponent = for_plot([5e-324, 2e-300])
+    assert exponent == -300 and tiny[1] == pytest.approx(2.0) and 0 < tiny[0] < 1e-20
+    smallest, exponent = for_plot([5e-324])
+    assert exponent == -324 and smallest[0] == pytest.approx(5.0, rel=0.02)  # 10.0 ** -324 is 0: no division by it
 
 
 def test_message_props_are_cleaned_and_bounded() -> None:
@@ -388,6 +401,58 @@ async def test_plot_of_a_json_number_field(mosquitto_broker: EmbeddedBroker, mak
         await until(pilot, lambda: plot.points == 6, lambda: f"{plot.points} points")
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, PlotScreen), "plot still open")
+
+
+async def test_a_plot_of_numbers_too_large_or_small_for_plotext(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                                 publisher: Publisher) -> None:
+    """1e308 on a topic, then g: plotext overflowed to infinity and the console exited with a traceback;
+    past about 1e50 it drew nothing. Such values are drawn scaled by a power of ten, which the title says."""
+    def send() -> None:
+        for payload in (b"1", b"1e308", b"3", b"-1.7e308"):
+            publisher.send("lab/huge", payload)
+        for payload in (b"1e-300", b"2e-300", b"5e-324"):
+            publisher.send("lab/tiny", payload)
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"lab/huge", "lab/tiny"}, send)
+        async def check(topic: str, points: int, title: str) -> None:
+            await select(pilot, tree, topic)
+            table = app.screen.query_one(MessagesTable)
+            await until(pilot, lambda: table.row_count == points, lambda: f"{table.row_count} rows")
+            await pilot.press("g")
+            plot = await until(pilot, lambda: isinstance(app.screen, PlotScreen) and app.screen, "no plot")
+            await until(pilot, lambda: plot.points == points, lambda: f"{plot.points} points")
+            await pilot.pause(0.2)
+            drawn = plot.query_one(PlotextPlot).render()
+            text = drawn.plain if hasattr(drawn, "plain") else str(drawn)
+            assert title in text, text[:400]
+            assert sum("\u2801" <= ch <= "\u28ff" for ch in text) >= points, "no points drawn"
+            await pilot.press("escape")
+            await until(pilot, lambda: not isinstance(app.screen, PlotScreen), "plot still open")
+
+        await check("lab/huge", 4, "value (x 1e308)")
+        await check("lab/tiny", 3, "value (x 1e-300)")
+        assert app.is_running
+
+
+async def test_a_plot_plotext_cannot_draw_says_so_and_the_app_goes_on() -> None:
+    """The guard behind the scaling: numbers plotext fails on (here 1e308 given to it as they are) show a
+    line saying so instead of ending the app with a traceback."""
+    from textual.app import App, ComposeResult
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield SafePlot(id="guarded")
+
+    app = Host()
+    async with app.run_test(size=(60, 20)) as pilot:
+        plot = app.query_one(SafePlot)
+        plot.plt.plot([0.0, 1.0, 2.0], [1.0, 1e308, 3.0])
+        plot.refresh()
+        await pilot.pause(0.2)
+        assert "these numbers cannot be drawn (OverflowError)" in str(plot.render())
+        assert app.is_running
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])

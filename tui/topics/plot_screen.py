@@ -9,12 +9,13 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
-from textual_plotext import PlotextPlot
 
 from engine.console.observer import Message, Snapshot
-from engine.console.series import VALUE, first_varying, number_fields, series
+from engine.console.series import VALUE, first_varying, for_plot, number_fields, series
+from engine.untrusted import visible_text
 from tui.safe_text import markup_text, plain
 from tui.widgets.palette import plot_colours, plot_theme
+from tui.widgets.safe_plot import SafePlot
 
 
 class PlotScreen(ModalScreen[None]):
@@ -42,7 +43,7 @@ class PlotScreen(ModalScreen[None]):
             with Horizontal(id="plot-body"):
                 yield OptionList(*(Option(plain(f, 80), id=str(i)) for i, f in enumerate(self.fields)),
                                  id="plot-fields")
-                yield PlotextPlot(id="plot-chart")
+                yield SafePlot(id="plot-chart")
             yield Static("", id="plot-info", classes="dialog-hint")
 
     def on_mount(self) -> None:
@@ -75,17 +76,19 @@ class PlotScreen(ModalScreen[None]):
             return
         self._key = key
         self.points = len(values)
-        widget = self.query_one(PlotextPlot)
+        widget = self.query_one(SafePlot)
         plt = widget.plt
         plt.clear_data()
         plt.clear_figure()
         name = "value" if self.field == VALUE else self.field
-        plt.title(name)
+        drawn, exponent = for_plot(values)
+        shown = visible_text(name, 80)  # the broker's text: plotext's output is read as ANSI (controls escaped here)
+        plt.title(shown if not exponent else f"{shown} (x 1e{exponent})")
         if times:
             start = times[-1]
             widget.theme = plot_theme(self.app)  # type: ignore[assignment]
             colour = plot_colours(self.app, ("text-primary",))[0]
-            plt.plot([t - start for t in times], values, marker="braille", color=colour)
+            plt.plot([t - start for t in times], drawn, marker="braille", color=colour)
             plt.xlabel("seconds before the newest")
         widget.refresh()
         info.update(f"[dim]{len(values)} values of {markup_text(name, 80)} in the {len(self.messages)} "

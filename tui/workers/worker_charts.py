@@ -12,11 +12,11 @@ import math
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual_plotext import PlotextPlot
 
 from engine.console.observer import HISTORY, RoleStatus, Snapshot
 from tui.safe_text import single_cell_text
 from tui.widgets.palette import PlotColour, plot_colours, plot_theme
+from tui.widgets.safe_plot import SafePlot
 
 WINDOW = float(HISTORY)  # seconds shown (a status a second)
 COLOUR_VARIABLES = ("text-primary", "text-success", "text-warning", "text-error", "text-secondary", "text-accent")
@@ -34,7 +34,7 @@ def nice_ticks(top: float, most: int = 5) -> list[float]:
 
 
 class WorkerCharts(Horizontal):
-    """Two PlotextPlots: images/s and p50 latency (ms) per worker."""
+    """Two plots (SafePlot): images/s and p50 latency (ms) per worker."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -42,8 +42,8 @@ class WorkerCharts(Horizontal):
         self.lines = 0  # workers in the plots drawn last
 
     def compose(self) -> ComposeResult:
-        yield PlotextPlot(id="chart-rate")
-        yield PlotextPlot(id="chart-latency")
+        yield SafePlot(id="chart-rate")
+        yield SafePlot(id="chart-latency")
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw_later())
@@ -53,7 +53,7 @@ class WorkerCharts(Horizontal):
 
     def _colours(self) -> list[PlotColour]:
         theme = plot_theme(self.app)
-        for plot in self.query(PlotextPlot):
+        for plot in self.query(SafePlot):
             plot.theme = theme  # type: ignore[assignment]
         return plot_colours(self.app, COLOUR_VARIABLES)
 
@@ -70,7 +70,7 @@ class WorkerCharts(Horizontal):
 
     def _plot(self, selector: str, title: str, workers: list[RoleStatus], now: float,
               colours: list[PlotColour], latency: bool) -> None:
-        widget = self.query_one(selector, PlotextPlot)
+        widget = self.query_one(selector, SafePlot)
         plt = widget.plt
         plt.clear_data()
         plt.clear_figure()
