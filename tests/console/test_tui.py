@@ -89,8 +89,10 @@ def seen_state(app: MnistApp, client_id: str | None) -> str | None:
     return next((r.state for r in app.snap.roles if r.id == client_id), None) if app.snap is not None else None
 
 
-async def run(app: MnistApp, body: Callable[[Pilot[Any]], Awaitable[None]], size: tuple[int, int] = SIZE) -> None:
-    async with app.run_test(size=size) as pilot:
+async def run(app: MnistApp, body: Callable[[Pilot[Any]], Awaitable[None]], size: tuple[int, int] = SIZE,
+              notifications: bool = False) -> None:
+    """`notifications`: toasts are drawn (as in a terminal), so that a test can see what they cover."""
+    async with app.run_test(size=size, notifications=notifications) as pilot:
         await until(pilot, lambda: app.snap is not None and app.snap.subscribed, "console not connected")
         await body(pilot)
 
@@ -334,22 +336,29 @@ async def test_dialog_errors_show_typed_brackets_as_written(mosquitto_broker: Em
 
 
 async def test_filter_dialog_refuses_bad_filters(mosquitto_broker: EmbeddedBroker, make_app) -> None:
+    """A bad filter is refused inline only: a toast as well covered the dialog's buttons at 80x24, as did
+    toasts from before the dialog opened (they are cleared when it opens)."""
     app = make_app(mosquitto_broker.address)
+    notes = record_notifications(app)
 
     async def body(pilot: Pilot[Any]) -> None:
+        app.notify("saved 21 B to a file with a long name", timeout=60)
+        await until(pilot, lambda: app.screen.query("Toast"), "no toast")
         await pilot.press("f")
         await until(pilot, lambda: isinstance(app.screen, FilterDialog), "no filter dialog")
+        await until(pilot, lambda: not app.screen.query("Toast"), "a toast from before covers the dialog")
         field = app.screen.query_one(Input)
         assert field.value == "#"
         field.value = "a/#/b"
         await pilot.press("enter")
         await until(pilot, lambda: "last" in str(app.screen.query_one("#filter-error").render()), "no error shown")
+        assert notes == ["saved 21 B to a file with a long name"] and not app.screen.query("Toast")
         field.value = "test/+"
         await pilot.press("enter")
         await until(pilot, lambda: app.observer.filter == "test/+", "filter not applied")
         await until(pilot, lambda: app.snap.filter == "test/+" and app.snap.subscribed, "not resubscribed")
 
-    await run(app, body)
+    await run(app, body, size=(80, 24), notifications=True)
 
 
 async def test_attach_mode_shows_a_role_of_another_process(mosquitto_broker: EmbeddedBroker, make_app) -> None:

@@ -49,6 +49,7 @@ class RateDialog(ModalScreen[float | None]):
                 yield Button("Cancel", id="rate-cancel")
 
     def on_mount(self) -> None:
+        self.app.clear_notifications()  # toasts would cover its input and buttons; it shows errors inline
         self.query_one(Input).focus()
 
     @on(Input.Submitted)

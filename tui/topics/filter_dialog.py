@@ -35,6 +35,7 @@ class FilterDialog(ModalScreen[str | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
+        self.app.clear_notifications()  # toasts would cover its input and buttons; it shows errors inline
         self.query_one(Input).focus()
 
     @on(Input.Submitted)
@@ -45,7 +46,6 @@ class FilterDialog(ModalScreen[str | None]):
             validate_filter(text)
         except ConfigError as exc:
             self.query_one("#filter-error", Static).update(str(exc))
-            self.notify(str(exc), title="Bad filter", severity="error")
             return
         self.dismiss(text)
 

@@ -91,6 +91,7 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
+        self.app.clear_notifications()  # toasts would cover its input and buttons; it shows errors inline
         target = "#publish-payload" if self.initial_topic else "#publish-topic"
         self.query_one(target, Input).focus()
 
@@ -109,7 +110,6 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
             payload = self.raw if unchanged and self.raw is not None else parse_payload(text)
         except ConfigError as exc:
             self.query_one("#publish-error", Static).update(str(exc))
-            self.notify(str(exc), title="Cannot publish", severity="error")
             return
         retain = self.query_one("#publish-retain", Checkbox).value
         self.dismiss(PublishRequest(topic, payload, self._qos(), retain))

@@ -33,6 +33,7 @@ class LoadModelDialog(ModalScreen[str | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
+        self.app.clear_notifications()  # toasts would cover its input and buttons; it shows errors inline
         self.query_one(Input).focus()
 
     @on(Input.Submitted)
