@@ -34,11 +34,14 @@ _UNSAFE_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u
 # terminal: soft hyphen, combining grapheme joiner, Arabic letter mark, Hangul fillers, Khmer inherent
 # vowels, Mongolian variation selectors and vowel separator, zero-width space and joiners, line and
 # paragraph separators, word joiner and invisible operators, the blank braille pattern, variation
-# selectors, byte order mark, interlinear annotation marks, tag characters.
+# selectors, byte order mark, interlinear annotation marks, tag characters; and the emoji skin-tone
+# modifiers, which the layout counts as part of the emoji before them (no cells of their own, or none at
+# all alone) and a terminal that does not join them (tmux) draws two cells wide, pushing a row's border
+# out of place.
 _HIDDEN_CHARS = re.compile(
     "[\x00-\x1f\x7f-\x9f\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
     "\u2028-\u202e\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb"
-    "\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
+    "\U0001f3fb-\U0001f3ff\U000e0000-\U000e007f\U000e0100-\U000e01ef]"
 )
 _HIDDEN_MULTILINE = re.compile(_HIDDEN_CHARS.pattern.replace("\x00-\x1f", "\x00-\x08\x0b-\x1f", 1))
 _CUT_ESCAPE = re.compile(r"\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?$")

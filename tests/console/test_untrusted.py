@@ -93,7 +93,8 @@ def test_clean_text_removes_every_control_escape_and_bidi_character() -> None:
     assert clean_text(12) == "12"
 
 
-HIDDEN = UNSAFE + ["\u200b", "\u200d", "\ufeff", "\u00ad", "\u2060", "\u2028", "\u3164", "\U000e0041"]
+HIDDEN = UNSAFE + ["\u200b", "\u200d", "\ufeff", "\u00ad", "\u2060", "\u2028", "\u3164", "\U000e0041",
+                   "\U0001f3fb", "\U0001f3fd", "\U0001f3ff"]
 
 
 def test_visible_text_shows_every_hidden_character_as_an_escape() -> None:
@@ -102,6 +103,9 @@ def test_visible_text_shows_every_hidden_character_as_an_escape() -> None:
         assert shown.startswith("a\\") and shown.endswith("b") and shown.isprintable() and shown.isascii(), repr(c)
     assert visible_text("infer\u200b-1") == "infer\\u200b-1"
     assert visible_text(OSC_TITLE) == "\\x1b]2;PWN\\x1b\\"
+    # a skin-tone modifier: the layout counted 👍🏽 as two cells, tmux drew four and the row's border moved
+    assert visible_text("\U0001f44d\U0001f3fd") == "\U0001f44d\\U0001f3fd"
+    assert cell_len(visible_text("\U0001f3fd")) == len("\\U0001f3fd")
     for text in ("infer-1", "全角😀ワーカー", "a\u00a0b", "disk [/] full"):  # nothing hidden: as it is
         assert visible_text(text) == text
     assert visible_text("x" * 1000, 50) == "x" * 49 + "…"
