@@ -342,6 +342,28 @@ async def test_history_diff_copy_save_and_mqtt5_properties(mosquitto_broker: Emb
         assert list(tmp_path.iterdir()) == [saved]
 
 
+async def test_copy_gives_text_with_control_characters_as_base64(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                                  publisher: Publisher) -> None:
+    """y on a payload that is UTF-8 but holds an escape sequence (shown as binary) copied its raw bytes, ESC
+    and all, as text; it is copied as base64, as binary is. Plain text with newlines stays text."""
+    import base64
+
+    hostile = b"line1\n[red]line2\x1b[31m"
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"dev/esc", "dev/text"},
+                           lambda: (publisher.send("dev/esc", hostile), publisher.send("dev/text", b"a\nb")))
+        table = app.screen.query_one(MessagesTable)
+        pane = app.screen.query_one(TopicsPane)
+        for topic, expected in (("dev/esc", base64.b64encode(hostile).decode()), ("dev/text", "a\nb")):
+            await select(pilot, tree, topic)
+            await until(pilot, lambda t=topic: [m.topic for m in pane.messages] == [t] and table.row_count == 1,
+                        lambda: f"{[m.topic for m in pane.messages]} listed")
+            table.focus()
+            await pilot.press("y")
+            assert app.clipboard == expected, topic
+
+
 async def test_republish_prefills_the_dialog(mosquitto_broker: EmbeddedBroker, make_app: Any,
                                              publisher: Publisher) -> None:
     publisher.send("dev/cfg", b'{"on": true}', qos=2, retain=True)

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Input, Static, Tree
 from engine.console.observer import Message, Snapshot
 from engine.console.payload_file import default_name, write_payload
 from engine.errors import MnistError
+from engine.untrusted import is_clean
 from tui import keys
 from tui.messages import RefreshWanted
 from tui.safe_text import markup_text
@@ -321,6 +322,8 @@ class TopicsPane(Vertical):
         try:
             text, how = message.payload.decode("utf-8"), "text"
         except UnicodeDecodeError:
+            text, how = "", "base64"
+        if how == "base64" or not is_clean(text):  # control or bidi characters: not pasted into a shell as they are
             text, how = base64.b64encode(message.payload).decode("ascii"), "base64"
         self.app.copy_to_clipboard(text)
         cut = " (the part kept)" if message.truncated else ""
