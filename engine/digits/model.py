@@ -198,6 +198,10 @@ def _load_state_dict(path: Path, data: bytes) -> nn.Module:
             ) from None
         if "weights_only" in message:  # torch's text would advise weights_only=False: never
             raise _fail(path, "not a PyTorch state_dict or TorchScript file (not readable as plain tensors)") from None
+        if not data.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive (a pickle before 1.6)
+            # torch's own words about a text file are an IndexError's or an invalid load key's
+            raise _fail(path, "not a PyTorch state_dict or TorchScript file (neither a zip archive nor a pickle)") \
+                from None
         raise _fail(path, f"not a PyTorch state_dict or TorchScript file ({_one_line(exc)})") from None
     state = _unwrap_state_dict(obj)
     if state is None:

@@ -132,6 +132,11 @@ def test_missing_empty_and_corrupt_files(tmp_path):
     with pytest.raises(ModelError) as exc:
         load_model(tmp_path / "random.pt")
     _assert_one_line(exc, "not a PyTorch state_dict")
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")  # said what torch raised on it
+    with pytest.raises(ModelError) as exc:
+        load_model(tmp_path / "passwd")
+    _assert_one_line(exc, "neither a zip archive nor a pickle")
+    assert "index" not in str(exc.value)
     data = DEFAULT_WEIGHTS.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelError) as exc:
