@@ -540,7 +540,9 @@ class Observer(ObserverCommon):
         Whether the broker let it happen comes as an event (and a `Verdict` with action "clear").
         """
         validate_topic(topic)
-        self._send(topic, b"", 1, True, Pending("clear", None, f"the retained message of {topic}", 0))
+        with self._lock:  # one retained after we subscribed comes without the flag (no retain-as-published)
+            which = "the" if self._topics.has_retained(topic) else "any"
+        self._send(topic, b"", 1, True, Pending("clear", None, f"{which} retained message of {topic}", 0))
 
     def _send(self, topic: str, data: bytes, qos: int, retain: bool, pending: Pending) -> None:
         """Publish and wait (in the background) for the broker's verdict.

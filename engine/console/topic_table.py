@@ -111,6 +111,11 @@ class TopicTable:
             s.rate = (s.count - s.mark) / dt
             s.mark = s.count
 
+    def has_retained(self, topic: str) -> bool:
+        """A retained message of `topic` came (the broker's copy at subscribe time, or one published since)."""
+        state = self._states.get(topic)
+        return state is not None and state.retained
+
     def retained_cleared(self, topic: str) -> None:
         state = self._states.get(topic)
         if state is not None:
