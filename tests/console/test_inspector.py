@@ -35,7 +35,7 @@ from tui.app import MnistApp
 from tui.chrome.header_bar import BrokerInfo
 from tui.topics.diff_screen import DiffScreen
 from tui.topics.inspector_screen import InspectorScreen
-from tui.topics.payload_view import PayloadView, render_payload
+from tui.topics.payload_view import PayloadView, hex_row_bytes, render_payload
 from tui.topics.plot_screen import PlotScreen
 from tui.topics.publish_dialog import MAX_FILE, PublishDialog, parse_payload
 from tui.topics.topic_tree import TopicTree
@@ -475,6 +475,31 @@ async def test_a_plot_plotext_cannot_draw_says_so_and_the_app_goes_on() -> None:
         await pilot.pause(0.2)
         assert "these numbers cannot be drawn (OverflowError)" in str(plot.render())
         assert app.is_running
+
+
+@pytest.mark.parametrize("size", [(120, 40), (160, 45)], ids=["120x40", "160x45"])
+async def test_a_hex_dump_fits_the_payload_column(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                  publisher: Publisher, size: tuple[int, int]) -> None:
+    """The inspector's payload column (about 38 columns at 120x40) wrapped each 16-byte row of a hex dump
+    onto two lines, splitting its text column; rows hold as many bytes as fit (16, 8 or 4)."""
+    data = bytes(range(256)) * 2
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=size) as pilot:
+        tree = await start(app, pilot, {"dev/bin"}, lambda: publisher.send("dev/bin", data))
+        await select(pilot, tree, "dev/bin")
+        await pilot.press("i")
+        screen = await until(pilot, lambda: isinstance(app.screen, InspectorScreen) and app.screen, "no inspector")
+        inner = screen.query_one(TopicTree)
+        await until(pilot, lambda: inner.selected_path == "dev/bin", lambda: f"cursor on {inner.selected_path}")
+        view = screen.query_one(PayloadView)
+        await until(pilot, lambda: view.kind == "hex", lambda: f"payload shown as {view.kind}")
+        await pilot.pause(0.2)
+        width = view.scrollable_content_region.width
+        rows = str(screen.query_one("#payload-body").render()).splitlines()
+        per_row = hex_row_bytes(width)
+        assert per_row in (4, 8, 16) and len(rows) == len(data) // per_row, (width, per_row, len(rows))
+        assert all(len(row) <= width for row in rows), (width, rows[:2])
+        assert rows[1].startswith(f"{per_row:06x}  ")
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])

@@ -64,16 +64,23 @@ def _is_text(text: str) -> bool:
     return all(c.isprintable() or c in "\n\r\t" for c in text[:4096])
 
 
-def hex_dump(data: bytes, limit: int = HEX_LIMIT) -> str:
+def hex_dump(data: bytes, limit: int = HEX_LIMIT, per_row: int = 16) -> str:
     lines = []
-    for offset in range(0, min(len(data), limit), 16):
-        chunk = data[offset : offset + 16]
+    for offset in range(0, min(len(data), limit), per_row):
+        chunk = data[offset : offset + per_row]
         hexes = " ".join(f"{b:02x}" for b in chunk)
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{offset:06x}  {hexes:<47}  {text}")
+        lines.append(f"{offset:06x}  {hexes:<{3 * per_row - 1}}  {text}")
     if len(data) > limit:
         lines.append(f"… {len(data) - limit:,} more bytes")
     return "\n".join(lines)
+
+
+def hex_row_bytes(width: int | None) -> int:
+    """Bytes on a hex dump's row that fit `width` columns (16, 8 or 4): a wrapped row split its text column."""
+    if width is None:
+        return 16
+    return next((n for n in (16, 8) if 4 * n + 9 <= width), 4)  # offset, 3 columns a byte, 2 gaps, the text
 
 
 def props_markup(message: Message) -> str:
@@ -83,14 +90,15 @@ def props_markup(message: Message) -> str:
     return "".join(f"\n[dim]{name}[/] {markup_text(value, 200)}" for name, value in message.props.lines())
 
 
-def render_payload(message: Message) -> Rendered:
-    """Decide what a payload is and how to show it (pure: no widgets), with its MQTT 5 properties."""
-    r = _render(message)
+def render_payload(message: Message, width: int | None = None) -> Rendered:
+    """Decide what a payload is and how to show it (pure: no widgets), with its MQTT 5 properties; a hex
+    dump's rows fit `width` columns."""
+    r = _render(message, hex_row_bytes(width))
     extra = props_markup(message)
     return r._replace(info=r.info + extra) if extra else r
 
 
-def _render(message: Message) -> Rendered:
+def _render(message: Message, per_row: int = 16) -> Rendered:
     data = message.payload
     cut = " [dim](truncated)[/]" if message.truncated else ""
     size = fmt.size(message.size)
@@ -102,7 +110,7 @@ def _render(message: Message) -> Rendered:
             img = open_png(data)
         except ImageDecodeError as exc:
             return Rendered("hex", f"PNG that cannot be decoded ({markup_text(str(exc))}) · {size}{cut}",
-                            Text(hex_dump(data)), None)
+                            Text(hex_dump(data, per_row=per_row)), None)
         meta = extract_meta(data)
         info = f"PNG {img.width}x{img.height} {img.mode} · {size}{cut}"
         if meta.id is not None or meta.label is not None:
@@ -114,7 +122,7 @@ def _render(message: Message) -> Rendered:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return Rendered("hex", f"binary · {size}{cut}", Text(hex_dump(data)), None)
+        return Rendered("hex", f"binary · {size}{cut}", Text(hex_dump(data, per_row=per_row)), None)
     stripped = text.strip()
     if stripped[:1] in ("{", "[") and not message.truncated:
         try:
@@ -131,7 +139,12 @@ def _render(message: Message) -> Rendered:
     if _is_text(text):
         return Rendered("text", f"UTF-8 text · {size}{cut}", Text(visible_text(text, TEXT_LIMIT, multiline=True)),
                         None)
-    return Rendered("hex", f"binary · {size}{cut}", Text(hex_dump(data)), None)
+    return Rendered("hex", f"binary · {size}{cut}", Text(hex_dump(data, per_row=per_row)), None)
+
+
+def _shape(text: str) -> tuple[int, int]:
+    lines = text.split("\n")
+    return len(lines), max(map(len, lines))
 
 
 class PayloadView(VerticalScroll):
@@ -139,44 +152,52 @@ class PayloadView(VerticalScroll):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._shown: int | None = None
+        self._shown: tuple[int, int] | None = None  # (message seq, bytes a hex row)
+        self._message: Message | None = None
         self.kind: str | None = None
-        self._info_lines = -1
-        self._body_lines = -1
+        self._info_shape: tuple[int, int] = (-1, -1)  # (newlines, longest line): same shape, same layout
+        self._body_shape: tuple[int, int] = (-1, -1)
 
     def compose(self) -> ComposeResult:
         yield Static("[dim]select a topic to see its messages[/]", id="payload-info")
         yield DigitView(placeholder="", id="payload-image")
         yield Static("", id="payload-body")
 
+    def on_resize(self) -> None:
+        if self.kind == "hex" and self._message is not None:  # its rows are cut to the width
+            self.show(self._message)
+
     def show(self, message: Message | None, hint: str | None = None) -> None:
-        key = None if message is None else message.seq
+        width = self.scrollable_content_region.width or None
+        key = None if message is None else (message.seq, hex_row_bytes(width))
         if key == self._shown and message is not None:
             return
         self._shown = key
+        self._message = message
         info = self.query_one("#payload-info", Static)
         image = self.query_one("#payload-image", DigitView)
         body = self.query_one("#payload-body", Static)
         if message is None:
             self.kind = None
-            self._info_lines = self._body_lines = -1
+            self._info_shape = self._body_shape = (-1, -1)
             info.update(hint or "[dim]select a topic to see its messages[/]")
             image.show_png(None)
             image.display = False
             body.update("")
             return
-        r = render_payload(message)
+        r = render_payload(message, width)
         same_kind = r.kind == self.kind
         self.kind = r.kind
-        # A new message of the same kind and shape needs no new layout (that would repaint the screen).
-        lines = r.info.count("\n")
-        info.update(r.info, layout=not (same_kind and lines == self._info_lines))
-        self._info_lines = lines
+        # A new message of the same kind and shape needs no new layout (that would repaint the screen); a
+        # longer line may wrap onto one more, so the shape has the longest line too.
+        shape = _shape(r.info)
+        info.update(r.info, layout=not (same_kind and shape == self._info_shape))
+        self._info_shape = shape
         image.display = r.png is not None
         image.show_png(r.png)
-        body_lines = r.body.plain.count("\n") if r.body is not None else -1
-        body.update(r.body if r.body is not None else "", layout=not (same_kind and body_lines == self._body_lines))
-        self._body_lines = body_lines
+        body_shape = _shape(r.body.plain) if r.body is not None else (-1, -1)
+        body.update(r.body if r.body is not None else "", layout=not (same_kind and body_shape == self._body_shape))
+        self._body_shape = body_shape
         body.display = r.body is not None
         if not same_kind:
             self.scroll_home(animate=False)
