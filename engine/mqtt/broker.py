@@ -22,7 +22,6 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from functools import lru_cache
@@ -36,6 +35,7 @@ from engine.child_process import die_with_parent
 from engine.datafiles import data_path
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
+from engine.owned_tmp import owned_tmpdir
 
 HOST = "127.0.0.1"
 KINDS = ("auto", "mosquitto", "python")
@@ -175,20 +175,6 @@ def _last_line(path: Path, generated: Path | None = None, origin: Path | None = 
 _TMP_PREFIX = "mnist-mosquitto-"
 
 
-def _remove_stale_dirs() -> None:
-    """Remove temporary directories left by embedded brokers whose owner process was killed."""
-    for path in Path(tempfile.gettempdir()).glob(f"{_TMP_PREFIX}*-*"):
-        owner = path.name[len(_TMP_PREFIX):].split("-", 1)[0]
-        if not owner.isdigit() or int(owner) == os.getpid():
-            continue
-        try:
-            os.kill(int(owner), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except OSError:  # alive, or not ours to judge
-            continue
-
-
 class _Mosquitto:
     """mosquitto as a child process.
 
@@ -218,8 +204,7 @@ class _Mosquitto:
         text = build_mosquitto_config(source, port, self.persistence_dir, origin=str(self.config))
         if self.persistence_dir is not None:
             self.persistence_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale_dirs()
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-"))
+        self.tmp = owned_tmpdir(_TMP_PREFIX)
         conf = self.tmp / "mosquitto.conf"
         conf.write_text(text, encoding="utf-8")
         self._spawn([self.binary, "-c", str(conf)], self.tmp / "mosquitto.log")

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from pathlib import Path
 from engine.child_process import die_with_parent
 from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
+from engine.owned_tmp import owned_tmpdir
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class WorkerPool:
         self.address = address
         self.settings = settings
         self.workers: list[WorkerProcess] = []
-        self._log_dir = Path(tempfile.mkdtemp(prefix="mnist-workers-"))
+        self._log_dir = owned_tmpdir("mnist-workers-")  # a console killed by a hangup left its own behind
         self._env = broker_environment(address)
 
     def spawn(self, client_ids: Iterable[str | None]) -> list[WorkerProcess]:

@@ -19,7 +19,11 @@ from secured import login
 
 import engine.mqtt.broker as broker_module
 from engine.errors import BrokerError, ConfigError
+from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker, build_mosquitto_config, find_mosquitto
+from engine.owned_tmp import owned_tmpdir
+from engine.roles.workerpool import WorkerPool
+from engine.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -210,16 +214,23 @@ def test_bad_config_raises_one_line(tmp_path):
         EmbeddedBroker(kind="mosquitto", config=tmp_path / "missing.conf")
 
 
-def test_temp_dirs_of_killed_owners_are_removed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("prefix", ["mnist-mosquitto-", "mnist-workers-"])
+def test_temp_dirs_of_killed_owners_are_removed(tmp_path, monkeypatch, prefix):
+    """The embedded broker's directory and the worker processes' log directory: a console killed by a
+    hangup left its worker logs behind; the next one removes those of owners that are gone."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     gone = subprocess.Popen(["true"])
     gone.wait()
-    stale = tmp_path / f"mnist-mosquitto-{gone.pid}-abc"
-    alive = tmp_path / f"mnist-mosquitto-{os.getppid()}-abc"
+    stale = tmp_path / f"{prefix}{gone.pid}-abc"
+    alive = tmp_path / f"{prefix}{os.getppid()}-abc"
     for path in (stale, alive):
         path.mkdir()
-    broker_module._remove_stale_dirs()
+    if prefix == "mnist-workers-":
+        made = WorkerPool(BrokerAddress(port=1883), Settings())._log_dir  # what a console's roles make
+    else:
+        made = owned_tmpdir(prefix)
     assert not stale.exists() and alive.exists()
+    assert made.parent == tmp_path and made.name.startswith(f"{prefix}{os.getpid()}-") and made.is_dir()
 
 
 _OWNER_SCRIPT = """
