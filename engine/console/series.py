@@ -24,7 +24,14 @@ def _parse(payload: bytes) -> Any:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float that is a float too (JSON allows an integer of 4,000 digits: float() of it
+    raises OverflowError, as math.isfinite does)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def number_fields(payloads: Iterable[bytes]) -> list[str]:

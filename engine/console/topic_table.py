@@ -112,7 +112,8 @@ class TopicTable:
             s.mark = s.count
 
     def has_retained(self, topic: str) -> bool:
-        """A retained message of `topic` came (the broker's copy at subscribe time, or one published since)."""
+        """The last message of `topic` came retained (the broker's copy at subscribe time): the broker holds
+        one. False says nothing: a message retained after the subscription comes without the flag."""
         state = self._states.get(topic)
         return state is not None and state.retained
 

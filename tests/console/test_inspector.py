@@ -77,6 +77,10 @@ def test_number_fields_and_series() -> None:
           (3.0, b'{"t": NaN}')]
     assert number_fields(p for _t, p in js) == ["t", "in.h"]  # booleans and NaN are not numbers
     assert series(js, "in.h") == ([1.0], [40.0])
+    huge = b"1" + b"0" * 400  # an integer JSON parses and no float holds: not a number (it raised)
+    big = [(1.0, huge), (2.0, b'{"a": ' + huge + b', "b": 2}'), (3.0, b"5")]
+    assert number_fields(p for _t, p in big) == ["b", VALUE]  # in the order first seen
+    assert series(big, VALUE) == ([3.0], [5.0]) and series(big, "a") == ([], [])
 
 
 def test_numbers_for_a_plot_are_scaled_only_past_what_plotext_draws() -> None:
@@ -351,11 +355,13 @@ async def test_copy_gives_text_with_control_characters_as_base64(mosquitto_broke
     hostile = b"line1\n[red]line2\x1b[31m"
     app = make_app(mosquitto_broker.address)
     async with app.run_test(size=SIZE) as pilot:
-        tree = await start(app, pilot, {"dev/esc", "dev/text"},
-                           lambda: (publisher.send("dev/esc", hostile), publisher.send("dev/text", b"a\nb")))
+        tree = await start(app, pilot, {"dev/esc", "dev/text", "dev/crlf"},
+                           lambda: (publisher.send("dev/esc", hostile), publisher.send("dev/text", b"a\nb"),
+                                    publisher.send("dev/crlf", b"a\r\nb")))
         table = app.screen.query_one(MessagesTable)
         pane = app.screen.query_one(TopicsPane)
-        for topic, expected in (("dev/esc", base64.b64encode(hostile).decode()), ("dev/text", "a\nb")):
+        for topic, expected in (("dev/esc", base64.b64encode(hostile).decode()), ("dev/text", "a\nb"),
+                                ("dev/crlf", "a\r\nb")):
             await select(pilot, tree, topic)
             await until(pilot, lambda t=topic: [m.topic for m in pane.messages] == [t] and table.row_count == 1,
                         lambda: f"{[m.topic for m in pane.messages]} listed")
@@ -500,6 +506,41 @@ async def test_a_hex_dump_fits_the_payload_column(mosquitto_broker: EmbeddedBrok
         assert per_row in (4, 8, 16) and len(rows) == len(data) // per_row, (width, per_row, len(rows))
         assert all(len(row) <= width for row in rows), (width, rows[:2])
         assert rows[1].startswith(f"{per_row:06x}  ")
+
+
+@pytest.mark.parametrize("width", [73, 41])
+async def test_the_payload_view_lays_out_again_what_would_wrap(width: int) -> None:
+    """At exactly 73 (41) columns a 16 (8) byte hex row fits until the dump's own length adds a scrollbar,
+    which adds no resize: the rows wrapped in two. And a message of the same shape as the one before (as many
+    lines, the same longest) skipped a new layout although another of its lines now wraps: its last row was
+    cut off."""
+    from textual.app import App, ComposeResult
+
+    class Host(App[None]):
+        CSS = f"PayloadView {{ width: {width}; height: 20; scrollbar-size-vertical: 1; }}"
+
+        def compose(self) -> ComposeResult:
+            yield PayloadView(id="payload-view")
+
+    def message(seq: int, payload: bytes) -> Message:
+        return Message(seq, 0.0, "t", 0, False, len(payload), payload)
+
+    async with Host().run_test(size=(120, 40)) as pilot:
+        view = pilot.app.query_one(PayloadView)
+        body = view.query_one("#payload-body")
+        await pilot.pause(0.1)
+        view.show(message(1, b"hello"))
+        await pilot.pause(0.2)
+        data = bytes(range(256)) * 8
+        view.show(message(2, data))
+        await pilot.pause(0.3)
+        rows = str(body.render()).splitlines()
+        assert body.size.height == len(rows) == len(data) // hex_row_bytes(view.scrollable_content_region.width)
+        view.show(message(3, b"A" * 60 + b"\nshort"))
+        await pilot.pause(0.2)
+        view.show(message(4, b"A" * 60 + b"\n" + b"b" * 60))
+        await pilot.pause(0.2)
+        assert body.size.height == 2 * -(-60 // body.size.width), "the second long line was cut off"
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])

@@ -11,6 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from engine.errors import ConfigError
 from engine.roles.publisher import MAX_RATE, MIN_RATE, valid_rate
+from tui.toasts import clear_passing
 
 HINT = "images per second (0.5, 20, 1500) or [b]max[/] (as fast as the workers take); [b]+[/] and [b]-[/] step it"
 
@@ -49,7 +50,7 @@ class RateDialog(ModalScreen[float | None]):
                 yield Button("Cancel", id="rate-cancel")
 
     def on_mount(self) -> None:
-        self.app.clear_notifications()  # toasts would cover its input and buttons; it shows errors inline
+        clear_passing(self.app)  # toasts would cover its input and buttons; it shows its own errors inline
         self.query_one(Input).focus()
 
     @on(Input.Submitted)

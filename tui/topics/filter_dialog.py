@@ -11,6 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from engine.console.observer import validate_filter
 from engine.errors import ConfigError
+from tui.toasts import clear_passing
 
 EXAMPLES = "examples: [b]#[/] everything · [b]mnist/#[/] · [b]result[/] · [b]mnist/status/+/+[/] · [b]$SYS/#[/]"
 
@@ -35,7 +36,7 @@ class FilterDialog(ModalScreen[str | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        self.app.clear_notifications()  # toasts would cover its input and buttons; it shows errors inline
+        clear_passing(self.app)  # toasts would cover its input and buttons; it shows its own errors inline
         self.query_one(Input).focus()
 
     @on(Input.Submitted)

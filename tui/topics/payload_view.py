@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, NamedTuple
 
+from rich.cells import cell_len
 from rich.highlighter import JSONHighlighter
 from rich.text import Text
 from textual.app import ComposeResult
@@ -147,6 +148,11 @@ def _shape(text: str) -> tuple[int, int]:
     return len(lines), max(map(len, lines))
 
 
+def _fits(text: str, width: int | None) -> bool:
+    """Every line of `text` (markup counted too: it only errs towards a new layout) fits `width` cells."""
+    return width is not None and all(cell_len(line) <= width for line in text.split("\n"))
+
+
 class PayloadView(VerticalScroll):
     """Shows one message; `show(message)` re-renders only when the message changes."""
 
@@ -167,8 +173,16 @@ class PayloadView(VerticalScroll):
         if self.kind == "hex" and self._message is not None:  # its rows are cut to the width
             self.show(self._message)
 
+    def _text_width(self) -> int | None:
+        """Columns the text has, as if a vertical scrollbar were there (a long dump adds one after it is cut
+        to the width, and that adds no resize to cut it again); None before the first layout."""
+        width = self.scrollable_content_region.width
+        if width and not self.show_vertical_scrollbar:
+            width -= self.styles.scrollbar_size_vertical
+        return width if width > 0 else None
+
     def show(self, message: Message | None, hint: str | None = None) -> None:
-        width = self.scrollable_content_region.width or None
+        width = self._text_width()
         key = None if message is None else (message.seq, hex_row_bytes(width))
         if key == self._shown and message is not None:
             return
@@ -188,15 +202,17 @@ class PayloadView(VerticalScroll):
         r = render_payload(message, width)
         same_kind = r.kind == self.kind
         self.kind = r.kind
-        # A new message of the same kind and shape needs no new layout (that would repaint the screen); a
-        # longer line may wrap onto one more, so the shape has the longest line too.
+        # A new message of the same kind and shape needs no new layout (that would repaint the screen), unless
+        # a line of it is wider than the view: how many rows a wrapped line takes is the layout's to say.
         shape = _shape(r.info)
-        info.update(r.info, layout=not (same_kind and shape == self._info_shape))
+        info.update(r.info, layout=not (same_kind and shape == self._info_shape and _fits(r.info, width)))
         self._info_shape = shape
         image.display = r.png is not None
         image.show_png(r.png)
-        body_shape = _shape(r.body.plain) if r.body is not None else (-1, -1)
-        body.update(r.body if r.body is not None else "", layout=not (same_kind and body_shape == self._body_shape))
+        plain = r.body.plain if r.body is not None else ""
+        body_shape = _shape(plain) if r.body is not None else (-1, -1)
+        body.update(r.body if r.body is not None else "",
+                    layout=not (same_kind and body_shape == self._body_shape and _fits(plain, width)))
         self._body_shape = body_shape
         body.display = r.body is not None
         if not same_kind:

@@ -15,6 +15,7 @@ from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSe
 from engine.bounded_read import read_regular
 from engine.console.observer import Message, validate_topic
 from engine.errors import ConfigError
+from tui.toasts import clear_passing
 from tui.widgets import formatting as fmt
 
 MAX_FILE = 16 * 1024 * 1024
@@ -91,7 +92,7 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        self.app.clear_notifications()  # toasts would cover its input and buttons; it shows errors inline
+        clear_passing(self.app)  # toasts would cover its input and buttons; it shows its own errors inline
         target = "#publish-payload" if self.initial_topic else "#publish-topic"
         self.query_one(target, Input).focus()
 

@@ -323,7 +323,8 @@ class TopicsPane(Vertical):
             text, how = message.payload.decode("utf-8"), "text"
         except UnicodeDecodeError:
             text, how = "", "base64"
-        if how == "base64" or not is_clean(text):  # control or bidi characters: not pasted into a shell as they are
+        # control or bidi characters (CRLF line ends aside) would be pasted into a shell as they are
+        if how == "base64" or not is_clean(text.replace("\r\n", "\n")):
             text, how = base64.b64encode(message.payload).decode("ascii"), "base64"
         self.app.copy_to_clipboard(text)
         cut = " (the part kept)" if message.truncated else ""

@@ -9,6 +9,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from tui.toasts import clear_passing
+
 HINT = ("[dim]a LeNet-5 state_dict (or TorchScript where the worker allows it), read by the worker;\n"
         "it keeps its model if the file cannot be used, and keeps every image it holds[/]")
 
@@ -33,7 +35,7 @@ class LoadModelDialog(ModalScreen[str | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        self.app.clear_notifications()  # toasts would cover its input and buttons; it shows errors inline
+        clear_passing(self.app)  # toasts would cover its input and buttons; it shows its own errors inline
         self.query_one(Input).focus()
 
     @on(Input.Submitted)
