@@ -217,7 +217,7 @@ def read_recording(path: Path, stream: IO[bytes] | None = None) -> tuple[dict[st
                         raise ValueError(f"qos {qos}")
                     record = Recorded(t, topic, base64.b64decode(raw["payload"]), qos,
                                       bool(raw.get("retain", False)), props or None)
-                except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as exc:
+                except (ValueError, KeyError, TypeError, AttributeError, OverflowError, ConfigError) as exc:
                     if isinstance(exc, json.JSONDecodeError) and not line.endswith("\n"):  # only the last line
                         raise TruncatedRecording(name, number, whole) from None
                     raise ConfigError(f"{name} line {number}: bad record ({exc})") from None

@@ -62,7 +62,10 @@ def number(value: Any) -> float | None:
     """A finite, non-negative int or float from an untrusted payload; None for anything else (bools too)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer of hundreds of digits, which JSON allows
+        return None
     if not math.isfinite(value) or value < 0:
         return None
     return value

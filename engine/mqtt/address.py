@@ -50,6 +50,11 @@ class BrokerAddress:
             raise ConfigError(f"bad broker URL {url!r}: scheme must be mqtt://, mqtts://, ws:// or wss://")
         if not parts.hostname:
             raise ConfigError(f"bad broker URL {url!r}: no host")
+        try:
+            parts.hostname.encode("idna")  # what the resolver does with it: an empty label raised a traceback there
+        except UnicodeError:
+            raise ConfigError(f"bad broker URL {url!r}: host {parts.hostname!r} has an empty name between dots "
+                              "or one over 63 characters") from None
         websocket = parts.scheme in WEBSOCKET_SCHEMES
         if parts.fragment or (not websocket and (parts.path not in ("", "/") or parts.query)):
             raise ConfigError(f"bad broker URL {url!r}: unexpected path or query")

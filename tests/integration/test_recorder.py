@@ -263,6 +263,7 @@ def _recording(tmp_path, record: dict, version: int = 1):
     ({"t": 0, "topic": "x/#", "payload": ""}, 1, "line 2: bad record (bad topic"),
     ({"t": 0, "topic": "x", "payload": "", "props": {"expiry": -1}}, 1, "line 2: bad record (expiry -1 out of range"),
     ({"t": 1e308, "topic": "x", "payload": ""}, 1, "line 2: bad record (t 1e+308"),
+    ({"t": 10**400, "topic": "x", "payload": ""}, 1, "line 2: bad record (int too large"),
     ({"t": 0, "topic": "x", "payload": "", "qos": 7}, 1, "line 2: bad record (qos 7"),
     ({"t": 0, "topic": "x", "payload": ""}, 99, "version 99"),
 ])

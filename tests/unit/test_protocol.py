@@ -99,6 +99,12 @@ def test_broker_urls() -> None:
     for bad in ("http://x", "mqtt://", "mqtt://host:99999", "mqtt://host/path"):
         with pytest.raises(ConfigError):
             BrokerAddress.parse(bad)
+    # an empty label or one over 63 characters: the resolver's UnicodeError was a traceback in every command
+    for bad in ("mqtt://a..b:1883", "mqtt://.x", "mqtt://" + "a" * 64):
+        with pytest.raises(ConfigError, match="empty name between dots or one over 63"):
+            BrokerAddress.parse(bad)
+    for good in ("mqtt://[::1]:1883", "mqtt://bücher.example", "mqtt://a.b.", "mqtt://" + "a" * 63):
+        assert BrokerAddress.parse(good).host
 
 
 def test_password_from_file_and_environment(tmp_path) -> None:
