@@ -113,6 +113,27 @@ def test_visible_text_shows_every_hidden_character_as_an_escape() -> None:
         assert visible_text("a" * n + "\u200b" * 5, 50).rstrip("…").endswith(("a", "\\u200b")), n
 
 
+def test_a_results_row_is_as_wide_as_its_columns_whatever_the_id() -> None:
+    """A skin-tone modifier in a result's id or worker made the Results row 4 cells short of its border on a
+    terminal that does not join it; a variation selector made it 2 cells long. They are escapes now."""
+    from rich.text import Text as RichText
+    from textual.app import App
+
+    from engine.console.observer import ResultRow
+    from tui.results.results_log import columns_for, row_segments
+    from tui.widgets.palette import palette
+
+    cols = columns_for(116)
+    pal = palette(App())
+    for text in ("skin\U0001f44b\U0001f3fd", "vs\u263a\ufe0f", "plain-id"):
+        row = ResultRow(1, 0.0, text, 3, 3, 0.9, 2.0, text, None, None, None, False)
+        segments = row_segments(row, cols, pal)
+        line = "".join(seg.text for seg in segments)
+        assert cell_len(line) == sum(w for _t, w, _j in cols) + len(cols) - 1, repr(line)
+        assert "\U0001f3fd" not in line and "\ufe0f" not in line, repr(line)
+        assert RichText(line).cell_len == cell_len(line)
+
+
 def test_chart_labels_take_one_cell_per_character() -> None:
     """plotext counts a legend's characters as cells: a wide worker id shifted the rest of its chart row."""
     for worker in ("全角😀ワーカー-1", "infer\u200b-\x1b[31m-2", "a" * 100):

@@ -24,6 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from engine.console.observer import ResultRow
+from engine.untrusted import visible_text
 from tui.widgets import formatting as fmt
 from tui.widgets.palette import Palette, palette
 
@@ -72,7 +73,9 @@ def row_segments(row: ResultRow, cols: list[Column], pal: Palette, line_width: i
             text = fmt.clock(row.t, millis=millis)
             style = pal.muted
         elif title == "id":
-            text = fmt.ellipsize_left(row.id or ("(legacy)" if row.legacy else "-"), width)
+            # visible_text: a skin-tone modifier or a variation selector made the row narrower or wider on a
+            # terminal than the layout counted (the detail view shows the same escapes)
+            text = fmt.ellipsize_left(visible_text(row.id) if row.id else ("(legacy)" if row.legacy else "-"), width)
         elif row.error is not None and title in ("pred", "label") and i == next(
             j for j, c in enumerate(cols) if c[0] == "pred"
         ):
@@ -98,7 +101,7 @@ def row_segments(row: ResultRow, cols: list[Column], pal: Palette, line_width: i
         elif title in ("latency", "lat"):
             text = fmt.ms(row.latency_ms)
         elif title == "worker":
-            text = row.worker or "-"
+            text = visible_text(row.worker) if row.worker else "-"
             style = pal.muted
         else:
             text = ""
