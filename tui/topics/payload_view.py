@@ -158,7 +158,8 @@ class PayloadView(VerticalScroll):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._shown: tuple[int, int] | None = None  # (message seq, bytes a hex row)
+        self._shown: tuple[int, int | None] | None = None  # (message seq, the text's width when shown)
+        self._shown_width: int | None = -1  # the width the Statics were last laid out for
         self._message: Message | None = None
         self.kind: str | None = None
         self._info_shape: tuple[int, int] = (-1, -1)  # (newlines, longest line): same shape, same layout
@@ -170,7 +171,7 @@ class PayloadView(VerticalScroll):
         yield Static("", id="payload-body")
 
     def on_resize(self) -> None:
-        if self.kind == "hex" and self._message is not None:  # its rows are cut to the width
+        if self._message is not None:  # a hex dump's rows are cut to the width; wrapped lines take other heights
             self.show(self._message)
 
     def _text_width(self) -> int | None:
@@ -183,11 +184,15 @@ class PayloadView(VerticalScroll):
 
     def show(self, message: Message | None, hint: str | None = None) -> None:
         width = self._text_width()
-        key = None if message is None else (message.seq, hex_row_bytes(width))
+        key = None if message is None else (message.seq, width)
         if key == self._shown and message is not None:
             return
         self._shown = key
         self._message = message
+        # Shown before the view had a width (or at another one): its Statics get a new layout whatever the
+        # shape, else they kept the height of what they held before (a one-line heading, now and then).
+        new_width = width != self._shown_width
+        self._shown_width = width
         info = self.query_one("#payload-info", Static)
         image = self.query_one("#payload-image", DigitView)
         body = self.query_one("#payload-body", Static)
@@ -205,14 +210,14 @@ class PayloadView(VerticalScroll):
         # A new message of the same kind and shape needs no new layout (that would repaint the screen), unless
         # a line of it is wider than the view: how many rows a wrapped line takes is the layout's to say.
         shape = _shape(r.info)
-        info.update(r.info, layout=not (same_kind and shape == self._info_shape and _fits(r.info, width)))
+        info.update(r.info, layout=new_width or not (same_kind and shape == self._info_shape and _fits(r.info, width)))
         self._info_shape = shape
         image.display = r.png is not None
         image.show_png(r.png)
         plain = r.body.plain if r.body is not None else ""
         body_shape = _shape(plain) if r.body is not None else (-1, -1)
         body.update(r.body if r.body is not None else "",
-                    layout=not (same_kind and body_shape == self._body_shape and _fits(plain, width)))
+                    layout=new_width or not (same_kind and body_shape == self._body_shape and _fits(plain, width)))
         self._body_shape = body_shape
         body.display = r.body is not None
         if not same_kind:
