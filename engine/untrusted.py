@@ -284,8 +284,9 @@ def clean_probs(value: Any) -> list[float] | None:
 
 
 def clean_number(value: Any, low: float = -math.inf, high: float = math.inf) -> float | None:
-    """A finite number in [low, high], or None."""
+    """A finite number in [low, high], or None (an integer of hundreds of digits too, which JSON allows and
+    no float holds)."""
     try:
         return float(_number(value, low, high))
-    except _Bad:
+    except (_Bad, OverflowError):
         return None

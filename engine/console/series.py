@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine.console.payload_diff import flatten
-from engine.untrusted import loads_json
+from engine.untrusted import clean_number, loads_json
 
 VALUE = "(value)"  # the field name of a payload that is a number itself
 MAX_FIELDS = 50
@@ -24,14 +24,7 @@ def _parse(payload: bytes) -> Any:
 
 
 def _is_number(value: Any) -> bool:
-    """A finite int or float that is a float too (JSON allows an integer of 4,000 digits: float() of it
-    raises OverflowError, as math.isfinite does)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
+    return clean_number(value) is not None
 
 
 def number_fields(payloads: Iterable[bytes]) -> list[str]:

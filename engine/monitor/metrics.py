@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from engine.monitor.liveness import LIVE_STATES, SILENT_AFTER, heard_again, is_silent, state_of
 from engine.signals import SignalStop
 from engine.topics import ROLES
-from engine.untrusted import visible_text
+from engine.untrusted import clean_number, visible_text
 
 MAX_ROLES = 1000  # statuses tracked at most; more (a flood of bogus status topics) are ignored and counted
 MAX_WORKERS = 256  # distinct worker ids in the histograms; results of further ids go to id "_other"
@@ -60,15 +60,7 @@ GAUGES = (
 
 def number(value: Any) -> float | None:
     """A finite, non-negative int or float from an untrusted payload; None for anything else (bools too)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:  # an integer of hundreds of digits, which JSON allows
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return value
+    return clean_number(value, 0.0)
 
 
 def _is_live(status: dict[str, Any], heard: float, now: float) -> bool:

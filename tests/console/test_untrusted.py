@@ -28,7 +28,7 @@ from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
 from engine.protocol import parse_result
 from engine.recorder import open_new_file
-from engine.untrusted import clean_status, clean_text, loads_json, visible_text
+from engine.untrusted import clean_number, clean_status, clean_text, loads_json, visible_text
 from tui.app import MnistApp
 from tui.chrome.header_bar import BrokerInfo
 from tui.publisher.publisher_pane import PublisherPane
@@ -140,6 +140,14 @@ def test_chart_labels_take_one_cell_per_character() -> None:
         label = single_cell_text(worker)
         assert cell_len(label) == len(label) <= 24, label
     assert single_cell_text("infer-vm-1") == "infer-vm-1"
+
+
+def test_clean_number_refuses_what_no_float_holds() -> None:
+    """10**400 parses as JSON; float() of it raised OverflowError through every caller with no upper bound
+    (the topic plot, the metrics exporter)."""
+    assert clean_number(10**400) is None and clean_number(-(10**400)) is None
+    assert clean_number(2**63) == float(2**63) and clean_number(5, 0.0, 9.0) == 5.0
+    assert clean_number(True) is None and clean_number(math.nan) is None
 
 
 def test_json_without_nan_infinity_or_deep_nesting() -> None:
