@@ -159,7 +159,6 @@ class PayloadView(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._shown: tuple[int, int | None] | None = None  # (message seq, the text's width when shown)
-        self._shown_width: int | None = -1  # the width the Statics were last laid out for
         self._message: Message | None = None
         self.kind: str | None = None
         self._info_shape: tuple[int, int] = (-1, -1)  # (newlines, longest line): same shape, same layout
@@ -187,12 +186,11 @@ class PayloadView(VerticalScroll):
         key = None if message is None else (message.seq, width)
         if key == self._shown and message is not None:
             return
-        self._shown = key
-        self._message = message
         # Shown before the view had a width (or at another one): its Statics get a new layout whatever the
         # shape, else they kept the height of what they held before (a one-line heading, now and then).
-        new_width = width != self._shown_width
-        self._shown_width = width
+        new_width = self._shown is None or self._shown[1] != width
+        self._shown = key
+        self._message = message
         info = self.query_one("#payload-info", Static)
         image = self.query_one("#payload-image", DigitView)
         body = self.query_one("#payload-body", Static)
