@@ -37,7 +37,7 @@ BENCH_ENV_VARS: dict[str, str] = {
     "workers": "MNIST_BENCH_WORKERS", "window": "MNIST_BENCH_WINDOW", "drain": "MNIST_BENCH_DRAIN",
     "generators": "MNIST_BENCH_GENERATORS", "collectors": "MNIST_BENCH_COLLECTORS", "overload": "MNIST_BENCH_OVERLOAD",
     "capacity_seconds": "MNIST_BENCH_CAPACITY_SECONDS", "json": "MNIST_BENCH_JSON",
-    "no_progress": "MNIST_BENCH_NO_PROGRESS",
+    "no_progress": "MNIST_BENCH_NO_PROGRESS", "worker_cpus": "MNIST_BENCH_WORKER_CPUS",
 }
 
 _TRUE = ("1", "true", "yes", "on")

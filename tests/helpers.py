@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import paho.mqtt.client as mqtt
@@ -21,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from engine.cpus import parse_cpu_list
 from engine.mqtt.address import BrokerAddress
 
 DEADLINE = 15.0
@@ -334,3 +336,13 @@ def check_latency_parts(report: dict) -> None:
     assert all(p["p50"] is not None and p["p50"] >= 0 for p in parts.values()), parts
     total = sum(p["mean"] for p in parts.values())
     assert abs(total - report["latency_ms"]["mean"]) <= 0.01 + 0.001 * total, (total, report["latency_ms"])
+
+
+def allowed_cpus(pid: int | str) -> list[frozenset[int]]:
+    """Each thread's CPUs, as the kernel reports them (Cpus_allowed_list)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                found.append(parse_cpu_list(line.split(":", 1)[1].strip()))
+    return found

@@ -38,6 +38,7 @@ PING_INTERVAL = 0.1  # seconds between the control pings sent to each worker whi
 
 # ----- command line -----
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from engine.cpus import parse_cpu_list
     from engine.env_options import BENCH_ENV_VARS, apply_env
     from engine.options import (
         add_connection_options,
@@ -85,6 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "open loop (with --generators processes) and report goodput, shed and control latency")
     b.add_argument("--capacity-seconds", type=non_negative_float, default=5.0,
                    help="length of the capacity phase of --overload (default 5)")
+    b.add_argument("--worker-cpus", type=parse_cpu_list, default=None, metavar="LIST",
+                   help="pin the worker processes to these CPUs (as taskset -c takes them: 0, 0-3) and this "
+                        "process, its broker and generators to the others, so that the load does not take the "
+                        "workers' cores (Linux)")
     b.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     b.add_argument("--no-progress", action="store_true", help="no progress line while it runs")
     apply_env(parser, names=BENCH_ENV_VARS)  # MNIST_BENCH_* through each flag's own parser
@@ -122,6 +127,7 @@ class Bench:
         self.overload: float | None = args.overload or None
         self.capacity: float | None = None
         self.children: list[Any] = []
+        self.worker_cpus: frozenset[int] | None = args.worker_cpus
 
     # lifecycle
 
@@ -132,6 +138,7 @@ class Bench:
         return self.gen
     def start(self) -> None:
         from engine.bench.loadgen import LoadGenerator
+        from engine.cpus import pin_process, split_cpus
         from engine.digits.dataset import load_dataset
         from engine.mqtt.client import probe
         from engine.roles.workerpool import WorkerPool
@@ -142,6 +149,12 @@ class Bench:
         if self.settings.model_path and not os.path.isfile(self.settings.model_path):
             raise ConfigError(f"model {self.settings.model_path}: file not found")
         protocols = self.protocols or (5, 4)
+        if self.worker_cpus is not None:
+            if not self.workers:
+                raise ConfigError("--worker-cpus pins the workers the bench starts: not with --workers 0")
+            rest = split_cpus(self.worker_cpus)
+            pin_process(os.getpid(), rest)  # before the broker and the generators start: they inherit it
+            self.notes.append(f"workers pinned to CPUs {sorted(self.worker_cpus)}, the rest to {sorted(rest)}")
         if self.address is None:
             from engine.mqtt.broker import EmbeddedBroker
 
@@ -162,7 +175,9 @@ class Bench:
         if self.workers:
             self.pool = WorkerPool(self.address, settings)
             self.worker_ids = [f"{self.run_id}-w{i + 1}" for i in range(self.workers)]
-            self.pool.spawn(self.worker_ids)
+            for worker in self.pool.spawn(self.worker_ids):
+                if self.worker_cpus is not None:
+                    pin_process(worker.pid, self.worker_cpus)
         self._wait_for_workers(60.0 if self.workers else 10.0)
 
     def _wait_for_workers(self, timeout: float) -> None:
@@ -420,6 +435,7 @@ class Bench:
                 "group": s.share_group,
                 "host": socket.gethostname(),
                 "cpus": os.cpu_count(),
+                "worker_cpus": sorted(self.worker_cpus) if self.worker_cpus is not None else None,
             },
             "notes": self.notes,
             "sent": sent,

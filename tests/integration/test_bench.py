@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from helpers import check_latency_parts
+from helpers import allowed_cpus, check_latency_parts
 
 from engine.bench.loadgen import LoadGenerator
 from engine.bench.report import render_table
@@ -106,6 +108,9 @@ def test_bench_duration_must_be_above_zero(value: str | None, variables: dict[st
         (["--broker", "mqtt://127.0.0.1:1", "--count", "10"], "cannot reach broker"),
         (["--count", "5", "--duration", "5"], "not both"),
         (["--workers", "0", "--count", "5"], "--workers 0"),
+        (["--worker-cpus", "4000", "--count", "5"], "may run on CPUs"),
+        (["--workers", "0", "--broker", "mqtt://127.0.0.1:1", "--worker-cpus", "0", "--count", "5"],
+         "not with --workers 0"),
     ],
 )
 def test_bench_errors_are_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,6 +118,55 @@ def test_bench_errors_are_one_line(args: list[str], message: str, capsys: pytest
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("mnist-tui:") and message in lines[0], err
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def test_bench_pins_its_worker_to_a_core_of_its_own_and_itself_elsewhere() -> None:
+    """`--worker-cpus`: every thread of the worker runs on the CPUs given, the bench and its broker on the rest."""
+    mine = sorted(os.sched_getaffinity(0))
+    if len(mine) < 2:
+        pytest.skip("pinning needs two CPUs")
+    worker_cpu, rest = frozenset({mine[0]}), frozenset(mine[1:])
+    bench = subprocess.Popen([sys.executable, "-m", "engine", "bench", "--no-progress", "--embedded", "mosquitto",
+                              "--worker-cpus", str(mine[0]), "--duration", "4", "--warmup", "1", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    seen: dict[str, list[frozenset[int]]] = {}
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and bench.poll() is None and "infer" not in seen:
+            for child in _children(bench.pid):
+                with contextlib.suppress(OSError):
+                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                    kind = "infer" if b"infer" in cmdline else "broker" if b"mosquitto" in cmdline[0] else None
+                    threads = allowed_cpus(child)
+                    # the worker is pinned once its status says running: wait for its threads to be there
+                    if kind == "broker" or (kind == "infer" and len(threads) >= 4 and
+                                            all(cpus == worker_cpu for cpus in threads)):
+                        seen[kind] = threads
+            time.sleep(0.1)
+        seen["bench"] = allowed_cpus(bench.pid)
+        out, err = bench.communicate(timeout=120)
+    finally:
+        bench.kill()
+        bench.wait()
+    if "mosquitto not found" in err:
+        pytest.skip("mosquitto is not installed")
+    assert bench.returncode == 0, err[-800:]
+    assert "infer" in seen, f"the worker's threads never all ran on CPU {mine[0]}"
+    assert seen["broker"] == [rest] * len(seen["broker"]) and seen["bench"] == [rest] * len(seen["bench"])
+    report = json.loads(out)
+    assert report["config"]["worker_cpus"] == [mine[0]]
+    assert report["answered"] > 0 and report["lost"] == 0
+    assert any("pinned" in note for note in report["notes"])
 
 
 def test_histogram_percentiles_are_close_and_ordered() -> None:
