@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from engine.console.topic_filters import MAX_LEVELS, validate_filter
+from engine.console.topic_filters import MAX_LEVELS, validate_filter, validate_topic
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress, url_password_warning
 from engine.roles.publisher import MAX_RATE, MIN_RATE, valid_rate
@@ -102,6 +102,15 @@ def topic_filter(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def topic_name(text: str) -> str:
+    """A topic to publish on (or the prefix of some): no wildcards, nothing a broker refuses. A role given
+    `a/#` or a control character as its image topic published into a dropped connection and said it had sent."""
+    try:
+        return validate_topic(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def qos_level(text: str) -> int:
     if text not in ("0", "1", "2"):
         raise argparse.ArgumentTypeError(f"QoS must be 0, 1 or 2, not {text!r}")
@@ -141,9 +150,9 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
 
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     t = parser.add_argument_group("topics")
-    t.add_argument("--image-topic", default="mnist", help="topic of the images (default: mnist)")
-    t.add_argument("--result-topic", default="result", help="topic of the results (default: result)")
-    t.add_argument("--topic-prefix", default="mnist",
+    t.add_argument("--image-topic", type=topic_name, default="mnist", help="topic of the images (default: mnist)")
+    t.add_argument("--result-topic", type=topic_name, default="result", help="topic of the results (default: result)")
+    t.add_argument("--topic-prefix", type=topic_name, default="mnist",
                    help="prefix of the status, control and reply topics (default: mnist)")
     i = parser.add_argument_group("input role")
     i.add_argument("--dataset", type=Path, default=Path(DEFAULT_DATASET),

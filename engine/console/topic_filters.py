@@ -12,12 +12,31 @@ _MAX_TOPIC_BYTES = 65_535
 MAX_LEVELS = 200
 
 
+def _refused_character(text: str) -> str | None:
+    """The first character a broker refuses in a topic or filter, as U+XXXX with what it is, or None.
+
+    mosquitto drops the connection as malformed for a control character (U+0001-001F, U+007F-009F) or a
+    noncharacter (U+FDD0-FDEF and U+xFFFE/xFFFF), as MQTT allows it to, and paho then sent a QoS 1
+    publish again at every reconnect. A lone surrogate is not UTF-8 at all."""
+    for char in text:
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            return f"U+{code:04X}, a lone surrogate (not UTF-8)"
+        if 0x01 <= code <= 0x1F or 0x7F <= code <= 0x9F:
+            return f"U+{code:04X}, a control character"
+        if 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE:
+            return f"U+{code:04X}, a noncharacter"
+    return None
+
+
 def validate_filter(text: str) -> str:
     """Return `text` if it is a valid MQTT subscription filter, else raise ConfigError with one line."""
     if not text:
         raise ConfigError("empty filter: use # for every topic")
     if "\0" in text:
         raise ConfigError("a filter cannot contain a NUL character")
+    if (refused := _refused_character(text)) is not None:
+        raise ConfigError(f"a filter cannot contain {refused}: brokers refuse it")
     if len(text.encode("utf-8")) > _MAX_TOPIC_BYTES:
         raise ConfigError("filter longer than 65,535 bytes")
     body = text
@@ -46,6 +65,8 @@ def validate_topic(text: str) -> str:
         raise ConfigError(f"bad topic {text!r}: no wildcards (+ or #) in a topic to publish on")
     if "\0" in text:
         raise ConfigError("a topic cannot contain a NUL character")
+    if (refused := _refused_character(text)) is not None:
+        raise ConfigError(f"a topic cannot contain {refused}: brokers refuse it")
     if len(text.encode("utf-8")) > _MAX_TOPIC_BYTES:
         raise ConfigError("topic longer than 65,535 bytes")
     _check_depth(text, "topic")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -76,3 +77,21 @@ def test_train_without_its_extra_says_so_in_the_programs_name(monkeypatch: pytes
     assert cli_main(["train", "--out", str(tmp_path / "w.pt"), "--no-bench"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mnist-tui: ") and "mnist-tui[train]" in err[0], err
+
+
+@pytest.mark.parametrize(("argv", "env", "why"), [
+    (["--image-topic", "a/#", "run", "input"], {}, "argument --image-topic: bad topic 'a/#': no wildcards"),
+    (["run", "infer", "--result-topic", "r\x1b[2J"], {}, "argument --result-topic: a topic cannot contain U+001B"),
+    (["--topic-prefix", "p/+", "status"], {}, "argument --topic-prefix: bad topic 'p/+'"),
+    (["run", "output"], {"MNIST_IMAGE_TOPIC": "x\x07"}, "MNIST_IMAGE_TOPIC='x\\x07': a topic cannot contain U+0007"),
+])
+def test_a_topic_option_a_broker_would_refuse_is_a_one_line_error(argv: list[str], env: dict[str, str],
+                                                                     why: str) -> None:
+    """They were taken: a role given `a/#` as its image topic published into a connection the broker
+    dropped, reconnected for ever, and said it had sent its images."""
+    done = subprocess.run([sys.executable, "-m", "engine", "--broker", "mqtt://127.0.0.1:1", *argv],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("MNIST_")} | env)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert why in line and "\x1b" not in line and "\x07" not in line, line
