@@ -35,10 +35,11 @@ from engine.console.topic_filters import validate_topic
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe
-from engine.mqtt.fastclient import payload_of
+from engine.mqtt.fastclient import FastClient, payload_of
 from engine.mqtt.subscriber import Subscriber
 from engine.settings import default_client_id
 from engine.signals import SignalStop
+from engine.untrusted import visible_text
 
 FORMAT = "mnist-tui-record"
 MAX_LINE = 64 * 1024 * 1024  # bytes of one record (a payload of up to about 48 MB, in base64)
@@ -97,26 +98,37 @@ def props_to_json(props: Any) -> dict[str, Any] | None:
 
 
 def props_from_json(raw: Any) -> Properties | None:
-    """PUBLISH properties from a recording's `props`; ValueError/TypeError on a bad value."""
+    """PUBLISH properties from a recording's `props`; ValueError saying which one is bad."""
     if not raw:
         return None
     if not isinstance(raw, dict):
-        raise TypeError("props is not an object")
+        raise ValueError(f"props is a JSON {_json_kind(raw)}, not an object")
     props = Properties(PacketTypes.PUBLISH)
     for key, value in raw.items():
         name = _PROPS.get(key)
         if name is None:
             continue  # a newer recording's property: left out
         if name == "CorrelationData":
-            value = base64.b64decode(value, validate=True)
+            if not isinstance(value, str):
+                raise ValueError(f"{key} is not a base64 string")
+            try:
+                value = base64.b64decode(value, validate=True)
+            except ValueError:
+                raise ValueError(f"{key} is not base64") from None
         elif name == "UserProperty":
-            value = [(str(k), str(v)) for k, v in value]
+            if not isinstance(value, list) or not all(
+                    isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+                    for pair in value):
+                raise ValueError(f"{key} is not a list of [name, value] string pairs")
+            value = [(k, v) for k, v in value]
         elif name in ("MessageExpiryInterval", "PayloadFormatIndicator"):
-            value = int(value)
-            if not 0 <= value <= (0xFFFFFFFF if name == "MessageExpiryInterval" else 1):
+            top = 0xFFFFFFFF if name == "MessageExpiryInterval" else 1
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{key} is not a whole number from 0 to {top}")
+            if not 0 <= value <= top:
                 raise ValueError(f"{key} {value} out of range")
-        else:
-            value = str(value)
+        elif not isinstance(value, str):
+            raise ValueError(f"{key} is not a string")
         setattr(props, name, value)
     return props
 
@@ -205,26 +217,51 @@ def read_recording(path: Path, stream: IO[bytes] | None = None) -> tuple[dict[st
                 if not line.strip():
                     continue
                 try:
-                    raw = json.loads(line)
-                    props = raw.get("props")
-                    props_from_json(props)  # checked here, so a bad line is reported with its number
-                    t, topic = float(raw["t"]), str(raw["topic"])
-                    if not 0 <= t <= MAX_OFFSET:
-                        raise ValueError(f"t {t:g} is not 0 to {MAX_OFFSET:g} s")
-                    validate_topic(topic)
-                    qos = int(raw.get("qos", 0))
-                    if qos not in (0, 1, 2):
-                        raise ValueError(f"qos {qos}")
-                    record = Recorded(t, topic, base64.b64decode(raw["payload"]), qos,
-                                      bool(raw.get("retain", False)), props or None)
-                except (ValueError, KeyError, TypeError, AttributeError, OverflowError, ConfigError) as exc:
+                    record = _record_from(json.loads(line))
+                except (ValueError, ConfigError) as exc:
                     if isinstance(exc, json.JSONDecodeError) and not line.endswith("\n"):  # only the last line
                         raise TruncatedRecording(name, number, whole) from None
-                    raise ConfigError(f"{name} line {number}: bad record ({exc})") from None
+                    why = f"not JSON: {exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else exc
+                    raise ConfigError(f"{name} line {number}: bad record ({why})") from None
                 whole += 1
                 yield record
 
     return header, messages()
+
+
+def _record_from(raw: Any) -> Recorded:
+    """One message of a recording from its parsed line; ValueError or ConfigError saying what is wrong."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"a JSON {_json_kind(raw)}, not an object")
+    missing = [key for key in ("t", "topic", "payload") if key not in raw]
+    if missing:
+        raise ValueError("no " + " or ".join(repr(key) for key in missing))
+    t, topic, payload = raw["t"], raw["topic"], raw["payload"]
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= MAX_OFFSET:
+        raise ValueError(f"t is not a number of seconds from 0 to {MAX_OFFSET:,.0f}")
+    if not isinstance(topic, str):
+        raise ValueError(f"topic is a JSON {_json_kind(topic)}, not a string")
+    validate_topic(topic)
+    qos = raw.get("qos", 0)
+    if qos not in (0, 1, 2) or isinstance(qos, bool):
+        raise ValueError("qos is not 0, 1 or 2")
+    retain = raw.get("retain", False)
+    if not isinstance(retain, bool):
+        raise ValueError("retain is not true or false")
+    if not isinstance(payload, str):
+        raise ValueError(f"payload is a JSON {_json_kind(payload)}, not a base64 string")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except ValueError:
+        raise ValueError("payload is not base64") from None
+    props = raw.get("props")
+    props_from_json(props)  # checked here, so a bad line is reported with its number
+    return Recorded(float(t), topic, data, qos, retain, props or None)
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "true/false", type(None): "null"}.get(
+        type(value), "number")
 
 
 class Recorder:
@@ -298,47 +335,111 @@ class Recorder:
         self._writer.join(timeout=30)
 
 
+class _Link:
+    """What the broker told the replay's connection: that it is up, its maximum packet size (MQTT 5), and
+    why it dropped the connection. A broker drops it for a publish it refuses (a packet over its maximum
+    size, a topic it does not take); paho would reconnect and send a refused QoS 1 message again for ever."""
+
+    def __init__(self, client: mqtt.Client) -> None:
+        self.up = threading.Event()
+        self.max_packet: int | None = None
+        self.refused: str | None = None  # the reason the broker gave, set once it dropped the connection
+        self.refusal: str | None = None
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, props: Any = None) -> None:
+        if getattr(rc, "is_failure", False):
+            self.refusal = str(rc)
+        size = getattr(props, "MaximumPacketSize", None)
+        self.max_packet = size if isinstance(size, int) and size > 0 else None
+        self.up.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        if self.refused is None:
+            self.refused = str(rc) or "no reason given"
+
+    def check(self, sent: int) -> None:
+        if self.refused is not None:
+            raise BrokerError(f"the broker closed the connection after {sent:,} messages were sent ({self.refused}): "
+                              "it refused one of them (too large for it, or a topic it does not take?)")
+
+
+def _packet_size(rec: Recorded, topic: str) -> int:
+    """About the size of the PUBLISH packet of `rec` (fixed header, topic, packet id, properties, payload)."""
+    props = len(json.dumps(rec.props)) if rec.props else 0
+    return 5 + 2 + len(topic.encode("utf-8")) + 2 + props + 4 + len(rec.payload)
+
+
 def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float = 1.0, protocol: int = 5,
            stop: threading.Event | SignalStop | None = None, topic_map: dict[str, str] | None = None) -> int:
-    """Publish the messages with their recorded spacing divided by `speed` (0 = as fast as possible)."""
+    """Publish the messages with their recorded spacing divided by `speed` (0 = as fast as possible).
+
+    BrokerError when the broker does not answer the connection, when a message is larger than the broker
+    takes (MQTT 5 says how large), or when it closes the connection on a message it refuses."""
     stop = stop or threading.Event()
     client = make_client(address, default_client_id("replay"), protocol=protocol)
+    link = _Link(client)
     client.connect(address.host, address.port, **connect_kwargs(client))
     client.loop_start()
     sent = 0
     pending: list[mqtt.MQTTMessageInfo] = []
     start = time.monotonic()
     try:
+        if not link.up.wait(15.0):
+            raise BrokerError(f"the broker at {address.url} did not answer the connection within 15 s")
+        if link.refusal is not None:
+            raise BrokerError(f"the broker at {address.url} refused the connection: {link.refusal}")
         try:
             for rec in messages:
                 if stop.is_set():
                     break
+                link.check(sent)
                 if speed > 0:
                     delay = start + rec.t / speed - time.monotonic()
                     if delay > 0 and stop.wait(delay):
                         break
                 topic = (topic_map or {}).get(rec.topic, rec.topic)
+                if link.max_packet is not None and (size := _packet_size(rec, topic)) > link.max_packet:
+                    raise BrokerError(f"message {sent + 1:,} (on {visible_text(topic)!r}) is a packet of about "
+                                      f"{size:,} bytes: the broker takes at most {link.max_packet:,}; replayed "
+                                      f"the {sent:,} before it")
                 props = props_from_json(rec.props) if protocol == 5 else None
                 info = client.publish(topic, rec.payload, qos=rec.qos, retain=rec.retain, properties=props)
                 pending.append(info)
                 if len(pending) > 1000:
-                    pending.pop(0).wait_for_publish(timeout=30)
+                    _wait_for(pending.pop(0), link, sent)
                 sent += 1
-        except ConfigError:  # a damaged line: what was published before it still reaches the broker
-            _settle(pending)
+        except (ConfigError, BrokerError):  # a damaged line: what was published before it still reaches the broker
+            _settle(client, pending, link, sent)
             raise
-        _settle(pending)
+        _settle(client, pending, link, sent)
     finally:
         client.disconnect()
         client.loop_stop()
     return sent
 
 
-def _settle(pending: list[mqtt.MQTTMessageInfo]) -> None:
-    """Wait until the broker has taken each publish (QoS 1 and 2 beyond paho's in-flight window are sent then)."""
+def _wait_for(info: mqtt.MQTTMessageInfo, link: _Link, sent: int, timeout: float = 30.0) -> None:
+    """Wait until the broker has taken one publish; BrokerError as soon as it dropped the connection."""
+    deadline = time.monotonic() + timeout
+    while info.rc == mqtt.MQTT_ERR_SUCCESS and not info.is_published() and time.monotonic() < deadline:
+        link.check(sent)
+        with contextlib.suppress(RuntimeError, ValueError):
+            info.wait_for_publish(timeout=0.1)
+
+
+def _settle(client: FastClient, pending: list[mqtt.MQTTMessageInfo], link: _Link, sent: int) -> None:
+    """Wait until the broker has taken each publish (QoS 1 and 2 beyond paho's in-flight window are sent then),
+    then for a round trip: once the broker answers it, it has read every publish before, and a refused QoS 0
+    message, which it answers by closing the connection without a word, has been refused."""
     for info in pending:
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
-            info.wait_for_publish(timeout=30)
+        _wait_for(info, link, sent)
+    if link.refused is None and not client.round_trip(15.0):
+        link.check(sent)
+        raise BrokerError(f"the broker did not answer within 15 s after {sent:,} messages: whether it took the "
+                          "last of them is not known")
+    link.check(sent)
 
 
 # ----- command line -----
@@ -442,6 +543,10 @@ def run_replay(args: argparse.Namespace) -> int:
         src, sep, dst = item.partition("=")
         if not sep or not src or not dst or any(c in dst for c in "+#"):
             raise ConfigError(f"bad --map {item!r}: use FROM=TO with plain topic names")
+        try:
+            validate_topic(dst)
+        except ConfigError as exc:
+            raise ConfigError(f"bad --map {item!r}: {exc}") from None
         mapping[src] = dst
     from_stdin = str(args.file) == "-"
     where = "stdin" if from_stdin else args.file
