@@ -107,9 +107,14 @@ def extract_meta(payload: bytes) -> ImageMeta:
 
 
 def _clean_str(value: Any, max_len: int = 128) -> str | None:
+    """A text field of metadata or a result (id, src, worker, model), at most `max_len` characters; one with
+    a control, bidirectional or invisible character is kept with it escaped (`\\u200d`), as it is shown
+    everywhere else, instead of being dropped: an id with a ZWJ emoji was shown as `-` and lost in the CSV."""
     if isinstance(value, (str, int)) and not isinstance(value, bool):
-        text = str(value)[:max_len]
-        return text if text.isprintable() and text else None
+        text = str(value)
+        if text.isprintable():
+            return text[:max_len] or None
+        return visible_text(text, max_len)
     return None
 
 

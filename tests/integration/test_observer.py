@@ -15,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from secured import login
 
 from engine.console.contract import ConsoleModel
+from engine.console.export import csv_row
 from engine.console.observer import Observer, filter_covers, validate_filter, validate_topic
 from engine.console.observer_process import ObserverProcess
 from engine.console.topic_filters import MAX_LEVELS
@@ -23,7 +24,7 @@ from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
 from engine.mqtt.client import make_client as engine_client
-from engine.protocol import embed_meta, extract_meta
+from engine.protocol import embed_meta, extract_meta, parse_result
 from engine.topics import Topics
 
 TOPICS = Topics()
@@ -236,6 +237,29 @@ def test_statuses_and_offline_via_retained_last_will(broker: EmbeddedBroker, obs
     # an empty retained message removes the role everywhere
     obs.clear_retained(topic)
     wait_for(lambda: not obs.snapshot().roles and not late.snapshot().roles, message="role not removed")
+
+
+def test_a_result_id_with_hidden_characters_is_kept_escaped_through_to_the_csv(mosquitto_broker: EmbeddedBroker,
+                                                                              observer_factory) -> None:
+    """An id or worker with a ZWJ, ESC, bidi override or NUL was dropped at parsing: the Results pane showed
+    `-` and the CSV export an empty cell. They are kept, each hidden character as an escape."""
+    obs = observer_factory(mosquitto_broker.address)
+    probe = MqttProbe(mosquitto_broker.address)
+    ids = {"fam\U0001f468\u200d\U0001f469": "fam\U0001f468\\u200d\U0001f469", "e\x1b[2J": "e\\x1b[2J",
+           "r\u202eg": "r\\u202eg", "n\x00l": "n\\x00l"}
+    try:
+        for raw in ids:
+            probe.client.publish("result", json.dumps({"id": raw, "pred": 1, "worker": raw}), qos=1)
+        wait_for(lambda: obs.snapshot().stats.received == len(ids), message=lambda: str(obs.snapshot().stats))
+    finally:
+        probe.close()
+    rows = obs.snapshot().results
+    assert [r.id for r in rows] == list(ids.values())
+    assert [r.worker for r in rows] == list(ids.values())
+    for row in rows:
+        cells = csv_row(row)
+        assert row.id in cells and all(c.isprintable() for c in cells), cells
+        assert parse_result(json.dumps({"id": row.id, "pred": 1}).encode()).id == row.id  # escaped once only
 
 
 def test_results_ring_is_bounded_with_running_accuracy(broker: EmbeddedBroker, observer_factory) -> None:

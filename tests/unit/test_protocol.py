@@ -58,10 +58,10 @@ def test_missing_or_broken_metadata_gives_empty_meta(payload: bytes) -> None:
     assert meta.label is None and meta.t is None
 
 
-def test_garbage_metadata_values_are_dropped() -> None:
+def test_garbage_metadata_values_are_dropped_and_hidden_characters_escaped() -> None:
     tagged = embed_meta(_png(), {"id": "\x00bad", "label": 12, "t": "soon", "src": ["x"]})
     meta = extract_meta(tagged)
-    assert meta == type(meta)()
+    assert meta == type(meta)(id="\\x00bad")
 
 
 def test_results_ours_legacy_and_errors() -> None:
