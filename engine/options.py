@@ -284,6 +284,18 @@ class OneLineParser(argparse.ArgumentParser):
     usage block above it: the same for a bad flag and a bad MNIST_* variable."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._global_hint(message)} (see --help)\n")
+
+    def _global_hint(self, message: str) -> str:
+        """For `health --broker URL`: the options a command does not take but the program does go first."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        known = [word.split("=", 1)[0] for word in message[len(prefix):].split()
+                 if word.startswith("-") and word.split("=", 1)[0] in self._option_string_actions]
+        if not known:
+            return ""
+        flags = " ".join(dict.fromkeys(known))
+        return f"; {flags} {'goes' if len(known) == 1 else 'go'} before the command: {self.prog} {flags} ... COMMAND"
 
 

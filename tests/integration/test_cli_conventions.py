@@ -95,3 +95,16 @@ def test_a_topic_option_a_broker_would_refuse_is_a_one_line_error(argv: list[str
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert why in line and "\x1b" not in line and "\x07" not in line, line
+
+
+def test_a_global_option_after_the_command_says_where_it_goes() -> None:
+    """`health --broker URL` said only "unrecognized arguments"."""
+    done = subprocess.run([*ENGINE, "health", "--broker", "mqtt://127.0.0.1:1", "--nothing"], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "unrecognized arguments: --broker mqtt://127.0.0.1:1 --nothing; --broker goes before the command" in line
+    assert "--nothing goes" not in line
+    plain = subprocess.run([*ENGINE, "health", "--nothing"], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+    assert plain.returncode == 2 and "before the command" not in plain.stderr
