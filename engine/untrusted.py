@@ -20,6 +20,7 @@ Nothing here imports textual (engine rule).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -98,6 +99,7 @@ def _no_constant(name: str) -> Any:
 # which cost about as much as parsing a result.
 _FINITE_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 _DECODER = json.JSONDecoder()
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 def loads_json(data: bytes | str, *, non_finite: bool = False) -> Any:
@@ -156,6 +158,19 @@ def _text(value: Any) -> str:
     return clean_text(value)
 
 
+def _reason(value: Any) -> str:
+    """Why a role stopped: text, or any other JSON value (a number, an object) as its JSON text, so that an
+    `error` status still says why. Encoded lazily and cut: an object of any size costs TEXT_LIMIT pieces."""
+    if isinstance(value, str):
+        return clean_text(value)
+    pieces = _ENCODER.iterencode(value)
+    try:
+        text = "".join(itertools.islice(pieces, TEXT_LIMIT + 1))  # each piece is a character or more
+    except (RecursionError, TypeError, ValueError):
+        raise _Bad from None
+    return clean_text(text)
+
+
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Bad
@@ -211,7 +226,7 @@ def _last(value: Any) -> dict[str, Any]:
 _FIELDS: dict[str, Callable[[Any], Any]] = {
     # every role
     "role": _text, "id": _text, "state": lambda v: clean_text(_text(v), 40), "host": _text,
-    "reason": _text, "pid": _count, "ts": _number, "uptime": _number, "connected": _flag, "subscribed": _flag,
+    "reason": _reason, "pid": _count, "ts": _number, "uptime": _number, "connected": _flag, "subscribed": _flag,
     "sessions_lost": _count,
     # input
     "dataset": _text, "size": _count, "sent": _count, "rate": _number, "rate_actual": _number, "qos": _qos,
@@ -251,7 +266,7 @@ def clean_status(data: dict[str, Any]) -> tuple[dict[str, Any], int]:
 
     Known fields must have their type and range (counts are non-negative integers, numbers finite and
     non-negative, `qos` 0-2, ...); null is accepted for any of them but `state`. A field that does not
-    fit is dropped and counted; nothing here raises.
+    fit is dropped and counted; nothing here raises. A `reason` that is not text is kept as its JSON text.
     """
     out: dict[str, Any] = {}
     bad = 0

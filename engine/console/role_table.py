@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.console.snapshot import HISTORY, RoleStatus
 from engine.topics import Topics
-from engine.untrusted import clean_status, json_object, visible_text
+from engine.untrusted import clean_status, clean_text, json_object, visible_text
 
 MAX_ROLES = 1_000  # role entries kept; past it the longest-offline ones go first
 FORGET_OFFLINE_AFTER = 3_600.0  # seconds an offline (or silent) role stays listed
@@ -95,9 +95,10 @@ class RoleTable:
             reason = data.get("reason")
             why = f" ({reason})" if isinstance(reason, str) else ""
             self._add_event("warning", f"{name} went offline{why}")
-        elif state != "offline" and prev == "offline" and not retain:
+        # A role in error has said that it failed (`_problem_events`): not also that it is online.
+        elif state not in ("offline", "error") and prev == "offline" and not retain:
             self._add_event("information", f"{name} is back online")
-        elif prev is None and state != "offline" and not retain:
+        elif prev is None and state not in ("offline", "error") and not retain:
             self._add_event("information", f"{name} is online")
 
     def forget(self, now: float) -> None:
@@ -114,7 +115,7 @@ class RoleTable:
         """A role that reports an error (a dead thread) or a lost durable session: one notification each."""
         if data.get("state") == "error" and prev != "error":
             reason = data.get("reason")
-            why = " ".join(reason.split())[:200] if isinstance(reason, str) else "no reason given"
+            why = clean_text(" ".join(reason.split()), 200) if isinstance(reason, str) else "no reason given"
             self._add_event("error", f"{name} failed: {why}")
         lost = data.get("sessions_lost")
         if isinstance(lost, int) and not isinstance(lost, bool) and lost > entry.sessions_lost:

@@ -329,6 +329,39 @@ async def test_console_starts_and_stays_up_on_hostile_retained_statuses(
         assert app.is_running
 
 
+@pytest.mark.needs_mosquitto
+async def test_an_error_status_whose_reason_is_not_text_says_it_failed_and_why(
+        mosquitto_broker: EmbeddedBroker, started) -> None:
+    """`{"state": "error", "reason": 42}` said "failed: no reason given" and at once "is online": it says it
+    failed with the reason's JSON (escaped, cut), and nothing of being online."""
+    observer = started(Observer(mosquitto_broker.address))
+    app = make_app(observer)
+    notes: list[str] = []
+    notify = app.notify
+
+    def recording(message: str, *args: Any, **kwargs: Any) -> None:
+        notes.append(str(message))
+        notify(message, *args, **kwargs)
+
+    app.notify = recording  # type: ignore[method-assign]
+    reason = {"disk": "[/] full" + OSC_TITLE, "n": list(range(500))}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.snap is not None and app.snap.subscribed, "not connected")
+        publish_all(mosquitto_broker.address, [
+            ("mnist/status/infer/w9", b'{"state": "error", "reason": 42}', False),
+            ("mnist/status/infer/w8", json.dumps({"state": "error", "reason": reason}).encode(), False),
+            ("mnist/status/infer/w7", b'{"state": "running"}', False),  # online, said after the two above
+        ])
+        await until(pilot, lambda: any("w7 is online" in n for n in notes), lambda: str(notes))
+        assert "infer w9 failed: 42" in notes, notes
+        w8 = next((n for n in notes if "infer w8 failed: " in n), "")
+        assert w8.startswith('infer w8 failed: {"disk": "[/] full\\u001b]2;PWN'), notes
+        assert w8.endswith("…") and len(w8) < 300, w8
+        assert not [n for n in notes if "w9 is" in n or "w8 is" in n or "no reason" in n], notes
+        await pilot.pause(0.3)
+        assert_clean_screen(app)
+
+
 LOOK_ALIKES = ["infer-1", "infer\u200b-1", "infer\u202e-1", "infer\ufeff-1", "infer-1\u034f", "infer-1\ufe0f",
                "infer\\u200b-1", "w" * 290 + "A" * 10, "w" * 290 + "B" * 10]
 
