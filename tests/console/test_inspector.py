@@ -598,6 +598,43 @@ async def test_message_columns_fit_the_topic_shown(mosquitto_broker: EmbeddedBro
         assert await widths_for("lab/small") == small
 
 
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+async def test_the_inspector_message_list_fits_its_columns(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                          publisher: Publisher, size: tuple[int, int]) -> None:
+    """At 80x24 the inspector's list (23 cells) was cut to `time qos R s`: there it takes compact columns
+    (time to the second, q, R, a short size; the payload is beside it) that all fit; at 120x40 the full ones."""
+    def send() -> None:
+        publisher.send("lab/big", b"x" * 300_000)
+        publisher.send("lab/big", b"y" * 2_000)
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=size) as pilot:
+        tree = await start(app, pilot, {"lab/big"}, send)
+        await select(pilot, tree, "lab/big")
+        await pilot.press("i")
+        screen = await until(pilot, lambda: isinstance(app.screen, InspectorScreen) and app.screen, "no inspector")
+        table = screen.query_one(MessagesTable)
+        await until(pilot, lambda: table.row_count == 2, lambda: f"{table.row_count} rows")
+        await pilot.pause()
+        labels = [str(c.label) for c in table.columns.values()]
+        widths = [c.get_render_width(table) for c in table.columns.values()]
+        if size == (80, 24):
+            assert labels == ["time", "q", "R", "size"], labels
+            assert sum(widths) <= table.scrollable_content_region.width, (widths, table.scrollable_content_region)
+            oldest = [str(c) for c in table.get_row_at(1)]
+            assert len(oldest[0]) == 8 and oldest[3] == "293K", oldest  # 14:03:07
+        else:
+            assert labels == ["time", "qos", "R", "size", "payload"], labels
+            oldest = [str(c) for c in table.get_row_at(1)]
+            assert len(oldest[0]) == 12 and oldest[3] == "293.0 KiB", oldest  # 14:03:07.123
+            await pilot.resize_terminal(80, 24)  # narrowed: the list takes the compact columns, and back
+            await until(pilot, lambda: [str(c.label) for c in table.columns.values()] == ["time", "q", "R", "size"],
+                        lambda: f"columns at 80x24: {[str(c.label) for c in table.columns.values()]}")
+            await pilot.resize_terminal(*size)
+            await until(pilot, lambda: [str(c.label) for c in table.columns.values()] == labels,
+                        lambda: f"columns at 120x40 again: {[str(c.label) for c in table.columns.values()]}")
+
+
 def test_render_payload_shows_properties_escaped() -> None:
     m = Message(1, 0.0, "t", 0, False, 2, b"hi", MessageProps(content_type="text/[red]x"))
     assert "content type[/] text/\\[red]x" in render_payload(m).info

@@ -33,6 +33,9 @@ from tui.widgets.palette import palette
 
 PREVIEW = 40
 MAIN_ROWS = 30
+# Cells of the message list below which it takes compact columns: the full ones need 28 to show a size
+# (time 12, qos 3, R 1, "size" 4, a space either side of each); the inspector's list has 23 at 80 columns.
+COMPACT_BELOW = 28
 
 
 def preview(payload: bytes) -> str:
@@ -43,25 +46,44 @@ def preview(payload: bytes) -> str:
     return text.replace("\n", " ")
 
 
-def add_columns(table: DataTable[Any], sizes: Sequence[str] = (), previews: Sequence[str] = ()) -> None:
+def add_columns(table: MessagesTable, sizes: Sequence[str] = (), previews: Sequence[str] = (),
+                compact: bool = False) -> None:
     """The message list's columns, as wide as the `sizes` and `previews` about to be shown need.
 
     Set here rather than measured by the table when it is next idle: a column it measures only ever grows
     (so one topic's wide sizes stayed on the next), and a frame drawn before it measures shows the new rows
     in the columns' bare label widths.
+
+    `compact` (a list under COMPACT_BELOW cells, as the inspector's at 80 columns): the time to the second, qos
+    as `q`, a short size and no payload (the payload view beside it shows that), so that every column fits.
     """
     def fit(label: str, cells: Sequence[str]) -> int:
         return max([cell_len(label), *map(cell_len, cells)])
 
-    table.add_column("time", key="time", width=12)  # 14:03:07.123
-    table.add_column("qos", key="qos", width=3)
+    table.compact = compact
+    table.add_column("time", key="time", width=8 if compact else 12)  # 14:03:07 or 14:03:07.123
+    table.add_column("q" if compact else "qos", key="qos", width=1 if compact else 3)
     table.add_column("R", key="retain", width=1)
     table.add_column("size", key="size", width=fit("size", sizes))
-    table.add_column("payload", key="preview", width=fit("payload", previews))
+    if not compact:
+        table.add_column("payload", key="preview", width=fit("payload", previews))
 
 
 class MessagesTable(DataTable[Any]):
     BINDINGS = [Binding("escape", "back", "Tree", show=False)]
+
+    class Refit(TextualMessage):
+        """The list's width now calls for the other set of columns (`add_columns`)."""
+
+    compact = False  # the columns are the compact set
+
+    def wants_compact(self) -> bool:
+        """Too narrow for the full columns (not yet laid out: it has no width, and gets the full ones)."""
+        return 0 < self.content_size.width < COMPACT_BELOW
+
+    def on_resize(self) -> None:
+        if self.wants_compact() != self.compact:
+            self.post_message(self.Refit())
 
     def action_back(self) -> None:
         self.screen.query_one(TopicTree).focus()
@@ -176,23 +198,30 @@ class TopicsPane(Vertical):
                 return
             self._blank_for = blank_for
         self._messages = messages
+        self._fill_table()
+
+    @on(MessagesTable.Refit)
+    def _fill_table(self) -> None:
+        """The message list anew from `_messages`, in the columns its width calls for."""
         table = self.query_one(MessagesTable)
         pal = palette(self.app)
         keep = self._selected_seq
-        newest_first = tuple(reversed(messages))[: self.max_rows]
-        sizes = [fmt.size(m.size) for m in newest_first]
-        previews = [preview(m.payload) for m in newest_first]
+        newest_first = tuple(reversed(self._messages))[: self.max_rows]
+        compact = table.wants_compact()
+        sizes = [(fmt.short_size if compact else fmt.size)(m.size) for m in newest_first]
+        previews = [] if compact else [preview(m.payload) for m in newest_first]
         table.clear(columns=True)
-        add_columns(table, sizes, previews)
-        for m, size, text in zip(newest_first, sizes, previews, strict=True):
-            table.add_row(
-                Text(fmt.clock(m.t), style=pal.muted),
+        add_columns(table, sizes, previews, compact)
+        for i, (m, size) in enumerate(zip(newest_first, sizes, strict=True)):
+            cells: list[Any] = [
+                Text(fmt.clock(m.t, millis=not compact), style=pal.muted),
                 str(m.qos),
                 Text("R", style=pal.warn) if m.retain else "",
                 Text(size, justify="right"),
-                Text(text, style=pal.muted, no_wrap=True),
-                key=str(m.seq),
-            )
+            ]
+            if not compact:
+                cells.append(Text(previews[i], style=pal.muted, no_wrap=True))
+            table.add_row(*cells, key=str(m.seq))
         index = 0
         if keep is not None:
             for i, m in enumerate(newest_first):

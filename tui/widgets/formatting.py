@@ -77,6 +77,20 @@ def size(n: int) -> str:
     return f"{n / 1024 / 1024:.1f} MiB"
 
 
+def short_size(n: int) -> str:
+    """Bytes in at most four characters, for a narrow column: 268B, 9.9K, 293K, 1.0M (KiB, MiB, GiB)."""
+    if n < 1000:
+        return f"{n}B"
+    value = n / 1024
+    for unit in ("K", "M", "G"):
+        if value < 9.95:
+            return f"{value:.1f}{unit}"
+        if value < 999.5:
+            return f"{value:.0f}{unit}"
+        value /= 1024
+    return f"{value:.1f}T"
+
+
 def clock(t: float, millis: bool = True) -> str:
     """Local time of day: 14:03:07.123."""
     lt = time.localtime(t)
