@@ -77,8 +77,8 @@ def test_rate_ladder_reaches_max_in_ten_presses() -> None:
     assert next_rate(0, -1) == RATE_STEPS[-1] and next_rate(1, -1) == 1
 
 
-@pytest.mark.parametrize(("text", "rate"), [("max", 0), ("MAX", 0), ("0", 0), ("250", 250), (" 0.5 ", 0.5),
-                                            ("1,500", 1500), ("20/s", 20)])
+@pytest.mark.parametrize(("text", "rate"), [("max", 0), ("MAX", 0), ("0", 0), ("0.0", 0), ("0/s", 0), ("250", 250),
+                                            (" 0.5 ", 0.5), ("1,500", 1500), ("20/s", 20)])
 def test_typed_rates(text: str, rate: float) -> None:
     assert parse_rate(text) == rate
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from helpers import MqttProbe, wait_for
 from helpers import pilot_until as until
+from rich.cells import cell_len
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -273,6 +274,36 @@ async def test_topics_pane_lists_result_and_draws_png(pipeline: LocalPipeline, m
     await run(app, body)
 
 
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+async def test_a_result_without_its_image_says_so_in_full(mosquitto_broker: EmbeddedBroker, make_app,
+                                                          size: tuple[int, int]) -> None:
+    """The detail view of a result whose image the console never saw said "image not at hand (the console
+    keeps the last 5,000 images ..." cut at the digit's width (56 cells at 120x40, 28 at 80x24): it wraps."""
+    from tui.results.result_detail import ResultDetail
+
+    app = make_app(mosquitto_broker.address)
+
+    async def body(pilot: Pilot[Any]) -> None:
+        probe = MqttProbe(mosquitto_broker.address)
+        try:
+            probe.publish("result", json.dumps({"id": "elsewhere-1", "pred": 3, "worker": "w"}), qos=1)
+        finally:
+            probe.close()
+        await until(pilot, lambda: len(app.snap.results) == 1, "the result not seen")
+        app.push_screen(ResultDetail(list(app.snap.results), 0, app.observer))
+        await until(pilot, lambda: isinstance(app.screen, ResultDetail) and app.screen.image_state == "gone",
+                    lambda: f"image {getattr(app.screen, 'image_state', None)}")
+        await pilot.pause()
+        digit = app.screen.query_one(DigitView)
+        width, height = digit.content_size
+        lines = ["".join(seg.text for seg in digit.render_line(y)) for y in range(height)]
+        assert all(cell_len(line) == width for line in lines), lines
+        assert "the console keeps the last 5,000 images it saw)" in digit.placeholder
+        assert " ".join(" ".join(lines).split()) == digit.placeholder, lines  # every word, in order
+
+    await run(app, body, size=size)
+
+
 async def test_publish_dialog_sends_a_message(mosquitto_broker: EmbeddedBroker, make_app) -> None:
     app = make_app(mosquitto_broker.address)
     probe = MqttProbe(mosquitto_broker.address, "test/#", qos=2)
@@ -333,6 +364,32 @@ async def test_dialog_errors_show_typed_brackets_as_written(mosquitto_broker: Em
         assert app.return_code is None
 
     await run(app, body)
+
+
+async def test_the_rate_dialog_says_that_0_is_max(mosquitto_broker: EmbeddedBroker, make_app) -> None:
+    """0 is a rate, as `--rate 0` is: as fast as the workers take. The hint says so, a typed 0.0 is taken as
+    it, and the error for a rate below the least says so too (it said "a rate is from 0.01").
+    """
+    from tui.publisher.rate_dialog import RateDialog
+
+    app = make_app(mosquitto_broker.address)
+    chosen: list[float | None] = []
+
+    async def body(pilot: Pilot[Any]) -> None:
+        app.push_screen(RateDialog("10"), chosen.append)
+        await until(pilot, lambda: isinstance(app.screen, RateDialog) and app.screen.query(Input), "no rate dialog")
+        hint = str(app.screen.query_one(".dialog-hint").render())
+        assert "0 or max: as fast as the workers take" in hint, hint
+        app.screen.query_one(Input).value = "0.001"
+        await pilot.press("enter")
+        error = app.screen.query_one("#rate-error")
+        await until(pilot, lambda: str(error.render()).startswith("a rate is 0 or max"), lambda: str(error.render()))
+        assert "from 0.01 to 100,000/s" in str(error.render())
+        app.screen.query_one(Input).value = "0.0"
+        await pilot.press("enter")
+        await until(pilot, lambda: chosen == [0.0], lambda: f"the dialog gave {chosen}: {error.render()}")
+
+    await run(app, body, size=(80, 24))
 
 
 async def test_filter_dialog_refuses_bad_filters(mosquitto_broker: EmbeddedBroker, make_app) -> None:

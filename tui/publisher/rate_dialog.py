@@ -13,21 +13,24 @@ from engine.errors import ConfigError
 from engine.roles.publisher import MAX_RATE, MIN_RATE, valid_rate
 from tui.toasts import clear_passing
 
-HINT = "images per second (0.5, 20, 1500) or [b]max[/] (as fast as the workers take); [b]+[/] and [b]-[/] step it"
+HINT = ("images per second (0.5, 20, 1500), or [b]0[/] or [b]max[/]: as fast as the workers take; "
+        "[b]+[/] and [b]-[/] step it")
 
 
 def parse_rate(text: str) -> float:
-    """A typed rate: MIN_RATE to MAX_RATE, or max (or 0), which both mean as fast as it can (0)."""
+    """A typed rate: what the engine takes (`valid_rate`, as `--rate` does): MIN_RATE to MAX_RATE, or 0 (also
+    typed as max), which means as fast as it can."""
     word = text.strip().lower().removesuffix("/s").strip()
-    if word in ("max", "0"):
+    if word == "max":
         return 0.0
     try:
         value = float(word.replace(",", "").replace("_", ""))
     except ValueError:
         raise ConfigError(f"not a rate: {text.strip()[:40]!r} (a number of images per second, or max)") from None
-    if not valid_rate(value) or value == 0:  # a typed 0 is max, above; "0.0" is not a rate
-        raise ConfigError(f"a rate is from {MIN_RATE:g} to {MAX_RATE:,g}/s, or max")
-    return value
+    if not valid_rate(value):
+        raise ConfigError(f"a rate is 0 or max (as fast as the workers take), or from {MIN_RATE:g} to "
+                          f"{MAX_RATE:,g}/s")
+    return value or 0.0  # -0.0 too
 
 
 class RateDialog(ModalScreen[float | None]):

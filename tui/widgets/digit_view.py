@@ -5,6 +5,7 @@ from __future__ import annotations
 from PIL import Image
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -27,6 +28,8 @@ class DigitView(Widget):
         self._error: str | None = None
         self._strips: list[Strip] = []
         self._strips_for: tuple[int, int] | None = None
+        self._text: list[str] = []
+        self._text_for: tuple[str, int] | None = None
 
     @property
     def has_image(self) -> bool:
@@ -74,13 +77,23 @@ class DigitView(Widget):
             self._strips = out
         return self._strips
 
+    def _text_lines(self, text: str, width: int) -> list[str]:
+        """`text` wrapped to `width` cells, each line centred (a sentence longer than the widget was cut)."""
+        if self._text_for != (text, width):
+            self._text_for = (text, width)
+            lines = Text(text).wrap(self.app.console, width, justify="center", overflow="fold")
+            self._text = [line.plain for line in lines]
+        return self._text
+
     def render_line(self, y: int) -> Strip:
-        width = self.content_size.width
+        width, height = self.content_size
         if self._image is None:
             text = self._error or self.placeholder
-            if y == self.content_size.height // 2 and width > 0:
-                text = text[:width].center(width)
-                return Strip([Segment(text, self.rich_style + Style(dim=True))], width)
+            lines = self._text_lines(text, width) if text and width > 0 else []
+            top = max(0, height // 2 - len(lines) // 2)  # one line: in the middle row, as ever
+            if top <= y < top + len(lines):
+                style = self.rich_style + Style(dim=True)
+                return Strip([Segment(lines[y - top], style)]).adjust_cell_length(width, style)
             return Strip.blank(width, self.rich_style)
         strips = self._layout_strips()
         return strips[y] if y < len(strips) else Strip.blank(width, self.rich_style)
