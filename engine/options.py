@@ -217,8 +217,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         reply_prefix=f"{prefix}/reply",
     )
     for name in (topics.images, topics.results, prefix):
-        if not name or any(c in name for c in "+#") or "\0" in name:
-            raise ConfigError(f"bad topic name {name!r}: no wildcards in a topic to publish on")
+        validate_topic(name)  # as --image-topic, --result-topic and --topic-prefix were (a caller without them)
     # the deepest topic under the prefix is <prefix>/reply/<role>/<id>: three levels more
     deepest = max(prefix.count("/") + 4, topics.images.count("/") + 1, topics.results.count("/") + 1)
     if deepest > MAX_LEVELS:
