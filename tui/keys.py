@@ -59,7 +59,7 @@ PUBLISHER = (
         display="+", everywhere=True, command="Faster"),
     Key("minus", "app.slower", "Slower", "publish slower (a step down)", display="-", everywhere=True,
         command="Slower"),
-    Key("r", "app.rate", "Rate", "type a rate: images per second, or max", everywhere=True,
+    Key("r", "app.rate", "Rate", "type a rate: images per second, or 0 or max", everywhere=True,
         command="Set the publishing rate"),
 )
 

@@ -358,6 +358,9 @@ async def test_an_error_status_whose_reason_is_not_text_says_it_failed_and_why(
         assert w8.startswith('infer w8 failed: {"disk": "[/] full\\u001b]2;PWN'), notes
         assert w8.endswith("…") and len(w8) < 300, w8
         assert not [n for n in notes if "w9 is" in n or "w8 is" in n or "no reason" in n], notes
+        pane = app.screen.query_one("#workers")  # the two in error are not counted as online ("3 of 3 online")
+        await until(pilot, lambda: str(pane.border_subtitle).startswith("1 of 3 online · 2 failed"),
+                    lambda: str(pane.border_subtitle))
         await pilot.pause(0.3)
         assert_clean_screen(app)
 

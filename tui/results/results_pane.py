@@ -37,7 +37,7 @@ def subtitle_text(received: int, skipped: int, narrow: bool, counted_only: int =
     (engine/console/keep_up.py: they were answered, this view does not count them); `counted_only`: of
     `received`, those counted but not decoded (engine/console/sampling.py: the list and the figures above
     it are of the rest, a sample)."""
-    text = f"{fmt.count(received)} results" if received else ""
+    text = fmt.plural(received, "result") if received else ""
     if counted_only and received:
         share = (received - counted_only) * 100 // received
         text += f" · {'<1' if share < 1 else share}% sampled"

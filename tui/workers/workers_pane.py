@@ -325,8 +325,10 @@ class WorkersPane(Vertical):
             self.query_one(WorkerCharts).update_snapshot(snap)
         others = [r for r in snap.roles if r.role != "infer" and r.online]
         silent = sum(r.silent(snap.time) for r in workers)  # a status kept at the broker after its role died
-        online = sum(r.online for r in workers) - silent
-        subtitle = f"{online} of {len(workers)} online" + (f" · {silent} silent" if silent else "") if workers else ""
+        failed = sum(r.online and r.state == "error" and not r.silent(snap.time) for r in workers)
+        online = sum(r.online for r in workers) - silent - failed  # a worker in error is connected, not working
+        subtitle = (f"{online} of {len(workers)} online" + (f" · {silent} silent" if silent else "")
+                    + (f" · {failed} failed" if failed else "")) if workers else ""
         if others:
             kinds = ", ".join(sorted({r.role for r in others}))
             subtitle += (" · " if subtitle else "") + f"also: {kinds}"
