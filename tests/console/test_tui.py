@@ -304,6 +304,39 @@ async def test_a_result_without_its_image_says_so_in_full(mosquitto_broker: Embe
     await run(app, body, size=size)
 
 
+async def test_the_result_detail_takes_the_layout_of_a_new_terminal_size(mosquitto_broker: EmbeddedBroker,
+                                                                         make_app) -> None:
+    """Opened at 120x40 (the large layout) and then shrunk to 80x24, its right-hand column was cut off: the
+    layout was chosen once, when it opened."""
+    from tui.results.result_detail import ResultDetail
+
+    app = make_app(mosquitto_broker.address)
+
+    async def body(pilot: Pilot[Any]) -> None:
+        probe = MqttProbe(mosquitto_broker.address)
+        try:
+            probe.publish("result", json.dumps({"id": "r-1", "pred": 3, "probs": [0.1] * 10}), qos=1)
+        finally:
+            probe.close()
+        await until(pilot, lambda: len(app.snap.results) == 1, "the result not seen")
+        app.push_screen(ResultDetail(list(app.snap.results), 0, app.observer))
+        await until(pilot, lambda: isinstance(app.screen, ResultDetail) and app.screen.query("#detail-side"),
+                    "no detail")
+        box = app.screen.query_one("#detail")
+
+        def inside() -> bool:
+            side = app.screen.query_one("#detail-side").region
+            return side.width > 0 and side.right <= app.size.width and side.bottom <= app.size.height
+
+        for size, large in (((80, 24), False), ((120, 40), True), ((80, 24), False)):
+            await pilot.resize_terminal(*size)
+            await until(pilot, lambda lg=large: box.has_class("-large") == lg and inside(),
+                        lambda: f"{app.size}: -large {box.has_class('-large')}, "
+                                f"side {app.screen.query_one('#detail-side').region}")
+
+    await run(app, body, size=(120, 40))
+
+
 async def test_publish_dialog_sends_a_message(mosquitto_broker: EmbeddedBroker, make_app) -> None:
     app = make_app(mosquitto_broker.address)
     probe = MqttProbe(mosquitto_broker.address, "test/#", qos=2)

@@ -14,6 +14,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.events import Resize
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -85,9 +86,15 @@ class ResultDetail(ModalScreen[None]):
             yield Static("[dim]← → previous / next result · escape closes[/]", classes="dialog-hint")
 
     def on_mount(self) -> None:
-        large = self.app.size.width >= LARGE[0] and self.app.size.height >= LARGE[1]
-        self.query_one("#detail", Vertical).set_class(large, "-large")
+        self._fit(self.app.size.width, self.app.size.height)
         self._show()
+
+    def on_resize(self, event: Resize) -> None:
+        self._fit(event.size.width, event.size.height)  # opened at 120x40, then 80x24: its side was cut
+
+    def _fit(self, width: int, height: int) -> None:
+        # query, not query_one: the first resize comes before the screen's children are mounted
+        self.query("#detail").set_class(width >= LARGE[0] and height >= LARGE[1], "-large")
 
     def action_close(self) -> None:
         self.dismiss(None)
