@@ -82,7 +82,7 @@ TOPICS = (
     Key("p", "app.publish", "Publish", "publish a message (topic, payload, QoS, retain)", everywhere=True,
         command="Publish a message"),
     Key("x", "app.clear_retained", "Unretain", "clear the retained message of the selected topic",
-        command="Clear retained message"),
+        command="Clear retained message", footer=False),
     Key("s", "app.toggle_pause", "Pause", "pause or resume the inspector (topics hold still, results go on)",
         command="Pause or resume the inspector"),
     Key("up,down,enter", "", "", "pick a topic; enter goes to its messages, escape back", display="↑ ↓ enter"),
@@ -100,8 +100,7 @@ TOPICS = (
     Key("w", "save", "Save", "save the payload to a new file here (0600)", footer=False),
     Key("R", "republish", "Re-publish", "edit and re-publish the selected message", footer=False),
     Key("g", "plot", "Plot", "plot the topic's numbers or a JSON number field over time", footer=False),
-    Key("i", "inspector", "Inspector", "full-screen inspector: tree, history, payload (i: back)",
-        footer=False),
+    Key("i", "inspector", "Inspector", "full-screen inspector: tree, history, payload (i: back)"),
 )
 
 DRAW = (
