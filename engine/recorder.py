@@ -361,8 +361,8 @@ class _Link:
 
     def check(self, sent: int) -> None:
         if self.refused is not None:
-            raise BrokerError(f"the broker closed the connection after {sent:,} messages were sent ({self.refused}): "
-                              "it refused one of them (too large for it, or a topic it does not take?)")
+            raise BrokerError(f"the connection to the broker was lost after {sent:,} messages were sent "
+                              f"({self.refused}): did it refuse one of them?")
 
 
 def _packet_size(rec: Recorded, topic: str) -> int:
@@ -407,38 +407,58 @@ def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float
                 props = props_from_json(rec.props) if protocol == 5 else None
                 info = client.publish(topic, rec.payload, qos=rec.qos, retain=rec.retain, properties=props)
                 pending.append(info)
-                if len(pending) > 1000:
-                    _wait_for(pending.pop(0), link, sent)
                 sent += 1
+                if len(pending) > 1000 and not _wait_for(pending[0], link, sent, stop):
+                    if stop.is_set():
+                        break  # _settle says what was not confirmed
+                    raise BrokerError(f"the broker did not confirm a message within 30 s after {sent:,} were sent")
+                if len(pending) > 1000:
+                    pending.pop(0)
         except (ConfigError, BrokerError):  # a damaged line: what was published before it still reaches the broker
-            _settle(client, pending, link, sent)
+            with contextlib.suppress(BrokerError):  # the first error is the one to tell
+                _settle(client, pending, link, sent, stop)
             raise
-        _settle(client, pending, link, sent)
+        _settle(client, pending, link, sent, stop)
     finally:
         client.disconnect()
         client.loop_stop()
     return sent
 
 
-def _wait_for(info: mqtt.MQTTMessageInfo, link: _Link, sent: int, timeout: float = 30.0) -> None:
-    """Wait until the broker has taken one publish; BrokerError as soon as it dropped the connection."""
+STOP_GRACE = 2.0  # seconds a stopped replay still waits for the broker to confirm what it sent
+
+
+def _wait_for(info: mqtt.MQTTMessageInfo, link: _Link, sent: int, stop: threading.Event | SignalStop,
+              timeout: float = 30.0) -> bool:
+    """Wait until the broker has taken one publish: True once it has; BrokerError as soon as it dropped the
+    connection; False when `timeout` passes, or STOP_GRACE after a stop was asked for."""
     deadline = time.monotonic() + timeout
-    while info.rc == mqtt.MQTT_ERR_SUCCESS and not info.is_published() and time.monotonic() < deadline:
+    stopping = False
+    while info.rc == mqtt.MQTT_ERR_SUCCESS and not info.is_published():
         link.check(sent)
+        if stop.is_set() and not stopping:
+            stopping, deadline = True, min(deadline, time.monotonic() + STOP_GRACE)
+        if time.monotonic() >= deadline:
+            return False
         with contextlib.suppress(RuntimeError, ValueError):
             info.wait_for_publish(timeout=0.1)
+    return True
 
 
-def _settle(client: FastClient, pending: list[mqtt.MQTTMessageInfo], link: _Link, sent: int) -> None:
+def _settle(client: FastClient, pending: list[mqtt.MQTTMessageInfo], link: _Link, sent: int,
+            stop: threading.Event | SignalStop) -> None:
     """Wait until the broker has taken each publish (QoS 1 and 2 beyond paho's in-flight window are sent then),
     then for a round trip: once the broker answers it, it has read every publish before, and a refused QoS 0
-    message, which it answers by closing the connection without a word, has been refused."""
-    for info in pending:
-        _wait_for(info, link, sent)
-    if link.refused is None and not client.round_trip(15.0):
+    message, which it answers by closing the connection without a word, has been refused. A stop asked for
+    meanwhile waits STOP_GRACE at most (a broker that stopped answering held a Ctrl-C for a minute)."""
+    for i, info in enumerate(pending):
+        if not _wait_for(info, link, sent, stop):
+            raise BrokerError(f"the broker had not confirmed the last {len(pending) - i:,} of the {sent:,} "
+                              f"messages sent {'when replay was stopped' if stop.is_set() else 'within 30 s'}")
+    if link.refused is None and not client.round_trip(STOP_GRACE if stop.is_set() else 15.0):
         link.check(sent)
-        raise BrokerError(f"the broker did not answer within 15 s after {sent:,} messages: whether it took the "
-                          "last of them is not known")
+        raise BrokerError(f"the broker did not answer after {sent:,} messages: whether it took the last of them "
+                          "is not known")
     link.check(sent)
 
 

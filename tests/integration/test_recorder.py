@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -275,6 +277,35 @@ def test_replay_of_a_message_the_broker_refuses_says_so_at_once(mosquitto_broker
     expected = "the broker takes at most 4,194,304" if protocol == "5" else "the broker closed the connection"
     assert expected in line and "replayed" not in done.stdout, line
     assert [(m.topic, m.payload) for m in seen.wait_count(1)] == [("replay/ok", b"small")]
+
+
+def test_replay_stopped_while_the_broker_does_not_answer_ends_soon_and_says_so(mosquitto_broker, probe_factory,
+                                                                               tmp_path) -> None:
+    """SIGTERM to a replay whose broker had stopped answering (SIGSTOP) took about a minute (30 s a message
+    for its confirmation, until the keep-alive gave up), then blamed the messages. It waits a short grace."""
+    path = tmp_path / "slow.ndjson"
+    lines = [{"format": "mnist-tui-record", "version": 1, "started": 0}] + [
+        {"t": i * 0.002, "topic": "slow/x", "payload": base64.b64encode(b"x" * 100).decode(), "qos": 1}
+        for i in range(5000)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    seen = probe_factory(mosquitto_broker.address, ["slow/#"])
+    player = subprocess.Popen([*ENGINE, "--broker", mosquitto_broker.address.url, "replay", str(path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen.wait_count(50)  # replaying
+        os.kill(mosquitto_broker.pid, signal.SIGSTOP)
+        try:
+            player.send_signal(signal.SIGTERM)
+            out, err = player.communicate(timeout=25)  # a minute before
+        finally:
+            os.kill(mosquitto_broker.pid, signal.SIGCONT)
+    finally:
+        player.kill()
+    assert player.returncode == 1, (out, err)
+    (line,) = err.strip().splitlines()
+    # the publishes sent since the broker stopped, or (none yet) the round trip that ends every replay
+    assert ("the broker had not confirmed the last" in line and "when replay was stopped" in line
+            or "the broker did not answer after" in line), line
 
 
 def _recording(tmp_path, record: dict, version: int = 1):
