@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import codecs
+import collections
 import contextlib
 import errno
 import json
@@ -31,7 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from engine.console.topic_filters import validate_topic
+from engine.console.topic_filters import validate_filter, validate_topic
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, probe
@@ -64,6 +65,7 @@ class Recorded:
     qos: int = 0
     retain: bool = False
     props: dict[str, Any] | None = None  # MQTT 5 properties, as props_to_json writes them
+    line: int = 0  # where it was read from (0: not from a file)
 
     def to_json(self) -> str:
         line: dict[str, Any] = {"t": round(self.t, 6), "topic": self.topic, "qos": self.qos, "retain": self.retain,
@@ -217,7 +219,7 @@ def read_recording(path: Path, stream: IO[bytes] | None = None) -> tuple[dict[st
                 if not line.strip():
                     continue
                 try:
-                    record = _record_from(json.loads(line))
+                    record = _record_from(json.loads(line), number)
                 except (ValueError, ConfigError) as exc:
                     if isinstance(exc, json.JSONDecodeError) and not line.endswith("\n"):  # only the last line
                         raise TruncatedRecording(name, number, whole) from None
@@ -229,7 +231,7 @@ def read_recording(path: Path, stream: IO[bytes] | None = None) -> tuple[dict[st
     return header, messages()
 
 
-def _record_from(raw: Any) -> Recorded:
+def _record_from(raw: Any, line: int = 0) -> Recorded:
     """One message of a recording from its parsed line; ValueError or ConfigError saying what is wrong."""
     if not isinstance(raw, dict):
         raise ValueError(f"a JSON {_json_kind(raw)}, not an object")
@@ -239,11 +241,11 @@ def _record_from(raw: Any) -> Recorded:
     t, topic, payload = raw["t"], raw["topic"], raw["payload"]
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= MAX_OFFSET:
         raise ValueError(f"t is not a number of seconds from 0 to {MAX_OFFSET:,.0f}")
-    if not isinstance(topic, str):
-        raise ValueError(f"topic is a JSON {_json_kind(topic)}, not a string")
-    validate_topic(topic)
+    if not isinstance(topic, str) or not topic:
+        raise ValueError(f"topic is a JSON {_json_kind(topic)}, not a topic" if not isinstance(topic, str)
+                         else "topic is empty")
     qos = raw.get("qos", 0)
-    if qos not in (0, 1, 2) or isinstance(qos, bool):
+    if isinstance(qos, bool) or not isinstance(qos, int) or qos not in (0, 1, 2):
         raise ValueError("qos is not 0, 1 or 2")
     retain = raw.get("retain", False)
     if not isinstance(retain, bool):
@@ -256,7 +258,7 @@ def _record_from(raw: Any) -> Recorded:
         raise ValueError("payload is not base64") from None
     props = raw.get("props")
     props_from_json(props)  # checked here, so a bad line is reported with its number
-    return Recorded(float(t), topic, data, qos, retain, props or None)
+    return Recorded(float(t), topic, data, qos, retain, props or None, line)
 
 
 def _json_kind(value: Any) -> str:
@@ -345,15 +347,30 @@ class _Link:
         self.max_packet: int | None = None
         self.refused: str | None = None  # the reason the broker gave, set once it dropped the connection
         self.refusal: str | None = None
+        self.window = 20  # QoS 1 and 2 publishes unconfirmed at most: the broker's Receive Maximum
+        self.rejected = 0  # publishes the broker answered with a failure reason code (MQTT 5)
+        self.rejection: str | None = None  # the first of those reasons
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
 
-    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, props: Any = None) -> None:
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, props: Any = None) -> None:
         if getattr(rc, "is_failure", False):
             self.refusal = str(rc)
         size = getattr(props, "MaximumPacketSize", None)
         self.max_packet = size if isinstance(size, int) and size > 0 else None
+        # No more QoS 1 and 2 messages in flight than the broker takes: mosquitto drops a QoS 2 publish past
+        # its Receive Maximum (20 by default), and says so only by a reason code paho does not act on (nor
+        # does paho keep to the maximum; its own in-flight limit cannot change once connected). MQTT 3.1.1
+        # does not tell the maximum: mosquitto's default, then.
+        most = getattr(props, "ReceiveMaximum", 65_535) if client.protocol == mqtt.MQTTv5 else 20
+        self.window = min(1000, most) if isinstance(most, int) and most > 0 else 20
         self.up.set()
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, rc: Any, _p: Any = None) -> None:
+        if getattr(rc, "is_failure", False):  # not authorized, quota exceeded, ...: the message is not taken
+            self.rejected += 1
+            self.rejection = self.rejection or str(rc)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         if self.refused is None:
@@ -365,10 +382,25 @@ class _Link:
                               f"({self.refused}): did it refuse one of them?")
 
 
-def _packet_size(rec: Recorded, topic: str) -> int:
-    """About the size of the PUBLISH packet of `rec` (fixed header, topic, packet id, properties, payload)."""
-    props = len(json.dumps(rec.props)) if rec.props else 0
-    return 5 + 2 + len(topic.encode("utf-8")) + 2 + props + 4 + len(rec.payload)
+def _where(rec: Recorded, sent: int) -> str:
+    return f"line {rec.line:,}" if rec.line else f"message {sent + 1:,}"
+
+
+def _packet_size(rec: Recorded, topic: str, props: Properties | None) -> int:
+    """The size of the MQTT 5 PUBLISH packet of `rec`: fixed header, topic, packet id (QoS 1 and 2),
+    properties and payload, the whole packet as MQTT 5 counts it against a maximum packet size (mosquitto
+    leaves out its first byte, so it takes one byte more than this allows)."""
+    packed = props.pack() if props is not None else b"\x00"  # the properties' length comes first
+    remaining = 2 + len(topic.encode("utf-8")) + (2 if rec.qos else 0) + len(packed) + len(rec.payload)
+    return 1 + _varint_size(remaining) + remaining
+
+
+def _varint_size(n: int) -> int:
+    size = 1
+    while n >= 128:
+        n //= 128
+        size += 1
+    return size
 
 
 def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float = 1.0, protocol: int = 5,
@@ -380,10 +412,14 @@ def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float
     stop = stop or threading.Event()
     client = make_client(address, default_client_id("replay"), protocol=protocol)
     link = _Link(client)
-    client.connect(address.host, address.port, **connect_kwargs(client))
+    try:
+        client.connect(address.host, address.port, **connect_kwargs(client))
+    except OSError as exc:  # the broker went away since the probe (between two passes of --loop)
+        raise BrokerError(f"cannot reach broker at {address.url}: {exc.strerror or exc}") from None
     client.loop_start()
     sent = 0
     pending: list[mqtt.MQTTMessageInfo] = []
+    inflight: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()  # QoS 1 and 2, unconfirmed
     start = time.monotonic()
     try:
         if not link.up.wait(15.0):
@@ -400,13 +436,29 @@ def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float
                     if delay > 0 and stop.wait(delay):
                         break
                 topic = (topic_map or {}).get(rec.topic, rec.topic)
-                if link.max_packet is not None and (size := _packet_size(rec, topic)) > link.max_packet:
-                    raise BrokerError(f"message {sent + 1:,} (on {visible_text(topic)!r}) is a packet of about "
-                                      f"{size:,} bytes: the broker takes at most {link.max_packet:,}; replayed "
-                                      f"the {sent:,} before it")
+                try:
+                    validate_topic(topic)  # after --map: a topic a broker refuses can be mapped to another
+                except ConfigError as exc:
+                    raise ConfigError(f"{_where(rec, sent)}: {exc}; replayed the {sent:,} before it "
+                                      "(--map FROM=TO gives it another topic)") from None
                 props = props_from_json(rec.props) if protocol == 5 else None
+                if link.max_packet is not None and (size := _packet_size(rec, topic, props)) > link.max_packet:
+                    raise BrokerError(f"{_where(rec, sent)} (on {visible_text(topic)!r}) is a packet of {size:,} "
+                                      f"bytes: the broker takes at most {link.max_packet:,}; replayed the "
+                                      f"{sent:,} before it")
+                if rec.qos:
+                    while inflight and (inflight[0].is_published() or len(inflight) >= link.window):
+                        if not _wait_for(inflight[0], link, sent, stop):
+                            break
+                        inflight.popleft()
+                    if len(inflight) >= link.window:  # stopped, or 30 s without a confirmation
+                        if stop.is_set():
+                            break
+                        raise BrokerError(f"the broker did not confirm a message within 30 s after {sent:,} were sent")
                 info = client.publish(topic, rec.payload, qos=rec.qos, retain=rec.retain, properties=props)
                 pending.append(info)
+                if rec.qos:
+                    inflight.append(info)
                 sent += 1
                 if len(pending) > 1000 and not _wait_for(pending[0], link, sent, stop):
                     if stop.is_set():
@@ -460,6 +512,9 @@ def _settle(client: FastClient, pending: list[mqtt.MQTTMessageInfo], link: _Link
         raise BrokerError(f"the broker did not answer after {sent:,} messages: whether it took the last of them "
                           "is not known")
     link.check(sent)
+    if link.rejected:
+        raise BrokerError(f"the broker refused {link.rejected:,} of the {sent:,} messages sent (the first: "
+                          f"{link.rejection})")
 
 
 # ----- command line -----
@@ -524,8 +579,10 @@ def run_record(args: argparse.Namespace) -> int:
     address, protocol = _connect_target(args)
     topics = args.record_topics or [args.image_topic, args.result_topic]
     for t in topics:
-        if not t or "#" in t[:-1] or (t.count("#") == 1 and not t.endswith("#")):
-            raise ConfigError(f"bad topic filter {t!r}")
+        try:
+            validate_filter(t)
+        except ConfigError as exc:
+            raise ConfigError(f"bad topic filter {t!r}: {exc}") from None
     to_stdout = str(args.file) == "-"
     out = sys.stdout if to_stdout else open_new_file(args.file, overwrite=args.force)
     stop = _stop_on_signals()
@@ -585,14 +642,17 @@ def run_replay(args: argparse.Namespace) -> int:
     passes = 0
     while True:
         try:
-            sent += replay(address, messages, speed=args.speed, protocol=protocol, stop=stop, topic_map=mapping)
+            this_pass = replay(address, messages, speed=args.speed, protocol=protocol, stop=stop, topic_map=mapping)
         except TruncatedRecording as exc:  # a damaged line, like a bad record: exit status 1
             whole = f"{exc.whole} whole message{'' if exc.whole == 1 else 's'}"
             raise ConfigError(f"recording {where} is truncated: line {exc.line} is cut off; replayed the {whole} "
                               "before it") from None
+        sent += this_pass
         passes += 1
-        if not args.loop or stop.is_set() or (kept is not None and not kept):
+        # a recording without a message loops no more (it reconnected in a busy loop)
+        if not args.loop or stop.is_set() or this_pass == 0:
             break
         messages = iter(kept) if kept is not None else read_recording(args.file)[1]
-    print(f"replayed {sent} messages from {where}" + (f" in {passes} passes" if args.loop else ""))
+    times = f" in {passes} pass{'' if passes == 1 else 'es'}" if args.loop else ""
+    print(f"replayed {sent:,} message{'' if sent == 1 else 's'} from {where}{times}")
     return 0

@@ -58,6 +58,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
 
 import paho.mqtt.client as mqtt
+from paho.mqtt import _packet
 from paho.mqtt.client import (
     MQTTErrorCode,
     MQTTMessage,
@@ -538,6 +539,20 @@ class FastClient(mqtt.Client):
                 break
             mid = super()._mid_generate()
         return mid
+
+    def _handle_pubrec(self) -> MQTTErrorCode:
+        """MQTT 5: a PUBREC with a failure reason code (not authorized, quota exceeded) ends the exchange: the
+        broker did not take the message. It goes to on_publish with that code, and no PUBREL follows. paho
+        sent a PUBREL all the same, and reported the broker's PUBCOMP to it: a refused QoS 2 message looked
+        delivered."""
+        if self._protocol == MQTTv5:
+            result = _packet.decode_pubrec(self._in_packet["command"], self._in_packet["packet"], self._protocol)
+            if result.reason.is_failure:
+                with self._out_message_mutex:
+                    if result.mid in self._out_messages:
+                        return self._do_on_publish(result.mid, result.reason, result.properties)
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._handle_pubrec()
 
     def _do_on_publish(self, mid: int, reason_code: Any, properties: Any) -> MQTTErrorCode:
         # paho calls it under _out_message_mutex when a QoS 1/2 publish is acknowledged (PUBACK, PUBCOMP)
