@@ -540,6 +540,24 @@ class FastClient(mqtt.Client):
             mid = super()._mid_generate()
         return mid
 
+    def _handle_connack(self) -> MQTTErrorCode:
+        """MQTT 5: keep to the broker's Receive Maximum, the QoS 1 and 2 publishes it takes unacknowledged at
+        once. paho does not: mosquitto (20 by default) refused the QoS 2 messages past it with "quota exceeded",
+        and paho's own limit cannot be changed once connected, so it is set here, before anything is sent."""
+        if self._protocol == MQTTv5:
+            with contextlib.suppress(Exception):  # a malformed CONNACK: paho's own handling says so below
+                props = _packet.decode_connack(self._in_packet["command"], self._in_packet["packet"],
+                                               self._protocol).properties
+                most = getattr(props, "ReceiveMaximum", None)
+                wanted = getattr(self, "_mnist_max_inflight", None)
+                if wanted is None:
+                    wanted = self._mnist_max_inflight = self._max_inflight_messages
+                if isinstance(most, int) and most > 0:
+                    self._max_inflight_messages = min(wanted, most) if wanted else most  # 0: paho's "no limit"
+                else:
+                    self._max_inflight_messages = wanted
+        return super()._handle_connack()
+
     def _handle_pubrec(self) -> MQTTErrorCode:
         """MQTT 5: a PUBREC with a failure reason code (not authorized, quota exceeded) ends the exchange: the
         broker did not take the message. It goes to on_publish with that code, and no PUBREL follows. paho

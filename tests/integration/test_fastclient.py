@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import signal
 import socket
 import struct
@@ -25,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.broker import EmbeddedBroker
+from engine.mqtt.broker import EmbeddedBroker, default_config_path
 from engine.mqtt.client import connect_kwargs
 from engine.mqtt.client import make_client as make_fast_client
 from engine.mqtt.fastclient import FastClient
@@ -949,3 +950,29 @@ def test_a_round_trip_after_a_reconnect_that_lost_a_ping(mosquitto_broker: Embed
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+@pytest.mark.needs_mosquitto
+@pytest.mark.parametrize("qos", [1, 2])
+def test_publishes_keep_to_the_brokers_receive_maximum(probe_factory, tmp_path, qos: int) -> None:
+    """mosquitto's default Receive Maximum is 20; paho kept 1,000 QoS 2 publishes in flight, and the broker
+    refused those past 20 with "quota exceeded" in a PUBREC that paho passed over (sending PUBREL and calling
+    the message published). Each publish is taken now, and a refusal would reach on_publish."""
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(re.sub(r"^max_inflight_messages .*$", "max_inflight_messages 20",
+                           default_config_path().read_text(), flags=re.MULTILINE))
+    with EmbeddedBroker(kind="mosquitto", config=conf) as broker:
+        seen = probe_factory(broker.address, "rm/#", qos=2)
+        client = make_fast_client(broker.address, "receive-maximum", protocol=5)
+        refused: list[str] = []
+        client.on_publish = lambda _c, _u, _mid, rc, _p: refused.append(str(rc)) if rc.is_failure else None
+        client.connect(broker.address.host, broker.address.port, **connect_kwargs(client))
+        client.loop_start()
+        try:
+            infos = [client.publish("rm/x", b"%d" % i, qos=qos) for i in range(2000)]
+            wait_for(lambda: all(i.is_published() for i in infos), timeout=60, message="not all confirmed")
+            assert refused == []
+            assert [m.payload for m in seen.wait_count(2000, timeout=60)] == [b"%d" % i for i in range(2000)]
+        finally:
+            client.disconnect()
+            client.loop_stop()
