@@ -969,6 +969,7 @@ def test_publishes_keep_to_the_brokers_receive_maximum(probe_factory, tmp_path, 
         client.connect(broker.address.host, broker.address.port, **connect_kwargs(client))
         client.loop_start()
         try:
+            wait_for(client.is_connected, message="not connected")  # the maximum comes in the CONNACK
             infos = [client.publish("rm/x", b"%d" % i, qos=qos) for i in range(2000)]
             wait_for(lambda: all(i.is_published() for i in infos), timeout=60, message="not all confirmed")
             assert refused == []
