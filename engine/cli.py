@@ -51,6 +51,8 @@ def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.Argu
     add_global_options(parser)
     add_config_options(parser)
     add_connection_options(parser)
+    # what every command reads when given before it: the hint for `health --broker URL` names these only
+    parser.hint_flags = {flag for action in parser._actions for flag in action.option_strings} - {"-h", "--help"}
     add_pipeline_options(parser)
     parser.add_argument("--roles", default=None,
                         help="roles the console starts in-process, comma-separated (default: all three on "

@@ -282,6 +282,8 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (`mnist-tui: error: ...`, exit status 2), without the
     usage block above it: the same for a bad flag and a bad MNIST_* variable."""
 
+    hint_flags: set[str] = set()  # the options a command reads when they come before it (set by build_parser)
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}{self._global_hint(message)} (see --help)\n")
 
@@ -291,7 +293,7 @@ class OneLineParser(argparse.ArgumentParser):
         if not message.startswith(prefix):
             return ""
         known = [word.split("=", 1)[0] for word in message[len(prefix):].split()
-                 if word.startswith("-") and word.split("=", 1)[0] in self._option_string_actions]
+                 if word.startswith("-") and word.split("=", 1)[0] in self.hint_flags]
         if not known:
             return ""
         flags = " ".join(dict.fromkeys(known))
