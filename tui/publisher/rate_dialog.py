@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,12 +19,18 @@ HINT = ("images per second (0.5, 20, 1500), or [b]0[/] or [b]max[/]: as fast as 
         "[b]+[/] and [b]-[/] step it")
 
 
+THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+
+
 def parse_rate(text: str) -> float:
     """A typed rate: what the engine takes (`valid_rate`, as `--rate` does): MIN_RATE to MAX_RATE, or 0 (also
     typed as max), which means as fast as it can."""
     word = text.strip().lower().removesuffix("/s").strip()
     if word == "max":
         return 0.0
+    if "," in word and not THOUSANDS.fullmatch(word):  # "1,5" was read as 15/s
+        raise ConfigError(f"not a rate: {text.strip()[:40]!r} (a comma groups thousands, as in 1,500; "
+                          "a decimal takes a point: 1.5)")
     try:
         value = float(word.replace(",", "").replace("_", ""))
     except ValueError:
