@@ -102,13 +102,21 @@ def topic_filter(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+MAX_OPTION_TOPIC = 1_024  # bytes of --image-topic, --result-topic, --topic-prefix (MQTT allows 65,535)
+
+
 def topic_name(text: str) -> str:
-    """A topic to publish on (or the prefix of some): no wildcards, nothing a broker refuses. A role given
-    `a/#` or a control character as its image topic published into a dropped connection and said it had sent."""
+    """A topic to publish on (or the prefix of some): no wildcards, nothing a broker refuses, at most
+    MAX_OPTION_TOPIC bytes. A role given `a/#` or a control character as its image topic published into a
+    dropped connection and said it had sent; a prefix of 65,530 bytes made topics past MQTT's limit under it."""
     try:
-        return validate_topic(text)
+        validate_topic(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(text.encode("utf-8")) > MAX_OPTION_TOPIC:
+        raise argparse.ArgumentTypeError(f"a topic of {len(text.encode('utf-8')):,} bytes: at most "
+                                         f"{MAX_OPTION_TOPIC:,} here")
+    return text
 
 
 def qos_level(text: str) -> int:

@@ -84,6 +84,7 @@ def test_train_without_its_extra_says_so_in_the_programs_name(monkeypatch: pytes
     (["run", "infer", "--result-topic", "r\x1b[2J"], {}, "argument --result-topic: a topic cannot contain U+001B"),
     (["--topic-prefix", "p/+", "status"], {}, "argument --topic-prefix: bad topic 'p/+'"),
     (["run", "output"], {"MNIST_IMAGE_TOPIC": "x\x07"}, "MNIST_IMAGE_TOPIC='x\\x07': a topic cannot contain U+0007"),
+    (["--topic-prefix", "p" * 65_530, "health"], {}, "a topic of 65,530 bytes: at most 1,024"),
 ])
 def test_a_topic_option_a_broker_would_refuse_is_a_one_line_error(argv: list[str], env: dict[str, str],
                                                                      why: str) -> None:
