@@ -19,6 +19,7 @@ from tui.topics.topics_pane import TopicsPane
 class InspectorScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "close", "Back"),
+        Binding("i", "close", "Back", show=False),  # as it came in
         Binding("question_mark,f1", "app.help", "Help", key_display="?"),
         Binding("q", "app.quit", "Quit"),
     ]

@@ -390,6 +390,10 @@ class TopicsPane(Vertical):
             return
         self.app.push_screen(PlotScreen(topic, self._messages))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """In the inspector, `i` is the screen's (back), not this pane's door to it: left out of its footer."""
+        return not (action == "inspector" and self.inspector)
+
     def action_inspector(self) -> None:
         if self.inspector:
             self.screen.dismiss(None)
