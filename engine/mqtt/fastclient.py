@@ -520,7 +520,17 @@ class FastClient(mqtt.Client):
         if not qos:
             return super().publish(topic, payload, qos, retain, properties)
         with self._out_message_mutex:  # paho's publish takes it too (an RLock): queued and noted at once
-            info = super().publish(topic, payload, qos, retain, properties)
+            if qos == 2 and self._protocol != MQTTv5 and not getattr(self, "_mnist_sends_qos2", False):
+                self._mnist_sends_qos2 = True  # 3.1.1 does not say what the broker takes: see QOS2_WINDOW_311
+                wanted = self._max_inflight_messages
+                self._max_inflight_messages = min(wanted, self.QOS2_WINDOW_311) if wanted else self.QOS2_WINDOW_311
+            limit = self._max_inflight_messages
+            if self._state != _ConnectionState.MQTT_CS_CONNECTED:
+                self._max_inflight_messages = -1  # queued until the CONNACK says how many the broker takes
+            try:
+                info = super().publish(topic, payload, qos, retain, properties)
+            finally:
+                self._max_inflight_messages = limit
             message = self._out_messages.get(info.mid)
             if message is not None and message.info is info:  # stored (not refused): ours to number
                 if message.state == mqtt_ms_queued:
@@ -540,23 +550,55 @@ class FastClient(mqtt.Client):
             mid = super()._mid_generate()
         return mid
 
+    # A broker takes so many QoS 1 and 2 publishes unacknowledged at once (MQTT 5: the Receive Maximum of its
+    # CONNACK; mosquitto's default is 20) and refuses those past it ("quota exceeded"; mosquitto drops QoS 2
+    # ones past it silently on MQTT 3.1.1). paho keeps to none: it sends up to its own limit (1,000 here)
+    # before the CONNACK says what the broker takes, and after a reconnect it sends every unacknowledged
+    # message again at once. So publishes wait for the CONNACK, the window is cut to the broker's maximum
+    # there, and what lies past it is queued again; on 3.1.1 a client that sends QoS 2 keeps to 20.
+    QOS2_WINDOW_311 = 20
+
     def _handle_connack(self) -> MQTTErrorCode:
-        """MQTT 5: keep to the broker's Receive Maximum, the QoS 1 and 2 publishes it takes unacknowledged at
-        once. paho does not: mosquitto (20 by default) refused the QoS 2 messages past it with "quota exceeded",
-        and paho's own limit cannot be changed once connected, so it is set here, before anything is sent."""
+        wanted = getattr(self, "_mnist_max_inflight", None)
+        if wanted is None:
+            wanted = self._mnist_max_inflight = self._max_inflight_messages
+        limit = wanted
         if self._protocol == MQTTv5:
             with contextlib.suppress(Exception):  # a malformed CONNACK: paho's own handling says so below
                 props = _packet.decode_connack(self._in_packet["command"], self._in_packet["packet"],
                                                self._protocol).properties
                 most = getattr(props, "ReceiveMaximum", None)
-                wanted = getattr(self, "_mnist_max_inflight", None)
-                if wanted is None:
-                    wanted = self._mnist_max_inflight = self._max_inflight_messages
                 if isinstance(most, int) and most > 0:
-                    self._max_inflight_messages = min(wanted, most) if wanted else most  # 0: paho's "no limit"
+                    limit = min(wanted, most) if wanted else most  # 0: paho's "no limit"
+        elif getattr(self, "_mnist_sends_qos2", False):
+            limit = min(wanted, self.QOS2_WINDOW_311) if wanted else self.QOS2_WINDOW_311
+        with self._out_message_mutex:
+            self._max_inflight_messages = limit
+            self._requeue_past(limit)
+        rc = super()._handle_connack()
+        with self._out_message_mutex:
+            if self._state == _ConnectionState.MQTT_CS_CONNECTED:
+                update = self._update_inflight()  # paho's CONNACK sends no queued message
+                rc = rc if rc != MQTTErrorCode.MQTT_ERR_SUCCESS else update
+        return rc
+
+    def _requeue_past(self, limit: int) -> None:
+        """Mark the QoS 1 and 2 messages waiting to be sent past the first `limit` in flight as queued, in order
+        (paho's reconnect marks them all to be sent at once), and queue them for `_update_inflight`."""
+        count = 0
+        for m in self._out_messages.values():
+            if m.qos == 0:
+                continue
+            if m.state in (mqtt.mqtt_ms_publish, mqtt_ms_queued):
+                if limit == 0 or count < limit:
+                    m.state = mqtt.mqtt_ms_publish
+                    count += 1
                 else:
-                    self._max_inflight_messages = wanted
-        return super()._handle_connack()
+                    m.state = mqtt_ms_queued
+            elif m.state != mqtt.mqtt_ms_invalid:
+                count += 1  # on the wire already (a PUBREL to send again, or sent before this CONNACK)
+        self._queued_out = deque(mid for mid, m in self._out_messages.items()
+                                 if m.qos and m.state == mqtt_ms_queued)
 
     def _handle_pubrec(self) -> MQTTErrorCode:
         """MQTT 5: a PUBREC with a failure reason code (not authorized, quota exceeded) ends the exchange: the
