@@ -54,6 +54,7 @@ def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.Argu
     # what every command reads when given before it: the hint for `health --broker URL` names these only
     parser.hint_flags = {flag for action in parser._actions for flag in action.option_strings} - {"-h", "--help"}
     add_pipeline_options(parser)
+    parser.hint_flags |= {"--image-topic", "--result-topic", "--topic-prefix"}  # record, health, metrics read them
     parser.add_argument("--roles", default=None,
                         help="roles the console starts in-process, comma-separated (default: all three on "
                              "the embedded broker, none with --broker)")

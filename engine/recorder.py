@@ -348,6 +348,7 @@ class _Link:
         self.refused: str | None = None  # the reason the broker gave, set once it dropped the connection
         self.refusal: str | None = None
         self.window = 20  # QoS 1 and 2 publishes unconfirmed at most: the broker's Receive Maximum
+        self.grace_until: float | None = None  # when a stopped or failed replay stops waiting for the broker
         self.rejected = 0  # publishes the broker answered with a failure reason code (MQTT 5)
         self.rejection: str | None = None  # the first of those reasons
         client.on_connect = self._on_connect
@@ -389,7 +390,7 @@ def _where(rec: Recorded, sent: int) -> str:
 def _packet_size(rec: Recorded, topic: str, props: Properties | None) -> int:
     """The size of the MQTT 5 PUBLISH packet of `rec`: fixed header, topic, packet id (QoS 1 and 2),
     properties and payload, the whole packet as MQTT 5 counts it against a maximum packet size (mosquitto
-    leaves out its first byte, so it takes one byte more than this allows)."""
+    leaves out its fixed header, so it takes a packet a byte or two longer than this allows)."""
     packed = props.pack() if props is not None else b"\x00"  # the properties' length comes first
     remaining = 2 + len(topic.encode("utf-8")) + (2 if rec.qos else 0) + len(packed) + len(rec.payload)
     return 1 + _varint_size(remaining) + remaining
@@ -439,8 +440,8 @@ def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float
                 try:
                     validate_topic(topic)  # after --map: a topic a broker refuses can be mapped to another
                 except ConfigError as exc:
-                    raise ConfigError(f"{_where(rec, sent)}: {exc}; replayed the {sent:,} before it "
-                                      "(--map FROM=TO gives it another topic)") from None
+                    hint = "" if "\0" in topic else " (--map FROM=TO gives it another topic)"  # no NUL in argv
+                    raise ConfigError(f"{_where(rec, sent)}: {exc}; replayed the {sent:,} before it{hint}") from None
                 props = props_from_json(rec.props) if protocol == 5 else None
                 if link.max_packet is not None and (size := _packet_size(rec, topic, props)) > link.max_packet:
                     raise BrokerError(f"{_where(rec, sent)} (on {visible_text(topic)!r}) is a packet of {size:,} "
@@ -468,7 +469,7 @@ def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float
                     pending.pop(0)
         except (ConfigError, BrokerError):  # a damaged line: what was published before it still reaches the broker
             with contextlib.suppress(BrokerError):  # the first error is the one to tell
-                _settle(client, pending, link, sent, stop)
+                _settle(client, pending, link, sent, stop, failed=True)
             raise
         _settle(client, pending, link, sent, stop)
     finally:
@@ -485,12 +486,11 @@ def _wait_for(info: mqtt.MQTTMessageInfo, link: _Link, sent: int, stop: threadin
     """Wait until the broker has taken one publish: True once it has; BrokerError as soon as it dropped the
     connection; False when `timeout` passes, or STOP_GRACE after a stop was asked for."""
     deadline = time.monotonic() + timeout
-    stopping = False
     while info.rc == mqtt.MQTT_ERR_SUCCESS and not info.is_published():
         link.check(sent)
-        if stop.is_set() and not stopping:
-            stopping, deadline = True, min(deadline, time.monotonic() + STOP_GRACE)
-        if time.monotonic() >= deadline:
+        if stop.is_set() and link.grace_until is None:
+            link.grace_until = time.monotonic() + STOP_GRACE  # one grace for all the waits that follow
+        if time.monotonic() >= min(deadline, link.grace_until or deadline):
             return False
         with contextlib.suppress(RuntimeError, ValueError):
             info.wait_for_publish(timeout=0.1)
@@ -498,16 +498,19 @@ def _wait_for(info: mqtt.MQTTMessageInfo, link: _Link, sent: int, stop: threadin
 
 
 def _settle(client: FastClient, pending: list[mqtt.MQTTMessageInfo], link: _Link, sent: int,
-            stop: threading.Event | SignalStop) -> None:
+            stop: threading.Event | SignalStop, failed: bool = False) -> None:
     """Wait until the broker has taken each publish (QoS 1 and 2 beyond paho's in-flight window are sent then),
     then for a round trip: once the broker answers it, it has read every publish before, and a refused QoS 0
     message, which it answers by closing the connection without a word, has been refused. A stop asked for
     meanwhile waits STOP_GRACE at most (a broker that stopped answering held a Ctrl-C for a minute)."""
+    if failed:  # a wait failed already (a broker that stopped answering): the rest get the grace only
+        link.grace_until = link.grace_until or time.monotonic() + STOP_GRACE
     for i, info in enumerate(pending):
         if not _wait_for(info, link, sent, stop):
             raise BrokerError(f"the broker had not confirmed the last {len(pending) - i:,} of the {sent:,} "
                               f"messages sent {'when replay was stopped' if stop.is_set() else 'within 30 s'}")
-    if link.refused is None and not client.round_trip(STOP_GRACE if stop.is_set() else 15.0):
+    wait = max(0.1, link.grace_until - time.monotonic()) if link.grace_until is not None else 15.0
+    if link.refused is None and not client.round_trip(wait):
         link.check(sent)
         raise BrokerError(f"the broker did not answer after {sent:,} messages: whether it took the last of them "
                           "is not known")

@@ -84,7 +84,7 @@ def test_typed_rates(text: str, rate: float) -> None:
     assert parse_rate(text) == rate
 
 
-@pytest.mark.parametrize("text", ["", "fast", "-3", "nan", "inf", "1e9", "5e-324", "0.001", "1,5", "1,50"])
+@pytest.mark.parametrize("text", ["", "fast", "-3", "nan", "inf", "1e9", "5e-324", "0.001", "1,5", "1,50", "0,500"])
 def test_bad_typed_rates_say_why_in_one_line(text: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_rate(text)

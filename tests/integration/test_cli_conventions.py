@@ -106,6 +106,9 @@ def test_a_global_option_after_the_command_says_where_it_goes() -> None:
     (line,) = done.stderr.strip().splitlines()
     assert "unrecognized arguments: --broker mqtt://127.0.0.1:1 --nothing; --broker goes before the command" in line
     assert "--nothing goes" not in line
+    topic = subprocess.run([*ENGINE, "health", "--topic-prefix", "lab"], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)  # health reads the prefix given before it
+    assert "--topic-prefix goes before the command" in topic.stderr, topic.stderr
     for argv in (["health", "--nothing"], ["replay", "x", "--qos", "0"], ["health", "--theme", "x"]):
         # replay and health do not read --qos or --theme wherever they are given: no hint to move them
         plain = subprocess.run([*ENGINE, *argv], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)

@@ -19,7 +19,7 @@ HINT = ("images per second (0.5, 20, 1500), or [b]0[/] or [b]max[/]: as fast as 
         "[b]+[/] and [b]-[/] step it")
 
 
-THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+THOUSANDS = re.compile(r"[+-]?[1-9]\d{0,2}(,\d{3})+(\.\d*)?")  # not "0,500": a decimal comma
 
 
 def parse_rate(text: str) -> float:
