@@ -180,6 +180,7 @@ class FastClient(mqtt.Client):
         # a short one says nothing about what waits behind it)
         self._short_read = False
         self._queued_out: deque[int] = deque()  # mids of QoS 1/2 publishes waiting behind the in-flight window
+        self._mnist_in_connack = False  # a CONNACK is being handled: publishes wait (see _handle_connack)
         # after_acknowledged: QoS 1/2 publishes are numbered in the order they are handed over
         self._published = 0  # the number of the last one
         self._number_of: dict[int, int] = {}  # mid -> number, until acknowledged
@@ -525,8 +526,12 @@ class FastClient(mqtt.Client):
                 wanted = self._max_inflight_messages
                 self._max_inflight_messages = min(wanted, self.QOS2_WINDOW_311) if wanted else self.QOS2_WINDOW_311
             limit = self._max_inflight_messages
-            if self._state != _ConnectionState.MQTT_CS_CONNECTED:
-                self._max_inflight_messages = -1  # queued until the CONNACK says how many the broker takes
+            # Queued, not sent: before the CONNACK says how many the broker takes (and while it is handled, as
+            # paho marks the connection up before it sends again what waited), and behind others queued.
+            hold = (self._state != _ConnectionState.MQTT_CS_CONNECTED or self._mnist_in_connack
+                    or bool(self._queued_out))
+            if hold:
+                self._max_inflight_messages = -1
             try:
                 info = super().publish(topic, payload, qos, retain, properties)
             finally:
@@ -538,6 +543,8 @@ class FastClient(mqtt.Client):
                 self._published += 1
                 self._number_of[info.mid] = self._published
                 self._unacked.append(self._published)
+            if hold and self._state == _ConnectionState.MQTT_CS_CONNECTED and not self._mnist_in_connack:
+                self._update_inflight()  # in order, as far as the window allows
         return info
 
     def _mid_generate(self) -> int:
@@ -559,28 +566,33 @@ class FastClient(mqtt.Client):
     QOS2_WINDOW_311 = 20
 
     def _handle_connack(self) -> MQTTErrorCode:
-        wanted = getattr(self, "_mnist_max_inflight", None)
-        if wanted is None:
-            wanted = self._mnist_max_inflight = self._max_inflight_messages
-        limit = wanted
+        most = None
         if self._protocol == MQTTv5:
             with contextlib.suppress(Exception):  # a malformed CONNACK: paho's own handling says so below
                 props = _packet.decode_connack(self._in_packet["command"], self._in_packet["packet"],
                                                self._protocol).properties
                 most = getattr(props, "ReceiveMaximum", None)
-                if isinstance(most, int) and most > 0:
-                    limit = min(wanted, most) if wanted else most  # 0: paho's "no limit"
-        elif getattr(self, "_mnist_sends_qos2", False):
-            limit = min(wanted, self.QOS2_WINDOW_311) if wanted else self.QOS2_WINDOW_311
-        with self._out_message_mutex:
+        with self._out_message_mutex:  # publish() lowers the limit for a moment under it (before a CONNACK)
+            wanted = getattr(self, "_mnist_max_inflight", None)
+            if wanted is None:
+                wanted = self._mnist_max_inflight = self._max_inflight_messages
+            limit = wanted
+            if isinstance(most, int) and most > 0:
+                limit = min(wanted, most) if wanted else most  # 0: paho's "no limit"
+            elif self._protocol != MQTTv5 and getattr(self, "_mnist_sends_qos2", False):
+                limit = min(wanted, self.QOS2_WINDOW_311) if wanted else self.QOS2_WINDOW_311
             self._max_inflight_messages = limit
             self._requeue_past(limit)
-        rc = super()._handle_connack()
-        with self._out_message_mutex:
-            if self._state == _ConnectionState.MQTT_CS_CONNECTED:
-                update = self._update_inflight()  # paho's CONNACK sends no queued message
-                rc = rc if rc != MQTTErrorCode.MQTT_ERR_SUCCESS else update
-        return rc
+            self._mnist_in_connack = True
+        try:
+            rc = super()._handle_connack()
+        finally:
+            with self._out_message_mutex:
+                self._mnist_in_connack = False
+                update = MQTTErrorCode.MQTT_ERR_SUCCESS
+                if self._state == _ConnectionState.MQTT_CS_CONNECTED:
+                    update = self._update_inflight()  # paho's CONNACK sends no queued message
+        return rc if rc != MQTTErrorCode.MQTT_ERR_SUCCESS else update
 
     def _requeue_past(self, limit: int) -> None:
         """Mark the QoS 1 and 2 messages waiting to be sent past the first `limit` in flight as queued, in order
