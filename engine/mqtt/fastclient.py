@@ -591,8 +591,24 @@ class FastClient(mqtt.Client):
                 self._mnist_in_connack = False
                 update = MQTTErrorCode.MQTT_ERR_SUCCESS
                 if self._state == _ConnectionState.MQTT_CS_CONNECTED:
-                    update = self._update_inflight()  # paho's CONNACK sends no queued message
+                    update = self._resend_pubrels()  # paho's stop at the first queued message, before them
+                    if update == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        update = self._update_inflight()  # paho's CONNACK sends no queued message
         return rc if rc != MQTTErrorCode.MQTT_ERR_SUCCESS else update
+
+    def _resend_pubrels(self) -> MQTTErrorCode:
+        """The PUBRELs of a persistent session's QoS 2 messages, as paho's CONNACK sends them, for those it did
+        not reach: it stops at the first queued message, and a smaller window after a reconnect can queue one
+        ahead of them. Without it the exchange never ended (unacknowledged for ever, `flush` never True)."""
+        for m in list(self._out_messages.values()):
+            if m.qos == 2 and m.state == mqtt.mqtt_ms_resend_pubrel:
+                self._inflight_messages += 1
+                m.state = mqtt.mqtt_ms_wait_for_pubcomp
+                with self._in_callback_mutex:  # as paho: no loop_write from inside _send_pubrel
+                    rc = self._send_pubrel(m.mid)
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return rc
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _requeue_past(self, limit: int) -> None:
         """Mark the QoS 1 and 2 messages waiting to be sent past the first `limit` in flight as queued, in order

@@ -1015,3 +1015,96 @@ def test_a_reconnect_sends_again_no_more_than_the_broker_takes(tmp_path, protoco
         client.disconnect()
         client.loop_stop()
         broker.stop()
+
+
+class _ScriptedPeer:
+    """A scripted MQTT 5 server for what no real broker can be made to do on cue: withhold a PUBCOMP. Its first
+    connection says Receive Maximum 100, acknowledges no QoS 1 publish, answers a QoS 2 one with PUBREC and
+    drops the connection at its PUBREL; the next ones say `second_maximum`, session present, and answer all."""
+
+    def __init__(self, second_maximum: int) -> None:
+        self.second_maximum = second_maximum
+        self.pubrels_later: list[int] = []
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(2)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @staticmethod
+    def _read(conn: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    def _packet(self, conn: socket.socket) -> tuple[int, bytes]:
+        header, length, shift = self._read(conn, 1)[0], 0, 0
+        while True:
+            byte = self._read(conn, 1)[0]
+            length += (byte & 127) << shift
+            shift += 7
+            if not byte & 128:
+                return header, self._read(conn, length)
+
+    def _accept(self) -> None:
+        number = 0
+        while True:
+            conn, _ = self.server.accept()
+            number += 1
+            self._packet(conn)  # CONNECT
+            threading.Thread(target=self._serve, args=(number, conn), daemon=True).start()
+
+    def _serve(self, number: int, conn: socket.socket) -> None:
+        maximum = 100 if number == 1 else self.second_maximum
+        props = bytes([0x21]) + maximum.to_bytes(2, "big")
+        body = bytes([0 if number == 1 else 1, 0, len(props)]) + props
+        conn.sendall(bytes([0x20, len(body)]) + body)
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                header, body = self._packet(conn)
+                kind = header >> 4
+                if kind == 3:  # PUBLISH
+                    qos, size = (header >> 1) & 3, int.from_bytes(body[:2], "big")
+                    mid = body[2 + size:4 + size]
+                    if qos == 1 and number > 1:
+                        conn.sendall(bytes([0x40, 2]) + mid)
+                    elif qos == 2:
+                        conn.sendall(bytes([0x50, 2]) + mid)
+                elif kind == 6:  # PUBREL
+                    if number == 1:
+                        conn.close()  # its PUBCOMP never comes: the client must send the PUBREL again
+                        return
+                    self.pubrels_later.append(int.from_bytes(body[:2], "big"))
+                    conn.sendall(bytes([0x70, 2]) + body[:2])
+                elif kind == 12:  # PINGREQ
+                    conn.sendall(b"\xd0\x00")
+                elif kind == 14:  # DISCONNECT
+                    return
+
+
+@pytest.mark.parametrize("second_maximum", [10, 100])
+def test_a_pubrel_to_send_again_is_sent_when_the_window_shrank_at_a_reconnect(second_maximum: int) -> None:
+    """A persistent session's QoS 2 message waiting for its PUBCOMP when the connection drops: its PUBREL goes
+    again at the next CONNACK. paho's CONNACK stops at the first queued message, and with a smaller window
+    after the reconnect one was queued ahead of it: the exchange never ended (unacknowledged for ever)."""
+    peer = _ScriptedPeer(second_maximum)
+    client = make_fast_client(BrokerAddress(port=peer.port), "pubrel-again", clean_start=False, session_expiry=600)
+    client.reconnect_delay_set(1, 1)
+    client.connect("127.0.0.1", peer.port, **connect_kwargs(client))
+    client.loop_start()
+    try:
+        wait_for(client.is_connected, message="not connected")
+        for i in range(49):
+            client.publish("t/a", b"%d" % i, qos=1)
+        info = client.publish("t/b", b"qos 2", qos=2)
+        wait_for(lambda: client.unacknowledged() == 0, timeout=30,
+                 message=lambda: f"{client.unacknowledged()} unacknowledged, PUBRELs {peer.pubrels_later}")
+        assert peer.pubrels_later == [info.mid]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        peer.server.close()
