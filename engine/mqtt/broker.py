@@ -235,6 +235,8 @@ class _Mosquitto:
             process = psutil.Process(self.proc.pid)
             conns = process.net_connections(kind="tcp") if hasattr(process, "net_connections") else (
                 process.connections(kind="tcp"))
+        except psutil.NoSuchProcess:  # gone, or a zombie not yet reaped: it exited ("address in use")
+            return False
         except (psutil.Error, OSError):
             return True  # cannot tell (no permission): the port check alone decides, as before
         return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
