@@ -84,6 +84,11 @@ _PUBCOMP = 0x70  # PUBACK, PUBREC, PUBREL and PUBCOMP: 0x40-0x70 (paho's _send_c
 _EMPTY_PUBLISH_PROPERTIES = Properties(PacketTypes.PUBLISH)
 
 
+def _capped(window: int, most: int) -> int:
+    """An in-flight window of at most `most` (paho's 0 means no limit)."""
+    return min(window, most) if window else most
+
+
 def _empty_publish_properties() -> Properties:
     """A fresh, empty PUBLISH Properties, sharing the template's read-only name tables."""
     props = Properties.__new__(Properties)
@@ -181,6 +186,8 @@ class FastClient(mqtt.Client):
         self._short_read = False
         self._queued_out: deque[int] = deque()  # mids of QoS 1/2 publishes waiting behind the in-flight window
         self._mnist_in_connack = False  # a CONNACK is being handled: publishes wait (see _handle_connack)
+        self._mnist_max_inflight: int | None = None  # the window asked for, read at the first CONNACK
+        self._mnist_sends_qos2 = False  # on MQTT 3.1.1 such a client keeps to QOS2_WINDOW_311
         # after_acknowledged: QoS 1/2 publishes are numbered in the order they are handed over
         self._published = 0  # the number of the last one
         self._number_of: dict[int, int] = {}  # mid -> number, until acknowledged
@@ -521,10 +528,9 @@ class FastClient(mqtt.Client):
         if not qos:
             return super().publish(topic, payload, qos, retain, properties)
         with self._out_message_mutex:  # paho's publish takes it too (an RLock): queued and noted at once
-            if qos == 2 and self._protocol != MQTTv5 and not getattr(self, "_mnist_sends_qos2", False):
+            if qos == 2 and self._protocol != MQTTv5 and not self._mnist_sends_qos2:
                 self._mnist_sends_qos2 = True  # 3.1.1 does not say what the broker takes: see QOS2_WINDOW_311
-                wanted = self._max_inflight_messages
-                self._max_inflight_messages = min(wanted, self.QOS2_WINDOW_311) if wanted else self.QOS2_WINDOW_311
+                self._max_inflight_messages = _capped(self._max_inflight_messages, self.QOS2_WINDOW_311)
             limit = self._max_inflight_messages
             # Queued, not sent: before the CONNACK says how many the broker takes (and while it is handled, as
             # paho marks the connection up before it sends again what waited), and behind others queued.
@@ -573,14 +579,13 @@ class FastClient(mqtt.Client):
                                                self._protocol).properties
                 most = getattr(props, "ReceiveMaximum", None)
         with self._out_message_mutex:  # publish() lowers the limit for a moment under it (before a CONNACK)
-            wanted = getattr(self, "_mnist_max_inflight", None)
-            if wanted is None:
-                wanted = self._mnist_max_inflight = self._max_inflight_messages
-            limit = wanted
+            if self._mnist_max_inflight is None:
+                self._mnist_max_inflight = self._max_inflight_messages
+            limit = self._mnist_max_inflight
             if isinstance(most, int) and most > 0:
-                limit = min(wanted, most) if wanted else most  # 0: paho's "no limit"
-            elif self._protocol != MQTTv5 and getattr(self, "_mnist_sends_qos2", False):
-                limit = min(wanted, self.QOS2_WINDOW_311) if wanted else self.QOS2_WINDOW_311
+                limit = _capped(limit, most)
+            elif self._protocol != MQTTv5 and self._mnist_sends_qos2:
+                limit = _capped(limit, self.QOS2_WINDOW_311)
             self._max_inflight_messages = limit
             self._requeue_past(limit)
             self._mnist_in_connack = True
