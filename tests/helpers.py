@@ -346,3 +346,16 @@ def allowed_cpus(pid: int | str) -> list[frozenset[int]]:
             if line.startswith("Cpus_allowed_list:"):
                 found.append(parse_cpu_list(line.split(":", 1)[1].strip()))
     return found
+
+
+def record_notifications(app: Any) -> list[str]:
+    """Every notification the console app shows from now on, as text."""
+    seen: list[str] = []
+    notify = app.notify
+
+    def recording(message: str, *args: Any, **kwargs: Any) -> None:
+        seen.append(str(message))
+        notify(message, *args, **kwargs)
+
+    app.notify = recording
+    return seen

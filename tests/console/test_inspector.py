@@ -228,6 +228,15 @@ async def select(pilot: Pilot[Any], tree: TopicTree, topic: str) -> None:
     await until(pilot, lambda: tree.selected_path == topic, lambda: f"cursor on {tree.selected_path}")
 
 
+async def open_inspector(app: MnistApp, pilot: Pilot[Any], topic: str) -> tuple[InspectorScreen, TopicTree]:
+    """`i` on the selected topic: the inspector screen, once its own tree has that topic selected."""
+    await pilot.press("i")
+    screen = await until(pilot, lambda: isinstance(app.screen, InspectorScreen) and app.screen, "no inspector")
+    inner = screen.query_one(TopicTree)
+    await until(pilot, lambda: inner.selected_path == topic, lambda: f"cursor on {inner.selected_path}")
+    return screen, inner
+
+
 def label_of(tree: TopicTree, path: str) -> Any:
     return tree._path_nodes[path].label
 
@@ -493,10 +502,7 @@ async def test_a_hex_dump_fits_the_payload_column(mosquitto_broker: EmbeddedBrok
     async with app.run_test(size=size) as pilot:
         tree = await start(app, pilot, {"dev/bin"}, lambda: publisher.send("dev/bin", data))
         await select(pilot, tree, "dev/bin")
-        await pilot.press("i")
-        screen = await until(pilot, lambda: isinstance(app.screen, InspectorScreen) and app.screen, "no inspector")
-        inner = screen.query_one(TopicTree)
-        await until(pilot, lambda: inner.selected_path == "dev/bin", lambda: f"cursor on {inner.selected_path}")
+        screen, inner = await open_inspector(app, pilot, "dev/bin")
         view = screen.query_one(PayloadView)
         await until(pilot, lambda: view.kind == "hex", lambda: f"payload shown as {view.kind}")
         await pilot.pause(0.2)
@@ -554,10 +560,7 @@ async def test_full_screen_inspector_side_by_side(mosquitto_broker: EmbeddedBrok
     async with app.run_test(size=size) as pilot:
         tree = await start(app, pilot, {"lab/a", "lab/b"}, send)
         await select(pilot, tree, "lab/b")
-        await pilot.press("i")
-        screen = await until(pilot, lambda: isinstance(app.screen, InspectorScreen) and app.screen, "no inspector")
-        inner = screen.query_one(TopicTree)
-        await until(pilot, lambda: inner.selected_path == "lab/b", lambda: f"cursor on {inner.selected_path}")
+        screen, inner = await open_inspector(app, pilot, "lab/b")
         view = screen.query_one(PayloadView)
         await until(pilot, lambda: view.kind == "text", lambda: f"payload shown as {view.kind}")
         table = screen.query_one(MessagesTable)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import MqttProbe, wait_for
+from helpers import MqttProbe, record_notifications, wait_for
 from helpers import pilot_until as until
 from rich.cells import cell_len
 from textual.pilot import Pilot
@@ -63,19 +63,6 @@ def make_app() -> Iterator[Callable[..., MnistApp]]:
     yield make
     for observer in observers:
         observer.stop()
-
-
-def record_notifications(app: MnistApp) -> list[str]:
-    """Every notification the app shows from now on, as text."""
-    seen: list[str] = []
-    notify = app.notify
-
-    def recording(message: str, *args: Any, **kwargs: Any) -> None:
-        seen.append(str(message))
-        notify(message, *args, **kwargs)
-
-    app.notify = recording  # type: ignore[method-assign]
-    return seen
 
 
 def publisher_state(app: MnistApp) -> dict[str, Any] | None:

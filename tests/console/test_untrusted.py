@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import MqttProbe, wait_for
+from helpers import MqttProbe, record_notifications, wait_for
 from helpers import pilot_until as until
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -336,14 +336,7 @@ async def test_an_error_status_whose_reason_is_not_text_says_it_failed_and_why(
     failed with the reason's JSON (escaped, cut), and nothing of being online."""
     observer = started(Observer(mosquitto_broker.address))
     app = make_app(observer)
-    notes: list[str] = []
-    notify = app.notify
-
-    def recording(message: str, *args: Any, **kwargs: Any) -> None:
-        notes.append(str(message))
-        notify(message, *args, **kwargs)
-
-    app.notify = recording  # type: ignore[method-assign]
+    notes = record_notifications(app)
     reason = {"disk": "[/] full" + OSC_TITLE, "n": list(range(500))}
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.snap is not None and app.snap.subscribed, "not connected")
