@@ -22,10 +22,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -38,7 +38,7 @@ from engine.mqtt.client import connect_kwargs, make_client, probe
 from engine.mqtt.fastclient import FastClient, payload_of
 from engine.mqtt.subscriber import Subscriber
 from engine.settings import default_client_id
-from engine.signals import SignalStop
+from engine.signals import Interrupted, SignalStop
 from engine.untrusted import visible_text
 
 FORMAT = "mnist-tui-record"
@@ -396,9 +396,16 @@ def _varint_size(n: int) -> int:
     return size
 
 
-def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float = 1.0, protocol: int = 5,
-           stop: threading.Event | SignalStop | None = None, topic_map: dict[str, str] | None = None) -> int:
-    """Publish the messages with their recorded spacing divided by `speed` (0 = as fast as possible).
+class Replayed(NamedTuple):
+    sent: int  # messages published, over every pass
+    passes: int  # passes played to their end or to a stop
+
+
+def replay(address: BrokerAddress, messages: Iterable[Recorded], *, speed: float = 1.0, protocol: int = 5,
+           stop: threading.Event | SignalStop | None = None, topic_map: dict[str, str] | None = None,
+           again: Callable[[], Iterable[Recorded]] | None = None) -> Replayed:
+    """Publish the messages with their recorded spacing divided by `speed` (0 = as fast as possible); with
+    `again` (--loop), then the messages it gives, pass after pass on the same connection, until stopped.
 
     BrokerError when the broker does not answer the connection, when a message is larger than the broker
     takes (MQTT 5 says how large), or when it closes the connection on a message it refuses."""
@@ -407,57 +414,85 @@ def replay(address: BrokerAddress, messages: Iterator[Recorded], *, speed: float
     link = _Link(client)
     try:
         client.connect(address.host, address.port, **connect_kwargs(client))
-    except OSError as exc:  # the broker went away since the probe (between two passes of --loop)
+    except OSError as exc:  # the broker went away since the probe
         raise BrokerError(f"cannot reach broker at {address.url}: {exc.strerror or exc}") from None
     client.loop_start()
     sent = 0
-    pending: list[mqtt.MQTTMessageInfo] = []
-    start = time.monotonic()
+    passes = 0
     try:
         if not link.up.wait(15.0):
             raise BrokerError(f"the broker at {address.url} did not answer the connection within 15 s")
         if link.refusal is not None:
             raise BrokerError(f"the broker at {address.url} refused the connection: {link.refusal}")
-        try:
-            for rec in messages:
-                if stop.is_set():
-                    break
-                link.check(sent)
-                if speed > 0:
-                    delay = start + rec.t / speed - time.monotonic()
-                    if delay > 0 and stop.wait(delay):
-                        break
-                topic = (topic_map or {}).get(rec.topic, rec.topic)
-                try:
-                    validate_topic(topic)  # after --map: a topic a broker refuses can be mapped to another
-                except ConfigError as exc:
-                    hint = "" if "\0" in topic else " (--map FROM=TO gives it another topic)"  # no NUL in argv
-                    raise ConfigError(f"{_where(rec, sent)}: {exc}; replayed the {sent:,} before it{hint}") from None
-                props = props_from_json(rec.props) if protocol == 5 else None
-                if link.max_packet is not None and (size := _packet_size(rec, topic, props)) > link.max_packet:
-                    raise BrokerError(f"{_where(rec, sent)} (on {visible_text(topic)!r}) is a packet of {size:,} "
-                                      f"bytes: the broker takes at most {link.max_packet:,}; replayed the "
-                                      f"{sent:,} before it")
-                # FastClient keeps QoS 1 and 2 to what the broker takes in flight (engine/mqtt/fastclient.py)
-                info = client.publish(topic, rec.payload, qos=rec.qos, retain=rec.retain, properties=props)
-                pending.append(info)
-                sent += 1
-                if len(pending) > 1000:
-                    if not _wait_for(pending[0], link, sent, stop):
-                        if stop.is_set():
-                            break  # _settle says what was not confirmed
-                        raise BrokerError(f"the broker did not confirm a message within 30 s after {sent:,} were "
-                                          "sent")
-                    pending.pop(0)
-        except (ConfigError, BrokerError):  # a damaged line: what was published before it still reaches the broker
-            with contextlib.suppress(BrokerError):  # the first error is the one to tell
-                _settle(client, pending, link, sent, stop, failed=True)
-            raise
-        _settle(client, pending, link, sent, stop)
+        while True:
+            before = sent
+            sent = _play(client, link, messages, sent, speed, protocol, stop, topic_map or {})
+            passes += 1
+            # a pass without a message ends the loop (a recording without one looped in a busy loop)
+            if again is None or stop.is_set() or sent == before:
+                break
+            messages = again()
     finally:
         client.disconnect()
         client.loop_stop()
+    return Replayed(sent, passes)
+
+
+def _play(client: FastClient, link: _Link, messages: Iterable[Recorded], sent: int, speed: float, protocol: int,
+          stop: threading.Event | SignalStop, topic_map: dict[str, str]) -> int:
+    """One pass: publish the messages, wait until the broker has taken them; `sent` counts on from the passes
+    before (an error says how many were replayed in all)."""
+    pending: list[mqtt.MQTTMessageInfo] = []
+    start = time.monotonic()
+    try:
+        for rec in _records(messages, stop):
+            link.check(sent)
+            if speed > 0:
+                delay = start + rec.t / speed - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    break
+            topic = topic_map.get(rec.topic, rec.topic)
+            try:
+                validate_topic(topic)  # after --map: a topic a broker refuses can be mapped to another
+            except ConfigError as exc:
+                hint = "" if "\0" in topic else " (--map FROM=TO gives it another topic)"  # no NUL in argv
+                raise ConfigError(f"{_where(rec, sent)}: {exc}; replayed the {sent:,} before it{hint}") from None
+            props = props_from_json(rec.props) if protocol == 5 else None
+            if link.max_packet is not None and (size := _packet_size(rec, topic, props)) > link.max_packet:
+                raise BrokerError(f"{_where(rec, sent)} (on {visible_text(topic)!r}) is a packet of {size:,} "
+                                  f"bytes: the broker takes at most {link.max_packet:,}; replayed the "
+                                  f"{sent:,} before it")
+            # FastClient keeps QoS 1 and 2 to what the broker takes in flight (engine/mqtt/fastclient.py)
+            info = client.publish(topic, rec.payload, qos=rec.qos, retain=rec.retain, properties=props)
+            pending.append(info)
+            sent += 1
+            if len(pending) > 1000:
+                if not _wait_for(pending[0], link, sent, stop):
+                    if stop.is_set():
+                        break  # _settle says what was not confirmed
+                    raise BrokerError(f"the broker did not confirm a message within 30 s after {sent:,} were "
+                                      "sent")
+                pending.pop(0)
+    except (ConfigError, BrokerError):  # a damaged line: what was published before it still reaches the broker
+        with contextlib.suppress(BrokerError):  # the first error is the one to tell
+            _settle(client, pending, link, sent, stop, failed=True)
+        raise
+    _settle(client, pending, link, sent, stop)
     return sent
+
+
+def _records(messages: Iterable[Recorded], stop: threading.Event | SignalStop) -> Iterator[Recorded]:
+    """The messages until a stop: a signal ends a read that waits for a line of stdin (SignalStop.interruptible),
+    which Python would otherwise go on waiting for."""
+    reading = stop.interruptible if isinstance(stop, SignalStop) else contextlib.nullcontext
+    it = iter(messages)
+    while not stop.is_set():
+        try:
+            with reading():
+                rec = next(it)
+        except (StopIteration, Interrupted):
+            return
+        yield rec
 
 
 STOP_GRACE = 2.0  # seconds a stopped replay still waits for the broker to confirm what it sent
@@ -612,32 +647,29 @@ def run_replay(args: argparse.Namespace) -> int:
         mapping[src] = dst
     from_stdin = str(args.file) == "-"
     where = "stdin" if from_stdin else args.file
+    messages: Iterable[Recorded]
     _header, messages = read_recording(args.file, sys.stdin.buffer if from_stdin else None)
     address, protocol = _connect_target(args)
     stop = _stop_on_signals()
     kept: list[Recorded] | None = None
     if args.loop and from_stdin:
         try:
-            kept = list(messages)  # stdin is read once: the loop plays it from memory
+            kept = list(_records(messages, stop))  # stdin is read once: the loop plays it from memory
         except TruncatedRecording as exc:
             raise ConfigError(f"recording stdin is truncated: line {exc.line} is cut off; nothing replayed "
                               "(--loop reads all of stdin before playing it)") from None
-        messages = iter(kept)
-    sent = 0
-    passes = 0
-    while True:
-        try:
-            this_pass = replay(address, messages, speed=args.speed, protocol=protocol, stop=stop, topic_map=mapping)
-        except TruncatedRecording as exc:  # a damaged line, like a bad record: exit status 1
-            whole = f"{exc.whole} whole message{'' if exc.whole == 1 else 's'}"
-            raise ConfigError(f"recording {where} is truncated: line {exc.line} is cut off; replayed the {whole} "
-                              "before it") from None
-        sent += this_pass
-        passes += 1
-        # a recording without a message loops no more (it reconnected in a busy loop)
-        if not args.loop or stop.is_set() or this_pass == 0:
-            break
-        messages = iter(kept) if kept is not None else read_recording(args.file)[1]
+        messages = kept  # a stop while reading it is set: replay plays nothing
+
+    def again() -> Iterable[Recorded]:
+        return kept if kept is not None else read_recording(args.file)[1]
+
+    try:
+        sent, passes = replay(address, messages, speed=args.speed, protocol=protocol, stop=stop, topic_map=mapping,
+                              again=again if args.loop else None)
+    except TruncatedRecording as exc:  # a damaged line, like a bad record: exit status 1
+        whole = f"{exc.whole} whole message{'' if exc.whole == 1 else 's'}"
+        raise ConfigError(f"recording {where} is truncated: line {exc.line} is cut off; replayed the {whole} "
+                          "before it") from None
     times = f" in {passes} pass{'' if passes == 1 else 'es'}" if args.loop else ""
     print(f"replayed {sent:,} message{'' if sent == 1 else 's'} from {where}{times}")
     return 0

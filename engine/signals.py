@@ -5,14 +5,28 @@ inside `threading.Event.set`, `clear` or `wait` and holds the Event's lock. A ha
 `Event.set` then waits for a lock its own thread holds: a worker stopped by two signals at once (its parent's
 SIGTERM and the kernel's parent-death SIGTERM) hung in `stop.set()` for good, connected to nothing, never
 exiting. `SignalStop` keeps the request in a plain attribute instead, and its `wait` polls it.
+
+A blocking read in the main thread (stdin) is another matter: Python runs the handler and reads on
+(PEP 475), so a recorded request is never seen while nothing arrives. Inside `interruptible()` the handler
+also raises `Interrupted`, which ends the read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from types import FrameType
 
 POLL = 0.05  # s: how soon `wait` sees a request
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by `SignalStop.handler` inside `SignalStop.interruptible()`, once the stop is recorded."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class SignalStop:
@@ -20,10 +34,23 @@ class SignalStop:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self._raising = False
 
     def handler(self, signum: int, _frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
+        if self._raising:
+            raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A block in which a signal also raises `Interrupted`: for a blocking read in the main thread, and
+        only around code that holds no lock and leaves nothing half done that matters once stopped."""
+        self._raising = True
+        try:
+            yield
+        finally:
+            self._raising = False
 
     def is_set(self) -> bool:
         return self.signum is not None

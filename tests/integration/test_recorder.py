@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 from helpers import wait_for
 from secured import login
@@ -256,6 +257,75 @@ def test_replay_loop_plays_until_stopped(mosquitto_broker, probe_factory, tmp_pa
         assert topics[:6] == ["loop/a", "loop/b"] * 3
     finally:
         player.kill()
+
+
+def _header_and(*records: dict) -> bytes:
+    lines = [{"format": "mnist-tui-record", "version": 1, "started": 0}, *records]
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def test_replay_loop_plays_every_pass_on_one_connection(mosquitto_broker, probe_factory, tmp_path) -> None:
+    """A recording of one message at t=0 looped: each pass connected anew, hundreds of connections a second."""
+    file = tmp_path / "one.ndjson"
+    file.write_bytes(_header_and({"t": 0, "topic": "once/a", "qos": 1, "retain": False, "payload": "YQ=="}))
+    probe = probe_factory(mosquitto_broker.address, "once/#")
+    player = subprocess.Popen([*ENGINE, "--broker", mosquitto_broker.address.url, "replay", str(file), "--loop"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    port = mosquitto_broker.address.port
+    ports: set[int] = set()  # the replay's own ends of its connections to the broker, as seen now and then
+
+    def played(count: int) -> bool:
+        proc = psutil.Process(player.pid)
+        conns = getattr(proc, "net_connections", proc.connections)("tcp")  # psutil before 6.0: connections
+        ports.update(c.laddr.port for c in conns
+                     if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+        return len(probe.messages()) >= count
+
+    try:
+        wait_for(lambda: played(50), timeout=60, message="the loop did not play 50 passes")
+        for more in (100, 150, 200):
+            wait_for(lambda more=more: played(more), timeout=60, message=f"the loop did not play {more} passes")
+        player.send_signal(signal.SIGINT)
+        out, err = player.communicate(timeout=60)
+        assert player.returncode == 0, err
+        passes = int(re.search(r"in ([\d,]+) passes", out).group(1).replace(",", ""))
+        assert passes >= 200, out
+        assert len(ports) == 1, ports
+    finally:
+        player.kill()
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_replay_from_stdin_stops_on_a_signal_while_waiting_for_a_line(mosquitto_broker, probe_factory,
+                                                                     loop) -> None:
+    """`replay -` waiting for the next line of stdin ignored Ctrl-C: Python read on after the handler."""
+    probe = probe_factory(mosquitto_broker.address, "stdin/#")
+    player = subprocess.Popen([*ENGINE, "--broker", mosquitto_broker.address.url, "replay", "-",
+                               *(["--loop"] if loop else [])],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert player.stdin is not None
+        player.stdin.write(_header_and(*({"t": 0, "topic": f"stdin/{i}", "qos": 1, "retain": False,
+                                          "payload": "YQ=="} for i in range(2))))
+        player.stdin.flush()  # and kept open: replay waits for more
+        if loop:  # --loop reads stdin to its end before it plays: nothing arrives
+            wait_for(lambda: _catches_sigterm(player.pid), timeout=60, message="replay did not start reading")
+        else:
+            probe.wait_count(2, timeout=60)
+        player.send_signal(signal.SIGINT)
+        assert player.wait(timeout=30) == 0, player.stderr.read() if player.stderr else ""
+        out = player.stdout.read().decode() if player.stdout else ""
+        assert out.startswith(f"replayed {0 if loop else 2} messages from stdin"), out
+        assert len(probe.messages()) == (0 if loop else 2)
+    finally:
+        player.kill()
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """replay has its stop handlers (it sets them after reading the header and probing the broker)."""
+    with open(f"/proc/{pid}/status") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & 1 << (signal.SIGTERM - 1))
 
 
 @pytest.mark.parametrize("qos", [0, 1])
