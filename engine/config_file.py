@@ -119,11 +119,22 @@ def _check_console(path: Path, console: object) -> None:
                               f"(known: {', '.join(CONSOLE_OPTIONS)})")
         if not isinstance(value, str) or not value:
             raise ConfigError(f"bad config file {path}: console.{key} must be a non-empty string")
-        if key == "filter":
-            try:
-                validate_filter(value)
-            except ConfigError as exc:
-                raise ConfigError(f"bad config file {path}: console.filter: {exc}") from None
+
+
+def _usable_console(path: Path, console: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The [console] table without a filter the console cannot subscribe, and a note saying so.
+
+    The console writes this table itself; a filter it saved once (an older version took characters a broker
+    refuses) must not stop every command: it is left out, and the console starts with `#`."""
+    value = console.get("filter")
+    if value is None:
+        return console, []
+    try:
+        validate_filter(value)
+    except ConfigError as exc:
+        kept = {key: v for key, v in console.items() if key != "filter"}
+        return kept, [f"console.filter in {path} is not used: {exc}; the console starts with #"]
+    return console, []
 
 
 def _given(argv: list[str], flag: str) -> bool:
@@ -149,8 +160,12 @@ def apply(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, 
     profile: dict[str, Any] = profiles.get(name, {}) if name else {}
     sources = _apply_table(args, argv, OPTIONS, profile, path, name)
     sources["user"] = _apply_user(args, profile, sources)
-    sources |= _apply_table(args, argv, CONSOLE_OPTIONS, data.get("console", {}), path, "console")
+    console, notes = _usable_console(path, data.get("console", {}))
+    sources |= _apply_table(args, argv, CONSOLE_OPTIONS, console, path, "console")
+    if sources["filter"] in ("flag", "env"):
+        notes = []  # the file's filter is not wanted anyway
     args.config_sources, args.config_file, args.profile = sources, path, name
+    args.config_notes = notes
     return sources
 
 
@@ -233,6 +248,8 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _, _ in lines)
     text = "".join(f"{key:<{width}}  {value}" + (f"  ({source})" if source else "") + "\n"
                    for key, value, source in lines)
+    for note in getattr(args, "config_notes", []):
+        print(f"note: {note}", file=sys.stderr)
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -248,11 +265,13 @@ class ConsolePrefs(NamedTuple):
     file: Path
     theme: str | None
     filter: str
+    notes: tuple[str, ...] = ()  # what the console says as it starts (a saved filter it does not use)
 
 
 def console_prefs(args: argparse.Namespace) -> ConsolePrefs:
     """The console's preferences from parsed, config-applied args (`apply` must have run)."""
-    return ConsolePrefs(Path(args.config_file), getattr(args, "theme", None), getattr(args, "filter", None) or "#")
+    return ConsolePrefs(Path(args.config_file), getattr(args, "theme", None), getattr(args, "filter", None) or "#",
+                        tuple(getattr(args, "config_notes", ())))
 
 
 def save_console_setting(path: Path, key: str, value: str) -> None:

@@ -214,6 +214,7 @@ class MnistApp(App[None]):
                 self.notes.append(f"unknown theme {prefs.theme!r}: using {self.theme} "
                                   f"(ctrl+p, then 'theme', lists them)")
         self._saved = {"theme": prefs.theme or self.theme, "filter": prefs.filter}
+        self.notes.extend(prefs.notes)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
 
     def _theme_changed(self, theme: Theme) -> None:

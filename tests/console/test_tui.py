@@ -685,6 +685,31 @@ async def test_the_console_remembers_theme_and_filter(mosquitto_broker: Embedded
             observer.stop()
 
 
+async def test_a_saved_filter_the_console_cannot_use_is_a_note_not_a_stop(mosquitto_broker: EmbeddedBroker,
+                                                                             tmp_path, monkeypatch) -> None:
+    """A [console] filter with a character brokers refuse (an older console saved what was pasted) stopped
+    every command; the console starts with # and says why."""
+    config = tmp_path / "xdg" / "mnist-tui" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[console]\nfilter = "mnist/\\u0007/#"\n', encoding="utf-8")
+    prefs = start_prefs(monkeypatch, tmp_path)
+    assert prefs.filter == "#"
+    observers: list[Observer] = []
+    try:
+        app = prefs_app(mosquitto_broker.address, prefs, observers)
+        seen = record_notifications(app)
+
+        async def body(pilot: Pilot[Any]) -> None:
+            await until(pilot, lambda: any("console.filter" in text and "starts with #" in text for text in seen),
+                        lambda: f"notified: {seen}")
+            await until(pilot, lambda: app.snap.filter == "#", "the console does not follow #")
+
+        await run(app, body)
+    finally:
+        for observer in observers:
+            observer.stop()
+
+
 async def test_a_preference_that_cannot_be_saved_is_a_notification(mosquitto_broker: EmbeddedBroker, tmp_path,
                                                                      monkeypatch) -> None:
     elsewhere = tmp_path / "elsewhere.toml"
