@@ -49,12 +49,15 @@ def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.Argu
                     "With no command: the terminal console.",
     )
     add_global_options(parser)
+    general = _flags(parser)
     add_config_options(parser)
     add_connection_options(parser)
-    # what every command reads when given before it: the hint for `health --broker URL` names these only
-    parser.hint_flags = {flag for action in parser._actions for flag in action.option_strings} - {"-h", "--help"}
+    broker = _flags(parser) - general | {"--image-topic", "--result-topic", "--topic-prefix"}
     add_pipeline_options(parser)
-    parser.hint_flags |= {"--image-topic", "--result-topic", "--topic-prefix"}  # record, health, metrics read them
+    # what a command reads when given before it: the hint for `health --broker URL` names these only (record,
+    # health and metrics read the topics too); train connects to no broker, so the broker's are not for it
+    parser.hint_flags = general | broker
+    parser.offline_flags = {"train": broker}
     parser.add_argument("--roles", default=None,
                         help="roles the console starts in-process, comma-separated (default: all three on "
                              "the embedded broker, none with --broker)")
@@ -88,6 +91,10 @@ def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.Argu
         if adder is not None:
             adder(sub.add_parser(name, help=command.help))
     return parser
+
+
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {flag for action in parser._actions for flag in action.option_strings} - {"-h", "--help"}
 
 
 class Command(NamedTuple):

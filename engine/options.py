@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from engine.console.topic_filters import MAX_LEVELS, validate_filter, validate_topic
 from engine.errors import ConfigError
@@ -291,6 +291,15 @@ class OneLineParser(argparse.ArgumentParser):
     usage block above it: the same for a bad flag and a bad MNIST_* variable."""
 
     hint_flags: set[str] = set()  # the options a command reads when they come before it (set by build_parser)
+    offline_flags: dict[str, set[str]] = {}  # command -> those of them it has no use for (set by build_parser)
+    _command: str | None = None  # the command of the line being parsed, once known
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._command = getattr(parsed, "command", None)
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}{self._global_hint(message)} (see --help)\n")
@@ -300,11 +309,17 @@ class OneLineParser(argparse.ArgumentParser):
         prefix = "unrecognized arguments: "
         if not message.startswith(prefix):
             return ""
-        known = [word.split("=", 1)[0] for word in message[len(prefix):].split()
-                 if word.startswith("-") and word.split("=", 1)[0] in self.hint_flags]
-        if not known:
-            return ""
-        flags = " ".join(dict.fromkeys(known))
-        return f"; {flags} {'goes' if len(known) == 1 else 'go'} before the command: {self.prog} {flags} ... COMMAND"
+        names = [word.split("=", 1)[0] for word in message[len(prefix):].split() if word.startswith("-")]
+        known = list(dict.fromkeys(name for name in names if name in self.hint_flags))
+        unused = self.offline_flags.get(self._command or "", set())
+        hint = ""
+        if moved := [name for name in known if name not in unused]:
+            flags = " ".join(moved)
+            verb = "goes" if len(moved) == 1 else "go"
+            hint += f"; {flags} {verb} before the command: {self.prog} {flags} ... COMMAND"
+        if idle := [name for name in known if name in unused]:
+            verb = "is" if len(idle) == 1 else "are"
+            hint += f"; {self._command} connects to no broker: {' '.join(idle)} {verb} not for it"
+        return hint
 
 

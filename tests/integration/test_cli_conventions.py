@@ -113,3 +113,10 @@ def test_a_global_option_after_the_command_says_where_it_goes() -> None:
         # replay and health do not read --qos or --theme wherever they are given: no hint to move them
         plain = subprocess.run([*ENGINE, *argv], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert plain.returncode == 2 and "before the command" not in plain.stderr, plain.stderr
+    # train connects to no broker: it was told to put --broker before the command, where it does nothing
+    offline = subprocess.run([*ENGINE, "train", "--broker", "mqtt://127.0.0.1:1", "-v"], capture_output=True,
+                             text=True, timeout=60, stdin=subprocess.DEVNULL)
+    (line,) = offline.stderr.strip().splitlines()
+    assert offline.returncode == 2 and line.endswith(
+        "; -v goes before the command: mnist-tui -v ... COMMAND; train connects to no broker: --broker is not for it "
+        "(see --help)"), line
