@@ -54,6 +54,7 @@ class TruncatedRecording(ConfigError):
         super().__init__(f"{path} is truncated: line {line} is cut off")
         self.line = line
         self.whole = whole  # the messages read before it
+        self.replayed = whole  # those and the messages of the passes before (replay --loop)
 
 
 @dataclass(frozen=True)
@@ -426,12 +427,20 @@ def replay(address: BrokerAddress, messages: Iterable[Recorded], *, speed: float
             raise BrokerError(f"the broker at {address.url} refused the connection: {link.refusal}")
         while True:
             before = sent
-            sent = _play(client, link, messages, sent, speed, protocol, stop, topic_map or {})
+            try:
+                sent = _play(client, link, messages, sent, speed, protocol, stop, topic_map or {})
+            except TruncatedRecording as exc:
+                exc.replayed = before + exc.whole  # the passes before count too
+                raise
             passes += 1
             # a pass without a message ends the loop (a recording without one looped in a busy loop)
             if again is None or stop.is_set() or sent == before:
                 break
-            messages = again()
+            try:
+                messages = again()
+            except ConfigError as exc:  # the file went away or changed between two passes
+                raise ConfigError(f"{exc} (after {sent:,} message{'' if sent == 1 else 's'} replayed in {passes:,} "
+                                  f"pass{'' if passes == 1 else 'es'})") from None
     finally:
         client.disconnect()
         client.loop_stop()
@@ -491,6 +500,8 @@ def _records(messages: Iterable[Recorded], stop: threading.Event | SignalStop) -
             with reading():
                 rec = next(it)
         except (StopIteration, Interrupted):
+            return
+        if stop.is_set():  # a line read after a stop is not played
             return
         yield rec
 
@@ -667,7 +678,7 @@ def run_replay(args: argparse.Namespace) -> int:
         sent, passes = replay(address, messages, speed=args.speed, protocol=protocol, stop=stop, topic_map=mapping,
                               again=again if args.loop else None)
     except TruncatedRecording as exc:  # a damaged line, like a bad record: exit status 1
-        whole = f"{exc.whole} whole message{'' if exc.whole == 1 else 's'}"
+        whole = f"{exc.replayed:,} whole message{'' if exc.replayed == 1 else 's'}"
         raise ConfigError(f"recording {where} is truncated: line {exc.line} is cut off; replayed the {whole} "
                           "before it") from None
     times = f" in {passes} pass{'' if passes == 1 else 'es'}" if args.loop else ""

@@ -48,6 +48,8 @@ class SignalStop:
         only around code that holds no lock and leaves nothing half done that matters once stopped."""
         self._raising = True
         try:
+            if self.signum is not None:  # asked for just before: the handler did not raise then
+                raise Interrupted(self.signum)
             yield
         finally:
             self._raising = False

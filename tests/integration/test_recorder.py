@@ -295,6 +295,34 @@ def test_replay_loop_plays_every_pass_on_one_connection(mosquitto_broker, probe_
         player.kill()
 
 
+@pytest.mark.parametrize("change", ["truncated", "removed"])
+def test_replay_loop_errors_count_every_pass(mosquitto_broker, probe_factory, tmp_path, change) -> None:
+    """The file of a --loop changed between two passes: the error counted the messages of its last pass only
+    (a cut-off line), or none at all (a file gone)."""
+    file = tmp_path / "loop.ndjson"
+    record = {"t": 0, "topic": "passes/a", "qos": 1, "retain": False, "payload": "YQ=="}
+    file.write_bytes(_header_and(record, record | {"t": 0.2}))
+    probe = probe_factory(mosquitto_broker.address, "passes/#")
+    player = subprocess.Popen([*ENGINE, "--broker", mosquitto_broker.address.url, "replay", str(file), "--loop"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        probe.wait_count(6, timeout=60)  # three passes
+        if change == "truncated":
+            new = tmp_path / "new.ndjson"
+            new.write_bytes(_header_and(record) + b'{"t": 0.1, "topic": "passes/b"')
+            new.replace(file)  # whole at once: the next pass reads the new file
+        else:
+            file.unlink()
+        out, err = player.communicate(timeout=60)
+        assert player.returncode == 1 and not out, (out, err)
+        (line,) = err.strip().splitlines()
+        count = re.search(r"([\d,]+) (?:whole )?messages", line)
+        assert count is not None and int(count.group(1).replace(",", "")) >= 6, line
+        assert ("is cut off" in line) if change == "truncated" else ("cannot read" in line and "passes)" in line)
+    finally:
+        player.kill()
+
+
 @pytest.mark.parametrize("loop", [False, True])
 def test_replay_from_stdin_stops_on_a_signal_while_waiting_for_a_line(mosquitto_broker, probe_factory,
                                                                      loop) -> None:

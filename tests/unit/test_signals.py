@@ -47,3 +47,31 @@ def test_wait_sees_a_real_signal() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.split() == ["True", "True"], out.stderr[-500:]
+
+
+def test_interruptible_ends_a_blocking_read_and_sees_a_stop_asked_just_before() -> None:
+    """A read of a pipe that stays open: Python reads on after a plain handler. Inside `interruptible` the
+    signal raises `Interrupted`; a stop recorded before the block is entered raises at once (it was read on)."""
+    code = textwrap.dedent("""
+        import os, signal, threading
+        from engine.signals import Interrupted, SignalStop
+        stop = SignalStop()
+        signal.signal(signal.SIGTERM, stop.handler)
+        read_end, write_end = os.pipe()  # the write end stays open: a read waits for ever
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        try:
+            with stop.interruptible():
+                os.read(read_end, 1)
+        except Interrupted as exc:
+            print("interrupted", exc.signum == signal.SIGTERM)
+        try:
+            with stop.interruptible():  # the stop is set already: no read at all
+                os.read(read_end, 1)
+        except Interrupted:
+            print("at once")
+        stop.handler(signal.SIGINT, None)  # outside the block: recorded, nothing raised
+        print("outside", stop.signum == signal.SIGTERM)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split() == ["interrupted", "True", "at", "once", "outside", "True"], (
+        out.stdout, out.stderr[-500:])
