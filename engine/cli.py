@@ -49,15 +49,15 @@ def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.Argu
                     "With no command: the terminal console.",
     )
     add_global_options(parser)
+    add_config_options(parser)  # every command reads the config file (train and completion too)
     general = _flags(parser)
-    add_config_options(parser)
     add_connection_options(parser)
     broker = _flags(parser) - general | {"--image-topic", "--result-topic", "--topic-prefix"}
     add_pipeline_options(parser)
     # what a command reads when given before it: the hint for `health --broker URL` names these only (record,
-    # health and metrics read the topics too); train connects to no broker, so the broker's are not for it
+    # health and metrics read the topics too); train and completion connect to no broker: those are not for them
     parser.hint_flags = general | broker
-    parser.offline_flags = {"train": broker}
+    parser.offline_flags = {"train": broker, "completion": broker}
     parser.add_argument("--roles", default=None,
                         help="roles the console starts in-process, comma-separated (default: all three on "
                              "the embedded broker, none with --broker)")

@@ -138,7 +138,12 @@ def _usable_console(path: Path, console: dict[str, Any]) -> tuple[dict[str, Any]
 
 
 def _given(argv: list[str], flag: str) -> bool:
-    return any(a == flag or a.startswith(flag + "=") for a in argv)
+    """`flag` is on the command line, whole or shortened as argparse takes it (`--filt x/#`, `--filt=x/#`)."""
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if name == flag or (name.startswith("--") and len(name) > 3 and flag.startswith(name)):
+            return True
+    return False
 
 
 def apply(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, str]:
@@ -266,12 +271,14 @@ class ConsolePrefs(NamedTuple):
     theme: str | None
     filter: str
     notes: tuple[str, ...] = ()  # what the console says as it starts (a saved filter it does not use)
+    left_out: tuple[str, ...] = ()  # keys of the file's [console] table not used: saved anew once chosen
 
 
 def console_prefs(args: argparse.Namespace) -> ConsolePrefs:
     """The console's preferences from parsed, config-applied args (`apply` must have run)."""
+    notes = tuple(getattr(args, "config_notes", ()))
     return ConsolePrefs(Path(args.config_file), getattr(args, "theme", None), getattr(args, "filter", None) or "#",
-                        tuple(getattr(args, "config_notes", ())))
+                        notes, ("filter",) if notes else ())
 
 
 def save_console_setting(path: Path, key: str, value: str) -> None:

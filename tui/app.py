@@ -214,6 +214,8 @@ class MnistApp(App[None]):
                 self.notes.append(f"unknown theme {prefs.theme!r}: using {self.theme} "
                                   f"(ctrl+p, then 'theme', lists them)")
         self._saved = {"theme": prefs.theme or self.theme, "filter": prefs.filter}
+        for key in prefs.left_out:  # the file holds something else: choosing the value in use saves it
+            self._saved.pop(key, None)
         self.notes.extend(prefs.notes)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
 
@@ -508,7 +510,10 @@ class MnistApp(App[None]):
             return
 
         def apply(new: str | None) -> None:
-            if new is None or new == self.observer.filter:
+            if new is None:
+                return
+            if new == self.observer.filter:
+                self._remember("filter", new)  # saved unless it is already (a saved filter left out is not)
                 return
             try:
                 self.observer.set_filter(new)

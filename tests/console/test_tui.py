@@ -703,8 +703,14 @@ async def test_a_saved_filter_the_console_cannot_use_is_a_note_not_a_stop(mosqui
             await until(pilot, lambda: any("console.filter" in text and "starts with #" in text for text in seen),
                         lambda: f"notified: {seen}")
             await until(pilot, lambda: app.snap.filter == "#", "the console does not follow #")
+            await pilot.press("f")  # choosing # saves it over the filter left out
+            await until(pilot, lambda: isinstance(app.screen, FilterDialog), "no filter dialog")
+            assert app.screen.query_one(Input).value == "#"
+            await pilot.press("enter")
+            await until(pilot, lambda: 'filter = "#"' in config.read_text(encoding="utf-8"), "# not saved")
 
         await run(app, body)
+        assert start_prefs(monkeypatch, tmp_path).notes == ()  # the next start has nothing to say
     finally:
         for observer in observers:
             observer.stop()

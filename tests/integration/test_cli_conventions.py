@@ -120,3 +120,9 @@ def test_a_global_option_after_the_command_says_where_it_goes() -> None:
     assert offline.returncode == 2 and line.endswith(
         "; -v goes before the command: mnist-tui -v ... COMMAND; train connects to no broker: --broker is not for it "
         "(see --help)"), line
+    console_script = [sys.executable, "-c", "import sys; from tui.cli import main; sys.exit(main())"]  # + completion
+    for argv, hint in ((["train", "--config", "x.toml"], "--config goes before the command"),  # train reads the file
+                       (["completion", "bash", "--broker", "mqtt://h"], "completion connects to no broker")):
+        told = subprocess.run([*console_script, *argv], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        assert told.returncode == 2 and hint in told.stderr, told.stderr

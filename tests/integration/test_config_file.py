@@ -173,7 +173,8 @@ def test_console_preferences_follow_the_precedence(tmp_path: Path) -> None:
         (note,) = bad.stderr.splitlines()
         assert note.startswith("note: console.filter in ") and "the console starts with #" in note, note
         assert "\x01" not in note, note
-        flagged = _run(env, "--filter", "x/#", "config")
-        assert _shown(flagged.stdout)["filter"] == "x/# (flag)" and not flagged.stderr, flagged.stderr
+        for flag in (["--filter", "x/#"], ["--filt", "x/#"], ["--filt=x/#"]):  # argparse takes a shortened flag
+            flagged = _run(env, *flag, "config")
+            assert _shown(flagged.stdout)["filter"] == "x/# (flag)" and not flagged.stderr, (flag, flagged.stderr)
     path.write_text('[console]\ncolour = "red"\n', encoding="utf-8")
     assert "unknown key 'colour' in [console]" in _run(env, "config").stderr
