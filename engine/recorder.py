@@ -34,7 +34,7 @@ from paho.mqtt.properties import Properties
 from engine.console.topic_filters import validate_filter, validate_topic
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.client import connect_kwargs, make_client, probe
+from engine.mqtt.client import connect_kwargs, make_client, max_packet_size, probe, publish_packet_size
 from engine.mqtt.fastclient import FastClient, payload_of
 from engine.mqtt.subscriber import Subscriber
 from engine.settings import default_client_id
@@ -357,8 +357,7 @@ class _Link:
     def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, props: Any = None) -> None:
         if getattr(rc, "is_failure", False):
             self.refusal = str(rc)
-        size = getattr(props, "MaximumPacketSize", None)
-        self.max_packet = size if isinstance(size, int) and size > 0 else None
+        self.max_packet = max_packet_size(props)
         self.up.set()
 
     def _on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, rc: Any, _p: Any = None) -> None:
@@ -378,23 +377,6 @@ class _Link:
 
 def _where(rec: Recorded, sent: int) -> str:
     return f"line {rec.line:,}" if rec.line else f"message {sent + 1:,}"
-
-
-def _packet_size(rec: Recorded, topic: str, props: Properties | None) -> int:
-    """The size of the MQTT 5 PUBLISH packet of `rec`: fixed header, topic, packet id (QoS 1 and 2),
-    properties and payload, the whole packet as MQTT 5 counts it against a maximum packet size (mosquitto
-    leaves out its fixed header, so it takes a packet a byte or two longer than this allows)."""
-    packed = props.pack() if props is not None else b"\x00"  # the properties' length comes first
-    remaining = 2 + len(topic.encode("utf-8")) + (2 if rec.qos else 0) + len(packed) + len(rec.payload)
-    return 1 + _varint_size(remaining) + remaining
-
-
-def _varint_size(n: int) -> int:
-    size = 1
-    while n >= 128:
-        n //= 128
-        size += 1
-    return size
 
 
 class Replayed(NamedTuple):
@@ -467,7 +449,8 @@ def _play(client: FastClient, link: _Link, messages: Iterable[Recorded], sent: i
                 hint = "" if "\0" in topic else " (--map FROM=TO gives it another topic)"  # no NUL in argv
                 raise ConfigError(f"{_where(rec, sent)}: {exc}; replayed the {sent:,} before it{hint}") from None
             props = props_from_json(rec.props) if protocol == 5 else None
-            if link.max_packet is not None and (size := _packet_size(rec, topic, props)) > link.max_packet:
+            if link.max_packet is not None and (
+                    size := publish_packet_size(topic, len(rec.payload), rec.qos, props)) > link.max_packet:
                 raise BrokerError(f"{_where(rec, sent)} (on {visible_text(topic)!r}) is a packet of {size:,} "
                                   f"bytes: the broker takes at most {link.max_packet:,}; replayed the "
                                   f"{sent:,} before it")

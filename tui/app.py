@@ -546,7 +546,9 @@ class MnistApp(App[None]):
                 self.notify(str(exc), title="Not published", severity="error")
             # The broker's verdict (published, refused, or not confirmed) comes as an observer event.
 
-        self.push_screen(dialog or PublishDialog(self._selected_topic() or ""), send)
+        dialog = dialog or PublishDialog(self._selected_topic() or "")
+        dialog.max_packet = self.snap.connection.max_packet if self.snap is not None else None
+        self.push_screen(dialog, send)
 
     @on(TopicsPane.RepublishWanted)
     def _republish(self, event: TopicsPane.RepublishWanted) -> None:

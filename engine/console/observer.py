@@ -66,7 +66,7 @@ from engine.console.topic_filters import filter_covers, topic_matches, validate_
 from engine.console.topic_table import TopicTable
 from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.client import connect_kwargs, make_client, probe, reason_text
+from engine.mqtt.client import connect_kwargs, make_client, max_packet_size, probe, reason_text
 from engine.mqtt.fastclient import payload_of
 from engine.topics import Topics
 from engine.untrusted import clean_text, json_object, visible_text
@@ -231,14 +231,14 @@ class Observer(ObserverCommon):
     def _set_connection(self, state: str, *, error: str | None = None, next_try: float | None = None) -> None:
         c = self._connection
         since = c.since if state == c.state else self._clock()
-        self._connection = Connection(state, since, next_try, error, c.protocol, c.url)
+        self._connection = Connection(state, since, next_try, error, c.protocol, c.url, c.max_packet)
 
     def _next_retry(self) -> float:
         delay = self._retry_min if self._retry_delay is None else min(self._retry_delay * 2, self._retry_max)
         self._retry_delay = delay
         return self._clock() + delay
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, _u: Any, _flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
             text = reason_text(rc)
             if self.protocol == 5 and "MQTT version" in text:
@@ -262,6 +262,7 @@ class Observer(ObserverCommon):
             self._ever_connected = True
             self._subs.pending.clear()
             self._keep_up.forget()
+            self._connection = self._connection._replace(max_packet=max_packet_size(props))
             self._set_connection("connected")
             if recovered:
                 self._add_event("information", f"connected to {self.address.url} again")
@@ -530,7 +531,7 @@ class Observer(ObserverCommon):
         "publish", an event): accepted or refused by its MQTT 5 reason code at QoS 1 and 2, unconfirmed
         at QoS 0 or on MQTT 3.1.1 (where a broker drops a denied message without a word).
         """
-        data = check_publish(topic, payload, qos)
+        data = check_publish(topic, payload, qos, self._connection.max_packet)
         what = f"{size_text(len(data))} on {topic}" if action == "publish" else f"the image on {topic}"
         self._send(topic, data, qos, retain, Pending(action, tag, what, len(data)))
 

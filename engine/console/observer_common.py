@@ -11,9 +11,11 @@ import os
 import socket
 from typing import Self
 
+from engine.console.publish_verdicts import size_text
 from engine.console.topic_filters import validate_filter, validate_topic
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
+from engine.mqtt.client import publish_packet_size
 from engine.topics import ROLES, Topics, sanitize_id
 
 
@@ -32,12 +34,18 @@ def check_role(role: str, client_id: str | None = None) -> None:
                           "'_', '.' or '-'")
 
 
-def check_publish(topic: str, payload: bytes | str, qos: int) -> bytes:
-    """The payload's bytes, once topic and QoS are valid (ConfigError otherwise)."""
+def check_publish(topic: str, payload: bytes | str, qos: int, max_packet: int | None = None) -> bytes:
+    """The payload's bytes, once topic and QoS are valid and the message fits in the largest packet the broker
+    takes (`max_packet`, from its CONNACK on MQTT 5): ConfigError otherwise. A broker closes the connection on
+    a packet larger than that, and a QoS 1 or 2 one was sent again at each reconnect."""
     validate_topic(topic)
     if qos not in (0, 1, 2):
         raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
-    return payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+    data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+    if max_packet is not None and (size := publish_packet_size(topic, len(data), qos)) > max_packet:
+        raise ConfigError(f"the broker takes packets of at most {max_packet:,} bytes: this message makes one of "
+                          f"{size:,} ({size_text(len(data))} of payload)")
+    return data
 
 
 def check_filter(filter_text: str) -> str:

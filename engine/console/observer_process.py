@@ -335,8 +335,9 @@ class ObserverProcess(ObserverCommon):
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
                 tag: str | None = None, action: str = "publish") -> None:
         """As `Observer.publish`: the broker's verdict comes in a later snapshot."""
-        data = check_publish(topic, payload, qos)
         self._require_connected()
+        base = self._base
+        data = check_publish(topic, payload, qos, base.connection.max_packet if base is not None else None)
         self._send("publish", topic, data, qos, retain, tag=tag, action=action)
 
     def clear_retained(self, topic: str) -> None:

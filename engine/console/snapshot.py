@@ -18,6 +18,7 @@ class Connection(NamedTuple):
     error: str | None
     protocol: int  # 5 or 4 (MQTT 3.1.1)
     url: str
+    max_packet: int | None = None  # the largest packet the broker takes, as its CONNACK said (MQTT 5)
 
 
 class RoleStatus(NamedTuple):

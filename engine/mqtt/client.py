@@ -157,3 +157,26 @@ def probe(address: BrokerAddress, timeout: float = 5.0, protocols: tuple[int, ..
         if "MQTT version" not in text and "protocol" not in str(rc).lower():
             break
     raise BrokerError(last_error)
+
+
+def publish_packet_size(topic: str, payload_size: int, qos: int, props: Properties | None = None) -> int:
+    """The size of an MQTT 5 PUBLISH packet: fixed header, topic, packet id (QoS 1 and 2), properties and
+    payload, the whole packet as MQTT 5 counts it against a broker's maximum packet size (mosquitto leaves
+    out its fixed header, so it takes a packet a byte or two longer than this allows)."""
+    packed = props.pack() if props is not None else b"\x00"  # the properties' length comes first
+    remaining = 2 + len(topic.encode("utf-8")) + (2 if qos else 0) + len(packed) + payload_size
+    return 1 + _varint_size(remaining) + remaining
+
+
+def max_packet_size(props: Any) -> int | None:
+    """The maximum packet size a CONNACK's properties announce (MQTT 5); None when they announce none."""
+    size = getattr(props, "MaximumPacketSize", None)
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def _varint_size(n: int) -> int:
+    size = 1
+    while n >= 128:
+        n //= 128
+        size += 1
+    return size

@@ -24,6 +24,7 @@ from textual.widgets import Input
 
 from engine.console.observer import Observer
 from engine.console.observer_process import ObserverProcess
+from engine.errors import ConfigError
 from engine.mqtt.broker import EmbeddedBroker
 from engine.roles.pipeline import LocalPipeline
 from engine.settings import Settings
@@ -345,6 +346,41 @@ async def test_publish_dialog_sends_a_message(mosquitto_broker: EmbeddedBroker, 
         (msg,) = await until(pilot, lambda: probe.messages("test/hello"), "probe got nothing")
         assert json.loads(msg.payload) == {"hi": 1} and msg.qos == 1
         assert len(probe.messages()) == 1
+
+    try:
+        await run(app, body)
+    finally:
+        probe.close()
+
+
+@pytest.mark.parametrize("observer_class", [Observer, ObserverProcess])
+async def test_a_message_larger_than_the_broker_takes_is_refused_before_it_is_sent(
+        mosquitto_broker: EmbeddedBroker, make_app, tmp_path, observer_class: type) -> None:
+    """mosquitto.conf takes packets of up to 4 MiB; the dialog takes files of up to 16. A 5 MB publish made
+    the broker close the connection, and the QoS 1 message went out again at every reconnect: the console
+    reconnected for good, its Topics pane unsubscribed, until quit."""
+    big = tmp_path / "five.bin"
+    big.write_bytes(os.urandom(5_000_000))
+    app = make_app(mosquitto_broker.address, observer_class)
+    probe = MqttProbe(mosquitto_broker.address, "big/#")
+
+    async def body(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: app.snap is not None and app.snap.connection.max_packet == 4 * 1024 * 1024,
+                    lambda: f"the broker's maximum not known: {app.snap.connection if app.snap else None}")
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PublishDialog), "no publish dialog")
+        app.screen.query_one("#publish-topic", Input).value = "big/five"
+        app.screen.query_one("#publish-payload", Input).value = f"@{big}"
+        await pilot.press("enter")
+        error = str(app.screen.query_one("#publish-error").render())
+        assert isinstance(app.screen, PublishDialog) and "at most 4,194,304 bytes" in error, error
+        with pytest.raises(ConfigError, match="at most 4,194,304 bytes"):  # the model refuses it too
+            app.observer.publish("big/five", big.read_bytes(), 1)
+        app.screen.query_one("#publish-payload", Input).value = "small"
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, PublishDialog), "dialog did not close")
+        (msg,) = await until(pilot, lambda: probe.messages("big/five"), "probe got nothing")
+        assert msg.payload == b"small" and app.snap.connection.state == "connected"
 
     try:
         await run(app, body)

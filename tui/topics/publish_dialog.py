@@ -14,6 +14,7 @@ from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSe
 
 from engine.bounded_read import read_regular
 from engine.console.observer import Message, validate_topic
+from engine.console.observer_common import check_publish
 from engine.errors import ConfigError
 from tui.toasts import clear_passing
 from tui.widgets import formatting as fmt
@@ -56,6 +57,7 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
         self.initial_qos = qos if qos in (0, 1, 2) else 1
         self.initial_retain = retain
         self.raw = raw
+        self.max_packet: int | None = None  # the largest packet the broker takes (set by the app: MQTT 5 says it)
 
     @classmethod
     def from_message(cls, message: Message) -> PublishDialog:
@@ -109,6 +111,7 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
             text = self.query_one("#publish-payload", Input).value
             unchanged = self.raw is not None and text == self.initial_payload
             payload = self.raw if unchanged and self.raw is not None else parse_payload(text)
+            check_publish(topic, payload, self._qos(), self.max_packet)  # what the broker would refuse
         except ConfigError as exc:
             self.query_one("#publish-error", Static).update(str(exc))
             return
