@@ -280,6 +280,7 @@ class Recorder:
         self.count = 0
         self.dropped = 0
         self.done = threading.Event()
+        self.write_error: OSError | None = None  # writing failed (a closed pipe, a full disk): recording ended
         self._queue: queue.Queue[Recorded | None] = queue.Queue(maxsize=100_000)
         self._t0: float | None = None
         self._sub = Subscriber(address, default_client_id("record"), [(t, 1) for t in topics], self._on_message,
@@ -321,19 +322,26 @@ class Recorder:
             self.done.set()
 
     def _write(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            self.out.write(item.to_json() + "\n")
-            if self._queue.empty():
-                self.out.flush()  # readers (tail -f, tests) see what arrived so far
-        self.out.flush()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    break
+                self.out.write(item.to_json() + "\n")
+                if self._queue.empty():
+                    self.out.flush()  # readers (tail -f, tests) see what arrived so far
+            self.out.flush()
+        except OSError as exc:  # `record - | head`: the reader is gone; or the disk is full
+            self.write_error = exc
+            self.done.set()
 
     def stop(self) -> None:
         self.done.set()
         self._sub.stop()
-        self._queue.put(None)
+        while self._writer.is_alive():  # a writer that failed drains the queue no more: it may be full
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=0.1)
+                break
         self._writer.join(timeout=30)
 
 
@@ -595,16 +603,27 @@ def run_record(args: argparse.Namespace) -> int:
     for t in topics:
         try:
             validate_filter(t)
-        except ConfigError as exc:
-            raise ConfigError(f"bad topic filter {t!r}: {exc}") from None
+        except ConfigError as exc:  # said once: the check names the filter itself where it says what is wrong in it
+            raise (exc if str(exc).startswith("bad filter") else ConfigError(f"bad filter {t!r}: {exc}")) from None
     to_stdout = str(args.file) == "-"
     out = sys.stdout if to_stdout else open_new_file(args.file, overwrite=args.force)
     stop = _stop_on_signals()
     try:
         _record(args, address, protocol, topics, out, to_stdout, stop)
-    except OSError as exc:  # a full disk, a closed pipe
+    except BrokenPipeError:
+        if not to_stdout:
+            raise ConfigError(f"cannot write {args.file}: broken pipe") from None
+        _stdout_gone()
+    except OSError as exc:  # a full disk
         raise ConfigError(f"cannot write {'stdout' if to_stdout else args.file}: {exc.strerror or exc}") from None
     return 0
+
+
+def _stdout_gone() -> None:
+    """stdout's reader closed it (`record - | head`): that ends the recording, without a word; what Python
+    would flush into it at exit goes nowhere instead of into a second broken pipe."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _record(args: argparse.Namespace, address: BrokerAddress, protocol: int, topics: list[str], out: IO[str],
@@ -619,6 +638,8 @@ def _record(args: argparse.Namespace, address: BrokerAddress, protocol: int, top
                 break
             stop.wait(0.1)
         rec.stop()
+    if rec.write_error is not None:
+        raise rec.write_error  # run_record says what it means
     if rec.error:
         raise ConfigError(rec.error)
     where = "stdout" if to_stdout else args.file

@@ -259,6 +259,29 @@ def test_replay_loop_plays_until_stopped(mosquitto_broker, probe_factory, tmp_pa
         player.kill()
 
 
+def test_record_to_stdout_ends_quietly_when_its_reader_closes_the_pipe(mosquitto_broker, probe_factory) -> None:
+    """`record - | head -1`: the writer thread died with a BrokenPipeError traceback and the recorder never
+    ended."""
+    sender = probe_factory(mosquitto_broker.address)
+    rec = subprocess.Popen([*ENGINE, "--broker", mosquitto_broker.address.url, "record", "-", "-t", "pipe/#"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert rec.stdout is not None and rec.stdout.readline().startswith(b'{"format"')  # the header
+        rec.stdout.close()  # as head does after its line
+        for i in range(50):  # the recorder writes on: the pipe is broken
+            sender.publish("pipe/x", b"%d" % i, qos=1)
+            try:
+                rec.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        assert rec.wait(timeout=30) == 0
+        err = rec.stderr.read().decode() if rec.stderr else ""
+        assert "Traceback" not in err and "Error" not in err, err
+    finally:
+        rec.kill()
+
+
 def _header_and(*records: dict) -> bytes:
     lines = [{"format": "mnist-tui-record", "version": 1, "started": 0}, *records]
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
@@ -521,7 +544,7 @@ def test_record_checks_its_filters_as_the_console_does(mosquitto_broker) -> None
                            "--duration", "30"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
-    assert "bad topic filter 'a\\x7f/#': a filter cannot contain U+007F" in line, line
+    assert "bad filter 'a\\x7f/#': a filter cannot contain U+007F" in line, line
 
 
 def test_a_topic_no_broker_takes_is_refused_with_its_line_and_can_be_mapped(mosquitto_broker, probe_factory,
