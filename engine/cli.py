@@ -207,6 +207,10 @@ def run_roles(args: argparse.Namespace) -> int:
     for name in roles:
         if name not in ROLES:
             raise ConfigError(f"unknown role {name!r} (roles: input, infer, output, all)")
+    if args.workers > 1 and "infer" in roles:
+        from engine.roles.workerpool import check_worker_count
+
+        check_worker_count(args.workers)
     if args.quiet or args.json:  # no summary lines; stdout is for results
         setup_logging(max(log_level(args), logging.WARNING))
     settings = settings_from_args(args)

@@ -141,10 +141,11 @@ class Bench:
         from engine.cpus import pin_process, split_cpus
         from engine.digits.dataset import load_dataset
         from engine.mqtt.client import probe
-        from engine.roles.workerpool import WorkerPool
+        from engine.roles.workerpool import WorkerPool, check_worker_count
 
         if self.workers == 0 and self.address is None:
             raise ConfigError("--workers 0 uses the workers already on a broker: give --broker URL")
+        check_worker_count(self.workers)
         samples = load_dataset(self.settings.dataset, self.settings.list_file)
         if self.settings.model_path and not os.path.isfile(self.settings.model_path):
             raise ConfigError(f"model {self.settings.model_path}: file not found")

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from engine.child_process import die_with_parent
-from engine.errors import BrokerError
+from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.owned_tmp import owned_tmpdir
 from engine.settings import Settings
@@ -28,6 +28,19 @@ from engine.settings import Settings
 log = logging.getLogger(__name__)
 
 _PROTOCOL_FLAGS = {5: "5", 4: "3.1.1"}
+WORKER_MB = 300  # memory of one worker process, with room: torch and the model come to about 250 MB
+
+
+def check_worker_count(count: int, flag: str = "--workers") -> None:
+    """ConfigError with one line when `count` worker processes would not fit in the memory available now:
+    `bench --workers 1000` started workers until the kernel's OOM killer took them and whatever else it chose."""
+    import psutil
+
+    available = psutil.virtual_memory().available
+    fit = available // (WORKER_MB * 1024 * 1024)
+    if count > max(1, fit):
+        raise ConfigError(f"{flag} {count:,}: a worker process takes about 250 MB, and {available / 2**30:.1f} GB "
+                          f"of memory is available here: at most {max(1, fit):,} fit")
 
 
 def worker_command(settings: Settings, client_id: str | None, *, python: str | None = None) -> list[str]:

@@ -126,3 +126,12 @@ def test_a_global_option_after_the_command_says_where_it_goes() -> None:
         told = subprocess.run([*console_script, *argv], capture_output=True, text=True, timeout=60,
                               stdin=subprocess.DEVNULL)
         assert told.returncode == 2 and hint in told.stderr, told.stderr
+
+
+@pytest.mark.parametrize("argv", [["bench", "--workers", "100000"], ["run", "infer", "--workers", "100000"]])
+def test_more_workers_than_memory_holds_are_refused_in_one_line(argv) -> None:
+    """`bench --workers 1000` started worker processes of 250 MB each until the OOM killer came."""
+    done = subprocess.run([*ENGINE, *argv], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    (line,) = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and "--workers 100,000: a worker process takes about 250 MB" in line, line
+    assert "at most" in line and "fit" in line
