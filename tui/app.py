@@ -105,6 +105,10 @@ class MainScreen(Screen[None]):
                 yield TopicsPane(id="topics")
         yield MainFooter()
 
+    def action_inspector(self) -> None:
+        """`i` from any pane: the Topics pane opens the inspector (from the Topics pane its own binding does)."""
+        self.query_one(TopicsPane).action_inspector()
+
     @property
     def zoomed(self) -> str | None:
         """The pane that fills the screen, or None when all four show."""

@@ -100,7 +100,7 @@ TOPICS = (
     Key("w", "save", "Save", "save the payload to a new file here (0600)", footer=False),
     Key("R", "republish", "Re-publish", "edit and re-publish the selected message", footer=False),
     Key("g", "plot", "Plot", "plot the topic's numbers or a JSON number field over time", footer=False),
-    Key("i", "inspector", "Inspector", "full-screen inspector: tree, history, payload (i: back)"),
+    Key("i", "inspector", "Inspector", "full-screen inspector: tree, history, payload (i: back)", everywhere=True),
 )
 
 DRAW = (

@@ -185,7 +185,7 @@ class WorkerPool:
             worker = WorkerProcess(worker_command(self.settings, cid), self._env, cid, self._log_dir)
             self.workers.append(worker)
             started.append(worker)
-            log.info("started infer worker process %s (pid %d)", cid or "", worker.pid)
+            log.info("started infer worker process %s(pid %d)", f"{cid} " if cid else "", worker.pid)
         return started
 
     def failed(self) -> WorkerProcess | None:

@@ -856,3 +856,27 @@ async def test_a_line_an_animated_scroll_brings_into_view_gets_its_figures() -> 
 
             await until(pilot, lambda: top_label().endswith("  1"),
                         lambda: f"line {tree.scroll_offset.y} after {step + 1} scrolls: {top_label()!r}")  # noqa: B023
+
+
+async def test_i_opens_the_inspector_from_any_pane(mosquitto_broker: EmbeddedBroker, make_app: Any) -> None:
+    """`i` did nothing, and said nothing, unless the Topics pane had the focus."""
+    app = make_app(mosquitto_broker.address)
+
+    def pane() -> str | None:
+        return next((w.id for w in (app.focused.ancestors_with_self if app.focused else ())
+                     if w.id in ("publisher", "workers", "results", "topics")), None)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snap is not None and pane() is not None, "no snapshot")
+        seen = []
+        for _ in range(4):
+            before = pane()
+            seen.append(before)
+            await pilot.press("i")
+            await until(pilot, lambda: isinstance(app.screen, InspectorScreen), f"no inspector from {before}")
+            await pilot.press("i")  # and back, to the same pane
+            await until(pilot, lambda: not isinstance(app.screen, InspectorScreen), "the inspector stays")
+            assert pane() == before
+            await pilot.press("tab")
+            await until(pilot, lambda before=before: pane() != before, "tab did not move")
+        assert set(seen) == {"publisher", "workers", "results", "topics"}, seen
