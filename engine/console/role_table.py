@@ -24,7 +24,7 @@ class _RoleState:
     def __init__(self, role: str, client_id: str) -> None:
         self.role = role
         self.id = client_id
-        self.state = "?"
+        self.state = "unknown"
         self.data: Mapping[str, Any] = MappingProxyType({})
         self.received = 0.0
         self.history: deque[float] = deque(maxlen=HISTORY)
@@ -77,7 +77,7 @@ class RoleTable:
             if len(self._roles) >= self.max_roles:
                 self.forget(now)
             entry = self._roles[key] = _RoleState(*key)
-        state = data.get("state") or "?"
+        state = data.get("state") or "unknown"  # as health says it
         entry.state = state
         entry.data = MappingProxyType(data)
         entry.received = now

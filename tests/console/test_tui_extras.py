@@ -505,3 +505,13 @@ async def test_a_confusion_matrix_of_big_counts_fits_the_screen(size: tuple[int,
         w = matrix.cell_width
         await pilot.click(ConfusionMatrix, offset=(LABEL_WIDTH + 4 * w + w - 2, 2 + 3))
         await until(pilot, lambda: screen.cell == (3, 4), lambda: f"picked {screen.cell}")
+
+
+def test_worker_latencies_past_a_second_are_said_in_seconds() -> None:
+    """The Workers pane showed 1565/1804 under "p50/p99 ms" where the Results pane said p99 1.8 s."""
+    from tui.workers.workers_pane import _lat, _p99
+
+    assert _lat({"p50": 5.25, "p99": 557.4}) == "5.2/557"
+    assert _lat({"p50": 1565.0, "p99": 18_040.0}) == "1.6s/18s"
+    assert _p99({"p99": 999.4}) == "999" and _p99({"p99": 1000.0}) == "1.0s" and _p99({"p99": 2e6}) == "33m"
+    assert all(len(_p99({"p99": v})) <= 5 for v in (0.0, 99.96, 999.6, 9_960.0, 999_600.0, 59_990_000.0, 1e12))

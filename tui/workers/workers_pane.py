@@ -102,8 +102,16 @@ def _lat(lat: Any) -> str:
 
 
 def _ms(value: float) -> str:
-    """Milliseconds in at most 5 characters up to 99,999 (a backlog's seconds still fit the column)."""
-    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+    """Milliseconds in at most 5 characters (a backlog's seconds still fit the column): from a second on, in
+    seconds with their unit (`1.6s`), as the Results pane says them, not 1565."""
+    if value < 999.5:
+        return f"{value:.1f}" if value < 99.95 else f"{value:.0f}"
+    seconds = value / 1000
+    if seconds < 9.95:
+        return f"{seconds:.1f}s"
+    if seconds < 999.5:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 999.5 * 60 else "long"
 
 
 def _p99(lat: Any) -> str:
