@@ -515,3 +515,39 @@ def test_worker_latencies_past_a_second_are_said_in_seconds() -> None:
     assert _lat({"p50": 1565.0, "p99": 18_040.0}) == "1.6s/18s"
     assert _p99({"p99": 999.4}) == "999" and _p99({"p99": 1000.0}) == "1.0s" and _p99({"p99": 2e6}) == "33m"
     assert all(len(_p99({"p99": v})) <= 5 for v in (0.0, 99.96, 999.6, 9_960.0, 999_600.0, 59_990_000.0, 1e12))
+
+
+def test_a_probability_bar_shows_the_percentage_written_beside_it() -> None:
+    """0.24% and 0.16% are both written 0.2%: one had a sliver of a bar and the other none."""
+    from rich.style import Style
+
+    from tui.results.prob_bars import bars_text
+
+    styles = {name: Style() for name in ("accent", "ok", "bad", "bold", "plain", "muted")}
+    probs = [0.0024, 0.0016, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.996]
+    lines = bars_text(probs, 9, None, 40, styles).plain.splitlines()
+    assert lines[0].endswith("0.2%") and lines[1].endswith("0.2%")
+    assert lines[0] == "0" + lines[1][1:], lines[:2]
+
+
+async def test_a_long_error_in_the_result_detail_wraps_under_itself(app: MnistApp) -> None:
+    """An error result's reason went on under the names ("4,000,000 bytes (limit ..." below "prediction")."""
+    error = "image too big: 4,000,000 bytes (limit 1,048,576); the worker answers it with this error result"
+    row = ResultRow(1, 0.0, "x-1", None, 3, None, 12.5, "infer-w1", error, None, None, False)
+
+    async def body(pilot: Pilot[Any]) -> None:
+        app.push_screen(ResultDetail([row], 0))
+        await until(pilot, lambda: isinstance(app.screen, ResultDetail) and app.screen.query("#detail-fields"),
+                    "no detail")
+        fields = app.screen.query_one("#detail-fields")
+        names = ("label", "prediction", "worker", "latency", "model", "time")
+
+        def lines() -> list[str]:
+            return [strip.text.rstrip() for strip in (fields.render_line(y) for y in range(fields.size.height))]
+
+        await until(pilot, lambda: len([ln for ln in lines() if ln.strip()]) > len(names), lambda: f"{lines()}")
+        shown = [ln for ln in lines() if ln.strip()]
+        assert all(ln.startswith(names) or ln.startswith(" " * 12) for ln in shown), shown
+        assert " ".join(ln.strip() for ln in shown if not ln.startswith(names[2:])).count("1,048,576") == 1
+
+    await run(app, body, size=(80, 24))

@@ -30,16 +30,18 @@ def bars_text(probs: Sequence[float], pred: int | None, label: int | None, width
     out = Text(no_wrap=True, overflow="crop")
     for digit in range(10):
         p = float(probs[digit]) if digit < len(probs) else 0.0
+        percent = f"{p * 100:6.1f}"
+        shown = float(percent) / 100  # the bar shows the percentage written beside it: two 0.2% look alike
         if digit == pred:
             strong = styles["accent"] if label is None else (styles["ok"] if label == pred else styles["bad"])
             out.append(f"{digit} ", strong + styles["bold"])
-            out.append(bar(p, bar_width), strong)
-            out.append(f"{p * 100:6.1f}%", styles["bold"])
+            out.append(bar(shown, bar_width), strong)
+            out.append(f"{percent}%", styles["bold"])
         else:
             mark = digit == label
             out.append(f"{digit} ", (styles["ok"] + styles["bold"]) if mark else styles["plain"])
-            out.append(bar(p, bar_width), styles["ok"] if mark else styles["muted"])
-            out.append(f"{p * 100:6.1f}%", styles["muted"] if p < 0.0005 else styles["plain"])
+            out.append(bar(shown, bar_width), styles["ok"] if mark else styles["muted"])
+            out.append(f"{percent}%", styles["muted"] if p < 0.0005 else styles["plain"])
         if digit < 9:
             out.append("\n")
     return out

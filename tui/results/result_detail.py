@@ -21,31 +21,12 @@ from textual.widgets import Static
 from engine.console.observer import ResultRow
 from engine.errors import MnistError
 from tui.results.prob_bars import ProbBars
+from tui.results.result_fields import ResultFields
 from tui.safe_text import markup_text
 from tui.widgets import formatting as fmt
 from tui.widgets.digit_view import DigitView
 
 LARGE = (100, 40)
-
-
-def fields_markup(row: ResultRow) -> str:
-    """The result's facts, one per line."""
-    label = "-" if row.label is None else str(row.label)
-    if row.error is not None:
-        verdict = f"[$text-error]error: {markup_text(row.error)}[/]"
-    else:
-        mark = {True: " [$text-success]✓ correct[/]", False: " [$text-error]✗ wrong[/]", None: ""}[row.correct]
-        conf = f" [dim]·[/] {row.conf * 100:.1f}%" if row.conf is not None else ""
-        verdict = f"[b]{row.pred if row.pred is not None else '-'}[/]{mark}{conf}"
-    lines = [
-        f"label       [b]{label}[/]",
-        f"prediction  {verdict}",
-        f"worker      {markup_text(row.worker or '-')}",
-        f"latency     {fmt.ms(row.latency_ms)}",
-        f"model       {markup_text(row.model or '-')}",
-        f"time        {fmt.clock(row.t)}",
-    ]
-    return "\n".join(lines)
 
 
 class ImageSource(Protocol):
@@ -81,13 +62,13 @@ class ResultDetail(ModalScreen[None]):
             with Horizontal(id="detail-body"):
                 yield DigitView(placeholder="", id="detail-digit")
                 with Vertical(id="detail-side"):
-                    yield Static("", id="detail-fields")
+                    yield ResultFields(id="detail-fields")
                     yield ProbBars("no probabilities in this result", id="detail-bars")
             yield Static("[dim]← → previous / next result · escape closes[/]", classes="dialog-hint")
 
     def on_mount(self) -> None:
         self._fit(self.app.size.width, self.app.size.height)
-        self._show()
+        self.call_after_refresh(self._show)  # pushed from outside a handler, its children come after its Mount
 
     def on_resize(self, event: Resize) -> None:
         self._fit(event.size.width, event.size.height)  # opened at 120x40, then 80x24: its side was cut
@@ -110,7 +91,7 @@ class ResultDetail(ModalScreen[None]):
         box = self.query_one("#detail", Vertical)
         box.border_title = f"Result {markup_text(row.id or '(no id)')}"
         box.border_subtitle = f"{fmt.count(self.index + 1)} of {fmt.count(len(self.rows))}"
-        self.query_one("#detail-fields", Static).update(fields_markup(row))
+        self.query_one(ResultFields).show(row)
         bars = self.query_one(ProbBars)
         bars.show(row.probs, row.pred, row.label)
         digit = self.query_one(DigitView)
