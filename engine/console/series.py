@@ -74,9 +74,13 @@ def for_plot(values: Sequence[float]) -> tuple[list[float], int]:
     return [v / first / second for v in values], exponent
 
 
+UNIX_TIMES = (1e9, 1e10)  # seconds since 1970 from 2001 to 2286: a field of such values is a clock
+
+
 def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str], newest: int = 50) -> int:
     """The index of the first of `fields` whose value changes over the `newest` of `messages` (0 if none
-    does): a plot opens on it, not on a constant such as a status's `pid`. Each payload is parsed once."""
+    does): a plot opens on it, not on a constant such as a status's `pid`, nor on a clock such as its `ts`
+    where another field changes. Each payload is parsed once."""
     first: dict[str, float] = {}
     varying: set[str] = set()
     wanted = set(fields)
@@ -87,4 +91,7 @@ def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str]
             number = flat[field]
             if _is_number(number) and first.setdefault(field, float(number)) != float(number):
                 varying.add(field)
-    return next((i for i, field in enumerate(fields) if field in varying), 0)
+    low, high = UNIX_TIMES
+    clocks = {field for field in varying if low <= first[field] < high}
+    return next((i for i, field in enumerate(fields) if field in varying - clocks),
+                next((i for i, field in enumerate(fields) if field in varying), 0))

@@ -27,7 +27,7 @@ from engine.console.message_props import MessageProps, message_props
 from engine.console.observer import Message, Observer
 from engine.console.payload_diff import payload_diff
 from engine.console.payload_file import default_name, write_payload
-from engine.console.series import VALUE, for_plot, number_fields, series
+from engine.console.series import VALUE, first_varying, for_plot, number_fields, series
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
@@ -81,6 +81,16 @@ def test_number_fields_and_series() -> None:
     big = [(1.0, huge), (2.0, b'{"a": ' + huge + b', "b": 2}'), (3.0, b"5")]
     assert number_fields(p for _t, p in big) == ["b", VALUE]  # in the order first seen
     assert series(big, VALUE) == ([3.0], [5.0]) and series(big, "a") == ([], [])
+
+
+def test_a_plot_opens_on_a_field_that_changes_and_is_not_a_clock() -> None:
+    """A status's first changing field is its `ts`, a Unix time: the plot opened on a clock's climb."""
+    statuses = [(float(i), json.dumps({"ts": 1_796_152_446.7 + i, "pid": 42, "rate": 9.5 + i % 3}).encode())
+                for i in range(5)]
+    fields = number_fields(p for _t, p in statuses)
+    assert fields == ["ts", "pid", "rate"] and fields[first_varying(statuses, fields)] == "rate"
+    clock_only = [(float(i), json.dumps({"pid": 42, "ts": 1_796_152_446.7 + i}).encode()) for i in range(5)]
+    assert first_varying(clock_only, ["pid", "ts"]) == 1  # nothing else changes: the clock it is
 
 
 def test_numbers_for_a_plot_are_scaled_only_past_what_plotext_draws() -> None:

@@ -11,7 +11,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from tui.toasts import clear_passing
 
-HINT = ("[dim]a LeNet-5 state_dict (or TorchScript where the worker allows it), read by the worker;\n"
+HINT = ("[dim]a LeNet-5 state_dict (or TorchScript where the worker allows it), read by the worker; "
         "it keeps its model if the file cannot be used, and keeps every image it holds[/]")
 
 
