@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import queue
+import select
 import signal
 import sys
 import threading
@@ -43,6 +44,7 @@ from engine.untrusted import visible_text
 
 FORMAT = "mnist-tui-record"
 MAX_LINE = 64 * 1024 * 1024  # bytes of one record (a payload of up to about 48 MB, in base64)
+PIPE_PAGE = 4096  # bytes a pipe that polls writable takes without blocking (PIPE_BUF)
 MAX_OFFSET = 10 * 365 * 86_400.0  # seconds from the start of a recording to a message: ten years
 VERSION = 1
 
@@ -277,10 +279,12 @@ class Recorder:
         self.out = out
         self.include_retained = include_retained
         self.limit = limit
-        self.count = 0
+        self.count = 0  # messages taken for the recording
+        self.written = 0  # of those, written out
         self.dropped = 0
         self.done = threading.Event()
         self.write_error: OSError | None = None  # writing failed (a closed pipe, a full disk): recording ended
+        self._abandon = threading.Event()  # stop waiting for a reader that does not read
         self._queue: queue.Queue[Recorded | None] = queue.Queue(maxsize=100_000)
         self._t0: float | None = None
         self._sub = Subscriber(address, default_client_id("record"), [(t, 1) for t in topics], self._on_message,
@@ -322,27 +326,71 @@ class Recorder:
             self.done.set()
 
     def _write(self) -> None:
+        """Write what is queued, whole lines at a time, straight to the file descriptor: a reader that stops
+        reading blocks no lock that Python needs at exit, and a stop gives up waiting for it (`_abandon`)."""
+        self.out.flush()  # the header, written through `out`
+        fd = self.out.fileno()
         try:
             while True:
                 item = self._queue.get()
                 if item is None:
                     break
-                self.out.write(item.to_json() + "\n")
-                if self._queue.empty():
-                    self.out.flush()  # readers (tail -f, tests) see what arrived so far
-            self.out.flush()
+                lines = [item.to_json()]
+                end = False
+                while len(lines) < 256:  # what else is queued goes in the same write
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        end = True
+                        break
+                    lines.append(more.to_json())
+                if not self._send(fd, ("\n".join(lines) + "\n").encode("utf-8")):
+                    return
+                self.written += len(lines)
+                if end:
+                    break
         except OSError as exc:  # `record - | head`: the reader is gone; or the disk is full
             self.write_error = exc
             self.done.set()
 
-    def stop(self) -> None:
+    def _send(self, fd: int, data: bytes) -> bool:
+        """All of `data` to `fd`, a page at a time once it takes one (a pipe never blocks then); False when
+        the stop gave up on the reader first."""
+        view = memoryview(data)
+        while view:
+            if self._abandon.is_set():
+                return False
+            _r, ready, _x = select.select([], [fd], [], 0.1)
+            if ready:
+                view = view[os.write(fd, view[:PIPE_PAGE]):]
+        return True
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop recording; what is queued is written within `grace` seconds, and what a reader that does not
+        read leaves unwritten is left (`count - written`)."""
         self.done.set()
         self._sub.stop()
-        while self._writer.is_alive():  # a writer that failed drains the queue no more: it may be full
+        deadline = time.monotonic() + grace
+        while self._writer.is_alive() and time.monotonic() < deadline:  # the queue may be full
             with contextlib.suppress(queue.Full):
                 self._queue.put(None, timeout=0.1)
                 break
-        self._writer.join(timeout=30)
+        self._writer.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self._writer.is_alive():
+            self._abandon.set()
+            self._writer.join(timeout=1.0)
+
+    def reader_gone(self) -> bool:
+        """The reading end of `out`, a pipe, is closed (`record - | head` once head is done): poll says so
+        before anything is written to it."""
+        try:
+            poller = select.poll()
+            poller.register(self.out.fileno(), select.POLLOUT)
+            return any(events & select.POLLERR for _fd, events in poller.poll(0))
+        except (OSError, ValueError):
+            return False
 
 
 class _Link:
@@ -633,17 +681,26 @@ def _record(args: argparse.Namespace, address: BrokerAddress, protocol: int, top
                        limit=args.messages)
         rec.start()
         deadline = time.monotonic() + args.duration if args.duration else None
+        reader_gone = False
         while not (stop.is_set() or rec.done.is_set()):
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            if to_stdout and rec.reader_gone():  # nothing to write yet, and nobody to read it
+                reader_gone = True
+                break
             stop.wait(0.1)
         rec.stop()
+    if reader_gone:
+        raise BrokenPipeError
     if rec.write_error is not None:
         raise rec.write_error  # run_record says what it means
     if rec.error:
         raise ConfigError(rec.error)
     where = "stdout" if to_stdout else args.file
-    print(f"recorded {rec.count} messages to {where}" + (f" ({rec.dropped} dropped)" if rec.dropped else ""),
+    if rec.written < rec.count:
+        raise ConfigError(f"{where} was not read: {rec.count - rec.written:,} of the {rec.count:,} messages recorded "
+                          "were not written")
+    print(f"recorded {rec.written} messages to {where}" + (f" ({rec.dropped} dropped)" if rec.dropped else ""),
           file=sys.stderr if to_stdout else sys.stdout)  # stdout holds the recording itself
 
 

@@ -282,6 +282,58 @@ def test_record_to_stdout_ends_quietly_when_its_reader_closes_the_pipe(mosquitto
         rec.kill()
 
 
+def test_record_to_stdout_ends_when_its_reader_closes_the_pipe_before_any_message(mosquitto_broker) -> None:
+    """With nothing to record, a closed pipe was noticed only at the next write: never, until a signal."""
+    rec = subprocess.Popen([*ENGINE, "--broker", mosquitto_broker.address.url, "record", "-", "-t", "quiet/#"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert rec.stdout is not None and rec.stdout.readline().startswith(b'{"format"')
+        rec.stdout.close()
+        assert rec.wait(timeout=30) == 0
+        assert rec.stderr is not None and not rec.stderr.read()
+    finally:
+        rec.kill()
+
+
+def test_record_stopped_while_its_reader_does_not_read_ends_and_says_what_was_not_written(mosquitto_broker,
+                                                                                      probe_factory) -> None:
+    """`record - | sleep 600`, then Ctrl-C: the stop waited for the writer, which waited for the reader, for ever
+    once the queue was full (and 30 s before), and then said every message was recorded."""
+    sender = probe_factory(mosquitto_broker.address)
+    rec = subprocess.Popen([*ENGINE, "--broker", mosquitto_broker.address.url, "record", "-", "-t", "stall/#"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert rec.stdout is not None and rec.stdout.readline().startswith(b'{"format"')  # then no more reads
+        for i in range(300):  # 400 KB as base64 lines: more than a pipe holds
+            sender.publish("stall/x", bytes([i % 256]) * 1000, qos=1)
+        fd = rec.stdout.fileno()
+        seen: list[int] = []
+
+        def full() -> bool:  # the pipe holds a good deal, and no more came in the last half second
+            seen.append(_unread(fd))
+            return seen[-1] > 30_000 and len(seen) > 10 and seen[-10] == seen[-1]
+
+        wait_for(full, timeout=60, interval=0.05, message=lambda: f"bytes in the pipe: {seen[-12:]}")
+        os.kill(rec.pid, signal.SIGINT)
+        assert rec.wait(timeout=60) == 1
+        err = rec.stderr.read().decode() if rec.stderr else ""
+        (line,) = err.strip().splitlines()
+        assert "stdout was not read" in line and "were not written" in line, line
+    finally:
+        rec.kill()
+
+
+def _unread(fd: int) -> int:
+    """Bytes waiting in a pipe (FIONREAD)."""
+    import array
+    import fcntl
+    import termios
+
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
 def _header_and(*records: dict) -> bytes:
     lines = [{"format": "mnist-tui-record", "version": 1, "started": 0}, *records]
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
