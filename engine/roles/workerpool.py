@@ -28,19 +28,20 @@ from engine.settings import Settings
 log = logging.getLogger(__name__)
 
 _PROTOCOL_FLAGS = {5: "5", 4: "3.1.1"}
-WORKER_MB = 300  # memory of one worker process, with room: torch and the model come to about 250 MB
+WORKER_MB = 200  # memory of one worker process: torch and the model, 150 MB of its own, 250 MB resident
 
 
 def check_worker_count(count: int, flag: str = "--workers") -> None:
-    """ConfigError with one line when `count` worker processes would not fit in the memory available now:
-    `bench --workers 1000` started workers until the kernel's OOM killer took them and whatever else it chose."""
-    import psutil
+    """ConfigError with one line when `count` worker processes would not fit in the memory available now (also
+    under a container's limit): `bench --workers 1000` started workers until the kernel's OOM killer took them
+    and whatever else it chose."""
+    from engine.memory import available_memory
 
-    available = psutil.virtual_memory().available
-    fit = available // (WORKER_MB * 1024 * 1024)
-    if count > max(1, fit):
-        raise ConfigError(f"{flag} {count:,}: a worker process takes about 250 MB, and {available / 2**30:.1f} GB "
-                          f"of memory is available here: at most {max(1, fit):,} fit")
+    available = available_memory()
+    fit = max(1, available // (WORKER_MB * 1024 * 1024))
+    if count > fit:
+        raise ConfigError(f"{flag} {count:,}: a worker process takes about {WORKER_MB} MB, and {available / 2**30:.1f} "
+                          f"GB of memory is available here: at most {fit:,} fit")
 
 
 def worker_command(settings: Settings, client_id: str | None, *, python: str | None = None) -> list[str]:

@@ -133,5 +133,5 @@ def test_more_workers_than_memory_holds_are_refused_in_one_line(argv) -> None:
     """`bench --workers 1000` started worker processes of 250 MB each until the OOM killer came."""
     done = subprocess.run([*ENGINE, *argv], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     (line,) = done.stderr.strip().splitlines()
-    assert done.returncode == 1 and "--workers 100,000: a worker process takes about 250 MB" in line, line
+    assert done.returncode == 1 and "--workers 100,000: a worker process takes about 200 MB" in line, line
     assert "at most" in line and "fit" in line
