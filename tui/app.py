@@ -505,6 +505,9 @@ class MnistApp(App[None]):
         main = self.main
         if main is None:
             return
+        if self.screen is not main and (own := self.screen.query(TopicsPane)):
+            own.first().action_search()  # the inspector's own pane: the main screen's is hidden behind it
+            return
         if main.zoomed is not None and main.zoomed != "topics":
             main.zoom(None)  # the search is in the Topics pane: show it
         main.query_one(TopicsPane).action_search()
@@ -551,7 +554,7 @@ class MnistApp(App[None]):
             # The broker's verdict (published, refused, or not confirmed) comes as an observer event.
 
         dialog = dialog or PublishDialog(self._selected_topic() or "")
-        dialog.max_packet = self.snap.connection.max_packet if self.snap is not None else None
+        dialog.max_packet = lambda: self.snap.connection.max_packet if self.snap is not None else None
         self.push_screen(dialog, send)
 
     @on(TopicsPane.RepublishWanted)

@@ -75,23 +75,45 @@ def for_plot(values: Sequence[float]) -> tuple[list[float], int]:
 
 
 UNIX_TIMES = (1e9, 1e10)  # seconds since 1970 from 2001 to 2286: a field of such values is a clock
+CLOCK_PACES = ((0.8, 1.25), (800.0, 1250.0))  # a field that rises a second (or 1,000 ms) a second is a clock
 
 
 def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str], newest: int = 50) -> int:
     """The index of the first of `fields` whose value changes over the `newest` of `messages` (0 if none
     does): a plot opens on it, not on a constant such as a status's `pid`, nor on a clock such as its `ts`
-    where another field changes. Each payload is parsed once."""
-    first: dict[str, float] = {}
+    or `uptime` where another field changes. Each payload is parsed once."""
+    first: dict[str, tuple[float, float]] = {}  # field -> (arrival, value) of its first number
+    last: dict[str, tuple[float, float]] = {}
+    rising: set[str] = set()  # never went down
     varying: set[str] = set()
     wanted = set(fields)
-    for _t, payload in messages[-newest:]:
+    for t, payload in messages[-newest:]:
         value = _parse(payload)
         flat = {VALUE: value} if _is_number(value) else flatten(value) if isinstance(value, (dict, list)) else {}
         for field in wanted.intersection(flat):
             number = flat[field]
-            if _is_number(number) and first.setdefault(field, float(number)) != float(number):
+            if not _is_number(number):
+                continue
+            number = float(number)
+            if field not in first:
+                first[field] = (t, number)
+                rising.add(field)
+            elif number != first[field][1]:
                 varying.add(field)
-    low, high = UNIX_TIMES
-    clocks = {field for field in varying if low <= first[field] < high}
+            if field in last and number < last[field][1]:
+                rising.discard(field)
+            last[field] = (t, number)
+    clocks = {field for field in varying if _is_clock(first[field], last[field], field in rising)}
     return next((i for i, field in enumerate(fields) if field in varying - clocks),
                 next((i for i, field in enumerate(fields) if field in varying), 0))
+
+
+def _is_clock(first: tuple[float, float], last: tuple[float, float], rising: bool) -> bool:
+    low, high = UNIX_TIMES
+    if low <= first[1] < high:
+        return True
+    elapsed = last[0] - first[0]
+    if not rising or elapsed <= 0:
+        return False
+    pace = (last[1] - first[1]) / elapsed
+    return any(slow <= pace <= fast for slow, fast in CLOCK_PACES)

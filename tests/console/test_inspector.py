@@ -85,10 +85,13 @@ def test_number_fields_and_series() -> None:
 
 def test_a_plot_opens_on_a_field_that_changes_and_is_not_a_clock() -> None:
     """A status's first changing field is its `ts`, a Unix time: the plot opened on a clock's climb."""
-    statuses = [(float(i), json.dumps({"ts": 1_796_152_446.7 + i, "pid": 42, "rate": 9.5 + i % 3}).encode())
+    statuses = [(float(i), json.dumps({"ts": 1_796_152_446.7 + i, "pid": 42, "uptime": 30.2 + i,
+                                       "uptime_ms": 30_200 + 1000 * i, "rate": 9.5 + i % 3}).encode())
                 for i in range(5)]
     fields = number_fields(p for _t, p in statuses)
-    assert fields == ["ts", "pid", "rate"] and fields[first_varying(statuses, fields)] == "rate"
+    assert fields == ["ts", "pid", "uptime", "uptime_ms", "rate"] and fields[first_varying(statuses, fields)] == "rate"
+    counted = [(float(i), json.dumps({"uptime": 30.2 + i, "processed": 500 * i}).encode()) for i in range(5)]
+    assert first_varying(counted, ["uptime", "processed"]) == 1  # a count that rises faster is no clock
     clock_only = [(float(i), json.dumps({"pid": 42, "ts": 1_796_152_446.7 + i}).encode()) for i in range(5)]
     assert first_varying(clock_only, ["pid", "ts"]) == 1  # nothing else changes: the clock it is
 
@@ -890,3 +893,20 @@ async def test_i_opens_the_inspector_from_any_pane(mosquitto_broker: EmbeddedBro
             await pilot.press("tab")
             await until(pilot, lambda before=before: pane() != before, "tab did not move")
         assert set(seen) == {"publisher", "workers", "results", "topics"}, seen
+
+
+async def test_slash_in_the_inspector_searches_its_own_tree(mosquitto_broker: EmbeddedBroker, make_app: Any) -> None:
+    """`/` in the inspector opened the hidden main screen's search box: the letters after it acted as keys
+    (`s` paused the inspector, `i` closed it), and the main screen kept a search box open."""
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snap is not None, "no snapshot")
+        await pilot.press("i")
+        screen = await until(pilot, lambda: isinstance(app.screen, InspectorScreen) and app.screen, "no inspector")
+        await pilot.press("slash", "s", "i")
+        search = screen.query_one("#topic-search", Input)
+        await until(pilot, lambda: search.value == "si", lambda: f"search {search.value!r}")
+        assert app.screen is screen and app.focused is search and not app.snap.paused
+        await pilot.press("escape", "escape")
+        await until(pilot, lambda: not isinstance(app.screen, InspectorScreen), "the inspector stays")
+        assert not app.screen.query_one("#topic-search", Input).display  # the main screen's box stayed shut

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,7 +58,8 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
         self.initial_qos = qos if qos in (0, 1, 2) else 1
         self.initial_retain = retain
         self.raw = raw
-        self.max_packet: int | None = None  # the largest packet the broker takes (set by the app: MQTT 5 says it)
+        # the largest packet the broker takes now (the app's: MQTT 5 says it at each connection)
+        self.max_packet: Callable[[], int | None] = lambda: None
 
     @classmethod
     def from_message(cls, message: Message) -> PublishDialog:
@@ -111,7 +113,7 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
             text = self.query_one("#publish-payload", Input).value
             unchanged = self.raw is not None and text == self.initial_payload
             payload = self.raw if unchanged and self.raw is not None else parse_payload(text)
-            check_publish(topic, payload, self._qos(), self.max_packet)  # what the broker would refuse
+            check_publish(topic, payload, self._qos(), self.max_packet())  # what the broker would refuse
         except ConfigError as exc:
             self.query_one("#publish-error", Static).update(str(exc))
             return
