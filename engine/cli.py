@@ -35,7 +35,7 @@ from engine.options import (
     topic_filter,
 )
 from engine.protocol import Result
-from engine.signals import SignalStop
+from engine.signals import Interrupted, SignalStop
 from engine.topics import ROLES
 
 log = logging.getLogger("mnist-tui")
@@ -230,7 +230,7 @@ def run_roles(args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, frame: Any) -> None:
         if not started:  # while starting (model, broker, connections): abort at once; start cleans up
-            raise _Interrupted(signum)
+            raise Interrupted(signum)
         stop.handler(signum, frame)  # running: leave the loop below, then stop every role in order
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -268,14 +268,6 @@ def run_roles(args: argparse.Namespace) -> int:
     if failed is not None:  # a role that died: one line and a non-zero exit (main prints it)
         raise RoleFailed(failed)
     return 0
-
-
-class _Interrupted(KeyboardInterrupt):
-    """A signal while `run` starts: the start is cut short, and the exit status says which signal (128 + it)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = int(signum)
 
 
 def _summary(status: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ also raises `Interrupted`, which ends the read.
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from types import FrameType
@@ -22,11 +23,13 @@ POLL = 0.05  # s: how soon `wait` sees a request
 
 
 class Interrupted(KeyboardInterrupt):
-    """Raised by `SignalStop.handler` inside `SignalStop.interruptible()`, once the stop is recorded."""
+    """A signal that cuts short what the main thread was doing: raised by `SignalStop.handler` inside
+    `SignalStop.interruptible()`, once the stop is recorded, and by `run` while it starts. The exit status says
+    which signal (128 + it)."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
 
 
 class SignalStop:
