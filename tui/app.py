@@ -503,14 +503,12 @@ class MnistApp(App[None]):
         if isinstance(self.focused, Input):
             raise SkipAction  # a `/` typed in the search box (or a dialog's field) is text: topics are paths
         main = self.main
-        if main is None:
+        pane = self._topics_pane()  # in the inspector its own: the main screen's is hidden behind it
+        if main is None or pane is None:
             return
-        if self.screen is not main and (own := self.screen.query(TopicsPane)):
-            own.first().action_search()  # the inspector's own pane: the main screen's is hidden behind it
-            return
-        if main.zoomed is not None and main.zoomed != "topics":
+        if pane.screen is main and main.zoomed is not None and main.zoomed != "topics":
             main.zoom(None)  # the search is in the Topics pane: show it
-        main.query_one(TopicsPane).action_search()
+        pane.action_search()
 
     def action_filter(self) -> None:
         if self.not_started():
@@ -532,13 +530,18 @@ class MnistApp(App[None]):
 
         self.push_screen(FilterDialog(self.observer.filter), apply)
 
-    def _selected_topic(self) -> str | None:
-        """The topic selected in the Topics pane of the screen on top (the inspector's), else the main one."""
+    def _topics_pane(self) -> TopicsPane | None:
+        """The Topics pane of the screen on top (the inspector's), else the main screen's."""
         for screen in (self.screen, self.main):
             panes = screen.query(TopicsPane) if screen is not None else ()
             if panes:
-                return panes.first().selected_topic
+                return panes.first()
         return None
+
+    def _selected_topic(self) -> str | None:
+        """The topic selected in the Topics pane of the screen on top (the inspector's), else the main one."""
+        pane = self._topics_pane()
+        return pane.selected_topic if pane is not None else None
 
     def action_publish(self, dialog: PublishDialog | None = None) -> None:
         if self.not_started():
