@@ -431,6 +431,11 @@ class _Link:
                               f"({self.refused}): did it refuse one of them?")
 
 
+def _counted(n: int, one: str, many: str | None = None) -> str:
+    """1 message, 2 messages, 1,234 passes."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
+
+
 def _where(rec: Recorded, sent: int) -> str:
     return f"line {rec.line:,}" if rec.line else f"message {sent + 1:,}"
 
@@ -477,8 +482,8 @@ def replay(address: BrokerAddress, messages: Iterable[Recorded], *, speed: float
             try:
                 messages = again()
             except ConfigError as exc:  # the file went away or changed between two passes
-                raise ConfigError(f"{exc} (after {sent:,} message{'' if sent == 1 else 's'} replayed in {passes:,} "
-                                  f"pass{'' if passes == 1 else 'es'})") from None
+                raise ConfigError(f"{exc} (after {_counted(sent, 'message')} replayed in "
+                                  f"{_counted(passes, 'pass', 'passes')})") from None
     finally:
         client.disconnect()
         client.loop_stop()
@@ -739,9 +744,9 @@ def run_replay(args: argparse.Namespace) -> int:
         sent, passes = replay(address, messages, speed=args.speed, protocol=protocol, stop=stop, topic_map=mapping,
                               again=again if args.loop else None)
     except TruncatedRecording as exc:  # a damaged line, like a bad record: exit status 1
-        whole = f"{exc.replayed:,} whole message{'' if exc.replayed == 1 else 's'}"
+        whole = _counted(exc.replayed, "whole message")
         raise ConfigError(f"recording {where} is truncated: line {exc.line} is cut off; replayed the {whole} "
                           "before it") from None
-    times = f" in {passes} pass{'' if passes == 1 else 'es'}" if args.loop else ""
-    print(f"replayed {sent:,} message{'' if sent == 1 else 's'} from {where}{times}")
+    times = f" in {_counted(passes, 'pass', 'passes')}" if args.loop else ""
+    print(f"replayed {_counted(sent, 'message')} from {where}{times}")
     return 0

@@ -31,7 +31,7 @@ _PROTOCOL_FLAGS = {5: "5", 4: "3.1.1"}
 WORKER_MB = 200  # memory of one worker process: torch and the model, 150 MB of its own, 250 MB resident
 
 
-def check_worker_count(count: int, flag: str = "--workers") -> None:
+def check_worker_count(count: int) -> None:
     """ConfigError with one line when `count` worker processes would not fit in the memory available now (also
     under a container's limit): `bench --workers 1000` started workers until the kernel's OOM killer took them
     and whatever else it chose."""
@@ -40,8 +40,8 @@ def check_worker_count(count: int, flag: str = "--workers") -> None:
     available = available_memory()
     fit = max(1, available // (WORKER_MB * 1024 * 1024))
     if count > fit:
-        raise ConfigError(f"{flag} {count:,}: a worker process takes about {WORKER_MB} MB, and {available / 2**30:.1f} "
-                          f"GB of memory is available here: at most {fit:,} fit")
+        raise ConfigError(f"--workers {count:,}: a worker process takes about {WORKER_MB} MB, and "
+                          f"{available / 2**30:.1f} GB of memory is available here: at most {fit:,} fit")
 
 
 def worker_command(settings: Settings, client_id: str | None, *, python: str | None = None) -> list[str]:
