@@ -332,12 +332,13 @@ class Observer(ObserverCommon):
     # ------------------------------------------------------------------------------------------------
     # messages (network thread): O(1) each
 
-    def _on_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         ids = None
         props = msg.properties
         if props is not None:
             ids = getattr(props, "SubscriptionIdentifier", None)
-        self.ingest(msg.topic, payload_of(msg), msg.qos, bool(msg.retain), ids, props=props)
+        self.ingest(msg.topic, payload_of(msg), msg.qos, bool(msg.retain), ids, props=props,
+                    arrived_after=getattr(client, "arrived_after", None))
 
     def ingest(
         self,
@@ -348,10 +349,13 @@ class Observer(ObserverCommon):
         sub_ids: list[int] | None = None,
         *,
         props: Any = None,
+        arrived_after: float | None = None,
     ) -> None:
         """Take one message as if it came from the broker (the paho callback uses this; so can replays).
 
         `props`: its MQTT 5 properties (paho's, read only when the inspector keeps the message, or `MessageProps`).
+        `arrived_after`: the client's read pause began then, and the message came during it (see
+        FastClient.arrived_after): a result's latency then leaves the pause out.
         """
         now = self._clock()
         with self._lock:
@@ -361,7 +365,7 @@ class Observer(ObserverCommon):
                 self._topics.add(topic, payload, qos, retain, now, kept_props)
             if kind is not None:
                 if kind == "results":
-                    r = self._results.add(payload, now)
+                    r = self._results.add(payload, now, arrived_after)
                     if r is not None:
                         self._keep_up.result(r.worker, r.t_done, qos)
                 elif kind == "images":

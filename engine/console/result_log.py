@@ -38,13 +38,20 @@ class ResultLog:
         self._p50: float | None = None
         self._p99: float | None = None
 
-    def add(self, payload: bytes, now: float) -> Result | None:
-        """Count and keep one result; it is returned (None: malformed, counted as such)."""
+    def add(self, payload: bytes, now: float, arrived_after: float | None = None) -> Result | None:
+        """Count and keep one result; it is returned (None: malformed, counted as such).
+
+        `arrived_after`: the result was read `now` but came after that time (it waited out the reader's
+        pause): it is taken to have come when the worker says it sent it, within those bounds, so that the
+        latency shown is the pipeline's and not the reader's pause.
+        """
         try:
             r = parse_result(payload)
         except ValueError:
             self._malformed += 1
             return None
+        if arrived_after is not None and r.t_done is not None:
+            now = min(now, max(arrived_after, r.t_done))
         self.seq += 1
         self._all += 1
         latency = (now - r.t_sent) * 1000.0 if r.t_sent is not None else None

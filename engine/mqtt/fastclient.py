@@ -42,7 +42,9 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
 - pausing: with `read_pause` set, the network loop waits that long after a read that emptied the socket
   before it selects again, so the next read takes in what came meanwhile at once (the console's observer:
   at a few thousand messages a second each read otherwise brings in a handful, and its wake-up, `select`
-  and `recv` cost more than the messages). A publish waits as long at most.
+  and `recv` cost more than the messages). A publish waits as long at most. A message so read came
+  during the pause: `arrived_after` says since when, so that a time taken from its arrival can leave the
+  pause out.
 Everything else (protocol, sessions, acknowledgements, reconnects, TLS) is paho's own.
 """
 
@@ -184,6 +186,11 @@ class FastClient(mqtt.Client):
         # the last recv emptied a plain TCP socket (TLS and websockets hand over a record or frame a recv:
         # a short one says nothing about what waits behind it)
         self._short_read = False
+        self._paused_at: float | None = None  # time.time() when the last read pause began
+        # For the messages of the read being handled: a time before which none of them had arrived, when the
+        # read followed a pause and emptied the socket (they came during the pause); None otherwise. A viewer
+        # that times a message from its arrival uses it to leave the pause out of the figure.
+        self.arrived_after: float | None = None
         self._queued_out: deque[int] = deque()  # mids of QoS 1/2 publishes waiting behind the in-flight window
         self._mnist_in_connack = False  # a CONNACK is being handled: publishes wait (see _handle_connack)
         self._mnist_max_inflight: int | None = None  # the window asked for, read at the first CONNACK
@@ -220,8 +227,11 @@ class FastClient(mqtt.Client):
 
     def _recv_chunk(self) -> bytes:
         """One `recv` of up to 64 KiB from paho's socket, noting whether it emptied a plain TCP socket."""
+        paused_at, self._paused_at = self._paused_at, None
         data = super()._sock_recv(_READ_SIZE)
         self._short_read = len(data) < _READ_SIZE and type(self._sock) is socket.socket
+        # a full read after a pause may hold bytes that waited longer (a backlog): no bound for those
+        self.arrived_after = paused_at if self._short_read else None
         return data
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
@@ -258,6 +268,7 @@ class FastClient(mqtt.Client):
         followed by that pause."""
         if self.read_pause and self._short_read:
             self._short_read = False
+            self._paused_at = time.time()  # the read before emptied the socket: what comes next came after
             time.sleep(min(self.read_pause, timeout))
         packet = self._in_packet
         held = packet["command"] and packet["have_remaining"] and not packet["to_process"]

@@ -16,8 +16,9 @@ from secured import login
 
 from engine.console.contract import ConsoleModel
 from engine.console.export import csv_row
-from engine.console.observer import Observer, filter_covers, validate_filter, validate_topic
+from engine.console.observer import READ_PAUSE, Observer, filter_covers, validate_filter, validate_topic
 from engine.console.observer_process import ObserverProcess
+from engine.console.result_log import ResultLog
 from engine.console.topic_filters import MAX_LEVELS
 from engine.digits.preprocess import encode_png
 from engine.errors import BrokerError, ConfigError
@@ -260,6 +261,45 @@ def test_a_result_id_with_hidden_characters_is_kept_escaped_through_to_the_csv(m
         cells = csv_row(row)
         assert row.id in cells and all(c.isprintable() for c in cells), cells
         assert parse_result(json.dumps({"id": row.id, "pred": 1}).encode()).id == row.id  # escaped once only
+
+
+@pytest.mark.needs_mosquitto
+# the child process runs this same Observer, but its snapshots come later than the pause lasts: a result
+# published once the first message shows there is read after the pause, and times the same either way
+@pytest.mark.parametrize("observer_factory", [Observer], indirect=True, ids=["in-process"])
+def test_a_results_latency_leaves_out_the_consoles_read_pause(mosquitto_broker: EmbeddedBroker,
+                                                              observer_factory) -> None:
+    """After a read that emptied its socket the console's client waits READ_PAUSE (20 ms) before it reads again.
+    A result that came meanwhile was timed at that read: at 10 images/s the Results pane showed 21 ms for a
+    pipeline that answered in 5. It is now timed from when its worker sent it, within the pause."""
+    obs = observer_factory(mosquitto_broker.address)
+    probe = MqttProbe(mosquitto_broker.address)
+    try:
+        probe.client.publish("site/first", b"x", qos=1).wait_for_publish(10)
+        wait_for(lambda: [t.name for t in obs.snapshot().topics] == ["site/first"], message="first message not seen")
+        # the read that took it emptied the socket, so the console's client now pauses: the result comes during it
+        done = time.time()
+        probe.client.publish("result", json.dumps({"id": "in-1", "pred": 1, "t_sent": done - 1.0, "t_done": done}))
+        wait_for(lambda: obs.snapshot().stats.received == 1, message=lambda: str(obs.snapshot().stats))
+    finally:
+        probe.close()
+    latency = obs.snapshot().results[-1].latency_ms
+    assert latency is not None and 1000.0 <= latency < 1000.0 + READ_PAUSE * 1000 / 2, latency
+
+
+def test_a_result_is_timed_within_what_its_reader_knows() -> None:
+    """A worker's clock is not the console's: its send time counts only between the start of the reader's pause
+    and the read."""
+    def latency(t_done: float | None, arrived_after: float | None) -> float | None:
+        log = ResultLog(10)
+        log.add(json.dumps({"id": "a", "pred": 1, "t_sent": 100.0, "t_done": t_done}).encode(), 100.5, arrived_after)
+        return log.rows()[-1].latency_ms
+
+    assert latency(100.2, 100.1) == pytest.approx(200.0)  # sent during the pause: then
+    assert latency(99.0, 100.1) == pytest.approx(100.0)  # before the pause (a clock behind): the pause's start
+    assert latency(101.0, 100.1) == pytest.approx(500.0)  # after the read (a clock ahead): the read
+    assert latency(None, 100.1) == pytest.approx(500.0)  # no send time: the read
+    assert latency(100.2, None) == pytest.approx(500.0)  # not read after a pause: the read
 
 
 def test_results_ring_is_bounded_with_running_accuracy(broker: EmbeddedBroker, observer_factory) -> None:
