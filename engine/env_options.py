@@ -38,6 +38,7 @@ BENCH_ENV_VARS: dict[str, str] = {
     "generators": "MNIST_BENCH_GENERATORS", "collectors": "MNIST_BENCH_COLLECTORS", "overload": "MNIST_BENCH_OVERLOAD",
     "capacity_seconds": "MNIST_BENCH_CAPACITY_SECONDS", "json": "MNIST_BENCH_JSON",
     "no_progress": "MNIST_BENCH_NO_PROGRESS", "worker_cpus": "MNIST_BENCH_WORKER_CPUS",
+    "worker_cpu_share": "MNIST_BENCH_WORKER_CPU_SHARE",
 }
 
 _TRUE = ("1", "true", "yes", "on")

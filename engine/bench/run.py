@@ -30,6 +30,7 @@ from engine.settings import Settings
 
 if TYPE_CHECKING:
     from engine.bench.loadgen import LoadGenerator
+    from engine.cpu_quota import CpuQuota
     from engine.mqtt.broker import EmbeddedBroker
     from engine.roles.workerpool import WorkerPool
 
@@ -38,6 +39,7 @@ PING_INTERVAL = 0.1  # seconds between the control pings sent to each worker whi
 
 # ----- command line -----
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from engine.cpu_quota import parse_share
     from engine.cpus import parse_cpu_list
     from engine.env_options import BENCH_ENV_VARS, apply_env
     from engine.options import (
@@ -90,6 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="pin the worker processes to these CPUs (as taskset -c takes them: 0, 0-3) and this "
                         "process, its broker and generators to the others, so that the load does not take the "
                         "workers' cores (Linux)")
+    b.add_argument("--worker-cpu-share", type=parse_share, default=None, metavar="F",
+                   help="hold each worker process to F of one CPU (0.01 to 1; a cgroup CPU quota, Linux, root): with "
+                        "--worker-cpus, a worker the load can offer five or ten times what it takes on few cores")
     b.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     b.add_argument("--no-progress", action="store_true", help="no progress line while it runs")
     apply_env(parser, names=BENCH_ENV_VARS)  # MNIST_BENCH_* through each flag's own parser
@@ -128,6 +133,9 @@ class Bench:
         self.capacity: float | None = None
         self.children: list[Any] = []
         self.worker_cpus: frozenset[int] | None = args.worker_cpus
+        self.worker_cpu_share: float | None = args.worker_cpu_share
+        self.quota: CpuQuota | None = None
+        self._pids: dict[str, int] = {}  # worker id -> pid, for the quota's figures
 
     # lifecycle
 
@@ -150,6 +158,13 @@ class Bench:
         if self.settings.model_path and not os.path.isfile(self.settings.model_path):
             raise ConfigError(f"model {self.settings.model_path}: file not found")
         protocols = self.protocols or (5, 4)
+        if self.worker_cpu_share is not None:
+            if not self.workers:
+                raise ConfigError("--worker-cpu-share holds the workers the bench starts: not with --workers 0")
+            from engine.cpu_quota import CpuQuota
+
+            self.quota = CpuQuota(self.worker_cpu_share, self.run_id)
+            self.notes.append(f"each worker held to {self.worker_cpu_share:g} of a CPU (cgroup v{self.quota.version})")
         if self.worker_cpus is not None:
             if not self.workers:
                 raise ConfigError("--worker-cpus pins the workers the bench starts: not with --workers 0")
@@ -179,6 +194,9 @@ class Bench:
             for worker in self.pool.spawn(self.worker_ids):
                 if self.worker_cpus is not None:
                     pin_process(worker.pid, self.worker_cpus)
+                if self.quota is not None:
+                    self.quota.add(worker.pid)
+                    self._pids[worker.client_id or ""] = worker.pid
         self._wait_for_workers(60.0 if self.workers else 10.0)
 
     def _wait_for_workers(self, timeout: float) -> None:
@@ -216,6 +234,9 @@ class Bench:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        if self.quota is not None:
+            self.quota.close()
+            self.quota = None
 
     # measurement
     def measure(self, progress: Any = None) -> dict[str, Any]:
@@ -413,6 +434,8 @@ class Bench:
             for key in ("dropped", "shed", "expired", "errors", "queue"):
                 if key in status:
                     entry[key] = status[key]
+            if self.quota is not None and wid in self._pids:
+                entry["cpu_quota"] = self.quota.stats().get(self._pids[wid], {})
             per_worker[wid] = entry
         s = self.settings
         return {
@@ -437,6 +460,7 @@ class Bench:
                 "host": socket.gethostname(),
                 "cpus": os.cpu_count(),
                 "worker_cpus": sorted(self.worker_cpus) if self.worker_cpus is not None else None,
+                "worker_cpu_share": self.worker_cpu_share,
             },
             "notes": self.notes,
             "sent": sent,

@@ -18,7 +18,9 @@ from engine.bench.loadgen import LoadGenerator
 from engine.bench.report import render_table
 from engine.bench.stats import LatencyHistogram, ResultTracker
 from engine.cli import main
+from engine.cpu_quota import find_cpu_hierarchy
 from engine.digits.dataset import load_dataset
+from engine.errors import ConfigError
 from engine.protocol import extract_meta
 from engine.settings import Settings
 
@@ -111,6 +113,8 @@ def test_bench_duration_must_be_above_zero(value: str | None, variables: dict[st
         (["--worker-cpus", "4000", "--count", "5"], "may run on CPUs"),
         (["--workers", "0", "--broker", "mqtt://127.0.0.1:1", "--worker-cpus", "0", "--count", "5"],
          "not with --workers 0"),
+        (["--workers", "0", "--broker", "mqtt://127.0.0.1:1", "--worker-cpu-share", "0.5", "--count", "5"],
+         "not with --workers 0"),
     ],
 )
 def test_bench_errors_are_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,6 +171,39 @@ def test_bench_pins_its_worker_to_a_core_of_its_own_and_itself_elsewhere() -> No
     assert report["config"]["worker_cpus"] == [mine[0]]
     assert report["answered"] > 0 and report["lost"] == 0
     assert any("pinned" in note for note in report["notes"])
+
+
+@pytest.mark.parametrize("share", ["0", "0.001", "1.5", "half"])
+def test_a_cpu_share_outside_a_hundredth_to_one_is_refused(share: str) -> None:
+    done = _bench("--worker-cpu-share", share, timeout=60)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert f"{share!r} is not a share of a CPU from 0.01 to 1" in line, line
+
+
+def test_bench_holds_its_worker_to_a_share_of_a_cpu() -> None:
+    """`--worker-cpu-share`: the worker runs in a control group of its own with that CPU quota (the kernel's
+    count of the periods it was stopped in is in the report), and the group is gone once the bench ends."""
+    try:
+        parent, _version = find_cpu_hierarchy()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    if not os.access(parent, os.W_OK):
+        pytest.skip(f"cannot make control groups under {parent}")
+    bench = subprocess.run([sys.executable, "-m", "engine", "bench", "--no-progress", "--embedded", "mosquitto",
+                            "--worker-cpu-share", "0.2", "--duration", "3", "--warmup", "1", "--json"],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=180)
+    if "mosquitto not found" in bench.stderr:
+        pytest.skip("mosquitto is not installed")
+    assert bench.returncode == 0, bench.stderr[-800:]
+    report = json.loads(bench.stdout)
+    assert report["config"]["worker_cpu_share"] == 0.2
+    assert any("held to 0.2 of a CPU" in note for note in report["notes"]), report["notes"]
+    (worker,) = report["per_worker"].values()
+    assert worker["answered"] > 0 and report["lost"] == 0
+    assert worker["cpu_quota"]["nr_throttled"] > 0, worker  # at full speed a fifth of a CPU is not enough
+    assert not [g.name for g in parent.iterdir() if g.is_dir() and g.name.startswith("bench-") and
+                f"-{worker['pid']}" in g.name]
 
 
 def test_histogram_percentiles_are_close_and_ordered() -> None:
