@@ -14,16 +14,18 @@ mosquitto_pub is missing, `slow` marks tests of over about 5 s: `pytest -m "not 
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import NO_MOSQUITTO, MqttProbe
+from helpers import NO_MOSQUITTO, SMALL_PACKET, MqttProbe
 from secured import secured_broker  # noqa: F401 - a fixture, for every test
 
-from engine.mqtt.broker import EmbeddedBroker, find_mosquitto
+from engine.mqtt.broker import EmbeddedBroker, default_config_path, find_mosquitto
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_mosquitto = callspec is not None and callspec.params.get("broker") == "mosquitto"
-        if on_mosquitto or "mosquitto_broker" in getattr(item, "fixturenames", ()):
+        if on_mosquitto or {"mosquitto_broker", "small_packet_mosquitto"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.needs_mosquitto)
         if no_broker and item.get_closest_marker("needs_mosquitto"):
             item.add_marker(pytest.mark.skip(reason=NO_MOSQUITTO))
@@ -65,6 +67,18 @@ def _running(kind: str, **kwargs: Any) -> Iterator[EmbeddedBroker]:
 def mosquitto_broker() -> Iterator[EmbeddedBroker]:
     """A fresh mosquitto with the repository's mosquitto.conf on a free port (skipped if not installed)."""
     yield from _running("mosquitto")
+
+
+@pytest.fixture
+def small_packet_mosquitto(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A fresh mosquitto with the repository's mosquitto.conf on a free port, but a maximum packet size of
+    SMALL_PACKET bytes (64 KiB, not 4 MiB: a message over it is quick to send)."""
+    config = tmp_path / "small-packets.conf"
+    text, count = re.subn(r"(?m)^max_packet_size .*$", f"max_packet_size {SMALL_PACKET}",
+                          default_config_path().read_text(encoding="utf-8"))
+    assert count == 1, "mosquitto.conf has no max_packet_size line to change"
+    config.write_text(text, encoding="utf-8")
+    yield from _running("mosquitto", config=config)
 
 
 @pytest.fixture

@@ -34,6 +34,9 @@ NO_MOSQUITTO = "mosquitto is not installed (apt-get install mosquitto mosquitto-
 T = TypeVar("T")
 
 
+SMALL_PACKET = 65_536  # the maximum packet size of the small_packet_mosquitto fixture (conftest.py)
+
+
 def wait_for(
     predicate: Callable[[], T],
     timeout: float = DEADLINE,

@@ -557,7 +557,7 @@ class MnistApp(App[None]):
             # The broker's verdict (published, refused, or not confirmed) comes as an observer event.
 
         dialog = dialog or PublishDialog(self._selected_topic() or "")
-        dialog.max_packet = lambda: self.snap.connection.max_packet if self.snap is not None else None
+        dialog.connection = lambda: self.snap.connection if self.snap is not None else None
         self.push_screen(dialog, send)
 
     @on(TopicsPane.RepublishWanted)

@@ -20,8 +20,9 @@ gets), `subscriptions.py` (the filters subscribed, and which copy of a message i
 messages), `role_table.py` (every role's status), `result_log.py` (results, counts, latency),
 `image_store.py` (recent images), `keep_up.py` (skipping ahead when the view falls behind),
 `sampling.py` (which results and images are decoded at thousands a second, the rest only counted),
-`publish_verdicts.py` (the broker's answers to the console's own publishes); `observer_common.py` holds
-the checks it shares with `ObserverProcess`.
+`publish_verdicts.py` (the broker's answers to the console's own publishes), `oversize.py` (a publish the
+broker closes the connection on, on MQTT 3.1.1, given up rather than sent at every reconnect);
+`observer_common.py` holds the checks it shares with `ObserverProcess`.
 
 Nothing here imports textual (engine rule); the Textual console lives in `tui/`.
 """
@@ -43,6 +44,7 @@ from engine.console.image_store import find as find_images
 from engine.console.keep_up import KeepUp
 from engine.console.message_props import MessageProps, message_props
 from engine.console.observer_common import ObserverCommon, check_filter, check_publish, check_role
+from engine.console.oversize import OversizeGuard
 from engine.console.publish_verdicts import PUBACK_WAIT, Pending, PublishVerdicts, size_text
 from engine.console.result_log import ResultLog
 from engine.console.role_table import FORGET_OFFLINE_AFTER, MAX_ROLES, RoleTable
@@ -66,8 +68,15 @@ from engine.console.topic_filters import filter_covers, topic_matches, validate_
 from engine.console.topic_table import TopicTable
 from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.client import connect_kwargs, make_client, max_packet_size, probe, reason_text
-from engine.mqtt.fastclient import payload_of
+from engine.mqtt.client import (
+    connect_kwargs,
+    make_client,
+    max_packet_size,
+    probe,
+    publish_packet_size,
+    reason_text,
+)
+from engine.mqtt.fastclient import FastClient, payload_of
 from engine.topics import Topics
 from engine.untrusted import clean_text, json_object, visible_text
 
@@ -145,6 +154,8 @@ class Observer(ObserverCommon):
         self._req_counter = itertools.count(1)
         # the broker's verdicts on the console's own publishes (MQTT 5 PUBACK reason codes)
         self._publishes = PublishVerdicts(clock, self._add_event, self._cleared)
+        # MQTT 3.1.1: the dialog's QoS 1/2 publishes until acknowledged, and those the broker closes the connection on
+        self._oversize = OversizeGuard()
         self._read_hint_given = False
         self.read_hint_after = READ_HINT_AFTER
 
@@ -210,6 +221,7 @@ class Observer(ObserverCommon):
         with self._lock:
             self._skipped_before += getattr(self._client, "shed", 0)
             self._client = client
+            self._oversize.forget()
             c = self._connection
             state = "connecting" if c.state in ("idle", "stopped") else c.state
             self._connection = c._replace(state=state, protocol=protocol)
@@ -231,7 +243,7 @@ class Observer(ObserverCommon):
     def _set_connection(self, state: str, *, error: str | None = None, next_try: float | None = None) -> None:
         c = self._connection
         since = c.since if state == c.state else self._clock()
-        self._connection = Connection(state, since, next_try, error, c.protocol, c.url, c.max_packet)
+        self._connection = c._replace(state=state, since=since, next_try=next_try, error=error)
 
     def _next_retry(self) -> float:
         delay = self._retry_min if self._retry_delay is None else min(self._retry_delay * 2, self._retry_max)
@@ -283,18 +295,32 @@ class Observer(ObserverCommon):
                 self._outage_reported = True
                 self._add_event("warning", f"cannot reach the broker at {self.address.url}; retrying")
 
-    def _on_disconnect(self, _client: mqtt.Client, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
+    def _on_disconnect(self, client: mqtt.Client, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
         with self._lock:
             if self._stopping:
                 self._set_connection("stopped")
                 return
+            # A connection that was up: the publishes the broker closed it on each time, given up (oversize.py).
+            given = self._oversize.lost() if self._connection.state == "connected" else []
+            if given:
+                self._connection = self._connection._replace(closed_on=self._oversize.closed_on)
             text = reason_text(rc)
             if text == "Unspecified error":
                 text = "connection closed"
             self._set_connection("reconnecting", error=f"lost connection: {text}", next_try=self._next_retry())
-            if not self._outage_reported:
+            for g in given:  # the one line that says why the connection was lost, and what becomes of the message
+                self._publishes.verdict(g.pending, "refused", (
+                    f"it closed the connection each time it got it (a packet of {g.packet:,} bytes: likely over "
+                    "its maximum packet size, which MQTT 3.1.1 does not say); not sent again, and one as large "
+                    "is refused from now on"))
+            if given:
+                self._outage_reported = True  # "connected again" follows
+            elif not self._outage_reported:
                 self._outage_reported = True
                 self._add_event("warning", f"lost the broker at {self.address.url} ({text}); reconnecting")
+        for g in given:  # before paho reconnects and sends every unacknowledged publish again
+            if isinstance(client, FastClient):
+                client.drop_outgoing(g.mid)
 
     # ------------------------------------------------------------------------------------------------
     # subscriptions
@@ -535,7 +561,7 @@ class Observer(ObserverCommon):
         "publish", an event): accepted or refused by its MQTT 5 reason code at QoS 1 and 2, unconfirmed
         at QoS 0 or on MQTT 3.1.1 (where a broker drops a denied message without a word).
         """
-        data = check_publish(topic, payload, qos, self._connection.max_packet)
+        data = check_publish(topic, payload, qos, self._connection)
         what = f"{size_text(len(data))} on {topic}" if action == "publish" else f"the image on {topic}"
         self._send(topic, data, qos, retain, Pending(action, tag, what, len(data)))
 
@@ -558,17 +584,21 @@ class Observer(ObserverCommon):
         with self._lock:
             client = self._connected_client()
             v5 = self.protocol == 5
+            mark = self._oversize.losses
         info = client.publish(topic, data, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise BrokerError(f"publish on {topic!r} failed: {mqtt.error_string(info.rc)}")
         now = self._clock()
         pending = pending._replace(topic=topic, t=now)
         with self._lock:
-            self._publishes.sent(info.mid, pending, qos, v5)
+            acknowledged = self._publishes.sent(info.mid, pending, qos, v5)
+            if not v5 and qos and pending.action == "publish" and not acknowledged:
+                self._oversize.sent(info.mid, pending, publish_packet_size(topic, len(data), qos, protocol=4), mark)
 
     def _on_publish(self, _client: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
         with self._lock:
             self._publishes.acknowledged(mid, rc)
+            self._oversize.acknowledged(mid)
 
     def _cleared(self, topic: str) -> None:
         """The broker did not refuse to clear the retained message of `topic` (lock held)."""

@@ -12,6 +12,7 @@ import socket
 from typing import Self
 
 from engine.console.publish_verdicts import size_text
+from engine.console.snapshot import Connection
 from engine.console.topic_filters import validate_filter, validate_topic
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
@@ -34,16 +35,24 @@ def check_role(role: str, client_id: str | None = None) -> None:
                           "'_', '.' or '-'")
 
 
-def check_publish(topic: str, payload: bytes | str, qos: int, max_packet: int | None = None) -> bytes:
-    """The payload's bytes, once topic and QoS are valid and the message fits in the largest packet the broker
-    takes (`max_packet`, from its CONNACK on MQTT 5): ConfigError otherwise. A broker closes the connection on
-    a packet larger than that, and a QoS 1 or 2 one was sent again at each reconnect."""
+def check_publish(topic: str, payload: bytes | str, qos: int, connection: Connection | None = None) -> bytes:
+    """The payload's bytes, once topic and QoS are valid and the message fits in what the broker takes: the
+    largest packet its CONNACK said (MQTT 5), or less than a packet it closed the connection on (MQTT 3.1.1,
+    `connection.closed_on`). ConfigError otherwise. A broker closes the connection on a packet larger than its
+    maximum, and a QoS 1 or 2 one was sent again at each reconnect (engine/console/oversize.py)."""
     validate_topic(topic)
     if qos not in (0, 1, 2):
         raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
     data = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+    if connection is None:
+        return data
+    max_packet, closed_on = connection.max_packet, connection.closed_on
     if max_packet is not None and (size := publish_packet_size(topic, len(data), qos)) > max_packet:
         raise ConfigError(f"the broker takes packets of at most {max_packet:,} bytes: this message makes one of "
+                          f"{size:,} ({size_text(len(data))} of payload)")
+    if closed_on is not None and (size := publish_packet_size(topic, len(data), qos, protocol=4)) >= closed_on:
+        raise ConfigError(f"the broker closed the connection on a packet of {closed_on:,} bytes (likely over its "
+                          f"maximum packet size, which MQTT 3.1.1 does not say): this message makes one of "
                           f"{size:,} ({size_text(len(data))} of payload)")
     return data
 

@@ -337,7 +337,7 @@ class ObserverProcess(ObserverCommon):
         """As `Observer.publish`: the broker's verdict comes in a later snapshot."""
         self._require_connected()
         base = self._base
-        data = check_publish(topic, payload, qos, base.connection.max_packet if base is not None else None)
+        data = check_publish(topic, payload, qos, base.connection if base is not None else None)
         self._send("publish", topic, data, qos, retain, tag=tag, action=action)
 
     def clear_retained(self, topic: str) -> None:

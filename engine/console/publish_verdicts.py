@@ -44,8 +44,9 @@ class PublishVerdicts:
         self._early: OrderedDict[int, tuple[float, Any]] = OrderedDict()  # PUBACKs that beat publish()
         self.verdicts: deque[Verdict] = deque(maxlen=50)
 
-    def sent(self, mid: int, pending: Pending, qos: int, v5: bool) -> None:
-        """A publish went out as message `mid`: judge it now or wait for its PUBACK."""
+    def sent(self, mid: int, pending: Pending, qos: int, v5: bool) -> bool:
+        """A publish went out as message `mid`: judge it now or wait for its PUBACK. True when its
+        acknowledgement came already (before `publish` returned)."""
         early = self._early.pop(mid, None)
         if qos == 0 or not v5:
             why = "QoS 0 gets no acknowledgement" if qos == 0 else (
@@ -57,6 +58,7 @@ class PublishVerdicts:
             if len(self.pending) >= 1000:  # acknowledgements lost with a connection
                 self.pending.pop(next(iter(self.pending)))
             self.pending[mid] = pending
+        return early is not None
 
     def acknowledged(self, mid: int, rc: Any) -> None:
         """The broker's PUBACK (or PUBCOMP) for message `mid`, possibly before `sent` knows of it."""

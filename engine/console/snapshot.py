@@ -19,6 +19,9 @@ class Connection(NamedTuple):
     protocol: int  # 5 or 4 (MQTT 3.1.1)
     url: str
     max_packet: int | None = None  # the largest packet the broker takes, as its CONNACK said (MQTT 5)
+    # MQTT 3.1.1: the smallest packet of the console's own that the broker closed the connection on each time it
+    # was sent (engine/console/oversize.py); one as large is refused before it is sent
+    closed_on: int | None = None
 
 
 class RoleStatus(NamedTuple):

@@ -159,12 +159,16 @@ def probe(address: BrokerAddress, timeout: float = 5.0, protocols: tuple[int, ..
     raise BrokerError(last_error)
 
 
-def publish_packet_size(topic: str, payload_size: int, qos: int, props: Properties | None = None) -> int:
-    """The size of an MQTT 5 PUBLISH packet: fixed header, topic, packet id (QoS 1 and 2), properties and
-    payload, the whole packet as MQTT 5 counts it against a broker's maximum packet size (mosquitto leaves
-    out its fixed header, so it takes a packet a byte or two longer than this allows)."""
-    packed = props.pack() if props is not None else b"\x00"  # the properties' length comes first
-    remaining = 2 + len(topic.encode("utf-8")) + (2 if qos else 0) + len(packed) + payload_size
+def publish_packet_size(topic: str, payload_size: int, qos: int, props: Properties | None = None, *,
+                        protocol: int = 5) -> int:
+    """The size of a PUBLISH packet: fixed header, topic, packet id (QoS 1 and 2), properties (MQTT 5; none on
+    3.1.1, `protocol` 4) and payload, the whole packet, as MQTT 5 counts it against a broker's maximum packet
+    size. mosquitto (2.0) leaves the Remaining Length field out of its count (`remaining_length + 1`), so it
+    takes a packet up to that field's 1-4 bytes longer (4 at its 4 MiB limit). The checks keep to the whole
+    packet all the same: MQTT 5 forbids a client a larger one [MQTT-3.2.2-15], a broker that counts it all
+    would close the connection on those few bytes, and a message that close to the limit is rare."""
+    properties = 0 if protocol != 5 else len(props.pack()) if props is not None else 1  # their length comes first
+    remaining = 2 + len(topic.encode("utf-8")) + (2 if qos else 0) + properties + payload_size
     return 1 + _varint_size(remaining) + remaining
 
 

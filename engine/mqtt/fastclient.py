@@ -661,6 +661,12 @@ class FastClient(mqtt.Client):
     def _do_on_publish(self, mid: int, reason_code: Any, properties: Any) -> MQTTErrorCode:
         # paho calls it under _out_message_mutex when a QoS 1/2 publish is acknowledged (PUBACK, PUBCOMP)
         rc = super()._do_on_publish(mid, reason_code, properties)
+        self._settled(mid)
+        return rc
+
+    def _settled(self, mid: int) -> None:
+        """QoS 1/2 publish `mid` needs nothing more (acknowledged, or dropped): `after_acknowledged`'s
+        bookkeeping. Under _out_message_mutex."""
         number = self._number_of.pop(mid, None)
         if number is not None:
             unacked = self._unacked
@@ -672,7 +678,27 @@ class FastClient(mqtt.Client):
             else:
                 self._acked.add(number)
             self._call_waiting()
-        return rc
+
+    def drop_outgoing(self, mid: int) -> bool:
+        """Give up QoS 1/2 publish `mid`: it leaves the outgoing queue, is never sent again (paho sends every
+        unacknowledged one again at each reconnect) and counts as done for `flush`, `unacknowledged` and
+        `after_acknowledged`; `on_publish` is not called for it, and its info is never set as published.
+        False when no such publish waits (acknowledged meanwhile, or not a QoS 1/2 one of this client).
+
+        For a publish the broker closes the connection on each time it reads it (one over its maximum packet
+        size on MQTT 3.1.1, which does not say that maximum): sent again at every reconnect, it would keep the
+        client reconnecting for ever. Call it between the loss and the reconnect (from `on_disconnect`)."""
+        with self._out_message_mutex:
+            m = self._out_messages.get(mid)
+            if m is None or m.qos == 0:
+                return False
+            del self._out_messages[mid]
+            if m.state in (mqtt_ms_wait_for_puback, mqtt_ms_wait_for_pubrec, mqtt.mqtt_ms_wait_for_pubcomp):
+                self._inflight_messages = max(0, self._inflight_messages - 1)  # it held a place in the window
+            self._settled(mid)
+            if self._state == _ConnectionState.MQTT_CS_CONNECTED and not self._mnist_in_connack:
+                self._update_inflight()  # the place it held goes to the next one waiting
+        return True
 
     def _call_waiting(self) -> None:
         waiting = self._waiting

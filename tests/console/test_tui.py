@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers import MqttProbe, record_notifications, wait_for
+from helpers import SMALL_PACKET, MqttProbe, record_notifications, wait_for
 from helpers import pilot_until as until
 from rich.cells import cell_len
 from textual.pilot import Pilot
@@ -55,8 +55,8 @@ def pipeline(mosquitto_broker: EmbeddedBroker) -> Iterator[LocalPipeline]:
 def make_app() -> Iterator[Callable[..., MnistApp]]:
     observers: list[Any] = []
 
-    def make(address: Any, observer_class: type = Observer, kind: str = "mosquitto") -> MnistApp:
-        observer = observer_class(address)
+    def make(address: Any, observer_class: type = Observer, kind: str = "mosquitto", **kwargs: Any) -> MnistApp:
+        observer = observer_class(address, **kwargs)
         observer.start()
         observers.append(observer)
         return MnistApp(observer, BrokerInfo(address.url, kind, f"{kind} (test)"))
@@ -381,6 +381,49 @@ async def test_a_message_larger_than_the_broker_takes_is_refused_before_it_is_se
         await until(pilot, lambda: not isinstance(app.screen, PublishDialog), "dialog did not close")
         (msg,) = await until(pilot, lambda: probe.messages("big/five"), "probe got nothing")
         assert msg.payload == b"small" and app.snap.connection.state == "connected"
+
+    try:
+        await run(app, body)
+    finally:
+        probe.close()
+
+
+@pytest.mark.parametrize("observer_class", [Observer, ObserverProcess])
+async def test_over_mqtt_311_a_message_the_broker_closes_the_connection_on_is_given_up_and_said(
+        small_packet_mosquitto: EmbeddedBroker, make_app, tmp_path, observer_class: type) -> None:
+    """MQTT 3.1.1 does not say the broker's maximum packet size, so the dialog cannot refuse a message over it
+    beforehand: the broker closed the connection, the QoS 1 message went out again at each reconnect, and the
+    console reconnected until quit. Now the console says so in one notification and gives the message up; the
+    connection stays, and the dialog refuses a message as large from then on."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(SMALL_PACKET + 1000))
+    app = make_app(small_packet_mosquitto.address, observer_class, protocol=4)
+    seen = record_notifications(app)
+    probe = MqttProbe(small_packet_mosquitto.address, "big/#")
+
+    async def publish(pilot: Pilot[Any], payload: str) -> None:
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PublishDialog), "no publish dialog")
+        app.screen.query_one("#publish-topic", Input).value = "big/file"
+        app.screen.query_one("#publish-payload", Input).value = payload
+        await pilot.press("enter")
+
+    async def body(pilot: Pilot[Any]) -> None:
+        assert app.snap is not None and app.snap.connection.protocol == 4
+        await publish(pilot, f"@{big}")
+        await until(pilot, lambda: not isinstance(app.screen, PublishDialog), "dialog did not close")
+        told = await until(pilot, lambda: [t for t in seen if "closed the connection" in t],
+                           lambda: f"not told: {seen}")
+        assert "big/file" in told[0] and "maximum packet size" in told[0], told
+        await until(pilot, lambda: app.snap.subscribed, "not subscribed again")
+        await publish(pilot, f"@{big}")
+        error = str(app.screen.query_one("#publish-error").render())
+        assert isinstance(app.screen, PublishDialog) and "closed the connection on a packet of" in error, error
+        app.screen.query_one("#publish-payload", Input).value = "small"
+        await pilot.press("enter")
+        (msg,) = await until(pilot, lambda: probe.messages("big/file"), "probe got nothing")
+        assert msg.payload == b"small" and app.snap.connection.state == "connected"
+        assert len([t for t in seen if "closed the connection" in t]) == 1, seen
 
     try:
         await run(app, body)

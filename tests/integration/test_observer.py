@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
-from helpers import MqttProbe, make_client, wait_for
+from helpers import SMALL_PACKET, MqttProbe, make_client, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from secured import login
 
@@ -440,6 +440,49 @@ def test_broker_restart_reconnects(observer_factory) -> None:
                  message="subscription not renewed after reconnect")
     finally:
         broker.stop()
+
+
+def test_a_publish_the_broker_closes_the_connection_on_is_given_up_over_mqtt_311(
+        small_packet_mosquitto: EmbeddedBroker, observer_factory, probe_factory) -> None:
+    """MQTT 3.1.1 does not say the broker's maximum packet size. A QoS 1 message over it made mosquitto close
+    the connection, paho sent it again at each reconnect, and the console reconnected about once a second
+    until quit, its subscriptions down meanwhile. Now the message is given up when the connection is lost
+    again after it is sent again; the user is told in one line, the connection comes back and stays, and a
+    message as large is refused before it is sent."""
+    broker = small_packet_mosquitto
+    obs = observer_factory(broker.address, protocol=4)
+    assert obs.snapshot().connection.protocol == 4 and obs.snapshot().connection.max_packet is None
+    probe = probe_factory(broker.address, "big/#")
+    payload = b"x" * (SMALL_PACKET + 1000)
+    packet = 1 + 3 + 2 + len("big/one") + 2 + len(payload)  # type and length (3 bytes), topic, packet id, payload
+    obs.publish("big/one", payload, qos=1)
+
+    def told() -> list[str]:
+        return [e.text for e in obs.snapshot().events if "closed the connection" in e.text]
+
+    (line,) = wait_for(told, timeout=15, message=lambda: f"not told; events: {[e.text for e in obs.snapshot().events]}")
+    assert "big/one" in line and f"{packet:,} bytes" in line and "maximum packet size" in line, line
+    wait_for(lambda: obs.snapshot().subscribed, timeout=15, message="not connected and subscribed again")
+    conn = obs.snapshot().connection
+    assert conn.closed_on == packet
+    time.sleep(3)  # the loop lost the connection about a second after each reconnect
+    snap = obs.snapshot()
+    assert snap.connection.state == "connected" and snap.connection.since == conn.since, snap.connection
+    agains = [e.text for e in snap.events if e.text.startswith("connected to")]
+    # lost once, sent again, lost again and given up: two reconnects in all
+    assert len(agains) == 2, [e.text for e in snap.events]
+    assert len(told()) == 1
+    assert [v.outcome for v in snap.verdicts if v.topic == "big/one"] == ["unconfirmed", "refused"]
+
+    probe.publish("big/after", "x", qos=1)  # the subscriptions work
+    wait_for(lambda: any(t.name == "big/after" for t in obs.snapshot().topics), message="no subscription")
+    for qos, size in ((1, len(payload)), (0, len(payload) + 100)):  # refused before it is sent, at any QoS
+        with pytest.raises(ConfigError, match=f"closed the connection on a packet of {packet:,} bytes"):
+            obs.publish("big/two", b"z" * size, qos=qos)
+    obs.publish("big/small", b"y" * (SMALL_PACKET // 2), qos=1)
+    wait_for(lambda: probe.messages("big/small"), message="a smaller message did not go through")
+    assert not probe.messages("big/one") and not probe.messages("big/two")
+    assert obs.snapshot().connection.since == conn.since
 
 
 def test_observer_callbacks_are_cheap(mosquitto_broker: EmbeddedBroker) -> None:

@@ -32,3 +32,21 @@ def test_after_the_ids_wrap_a_publish_does_not_take_an_id_still_in_flight() -> N
         client._do_on_publish(first.mid, ok, props)
     assert calls == ["both acknowledged"]
     assert not client._unacked and not client._acked and not client._number_of
+
+
+def test_a_dropped_publish_is_never_sent_again_and_counts_as_done() -> None:
+    """`drop_outgoing`: a publish the broker closes the connection on at every send (over its maximum packet size
+    on MQTT 3.1.1) leaves the queue paho sends again at each reconnect, and nothing waits for it for ever."""
+    client = FastClient(CallbackAPIVersion.VERSION2, client_id="drop", protocol=mqtt.MQTTv311)
+    big = client.publish("t", b"x" * 100_000, qos=1)
+    small = client.publish("t", b"small", qos=1)
+    calls: list[str] = []
+    client.after_acknowledged(lambda: calls.append("done"))
+    assert client.drop_outgoing(big.mid) and not client.drop_outgoing(big.mid)
+    assert [m.payload for m in client._out_messages.values()] == [b"small"] and client.unacknowledged() == 1
+    assert calls == []
+    with client._out_message_mutex:  # as paho's PUBACK handler does
+        client._do_on_publish(small.mid, mqtt.ReasonCode(mqtt.PacketTypes.PUBACK), None)
+    assert calls == ["done"] and client.unacknowledged() == 0
+    assert not client._unacked and not client._acked and not client._number_of
+    assert not client.drop_outgoing(client.publish("t", b"q0", qos=0).mid), "QoS 0 is not kept to drop"

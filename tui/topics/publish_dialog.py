@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
 from engine.bounded_read import read_regular
-from engine.console.observer import Message, validate_topic
+from engine.console.observer import Connection, Message, validate_topic
 from engine.console.observer_common import check_publish
 from engine.errors import ConfigError
 from tui.toasts import clear_passing
@@ -58,8 +58,9 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
         self.initial_qos = qos if qos in (0, 1, 2) else 1
         self.initial_retain = retain
         self.raw = raw
-        # the largest packet the broker takes now (the app's: MQTT 5 says it at each connection)
-        self.max_packet: Callable[[], int | None] = lambda: None
+        # the connection now (the app's): the largest packet the broker takes (MQTT 5 says it at each connection),
+        # or one it closed the connection on (MQTT 3.1.1)
+        self.connection: Callable[[], Connection | None] = lambda: None
 
     @classmethod
     def from_message(cls, message: Message) -> PublishDialog:
@@ -113,7 +114,7 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
             text = self.query_one("#publish-payload", Input).value
             unchanged = self.raw is not None and text == self.initial_payload
             payload = self.raw if unchanged and self.raw is not None else parse_payload(text)
-            check_publish(topic, payload, self._qos(), self.max_packet())  # what the broker would refuse
+            check_publish(topic, payload, self._qos(), self.connection())  # what the broker would refuse
         except ConfigError as exc:
             self.query_one("#publish-error", Static).update(str(exc))
             return
