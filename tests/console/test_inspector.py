@@ -675,7 +675,62 @@ async def test_a_long_level_name_gives_way_to_its_counts(mosquitto_broker: Embed
         await until(pilot, lambda: "  3" in str(label_of(tree, topic)), lambda: str(label_of(tree, topic)))
         text = str(label_of(tree, topic))
         assert "…" in text and long_level not in text, text
-        assert len(text) + 4 * tree.guide_depth + 2 <= room, (len(text), room, text)
+        assert len(text) + 3 * tree.guide_depth == room, (len(text), room, text)  # a guide for each level above
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_a_workers_status_topic_shows_whole_where_the_pane_has_room(size: tuple[int, int]) -> None:
+    """`mnist/status/infer/infer-<host>-<pid>`: at 120 columns the name was cut (`infer…m-8029`) in a tree
+    that kept 4 cells more than its guides take, a fifth of the Topics pane; there it is whole, and at 80
+    columns cut in the middle to fit, its count whole."""
+    from test_snapshots import BROKER, make_observer
+
+    obs = make_observer()
+    worker = "mnist/status/infer/infer-raspberrypi-123456"
+    for _ in range(1234):
+        obs.ingest(worker, b'{"state": "running"}')
+    app = MnistApp(obs, BROKER)
+    async with app.run_test(size=size) as pilot:
+        tree = app.screen.query_one(TopicTree)
+        if size == (120, 40):
+            await until(pilot, lambda: str(label_of(tree, worker)) == "infer-raspberrypi-123456  1,234",
+                        lambda: str(label_of(tree, worker)))
+        else:
+            def cut_to_fit() -> bool:
+                text = str(label_of(tree, worker))
+                return (text.startswith("in") and text.endswith("456  1,234") and "…" in text
+                        and len(text) + 3 * tree.guide_depth == tree.scrollable_content_region.width)
+
+            await until(pilot, cut_to_fit, lambda: f"{label_of(tree, worker)} in {tree.scrollable_content_region}")
+
+
+async def test_the_rate_gives_way_before_the_name_is_cut() -> None:
+    """A tree of 40 cells: a name that fits whole only without its rate is shown without the rate; one that
+    fits with it keeps it; one cut either way keeps its rate and is cut in the middle."""
+    from textual.app import App, ComposeResult
+
+    from engine.console.snapshot import TopicInfo
+
+    class TreeApp(App[None]):
+        CSS = "TopicTree { width: 40; }"
+
+        def compose(self) -> ComposeResult:
+            yield TopicTree(id="tree")
+
+    names = {"whole": "a/b/c/infer-raspberrypi-1234567", "short": "a/b/c/infer-vm-8029", "long": "a/b/c/" + "x" * 60}
+    topics = tuple(TopicInfo(name, 1234, 1.0, 20, 0.0, False) for name in sorted(names.values()))
+    app = TreeApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        tree = app.query_one(TopicTree)
+        tree.sync(topics, 1)
+        await pilot.pause()
+        tree.sync(topics, 1)
+        assert tree.scrollable_content_region.width == 40
+        labels = {key: str(label_of(tree, name)) for key, name in names.items()}
+        # 6 cells of guides, then the name and its figures ("  1,234 1.0/s": 13 cells)
+        assert labels["short"] == "infer-vm-8029  1,234 1.0/s", labels
+        assert labels["whole"] == "infer-raspberrypi-1234567  1,234", labels  # 25 + 13 > 34: the rate went
+        assert labels["long"] == "x" * 10 + "…" + "x" * 10 + "  1,234 1.0/s", labels
 
 
 async def test_space_in_the_topic_search_is_a_space(mosquitto_broker: EmbeddedBroker, make_app: Any,
