@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,14 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 from textual_plotext import PlotextPlot
 
 from engine.console.message_props import MessageProps, message_props
 from engine.console.observer import Message, Observer
 from engine.console.payload_diff import payload_diff
 from engine.console.payload_file import default_name, write_payload
-from engine.console.series import VALUE, first_varying, for_plot, number_fields, series
+from engine.console.series import VALUE, changes, first_varying, for_plot, is_identifier, number_fields, series
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
@@ -36,7 +37,7 @@ from tui.chrome.header_bar import BrokerInfo
 from tui.topics.diff_screen import DiffScreen
 from tui.topics.inspector_screen import InspectorScreen
 from tui.topics.payload_view import PayloadView, hex_row_bytes, render_payload
-from tui.topics.plot_screen import PlotScreen
+from tui.topics.plot_screen import PlotScreen, still_note
 from tui.topics.publish_dialog import MAX_FILE, PublishDialog, parse_payload
 from tui.topics.topic_tree import TopicTree
 from tui.topics.topics_pane import MessagesTable, TopicsPane
@@ -92,8 +93,31 @@ def test_a_plot_opens_on_a_field_that_changes_and_is_not_a_clock() -> None:
     assert fields == ["ts", "pid", "uptime", "uptime_ms", "rate"] and fields[first_varying(statuses, fields)] == "rate"
     counted = [(float(i), json.dumps({"uptime": 30.2 + i, "processed": 500 * i}).encode()) for i in range(5)]
     assert first_varying(counted, ["uptime", "processed"]) == 1  # a count that rises faster is no clock
-    clock_only = [(float(i), json.dumps({"pid": 42, "ts": 1_796_152_446.7 + i}).encode()) for i in range(5)]
-    assert first_varying(clock_only, ["pid", "ts"]) == 1  # nothing else changes: the clock it is
+    everything_a_clock = [(float(i), json.dumps({"ts": 1_796_152_446.7 + i, "up": 2.0 + i}).encode()) for i in range(5)]
+    assert first_varying(everything_a_clock, ["ts", "up"]) == 0  # nothing but clocks: the first that changes
+
+
+def test_where_only_clocks_change_a_plot_opens_on_a_quantity_not_a_unix_time() -> None:
+    """An idle worker: only `ts` and `uptime` change; the plot opened on `ts`, a Unix time's climb. It opens on
+    the first field that is neither a clock nor an identifier, constant as it is, and says that only clocks
+    change."""
+    idle = [(float(i), json.dumps({"pid": 42, "ts": 1_796_152_446.7 + i, "uptime": 30.2 + i, "received": 40,
+                                   "rate": 0.0, "lat_ms": {"p50": None}}).encode()) for i in range(5)]
+    fields = number_fields(p for _t, p in idle)
+    assert fields == ["pid", "ts", "uptime", "received", "rate"]
+    assert fields[first_varying(idle, fields)] == "received"
+    seen = changes(idle, fields)
+    assert seen.varying == {"ts", "uptime"} and seen.clocks == {"ts", "uptime"}
+    assert still_note(fields, seen) == "only clocks change of late (ts, uptime)"
+    assert still_note(["rate"], changes(idle[:1], ["rate"])) == "nothing changes of late"
+    assert still_note(fields, changes([*idle, (5.0, b'{"rate": 3.5}')], fields)) == ""
+    # one status so far: nothing changes, and its constant ts is still a Unix time
+    assert first_varying(idle[:1], ["ts", "rate"]) == 1
+    # only clocks and identifiers: the identifier, a flat line
+    clock_and_pid = [(float(i), json.dumps({"ts": 1_796_152_446.7 + i, "pid": 42}).encode()) for i in range(5)]
+    assert first_varying(clock_and_pid, ["ts", "pid"]) == 1
+    assert [is_identifier(f) for f in ("pid", "id", "sensor_id", "dev.ID", "idle", "rapid", "paid_out")] == [
+        True, True, True, True, False, False, False]
 
 
 def test_numbers_for_a_plot_are_scaled_only_past_what_plotext_draws() -> None:
@@ -451,6 +475,38 @@ async def test_plot_of_a_json_number_field(mosquitto_broker: EmbeddedBroker, mak
         await until(pilot, lambda: plot.points == 6, lambda: f"{plot.points} points")
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, PlotScreen), "plot still open")
+
+
+async def test_the_plot_of_an_idle_workers_status_opens_on_a_quantity(mosquitto_broker: EmbeddedBroker,
+                                                                     make_app: Any, publisher: Publisher) -> None:
+    """Statuses in which only `ts` and `uptime` change: g opened on `ts`; it opens on `received` (flat: the
+    worker is idle) and the line under the plot says that only clocks change."""
+    topic = "mnist/status/infer/infer-idle-1"
+
+    def send() -> None:  # a status every half second (a role's come every second): the clocks keep pace
+        for i in range(4):
+            if i:
+                time.sleep(0.5)
+            publisher.send(topic, json.dumps({"role": "infer", "state": "running", "pid": 4242,
+                                              "ts": 1_796_152_446.7 + i / 2, "uptime": 61.0 + i / 2,
+                                              "received": 40, "processed": 40, "rate": 0.0}))
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {topic}, send)
+        await select(pilot, tree, topic)
+        table = app.screen.query_one(MessagesTable)
+        await until(pilot, lambda: table.row_count == 4, lambda: f"{table.row_count} rows")
+        await pilot.press("g")
+        plot = await until(pilot, lambda: isinstance(app.screen, PlotScreen) and app.screen, "no plot")
+        assert plot.fields == ["pid", "ts", "uptime", "received", "processed", "rate"]
+        assert plot.field == "received" and plot.points == 4, plot.field
+        info = str(plot.query_one("#plot-info", Static).render())
+        assert "4 values of received in the 4 messages kept · only clocks change of late (ts, uptime)" in info, info
+        publisher.send(topic, json.dumps({"ts": 1_796_152_448.7, "uptime": 63.0, "received": 41}))  # it wakes up
+        await until(pilot, lambda: "only clocks" not in str(plot.query_one("#plot-info", Static).render()),
+                    lambda: str(plot.query_one("#plot-info", Static).render()))
+        assert plot.field == "received" and plot.points == 5
 
 
 async def test_a_plot_of_numbers_too_large_or_small_for_plotext(mosquitto_broker: EmbeddedBroker, make_app: Any,
