@@ -86,7 +86,7 @@ class MainScreen(Screen[None]):
     """The four panes under the header line. Keys that steer the pipeline live here, so no dialog
     ever triggers them."""
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide"), (120, "-wider")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
     BINDINGS = keys.main_bindings()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.console.payload_diff import flatten
 from engine.untrusted import clean_number, loads_json
@@ -78,10 +78,17 @@ UNIX_TIMES = (1e9, 1e10)  # seconds since 1970 from 2001 to 2286: a field of suc
 CLOCK_PACES = ((0.8, 1.25), (800.0, 1250.0))  # a field that rises a second (or 1,000 ms) a second is a clock
 
 
-def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str], newest: int = 50) -> int:
-    """The index of the first of `fields` whose value changes over the `newest` of `messages` (0 if none
-    does): a plot opens on it, not on a constant such as a status's `pid`, nor on a clock such as its `ts`
-    or `uptime` where another field changes. Each payload is parsed once."""
+class Changes(NamedTuple):
+    """What changes over a topic's newest messages, of the fields asked about."""
+
+    varying: frozenset[str]  # fields whose value changes
+    clocks: frozenset[str]  # fields that are clocks: a Unix time (changing or not), or one rising a second a second
+    present: frozenset[str]  # fields with a number in those messages
+
+
+def changes(messages: Sequence[tuple[float, bytes]], fields: Sequence[str], newest: int = 50) -> Changes:
+    """Which of `fields` change over the `newest` of `messages`, and which are clocks. Each payload is parsed
+    once."""
     first: dict[str, tuple[float, float]] = {}  # field -> (arrival, value) of its first number
     last: dict[str, tuple[float, float]] = {}
     rising: set[str] = set()  # never went down
@@ -103,12 +110,37 @@ def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str]
             if field in last and number < last[field][1]:
                 rising.discard(field)
             last[field] = (t, number)
-    clocks = {field for field in varying if _is_clock(first[field], last[field], field in rising)}
-    return next((i for i, field in enumerate(fields) if field in varying - clocks),
-                next((i for i, field in enumerate(fields) if field in varying), 0))
+    clocks = {field for field in first if _is_clock(first[field], last[field], field in rising and field in varying)}
+    return Changes(frozenset(varying), frozenset(clocks), frozenset(first))
+
+
+def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str], newest: int = 50) -> int:
+    """The index of the field of `fields` that a plot opens on: the first whose value changes over the `newest`
+    of `messages` and is neither a clock nor an identifier (a constant such as a status's `pid` is a flat line,
+    and a clock such as its `ts` or `uptime` a climb that says nothing). Where only clocks change (an idle
+    worker: `ts`, `uptime`), the first such field, constant as it is (`received`, not `ts`); then an identifier;
+    where every field is a clock, the first that changes (0 if none does)."""
+    return opening(fields, changes(messages, fields, newest))
+
+
+def is_identifier(field: str) -> bool:
+    """A number that names something (`pid`, `id`, `sensor_id`), not a quantity."""
+    name = field.rsplit(".", 1)[-1].lower()
+    return name in ("id", "pid") or name.endswith("_id")
+
+
+def opening(fields: Sequence[str], seen: Changes) -> int:
+    """first_varying from what `changes` found."""
+    varying, clocks, present = seen
+    rules = (lambda f: f in varying and f not in clocks and not is_identifier(f),
+             lambda f: f in present and f not in clocks and not is_identifier(f),
+             lambda f: f in present and f not in clocks,
+             lambda f: f in varying)
+    return next((i for rule in rules for i, field in enumerate(fields) if rule(field)), 0)
 
 
 def _is_clock(first: tuple[float, float], last: tuple[float, float], rising: bool) -> bool:
+    """`rising`: it changed, and never went down."""
     low, high = UNIX_TIMES
     if low <= first[1] < high:
         return True

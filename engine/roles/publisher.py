@@ -245,6 +245,9 @@ class Publisher(Role):
             return sample
 
     def _payload(self, sample: Sample) -> tuple[str, bytes]:
+        """The id and the stamped PNG of the next image. The numbers of the images sent are consecutive (one
+        built but not sent gives its number back), so that an image's number less that of the status's `last`
+        says how many went out after that status's `sent`. Only the publishing thread numbers images."""
         self._seq += 1
         msg_id = f"{self.client_id}-{self._seq}"
         stamp = self._stamp
@@ -256,9 +259,11 @@ class Publisher(Role):
         """Book `count` images handed to paho (`sample` the last of them, `info` tracking them)."""
         self._in_flight.append((info, count))
         self._in_flight_count += count
-        self.sent += count
         self.meter.add(count)
+        # `last` before `sent`, which status_fields reads first: a status never counts an image past its `last`
+        # (a console adds to `sent` the images numbered past `last` that it has results of: tui/publisher/)
         self.last = {"id": msg_id, "label": sample.label, "name": sample.name, "png": sample.png}
+        self.sent += count
 
     def _put_back(self, samples: list[Sample], epoch: int) -> None:
         """Samples drawn for the run but not sent (a stop came): they go first next time, unless a reset
@@ -277,6 +282,7 @@ class Publisher(Role):
         while not self._stop.is_set():
             with self._burst_lock:
                 if running and not self._running.is_set():
+                    self._seq -= 1  # not sent: its number goes to the next image
                     return False
                 info = self.data_client.publish(self.topics.images, payload, qos=self.qos,
                                                 properties=self._image_props)
@@ -291,6 +297,7 @@ class Publisher(Role):
                 continue
             self.errors += 1
             time.sleep(0.001)
+        self._seq -= 1
         return False
 
     def _kept(self, info: mqtt.MQTTMessageInfo) -> bool:
@@ -309,12 +316,14 @@ class Publisher(Role):
         payloads = [payload for _, payload in made]
         with self._burst_lock:
             if not self._running.is_set():  # a stop came while they were built
+                self._seq -= len(made)  # never sent: the numbers go to the next images (see _payload)
                 return 0
             infos = self.data_client.publish_many(self.topics.images, payloads, qos=self.qos,
                                                   properties=self._image_props)
             ok = 0
             while ok < len(infos) and self._kept(infos[ok]):
                 ok += 1
+            self._seq -= len(made) - ok  # the rest go through _send, which numbers them anew
             if ok:
                 shared = infos[0] is infos[ok - 1]  # one joined QoS 0 write: one info for all
                 if shared:
@@ -437,11 +446,12 @@ class Publisher(Role):
 
     # ----- status -----
     def status_fields(self) -> dict[str, Any]:
+        sent = self.sent  # before `last` (see _sent)
         last = self.last
         return {
             "dataset": str(self.settings.dataset),
             "size": len(self.samples),
-            "sent": self.sent,
+            "sent": sent,
             "rate": self.rate,
             "rate_actual": round(self.meter.rate(), 1),
             "pace": self.pace,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,14 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Static
 from textual_plotext import PlotextPlot
 
 from engine.console.message_props import MessageProps, message_props
 from engine.console.observer import Message, Observer
 from engine.console.payload_diff import payload_diff
 from engine.console.payload_file import default_name, write_payload
-from engine.console.series import VALUE, first_varying, for_plot, number_fields, series
+from engine.console.series import VALUE, changes, first_varying, for_plot, is_identifier, number_fields, series
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
@@ -36,7 +37,7 @@ from tui.chrome.header_bar import BrokerInfo
 from tui.topics.diff_screen import DiffScreen
 from tui.topics.inspector_screen import InspectorScreen
 from tui.topics.payload_view import PayloadView, hex_row_bytes, render_payload
-from tui.topics.plot_screen import PlotScreen
+from tui.topics.plot_screen import PlotScreen, still_note
 from tui.topics.publish_dialog import MAX_FILE, PublishDialog, parse_payload
 from tui.topics.topic_tree import TopicTree
 from tui.topics.topics_pane import MessagesTable, TopicsPane
@@ -92,8 +93,31 @@ def test_a_plot_opens_on_a_field_that_changes_and_is_not_a_clock() -> None:
     assert fields == ["ts", "pid", "uptime", "uptime_ms", "rate"] and fields[first_varying(statuses, fields)] == "rate"
     counted = [(float(i), json.dumps({"uptime": 30.2 + i, "processed": 500 * i}).encode()) for i in range(5)]
     assert first_varying(counted, ["uptime", "processed"]) == 1  # a count that rises faster is no clock
-    clock_only = [(float(i), json.dumps({"pid": 42, "ts": 1_796_152_446.7 + i}).encode()) for i in range(5)]
-    assert first_varying(clock_only, ["pid", "ts"]) == 1  # nothing else changes: the clock it is
+    everything_a_clock = [(float(i), json.dumps({"ts": 1_796_152_446.7 + i, "up": 2.0 + i}).encode()) for i in range(5)]
+    assert first_varying(everything_a_clock, ["ts", "up"]) == 0  # nothing but clocks: the first that changes
+
+
+def test_where_only_clocks_change_a_plot_opens_on_a_quantity_not_a_unix_time() -> None:
+    """An idle worker: only `ts` and `uptime` change; the plot opened on `ts`, a Unix time's climb. It opens on
+    the first field that is neither a clock nor an identifier, constant as it is, and says that only clocks
+    change."""
+    idle = [(float(i), json.dumps({"pid": 42, "ts": 1_796_152_446.7 + i, "uptime": 30.2 + i, "received": 40,
+                                   "rate": 0.0, "lat_ms": {"p50": None}}).encode()) for i in range(5)]
+    fields = number_fields(p for _t, p in idle)
+    assert fields == ["pid", "ts", "uptime", "received", "rate"]
+    assert fields[first_varying(idle, fields)] == "received"
+    seen = changes(idle, fields)
+    assert seen.varying == {"ts", "uptime"} and seen.clocks == {"ts", "uptime"}
+    assert still_note(fields, seen) == "only clocks change of late (ts, uptime)"
+    assert still_note(["rate"], changes(idle[:1], ["rate"])) == "nothing changes of late"
+    assert still_note(fields, changes([*idle, (5.0, b'{"rate": 3.5}')], fields)) == ""
+    # one status so far: nothing changes, and its constant ts is still a Unix time
+    assert first_varying(idle[:1], ["ts", "rate"]) == 1
+    # only clocks and identifiers: the identifier, a flat line
+    clock_and_pid = [(float(i), json.dumps({"ts": 1_796_152_446.7 + i, "pid": 42}).encode()) for i in range(5)]
+    assert first_varying(clock_and_pid, ["ts", "pid"]) == 1
+    assert [is_identifier(f) for f in ("pid", "id", "sensor_id", "dev.ID", "idle", "rapid", "paid_out")] == [
+        True, True, True, True, False, False, False]
 
 
 def test_numbers_for_a_plot_are_scaled_only_past_what_plotext_draws() -> None:
@@ -453,6 +477,38 @@ async def test_plot_of_a_json_number_field(mosquitto_broker: EmbeddedBroker, mak
         await until(pilot, lambda: not isinstance(app.screen, PlotScreen), "plot still open")
 
 
+async def test_the_plot_of_an_idle_workers_status_opens_on_a_quantity(mosquitto_broker: EmbeddedBroker,
+                                                                     make_app: Any, publisher: Publisher) -> None:
+    """Statuses in which only `ts` and `uptime` change: g opened on `ts`; it opens on `received` (flat: the
+    worker is idle) and the line under the plot says that only clocks change."""
+    topic = "mnist/status/infer/infer-idle-1"
+
+    def send() -> None:  # a status every half second (a role's come every second): the clocks keep pace
+        for i in range(4):
+            if i:
+                time.sleep(0.5)
+            publisher.send(topic, json.dumps({"role": "infer", "state": "running", "pid": 4242,
+                                              "ts": 1_796_152_446.7 + i / 2, "uptime": 61.0 + i / 2,
+                                              "received": 40, "processed": 40, "rate": 0.0}))
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {topic}, send)
+        await select(pilot, tree, topic)
+        table = app.screen.query_one(MessagesTable)
+        await until(pilot, lambda: table.row_count == 4, lambda: f"{table.row_count} rows")
+        await pilot.press("g")
+        plot = await until(pilot, lambda: isinstance(app.screen, PlotScreen) and app.screen, "no plot")
+        assert plot.fields == ["pid", "ts", "uptime", "received", "processed", "rate"]
+        assert plot.field == "received" and plot.points == 4, plot.field
+        info = str(plot.query_one("#plot-info", Static).render())
+        assert "4 values of received in the 4 messages kept · only clocks change of late (ts, uptime)" in info, info
+        publisher.send(topic, json.dumps({"ts": 1_796_152_448.7, "uptime": 63.0, "received": 41}))  # it wakes up
+        await until(pilot, lambda: "only clocks" not in str(plot.query_one("#plot-info", Static).render()),
+                    lambda: str(plot.query_one("#plot-info", Static).render()))
+        assert plot.field == "received" and plot.points == 5
+
+
 async def test_a_plot_of_numbers_too_large_or_small_for_plotext(mosquitto_broker: EmbeddedBroker, make_app: Any,
                                                                  publisher: Publisher) -> None:
     """1e308 on a topic, then g: plotext overflowed to infinity and the console exited with a traceback;
@@ -675,7 +731,62 @@ async def test_a_long_level_name_gives_way_to_its_counts(mosquitto_broker: Embed
         await until(pilot, lambda: "  3" in str(label_of(tree, topic)), lambda: str(label_of(tree, topic)))
         text = str(label_of(tree, topic))
         assert "…" in text and long_level not in text, text
-        assert len(text) + 4 * tree.guide_depth + 2 <= room, (len(text), room, text)
+        assert len(text) + 3 * tree.guide_depth == room, (len(text), room, text)  # a guide for each level above
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_a_workers_status_topic_shows_whole_where_the_pane_has_room(size: tuple[int, int]) -> None:
+    """`mnist/status/infer/infer-<host>-<pid>`: at 120 columns the name was cut (`infer…m-8029`) in a tree
+    that kept 4 cells more than its guides take, a fifth of the Topics pane; there it is whole, and at 80
+    columns cut in the middle to fit, its count whole."""
+    from test_snapshots import BROKER, make_observer
+
+    obs = make_observer()
+    worker = "mnist/status/infer/infer-raspberrypi-123456"
+    for _ in range(1234):
+        obs.ingest(worker, b'{"state": "running"}')
+    app = MnistApp(obs, BROKER)
+    async with app.run_test(size=size) as pilot:
+        tree = app.screen.query_one(TopicTree)
+        if size == (120, 40):
+            await until(pilot, lambda: str(label_of(tree, worker)) == "infer-raspberrypi-123456  1,234",
+                        lambda: str(label_of(tree, worker)))
+        else:
+            def cut_to_fit() -> bool:
+                text = str(label_of(tree, worker))
+                return (text.startswith("in") and text.endswith("456  1,234") and "…" in text
+                        and len(text) + 3 * tree.guide_depth == tree.scrollable_content_region.width)
+
+            await until(pilot, cut_to_fit, lambda: f"{label_of(tree, worker)} in {tree.scrollable_content_region}")
+
+
+async def test_the_rate_gives_way_before_the_name_is_cut() -> None:
+    """A tree of 40 cells: a name that fits whole only without its rate is shown without the rate; one that
+    fits with it keeps it; one cut either way keeps its rate and is cut in the middle."""
+    from textual.app import App, ComposeResult
+
+    from engine.console.snapshot import TopicInfo
+
+    class TreeApp(App[None]):
+        CSS = "TopicTree { width: 40; }"
+
+        def compose(self) -> ComposeResult:
+            yield TopicTree(id="tree")
+
+    names = {"whole": "a/b/c/infer-raspberrypi-1234567", "short": "a/b/c/infer-vm-8029", "long": "a/b/c/" + "x" * 60}
+    topics = tuple(TopicInfo(name, 1234, 1.0, 20, 0.0, False) for name in sorted(names.values()))
+    app = TreeApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        tree = app.query_one(TopicTree)
+        tree.sync(topics, 1)
+        await pilot.pause()
+        tree.sync(topics, 1)
+        assert tree.scrollable_content_region.width == 40
+        labels = {key: str(label_of(tree, name)) for key, name in names.items()}
+        # 6 cells of guides, then the name and its figures ("  1,234 1.0/s": 13 cells)
+        assert labels["short"] == "infer-vm-8029  1,234 1.0/s", labels
+        assert labels["whole"] == "infer-raspberrypi-1234567  1,234", labels  # 25 + 13 > 34: the rate went
+        assert labels["long"] == "x" * 10 + "…" + "x" * 10 + "  1,234 1.0/s", labels
 
 
 async def test_space_in_the_topic_search_is_a_space(mosquitto_broker: EmbeddedBroker, make_app: Any,

@@ -182,11 +182,13 @@ class _SlowPublisher(Publisher):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.building = threading.Event()
+        self.built = 0  # images built, sent or not
 
     def _payload(self, sample: Any) -> tuple[str, bytes]:
         if self._seq >= 64:
             self.building.set()
         time.sleep(0.02)
+        self.built += 1
         return super()._payload(sample)
 
 
@@ -201,7 +203,8 @@ def _handed_over(publisher: Publisher, images: MqttProbe, marker: bytes) -> list
 
 def test_a_stop_while_a_burst_is_built_is_not_followed_by_that_burst(mosquitto_broker, probe_factory) -> None:
     """`pause` (what `stop` calls before it replies) does not wait out the burst being built; that burst is
-    then never handed over, and its images go first when publishing starts again (none skipped)."""
+    then never handed over, and its images go first when publishing starts again (none skipped), numbered
+    on from the last one sent (a console counts on that: tui/publisher/publisher_pane.py)."""
     address = mosquitto_broker.address
     images = probe_factory(address, "mnist")
     with started(_SlowPublisher(address, Settings(rate=0, autostart=True), "slow-in")) as publisher:
@@ -217,10 +220,12 @@ def test_a_stop_while_a_burst_is_built_is_not_followed_by_that_burst(mosquitto_b
         wait_for(lambda: publisher.sent >= count + carried + 1, timeout=60, message=lambda: f"{publisher.sent}")
         publisher.pause()
         # every image in the dataset's order: the burst put back went first, nothing skipped or repeated
-        labels = [extract_meta(payload).label for payload in _handed_over(publisher, images, b"marker2")]
+        metas = [extract_meta(payload) for payload in _handed_over(publisher, images, b"marker2")]
+        labels = [meta.label for meta in metas]
         assert len(labels) == publisher.sent
         samples = publisher.samples
         assert labels == [samples[i % len(samples)].label for i in range(len(labels))]
+        assert [meta.id for meta in metas] == [f"slow-in-{n}" for n in range(1, len(metas) + 1)]
 
 
 def test_a_stop_while_refused_images_are_sent_one_by_one_keeps_the_rest_and_the_count(
@@ -259,9 +264,11 @@ def test_a_stop_while_refused_images_are_sent_one_by_one_keeps_the_rest_and_the_
         assert publisher.sent == 10 and publisher.remaining == 0 and not publisher._carry
         wait_for(lambda: len(images.messages("mnist")) >= 10, timeout=30,
                  message=lambda: f"{len(images.messages('mnist'))} received")
-        labels = [extract_meta(m.payload).label for m in images.messages("mnist")]
+        metas = [extract_meta(m.payload) for m in images.messages("mnist")]
         samples = publisher.samples
-        assert labels == [samples[i].label for i in range(10)]
+        assert [meta.label for meta in metas] == [samples[i].label for i in range(10)]
+        # numbered 1 to 10: the refused burst and the image the stop overtook gave their numbers back
+        assert [meta.id for meta in metas] == [f"refused-in-{n}" for n in range(1, 11)]
 
 
 def test_a_reset_right_after_a_stop_drops_the_burst_being_built(mosquitto_broker, probe_factory) -> None:
@@ -274,7 +281,7 @@ def test_a_reset_right_after_a_stop_drops_the_burst_being_built(mosquitto_broker
         publisher.pause()
         publisher._cmd_reset({})
         before = len(publisher._order)
-        wait_for(lambda: publisher._seq >= 128, timeout=60, message=lambda: f"seq {publisher._seq}")
+        wait_for(lambda: publisher.built >= 128, timeout=60, message=lambda: f"{publisher.built} built")
         assert not publisher._carry and publisher._pos == 0 and before
         count = len(_handed_over(publisher, images, b"marker"))
         publisher.play()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
 
@@ -11,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from engine.console.observer import RoleStatus, Snapshot
+from engine.console.observer import ResultRow, RoleStatus, Snapshot
 from tui import keys
 from tui.safe_text import markup_text
 from tui.widgets import formatting as fmt
@@ -25,6 +26,9 @@ NO_PUBLISHER = (
 
 
 ORDERS = {"sequential": "in order", "shuffle": "shuffled"}
+# Seconds by which a status may come after results of images sent after it: images and statuses go on two
+# connections of the publisher, each queued on its own (see sent_since_status).
+LATE_STATUS = 1.0
 SHORT_ORDERS = {"sequential": "seq", "shuffle": "shuffle"}
 
 
@@ -38,6 +42,45 @@ def pick_publisher(snap: Snapshot) -> tuple[RoleStatus | None, int]:
     return ranked[0], len(inputs)
 
 
+def _number(image_id: Any, prefix: str) -> int | None:
+    """N of an image id `<prefix>N`, else None."""
+    if not isinstance(image_id, str) or not image_id.startswith(prefix):
+        return None
+    digits = image_id[len(prefix):]
+    return int(digits) if digits.isascii() and digits.isdigit() else None
+
+
+def sent_since_status(role: RoleStatus, rows: Sequence[ResultRow]) -> int:
+    """How many images the input role has sent since the `sent` of its last status, as far as the results
+    seen say: the status comes once a second, the results as they come, and beside `689 results` a `sent
+    665` read as results of images never sent (duplicates, or a bug).
+
+    A publisher numbers its images `<client id>-N`, with no gaps, and its status's `last` is the image that
+    its `sent` counts up to (engine/roles/publisher.py); so a result of its image N says that N minus the
+    number of `last` images went out since. Only the results that came at most LATE_STATUS before the status
+    count (older ones are of images it counted; a restarted publisher numbers from 1 again). What it says
+    is a floor: images whose results have not come yet are counted by the next status. 0 when the status
+    does not say where its count is (no `last` after a first image, or one of another form)."""
+    data = role.data
+    prefix = f"{role.id}-"
+    last = data.get("last")
+    if isinstance(last, dict):
+        base = _number(last.get("id"), prefix)
+    else:  # nothing sent yet by this process: its first image is number 1
+        base = 0 if last is None and data.get("sent") == 0 else None
+    if base is None:
+        return 0
+    newest = base
+    since = role.received - LATE_STATUS
+    for row in reversed(rows):  # newest last
+        if row.t < since:
+            break
+        n = _number(row.id, prefix)
+        if n is not None and n > newest:
+            newest = n
+    return newest - base
+
+
 def _last_png(data: Any) -> bytes | None:
     last = data.get("last")
     if not isinstance(last, dict) or not isinstance(last.get("png"), str):
@@ -48,7 +91,12 @@ def _last_png(data: Any) -> bytes | None:
         return None
 
 
-def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def publisher_markup(role: RoleStatus, now: float, narrow: bool, since_status: int = 0) -> str:
+    """`since_status`: images sent since the status's `sent`, from the results seen (sent_since_status)."""
     d = role.data
     if not role.online:
         state = "[bold $text-error]○ offline[/]"
@@ -65,10 +113,14 @@ def publisher_markup(role: RoleStatus, now: float, narrow: bool) -> str:
     loop = "loop" if d.get("loop") else "once"
     dataset = PurePath(str(d.get("dataset", "?"))).name
     last = d.get("last") if isinstance(d.get("last"), dict) else None
-    remaining = d.get("remaining")
+    sent, remaining = d.get("sent"), d.get("remaining")
+    if since_status > 0 and _is_count(sent):
+        sent += since_status
+        if _is_count(remaining):
+            remaining = max(0, remaining - since_status)
     lines = [
         f"state   {state}",
-        f"sent    [b]{fmt.count(d.get('sent'))}[/]" + (f" [dim]({fmt.count(remaining)} left)[/]" if remaining else ""),
+        f"sent    [b]{fmt.count(sent)}[/]" + (f" [dim]({fmt.count(remaining)} left)[/]" if remaining else ""),
         f"rate    [b]{rate_set}[/] [dim]now[/] {actual}",
         f"qos {markup_text(d.get('qos', '?'))} [dim]·[/] {order} [dim]·[/] {loop}",
     ]
@@ -114,7 +166,7 @@ class PublisherPane(Vertical, can_focus=True):
             subtitle = ""
             digit.show_png(None)
         else:
-            markup = publisher_markup(role, snap.time, narrow)
+            markup = publisher_markup(role, snap.time, narrow, sent_since_status(role, snap.results))
             subtitle = markup_text(role.id) if n == 1 else f"{markup_text(role.id)} (1 of {n})"
             digit.show_png(_last_png(role.data))
         if markup != self._markup:

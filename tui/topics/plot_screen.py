@@ -11,11 +11,21 @@ from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.console.observer import Message, Snapshot
-from engine.console.series import VALUE, first_varying, for_plot, number_fields, series
+from engine.console.series import VALUE, Changes, changes, for_plot, number_fields, opening, series
 from engine.untrusted import visible_text
 from tui.safe_text import markup_text, plain
+from tui.widgets import formatting as fmt
 from tui.widgets.palette import plot_colours, plot_theme
 from tui.widgets.safe_plot import SafePlot
+
+
+def still_note(fields: list[str], seen: Changes) -> str:
+    """What the plot says when no field but a clock changes of late (an idle worker's status): its flat line
+    is no fault."""
+    if seen.varying - seen.clocks:
+        return ""
+    clocks = [markup_text(field, 40) for field in fields if field in seen.varying]
+    return f"only clocks change of late ({', '.join(clocks)})" if clocks else "nothing changes of late"
 
 
 class PlotScreen(ModalScreen[None]):
@@ -28,8 +38,8 @@ class PlotScreen(ModalScreen[None]):
         self.topic = topic
         self.messages = messages
         self.fields = number_fields(m.payload for m in messages)
-        first = first_varying([(m.t, m.payload) for m in messages], self.fields)
-        self.field: str | None = self.fields[first] if self.fields else None
+        self.seen = changes([(m.t, m.payload) for m in messages], self.fields)
+        self.field: str | None = self.fields[opening(self.fields, self.seen)] if self.fields else None
         self.points = 0  # values in the plot drawn last
         self._key: tuple[object, ...] | None = None
 
@@ -63,6 +73,7 @@ class PlotScreen(ModalScreen[None]):
     def update_snapshot(self, snap: Snapshot) -> None:
         if snap.messages and snap.messages[-1].topic == self.topic and snap.messages != self.messages:
             self.messages = snap.messages
+            self.seen = changes([(m.t, m.payload) for m in snap.messages], self.fields)
             self._draw()
 
     def _draw(self) -> None:
@@ -71,7 +82,7 @@ class PlotScreen(ModalScreen[None]):
             info.update("[dim]no numbers in the messages kept: a number, or JSON with number fields[/]")
             return
         times, values = series(((m.t, m.payload) for m in self.messages), self.field)
-        key = (self.field, len(times), times[-1] if times else None)
+        key = (self.field, len(times), times[-1] if times else None, self.seen)
         if key == self._key:
             return
         self._key = key
@@ -91,8 +102,10 @@ class PlotScreen(ModalScreen[None]):
             plt.plot([t - start for t in times], drawn, marker="braille", color=colour)
             plt.xlabel("seconds before the newest")
         widget.refresh()
-        info.update(f"[dim]{len(values)} values of {markup_text(name, 80)} in the {len(self.messages)} "
-                    "messages kept · ↑↓ field · escape closes[/]")
+        still = still_note(self.fields, self.seen)
+        info.update(f"[dim]{fmt.plural(len(values), 'value')} of {markup_text(name, 80)} in the "
+                    f"{fmt.plural(len(self.messages), 'message')} kept{f' · {still}' if still else ''} · "
+                    "↑↓ field · escape closes[/]")
 
     def action_close(self) -> None:
         self.dismiss(None)

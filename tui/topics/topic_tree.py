@@ -241,13 +241,16 @@ class TopicTree(Tree[str]):
             sub = below.get(path)
             summary = sub if sub is not None and not node.is_expanded else None
             figures = _figures(pal, info, summary, with_rate=True)
-            # A long level name gives way to its figures (ellipsis), so the counts are never cut; where even
-            # a recognisable name (6 cells) and the count leave no room for the rate, the rate goes first.
-            guides = (path.count("/") + 1) * self.guide_depth + 2
+            # A long level name gives way to its figures (ellipsis), so the counts are never cut. The rate goes
+            # first where that leaves the name whole (a worker's status topic: which worker is worth more than
+            # its 1.0/s), or where even a recognisable name (6 cells) and the count leave no room for it.
+            guides = _indent(node, self.guide_depth)
             room = width - guides - figures.cell_len
-            if width > 0 and label.cell_len > room and room < _MIN_NAME and info is not None and info.rate > 0:
-                figures = _figures(pal, info, summary, with_rate=False)
-                room = width - guides - figures.cell_len
+            if width > 0 and label.cell_len > room and info is not None and info.rate > 0:
+                bare = _figures(pal, info, summary, with_rate=False)
+                bare_room = width - guides - bare.cell_len
+                if label.cell_len <= bare_room or room < _MIN_NAME:
+                    figures, room = bare, bare_room
             if width > 0 and label.cell_len > room:
                 label = _shortened(label, max(room, _MIN_NAME))
             label.append_text(figures)
@@ -255,6 +258,12 @@ class TopicTree(Tree[str]):
             if self._labels.get(path) != key:
                 self._labels[path] = key
                 node.set_label(label)
+
+
+def _indent(node: TreeNode[str], guide_depth: int) -> int:
+    """The cells before a node's name (the root hidden): a guide for each level above it, and the ▶/▼ of a
+    level that opens (a topic with none below has none)."""
+    return str(node.data).count("/") * guide_depth + (2 if node.allow_expand else 0)
 
 
 def _shortened(label: Text, cells: int) -> Text:
