@@ -332,6 +332,29 @@ async def pilot_until(pilot: Any, predicate: Callable[[], T], message: str | Cal
         await pilot.pause(0.05)
 
 
+async def burst(app: Any, *keys: str) -> None:
+    """Keys as the terminal delivers a burst (a paste, a fast typist, `tmux send-keys r 2 5 Enter`): the driver
+    queues every key of one read on the app before the app handles the first. Pilot's press waits for the app
+    to be idle after each key, so it never shows what a burst does. `keys` are Textual key names."""
+    import unicodedata
+
+    from textual import events
+    from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_from_key
+
+    driver = app._driver
+    assert driver is not None
+    for key in keys:  # each event made as Pilot's press makes it (App._press_keys), without its waits
+        if len(key) == 1 and not key.isalnum():
+            key = _character_to_key(key)
+        try:
+            char: str | None = unicodedata.lookup(_get_unicode_name_from_key(REPLACED_KEYS.get(key, key)))
+        except KeyError:
+            char = key if len(key) == 1 else None
+        event = events.Key(key, char)
+        event.set_sender(app)
+        driver.send_message(event)
+
+
 def check_latency_parts(report: dict) -> None:
     """The latency's three parts (to the worker, in it, to the collector) add up to it, result by result."""
     parts = report["latency_parts_ms"]

@@ -560,9 +560,13 @@ class MnistApp(App[None]):
         dialog.connection = lambda: self.snap.connection if self.snap is not None else None
         self.push_screen(dialog, send)
 
-    @on(TopicsPane.RepublishWanted)
-    def _republish(self, event: TopicsPane.RepublishWanted) -> None:
-        self.action_publish(event.dialog)
+    def action_republish(self) -> None:
+        """`R` in the Topics pane: the publish dialog, filled in with the selected message. Opened here, as the
+        key arrives (a message from the pane reached the app after the keys typed next: keys.Key.binding)."""
+        pane = self._topics_pane()
+        dialog = pane.republish_dialog() if pane is not None else None
+        if dialog is not None:
+            self.action_publish(dialog)
 
     def action_clear_retained(self) -> None:
         if self.not_started():

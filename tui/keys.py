@@ -24,6 +24,7 @@ class Key:
     footer: bool = True  # shown in the footer where the key is bound
     everywhere: bool = False  # a pane key that also works from every other pane
     priority: bool = False
+    opens: bool = False  # the key opens a dialog or a screen: bound with priority (see `binding`)
     command: str = ""  # the command palette's title; "" keeps it out of the palette
 
     @property
@@ -32,8 +33,18 @@ class Key:
         return "action_" + self.action.split(".")[-1].split("(")[0]
 
     def binding(self, *, show: bool | None = None) -> Binding:
+        # A key that opens a screen is a priority binding, so that the keys typed after it in one burst (a paste,
+        # a fast typist, tmux send-keys) go to that screen. The terminal's keys wait in the app's queue, and the
+        # app sends each one to the focused widget as it takes it. A plain binding runs only once its key has
+        # bubbled back up from there to the app, and by then the app had sent the keys behind it to the old
+        # screen: `r 2 5 enter` lost the 2 and the 5, and the enter submitted the rate the dialog showed. A
+        # priority binding runs as the app takes the key, and push_screen holds the queue until the screen is
+        # mounted. So the action pushes its screen itself (a message to the app would come after the keys too),
+        # and the screen focuses its field in on_mount with set_focus (focus() waits in the queue behind them).
+        # A focused text field still takes these keys as text: Textual leaves out the bindings of a key that
+        # the field consumes (check_consume_key).
         return Binding(self.keys, self.action, self.label, show=self.footer if show is None else show,
-                       key_display=self.display or None, priority=self.priority)
+                       key_display=self.display or None, priority=self.priority or self.opens)
 
 
 GLOBAL = (
@@ -43,12 +54,13 @@ GLOBAL = (
     Key("shift+tab", "app.previous_pane", "Previous pane", "previous pane", footer=False, priority=True),
     Key("z", "app.zoom", "Zoom", "fill the screen with the focused pane, or back to all four", footer=False,
         command="Zoom pane"),
-    Key("d", "app.draw", "Draw", "draw a digit, send it, see the ten probabilities", command="Draw a digit"),
+    Key("d", "app.draw", "Draw", "draw a digit, send it, see the ten probabilities", command="Draw a digit",
+        opens=True),
     Key("m", "app.matrix", "Matrix", "confusion matrix; a cell lists its digits", footer=False,
-        command="Confusion matrix"),
+        command="Confusion matrix", opens=True),
     Key("e", "app.export", "Export CSV", "export the results held since the last c to a CSV file",
         footer=False, command="Export results to CSV"),
-    Key("question_mark,f1", "app.help", "Help", "this screen", display="?", command="Keys and help"),
+    Key("question_mark,f1", "app.help", "Help", "this screen", display="?", command="Keys and help", opens=True),
     Key("q", "app.quit", "Quit", "quit (local roles and the embedded broker stop too); q again: at once"),
     Key("ctrl+p", "", "", "command palette (every action by name; themes too)"),
 )
@@ -60,12 +72,12 @@ PUBLISHER = (
     Key("minus", "app.slower", "Slower", "publish slower (a step down)", display="-", everywhere=True,
         command="Slower"),
     Key("r", "app.rate", "Rate", "type a rate: images per second, or 0 or max", everywhere=True,
-        command="Set the publishing rate"),
+        command="Set the publishing rate", opens=True),
 )
 
 WORKERS = (
     Key("g", "toggle_charts", "Charts", "plots of throughput and latency per worker"),
-    Key("l", "load_model", "Load model", "load another model on the selected worker (it keeps its images)"),
+    Key("l", "load_model", "Load model", "load another model on the selected worker (it keeps its images)", opens=True),
     Key("up,down", "", "", "move between workers (local or remote, from their status messages)", display="↑ ↓"),
 )
 
@@ -78,9 +90,10 @@ RESULTS = (
 )
 
 TOPICS = (
-    Key("f", "app.filter", "Filter", "change the subscription filter", everywhere=True, command="Topic filter"),
+    Key("f", "app.filter", "Filter", "change the subscription filter", everywhere=True, command="Topic filter",
+        opens=True),
     Key("p", "app.publish", "Publish", "publish a message (topic, payload, QoS, retain)", everywhere=True,
-        command="Publish a message"),
+        command="Publish a message", opens=True),
     Key("x", "app.clear_retained", "Unretain", "clear the retained message of the selected topic",
         command="Clear retained message", footer=False),
     Key("s", "app.toggle_pause", "Pause", "pause or resume the inspector (topics hold still, results go on)",
@@ -95,12 +108,13 @@ TOPICS = (
     Key("left_square_bracket", "collapse_all", "Collapse", "collapse the tree to its first level", display="[",
         footer=False),
     Key("b", "mark_base", "Base", "mark the selected message as the base of a diff", footer=False),
-    Key("D", "diff", "Diff", "what changed from the base (or the message before)", footer=False),
+    Key("D", "diff", "Diff", "what changed from the base (or the message before)", footer=False, opens=True),
     Key("y", "copy", "Copy", "copy the payload to the clipboard (OSC 52)", footer=False),
     Key("w", "save", "Save", "save the payload to a new file here (0600)", footer=False),
-    Key("R", "republish", "Re-publish", "edit and re-publish the selected message", footer=False),
-    Key("g", "plot", "Plot", "plot the topic's numbers or a JSON number field over time", footer=False),
-    Key("i", "inspector", "Inspector", "full-screen inspector: tree, history, payload (i: back)", everywhere=True),
+    Key("R", "app.republish", "Re-publish", "edit and re-publish the selected message", footer=False, opens=True),
+    Key("g", "plot", "Plot", "plot the topic's numbers or a JSON number field over time", footer=False, opens=True),
+    Key("i", "inspector", "Inspector", "full-screen inspector: tree, history, payload (i: back)", everywhere=True,
+        opens=True),
 )
 
 DRAW = (

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MqttProbe, make_client, pilot_until
+from helpers import MqttProbe, burst, make_client, pilot_until
 from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -853,19 +853,6 @@ async def test_a_refresh_as_a_screen_is_pushed_waits_for_its_panes(mosquitto_bro
             await pilot.pause()
 
 
-async def burst(app: MnistApp, *keys: str) -> None:
-    """Keys as a terminal delivers a fast typist's burst: every event queued before the first is handled."""
-    from textual import events
-
-    driver = app._driver
-    assert driver is not None
-    for key in keys:
-        char = " " if key == "space" else "/" if key == "slash" else key
-        event = events.Key(key, char)
-        event.set_sender(app)
-        driver.send_message(event)
-
-
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_keys_typed_in_a_burst_after_slash_go_into_the_search(
         mosquitto_broker: EmbeddedBroker, make_app: Any, publisher: Publisher, size: tuple[int, int]) -> None:
@@ -908,6 +895,31 @@ async def test_slash_searches_the_topics_from_any_pane(mosquitto_broker: Embedde
         assert app.main is not None and app.main.zoomed in (None, "topics")
         tree = app.screen.query_one(TopicTree)
         await until(pilot, lambda: "lab/rq" in tree.matches(), lambda: f"matches: {tree.matches()}")
+
+
+async def test_keys_typed_in_a_burst_after_R_or_i_go_to_the_screen_it_opens(
+        mosquitto_broker: EmbeddedBroker, make_app: Any, publisher: Publisher) -> None:
+    """`R` and `i` in a burst with what follows them: the re-publish dialog's payload field takes the keys, and
+    `/` in the inspector searches the inspector's own tree (the keys went to the main screen's panes while the
+    screen opened, and `/` opened the main screen's search box behind the inspector)."""
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"dev/cfg"}, lambda: publisher.send("dev/cfg", b"on", retain=True))
+        await select(pilot, tree, "dev/cfg")
+        pane = app.screen.query_one(TopicsPane)
+        await until(pilot, lambda: pane.selected_message is not None, "no message")
+        await burst(app, "R", "o", "f", "f")
+        dialog = await until(pilot, lambda: isinstance(app.screen, PublishDialog) and app.screen, "no dialog")
+        payload = dialog.query_one("#publish-payload", Input)
+        await until(pilot, lambda: payload.value == "off", lambda: f"the payload field holds {payload.value!r}")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main, "escape did not close the dialog")
+        await burst(app, "i", "slash", "c", "f", "g")
+        screen = await until(pilot, lambda: isinstance(app.screen, InspectorScreen) and app.screen, "no inspector")
+        search = screen.query_one("#topic-search", Input)
+        await until(pilot, lambda: search.value == "cfg", lambda: f"the inspector's search holds {search.value!r}")
+        assert app.focused is search
+        assert pane.query_one("#topic-search", Input).value == ""
 
 
 async def test_with_thousands_of_topics_a_refresh_labels_only_the_lines_in_view() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import NO_MOSQUITTO, wait_for
+from helpers import NO_MOSQUITTO, burst, wait_for
 from helpers import pilot_until as until
 from PIL import Image
 from rich.style import Style
@@ -446,6 +446,50 @@ async def test_a_typed_rate_reaches_the_publisher(app: MnistApp) -> None:
         await until(pilot, lambda: "not a rate" in str(error.render()), "a bad rate got no answer")
         await pilot.press("escape")
         assert rate() == 20
+
+    await run(app, body)
+
+
+async def test_a_rate_typed_in_one_burst_with_r_reaches_the_publisher(app: MnistApp) -> None:
+    """`r 2 5 enter` in one burst (a paste, a fast typist, tmux send-keys): the keys after r go into the rate
+    field and enter sets 25/s. They went to the main screen's pane while the dialog opened, and enter then
+    submitted the rate the dialog showed. `r 7 escape` in one burst cancels."""
+    from tui.publisher.rate_dialog import RateDialog
+
+    def rate() -> Any:
+        return app.snap.roles_of("input")[0].data.get("rate")
+
+    async def body(pilot: Pilot[Any]) -> None:
+        assert rate() != 25
+        await burst(app, "r", "2", "5", "enter")
+        await until(pilot, lambda: rate() == 25, lambda: f"typed 25 in a burst, publisher says {rate()}")
+        assert not isinstance(app.screen, RateDialog)
+        await burst(app, "r", "7", "escape")
+        await until(pilot, lambda: app.screen is app.main, "escape in the burst left the rate dialog open")
+        await pilot.pause(0.5)  # a 7 sent by mistake would have reached the publisher by now
+        assert rate() == 25
+
+    await run(app, body)
+
+
+@pytest.mark.parametrize("key,pane", [("f", "publisher"), ("p", "publisher"), ("l", "workers-table")])
+async def test_keys_typed_in_one_burst_with_a_dialog_key_go_into_its_field(app: MnistApp, key: str,
+                                                                           pane: str) -> None:
+    """The filter (f), publish (p) and load-model (l) dialogs take the text typed in the same burst as their
+    key, in order; enter then submits it as any enter does (the rate dialog's test above)."""
+    from textual.widgets import Input
+
+    async def body(pilot: Pilot[Any]) -> None:
+        main = app.main
+        assert main is not None
+        main.query_one(f"#{pane}").focus()
+        await until(pilot, lambda: app.focused is main.query_one(f"#{pane}"), f"{pane} not focused")
+        await burst(app, key, *"ab.c")
+        field = await until(pilot, lambda: app.screen is not main and isinstance(app.focused, Input)
+                            and app.focused, f"{key} opened no dialog with a field")
+        await until(pilot, lambda: field.value.endswith("ab.c"), lambda: f"{key}: the field holds {field.value!r}")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is main, "escape did not close the dialog")
 
     await run(app, body)
 

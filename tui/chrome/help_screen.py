@@ -86,7 +86,9 @@ class HelpScreen(ModalScreen[None]):
             yield Static("↑ ↓ pgup pgdn scroll · escape or ? closes", classes="dialog-hint")
 
     def on_mount(self) -> None:
-        self.query_one("#help-body").focus()  # the arrows and page keys scroll what is below the fold
+        # the arrows and page keys scroll what is below the fold; focused now, not after the keys typed right
+        # after `?` (see keys.Key.binding)
+        self.set_focus(self.query_one("#help-body"))
 
     def action_close(self) -> None:
         self.dismiss(None)

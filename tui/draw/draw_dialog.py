@@ -110,7 +110,7 @@ class DrawDialog(ModalScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#draw", Vertical).border_title = "Draw a digit"
         self._fit(self.app.size.width, self.app.size.height)
-        self.canvas.focus()
+        self.set_focus(self.canvas)  # now, not after the keys typed right after `d` (see keys.Key.binding)
 
     def on_resize(self, event: Resize) -> None:
         self._fit(event.size.width, event.size.height)

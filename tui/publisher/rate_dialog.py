@@ -62,7 +62,7 @@ class RateDialog(ModalScreen[float | None]):
 
     def on_mount(self) -> None:
         clear_passing(self.app)  # toasts would cover its input and buttons; it shows its own errors inline
-        self.query_one(Input).focus()
+        self.set_focus(self.query_one(Input))  # now, not after the keys typed right after `r` (see keys.Key.binding)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#rate-set")

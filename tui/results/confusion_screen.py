@@ -84,7 +84,7 @@ class ConfusionScreen(ModalScreen[None]):
             if start is not None:
                 self.matrix.cursor = start
         self._list(*self.matrix.cursor)
-        self.matrix.focus()
+        self.set_focus(self.matrix)  # now, not after the keys typed right after `m` (see keys.Key.binding)
 
     def on_resize(self) -> None:
         self._fit()

@@ -44,7 +44,9 @@ class InspectorScreen(Screen[None]):
     def on_mount(self) -> None:
         tree = self.query_one(TopicTree)
         tree.start_at = self.start_at
-        tree.focus()
+        # now, not after the keys typed right after `i`: until then the first focusable widget, the hidden search
+        # box, had the focus and took them (see keys.Key.binding)
+        self.set_focus(tree)
 
     def on_resize(self) -> None:
         # Under 100 columns the footer drops the padding around each key, so that ? Help and q Quit still fit.

@@ -60,7 +60,7 @@ class PlotScreen(ModalScreen[None]):
         fields = self.query_one(OptionList)
         if self.field is not None:
             fields.highlighted = self.fields.index(self.field)
-        fields.focus()
+        self.set_focus(fields)  # now, not after the keys typed right after `g` (see keys.Key.binding)
         self._draw()
 
     @on(OptionList.OptionHighlighted, "#plot-fields")

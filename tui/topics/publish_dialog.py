@@ -98,8 +98,9 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
 
     def on_mount(self) -> None:
         clear_passing(self.app)  # toasts would cover its input and buttons; it shows its own errors inline
+        # now, not after the keys typed right after `p` or `R` (see keys.Key.binding)
         target = "#publish-payload" if self.initial_topic else "#publish-topic"
-        self.query_one(target, Input).focus()
+        self.set_focus(self.query_one(target, Input))
 
     def _qos(self) -> int:
         pressed = self.query_one(RadioSet).pressed_index

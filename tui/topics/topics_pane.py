@@ -105,13 +105,6 @@ class TopicsPane(Vertical):
 
     BINDINGS = keys.bindings(keys.TOPICS)
 
-    class RepublishWanted(TextualMessage):
-        """A received message to publish again, through the prefilled publish dialog."""
-
-        def __init__(self, dialog: PublishDialog) -> None:
-            super().__init__()
-            self.dialog = dialog
-
     def __init__(self, *, id: str | None = None, inspector: bool = False) -> None:
         super().__init__(id=id, classes="inspector" if inspector else "")
         self.inspector = inspector
@@ -373,15 +366,16 @@ class TopicsPane(Vertical):
         cut = f" (the first {fmt.size(len(message.payload))} of {fmt.size(message.size)})" if message.truncated else ""
         self.notify(f"{fmt.size(len(message.payload))} to {target}{cut}", title="Saved", timeout=8)
 
-    def action_republish(self) -> None:
+    def republish_dialog(self) -> PublishDialog | None:
+        """The publish dialog filled in with the selected message (`R`: the app opens it), or None (told why)."""
         message = self._need_message()
         if message is None:
-            return
+            return None
         if message.truncated:
             self.notify(f"only the first {fmt.size(len(message.payload))} of {fmt.size(message.size)} were kept: "
                         "not re-published", severity="warning")
-            return
-        self.post_message(self.RepublishWanted(PublishDialog.from_message(message)))
+            return None
+        return PublishDialog.from_message(message)
 
     def action_plot(self) -> None:
         topic = self.selected_topic

@@ -36,7 +36,7 @@ class LoadModelDialog(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         clear_passing(self.app)  # toasts would cover its input and buttons; it shows its own errors inline
-        self.query_one(Input).focus()
+        self.set_focus(self.query_one(Input))  # now, not after the keys typed right after `l` (see keys.Key.binding)
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#load")
