@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from engine.console.topic_filters import validate_filter
+from engine.console.topic_filters import validate_watch_filter
 from engine.errors import ConfigError
 
 APP = "mnist-tui"
@@ -130,7 +130,7 @@ def _usable_console(path: Path, console: dict[str, Any]) -> tuple[dict[str, Any]
     if value is None:
         return console, []
     try:
-        validate_filter(value)
+        validate_watch_filter(value)
     except ConfigError as exc:
         kept = {key: v for key, v in console.items() if key != "filter"}
         return kept, [f"console.filter in {path} is not used: {exc}; the console starts with #"]

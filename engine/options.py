@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from engine.console.topic_filters import MAX_LEVELS, validate_filter, validate_topic
+from engine.console.topic_filters import MAX_LEVELS, validate_topic, validate_watch_filter
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress, url_password_warning
 from engine.roles.publisher import MAX_RATE, MIN_RATE, valid_rate
@@ -97,7 +97,7 @@ image_count = number_in(1, 10**12, integer=True)
 def topic_filter(text: str) -> str:
     """An MQTT subscription filter (the topic inspector's), checked as the console checks one typed in."""
     try:
-        return validate_filter(text.strip())
+        return validate_watch_filter(text.strip())
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

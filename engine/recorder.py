@@ -32,7 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from engine.console.topic_filters import validate_filter, validate_topic
+from engine.console.topic_filters import validate_topic, validate_watch_filter
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import connect_kwargs, make_client, max_packet_size, probe, publish_packet_size
@@ -655,7 +655,7 @@ def run_record(args: argparse.Namespace) -> int:
     topics = args.record_topics or [args.image_topic, args.result_topic]
     for t in topics:
         try:
-            validate_filter(t)
+            validate_watch_filter(t)
         except ConfigError as exc:  # said once: the check names the filter itself where it says what is wrong in it
             raise (exc if str(exc).startswith("bad filter") else ConfigError(f"bad filter {t!r}: {exc}")) from None
     to_stdout = str(args.file) == "-"

@@ -64,7 +64,13 @@ from engine.console.snapshot import (
     Verdict,
 )
 from engine.console.subscriptions import Subscriptions
-from engine.console.topic_filters import filter_covers, topic_matches, validate_filter, validate_topic
+from engine.console.topic_filters import (
+    filter_covers,
+    topic_matches,
+    validate_filter,
+    validate_topic,
+    validate_watch_filter,
+)
 from engine.console.topic_table import TopicTable
 from engine.errors import BrokerError
 from engine.mqtt.address import BrokerAddress
@@ -90,7 +96,7 @@ READ_PAUSE = 0.02
 __all__ = [
     "FORGET_OFFLINE_AFTER", "HISTORY", "MAX_ROLES", "PUBACK_WAIT", "STALE_AFTER", "Connection", "Event",
     "Message", "Observer", "Reply", "ResultRow", "ResultStats", "RoleStatus", "Snapshot", "TopicInfo",
-    "Verdict", "filter_covers", "topic_matches", "validate_filter", "validate_topic",
+    "Verdict", "filter_covers", "topic_matches", "validate_filter", "validate_topic", "validate_watch_filter",
 ]
 
 

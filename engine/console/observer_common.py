@@ -13,7 +13,7 @@ from typing import Self
 
 from engine.console.publish_verdicts import size_text
 from engine.console.snapshot import Connection
-from engine.console.topic_filters import validate_filter, validate_topic
+from engine.console.topic_filters import validate_topic, validate_watch_filter
 from engine.errors import BrokerError, ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import publish_packet_size
@@ -59,7 +59,7 @@ def check_publish(topic: str, payload: bytes | str, qos: int, connection: Connec
 
 def check_filter(filter_text: str) -> str:
     """A new inspector filter, stripped and validated (ConfigError on a bad one)."""
-    return validate_filter(filter_text.strip())
+    return validate_watch_filter(filter_text.strip())
 
 
 class ObserverCommon:
@@ -71,7 +71,7 @@ class ObserverCommon:
         self.topics = topics or Topics()
         self.client_id = client_id or default_client_id()
         self.max_results = max_results
-        self._filter = validate_filter(filter)
+        self._filter = validate_watch_filter(filter)
 
     @property
     def filter(self) -> str:

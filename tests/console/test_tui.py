@@ -511,6 +511,11 @@ async def test_filter_dialog_refuses_bad_filters(mosquitto_broker: EmbeddedBroke
         await pilot.press("enter")
         await until(pilot, lambda: "last" in str(app.screen.query_one("#filter-error").render()), "no error shown")
         assert len(notes) == 2 and len(app.screen.query("Toast")) == 1, notes  # the bad filter: inline only
+        field.value = "$share/g/test/+"  # the inspector would join group g and take its members' messages
+        await pilot.press("enter")
+        await until(pilot, lambda: "shared subscription" in str(app.screen.query_one("#filter-error").render()),
+                    "a shared filter was taken")
+        assert "watch 'test/+' instead" in str(app.screen.query_one("#filter-error").render())
         field.value = "test/+"
         await pilot.press("enter")
         await until(pilot, lambda: app.observer.filter == "test/+", "filter not applied")

@@ -16,7 +16,14 @@ from secured import login
 
 from engine.console.contract import ConsoleModel
 from engine.console.export import csv_row
-from engine.console.observer import READ_PAUSE, Observer, filter_covers, validate_filter, validate_topic
+from engine.console.observer import (
+    READ_PAUSE,
+    Observer,
+    filter_covers,
+    validate_filter,
+    validate_topic,
+    validate_watch_filter,
+)
 from engine.console.observer_process import ObserverProcess
 from engine.console.result_log import ResultLog
 from engine.console.topic_filters import MAX_LEVELS
@@ -75,6 +82,20 @@ def test_bad_filters_say_why(text: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
         validate_filter(text)
     assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("implementation", [Observer, ObserverProcess], ids=["in-process", "child-process"])
+def test_the_inspector_refuses_a_shared_filter(implementation) -> None:
+    """A shared subscription is a valid filter, but the inspector that subscribes it joins the group and takes
+    messages from its members (a group of workers loses those images): refused, at start and when changed."""
+    assert validate_filter("$share/g/#") == "$share/g/#"
+    with pytest.raises(ConfigError, match=r"a shared subscription would take messages .* watch '#' instead"):
+        implementation(BrokerAddress(), filter="$share/g/#")
+    obs = implementation(BrokerAddress())
+    with pytest.raises(ConfigError, match="shared subscription"):
+        obs.set_filter(" $share/workers/mnist ")
+    assert obs.filter == "#"
+    assert validate_watch_filter("$SYS/#") == "$SYS/#"
 
 
 def test_publish_topics_have_no_wildcards() -> None:

@@ -599,6 +599,16 @@ def test_record_checks_its_filters_as_the_console_does(mosquitto_broker) -> None
     assert "bad filter 'a\\x7f/#': a filter cannot contain U+007F" in line, line
 
 
+def test_record_refuses_a_shared_filter(mosquitto_broker) -> None:
+    """`-t '$share/g/#'` made the recorder a member of group g: it took its share of the images from the group's
+    workers, which never answered them, and recorded a part of the traffic as all of it."""
+    done = subprocess.run([*ENGINE, "--broker", mosquitto_broker.address.url, "record", "-", "-t", "$share/g/mnist",
+                           "--duration", "30"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert "bad filter '$share/g/mnist': a shared subscription" in line and "watch 'mnist' instead" in line, line
+
+
 def test_a_topic_no_broker_takes_is_refused_with_its_line_and_can_be_mapped(mosquitto_broker, probe_factory,
                                                                            tmp_path) -> None:
     """A wildcard or a control character in a recorded topic (a broker that took it once): refused with its line

@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from engine.console.observer import validate_filter
+from engine.console.observer import validate_watch_filter
 from engine.errors import ConfigError
 from tui.toasts import clear_passing
 
@@ -44,7 +44,7 @@ class FilterDialog(ModalScreen[str | None]):
     def apply(self) -> None:
         text = self.query_one(Input).value.strip()
         try:
-            validate_filter(text)
+            validate_watch_filter(text)
         except ConfigError as exc:
             self.query_one("#filter-error", Static).update(str(exc))
             return
