@@ -315,6 +315,7 @@ class Observer(ObserverCommon):
                 text = "connection closed"
             self._set_connection("reconnecting", error=f"lost connection: {text}", next_try=self._next_retry())
             for g in given:  # the one line that says why the connection was lost, and what becomes of the message
+                self._publishes.forget(g.mid)
                 self._publishes.verdict(g.pending, "refused", (
                     f"it closed the connection each time it got it (a packet of {g.packet:,} bytes: likely over "
                     "its maximum packet size, which MQTT 3.1.1 does not say); not sent again, and one as large "

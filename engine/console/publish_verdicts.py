@@ -1,7 +1,9 @@
 """The broker's verdicts on the console's own publishes (publish, clear, draw, command).
 
 MQTT 5 PUBACK reason codes say accepted or refused at QoS 1 and 2; QoS 0 and MQTT 3.1.1 get
-"unconfirmed". Each verdict is kept (bounded) and said as an event. Used under the observer's lock.
+"unconfirmed" (at QoS 1 and 2 on 3.1.1 once the broker has acknowledged the message: before, it may still
+close the connection on it, see oversize.py). Each verdict is kept (bounded) and said as an event. Used
+under the observer's lock.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Pending(NamedTuple):
     size: int
     topic: str = ""
     t: float = 0.0
+    v5: bool = True  # sent over MQTT 5, whose acknowledgement says accepted or refused
 
 
 def size_text(n: int) -> str:
@@ -48,10 +51,9 @@ class PublishVerdicts:
         """A publish went out as message `mid`: judge it now or wait for its PUBACK. True when its
         acknowledgement came already (before `publish` returned)."""
         early = self._early.pop(mid, None)
-        if qos == 0 or not v5:
-            why = "QoS 0 gets no acknowledgement" if qos == 0 else (
-                "MQTT 3.1.1 has no reason codes: a broker drops a denied message without a word")
-            self.verdict(pending, "unconfirmed", why)
+        pending = pending._replace(v5=v5)
+        if qos == 0:
+            self.verdict(pending, "unconfirmed", "QoS 0 gets no acknowledgement")
         elif early is not None:
             self._verdict_of(pending, early[1])
         else:
@@ -71,8 +73,15 @@ class PublishVerdicts:
         while self._early and (len(self._early) > 64 or next(iter(self._early.values()))[0] < now - 30):
             self._early.popitem(last=False)
 
+    def forget(self, mid: int) -> None:
+        """Stop waiting for message `mid`'s acknowledgement (given up: its verdict is said by the caller)."""
+        self.pending.pop(mid, None)
+
     def _verdict_of(self, pending: Pending, rc: Any) -> None:
-        if getattr(rc, "is_failure", False):
+        if not pending.v5:  # acknowledged, but a 3.1.1 PUBACK says nothing of what became of it
+            self.verdict(pending, "unconfirmed", "MQTT 3.1.1 has no reason codes: a broker drops a denied message "
+                                                 "without a word")
+        elif getattr(rc, "is_failure", False):
             self.verdict(pending, "refused", str(getattr(rc, "getName", lambda: rc)()).lower())
         else:
             self.verdict(pending, "accepted", None)
