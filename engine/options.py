@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from engine.console.topic_filters import MAX_LEVELS, validate_topic, validate_watch_filter
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress, url_password_warning
-from engine.roles.publisher import MAX_RATE, MIN_RATE, valid_rate
+from engine.roles.publisher import MAX_RATE, MIN_RATE, underflows, valid_rate
 from engine.settings import DEFAULT_DATASET, DURABLE_SESSION_EXPIRY, Settings
 from engine.topics import Topics, sanitize_id
 
@@ -81,7 +81,7 @@ _any_rate = number_in(0, int(MAX_RATE))
 def image_rate(text: str) -> float:
     """--rate: 0 (max) or MIN_RATE..MAX_RATE images/s."""
     value = _any_rate(text)
-    if not valid_rate(value):
+    if not valid_rate(value) or underflows(text, value):
         raise argparse.ArgumentTypeError(f"must be 0 (max) or from {MIN_RATE:g} to {MAX_RATE:,g}: {text}")
     return value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -31,6 +32,15 @@ BURST = 64  # images handed to paho at once at full speed (and at rates above 1 
 def valid_rate(rate: float) -> bool:
     """The one rule for a rate, wherever it is given: 0 (max) or MIN_RATE..MAX_RATE images/s (not nan)."""
     return rate == 0 or MIN_RATE <= rate <= MAX_RATE
+
+
+_ZERO = re.compile(r"[+-]?(0+\.?0*|\.0+)")
+
+
+def underflows(text: str, value: float) -> bool:
+    """Whether a rate typed as `text` reads as `value` 0 without being a zero: `1e-400` is 0.0 to a float, and
+    0 means max, the opposite of what it asks."""
+    return value == 0 and not _ZERO.fullmatch(text.strip())
 
 
 def rate_arg(args: dict[str, Any], name: str) -> float:

@@ -79,12 +79,14 @@ def test_rate_ladder_reaches_max_in_ten_presses() -> None:
 
 @pytest.mark.parametrize(("text", "rate"), [("max", 0), ("MAX", 0), ("0", 0), ("0.0", 0), ("0/s", 0), ("250", 250),
                                             (" 0.5 ", 0.5), ("1,500", 1500), ("20/s", 20),
-                                            ("12,345.5", 12345.5)])
+                                            ("12,345.5", 12345.5), ("-0", 0), (".0", 0)])
 def test_typed_rates(text: str, rate: float) -> None:
     assert parse_rate(text) == rate
 
 
-@pytest.mark.parametrize("text", ["", "fast", "-3", "nan", "inf", "1e9", "5e-324", "0.001", "1,5", "1,50", "0,500"])
+# 1e-400 is 0.0 to a float: it was taken as max, the opposite of what it asks
+@pytest.mark.parametrize("text", ["", "fast", "-3", "nan", "inf", "1e9", "5e-324", "0.001", "1,5", "1,50", "0,500",
+                                  "1e-400", "-1e-400"])
 def test_bad_typed_rates_say_why_in_one_line(text: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_rate(text)

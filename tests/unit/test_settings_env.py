@@ -21,6 +21,7 @@ BAD = [
     ({"MNIST_EMBEDDED": "emqx"}, [], "MNIST_EMBEDDED='emqx': invalid choice"),
     ({"MNIST_WORKERS": "none"}, [], "MNIST_WORKERS='none': not an integer"),
     ({}, ["--rate", "1e9"], "argument --rate: must be from 0 to 100,000: 1e9"),
+    ({}, ["--rate", "1e-400"], "argument --rate: must be 0 (max) or from 0.01 to 100,000: 1e-400"),  # not max
     ({}, ["--max-delay-ms", "nan"], "argument --max-delay-ms: must be from 0 to 1,000"),
 ]
 

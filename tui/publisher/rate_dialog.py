@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from engine.errors import ConfigError
-from engine.roles.publisher import MAX_RATE, MIN_RATE, valid_rate
+from engine.roles.publisher import MAX_RATE, MIN_RATE, underflows, valid_rate
 from tui.toasts import clear_passing
 
 HINT = ("images per second (0.5, 20, 1500), or [b]0[/] or [b]max[/]: as fast as the workers take; "
@@ -35,7 +35,7 @@ def parse_rate(text: str) -> float:
         value = float(word.replace(",", "").replace("_", ""))
     except ValueError:
         raise ConfigError(f"not a rate: {text.strip()[:40]!r} (a number of images per second, or max)") from None
-    if not valid_rate(value):
+    if not valid_rate(value) or underflows(word.replace(",", "").replace("_", ""), value):
         raise ConfigError(f"a rate is 0 or max (as fast as the workers take), or from {MIN_RATE:g} to "
                           f"{MAX_RATE:,g}/s")
     return value or 0.0  # -0.0 too
