@@ -50,6 +50,9 @@ class BrokerAddress:
             raise ConfigError(f"bad broker URL {url!r}: scheme must be mqtt://, mqtts://, ws:// or wss://")
         if not parts.hostname:
             raise ConfigError(f"bad broker URL {url!r}: no host")
+        if parts.netloc.rpartition("@")[2].endswith(":") or port == 0:  # were taken as the scheme's default port
+            raise ConfigError(f"bad broker URL {url!r}: no port after the ':' (leave the ':' out for the default)"
+                              if port is None else f"bad broker URL {url!r}: port 0")
         try:
             parts.hostname.encode("idna")  # what the resolver does with it: an empty label raised a traceback there
         except UnicodeError:

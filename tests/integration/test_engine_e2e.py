@@ -238,6 +238,8 @@ def _bad_list(tmp: Path) -> Path:
          "deeper than 200 levels"),
         (["--broker", "mqtt://127.0.0.1:1", "--rate", "0.001", "run", "input"], "0 (max) or from 0.01"),
         (["--broker", "mqtt://[::1", "run", "input"], "bad broker URL"),
+        (["--broker", "mqtt://127.0.0.1:", "run", "input"], "no port after the ':'"),  # was 1883
+        (["--broker", "mqtt://127.0.0.1:0", "run", "input"], "port 0"),
         (["--broker", "mqtt://127.0.0.1:1", "--threads", "100000", "run", "infer"], "from 1 to 256"),
     ],
 )
