@@ -59,12 +59,13 @@ def validate_filter(text: str) -> str:
 
 def validate_watch_filter(text: str) -> str:
     """`validate_filter` for a client that only watches (the console's inspector, `record`): a shared
-    subscription is refused too. The broker hands each message of `$share/<group>/...` to one member of the
-    group, so a watcher that joins a group takes its share of the messages from the others (a group of
-    workers loses those images), and shows a part of the traffic as if it were all of it."""
+    subscription (`$share/<group>/...`, or EMQX's `$queue/...`) is refused too. The broker hands each message
+    of a shared subscription to one member of the group, so a watcher that joins a group takes its share of the
+    messages from the others (a group of workers loses those images), and shows a part of the traffic as if it
+    were all of it."""
     validate_filter(text)
-    if text.startswith("$share/"):
-        body = text.split("/", 2)[2]
+    if text.startswith(("$share/", "$queue/")):  # $queue/<filter>: EMQX's shared subscription without a group
+        body = text.split("/", 2)[2] if text.startswith("$share/") else text.removeprefix("$queue/")
         raise ConfigError(f"bad filter {text!r}: a shared subscription would take messages from the group's "
                           f"members; watch {body!r} instead")
     return text

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import threading
 import time
@@ -186,10 +187,12 @@ class FastClient(mqtt.Client):
         # the last recv emptied a plain TCP socket (TLS and websockets hand over a record or frame a recv:
         # a short one says nothing about what waits behind it)
         self._short_read = False
-        self._paused_at: float | None = None  # time.time() when the last read pause began
-        # For the messages of the read being handled: a time before which none of them had arrived, when the
-        # read followed a pause and emptied the socket (they came during the pause); None otherwise. A viewer
-        # that times a message from its arrival uses it to leave the pause out of the figure.
+        self._emptied_at = 0.0  # time.time() of the last read that emptied the socket (with read_pause)
+        self._paused_at: float | None = None  # that time, for the read right after a pause that data ended
+        # For the messages of the read being handled: a time before which none of them had arrived (the read
+        # that emptied the socket before a pause), when this read came right after that pause, found data waiting
+        # and emptied the socket; None otherwise (then they are read as they come). A viewer that times a message
+        # from its arrival uses it to leave the pause out of the figure.
         self.arrived_after: float | None = None
         self._queued_out: deque[int] = deque()  # mids of QoS 1/2 publishes waiting behind the in-flight window
         self._mnist_in_connack = False  # a CONNACK is being handled: publishes wait (see _handle_connack)
@@ -212,6 +215,7 @@ class FastClient(mqtt.Client):
             buf.clear()
             self._rbuf_sock = self._sock
             self._declined = False
+            self._paused_at = None  # a pause of the connection before says nothing of this one's data
         if not buf:
             if self._refills == 0:
                 raise BlockingIOError()
@@ -232,6 +236,8 @@ class FastClient(mqtt.Client):
         self._short_read = len(data) < _READ_SIZE and type(self._sock) is socket.socket
         # a full read after a pause may hold bytes that waited longer (a backlog): no bound for those
         self.arrived_after = paused_at if self._short_read else None
+        if self._short_read and self.read_pause:
+            self._emptied_at = time.time()
         return data
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
@@ -268,8 +274,10 @@ class FastClient(mqtt.Client):
         followed by that pause."""
         if self.read_pause and self._short_read:
             self._short_read = False
-            self._paused_at = time.time()  # the read before emptied the socket: what comes next came after
+            emptied = self._emptied_at  # the read before emptied the socket: what comes next came after
             time.sleep(min(self.read_pause, timeout))
+            # only what came during the pause waited for it: when nothing did, the next read follows the data
+            self._paused_at = emptied if self._readable() else None
         packet = self._in_packet
         held = packet["command"] and packet["have_remaining"] and not packet["to_process"]
         if (self._rbuf or held) and self._sock is not None and self._rbuf_sock is self._sock:
@@ -278,6 +286,16 @@ class FastClient(mqtt.Client):
                 return rc
             timeout = 0.0
         return super()._loop(timeout)
+
+    def _readable(self) -> bool:
+        """Whether the socket has data to read now (a select that does not wait)."""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError, TypeError):  # closed meanwhile
+            return False
 
     def _packet_read(self) -> MQTTErrorCode:
         """paho's, but a packet that lies whole in the read buffer is framed here in one step (paho asks
