@@ -3,18 +3,23 @@
 Each worker process goes into a control group of its own, held to `share` of one CPU per 100 ms period
 (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`). With `--worker-cpus` beside it, a worker that can take only
 a fraction of its core leaves the load generators room to offer it five or ten times what it can take on a
-machine with few cores. Creating a control group needs root (or a delegated subtree); without one, the bench
-says so in one line. The groups are removed when the bench ends; their `cpu.stat` (how often the quota
-stopped the worker) goes into the report.
+machine with few cores. Creating a control group needs root (or a delegated subtree), and under cgroup v2 the
+cpu controller enabled for the children of the bench's own group (`+cpu` in its `cgroup.subtree_control`);
+without them, the bench says so in one line. The groups are removed when the bench ends; their `cpu.stat`
+(how often the quota stopped the worker) goes into the report.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 from pathlib import Path
 
 from engine.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 PERIOD_US = 100_000  # the kernel's own default period
 MIN_QUOTA_US = 1_000  # the kernel's least quota
@@ -54,11 +59,22 @@ def find_cpu_hierarchy(mount: Path = Path("/sys/fs/cgroup")) -> tuple[Path, int]
     v2 = mount / "cgroup.controllers"
     with contextlib.suppress(OSError):
         if "cpu" in v2.read_text().split():
-            return mount / _own_group(2, own).lstrip("/"), 2
+            group = mount / _own_group(2, own).lstrip("/")
+            if not group.is_dir():  # a container's own view: its mount is its group
+                group = mount
+            try:
+                enabled = (group / "cgroup.subtree_control").read_text().split()
+            except OSError:
+                enabled = []
+            if "cpu" not in enabled:
+                raise ConfigError(f"--worker-cpu-share: the cpu controller is not enabled for groups under {group} "
+                                  "(cgroup v2: +cpu in its cgroup.subtree_control)")
+            return group, 2
     for name in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
         folder = mount / name
         if (folder / "cpu.cfs_quota_us").exists():
-            return folder / _own_group(1, own).lstrip("/"), 1
+            group = folder / _own_group(1, own).lstrip("/")
+            return (group if group.is_dir() else folder), 1  # a container's own view: its mount is its group
     raise ConfigError("--worker-cpu-share needs Linux with a cgroup CPU controller (none under /sys/fs/cgroup)")
 
 
@@ -86,8 +102,9 @@ class CpuQuota:
             (group / "cgroup.procs").write_text(str(pid))
         except OSError as exc:
             self.close()
+            code = errno.errorcode.get(exc.errno or 0, "")
             raise ConfigError(f"--worker-cpu-share: cannot hold a worker to a share of a CPU under {self.parent} "
-                              f"({exc.strerror or exc}); it needs root or a delegated cgroup") from None
+                              f"({code + ': ' if code else ''}{exc.strerror or exc})") from None
 
     def stats(self) -> dict[int, dict[str, int]]:
         """Per pid, its group's cpu.stat (nr_periods, nr_throttled, throttled time), read now."""
@@ -105,9 +122,15 @@ class CpuQuota:
     def close(self) -> None:
         """Remove the groups; a process still in one goes back to the parent group first."""
         for pid, group in list(self.groups.items()):
-            with contextlib.suppress(OSError):
-                if group.exists() and (group / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(OSError):
-                        (self.parent / "cgroup.procs").write_text(str(pid))
-                os.rmdir(group)
             del self.groups[pid]
+            if not group.exists():
+                continue
+            with contextlib.suppress(OSError):
+                for left in (group / "cgroup.procs").read_text().split():  # the worker, or what it started
+                    with contextlib.suppress(OSError):
+                        (self.parent / "cgroup.procs").write_text(left)
+            try:
+                os.rmdir(group)
+            except OSError as exc:
+                log.warning("could not remove the control group %s (%s): remove it with rmdir", group,
+                            exc.strerror or exc)

@@ -223,20 +223,22 @@ class Bench:
         raise BrokerError("no running infer worker on the broker (start some, or drop --workers 0)")
 
     def stop(self) -> None:
-        if self.pool is not None:
-            self.pool.stop()
-            self.pool = None
-        if self.gen is not None:
-            with contextlib.suppress(Exception):
-                self.gen.clear_statuses(self.worker_ids if self.workers else [])
-            self.gen.close()
-            self.gen = None
-        if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
-        if self.quota is not None:
-            self.quota.close()
-            self.quota = None
+        try:
+            if self.pool is not None:
+                self.pool.stop()
+                self.pool = None
+            if self.gen is not None:
+                with contextlib.suppress(Exception):
+                    self.gen.clear_statuses(self.worker_ids if self.workers else [])
+                self.gen.close()
+                self.gen = None
+            if self.broker is not None:
+                self.broker.stop()
+                self.broker = None
+        finally:  # an interrupt while the workers stop must not leave their control groups behind
+            if self.quota is not None:
+                self.quota.close()
+                self.quota = None
 
     # measurement
     def measure(self, progress: Any = None) -> dict[str, Any]:
