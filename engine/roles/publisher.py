@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import random
-import re
 import threading
 import time
 from collections import deque
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
@@ -34,13 +34,15 @@ def valid_rate(rate: float) -> bool:
     return rate == 0 or MIN_RATE <= rate <= MAX_RATE
 
 
-_ZERO = re.compile(r"[+-]?(0+\.?0*|\.0+)")
-
-
 def underflows(text: str, value: float) -> bool:
     """Whether a rate typed as `text` reads as `value` 0 without being a zero: `1e-400` is 0.0 to a float, and
-    0 means max, the opposite of what it asks."""
-    return value == 0 and not _ZERO.fullmatch(text.strip())
+    0 means max, the opposite of what it asks. (A decimal is exact: `0e5` is a zero.)"""
+    if value != 0:
+        return False
+    try:
+        return Decimal(text.strip()) != 0
+    except (InvalidOperation, ValueError):
+        return False
 
 
 def rate_arg(args: dict[str, Any], name: str) -> float:

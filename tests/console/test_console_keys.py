@@ -79,7 +79,7 @@ def test_rate_ladder_reaches_max_in_ten_presses() -> None:
 
 @pytest.mark.parametrize(("text", "rate"), [("max", 0), ("MAX", 0), ("0", 0), ("0.0", 0), ("0/s", 0), ("250", 250),
                                             (" 0.5 ", 0.5), ("1,500", 1500), ("20/s", 20),
-                                            ("12,345.5", 12345.5), ("-0", 0), (".0", 0)])
+                                            ("12,345.5", 12345.5), ("-0", 0), (".0", 0), ("0e5", 0)])
 def test_typed_rates(text: str, rate: float) -> None:
     assert parse_rate(text) == rate
 
