@@ -700,7 +700,8 @@ class FastClient(mqtt.Client):
     def drop_outgoing(self, mid: int) -> bool:
         """Give up QoS 1/2 publish `mid`: it leaves the outgoing queue, is never sent again (paho sends every
         unacknowledged one again at each reconnect) and counts as done for `flush`, `unacknowledged` and
-        `after_acknowledged`; `on_publish` is not called for it, and its info is never set as published.
+        `after_acknowledged`; `on_publish` is not called for it, and its info is settled as a lost connection's
+        (rc MQTT_ERR_CONN_LOST), so that `wait_for_publish` returns.
         False when no such publish waits (acknowledged meanwhile, or not a QoS 1/2 one of this client).
 
         For a publish the broker closes the connection on each time it reads it (one over its maximum packet
@@ -714,7 +715,12 @@ class FastClient(mqtt.Client):
             if m.state in (mqtt_ms_wait_for_puback, mqtt_ms_wait_for_pubrec, mqtt.mqtt_ms_wait_for_pubcomp):
                 self._inflight_messages = max(0, self._inflight_messages - 1)  # it held a place in the window
             self._settled(mid)
-            if self._state == _ConnectionState.MQTT_CS_CONNECTED and not self._mnist_in_connack:
+            with contextlib.suppress(AttributeError):  # paho's info: as it settles a QoS 0 one lost with a connection
+                m.info.rc = MQTTErrorCode.MQTT_ERR_CONN_LOST
+                m.info._set_as_published()
+            # while on_disconnect runs paho still says connected, with no socket: the next one waits for the reconnect
+            if (self._state == _ConnectionState.MQTT_CS_CONNECTED and not self._mnist_in_connack
+                    and self._sock is not None):
                 self._update_inflight()  # the place it held goes to the next one waiting
         return True
 

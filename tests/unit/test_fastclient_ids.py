@@ -8,6 +8,7 @@ be driven to wrap without a broker.
 from __future__ import annotations
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.client import CallbackAPIVersion
 
 from engine.mqtt.fastclient import FastClient
@@ -43,6 +44,9 @@ def test_a_dropped_publish_is_never_sent_again_and_counts_as_done() -> None:
     calls: list[str] = []
     client.after_acknowledged(lambda: calls.append("done"))
     assert client.drop_outgoing(big.mid) and not client.drop_outgoing(big.mid)
+    assert big.rc == mqtt.MQTT_ERR_CONN_LOST  # settled as a lost connection's: wait_for_publish() ends at once
+    with pytest.raises(RuntimeError, match="connection was lost"):
+        big.wait_for_publish(5)
     assert [m.payload for m in client._out_messages.values()] == [b"small"] and client.unacknowledged() == 1
     assert calls == []
     with client._out_message_mutex:  # as paho's PUBACK handler does
