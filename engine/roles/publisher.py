@@ -335,7 +335,9 @@ class Publisher(Role):
             ok = 0
             while ok < len(infos) and self._kept(infos[ok]):
                 ok += 1
-            self._seq -= len(made) - ok  # the rest go through _send, which numbers them anew
+            if not any(self._kept(info) for info in infos[ok:]):  # none of theirs went out after a refused one
+                self._seq -= len(made) - ok  # the rest go through _send, which numbers them anew
+            # else the numbers stay taken (an id is never sent twice) and the count has a gap there
             if ok:
                 shared = infos[0] is infos[ok - 1]  # one joined QoS 0 write: one info for all
                 if shared:
