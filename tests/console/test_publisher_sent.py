@@ -50,6 +50,13 @@ def test_only_this_publishers_results_of_late_enough_count() -> None:
     assert sent_since_status(role, [row("input-a-12", 99.2)]) == 2  # a status may come after such a result
 
 
+def test_a_forged_result_id_counts_only_as_far_as_the_publishers_rate_could_go() -> None:
+    """Any client may publish a result: one with the id `input-a-999999999` showed `sent 999,999,964`."""
+    role = status(10, "input-a-10", rate_actual=20.0)
+    assert sent_since_status(role, [row("input-a-999999999", 100.0)]) == 64 + 20  # a burst, and 1 s at 20/s
+    assert sent_since_status(status(10, "input-a-10"), [row("input-a-999999999", 100.5)]) == 64  # no rate said
+
+
 def test_a_status_that_does_not_say_where_it_counts_to_is_shown_as_it_is() -> None:
     assert sent_since_status(status(0, None), [row("input-a-3", 100.1)]) == 3  # nothing sent before: from 1
     assert sent_since_status(status(5, None), [row("input-a-9", 100.1)]) == 0  # another publisher's status
