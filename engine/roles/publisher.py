@@ -460,6 +460,7 @@ class Publisher(Role):
 
     # ----- status -----
     def status_fields(self) -> dict[str, Any]:
+        remaining = self.remaining  # lowered after a burst's `sent`: read first, it is never ahead of `sent`
         sent = self.sent  # before `last` (see _sent)
         last = self.last
         return {
@@ -473,7 +474,7 @@ class Publisher(Role):
             "qos": self.qos,
             "order": self.order,
             "loop": self.loop,
-            "remaining": self.remaining,
+            "remaining": remaining,
             "errors": self.errors,
             "skipped": len(getattr(self.samples, "skipped", ())),  # unusable files of the dataset
             "last": None if last is None else {
