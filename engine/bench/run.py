@@ -135,7 +135,6 @@ class Bench:
         self.worker_cpus: frozenset[int] | None = args.worker_cpus
         self.worker_cpu_share: float | None = args.worker_cpu_share
         self.quota: CpuQuota | None = None
-        self._pids: dict[str, int] = {}  # worker id -> pid, for the quota's figures
 
     # lifecycle
 
@@ -196,7 +195,6 @@ class Bench:
                     pin_process(worker.pid, self.worker_cpus)
                 if self.quota is not None:
                     self.quota.add(worker.pid)
-                    self._pids[worker.client_id or ""] = worker.pid
         self._wait_for_workers(60.0 if self.workers else 10.0)
 
     def _wait_for_workers(self, timeout: float) -> None:
@@ -427,6 +425,8 @@ class Bench:
         span = (tally.last_answer - t_start) if tally.last_answer else 0.0
         stages, batch_mean = stage_means(self.live.status_log, self.worker_ids)
         per_worker: dict[str, Any] = {}
+        quota = self.quota.stats() if self.quota is not None else {}  # pid -> its group's cpu.stat
+        pids = {w.client_id: w.pid for w in self.pool.workers} if quota and self.pool is not None else {}
         for wid in sorted(set(self.worker_ids) | set(tally.counts.per_worker)):
             entry: dict[str, Any] = {"answered": tally.counts.per_worker.get(wid, 0)}
             entry.update(sampler.report(wid))
@@ -436,8 +436,8 @@ class Bench:
             for key in ("dropped", "shed", "expired", "errors", "queue"):
                 if key in status:
                     entry[key] = status[key]
-            if self.quota is not None and wid in self._pids:
-                entry["cpu_quota"] = self.quota.stats().get(self._pids[wid], {})
+            if wid in pids:
+                entry["cpu_quota"] = quota.get(pids[wid], {})
             per_worker[wid] = entry
         s = self.settings
         return {
