@@ -31,11 +31,12 @@ def parse_rate(text: str) -> float:
     if "," in word and not THOUSANDS.fullmatch(word):  # "1,5" was read as 15/s
         raise ConfigError(f"not a rate: {text.strip()[:40]!r} (a comma groups thousands, as in 1,500; "
                           "a decimal takes a point: 1.5)")
+    number = word.replace(",", "").replace("_", "")
     try:
-        value = float(word.replace(",", "").replace("_", ""))
+        value = float(number)
     except ValueError:
         raise ConfigError(f"not a rate: {text.strip()[:40]!r} (a number of images per second, or max)") from None
-    if not valid_rate(value) or underflows(word.replace(",", "").replace("_", ""), value):
+    if not valid_rate(value) or underflows(number, value):
         raise ConfigError(f"a rate is 0 or max (as fast as the workers take), or from {MIN_RATE:g} to "
                           f"{MAX_RATE:,g}/s")
     return value or 0.0  # -0.0 too
