@@ -114,15 +114,6 @@ def changes(messages: Sequence[tuple[float, bytes]], fields: Sequence[str], newe
     return Changes(frozenset(varying), frozenset(clocks), frozenset(first))
 
 
-def first_varying(messages: Sequence[tuple[float, bytes]], fields: Sequence[str], newest: int = 50) -> int:
-    """The index of the field of `fields` that a plot opens on: the first whose value changes over the `newest`
-    of `messages` and is neither a clock nor an identifier (a constant such as a status's `pid` is a flat line,
-    and a clock such as its `ts` or `uptime` a climb that says nothing). Where only clocks change (an idle
-    worker: `ts`, `uptime`), the first such field, constant as it is (`received`, not `ts`); then an identifier;
-    where every field is a clock, the first that changes (0 if none does)."""
-    return opening(fields, changes(messages, fields, newest))
-
-
 def is_identifier(field: str) -> bool:
     """A number that names something (`pid`, `id`, `sensor_id`), not a quantity."""
     name = field.rsplit(".", 1)[-1].lower()
@@ -130,7 +121,11 @@ def is_identifier(field: str) -> bool:
 
 
 def opening(fields: Sequence[str], seen: Changes) -> int:
-    """first_varying from what `changes` found."""
+    """The index of the field of `fields` that a plot opens on, from what `changes` found: the first that changes
+    and is neither a clock nor an identifier (a constant such as a status's `pid` is a flat line, and a clock
+    such as its `ts` or `uptime` a climb that says nothing). Where only clocks change (an idle worker: `ts`,
+    `uptime`), the first such field, constant as it is (`received`, not `ts`); then an identifier; where every
+    field is a clock, the first that changes (0 if none does)."""
     varying, clocks, present = seen
     rules = (lambda f: f in varying and f not in clocks and not is_identifier(f),
              lambda f: f in present and f not in clocks and not is_identifier(f),

@@ -28,7 +28,7 @@ from engine.console.message_props import MessageProps, message_props
 from engine.console.observer import Message, Observer
 from engine.console.payload_diff import payload_diff
 from engine.console.payload_file import default_name, write_payload
-from engine.console.series import VALUE, changes, first_varying, for_plot, is_identifier, number_fields, series
+from engine.console.series import VALUE, changes, for_plot, is_identifier, number_fields, opening, series
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
@@ -82,6 +82,11 @@ def test_number_fields_and_series() -> None:
     big = [(1.0, huge), (2.0, b'{"a": ' + huge + b', "b": 2}'), (3.0, b"5")]
     assert number_fields(p for _t, p in big) == ["b", VALUE]  # in the order first seen
     assert series(big, VALUE) == ([3.0], [5.0]) and series(big, "a") == ([], [])
+
+
+def first_varying(messages: list[tuple[float, bytes]], fields: list[str]) -> int:
+    """The field a plot of `messages` opens on, as PlotScreen picks it."""
+    return opening(fields, changes(messages, fields))
 
 
 def test_a_plot_opens_on_a_field_that_changes_and_is_not_a_clock() -> None:
