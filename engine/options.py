@@ -195,7 +195,8 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                         "worker at QoS 1, whose backlog waits at the broker; needs the clocks in step (NTP) "
                         "across machines (default: 0, none: every image is answered however late)")
     w.add_argument("--queue-size", type=positive_int, default=2_000,
-                   help="images queued at most, about 0.5 s of work (default: 2000)")
+                   help="images queued at most (default: 2000); fewer when that is more than 1 s of work at "
+                        "the pace of the worker's full batches")
     w.add_argument("--max-payload", type=positive_int, default=1_048_576,
                    help="largest image payload in bytes (default: 1 MiB)")
     w.add_argument("--max-pixels", type=positive_int, default=4_000_000,

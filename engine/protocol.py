@@ -79,18 +79,55 @@ def has_meta(payload: bytes) -> bool:
     return payload.startswith(PNG_SIGNATURE) and _META_CHUNK in payload
 
 
-def extract_meta(payload: bytes) -> ImageMeta:
-    """Metadata from the `mnist` tEXt chunk; an empty ImageMeta when absent or unreadable (never raises)."""
+# A metadata object that is flat and plain, as the input role and the bench write it: keys and string values
+# without escapes or control characters, JSON numbers, true, false, null, no whitespace. For such an object a
+# key's last value (json.loads keeps the last of repeated keys) is found without parsing, about 2 us against
+# 5 for json.loads and ImageMeta; anything else is parsed as JSON.
+_STR = rb'"[^"\\\x00-\x1f]*"'
+_NUM = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+_VALUE = rb"(?:" + _STR + rb"|" + _NUM + rb"|true|false|null)"
+_FLAT = re.compile(rb"\{(?:" + _STR + rb":" + _VALUE + rb"(?:," + _STR + rb":" + _VALUE + rb")*)?\}")
+_NUMBER = re.compile(_NUM)
+_LONGEST_FLAT = 1024  # longer (an integer of thousands of digits, which json.loads refuses): parsed
+
+
+def _meta_bytes(payload: bytes) -> bytes | None:
+    """The JSON bytes of the `mnist` chunk, or None when the payload has none."""
     if not payload.startswith(PNG_SIGNATURE):
-        return ImageMeta()
+        return None
     # Our chunk sits right before IEND: look for it from the end first, which is O(1) for our images.
     pos = payload.rfind(_META_CHUNK)
     if pos < 12:
-        return ImageMeta()
+        return None
     length = int.from_bytes(payload[pos - 4 : pos], "big") - len(META_KEYWORD) - 1
     start = pos + len(_META_CHUNK)
     data = payload[start : start + length]
     if length < 0 or len(data) != length:
+        return None
+    return data
+
+
+def published_at(payload: bytes) -> float | None:
+    """`extract_meta(payload).t`, the time the image says it was published, read without parsing the rest
+    of the metadata when it is flat and plain (see _FLAT): a worker asks it of every image it may skip."""
+    data = _meta_bytes(payload)
+    if data is None:
+        return None
+    if len(data) > _LONGEST_FLAT or _FLAT.fullmatch(data) is None:
+        return extract_meta(payload).t
+    # In a flat object no string holds a quote, so `"t":` is found only as a key: the last one counts
+    pos = data.rfind(b'"t":')
+    found = _NUMBER.match(data, pos + 4) if pos >= 0 else None
+    if found is None:  # no time, or not a number
+        return None
+    value = found.group()
+    return _clean_time(float(value) if b"." in value or b"e" in value or b"E" in value else int(value))
+
+
+def extract_meta(payload: bytes) -> ImageMeta:
+    """Metadata from the `mnist` tEXt chunk; an empty ImageMeta when absent or unreadable (never raises)."""
+    data = _meta_bytes(payload)
+    if data is None:
         return ImageMeta()
     try:
         raw = json.loads(data.decode("latin-1"))

@@ -1,11 +1,12 @@
 """What skipping an image costs the worker's network thread, per image: `python -m tools.skip_cost`.
 
 A benchmark, not a test. Feeds one QoS 1 MQTT 5 PUBLISH packet (a dataset digit with its metadata, a
-minute old) to a FastClient's packet handler N times, without a broker, two ways: skipped where the
-client decodes it (`skip_when`, what `--max-wait` does now), and through paho's dispatch to an
-`on_message` that makes the same check and acknowledges (what it did before). The PUBACKs are queued
-as in a connected client (and dropped between rounds: there is no socket). Prints microseconds of
-thread CPU per image for each, best of `--rounds`.
+minute old) to a FastClient N times, without a broker, three ways: `run`, a read buffer of 500 such
+packets at a time, as one `recv` brings them in (what `--max-wait` does now: skipped as the client
+decodes each, their PUBACKs queued as one packet); `skip_when`, one packet at a time through the packet
+handler (each PUBACK queued on its own); and through paho's dispatch to an `on_message` that makes the
+same check and acknowledges. The PUBACKs are queued as in a connected client (and dropped between
+rounds: there is no socket). Prints microseconds of thread CPU per image for each, best of `--rounds`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from engine.digits.dataset import load_dataset
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.client import make_client
 from engine.mqtt.fastclient import payload_of
-from engine.protocol import embed_meta, extract_meta
+from engine.protocol import embed_meta, published_at
 from engine.settings import Settings
 
 
@@ -30,7 +31,7 @@ def _packet(payload: bytes, mid: int) -> bytearray:
 
 
 def _too_old(payload: bytes, oldest: float) -> bool:
-    t = extract_meta(payload).t
+    t = published_at(payload)
     return t is not None and t < oldest
 
 
@@ -44,6 +45,27 @@ def _run(client: Any, packet: bytearray, n: int) -> float:
             client._out_packet.clear()
     client._out_packet.clear()
     return (time.thread_time() - t0) / n * 1e6
+
+
+def _run_reads(client: Any, packet: bytearray, n: int, per_read: int = 500) -> float:
+    """n packets handed to the client's run loop per_read at a time, as whole reads bring them in."""
+    header = bytes([0x32]) + _length(len(packet))
+    chunk = (header + bytes(packet)) * per_read
+    t0 = time.thread_time()
+    for _ in range(n // per_read):
+        client._rbuf += chunk
+        client._read_publishes(None)
+        client._out_packet.clear()
+    return (time.thread_time() - t0) / (n // per_read * per_read) * 1e6
+
+
+def _length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
 
 def main() -> None:
@@ -62,9 +84,13 @@ def main() -> None:
             with c.one_wakeup(wake_at_end=False):
                 c.ack(msg.mid, msg.qos)
 
-    figures: dict[str, list[float]] = {"skip_when": [], "on_message": []}
+    client._sock = client._rbuf_sock = object()  # "connected": the run loop reads on while the socket is its own
+    client._thread = object()  # queued packets wait for a network thread (there is none) instead of being written
+    figures: dict[str, list[float]] = {"run": [], "skip_when": [], "on_message": []}
     for _ in range(args.rounds):
         client.on_message = None
+        client.skip_when = lambda p: _too_old(p, time.time() - 1.0)
+        figures["run"].append(_run_reads(client, packet, args.images))
         client.skip_when = lambda p: _too_old(p, time.time() - 1.0)
         figures["skip_when"].append(_run(client, packet, args.images))
         client.skip_when = None

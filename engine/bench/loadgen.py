@@ -2,7 +2,8 @@
 
 The generator publishes PNG digits with their metadata chunk (docs/PROTOCOL.md) at a set rate, or as
 fast as it can with at most `window` images unanswered (closed loop: it measures capacity without
-overrunning any queue). The collector subscribes to the results and to the workers' status, and
+overrunning any queue; no more than 4/5 of what the workers' statuses say their queues hold, which a
+slow worker bounds by time). The collector subscribes to the results and to the workers' status, and
 counts every image once by the sequence number in its id (`<prefix><seq>`).
 """
 
@@ -75,6 +76,7 @@ class LoadGenerator:
         self.written_off = 0  # images given up on by the window's stall rule
         self.stalls = 0
         self.status: dict[str, dict[str, Any]] = {}  # latest status of each infer worker
+        self.queues_hold: int | None = None  # the sum of the workers' queue_max, once a status said it
         self.status_log: list[tuple[float, str, dict[str, Any]]] = []  # (time, worker, status) while measuring
         self.logging_status = False
         self._lock = threading.Lock()
@@ -215,6 +217,8 @@ class LoadGenerator:
             return
         with self._lock:
             self.status[parsed[1]] = status
+            sizes = [s.get("queue_max") for s in self.status.values()]
+            self.queues_hold = sum(n for n in sizes if type(n) is int and n > 0) or None
             if self.logging_status:
                 self.status_log.append((now, parsed[1], status))
 
@@ -297,7 +301,8 @@ class LoadGenerator:
                 answers = self.tracker.seen_any
                 if answers != last_answers:
                     last_answers, last_progress = answers, now
-                room = window - self.outstanding()
+                hold = self.queues_hold
+                room = (window if hold is None else min(window, max(64, hold * 4 // 5))) - self.outstanding()
                 if room <= 0:
                     if now - last_progress > STALL_SECONDS:
                         self.stalls += 1

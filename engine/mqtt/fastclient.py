@@ -30,7 +30,9 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
   malformed property) goes to paho;
 - skipping: a message whose payload `skip_when(payload)` finds unwanted (a worker's image older than
   its `--max-wait`) is dropped as it is decoded, a QoS 1 one acknowledged, and counted in `skipped`,
-  without a message object, paho's dispatch or the role's callback;
+  without a message object, paho's dispatch or the role's callback; in a run of whole packets a QoS 1
+  one is asked about without copying its packet, and the run's PUBACKs are queued as one packet. A
+  message kept is marked (`skip_asked`), so that on_message need not ask again;
 - shedding: while `shed_when()` is true, whole QoS 0 PUBLISH packets at the head of what one `recv`
   brought in are dropped by their length alone (about 1 us each, against 10-20 us through paho and
   the role's callback) and counted in `shed`. A worker sets it while its queue is full: offered ten
@@ -81,6 +83,7 @@ _WRITE_COALESCE = 65536  # at most this many bytes of queued packets joined into
 _PUBLISH = 0x30
 _DISCONNECTING = _ConnectionState.MQTT_CS_DISCONNECTING
 _PUBACK = 0x40
+_PUBACK_HEAD = bytes((_PUBACK, 2))  # a PUBACK: its type, its length (2) and then the packet id (MQTT 5: success)
 _PUBCOMP = 0x70  # PUBACK, PUBREC, PUBREL and PUBCOMP: 0x40-0x70 (paho's _send_command_with_mid)
 
 
@@ -116,6 +119,8 @@ def _fixed_header(remaining: int) -> bytes:
 class _IncomingMessage(MQTTMessage):
     """A received message whose `info` (a threading.Condition inside; unused for received messages)
     is made only if someone asks for it."""
+
+    skip_asked = False  # skip_when was asked of it and kept it (see `skip_asked`)
 
     @property
     def info(self) -> mqtt.MQTTMessageInfo:
@@ -154,6 +159,12 @@ class _Infos:
                 info._set_as_published()
 
 
+def skip_asked(msg: mqtt.MQTTMessage) -> bool:
+    """Whether the client's `skip_when` saw this message and kept it: on_message need not ask again (paho
+    decodes a message with other MQTT 5 properties itself, and does not ask)."""
+    return getattr(msg, "skip_asked", False) is True
+
+
 def payload_of(msg: mqtt.MQTTMessage) -> bytes:
     """A received message's payload. paho types it `bytes | bytearray`; FastClient hands bytes (see
     `_handle_publish`), and every client of the engine is one (engine/mqtt/client.py)."""
@@ -177,6 +188,7 @@ class FastClient(mqtt.Client):
         # before paho makes a message of it or calls on_message
         self.skip_when: Callable[[bytes], bool] | None = None
         self.skipped = 0  # messages dropped so
+        self._skip_acks: list[int] | None = None  # during a run of _read_publishes: the skipped QoS 1 ids
         # True for (topic, payload) of a plain QoS 0 message: the caller counted it, and it is not decoded
         self.count_only: Callable[[bytes, bytes], bool] | None = None
         self.counted_only = 0  # messages so
@@ -383,6 +395,9 @@ class FastClient(mqtt.Client):
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         shedding = False
         count_only = self.count_only
+        skip_when = self.skip_when
+        v5 = self._protocol == MQTTv5
+        acks = self._skip_acks = []
         try:
             with self.one_wakeup(wake_at_end=False):  # on the network thread: its next pass writes the PUBACKs
                 while pos + 2 <= end:
@@ -402,6 +417,14 @@ class FastClient(mqtt.Client):
                     if shed_when is not None and not header & 0x06 and shed_when():
                         shedding = True
                         break
+                    kept = False  # skip_when asked and kept it
+                    if skip_when is not None and header & 0x06 == 0x02:  # QoS 1: asked here, without a copy
+                        skipped = self._skipped_here(buf, start, stop, v5)
+                        if skipped is not None and skipped >= 0:
+                            acks.append(skipped)
+                            pos = stop
+                            continue
+                        kept = skipped is not None
                     asked = False
                     if count_only is not None and not header & 0x07:
                         asked = True
@@ -410,7 +433,7 @@ class FastClient(mqtt.Client):
                             continue
                     packet = buf[start:stop]
                     try:
-                        decoded = self._decode_publish(header, packet)
+                        decoded = self._decode_publish(header, packet, kept)
                     except BaseException:  # on_message raised (suppress_exceptions off): paho's state, see above
                         pos = stop
                         held = self._in_packet
@@ -427,11 +450,40 @@ class FastClient(mqtt.Client):
                     if self._sock is None or self._rbuf_sock is not self._sock or self._state == _DISCONNECTING:
                         break  # on_message disconnected
         finally:
+            self._skip_acks = None
+            if acks:
+                self._queue_pubacks(acks)
             if pos:
                 del buf[:pos]
                 with self._msgtime_mutex:
                     self._last_bytes_received = mqtt.time_func()
         return rc, shedding
+
+    def _skipped_here(self, buf: bytearray, start: int, stop: int, v5: bool) -> int | None:
+        """The packet id of the QoS 1 PUBLISH body at buf[start:stop] when `skip_when` drops it (counted in
+        `skipped`); -1 when it keeps it; None when not asked: one `_decode_publish` must look at (properties,
+        an empty topic on 3.1.1, malformed), which then asks `skip_when` itself."""
+        topic_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
+        at = topic_end + 2  # past the packet id
+        if v5:
+            if at >= stop or buf[at]:
+                return None  # properties (or malformed): _decode_publish
+            at += 1
+        elif topic_end == start + 2:
+            return None
+        if at > stop:
+            return None
+        if not self._skip(bytes(buf[at:stop])):
+            return -1
+        self.skipped += 1
+        return (buf[topic_end] << 8) | buf[topic_end + 1]
+
+    def _queue_pubacks(self, mids: list[int]) -> None:
+        """The PUBACKs of `mids` (QoS 1 messages skipped in one run) as one queued packet: paho's
+        `_send_puback` builds and queues a packet for each, about as costly as the rest of a skip."""
+        data = b"".join([_PUBACK_HEAD + mid.to_bytes(2, "big") for mid in mids])
+        with self.one_wakeup(wake_at_end=False):  # on the network thread: its next pass writes them
+            self._packet_queue(_PUBACK, data, 0, 0)
 
     def _counted_only(self, count_only: Callable[[bytes, bytes], bool], buf: bytes | bytearray, start: int,
                       stop: int) -> bool:
@@ -471,8 +523,9 @@ class FastClient(mqtt.Client):
         decoded = self._decode_publish(header, packet)
         return super()._handle_publish() if decoded is None else decoded
 
-    def _decode_publish(self, header: int, packet: bytes | bytearray) -> MQTTErrorCode | None:
-        """Handle one PUBLISH (its first byte and its body); None, having done nothing, when paho must."""
+    def _decode_publish(self, header: int, packet: bytes | bytearray, kept: bool = False) -> MQTTErrorCode | None:
+        """Handle one PUBLISH (its first byte and its body); None, having done nothing, when paho must.
+        `kept`: skip_when was asked already, and kept it."""
         qos = (header & 0x06) >> 1
         end = len(packet)
         if qos >= 2 or end < 3:
@@ -500,9 +553,13 @@ class FastClient(mqtt.Client):
         if pos > end:
             return None
         payload = bytes(packet[pos:])
-        if self.skip_when is not None and self._skip(payload):
+        asked = kept or self.skip_when is not None
+        if not kept and asked and self._skip(payload):
             self.skipped += 1
             if not qos:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            if self._skip_acks is not None:  # in a run: acknowledged with the run's others, in one packet
+                self._skip_acks.append(mid)
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
             with self.one_wakeup(wake_at_end=False):  # on the network thread: its next pass writes the PUBACK
                 return self._send_puback(mid)
@@ -515,6 +572,8 @@ class FastClient(mqtt.Client):
         message.qos = qos
         message.retain = bool(header & 0x01)
         message.payload = payload
+        if asked:
+            message.skip_asked = True
         if v5:
             props = message.properties = _empty_publish_properties()
             if found_props:  # set as paho's decoder sets them (SubscriptionIdentifier: a list, it may repeat)

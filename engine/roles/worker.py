@@ -26,9 +26,9 @@ from engine.digits.model import LoadedModel, load_model, set_threads
 from engine.digits.preprocess import ImageError, decode_png
 from engine.errors import ModelError
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.fastclient import payload_of
+from engine.mqtt.fastclient import payload_of, skip_asked
 from engine.mqtt.message_props import ImageProps, merge_meta, read_image_props, result_properties
-from engine.protocol import CommandError, extract_meta, number_arg
+from engine.protocol import CommandError, extract_meta, number_arg, published_at
 from engine.result_json import encode_results
 from engine.roles.role import Role
 from engine.settings import Settings
@@ -38,6 +38,7 @@ from engine.topics import sanitize_id
 log = logging.getLogger(__name__)
 
 _STOP = object()
+QUEUE_SECONDS = 1.0  # s of work a full queue holds at most, at the worker's measured pace (see _pace)
 MAX_WAIT_LIMIT = 86_400.0  # s: the largest max_wait (a day); larger is a mistake, not a bound
 
 # A queued image: payload, receive time, (mid, qos, connection) to acknowledge or None, MQTT 5 properties
@@ -66,6 +67,12 @@ class Worker(Role):
         self.max_delay = s.max_delay_ms / 1000.0
         self.max_wait = s.max_wait  # s since publication past which an image is skipped (None: never)
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=s.queue_size)
+        # The most images queued now: --queue-size, or fewer once full batches show that it is more than
+        # QUEUE_SECONDS of work at this worker's pace (a slow CPU, a share of one, a larger model): a full
+        # queue then still holds that much, not seconds. See _pace.
+        self.queue_limit = s.queue_size
+        self._per_image: float | None = None  # s of a full batch's wall time per image answered (average)
+        self._room = threading.Condition()  # notified when a batch is taken: room under queue_limit, maybe
         # QoS 1/2 images are acknowledged only once their result is published (at-least-once: a worker
         # killed with images in hand gets them again from its session), and MQTT 5 brokers send no more
         # unacknowledged images than the queue holds, so at QoS 1 the queue never overflows.
@@ -112,7 +119,7 @@ class Worker(Role):
 
     def _queue_full(self) -> bool:
         """Asked by the data client before it reads: while True, QoS 0 images are dropped unread."""
-        return self.queue.qsize() >= self.queue.maxsize and not self._intake_closed
+        return self.queue.qsize() >= self.queue_limit and not self._intake_closed
 
     @property
     def shed(self) -> int:
@@ -179,7 +186,7 @@ class Worker(Role):
         ack = None if msg.qos == 0 else (msg.mid, msg.qos, self._conn_gen)
         now = time.time()
         payload = payload_of(msg)
-        if self._skip(payload):  # one paho decoded (MQTT 5 properties): FastClient.skip_when saw it not
+        if not skip_asked(msg) and self._skip(payload):  # paho decoded it (other MQTT 5 properties): not asked
             with self._intake:
                 if self._intake_closed:
                     return
@@ -198,22 +205,43 @@ class Worker(Role):
                 return
             self.received += 1
             if msg.qos == 0:
+                if self.queue.qsize() >= self.queue_limit:
+                    self.dropped += 1
+                    return
                 try:
                     self.queue.put_nowait(item)
                 except queue.Full:
                     self.dropped += 1
             else:
                 # QoS 1/2: hold the network thread briefly (the broker keeps the rest) rather than lose it
+                self._wait_for_room(time.monotonic() + 5)
                 try:
-                    self.queue.put(item, timeout=5)
+                    self.queue.put_nowait(item)
                 except queue.Full:
                     self.dropped += 1
                     self._ack([item])
 
+    def _wait_for_room(self, deadline: float) -> None:
+        """Until the queue is shorter than queue_limit, or the deadline (TCP back-pressure on the broker)."""
+        room = self._room
+        with room:
+            while self.queue.qsize() >= self.queue_limit:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                room.wait(min(left, 0.2))
+
     def _skip(self, payload: bytes) -> bool:
         """Asked by the data client for each image as it is decoded: True drops it there (--max-wait)."""
         max_wait = self.max_wait
-        if max_wait is None or not self._too_old(payload, time.time() - max_wait):
+        if max_wait is None:
+            return False
+        # Skipped too when it would pass max_wait in the queue ahead of it, at the pace of full batches: kept,
+        # an image read just under max_wait old would be too old when its turn comes, and skipped only then,
+        # after the worker had read, queued and looked at it twice; under overload that was every image.
+        per_image = self._per_image
+        ahead = min(self.queue.qsize() * per_image, max_wait / 2) if per_image else 0.0
+        if not self._too_old(payload, time.time() - max_wait + ahead):
             return False
         if not self._skip_told:  # once: from here on the status's `expired` counts them
             self._skip_told = True
@@ -224,7 +252,7 @@ class Worker(Role):
     @staticmethod
     def _too_old(payload: bytes, oldest: float) -> bool:
         """Whether the image's metadata says it was published before `oldest` (no time: never too old)."""
-        t = extract_meta(payload).t
+        t = published_at(payload)
         return t is not None and t < oldest
 
     # ----- commands -----
@@ -290,6 +318,8 @@ class Worker(Role):
             return [], False
         if first is _STOP:
             return [], True
+        with self._room:
+            self._room.notify()  # a QoS 1 image waiting for room in the queue goes in
         waiting = self.queue.qsize() + 1  # the queue is longest when a batch is taken: the peak the pacer wants
         if waiting > self._queue_peak:
             with self._peak_lock:
@@ -501,6 +531,18 @@ class Worker(Role):
         self.stage["decode"].add((t1 - t0) / count)
         self.stage["infer"].add((t2 - t1) / count)
         self.stage["publish"].add((t3 - t2) / count)
+        if len(batch) >= self.max_batch:  # a full batch: the worker is busy, and this is its pace
+            self._pace(t3 - t0, count)
+
+    def _pace(self, seconds: float, count: int) -> None:
+        """Set queue_limit to about QUEUE_SECONDS of work (max_wait/2 if less) at the pace of full batches,
+        never above --queue-size nor below two batches: the latency of a full queue stays bounded by time.
+        Partial batches (a worker with time to spare) say nothing of its pace and leave the limit as it is."""
+        per = seconds / count
+        self._per_image = per if self._per_image is None else 0.8 * self._per_image + 0.2 * per
+        target = QUEUE_SECONDS if not self.max_wait else min(QUEUE_SECONDS, self.max_wait / 2)
+        size = self.queue.maxsize
+        self.queue_limit = max(min(size, 2 * self.max_batch), min(size, int(target / max(self._per_image, 1e-9))))
 
     def _drop_expired(self, batch: list[Item], now: float) -> list[Item]:
         """The images of `batch` whose MQTT 5 expiry has not passed; the others are counted in `expired`
@@ -548,7 +590,7 @@ class Worker(Role):
             "rate": round(self.meter.rate(), 1),
             "queue": (waiting := self.queue.qsize() + self._held),
             "queue_peak": min(max(self._queue_peak, waiting), self.queue.maxsize),  # since the last status sent
-            "queue_max": self.queue.maxsize,
+            "queue_max": self.queue_limit,
             "dropped": self.dropped + self.shed,
             "shed": self.shed,
             "batch_mean": round(mean_batch, 2) if mean_batch is not None else None,

@@ -8,7 +8,15 @@ from PIL import Image
 
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
-from engine.protocol import CommandError, MetaStamp, embed_meta, extract_meta, parse_command, parse_result
+from engine.protocol import (
+    CommandError,
+    MetaStamp,
+    embed_meta,
+    extract_meta,
+    parse_command,
+    parse_result,
+    published_at,
+)
 from engine.topics import Topics, sanitize_id
 
 
@@ -115,3 +123,31 @@ def test_password_from_file_and_environment(tmp_path) -> None:
     assert (a.username, a.password) == ("u", "hunter2")
     with pytest.raises(ConfigError):
         BrokerAddress.parse("mqtt://host").with_credentials_from(env={}, password_file=str(tmp_path / "missing"))
+
+
+def _with_meta_text(png: bytes, text: bytes) -> bytes:
+    """`png` with an `mnist` chunk of exactly `text` (embed_meta writes only valid, compact JSON)."""
+    import struct
+    import zlib
+    body = b"tEXtmnist\x00" + text
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    return png[:-12] + chunk + png[-12:]
+
+
+@pytest.mark.parametrize("text", [
+    b'{"id":"input-a-1","label":7,"t":1764108000.123456,"src":"input-a"}',  # what the input role writes
+    b'{"t":17}', b'{"t":-0}', b'{"t":0}', b'{"t":1e3}', b'{"t":1E3}', b'{"t":2e11}', b'{"t":1.5e-3}',
+    b'{"t":"1764108000"}', b'{"t":true}', b'{"t":null}', b'{"t":[1]}', b'{"t":{"t":5}}', b'{}', b'{"id":"t"}',
+    b'{"t":1,"t":2}', b'{"t":2,"t":"x"}', b'{"x":{"t":5},"t":6}', b'{"id":"a\\"t\\":5"}', b'{"\\u0074":9}',
+    b'{"t" : 5}', b'{"t":5 }', b'{"t":05}', b'{"t":5.}', b'{"t":.5}', b'{"t":5', b'[{"t":5}]', b'',
+    b'{"t":5,"id":"\x01"}', b'{"t":5,"id":"\xe9\x7f"}', b'{"tt":5,"t ":6}', b'{"":"t","t":7}',
+    b'{"t":' + b"1" * 5000 + b"}", b'{"t":' + b"1" * 900 + b"}", b'{"t":8,"n":' + b"1" * 5000 + b"}",
+])
+def test_published_at_reads_the_time_as_extract_meta_does(text: bytes) -> None:
+    """The worker's fast reading of an image's time (flat, plain metadata without a parse) gives what the
+    full parse gives, for the metadata our roles write and for every other kind: nested, repeated keys,
+    escapes, whitespace, invalid JSON, numbers json.loads refuses."""
+    payload = _with_meta_text(_png(), text)
+    assert published_at(payload) == extract_meta(payload).t
+    if text.startswith(b'{"id":"input'):
+        assert published_at(payload) == 1764108000.123456

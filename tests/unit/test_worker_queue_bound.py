@@ -1,0 +1,61 @@
+"""A worker's queue is bounded by time as well as by count, and --max-wait skips what would pass it in the queue."""
+
+from __future__ import annotations
+
+import time
+
+from fault_helpers import model
+
+from engine.digits.dataset import load_dataset
+from engine.mqtt.address import BrokerAddress
+from engine.protocol import embed_meta
+from engine.roles.worker import QUEUE_SECONDS, Worker
+from engine.settings import Settings
+
+NOWHERE = BrokerAddress.parse("mqtt://127.0.0.1:1")
+
+
+def _worker(**settings: object) -> Worker:
+    return Worker(NOWHERE, Settings(**settings), "w1", model=model())  # type: ignore[arg-type]
+
+
+def test_the_queue_holds_about_a_second_of_work_at_the_pace_of_full_batches() -> None:
+    worker = _worker(queue_size=2000, max_batch=64)
+    assert worker.queue_limit == 2000 and worker.status()["queue_max"] == 2000  # no pace known yet
+    for _ in range(30):
+        worker._pace(64 * 0.002, 64)  # 2 ms an image: 500 images/s
+    assert worker.queue_limit == int(QUEUE_SECONDS / 0.002) == 500
+    assert worker.status()["queue_max"] == 500  # what the pacer of a publisher aims at
+    for _ in range(30):
+        worker._pace(64 * 0.1, 64)  # 10 images/s: not below two batches
+    assert worker.queue_limit == 128
+    for _ in range(60):
+        worker._pace(64 * 0.00001, 64)  # faster than --queue-size needs: never above it
+    assert worker.queue_limit == 2000
+
+
+def test_a_full_queue_is_full_at_the_limit() -> None:
+    worker = _worker(queue_size=2000, max_batch=64)
+    for _ in range(30):
+        worker._pace(64 * 0.002, 64)
+    for i in range(500):
+        worker.queue.put_nowait((b"", float(i), None, None))
+    assert worker._queue_full()  # QoS 0 images are shed from here, 1,500 short of --queue-size
+    worker.queue.get_nowait()
+    assert not worker._queue_full()
+
+
+def test_max_wait_skips_an_image_that_would_pass_it_in_the_queue_ahead() -> None:
+    worker = _worker(queue_size=2000, max_batch=64, max_wait=1.0)
+    sample = load_dataset(Settings().dataset)[0]
+    png = embed_meta(sample.png, {"id": "x-1", "label": sample.label, "t": time.time() - 0.7, "src": "x"})
+    assert not worker._skip(png)  # 0.7 s old, nothing ahead of it
+    for _ in range(30):
+        worker._pace(64 * 0.001, 64)  # 1 ms an image
+    for i in range(400):
+        worker.queue.put_nowait((b"", float(i), None, None))
+    assert worker._skip(png)  # 0.4 s of work ahead: it would be 1.1 s old when its turn came
+    old = embed_meta(sample.png, {"id": "x-2", "label": sample.label, "t": time.time() - 5, "src": "x"})
+    while not worker.queue.empty():
+        worker.queue.get_nowait()
+    assert worker._skip(old) and not worker._skip(sample.png)  # too old; no time: never skipped
