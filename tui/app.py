@@ -551,7 +551,8 @@ class MnistApp(App[None]):
             if request is None:
                 return
             try:
-                self.observer.publish(request.topic, request.payload, request.qos, request.retain)
+                self.observer.publish(request.topic, request.payload, request.qos, request.retain,
+                                      forget_limit=request.forget_limit)
             except MnistError as exc:
                 self.notify(str(exc), title="Not published", severity="error")
             # The broker's verdict (published, refused, or not confirmed) comes as an observer event.
