@@ -47,16 +47,25 @@ def parse_payload(text: str) -> bytes:
 
 
 class PublishDialog(ModalScreen[PublishRequest | None]):
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        # priority, as the key arrives: `p topic tab payload enter` typed in one burst (a paste, tmux send-keys)
+        # put the payload into the topic field, the focus moving only once the keys behind tab had gone there
+        Binding("tab", "app.focus_next", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
+    ]
     # Under 32 rows the hint and some spacing go (app.tcss): at 24 rows the buttons fell below the dialog.
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
     def __init__(self, topic: str = "", payload: str = "", *, qos: int = 1, retain: bool = False,
-                 raw: bytes | None = None) -> None:
+                 raw: bytes | None = None, chosen: bool = True) -> None:
         """`raw`: bytes that cannot be typed (a received binary payload); they are sent while the payload
-        field still holds the `payload` shown for them."""
+        field still holds the `payload` shown for them. `chosen`: the topic was picked on purpose (`p` in the
+        Topics pane, `R` on a message), so the cursor starts in the payload field; otherwise it starts in the
+        topic field, whose text (the Topics pane's selection, a suggestion) is selected: typing replaces it."""
         super().__init__()
         self.initial_topic = topic
+        self.chosen = chosen
         self.initial_payload = payload
         self.initial_qos = qos if qos in (0, 1, 2) else 1
         self.initial_retain = retain
@@ -102,8 +111,9 @@ class PublishDialog(ModalScreen[PublishRequest | None]):
 
     def on_mount(self) -> None:
         clear_passing(self.app)  # toasts would cover its input and buttons; it shows its own errors inline
-        # now, not after the keys typed right after `p` or `R` (see keys.Key.binding)
-        target = "#publish-payload" if self.initial_topic else "#publish-topic"
+        # now, not after the keys typed right after `p` or `R` (see keys.Key.binding); an Input selects its text
+        # as it takes the focus, so a topic typed into a prefilled field replaces it
+        target = "#publish-payload" if self.initial_topic and self.chosen else "#publish-topic"
         self.set_focus(self.query_one(target, Input))
 
     def _qos(self) -> int:
