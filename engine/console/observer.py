@@ -46,7 +46,7 @@ from engine.console.message_props import MessageProps, message_props
 from engine.console.observer_common import ObserverCommon, check_filter, check_publish, check_role
 from engine.console.oversize import OversizeGuard, given_up_text
 from engine.console.publish_verdicts import PUBACK_WAIT, Pending, PublishVerdicts, size_text
-from engine.console.result_log import ResultLog
+from engine.console.result_log import ResultLog, drawing_prefix
 from engine.console.role_table import FORGET_OFFLINE_AFTER, MAX_ROLES, RoleTable
 from engine.console.sampling import IMAGES_PER_SECOND, RESULTS_PER_SECOND, Sampling
 from engine.console.snapshot import (
@@ -139,7 +139,7 @@ class Observer(ObserverCommon):
         # roles
         self._roles = RoleTable(self.topics, self._add_event)
         # results
-        self._results = ResultLog(max_results)
+        self._results = ResultLog(max_results, drawing_prefix(self.client_id))
         self._keep_up = KeepUp()
         self._skipped_before = 0  # skipped by clients this observer replaced (a switch to MQTT 3.1.1)
         # at thousands a second, only a sample of the QoS 0 results and images is decoded (sampling.py)
