@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import NO_MOSQUITTO, SMALL_PACKET, MqttProbe
+from helpers import NO_MOSQUITTO, SMALL_PACKET, TINY_PACKET, MqttProbe
 from secured import secured_broker  # noqa: F401 - a fixture, for every test
 
 from engine.mqtt.broker import EmbeddedBroker, default_config_path, find_mosquitto
@@ -37,6 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+MOSQUITTO_FIXTURES = {"mosquitto_broker", "small_packet_mosquitto", "tiny_packet_mosquitto"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip what needs a program this machine lacks, with the apt line that installs it."""
     no_broker = find_mosquitto() is None
@@ -44,7 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_mosquitto = callspec is not None and callspec.params.get("broker") == "mosquitto"
-        if on_mosquitto or {"mosquitto_broker", "small_packet_mosquitto"} & set(getattr(item, "fixturenames", ())):
+        if on_mosquitto or MOSQUITTO_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.needs_mosquitto)
         if no_broker and item.get_closest_marker("needs_mosquitto"):
             item.add_marker(pytest.mark.skip(reason=NO_MOSQUITTO))
@@ -69,16 +72,27 @@ def mosquitto_broker() -> Iterator[EmbeddedBroker]:
     yield from _running("mosquitto")
 
 
-@pytest.fixture
-def small_packet_mosquitto(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A fresh mosquitto with the repository's mosquitto.conf on a free port, but a maximum packet size of
-    SMALL_PACKET bytes (64 KiB, not 4 MiB: a message over it is quick to send)."""
-    config = tmp_path / "small-packets.conf"
-    text, count = re.subn(r"(?m)^max_packet_size .*$", f"max_packet_size {SMALL_PACKET}",
+def _max_packet_mosquitto(tmp_path: Path, size: int) -> Iterator[EmbeddedBroker]:
+    config = tmp_path / f"packets-{size}.conf"
+    text, count = re.subn(r"(?m)^max_packet_size .*$", f"max_packet_size {size}",
                           default_config_path().read_text(encoding="utf-8"))
     assert count == 1, "mosquitto.conf has no max_packet_size line to change"
     config.write_text(text, encoding="utf-8")
     yield from _running("mosquitto", config=config)
+
+
+@pytest.fixture
+def small_packet_mosquitto(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A fresh mosquitto with the repository's mosquitto.conf on a free port, but a maximum packet size of
+    SMALL_PACKET bytes (64 KiB, not 4 MiB: a message over it is quick to send)."""
+    yield from _max_packet_mosquitto(tmp_path, SMALL_PACKET)
+
+
+@pytest.fixture
+def tiny_packet_mosquitto(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """As small_packet_mosquitto with a maximum packet size of TINY_PACKET bytes: over MQTT 3.1.1 it closes
+    the connection on a small message, as some brokers do on a publish their ACL forbids."""
+    yield from _max_packet_mosquitto(tmp_path, TINY_PACKET)
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ T = TypeVar("T")
 
 
 SMALL_PACKET = 65_536  # the maximum packet size of the small_packet_mosquitto fixture (conftest.py)
+TINY_PACKET = 2_048  # that of the tiny_packet_mosquitto fixture: under what the console learns (oversize.FLOOR)
 
 
 def wait_for(

@@ -551,12 +551,19 @@ class MnistApp(App[None]):
             if request is None:
                 return
             try:
-                self.observer.publish(request.topic, request.payload, request.qos, request.retain)
+                self.observer.publish(request.topic, request.payload, request.qos, request.retain,
+                                      forget_limit=request.forget_limit)
             except MnistError as exc:
                 self.notify(str(exc), title="Not published", severity="error")
             # The broker's verdict (published, refused, or not confirmed) comes as an observer event.
 
-        dialog = dialog or PublishDialog(self._selected_topic() or "")
+        if dialog is None:
+            # The Topics pane's selection is the topic; chosen on purpose only where that pane has the focus: `p`
+            # from another pane, with `mnist` selected there, put a typed topic into the payload, and the
+            # workers got it as an image
+            pane = self._topics_pane()
+            topic = pane.selected_topic if pane is not None else None
+            dialog = PublishDialog(topic or "", chosen=pane is not None and pane.has_focus_within)
         dialog.connection = lambda: self.snap.connection if self.snap is not None else None
         self.push_screen(dialog, send)
 

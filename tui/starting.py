@@ -68,7 +68,7 @@ class StartingModel(Observer):
         raise self._not_yet()
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
-                tag: str | None = None, action: str = "publish") -> None:
+                tag: str | None = None, action: str = "publish", forget_limit: bool = False) -> None:
         raise self._not_yet()
 
     def clear_retained(self, topic: str) -> None:

@@ -44,9 +44,9 @@ from engine.console.image_store import find as find_images
 from engine.console.keep_up import KeepUp
 from engine.console.message_props import MessageProps, message_props
 from engine.console.observer_common import ObserverCommon, check_filter, check_publish, check_role
-from engine.console.oversize import OversizeGuard
+from engine.console.oversize import OversizeGuard, given_up_text
 from engine.console.publish_verdicts import PUBACK_WAIT, Pending, PublishVerdicts, size_text
-from engine.console.result_log import ResultLog
+from engine.console.result_log import ResultLog, drawing_prefix
 from engine.console.role_table import FORGET_OFFLINE_AFTER, MAX_ROLES, RoleTable
 from engine.console.sampling import IMAGES_PER_SECOND, RESULTS_PER_SECOND, Sampling
 from engine.console.snapshot import (
@@ -139,7 +139,7 @@ class Observer(ObserverCommon):
         # roles
         self._roles = RoleTable(self.topics, self._add_event)
         # results
-        self._results = ResultLog(max_results)
+        self._results = ResultLog(max_results, drawing_prefix(self.client_id))
         self._keep_up = KeepUp()
         self._skipped_before = 0  # skipped by clients this observer replaced (a switch to MQTT 3.1.1)
         # at thousands a second, only a sample of the QoS 0 results and images is decoded (sampling.py)
@@ -316,10 +316,7 @@ class Observer(ObserverCommon):
             self._set_connection("reconnecting", error=f"lost connection: {text}", next_try=self._next_retry())
             for g in given:  # the one line that says why the connection was lost, and what becomes of the message
                 self._publishes.forget(g.mid)
-                self._publishes.verdict(g.pending, "refused", (
-                    f"it closed the connection each time it got it (a packet of {g.packet:,} bytes: likely over "
-                    "its maximum packet size, which MQTT 3.1.1 does not say); not sent again, and one as large "
-                    "is refused from now on"))
+                self._publishes.verdict(g.pending, "refused", given_up_text(g))
             if given:
                 self._outage_reported = True  # "connected again" follows
             elif not self._outage_reported:
@@ -561,13 +558,19 @@ class Observer(ObserverCommon):
         return req
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
-                tag: str | None = None, action: str = "publish") -> None:
+                tag: str | None = None, action: str = "publish", forget_limit: bool = False) -> None:
         """Publish one message (validated: ConfigError for a bad topic or QoS, BrokerError offline).
 
         The broker's verdict comes later as a `Verdict` in `snapshot().verdicts` (and, for `action`
         "publish", an event): accepted or refused by its MQTT 5 reason code at QoS 1 and 2, unconfirmed
         at QoS 0 or on MQTT 3.1.1 (where a broker drops a denied message without a word).
+        `forget_limit`: first forget the size the broker closed the connection on (MQTT 3.1.1, oversize.py),
+        so that a message as large goes out; given up again if the broker closes the connection on it again.
         """
+        if forget_limit:
+            with self._lock:
+                self._oversize.forget_limit()
+                self._connection = self._connection._replace(closed_on=None)
         data = check_publish(topic, payload, qos, self._connection)
         what = f"{size_text(len(data))} on {topic}" if action == "publish" else f"the image on {topic}"
         self._send(topic, data, qos, retain, Pending(action, tag, what, len(data)))
@@ -606,6 +609,8 @@ class Observer(ObserverCommon):
         with self._lock:
             self._publishes.acknowledged(mid, rc)
             self._oversize.acknowledged(mid)
+            if self._connection.closed_on != self._oversize.closed_on:  # it took a packet that large after all
+                self._connection = self._connection._replace(closed_on=self._oversize.closed_on)
 
     def _cleared(self, topic: str) -> None:
         """The broker did not refuse to clear the retained message of `topic` (lock held)."""

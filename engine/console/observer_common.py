@@ -38,8 +38,8 @@ def check_role(role: str, client_id: str | None = None) -> None:
 def check_publish(topic: str, payload: bytes | str, qos: int, connection: Connection | None = None) -> bytes:
     """The payload's bytes, once topic and QoS are valid and the message fits in what the broker takes: the
     largest packet its CONNACK said (MQTT 5), or less than a packet it closed the connection on (MQTT 3.1.1,
-    `connection.closed_on`). ConfigError otherwise. A broker closes the connection on a packet larger than its
-    maximum, and a QoS 1 or 2 one was sent again at each reconnect (engine/console/oversize.py)."""
+    `connection.closed_on`: else `HeldBack`). ConfigError otherwise. A broker closes the connection on a packet
+    larger than its maximum, and a QoS 1 or 2 one was sent again at each reconnect (engine/console/oversize.py)."""
     validate_topic(topic)
     if qos not in (0, 1, 2):
         raise ConfigError(f"QoS must be 0, 1 or 2, not {qos!r}")
@@ -51,10 +51,16 @@ def check_publish(topic: str, payload: bytes | str, qos: int, connection: Connec
         raise ConfigError(f"the broker takes packets of at most {max_packet:,} bytes: this message makes one of "
                           f"{size:,} ({size_text(len(data))} of payload)")
     if closed_on is not None and (size := publish_packet_size(topic, len(data), qos, protocol=4)) >= closed_on:
-        raise ConfigError(f"the broker closed the connection on a packet of {closed_on:,} bytes (likely over its "
-                          f"maximum packet size, which MQTT 3.1.1 does not say): this message makes one of "
-                          f"{size:,} ({size_text(len(data))} of payload)")
+        raise HeldBack(f"the broker closed the connection on a packet of {closed_on:,} bytes, too large for it or "
+                       f"refused by it (MQTT 3.1.1 does not say its maximum packet size): this message makes one "
+                       f"of {size:,} ({size_text(len(data))} of payload)")
     return data
+
+
+class HeldBack(ConfigError):
+    """A message as large as one the broker closed the connection on (MQTT 3.1.1): held back, as a guess.
+
+    `publish(..., forget_limit=True)` sends it all the same (engine/console/oversize.py)."""
 
 
 def check_filter(filter_text: str) -> str:

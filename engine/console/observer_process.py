@@ -333,12 +333,15 @@ class ObserverProcess(ObserverCommon):
         return req
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, *,
-                tag: str | None = None, action: str = "publish") -> None:
+                tag: str | None = None, action: str = "publish", forget_limit: bool = False) -> None:
         """As `Observer.publish`: the broker's verdict comes in a later snapshot."""
         self._require_connected()
         base = self._base
-        data = check_publish(topic, payload, qos, base.connection if base is not None else None)
-        self._send("publish", topic, data, qos, retain, tag=tag, action=action)
+        connection = base.connection if base is not None else None
+        if forget_limit and connection is not None:  # the child forgets it before it checks and sends
+            connection = connection._replace(closed_on=None)
+        data = check_publish(topic, payload, qos, connection)
+        self._send("publish", topic, data, qos, retain, tag=tag, action=action, forget_limit=forget_limit)
 
     def clear_retained(self, topic: str) -> None:
         validate_topic(topic)

@@ -9,12 +9,26 @@ So, on 3.1.1, the console's own QoS 1 and 2 publishes of the `p` dialog are foll
 acknowledges them. One that was in flight at two connection losses in a row (the broker closed the connection
 after it was sent, and again after it was sent at the reconnect) and is larger than any packet the broker has
 acknowledged is given up: it leaves the client's outgoing queue (`FastClient.drop_outgoing`), the user is told
-in one line (a "refused" verdict), and from then on a message that makes a packet as large is refused before
-it is sent (`closed_on`, in the snapshot's `Connection`). One loss alone proves nothing (a network drops), so
-the first costs one reconnect and one resend; a message that large is never sent a third time.
+in one line (a "refused" verdict), and from then on a message that makes a packet as large is held back before
+it is sent (`closed_on`, in the snapshot's `Connection`; only from FLOOR up, see below). One loss alone proves
+nothing (a network drops), so the first costs one reconnect and one resend; a message that large is never sent
+a third time (unless the user asks).
 
 Only the dialog's publishes: a command, a drawing or a clear is small, and a broker that drops the connection
 twice while one waits (restarted, say) must not teach the console that small packets are refused.
+
+What is learned is a guess: some brokers also close the connection on a publish their ACL forbids (EMQX with
+`deny_action = disconnect`), and a network may drop twice during a long upload. So:
+- nothing under FLOOR is learned. Such a publish is still given up (or it would be sent at every reconnect
+  for ever), and said so, but the next message is sent as usual. FLOOR is 64 KiB: what the dialog sends
+  otherwise (a typed line, a JSON document, a digit's PNG of about 300 bytes, a drawing) is far smaller, and
+  the smallest packet limits of general-purpose brokers are about that size or larger (RabbitMQ's default
+  for a CONNECT packet is 65,536 bytes; AWS IoT Core takes 128 KB, Azure IoT Hub 256 KB, EMQX 1 MiB by
+  default, mosquitto any size unless configured); a broker set lower is a constrained device's, where each
+  message over it costs two reconnects and is given up all the same;
+- the words say "too large or refused by the broker", never that the size was the cause;
+- what was learned is forgotten when the broker acknowledges a packet at least as large (one in flight
+  meanwhile), or when the user sends a message anyway (`forget_limit`: the dialog's second enter).
 Used under the observer's lock; nothing here talks to the client.
 """
 
@@ -25,6 +39,7 @@ from typing import NamedTuple
 from engine.console.publish_verdicts import Pending
 
 LOSSES = 2  # connection losses in a row, each with the publish unacknowledged, that give it up
+FLOOR = 64 * 1024  # the smallest packet whose size is learned as one the broker closes the connection on
 
 
 class Outgoing(NamedTuple):
@@ -39,6 +54,7 @@ class Given(NamedTuple):
     mid: int
     pending: Pending
     packet: int
+    learned: bool  # a message as large is held back from now on (`OversizeGuard.closed_on`)
 
 
 class OversizeGuard:
@@ -61,13 +77,20 @@ class OversizeGuard:
         out = self.outgoing.pop(mid, None)
         if out is not None:
             self.largest_taken = max(self.largest_taken, out.packet)
+            if self.closed_on is not None and out.packet >= self.closed_on:  # the broker takes that size after all
+                self.closed_on = None
+
+    def forget_limit(self) -> None:
+        """Forget the size learned (the user sends a message as large anyway)."""
+        self.closed_on = None
 
     def lost(self) -> list[Given]:
         """A connection that was up is lost: the publishes to give up (the caller drops them from the client).
 
         The largest of those unacknowledged at `LOSSES` losses since they were handed over is given up, and with
         it every other one at least as large (the broker would close on it too: one as large is refused from now
-        on). A smaller one queued behind it was never read by the broker: it is sent again, as paho does.
+        on, if it is at least FLOOR). A smaller one queued behind it was never read by the broker: it is sent
+        again, as paho does.
         """
         self.losses += 1
         suspects = [out.packet for out in self.outgoing.values()
@@ -75,9 +98,13 @@ class OversizeGuard:
         if not suspects:
             return []
         limit = max(suspects)
-        self.closed_on = limit if self.closed_on is None else min(self.closed_on, limit)
-        given = [Given(mid, out.pending, out.packet) for mid, out in self.outgoing.items()
-                 if out.packet >= self.closed_on]
+        if self.closed_on is not None:
+            limit = min(self.closed_on, limit)
+        learned = limit >= FLOOR
+        if learned:
+            self.closed_on = limit
+        given = [Given(mid, out.pending, out.packet, learned) for mid, out in self.outgoing.items()
+                 if out.packet >= limit]
         for g in given:
             del self.outgoing[g.mid]
         return given
@@ -85,3 +112,10 @@ class OversizeGuard:
     def forget(self) -> None:
         """A new client (another protocol): nothing of the old one's is in flight."""
         self.outgoing.clear()
+
+
+def given_up_text(g: Given) -> str:
+    """Why `g` was given up, for the "refused" verdict: the size is a guess, so is the cause."""
+    held = ", and one as large is held back from now on" if g.learned else ""
+    return (f"it closed the connection each time it got it: too large for it (a packet of {g.packet:,} bytes; MQTT "
+            f"3.1.1 does not say its maximum packet size) or refused by it; not sent again{held}")

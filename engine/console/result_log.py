@@ -21,8 +21,16 @@ from engine.stats import ResultCounts, percentile
 LATENCY_WINDOW = 2048  # the newest latencies the percentiles are taken over
 
 
+def drawing_prefix(client_id: str) -> str:
+    """The ids of the images a console draws (tui/draw/draw_dialog.py) begin so: `<client id>-draw-N`."""
+    return f"{client_id}-draw-"
+
+
 class ResultLog:
-    def __init__(self, max_results: int) -> None:
+    def __init__(self, max_results: int, drawn_prefix: str | None = None) -> None:
+        """`drawn_prefix`: results of images whose id begins so are this console's drawings, counted apart too
+        (`ResultStats.drawn`): no publisher sent them, so the Publisher's `sent` does not count them."""
+        self._drawn_prefix = drawn_prefix
         self._rows: deque[ResultRow] = deque(maxlen=max_results)
         self.seq = 0  # results seen so far (a row's seq); not reset by clear()
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -34,6 +42,7 @@ class ResultLog:
         self._counts = ResultCounts()
         self._malformed = 0
         self._counted_only = 0  # results counted but not decoded (sampling.py)
+        self._drawn = 0  # results of this console's drawings (always decoded: sampling.py)
         self._rate = 0.0
         self._p50: float | None = None
         self._p99: float | None = None
@@ -63,6 +72,8 @@ class ResultLog:
             self.seq, now, r.id, r.pred, r.label, r.conf, latency, r.worker, r.error, probs, r.model, r.legacy,
         ))
         self._counts.add(r.pred, r.label, r.worker, r.error is not None)
+        if self._drawn_prefix is not None and r.id is not None and r.id.startswith(self._drawn_prefix):
+            self._drawn += 1
         return r
 
     def count_only(self) -> None:
@@ -85,7 +96,7 @@ class ResultLog:
         c = self._counts
         return ResultStats(c.received + self._counted_only, c.labelled, c.correct, c.errors, self._malformed,
                            self._rate, self._p50, self._p99, tuple(tuple(r) for r in c.confusion),
-                           self._counted_only)
+                           self._counted_only, self._drawn)
 
     def update_rates(self, dt: float) -> None:
         """`dt` seconds since the last call: the result rate over them, and the latency percentiles."""

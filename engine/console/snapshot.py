@@ -77,6 +77,8 @@ class ResultStats(NamedTuple):
     # of `received`, those only counted, not decoded (engine/console/sampling.py): the rest, `decoded`, are
     # the rows and what labelled, correct, errors, the latencies and the confusion matrix are taken over
     counted_only: int = 0
+    # of `received`, results of images this console drew (`d`): no publisher sent them
+    drawn: int = 0
 
     @property
     def decoded(self) -> int:

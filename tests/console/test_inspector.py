@@ -421,6 +421,35 @@ async def test_copy_gives_text_with_control_characters_as_base64(mosquitto_broke
             assert app.clipboard == expected, topic
 
 
+async def test_p_starts_in_the_topic_field_unless_the_topic_was_picked_in_the_topics_pane(
+        mosquitto_broker: EmbeddedBroker, make_app: Any, publisher: Publisher) -> None:
+    """`p` from any pane filled in the Topics pane's selection and put the cursor in the payload: with `mnist`
+    selected there, a user who typed a topic typed it into the payload, and the workers answered it as an image.
+    From another pane the cursor starts in the topic field with its text selected, so typing replaces it; from
+    the Topics pane, where the topic was picked, in the payload."""
+    from tui.publisher.publisher_pane import PublisherPane
+
+    probe = MqttProbe(mosquitto_broker.address, "dev/#", qos=1)
+    app = make_app(mosquitto_broker.address)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            tree = await start(app, pilot, {"dev/cfg"}, lambda: publisher.send("dev/cfg", b"1"))
+            await select(pilot, tree, "dev/cfg")
+            app.screen.query_one(PublisherPane).focus()
+            await pilot.pause()
+            await burst(app, "p", *"dev/new", "tab", *"hi", "enter")  # in one burst, as tmux send-keys types it
+            (msg,) = await until(pilot, lambda: probe.messages("dev/new"), "nothing on the topic typed")
+            assert msg.payload == b"hi" and [m.payload for m in probe.messages("dev/cfg")] == [b"1"]
+            await until(pilot, lambda: not isinstance(app.screen, PublishDialog), "the dialog stayed")
+            tree.focus()
+            await pilot.pause()
+            await burst(app, "p", *"there", "enter")
+            await until(pilot, lambda: [m.payload for m in probe.messages("dev/cfg")] == [b"1", b"there"],
+                        lambda: f"not on the topic picked: {probe.messages()}")
+    finally:
+        probe.close()
+
+
 async def test_republish_prefills_the_dialog(mosquitto_broker: EmbeddedBroker, make_app: Any,
                                              publisher: Publisher) -> None:
     publisher.send("dev/cfg", b'{"on": true}', qos=2, retain=True)

@@ -117,3 +117,42 @@ async def test_sent_never_trails_the_results_count(pipeline: LocalPipeline) -> N
             await until(pilot, lambda: shown_sent(app) == real.sent, lambda: f"{shown_sent(app)} != {real.sent}")
     finally:
         observer.stop()
+
+
+def shown_drawn(app: MnistApp) -> int:
+    found = re.search(r"· ([\d,]+) drawn", str(app.screen.query_one(ResultsPane).border_subtitle))
+    return int(found.group(1).replace(",", "")) if found else 0
+
+
+async def test_a_drawn_digit_is_a_result_no_publisher_sent(pipeline: LocalPipeline) -> None:
+    """A digit drawn with `d` has a result, and no publisher sent it: the Publisher pane said `sent 198` beside
+    `199 results`, a result of an image never sent. The Results pane says how many of its results were drawn."""
+    from tui.draw.draw_dialog import DrawDialog
+
+    observer = Observer(pipeline.address)
+    observer.start()
+    app = MnistApp(observer, BrokerInfo(pipeline.address.url, "mosquitto", "mosquitto (test)"))
+    real = pipeline.role("input")
+    assert real is not None
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.snap is not None and app.snap.roles_of("input") and not app.starting,
+                        "no publisher seen")
+            await pilot.press("space")
+            await until(pilot, lambda: shown_results(app) >= 3, "no results")
+            await pilot.press("space")
+            await until(pilot, lambda: real.state == "stopped", "space did not stop it")
+            await until(pilot, lambda: shown_sent(app) == real.sent, lambda: f"{shown_sent(app)} != {real.sent}")
+            await pilot.press("d")
+            dialog = await until(pilot, lambda: isinstance(app.screen, DrawDialog) and app.screen, "no draw dialog")
+            await pilot.press(*["up"] * 6, "space", *["shift+down"] * 13, "enter")  # a 1, sent
+            await until(pilot, lambda: dialog.result is not None, "no result for the drawing")
+            await pilot.press("escape")
+            await until(pilot, lambda: shown_drawn(app) == 1,
+                        lambda: f"Results: {app.screen.query_one(ResultsPane).border_subtitle}")
+            assert shown_sent(app) == real.sent
+            assert shown_results(app) - shown_drawn(app) <= shown_sent(app), (shown_results(app), shown_sent(app))
+            await pilot.press("c")  # cleared with the results it counts
+            await until(pilot, lambda: shown_drawn(app) == 0 and shown_results(app) == 0, "not cleared")
+    finally:
+        observer.stop()

@@ -1,4 +1,5 @@
-"""The Results pane's border: what the view skipped to keep up (engine/console/keep_up.py) and what share it decoded."""
+"""The Results pane's border: what the view skipped to keep up (engine/console/keep_up.py), what share it decoded,
+and how many results are of digits drawn here."""
 
 from __future__ import annotations
 
@@ -18,3 +19,10 @@ def test_the_border_says_what_share_of_the_results_was_decoded() -> None:
     assert subtitle_text(40_000, 0, narrow=False, counted_only=30_000) == "40,000 results · 25% sampled"
     text = subtitle_text(1_000_000, 5, narrow=True, counted_only=999_000)
     assert text == "1,000,000 results · <1% sampled · 5 skipped"
+
+
+def test_the_border_says_how_many_results_are_of_digits_drawn_here() -> None:
+    """No publisher sent them: beside the Publisher's `sent 198`, `199 results · 1 drawn` adds up."""
+    assert subtitle_text(199, 0, narrow=True, drawn=1) == "199 results · 1 drawn"
+    assert subtitle_text(40_000, 3, narrow=True, counted_only=30_000, drawn=2) == \
+        "40,000 results · 2 drawn · 25% sampled · 3 skipped"

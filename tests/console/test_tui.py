@@ -419,11 +419,20 @@ async def test_over_mqtt_311_a_message_the_broker_closes_the_connection_on_is_gi
         await publish(pilot, f"@{big}")
         error = str(app.screen.query_one("#publish-error").render())
         assert isinstance(app.screen, PublishDialog) and "closed the connection on a packet of" in error, error
+        assert "too large for it or refused by it" in error and "publish it again to send it anyway" in error, error
         app.screen.query_one("#publish-payload", Input).value = "small"
         await pilot.press("enter")
         (msg,) = await until(pilot, lambda: probe.messages("big/file"), "probe got nothing")
         assert msg.payload == b"small" and app.snap.connection.state == "connected"
         assert len([t for t in seen if "closed the connection" in t]) == 1, seen
+        # the size is a guess: the same message published twice goes out all the same, and is given up again
+        await publish(pilot, f"@{big}")
+        assert isinstance(app.screen, PublishDialog)
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, PublishDialog), "not sent anyway")
+        await until(pilot, lambda: len([t for t in seen if "closed the connection each time" in t]) == 2,
+                    lambda: f"not sent anyway: {seen}")
+        assert not [t for t in seen if "closed the connection on a packet" in t], seen  # not refused by the model
 
     try:
         await run(app, body)

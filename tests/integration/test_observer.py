@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
-from helpers import SMALL_PACKET, MqttProbe, make_client, wait_for
+from helpers import SMALL_PACKET, TINY_PACKET, MqttProbe, make_client, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from secured import login
 
@@ -516,6 +516,34 @@ def test_a_publish_the_broker_closes_the_connection_on_is_given_up_over_mqtt_311
     wait_for(lambda: probe.messages("big/small"), message="a smaller message did not go through")
     assert not probe.messages("big/one") and not probe.messages("big/two")
     assert obs.snapshot().connection.since == conn.since
+
+
+def test_a_small_publish_the_broker_closes_the_connection_on_is_given_up_and_teaches_no_size(
+        tiny_packet_mosquitto: EmbeddedBroker, observer_factory, probe_factory) -> None:
+    """A broker closes the connection on a publish for more than its size (some on one their ACL forbids), and a
+    network may drop twice while a message waits: a dialog publish of a few KiB given up so made every message
+    as large refused for the rest of the session. Under oversize.FLOOR nothing is learned: the message is given
+    up and said as too large or refused, and the next one as large is sent (and given up in its turn)."""
+    broker = tiny_packet_mosquitto
+    obs = observer_factory(broker.address, protocol=4)
+    probe = probe_factory(broker.address, "small/#")
+    payload = b"x" * (TINY_PACKET + 100)
+
+    def told() -> list[str]:
+        return [e.text for e in obs.snapshot().events if "closed the connection" in e.text]
+
+    obs.publish("small/one", payload, qos=1)
+    (line,) = wait_for(told, timeout=15, message=lambda: f"not told; events: {[e.text for e in obs.snapshot().events]}")
+    assert "small/one" in line and "too large for it" in line and "or refused by it" in line, line
+    assert "held back" not in line, line
+    wait_for(lambda: obs.snapshot().subscribed, timeout=15, message="not connected and subscribed again")
+    assert obs.snapshot().connection.closed_on is None
+    obs.publish("small/two", payload, qos=1)  # not refused in the console
+    wait_for(lambda: len(told()) == 2, timeout=15, message=lambda: f"not given up: {told()}")
+    wait_for(lambda: obs.snapshot().subscribed, timeout=15, message="not connected and subscribed again")
+    obs.publish("small/three", b"y" * 100, qos=1)
+    wait_for(lambda: probe.messages("small/three"), message="a smaller message did not go through")
+    assert not probe.messages("small/one") and not probe.messages("small/two")
 
 
 def test_observer_callbacks_are_cheap(mosquitto_broker: EmbeddedBroker) -> None:

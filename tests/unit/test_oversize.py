@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.console.observer_common import check_publish
-from engine.console.oversize import OversizeGuard
+from engine.console.observer_common import HeldBack, check_publish
+from engine.console.oversize import FLOOR, OversizeGuard, given_up_text
 from engine.console.publish_verdicts import Pending
 from engine.console.snapshot import Connection
 from engine.errors import ConfigError
@@ -64,7 +64,60 @@ def test_the_dialog_refuses_a_message_as_large_as_one_the_broker_closed_the_conn
     size = publish_packet_size("t/x", 70_000, 1, protocol=4)
     assert size == publish_packet_size("t/x", 70_000, 1) - 1  # no properties on 3.1.1
     conn = Connection("connected", 0.0, None, None, 4, "mqtt://x", closed_on=size)
-    with pytest.raises(ConfigError, match=f"closed the connection on a packet of {size:,} bytes"):
+    with pytest.raises(HeldBack, match=f"closed the connection on a packet of {size:,} bytes, too large for it or "
+                                       "refused by it"):
         check_publish("t/x", b"x" * 70_000, 1, conn)
+    assert issubclass(HeldBack, ConfigError)
     assert check_publish("t/x", b"x" * 69_999, 1, conn) == b"x" * 69_999
     assert check_publish("t/x", b"x" * 70_001, 1, conn._replace(closed_on=None))  # nothing learned: not refused
+
+
+def test_under_the_floor_a_publish_is_given_up_but_no_size_is_learned() -> None:
+    """A broker that closes the connection on a forbidden publish, or a network that drops twice while a small
+    message waits: the message is given up (not sent at every reconnect), and the next one as large goes out."""
+    guard = OversizeGuard()
+    guard.sent(1, pending("acl/denied"), 300, guard.losses)
+    guard.sent(2, pending("queued"), 200, guard.losses)
+    guard.lost()
+    (given,) = guard.lost()
+    assert (given.mid, given.learned) == (1, False) and guard.closed_on is None
+    assert set(guard.outgoing) == {2}  # a smaller one behind it is sent again, as before
+    assert "held back" not in given_up_text(given)
+    guard.acknowledged(2)
+    guard.sent(3, pending("big"), FLOOR, guard.losses)
+    guard.lost()
+    (given,) = guard.lost()
+    assert (given.mid, given.learned, guard.closed_on) == (3, True, FLOOR)
+    assert "held back from now on" in given_up_text(given)
+
+
+def test_the_words_say_too_large_or_refused_never_only_the_size() -> None:
+    guard = OversizeGuard()
+    guard.sent(1, pending("big"), 70_000, guard.losses)
+    guard.lost()
+    (given,) = guard.lost()
+    text = given_up_text(given)
+    assert "too large for it" in text and "or refused by it" in text and "70,000 bytes" in text, text
+
+
+def test_what_was_learned_is_forgotten_when_a_packet_as_large_is_taken_or_the_user_sends_one_anyway() -> None:
+    guard = OversizeGuard()
+    guard.sent(1, pending("big"), 90_000, guard.losses)
+    guard.sent(2, pending("slow"), 95_000, guard.losses)  # in flight as long, over a slow network, say
+    guard.lost()
+    guard.lost()
+    assert guard.closed_on == 95_000 and set(guard.outgoing) == {1}
+    guard.sent(3, pending("big"), 80_000, guard.losses)
+    guard.acknowledged(3)  # smaller: says nothing of the limit
+    assert guard.closed_on == 95_000
+    guard.acknowledged(1)  # not this large either
+    assert guard.closed_on == 95_000
+    guard.sent(4, pending("again"), 96_000, guard.losses)  # sent anyway, and this time the broker took it
+    guard.acknowledged(4)
+    assert guard.closed_on is None and guard.largest_taken == 96_000
+    guard.sent(5, pending("huge"), 200_000, guard.losses)
+    guard.lost()
+    guard.lost()
+    assert guard.closed_on == 200_000
+    guard.forget_limit()
+    assert guard.closed_on is None

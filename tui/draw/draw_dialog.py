@@ -24,6 +24,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from engine.console.observer import ResultRow, Snapshot, Verdict
+from engine.console.result_log import drawing_prefix
 from engine.digits.preprocess import encode_png, mnist_normalize
 from engine.errors import MnistError
 from engine.protocol import embed_meta
@@ -139,7 +140,7 @@ class DrawDialog(ModalScreen[None]):
     def action_send(self) -> None:
         observer = self.target
         now = time.time()
-        image_id = f"{observer.client_id}-draw-{next(_ids)}"
+        image_id = f"{drawing_prefix(observer.client_id)}{next(_ids)}"
         png = drawing_png(self.canvas.image, image_id, observer.client_id, now)
         if png is None:
             self.notify("draw a digit first", severity="warning", timeout=3)

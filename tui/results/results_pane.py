@@ -32,12 +32,15 @@ def summary_markup(stats: ResultStats, narrow: bool, publishing: bool = False, c
     return " [dim]·[/] ".join(parts)
 
 
-def subtitle_text(received: int, skipped: int, narrow: bool, counted_only: int = 0) -> str:
+def subtitle_text(received: int, skipped: int, narrow: bool, counted_only: int = 0, drawn: int = 0) -> str:
     """The border's count of results; `skipped`: messages the console skipped to keep its view current
     (engine/console/keep_up.py: they were answered, this view does not count them); `counted_only`: of
     `received`, those counted but not decoded (engine/console/sampling.py: the list and the figures above
-    it are of the rest, a sample)."""
+    it are of the rest, a sample); `drawn`: of `received`, those of digits drawn here (`d`), which the
+    Publisher pane's `sent` does not count: `199 results` beside `sent 198` read as a result of nothing sent."""
     text = fmt.plural(received, "result") if received else ""
+    if drawn and received:
+        text += f" · {fmt.count(drawn)} drawn"
     if counted_only and received:
         share = (received - counted_only) * 100 // received
         text += f" · {'<1' if share < 1 else share}% sampled"
@@ -80,7 +83,8 @@ class ResultsPane(Vertical):
             self._summary = summary
             self.query_one("#results-summary", Static).update(summary, layout=False)
         log.set_rows(snap.results)
-        subtitle = subtitle_text(snap.stats.received, snap.skipped, width < 60, snap.stats.counted_only)
+        stats = snap.stats
+        subtitle = subtitle_text(stats.received, snap.skipped, width < 60, stats.counted_only, stats.drawn)
         if not log.following and snap.results:
             subtitle += " · scrolled: End for newest"
         if self.border_subtitle != subtitle:
