@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 
-from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import Tree
@@ -268,14 +267,10 @@ def _indent(node: TreeNode[str], guide_depth: int) -> int:
 
 def _shortened(label: Text, cells: int) -> Text:
     """`label` in `cells` (at least 3): its start and its end around an ellipsis, so that ids that differ at
-    the end (`infer-vm-6597`, `infer-vm-6598`) still do (`infer…6597`); a name with wide characters keeps its
-    start."""
-    if cell_len(label.plain) != len(label.plain):
-        label.truncate(cells, overflow="ellipsis")
-        return label
-    head = (cells - 1) // 2
-    tail = cells - 1 - head
-    return Text.assemble(label[:head], "…", label[len(label) - tail:])
+    the end (`infer-vm-6597`, `infer-vm-6598`) still do (`infer…6597`); counted in cells, wide characters
+    (CJK, emoji) whole (`fmt.middle_cut`). The search's highlight stays on the parts kept."""
+    head, tail = fmt.middle_cut(label.plain, cells)
+    return Text.assemble(label[:head], "…", label[tail:])
 
 
 def _figures(pal: Palette, info: TopicInfo | None, summary: list[float] | None, *, with_rate: bool) -> Text:

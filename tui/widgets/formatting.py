@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from rich.cells import cell_len
+
 
 def count(n: int | float | None) -> str:
     """12,345 (or "-" for None)."""
@@ -130,6 +132,36 @@ def ellipsize_left(text: str, width: int) -> str:
     if len(text) <= width:
         return text
     return "…" + text[-(width - 1):] if width > 1 else text[-width:]
+
+
+def middle_cut(text: str, cells: int) -> tuple[int, int]:
+    """Where to cut `text` (wider than `cells`, at least 2) to keep its start and its end around an ellipsis:
+    (end of the head, start of the tail), so that `text[:head] + "…" + text[tail:]` takes at most `cells` cells.
+    Ids that differ at the end (`infer-vm-6597`, `infer-vm-6598`) still do (`infer…6597`). Counted in cells:
+    a wide character (CJK, most emoji) takes two and is never cut in half; the tail gets the odd cell, and
+    a cell a wide character cannot use goes to the other side."""
+    budget = max(cells - 1, 0)
+    head, used = 0, 0
+    while head < len(text) and used + cell_len(text[head]) <= budget // 2:
+        used += cell_len(text[head])
+        head += 1
+    tail = len(text)
+    while tail > head and used + cell_len(text[tail - 1]) <= budget:
+        used += cell_len(text[tail - 1])
+        tail -= 1
+    while head < tail and used + cell_len(text[head]) <= budget:  # what the tail left
+        used += cell_len(text[head])
+        head += 1
+    return head, tail
+
+
+def middle(text: str, cells: int) -> str:
+    """`text` in at most `cells` cells: whole when it fits, else its start and end around an ellipsis
+    (`middle_cut`)."""
+    if cell_len(text) <= cells:
+        return text
+    head, tail = middle_cut(text, cells)
+    return text[:head] + "…" + text[tail:]
 
 
 def buckets(times: tuple[float, ...] | list[float], values: tuple[float | None, ...] | list[float | None],
