@@ -401,6 +401,29 @@ async def test_workers_table_shows_the_figures_that_matter(app: MnistApp, size: 
     await run(app, body, size=size)
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_a_long_worker_id_keeps_its_start_and_its_end(size: tuple[int, int]) -> None:
+    """`infer-<host>-<pid>` too long for the worker column: at 80 columns it kept only its end (`…t-12345`), so
+    workers of two hosts with like pids looked alike; it is cut in the middle, so the host's start and the pid's
+    end both show, and at 120 columns a host-pid that fits shows whole."""
+    from test_snapshots import BROKER, _status, make_observer
+
+    obs = make_observer()
+    ids = ("infer-myhost-12345", "infer-myhost-12346", "infer-raspberrypi-4021")
+    for cid in ids:
+        obs.ingest(f"mnist/status/infer/{cid}", _status("infer", cid, state="running"), qos=1, retain=True)
+    app = MnistApp(obs, BROKER)
+    async with app.run_test(size=size) as pilot:
+        pane = app.screen.query_one(WorkersPane)
+        table = pane.table
+        await until(pilot, lambda: table.row_count == 5, lambda: f"{table.row_count} rows")
+        shown = {cid: str(table.get_row(cid)[0]).strip() for cid in ids}
+        room = pane.columns[0].width - 1
+        expected = {(80, 24): ["myh…2345", "myh…2346", "ras…4021"],
+                    (120, 40): ["myhost-12345", "myhost-12346", "raspber…pi-4021"]}[size]
+        assert list(shown.values()) == expected, shown
+        assert all(len(text) <= room for text in shown.values()), (room, shown)
+
 def test_observer_process_hands_out_kept_images(pipeline: LocalPipeline) -> None:
     """The console's observer runs in a child process: images come back on request, by id."""
     from helpers import wait_for

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -122,8 +123,12 @@ def _p99(lat: Any) -> str:
 
 
 def _short_id(worker_id: str, room: int) -> str:
-    """The id without its "infer-" (every row here is an infer worker) when the whole id does not fit."""
-    return worker_id if len(worker_id) <= room else worker_id.removeprefix("infer-")
+    """The id in `room` cells: without its "infer-" (every row here is an infer worker) when the whole id does
+    not fit, then cut in the middle, so that both the host and the pid (`infer-myhost-12345`: `myh…2345` at 80
+    columns) still tell workers apart."""
+    if cell_len(worker_id) <= room:
+        return worker_id
+    return fmt.middle(worker_id.removeprefix("infer-"), room)
 
 
 def trend_window(role: RoleStatus, now: float) -> float:
@@ -172,8 +177,7 @@ def worker_cells(role: RoleStatus, now: float, pal: Palette, columns: tuple[Colu
         return text
 
     makers: dict[str, Any] = {
-        "worker": lambda w: Text(fmt.ellipsize_left(_short_id(role.id, w), w),
-                                 style=pal.muted if not role.online else ""),
+        "worker": lambda w: Text(_short_id(role.id, w), style=pal.muted if not role.online else ""),
         "state": state,
         "done": lambda _w: Text(number(_num(d.get("processed")))),
         "rate": lambda _w: Text(fmt.rate(_num(d.get("rate")), unit="") if role.online else "-"),
