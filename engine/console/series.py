@@ -74,6 +74,15 @@ def for_plot(values: Sequence[float]) -> tuple[list[float], int]:
     return [v / first / second for v in values], exponent
 
 
+def y_limits(values: Sequence[float]) -> tuple[float, float] | None:
+    """The y axis for `values` where a terminal plot's own would mislead: values that are all 0 (a counter that
+    has not moved: `dropped`, `errors`) get 0 to 1, where plotext spans -1 to 1, negative values no count ever
+    has. None elsewhere: plotext then spans the values, and a flat line at c from c/2 to 3c/2, across no zero."""
+    if values and all(v == 0 for v in values):
+        return 0.0, 1.0
+    return None
+
+
 UNIX_TIMES = (1e9, 1e10)  # seconds since 1970 from 2001 to 2286: a field of such values is a clock
 CLOCK_PACES = ((0.8, 1.25), (800.0, 1250.0))  # a field that rises a second (or 1,000 ms) a second is a clock
 

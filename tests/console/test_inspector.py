@@ -21,6 +21,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from rich.cells import cell_len
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 from textual_plotext import PlotextPlot
@@ -510,6 +511,40 @@ async def test_plot_of_a_json_number_field(mosquitto_broker: EmbeddedBroker, mak
         await until(pilot, lambda: plot.points == 6, lambda: f"{plot.points} points")
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, PlotScreen), "plot still open")
+
+
+def y_ticks(plot: PlotScreen) -> list[float]:
+    """The numbers on the drawn plot's y axis, top to bottom."""
+    drawn = plot.query_one(SafePlot).render()
+    text = drawn.plain if isinstance(drawn, Text) else str(drawn)
+    return [float(line.split("┤")[0]) for line in text.splitlines() if "┤" in line]
+
+
+async def test_the_plot_of_a_count_that_stays_0_has_no_negative_axis(mosquitto_broker: EmbeddedBroker,
+                                                                     make_app: Any, publisher: Publisher) -> None:
+    """A worker's `dropped` that is always 0: its plot had a y axis from -1 to 1, negative counts; it goes from
+    0 to 1. A count that moves keeps the axis of its values."""
+    topic = "mnist/status/infer/infer-calm-1"
+
+    def send() -> None:
+        for i in range(4):
+            publisher.send(topic, json.dumps({"role": "infer", "state": "running", "dropped": 0, "received": 40 + i}))
+
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {topic}, send)
+        await select(pilot, tree, topic)
+        table = app.screen.query_one(MessagesTable)
+        await until(pilot, lambda: table.row_count == 4, lambda: f"{table.row_count} rows")
+        await pilot.press("g")
+        plot = await until(pilot, lambda: isinstance(app.screen, PlotScreen) and app.screen, "no plot")
+        assert plot.fields == ["dropped", "received"] and plot.field == "received"
+        await until(pilot, lambda: y_ticks(plot), "no y axis drawn")
+        assert min(y_ticks(plot)) == 40 and max(y_ticks(plot)) == 43, y_ticks(plot)
+        await pilot.press("up")
+        await until(pilot, lambda: plot.field == "dropped", "field not picked")
+        await until(pilot, lambda: y_ticks(plot) and min(y_ticks(plot)) >= 0, lambda: f"y axis {y_ticks(plot)}")
+        assert min(y_ticks(plot)) == 0 and max(y_ticks(plot)) == 1, y_ticks(plot)
 
 
 async def test_the_plot_of_an_idle_workers_status_opens_on_a_quantity(mosquitto_broker: EmbeddedBroker,

@@ -11,7 +11,7 @@ from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine.console.observer import Message, Snapshot
-from engine.console.series import VALUE, Changes, changes, for_plot, number_fields, opening, series
+from engine.console.series import VALUE, Changes, changes, for_plot, number_fields, opening, series, y_limits
 from engine.untrusted import visible_text
 from tui.safe_text import markup_text, plain
 from tui.widgets import formatting as fmt
@@ -100,6 +100,9 @@ class PlotScreen(ModalScreen[None]):
             widget.theme = plot_theme(self.app)  # type: ignore[assignment]
             colour = plot_colours(self.app, ("text-primary",))[0]
             plt.plot([t - start for t in times], drawn, marker="braille", color=colour)
+            limits = y_limits(drawn)
+            if limits is not None:
+                plt.ylim(*limits)
             plt.xlabel("seconds before the newest")
         widget.refresh()
         still = still_note(self.fields, self.seen)
