@@ -243,6 +243,12 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     "confusion": _confusion,
 }
 
+# What a status's numbers mean, for a reader that has to tell them apart (the console's plot): its clocks (a
+# time of day, the time since the role started) and its counts, which only ever rise, by any pace (`sent` and
+# `processed` rise a second a second at 1 image/s, and are no clocks).
+STATUS_CLOCKS = frozenset({"ts", "uptime"})
+STATUS_COUNTS = frozenset(name for name, check in _FIELDS.items() if check is _count)
+
 
 def _deep_clean(value: Any, depth: int = 0) -> Any:
     """An unknown field: strings cleaned, non-finite numbers gone, nesting and size bounded."""

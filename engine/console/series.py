@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from engine.console.payload_diff import flatten
-from engine.untrusted import clean_number, loads_json
+from engine.untrusted import STATUS_CLOCKS, STATUS_COUNTS, clean_number, loads_json
 
 VALUE = "(value)"  # the field name of a payload that is a number itself
 MAX_FIELDS = 50
@@ -84,14 +85,18 @@ def y_limits(values: Sequence[float]) -> tuple[float, float] | None:
 
 
 UNIX_TIMES = (1e9, 1e10)  # seconds since 1970 from 2001 to 2286: a field of such values is a clock
-CLOCK_PACES = ((0.8, 1.25), (800.0, 1250.0))  # a field that rises a second (or 1,000 ms) a second is a clock
+CLOCK_PACES = ((0.8, 1.25), (800.0, 1250.0))  # a second (or 1,000 ms) a second: the pace of a clock
+# Words of a name that says its number follows wall time (`timestamp`, `uptime_ms`, `upTime`, `elapsed_s`,
+# `seconds_since_boot`), besides a status's own clocks (engine.untrusted.STATUS_CLOCKS)
+CLOCK_WORDS = frozenset({"t", "ts", "time", "timestamp", "stamp", "uptime", "up", "runtime", "elapsed", "age",
+                         "since", "clock", "epoch", "now", "date"})
 
 
 class Changes(NamedTuple):
     """What changes over a topic's newest messages, of the fields asked about."""
 
     varying: frozenset[str]  # fields whose value changes
-    clocks: frozenset[str]  # fields that are clocks: a Unix time (changing or not), or one rising a second a second
+    clocks: frozenset[str]  # clocks: a Unix time (changing or not), or one named as a clock rising a second a second
     present: frozenset[str]  # fields with a number in those messages
 
 
@@ -119,7 +124,8 @@ def changes(messages: Sequence[tuple[float, bytes]], fields: Sequence[str], newe
             if field in last and number < last[field][1]:
                 rising.discard(field)
             last[field] = (t, number)
-    clocks = {field for field in first if _is_clock(first[field], last[field], field in rising and field in varying)}
+    clocks = {field for field in first
+              if _is_clock(field, first[field], last[field], field in rising and field in varying)}
     return Changes(frozenset(varying), frozenset(clocks), frozenset(first))
 
 
@@ -143,13 +149,30 @@ def opening(fields: Sequence[str], seen: Changes) -> int:
     return next((i for rule in rules for i, field in enumerate(fields) if rule(field)), 0)
 
 
-def _is_clock(first: tuple[float, float], last: tuple[float, float], rising: bool) -> bool:
-    """`rising`: it changed, and never went down."""
+def is_clock_name(field: str) -> bool:
+    """A name that says its number follows wall time: a status's `ts` and `uptime`, or a name (of the last
+    level) with a word of CLOCK_WORDS, split at `_`, `-` and camelCase; never a status's count (`sent`,
+    `processed`, `received`)."""
+    name = field.rsplit(".", 1)[-1]
+    if name in STATUS_COUNTS:
+        return False
+    if name in STATUS_CLOCKS:
+        return True
+    words = re.split(r"[_\-\s]+|(?<=[a-z0-9])(?=[A-Z])", name)
+    return any(word.lower() in CLOCK_WORDS for word in words)
+
+
+def _is_clock(field: str, first: tuple[float, float], last: tuple[float, float], rising: bool) -> bool:
+    """A clock: a Unix time (anything but a status's count: `sent` may pass a billion), or a field whose name
+    says it is one (`is_clock_name`) rising at a clock's pace. A count that rises about one a second (`sent`
+    and `processed` at 1 image/s) has that pace too: its name, not its pace, tells it apart. `rising`: it
+    changed, and never went down."""
+    name = field.rsplit(".", 1)[-1]
     low, high = UNIX_TIMES
-    if low <= first[1] < high:
+    if low <= first[1] < high and name not in STATUS_COUNTS:
         return True
     elapsed = last[0] - first[0]
-    if not rising or elapsed <= 0:
+    if not rising or elapsed <= 0 or not is_clock_name(field):
         return False
     pace = (last[1] - first[1]) / elapsed
     return any(slow <= pace <= fast for slow, fast in CLOCK_PACES)

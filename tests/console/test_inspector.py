@@ -30,7 +30,16 @@ from engine.console.message_props import MessageProps, message_props
 from engine.console.observer import Message, Observer
 from engine.console.payload_diff import payload_diff
 from engine.console.payload_file import default_name, write_payload
-from engine.console.series import VALUE, changes, for_plot, is_identifier, number_fields, opening, series
+from engine.console.series import (
+    VALUE,
+    changes,
+    for_plot,
+    is_clock_name,
+    is_identifier,
+    number_fields,
+    opening,
+    series,
+)
 from engine.errors import ConfigError
 from engine.mqtt.address import BrokerAddress
 from engine.mqtt.broker import EmbeddedBroker
@@ -125,6 +134,34 @@ def test_where_only_clocks_change_a_plot_opens_on_a_quantity_not_a_unix_time() -
     assert first_varying(clock_and_pid, ["ts", "pid"]) == 1
     assert [is_identifier(f) for f in ("pid", "id", "sensor_id", "dev.ID", "idle", "rapid", "paid_out")] == [
         True, True, True, True, False, False, False]
+
+
+def test_a_count_rising_one_a_second_is_no_clock() -> None:
+    """A publisher at 1 image/s: its `sent` rises a second a second, as its `uptime` does, and was taken for a
+    clock (the plot opened past it and said "only clocks change of late (ts, uptime, sent)"). A clock is told
+    by its name (a status's `ts` and `uptime`, `timestamp`, `uptime_ms`, `upTime`) or by a Unix time's value;
+    a status's count never is one, whatever its pace or size."""
+    publisher = [(float(i), json.dumps({"pid": 42, "ts": 1_796_152_446.7 + i, "uptime": 30.2 + i, "sent": 100 + i,
+                                        "rate": 1.0}).encode()) for i in range(5)]
+    fields = number_fields(p for _t, p in publisher)
+    seen = changes(publisher, fields)
+    assert seen.clocks == {"ts", "uptime"} and fields[opening(fields, seen)] == "sent"
+    assert still_note(fields, seen) == ""
+    worker = [(float(i), json.dumps({"uptime": 30.2 + i, "received": 7 + i, "processed": 7 + i}).encode())
+              for i in range(5)]
+    assert changes(worker, ["uptime", "received", "processed"]).clocks == {"uptime"}
+    # a count past a billion is still a count (a Unix time of any other name is a clock, as before)
+    billions = [(float(i), json.dumps({"sent": 1_500_000_000 + i, "started": 1_796_152_446}).encode())
+                for i in range(5)]
+    assert changes(billions, ["sent", "started"]).clocks == {"started"}
+    # another publisher's names: a clock by its name and pace, a count of any other name is no clock
+    names = ["timestamp", "uptime_ms", "upTime", "seconds_since_boot", "elapsed_s", "count", "frames", "response_time"]
+    paces = [1, 1000, 1, 1, 1, 1, 1, 0.1]
+    other = [(float(i), json.dumps({n: 5 + pace * i for n, pace in zip(names, paces, strict=True)}).encode())
+             for i in range(5)]
+    assert changes(other, names).clocks == {"timestamp", "uptime_ms", "upTime", "seconds_since_boot", "elapsed_s"}
+    assert [is_clock_name(n) for n in ("ts", "TS", "uptime", "sent", "processed", "rate", "lat_ms", "stamp_ms")] == [
+        True, True, True, False, False, False, False, True]
 
 
 def test_numbers_for_a_plot_are_scaled_only_past_what_plotext_draws() -> None:
