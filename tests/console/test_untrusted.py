@@ -506,7 +506,13 @@ _fields = st.sampled_from(["state", "sent", "rate", "rate_actual", "size", "rema
                            "loop", "dataset", "last", "dropped", "queue", "processed", "lat_ms", "model",
                            "reason", "batch_mean", "confusion", "sessions_lost"])
 _status = st.dictionaries(_fields | _hostile_text, _json_value, max_size=8)
-_topic_level = st.text(st.characters(blacklist_categories=["Cc", "Cs"], blacklist_characters="/+#\0"),
+def _noncharacter(c: str) -> bool:
+    """U+FDD0-U+FDEF and U+xFFFE/U+xFFFF: mosquitto closes the connection of a client that names a topic with one."""
+    return 0xFDD0 <= ord(c) <= 0xFDEF or ord(c) & 0xFFFE == 0xFFFE
+
+
+_topic_level = st.text(st.characters(blacklist_categories=["Cc", "Cs"], blacklist_characters="/+#\0")
+                       .filter(lambda c: not _noncharacter(c)),
                        min_size=1, max_size=12) | st.sampled_from(["[/]", "[@click=app.quit]x", "\u202eab"])
 _result = st.fixed_dictionaries({}, optional={"id": _json_value, "pred": _json_value, "probs": _json_value,
                                               "conf": _json_value, "error": _json_value, "worker": _json_value,
