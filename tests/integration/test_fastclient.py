@@ -1115,3 +1115,30 @@ def test_a_pubrel_to_send_again_is_sent_when_the_window_shrank_at_a_reconnect(se
         client.disconnect()
         client.loop_stop()
         peer.server.close()
+
+
+@pytest.mark.needs_mosquitto
+def test_a_plain_puback_reaches_on_publish_as_paho_hands_it_and_any_other_goes_to_paho(mosquitto_broker: EmbeddedBroker,
+                                                                                      probe_factory) -> None:
+    """A PUBACK of success without properties is read by FastClient itself (one shared reason code, no
+    object made per acknowledgement); one with a reason code (MQTT 5: "No matching subscribers" where nobody
+    listens) still goes through paho's decoder to on_publish, with its code."""
+    probe_factory(mosquitto_broker.address, "ack/heard", qos=1)
+    client = make_fast_client(mosquitto_broker.address, f"ack-{os.getpid()}", protocol=5)
+    codes: dict[int, tuple[Any, Any]] = {}
+    client.on_publish = lambda _c, _u, mid, rc, props: codes.__setitem__(mid, (rc, props))
+    client.connect(mosquitto_broker.address.host, mosquitto_broker.address.port, **connect_kwargs(client))
+    client.loop_start()
+    try:
+        heard = [client.publish("ack/heard", b"%d" % i, qos=1) for i in range(50)]
+        unheard = client.publish("ack/nobody", b"x", qos=1)
+        wait_for(lambda: all(i.is_published() for i in [*heard, unheard]), message="not all acknowledged")
+        for info in heard:
+            rc, props = codes[info.mid]
+            assert rc == 0 and not rc.is_failure and str(rc) == "Success" and props.packetType == PacketTypes.PUBACK
+        assert len({id(codes[i.mid][0]) for i in heard}) == 1  # read here: one reason code for all
+        rc, _props = codes[unheard.mid]
+        assert rc.value == 16 and str(rc) == "No matching subscribers" and not rc.is_failure
+    finally:
+        client.disconnect()
+        client.loop_stop()
