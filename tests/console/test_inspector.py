@@ -942,6 +942,8 @@ async def test_a_key_typed_before_p_in_one_burst_acts_on_the_main_screen(
             await until(pilot, lambda: isinstance(app.screen, PublishDialog), "p opened no dialog")
             await until(pilot, lambda: [m for m in probe.messages("dev/lamp") if not m.payload],
                         lambda: f"x cleared nothing: the probe got {probe.messages('dev/lamp')}")
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is app.main, "escape did not close the dialog")
     finally:
         probe.close()
 
@@ -962,6 +964,8 @@ async def test_a_focus_key_in_a_burst_moves_the_keys_behind_it(mosquitto_broker:
         await until(pilot, lambda: (topic.value, payload.value) == ("a/b", "hi"),
                     lambda: f"topic {topic.value!r}, payload {payload.value!r}")
         assert app.focused is topic
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main, "escape did not close the dialog")
 
 
 async def test_with_thousands_of_topics_a_refresh_labels_only_the_lines_in_view() -> None:
