@@ -1061,6 +1061,47 @@ async def test_keys_typed_in_a_burst_after_R_or_i_go_to_the_screen_it_opens(
         assert pane.query_one("#topic-search", Input).value == ""
 
 
+async def test_a_key_typed_before_p_in_one_burst_acts_on_the_main_screen(
+        mosquitto_broker: EmbeddedBroker, make_app: Any, publisher: Publisher) -> None:
+    """`x p` at once: x clears the selected topic's retained message, then p opens the publish dialog. x was
+    lost: p ran as the app took it, while x was still on its way up from the tree, and x then reached the app
+    with the dialog on top."""
+    probe = MqttProbe(mosquitto_broker.address, "dev/lamp")
+    app = make_app(mosquitto_broker.address)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            tree = await start(app, pilot, {"dev/lamp"}, lambda: publisher.send("dev/lamp", b"on", retain=True))
+            await select(pilot, tree, "dev/lamp")
+            await burst(app, "x", "p")
+            await until(pilot, lambda: isinstance(app.screen, PublishDialog), "p opened no dialog")
+            await until(pilot, lambda: [m for m in probe.messages("dev/lamp") if not m.payload],
+                        lambda: f"x cleared nothing: the probe got {probe.messages('dev/lamp')}")
+            await pilot.press("escape")
+            await until(pilot, lambda: app.screen is app.main, "escape did not close the dialog")
+    finally:
+        probe.close()
+
+
+async def test_a_focus_key_in_a_burst_moves_the_keys_behind_it(mosquitto_broker: EmbeddedBroker, make_app: Any,
+                                                              publisher: Publisher) -> None:
+    """In the publish dialog (it opens on the payload when a topic is selected), `shift+tab` typed in one burst
+    with the text: the text before it goes into the payload, the text after it into the topic field. All of it
+    went into the payload: Textual routes each key to the field focused as the app takes it, and shift+tab
+    moved the focus only once it had come back up to the app."""
+    app = make_app(mosquitto_broker.address)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = await start(app, pilot, {"dev/fan"}, lambda: publisher.send("dev/fan", b"on"))
+        await select(pilot, tree, "dev/fan")
+        await burst(app, "p", *"hi", "shift+tab", "ctrl+u", *"a/b")
+        dialog = await until(pilot, lambda: isinstance(app.screen, PublishDialog) and app.screen, "no dialog")
+        topic, payload = dialog.query_one("#publish-topic", Input), dialog.query_one("#publish-payload", Input)
+        await until(pilot, lambda: (topic.value, payload.value) == ("a/b", "hi"),
+                    lambda: f"topic {topic.value!r}, payload {payload.value!r}")
+        assert app.focused is topic
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main, "escape did not close the dialog")
+
+
 async def test_with_thousands_of_topics_a_refresh_labels_only_the_lines_in_view() -> None:
     """4,000 topics: a refresh gives new labels to the lines on screen only (a label for each of 10,000 nodes
     took seconds a refresh, keys waiting behind it); lines scrolled into view or opened show their figures."""

@@ -517,6 +517,75 @@ async def test_keys_typed_in_one_burst_with_a_dialog_key_go_into_its_field(app: 
     await run(app, body)
 
 
+async def test_a_key_typed_before_a_dialog_key_in_the_same_burst_acts_first(app: MnistApp) -> None:
+    """`z m` at once: z zooms the focused pane, then m opens the confusion matrix over it. z was lost: m, a key
+    that opens a screen, ran as the app took it, while z was still on its way up from the pane, and z then
+    reached the app with the matrix on top, where it means nothing."""
+
+    async def body(pilot: Pilot[Any]) -> None:
+        main = app.main
+        assert main is not None
+        main.query_one("#publisher").focus()
+        await until(pilot, lambda: app.focused is main.query_one("#publisher"), "publisher not focused")
+        await burst(app, "z", "m")
+        await until(pilot, lambda: isinstance(app.screen, ConfusionScreen) and app.screen.is_mounted,
+                    "m opened no confusion matrix")
+        await until(pilot, lambda: main.zoomed == "publisher", lambda: f"z before m: zoomed {main.zoomed}")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is main, "escape did not close the matrix")
+
+    await run(app, body)
+
+
+@pytest.mark.parametrize("closing", [("escape",), ("ctrl+u", "#", "enter")], ids=["escape", "enter"])
+async def test_keys_typed_after_a_dialog_closes_in_the_same_burst_act_on_the_main_screen(
+        app: MnistApp, closing: tuple[str, ...]) -> None:
+    """`f x escape z` at once: the dialog opens, takes the x, closes, and z zooms the pane below (as with enter,
+    which applies the filter typed). z went into the dialog's field: the app had routed it there before the
+    escape came back up to the app and closed the dialog."""
+    from tui.topics.filter_dialog import FilterDialog
+
+    async def body(pilot: Pilot[Any]) -> None:
+        main = app.main
+        assert main is not None
+        main.query_one("#publisher").focus()
+        await until(pilot, lambda: app.focused is main.query_one("#publisher"), "publisher not focused")
+        await burst(app, "f", "x", *closing, "z")
+        await until(pilot, lambda: main.zoomed == "publisher",
+                    lambda: f"z after the dialog closed: zoomed {main.zoomed}, on top {app.screen}, "
+                            f"focused {app.focused}")
+        assert app.screen is main and not isinstance(app.screen, FilterDialog)
+        assert app.observer.filter == "#"
+
+    await run(app, body)
+
+
+@pytest.mark.parametrize("keys,wanted", [
+    (("ctrl+u", "x", "y"), "xy"),
+    (("backspace", "a", "b", "backspace", "c"), "ac"),
+    (("home", "a", "end", "b"), "a#b"),
+], ids=["ctrl+u", "backspace", "home-end"])
+async def test_editing_keys_typed_in_a_burst_act_between_the_characters(app: MnistApp, keys: tuple[str, ...],
+                                                                       wanted: str) -> None:
+    """In the filter dialog (holding `#`), keys typed at once with `f`: backspace, ctrl+u, home and end act
+    where they were typed. They acted after every character: Textual runs a field's own bindings once the key
+    has come back up from the field to the app, and by then the characters behind it were in the field."""
+    from textual.widgets import Input
+
+    from tui.topics.filter_dialog import FilterDialog
+
+    async def body(pilot: Pilot[Any]) -> None:
+        assert app.observer.filter == "#"
+        await burst(app, "f", *keys)
+        field = await until(pilot, lambda: isinstance(app.screen, FilterDialog) and isinstance(app.focused, Input)
+                            and app.focused, "f opened no filter dialog")
+        await until(pilot, lambda: field.value == wanted, lambda: f"the field holds {field.value!r}, not {wanted!r}")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main, "escape did not close the dialog")
+
+    await run(app, body)
+
+
 async def test_quit_says_it_drains_and_a_second_q_quits_at_once(app: MnistApp) -> None:
     app.owns_roles = True  # as when the console started the roles itself
     async def body(pilot: Pilot[Any]) -> None:
@@ -618,3 +687,4 @@ async def test_a_long_error_in_the_result_detail_wraps_under_itself(app: MnistAp
         assert " ".join(ln.strip() for ln in shown if not ln.startswith(names[2:])).count("1,048,576") == 1
 
     await run(app, body, size=(80, 24))
+
