@@ -376,8 +376,10 @@ class MnistApp(App[None]):
             self._refresh_failed(exc)
 
     def _exit_asked(self) -> bool:
-        """The console is quitting: its screens are being torn down, and a query may find nothing."""
-        return bool(getattr(self, "_exit", False) or getattr(self, "_closing", False))  # Textual's own flags
+        """The console is quitting, or no longer running (a test's end stops the app without asking it to exit):
+        its screens are being torn down, and a query may find nothing."""
+        return (not self.is_running
+                or bool(getattr(self, "_exit", False) or getattr(self, "_closing", False)))  # Textual's own flags
 
     def _refresh(self, main: MainScreen, full: bool) -> None:
         self._tick += 1
