@@ -210,17 +210,26 @@ class LoadGenerator:
 
     def _on_status(self, topic: str, payload: bytes, now: float) -> None:
         parsed = self.topics.parse_status(topic)
-        if parsed is None or not payload:
+        if parsed is None:
+            return
+        if not payload:  # a status cleared: that worker is gone
+            with self._lock:
+                self.status.pop(parsed[1], None)
+                self._count_queues()
             return
         status = json.loads(payload)
         if not isinstance(status, dict):
             return
         with self._lock:
             self.status[parsed[1]] = status
-            sizes = [s.get("queue_max") for s in self.status.values()]
-            self.queues_hold = sum(n for n in sizes if type(n) is int and n > 0) or None
+            self._count_queues()
             if self.logging_status:
                 self.status_log.append((now, parsed[1], status))
+
+    def _count_queues(self) -> None:
+        """queues_hold: what the running workers' queues hold at most, by their statuses. Under _lock."""
+        sizes = [s.get("queue_max") for s in self.status.values() if s.get("state") == "running"]
+        self.queues_hold = sum(n for n in sizes if type(n) is int and n > 0) or None
 
     # ----- generator -----
     def outstanding(self) -> int:

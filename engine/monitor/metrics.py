@@ -48,7 +48,8 @@ COUNTERS = (
 )
 GAUGES = (
     ("mnist_queue", "Images waiting in the worker's queue", {"infer": "queue"}),
-    ("mnist_queue_max", "Capacity of the worker's queue", {"infer": "queue_max"}),
+    ("mnist_queue_max", "Images the worker's queue holds at most now (--queue-size, or a second of work)",
+     {"infer": "queue_max"}),
     ("mnist_rate", "Messages per second over the last seconds (sent, answered or collected)",
      {"input": "rate_actual", "infer": "rate", "output": "rate"}),
     ("mnist_batch_mean", "Mean batch size over the last seconds", {"infer": "batch_mean"}),

@@ -457,7 +457,8 @@ class FastClient(mqtt.Client):
                         break  # on_message disconnected
         finally:
             self._skip_acks = None
-            if acks:
+            # not after on_message disconnected: unacknowledged, they come again with the session and are skipped again
+            if acks and self._rbuf_sock is self._sock and self._state != _DISCONNECTING:
                 self._queue_pubacks(acks)
             if pos:
                 del buf[:pos]
@@ -469,6 +470,8 @@ class FastClient(mqtt.Client):
         """The packet id of the QoS 1 PUBLISH body at buf[start:stop] when `skip_when` drops it (counted in
         `skipped`); -1 when it keeps it; None when not asked: one `_decode_publish` must look at (properties,
         an empty topic on 3.1.1, malformed), which then asks `skip_when` itself."""
+        if stop - start < 3:
+            return None  # malformed: _decode_publish leaves it to paho, which says so
         topic_end = start + 2 + ((buf[start] << 8) | buf[start + 1])
         at = topic_end + 2  # past the packet id
         if v5:
@@ -734,7 +737,7 @@ class FastClient(mqtt.Client):
         than the rest of the acknowledgement costs. Anything else is paho's."""
         packet = self._in_packet["packet"]
         size = len(packet)
-        if cmd != "PUBACK" or not (size == 2 or (self._protocol == MQTTv5 and size <= 4 and not any(packet[2:]))):
+        if cmd != "PUBACK" or not (size == 2 or (self._protocol == MQTTv5 and 3 <= size <= 4 and not any(packet[2:]))):
             return super()._handle_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
         with self._out_message_mutex:

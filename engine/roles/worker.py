@@ -213,10 +213,14 @@ class Worker(Role):
                 except queue.Full:
                     self.dropped += 1
             else:
-                # QoS 1/2: hold the network thread briefly (the broker keeps the rest) rather than lose it
-                self._wait_for_room(time.monotonic() + 5)
+                # QoS 1/2: hold the network thread briefly (the broker keeps the rest) rather than lose it. A
+                # paused worker takes nothing from its queue: it fills it to --queue-size (the receive maximum)
+                # without waiting at the limit for room that will not come.
+                deadline = time.monotonic() + 5
+                if not self._paused.is_set():
+                    self._wait_for_room(deadline)
                 try:
-                    self.queue.put_nowait(item)
+                    self.queue.put(item, timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Full:
                     self.dropped += 1
                     self._ack([item])
@@ -240,7 +244,8 @@ class Worker(Role):
         # an image read just under max_wait old would be too old when its turn comes, and skipped only then,
         # after the worker had read, queued and looked at it twice; under overload that was every image.
         per_image = self._per_image
-        ahead = min(self.queue.qsize() * per_image, max_wait / 2) if per_image else 0.0
+        batch = max(1, self.max_batch)  # its batch starts once the whole batches ahead of it are done
+        ahead = min(self.queue.qsize() // batch * batch * per_image, max_wait / 2) if per_image else 0.0
         if not self._too_old(payload, time.time() - max_wait + ahead):
             return False
         if not self._skip_told:  # once: from here on the status's `expired` counts them
@@ -273,6 +278,9 @@ class Worker(Role):
         max_wait = self.max_wait
         if "max_wait" in args:  # seconds; 0 turns the bound off
             max_wait = number_arg(args, "max_wait", 0, MAX_WAIT_LIMIT) or None
+        if max_batch != self.max_batch:  # another batch size, another pace: learned again from full batches
+            self._per_image = None
+            self.queue_limit = self.queue.maxsize
         self.max_batch, self.max_delay, self.max_wait = max_batch, max_delay, max_wait
 
     def _cmd_load(self, args: dict[str, Any]) -> None:

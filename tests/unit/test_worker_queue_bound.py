@@ -59,3 +59,59 @@ def test_max_wait_skips_an_image_that_would_pass_it_in_the_queue_ahead() -> None
     while not worker.queue.empty():
         worker.queue.get_nowait()
     assert worker._skip(old) and not worker._skip(sample.png)  # too old; no time: never skipped
+
+
+def test_a_paused_worker_queues_qos1_images_up_to_its_queue_size_without_waiting_for_room() -> None:
+    """Paused, the worker takes nothing from its queue: an image past the time bound must not hold the data
+    connection's thread waiting for room (5 s an image, its keepalive unanswered), only --queue-size counts."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from helpers import wait_for
+
+    worker = _worker(queue_size=300, max_batch=64)
+    for _ in range(30):
+        worker._pace(64 * 0.01, 64)  # 100 images/s: a bound of 128
+    assert worker.queue_limit == 128
+    worker._cmd_stop({})
+    for i in range(128):
+        worker.queue.put_nowait((b"", float(i), None, None))
+    messages = []
+    for mid in range(1, 51):
+        msg = mqtt.MQTTMessage(mid=mid, topic=b"mnist")
+        msg.qos, msg.payload = 1, b"not an image"
+        messages.append(msg)
+    thread = threading.Thread(target=lambda: [worker.on_data(m) for m in messages], daemon=True)
+    thread.start()
+    wait_for(lambda: worker.queue.qsize() == 178, timeout=4, message="a paused worker waited for room")
+    thread.join(4)
+    assert worker.dropped == 0
+
+
+def test_a_new_batch_size_is_paced_again() -> None:
+    """`set max_batch`: the pace of the old batch size says nothing of the new one, and a bound of less than two
+    of the new batches would never let one fill (so that the pace would never be measured again)."""
+    worker = _worker(queue_size=2000, max_batch=64)
+    for _ in range(30):
+        worker._pace(64 * 0.01, 64)
+    assert worker.queue_limit == 128
+    worker._cmd_set({"max_batch": 512})
+    assert worker.queue_limit == 2000 and worker._per_image is None
+    worker._cmd_set({"max_delay_ms": 5})  # the same batch size: the pace stands
+    worker._pace(512 * 0.0008, 512)
+    assert worker.queue_limit == 1250
+
+
+def test_the_look_ahead_counts_whole_batches_only() -> None:
+    """An image behind less than a batch goes in the next batch, which starts at once: no wait is foreseen."""
+    worker = _worker(queue_size=2000, max_batch=20, max_wait=0.2)
+    for _ in range(30):
+        worker._pace(20 * 0.003, 20)  # 3 ms an image
+    sample = load_dataset(Settings().dataset)[0]
+    png = embed_meta(sample.png, {"id": "x-1", "label": sample.label, "t": time.time() - 0.15, "src": "x"})
+    for i in range(19):
+        worker.queue.put_nowait((b"", float(i), None, None))
+    assert not worker._skip(png)  # 19 ahead: its batch is the next one
+    for i in range(21):
+        worker.queue.put_nowait((b"", float(i), None, None))
+    assert worker._skip(png)  # 40 ahead: two batches of 20 at 3 ms an image first, 0.12 s; 0.27 s old then
