@@ -867,9 +867,8 @@ async def test_a_workers_status_topic_shows_whole_where_the_pane_has_room(size: 
             await until(pilot, cut_to_fit, lambda: f"{label_of(tree, worker)} in {tree.scrollable_content_region}")
 
 
-async def test_the_rate_gives_way_before_the_name_is_cut() -> None:
-    """A tree of 40 cells: a name that fits whole only without its rate is shown without the rate; one that
-    fits with it keeps it; one cut either way keeps its rate and is cut in the middle."""
+async def _tree_labels(names: dict[str, str]) -> dict[str, str]:
+    """The labels a topic tree 40 cells wide gives each of `names` (each seen once, 1,234 messages, 1.0/s)."""
     from textual.app import App, ComposeResult
 
     from engine.console.snapshot import TopicInfo
@@ -880,7 +879,6 @@ async def test_the_rate_gives_way_before_the_name_is_cut() -> None:
         def compose(self) -> ComposeResult:
             yield TopicTree(id="tree")
 
-    names = {"whole": "a/b/c/infer-raspberrypi-1234567", "short": "a/b/c/infer-vm-8029", "long": "a/b/c/" + "x" * 60}
     topics = tuple(TopicInfo(name, 1234, 1.0, 20, 0.0, False) for name in sorted(names.values()))
     app = TreeApp()
     async with app.run_test(size=(60, 20)) as pilot:
@@ -889,43 +887,32 @@ async def test_the_rate_gives_way_before_the_name_is_cut() -> None:
         await pilot.pause()
         tree.sync(topics, 1)
         assert tree.scrollable_content_region.width == 40
-        labels = {key: str(label_of(tree, name)) for key, name in names.items()}
-        # 6 cells of guides, then the name and its figures ("  1,234 1.0/s": 13 cells)
-        assert labels["short"] == "infer-vm-8029  1,234 1.0/s", labels
-        assert labels["whole"] == "infer-raspberrypi-1234567  1,234", labels  # 25 + 13 > 34: the rate went
-        assert labels["long"] == "x" * 10 + "…" + "x" * 10 + "  1,234 1.0/s", labels
+        return {key: str(label_of(tree, name)) for key, name in names.items()}
+
+
+async def test_the_rate_gives_way_before_the_name_is_cut() -> None:
+    """A tree of 40 cells: a name that fits whole only without its rate is shown without the rate; one that
+    fits with it keeps it; one cut either way keeps its rate and is cut in the middle."""
+    labels = await _tree_labels({"whole": "a/b/c/infer-raspberrypi-1234567", "short": "a/b/c/infer-vm-8029",
+                                 "long": "a/b/c/" + "x" * 60})
+    # 6 cells of guides, then the name and its figures ("  1,234 1.0/s": 13 cells)
+    assert labels["short"] == "infer-vm-8029  1,234 1.0/s", labels
+    assert labels["whole"] == "infer-raspberrypi-1234567  1,234", labels  # 25 + 13 > 34: the rate went
+    assert labels["long"] == "x" * 10 + "…" + "x" * 10 + "  1,234 1.0/s", labels
 
 
 async def test_a_level_name_of_wide_characters_is_cut_in_the_middle_by_cells() -> None:
     """CJK names were cut at the end (`温度传感器第一号楼层…`), so that names differing at the end looked the same;
     they are cut in the middle as ASCII ones are, by cells (a wide character takes two), none in half."""
-    from textual.app import App, ComposeResult
-
-    from engine.console.snapshot import TopicInfo
-
-    class TreeApp(App[None]):
-        CSS = "TopicTree { width: 40; }"
-
-        def compose(self) -> ComposeResult:
-            yield TopicTree(id="tree")
-
     room = 40 - 6 - len("  1,234 1.0/s")  # 21 cells for a name three levels down
-    names = {"first": "a/b/c/温度传感器第一号楼层三房间甲", "second": "a/b/c/温度传感器第一号楼层三房间乙",
-             "odd": "a/b/c/x温度传感器第一号楼层三房间丙"}
-    topics = tuple(TopicInfo(name, 1234, 1.0, 20, 0.0, False) for name in sorted(names.values()))
-    app = TreeApp()
-    async with app.run_test(size=(60, 20)) as pilot:
-        tree = app.query_one(TopicTree)
-        tree.sync(topics, 1)
-        await pilot.pause()
-        tree.sync(topics, 1)
-        assert tree.scrollable_content_region.width == 40
-        labels = {key: str(label_of(tree, name)) for key, name in names.items()}
-        assert labels["first"] == "温度传感器…层三房间甲  1,234 1.0/s", labels
-        assert labels["second"] == "温度传感器…层三房间乙  1,234 1.0/s", labels
-        # 10 cells either side would cut 器 in half: 9 before the ellipsis, 10 after, a cell spare
-        assert labels["odd"] == "x温度传感…层三房间丙  1,234 1.0/s", labels
-        assert all(cell_len(label.split("  ")[0]) <= room for label in labels.values()), labels
+    labels = await _tree_labels({"first": "a/b/c/温度传感器第一号楼层三房间甲",
+                                 "second": "a/b/c/温度传感器第一号楼层三房间乙",
+                                 "odd": "a/b/c/x温度传感器第一号楼层三房间丙"})
+    assert labels["first"] == "温度传感器…层三房间甲  1,234 1.0/s", labels
+    assert labels["second"] == "温度传感器…层三房间乙  1,234 1.0/s", labels
+    # 10 cells either side would cut 器 in half: 9 before the ellipsis, 10 after, a cell spare
+    assert labels["odd"] == "x温度传感…层三房间丙  1,234 1.0/s", labels
+    assert all(cell_len(label.split("  ")[0]) <= room for label in labels.values()), labels
 
 
 async def test_space_in_the_topic_search_is_a_space(mosquitto_broker: EmbeddedBroker, make_app: Any,

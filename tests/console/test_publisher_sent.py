@@ -4,8 +4,9 @@ images it has results of past the status's `last` (tui/publisher/publisher_pane.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -85,9 +86,9 @@ def shown_results(app: MnistApp) -> int:
     return int(found.group(1).replace(",", "")) if found else 0
 
 
-async def test_sent_never_trails_the_results_count(pipeline: LocalPipeline) -> None:
-    """Every image has one result here and the console saw them all: at no refresh may the Publisher pane
-    say fewer sent than the Results pane has results, nor more than the publisher has sent."""
+@contextlib.asynccontextmanager
+async def console_on(pipeline: LocalPipeline) -> AsyncIterator[tuple[MnistApp, Pilot[Any], Any]]:
+    """The console on the pipeline's broker, once it has seen the pipeline's publisher; and that publisher."""
     observer = Observer(pipeline.address)
     observer.start()
     app = MnistApp(observer, BrokerInfo(pipeline.address.url, "mosquitto", "mosquitto (test)"))
@@ -97,26 +98,33 @@ async def test_sent_never_trails_the_results_count(pipeline: LocalPipeline) -> N
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: app.snap is not None and app.snap.roles_of("input") and not app.starting,
                         "no publisher seen")
-
-            async def watch(pilot: Pilot[Any], seconds: float) -> list[tuple[int, int]]:
-                seen = []
-                for _ in range(int(seconds / 0.05)):
-                    await pilot.pause(0.05)
-                    sent, results = shown_sent(app), shown_results(app)
-                    assert sent <= real.sent, (sent, real.sent)
-                    seen.append((sent, results))
-                return seen
-
-            await pilot.press("space")
-            await until(pilot, lambda: shown_results(app) >= 5, "no results")
-            seen = await watch(pilot, 3.0)
-            assert [s for s in seen if s[0] < s[1]] == [], seen
-            assert len({s for s, _ in seen}) > 6, seen  # it went up between statuses, not once a second
-            await pilot.press("space")
-            await until(pilot, lambda: real.state == "stopped", "space did not stop it")
-            await until(pilot, lambda: shown_sent(app) == real.sent, lambda: f"{shown_sent(app)} != {real.sent}")
+            yield app, pilot, real
     finally:
         observer.stop()
+
+
+async def test_sent_never_trails_the_results_count(pipeline: LocalPipeline) -> None:
+    """Every image has one result here and the console saw them all: at no refresh may the Publisher pane
+    say fewer sent than the Results pane has results, nor more than the publisher has sent."""
+    async with console_on(pipeline) as (app, pilot, real):
+
+        async def watch(pilot: Pilot[Any], seconds: float) -> list[tuple[int, int]]:
+            seen = []
+            for _ in range(int(seconds / 0.05)):
+                await pilot.pause(0.05)
+                sent, results = shown_sent(app), shown_results(app)
+                assert sent <= real.sent, (sent, real.sent)
+                seen.append((sent, results))
+            return seen
+
+        await pilot.press("space")
+        await until(pilot, lambda: shown_results(app) >= 5, "no results")
+        seen = await watch(pilot, 3.0)
+        assert [s for s in seen if s[0] < s[1]] == [], seen
+        assert len({s for s, _ in seen}) > 6, seen  # it went up between statuses, not once a second
+        await pilot.press("space")
+        await until(pilot, lambda: real.state == "stopped", "space did not stop it")
+        await until(pilot, lambda: shown_sent(app) == real.sent, lambda: f"{shown_sent(app)} != {real.sent}")
 
 
 def shown_drawn(app: MnistApp) -> int:
@@ -129,30 +137,20 @@ async def test_a_drawn_digit_is_a_result_no_publisher_sent(pipeline: LocalPipeli
     `199 results`, a result of an image never sent. The Results pane says how many of its results were drawn."""
     from tui.draw.draw_dialog import DrawDialog
 
-    observer = Observer(pipeline.address)
-    observer.start()
-    app = MnistApp(observer, BrokerInfo(pipeline.address.url, "mosquitto", "mosquitto (test)"))
-    real = pipeline.role("input")
-    assert real is not None
-    try:
-        async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.snap is not None and app.snap.roles_of("input") and not app.starting,
-                        "no publisher seen")
-            await pilot.press("space")
-            await until(pilot, lambda: shown_results(app) >= 3, "no results")
-            await pilot.press("space")
-            await until(pilot, lambda: real.state == "stopped", "space did not stop it")
-            await until(pilot, lambda: shown_sent(app) == real.sent, lambda: f"{shown_sent(app)} != {real.sent}")
-            await pilot.press("d")
-            dialog = await until(pilot, lambda: isinstance(app.screen, DrawDialog) and app.screen, "no draw dialog")
-            await pilot.press(*["up"] * 6, "space", *["shift+down"] * 13, "enter")  # a 1, sent
-            await until(pilot, lambda: dialog.result is not None, "no result for the drawing")
-            await pilot.press("escape")
-            await until(pilot, lambda: shown_drawn(app) == 1,
-                        lambda: f"Results: {app.screen.query_one(ResultsPane).border_subtitle}")
-            assert shown_sent(app) == real.sent
-            assert shown_results(app) - shown_drawn(app) <= shown_sent(app), (shown_results(app), shown_sent(app))
-            await pilot.press("c")  # cleared with the results it counts
-            await until(pilot, lambda: shown_drawn(app) == 0 and shown_results(app) == 0, "not cleared")
-    finally:
-        observer.stop()
+    async with console_on(pipeline) as (app, pilot, real):
+        await pilot.press("space")
+        await until(pilot, lambda: shown_results(app) >= 3, "no results")
+        await pilot.press("space")
+        await until(pilot, lambda: real.state == "stopped", "space did not stop it")
+        await until(pilot, lambda: shown_sent(app) == real.sent, lambda: f"{shown_sent(app)} != {real.sent}")
+        await pilot.press("d")
+        dialog = await until(pilot, lambda: isinstance(app.screen, DrawDialog) and app.screen, "no draw dialog")
+        await pilot.press(*["up"] * 6, "space", *["shift+down"] * 13, "enter")  # a 1, sent
+        await until(pilot, lambda: dialog.result is not None, "no result for the drawing")
+        await pilot.press("escape")
+        await until(pilot, lambda: shown_drawn(app) == 1,
+                    lambda: f"Results: {app.screen.query_one(ResultsPane).border_subtitle}")
+        assert shown_sent(app) == real.sent
+        assert shown_results(app) - shown_drawn(app) <= shown_sent(app), (shown_results(app), shown_sent(app))
+        await pilot.press("c")  # cleared with the results it counts
+        await until(pilot, lambda: shown_drawn(app) == 0 and shown_results(app) == 0, "not cleared")
