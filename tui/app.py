@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import events, on
+from textual import on
 from textual.actions import SkipAction
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
@@ -42,7 +42,7 @@ from tui.chrome.footer import MainFooter
 from tui.chrome.header_bar import BrokerInfo, HeaderBar
 from tui.chrome.help_screen import HelpScreen, Section
 from tui.draw.draw_dialog import DrawDialog
-from tui.key_order import KeyOrder, KeyPassed
+from tui.key_order import KeyOrderedApp
 from tui.messages import OpenResult, RefreshWanted
 from tui.publisher.publisher_pane import PublisherPane, pick_publisher
 from tui.publisher.rate_dialog import RateDialog
@@ -138,7 +138,7 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self.post_message, RefreshWanted(full=False))
 
 
-class MnistApp(App[None]):
+class MnistApp(KeyOrderedApp[None]):
     """`observer` must be started by the caller (and stopped after the app exits). `owns_roles`: the
     console started the roles and they stop with it, so q stops publishing and drains them first.
 
@@ -185,7 +185,6 @@ class MnistApp(App[None]):
         self._saved: dict[str, str] = {}  # the preferences as the config file has them
         self.refresh_failures = 0  # refreshes that raised (_refresh_failed)
         self._failures_told: set[tuple[object, ...]] = set()  # (exception type, file, line) already said
-        self.key_order = KeyOrder(self, super().on_event)  # keys of one burst act one at a time, in order
 
     def notify(
         self,
@@ -199,17 +198,6 @@ class MnistApp(App[None]):
         """Every notification is plain text: its words may come from the broker (topics, reasons, errors)."""
         super().notify(clean_text(message, 600, multiline=True), title=clean_text(title, 100),
                        severity=severity, timeout=timeout, markup=False)
-
-    # ----- keys: one at a time, in the order typed (tui/key_order.py) -----
-    async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key) and not event.is_forwarded:  # from the terminal, not yet routed
-            await self.key_order.take(event)
-        else:
-            await super().on_event(event)
-
-    @on(KeyPassed)
-    async def _key_passed(self, event: KeyPassed) -> None:
-        await self.key_order.passed(event.seq)
 
     # ----- lifecycle -----
     def get_default_screen(self) -> Screen[Any]:

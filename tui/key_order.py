@@ -31,13 +31,15 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from textual import events
+from textual import events, on
 from textual.app import App
 from textual.dom import DOMNode
 from textual.message import Message
 from textual.timer import Timer
+
+ReturnType = TypeVar("ReturnType")
 
 WATCH_S = 0.1  # while keys are held: how often to look for a marker lost with its widget
 MAX_WAIT_S = 2.0  # a held key waits no longer for the key before it (a marker lost some way not foreseen)
@@ -116,3 +118,22 @@ class KeyOrder:
         if self._pending is not None and self._lost():
             self._settling = True
             self.app.post_message(KeyPassed(self._pending))
+
+
+class KeyOrderedApp(App[ReturnType]):
+    """An App whose keys act one at a time, in the order typed: each key from the terminal goes through
+    `key_order`, which routes it with App's own `on_event`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_order = KeyOrder(self, super().on_event)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:  # from the terminal, not yet routed
+            await self.key_order.take(event)
+        else:
+            await super().on_event(event)
+
+    @on(KeyPassed)
+    async def _key_passed(self, event: KeyPassed) -> None:
+        await self.key_order.passed(event.seq)

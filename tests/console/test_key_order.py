@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from helpers import burst, pilot_until
 from textual import events, on
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.widgets import Static
 
-from tui.key_order import KeyOrder, KeyPassed
+from tui.key_order import KeyOrderedApp, KeyPassed
 
 
 class Swallowing(Static, can_focus=True):
@@ -27,28 +27,14 @@ class Swallowing(Static, can_focus=True):
         event.stop()
 
 
-class KeysApp(App[None]):
-    """Keys routed as the console routes them (MnistApp.on_event)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.key_order = KeyOrder(self, super().on_event)
+class KeysApp(KeyOrderedApp[None]):
+    """Keys routed as the console routes them (MnistApp is a KeyOrderedApp too)."""
 
     def compose(self) -> ComposeResult:
         yield Swallowing()
 
     def on_mount(self) -> None:
         self.query_one(Swallowing).focus()
-
-    async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key) and not event.is_forwarded:
-            await self.key_order.take(event)
-        else:
-            await super().on_event(event)
-
-    @on(KeyPassed)
-    async def _key_passed(self, event: KeyPassed) -> None:
-        await self.key_order.passed(event.seq)
 
 
 async def test_keys_behind_a_marker_that_never_comes_back_go_all_the_same() -> None:
