@@ -557,6 +557,16 @@ def y_ticks(plot: PlotScreen) -> list[float]:
     return [float(line.split("┤")[0]) for line in text.splitlines() if "┤" in line]
 
 
+async def _plot_of_four(app: Any, pilot: Pilot[Any], topic: str, send: Callable[[], None]) -> PlotScreen:
+    """The plot screen (g) of `topic` once the four messages `send` publishes are in its list."""
+    tree = await start(app, pilot, {topic}, send)
+    await select(pilot, tree, topic)
+    table = app.screen.query_one(MessagesTable)
+    await until(pilot, lambda: table.row_count == 4, lambda: f"{table.row_count} rows")
+    await pilot.press("g")
+    return await until(pilot, lambda: isinstance(app.screen, PlotScreen) and app.screen, "no plot")
+
+
 async def test_the_plot_of_a_count_that_stays_0_has_no_negative_axis(mosquitto_broker: EmbeddedBroker,
                                                                      make_app: Any, publisher: Publisher) -> None:
     """A worker's `dropped` that is always 0: its plot had a y axis from -1 to 1, negative counts; it goes from
@@ -569,12 +579,7 @@ async def test_the_plot_of_a_count_that_stays_0_has_no_negative_axis(mosquitto_b
 
     app = make_app(mosquitto_broker.address)
     async with app.run_test(size=SIZE) as pilot:
-        tree = await start(app, pilot, {topic}, send)
-        await select(pilot, tree, topic)
-        table = app.screen.query_one(MessagesTable)
-        await until(pilot, lambda: table.row_count == 4, lambda: f"{table.row_count} rows")
-        await pilot.press("g")
-        plot = await until(pilot, lambda: isinstance(app.screen, PlotScreen) and app.screen, "no plot")
+        plot = await _plot_of_four(app, pilot, topic, send)
         assert plot.fields == ["dropped", "received"] and plot.field == "received"
         await until(pilot, lambda: y_ticks(plot), "no y axis drawn")
         assert min(y_ticks(plot)) == 40 and max(y_ticks(plot)) == 43, y_ticks(plot)
@@ -600,12 +605,7 @@ async def test_the_plot_of_an_idle_workers_status_opens_on_a_quantity(mosquitto_
 
     app = make_app(mosquitto_broker.address)
     async with app.run_test(size=SIZE) as pilot:
-        tree = await start(app, pilot, {topic}, send)
-        await select(pilot, tree, topic)
-        table = app.screen.query_one(MessagesTable)
-        await until(pilot, lambda: table.row_count == 4, lambda: f"{table.row_count} rows")
-        await pilot.press("g")
-        plot = await until(pilot, lambda: isinstance(app.screen, PlotScreen) and app.screen, "no plot")
+        plot = await _plot_of_four(app, pilot, topic, send)
         assert plot.fields == ["pid", "ts", "uptime", "received", "processed", "rate"]
         assert plot.field == "received" and plot.points == 4, plot.field
         info = str(plot.query_one("#plot-info", Static).render())
