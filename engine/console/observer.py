@@ -246,6 +246,11 @@ class Observer(ObserverCommon):
     # ------------------------------------------------------------------------------------------------
     # connection callbacks (network thread)
 
+    def _connection_now(self) -> Connection:
+        """The connection as a snapshot says it, with the size the broker closed it on, if any (oversize.py).
+        Lock held."""
+        return self._connection._replace(closed_on=self._oversize.closed_on)
+
     def _set_connection(self, state: str, *, error: str | None = None, next_try: float | None = None) -> None:
         c = self._connection
         since = c.since if state == c.state else self._clock()
@@ -308,8 +313,6 @@ class Observer(ObserverCommon):
                 return
             # A connection that was up: the publishes the broker closed it on each time, given up (oversize.py).
             given = self._oversize.lost() if self._connection.state == "connected" else []
-            if given:
-                self._connection = self._connection._replace(closed_on=self._oversize.closed_on)
             text = reason_text(rc)
             if text == "Unspecified error":
                 text = "connection closed"
@@ -498,7 +501,7 @@ class Observer(ObserverCommon):
             messages = t.messages(topic) if topic is not None else ()
             events = tuple(e for e in self._events if e.seq > events_after)
             return Snapshot(
-                now, self._connection, roles, rows, stats, topic_list, t.version,
+                now, self._connection_now(), roles, rows, stats, topic_list, t.version,
                 len(t), t.dropped, messages, self._filter, t.paused,
                 t.missed, events, tuple(self._replies), t.inspected,
                 self._connection.state == "connected" and not self._subs.pending, self._roles.ignored,
@@ -567,11 +570,11 @@ class Observer(ObserverCommon):
         `forget_limit`: first forget the size the broker closed the connection on (MQTT 3.1.1, oversize.py),
         so that a message as large goes out; given up again if the broker closes the connection on it again.
         """
-        if forget_limit:
-            with self._lock:
+        with self._lock:
+            if forget_limit:
                 self._oversize.forget_limit()
-                self._connection = self._connection._replace(closed_on=None)
-        data = check_publish(topic, payload, qos, self._connection)
+            connection = self._connection_now()
+        data = check_publish(topic, payload, qos, connection)
         what = f"{size_text(len(data))} on {topic}" if action == "publish" else f"the image on {topic}"
         self._send(topic, data, qos, retain, Pending(action, tag, what, len(data)))
 
@@ -608,9 +611,7 @@ class Observer(ObserverCommon):
     def _on_publish(self, _client: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
         with self._lock:
             self._publishes.acknowledged(mid, rc)
-            self._oversize.acknowledged(mid)
-            if self._connection.closed_on != self._oversize.closed_on:  # it took a packet that large after all
-                self._connection = self._connection._replace(closed_on=self._oversize.closed_on)
+            self._oversize.acknowledged(mid)  # it may take a packet as large as one it closed on, after all
 
     def _cleared(self, topic: str) -> None:
         """The broker did not refuse to clear the retained message of `topic` (lock held)."""
