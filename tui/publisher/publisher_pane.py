@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
@@ -15,6 +14,7 @@ from textual.widgets import Static
 
 from engine.console.observer import ResultRow, RoleStatus, Snapshot
 from engine.roles.publisher import BURST
+from engine.untrusted import clean_number
 from tui import keys
 from tui.safe_text import markup_text
 from tui.widgets import formatting as fmt
@@ -82,8 +82,7 @@ def sent_since_status(role: RoleStatus, rows: Sequence[ResultRow]) -> int:
             newest, newest_t = n, row.t
     # Any client may publish a result: a forged id (`input-a-999999999`) counts only as far as the publisher's own
     # rate could have gone since the status (and a burst more)
-    rate = data.get("rate_actual")
-    rate = rate if _is_number(rate) and 0 <= rate <= 1e6 else 0.0
+    rate = clean_number(data.get("rate_actual"), 0, 1e6) or 0.0
     return min(newest - base, BURST + int(rate * max(0.0, newest_t - since)))
 
 
@@ -95,10 +94,6 @@ def _last_png(data: Any) -> bytes | None:
         return base64.b64decode(last["png"], validate=True)
     except (binascii.Error, ValueError):
         return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _is_count(value: Any) -> bool:
