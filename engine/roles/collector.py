@@ -61,8 +61,8 @@ class Collector(Role):
 
     def _take_plain(self, topic: bytes, payload: bytes) -> bool:
         """Asked by the data client about each plain QoS 0 message: True when it was a result, taken here."""
-        if self.on_result is not None or topic != self._results_topic:
-            return False  # a caller that wants each message, or another topic: on_data
+        if topic != self._results_topic:
+            return False  # another topic: on_data
         self._take(payload, time.time())
         return True
 
