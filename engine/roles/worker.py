@@ -205,7 +205,7 @@ class Worker(Role):
                 return
             self.received += 1
             if msg.qos == 0:
-                if self.queue.qsize() >= self.queue_limit:
+                if self._queue_full():
                     self.dropped += 1
                     return
                 try:
