@@ -562,8 +562,8 @@ class FastClient(mqtt.Client):
         if pos > end:
             return None
         payload = bytes(packet[pos:])
-        asked = kept or self.skip_when is not None
-        if not kept and asked and self._skip(payload):
+        asked = kept or self.skip_when is not None  # and kept, from here on: marked so
+        if not kept and self.skip_when is not None and self._skip(payload):
             self.skipped += 1
             if not qos:
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
