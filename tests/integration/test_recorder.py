@@ -350,11 +350,13 @@ def test_replay_loop_plays_every_pass_on_one_connection(mosquitto_broker, probe_
     ports: set[int] = set()  # the replay's own ends of its connections to the broker, as seen now and then
 
     def played(count: int) -> bool:
-        proc = psutil.Process(player.pid)
-        conns = getattr(proc, "net_connections", proc.connections)("tcp")  # psutil before 6.0: connections
-        ports.update(c.laddr.port for c in conns
-                     if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
-        return len(probe.messages()) >= count
+        seen = len(probe.messages())
+        if seen:  # the replay's connection is up, and the broker probe before it (a connection of its own) closed
+            proc = psutil.Process(player.pid)
+            conns = getattr(proc, "net_connections", proc.connections)("tcp")  # psutil before 6.0: connections
+            ports.update(c.laddr.port for c in conns
+                         if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+        return seen >= count
 
     try:
         wait_for(lambda: played(50), timeout=60, message="the loop did not play 50 passes")
