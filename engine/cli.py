@@ -278,6 +278,8 @@ def _summary(status: dict[str, Any]) -> str:
         lat = status["lat_ms"]
         # expired: past its MQTT 5 expiry or older than --max-wait, not answered (shown once there is one)
         expired = f", expired {status['expired']}" if status.get("expired") else ""
+        if status.get("backlogs_dropped"):  # --max-wait: stale backlogs left to the broker to drop
+            expired += f", backlogs dropped {status['backlogs_dropped']}"
         if status.get("batch_mean") is None:  # nothing processed in this interval: no batch, no latency
             return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, idle, "
                     f"queue {status['queue']}, dropped {status['dropped']}{expired}")

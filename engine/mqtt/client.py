@@ -17,6 +17,8 @@ from engine.mqtt.fastclient import FastClient
 
 PROTOCOLS = {5: mqtt.MQTTv5, 4: mqtt.MQTTv311}
 PROTOCOL_NAMES = {5: "MQTT 5", 4: "MQTT 3.1.1"}
+RECONNECT_MIN_DELAY = 1  # s before the first attempt to connect again after a lost connection, doubling
+RECONNECT_MAX_DELAY = 16  # s between attempts at most
 
 
 def make_client(
@@ -47,7 +49,7 @@ def make_client(
     client = FastClient(CallbackAPIVersion.VERSION2, manual_ack=manual_ack, **kwargs)
     if address.websocket_path is not None:
         client.ws_set_options(path=address.websocket_path)
-    client.reconnect_delay_set(min_delay=1, max_delay=16)
+    client.reconnect_delay_set(min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     if address.username:

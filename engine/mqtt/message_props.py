@@ -118,8 +118,9 @@ def image_properties(expiry: int) -> Properties | None:
     """PUBLISH properties of an image: its MQTT 5 message expiry in seconds (None when 0: no expiry).
 
     A broker drops an image it holds for an absent subscriber's session once it expires, and a worker skips
-    (and counts) one that expired in its own queue. mosquitto 2.0.11 does not expire what it queues for a
-    connected subscriber, so behind a busy worker the expiry bounds nothing there (docs/PERFORMANCE.md).
+    (and counts) one that expired in its own queue. mosquitto 2.0.11 expires only what is still in a session's
+    queue, and sends a connected subscriber far more than its receive maximum once it acknowledges in order
+    (fixed in 2.0.13), so behind a busy worker the expiry bounds little there (docs/PERFORMANCE.md).
     """
     if expiry <= 0:
         return None

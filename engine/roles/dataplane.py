@@ -16,19 +16,22 @@ worker's queue full (reads held back) the results waited in the worker for secon
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
-from engine.mqtt.client import connect_kwargs, make_client, reason_text
+from engine.mqtt.client import RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY, connect_kwargs, make_client, reason_text
 from engine.mqtt.fastclient import FastClient
 
 if TYPE_CHECKING:
     from engine.roles.role import Role
 
 log = logging.getLogger(__name__)
+
+DROP_RECONNECT_DELAY = 0.02  # s before connecting again after drop_session (then doubling, as for a loss)
 
 
 class DataConnection:
@@ -50,6 +53,7 @@ class DataConnection:
         self._sub_mid: int | None = None
         self._refusals_logged: set[str] = set()
         self._client: FastClient | None = None
+        self._dropping = False  # drop_session ended the connection: its loss is no error
 
     @property
     def client(self) -> FastClient:
@@ -74,6 +78,27 @@ class DataConnection:
         self._client = client
         client.connect_async(role.address.host, role.address.port, **connect_kwargs(client))
         client.loop_start()
+
+    def drop_session(self) -> bool:
+        """End the connection at once and connect again, so that the broker drops the session and what it
+        queued for it (a worker's stale backlog: Worker._drop_backlog). Only for a session that ends with
+        its connection. Called on the network thread; False when there is no socket to end."""
+        client = self._client
+        sock = client.socket() if client is not None else None
+        if client is None or sock is None or not self.connected.is_set() or self.role.persistent:
+            return False
+        shutdown = getattr(sock, "shutdown", None)  # not on every transport (websockets)
+        if shutdown is None:
+            return False
+        self._dropping = True
+        client.reconnect_delay_set(min_delay=DROP_RECONNECT_DELAY, max_delay=RECONNECT_MAX_DELAY)  # type: ignore[arg-type]
+        try:
+            shutdown(socket.SHUT_RDWR)  # paho reads the end of the stream next: connection lost, reconnect
+        except OSError:  # gone meanwhile
+            self._dropping = False
+            client.reconnect_delay_set(min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY)
+            return False
+        return True
 
     def flush(self, timeout: float) -> bool:
         """Wait (at most `timeout` s) until what was published here is written and acknowledged."""
@@ -115,6 +140,9 @@ class DataConnection:
             return
         if self.generation:  # a reconnect: the durable session, if any, is this connection's
             role.check_session(flags)
+        if self._dropping:  # connected again after drop_session: a lost connection waits as usual again
+            self._dropping = False
+            client.reconnect_delay_set(min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY)
         self.generation += 1
         role.on_data_connect()
         subs = role.subscriptions()
@@ -141,7 +169,10 @@ class DataConnection:
         self.ready.clear()
         role = self.role
         role.ready.clear()
-        if not role._stop.is_set():
+        if self._dropping:
+            log.debug("%s %s: data connection ended to drop its session; connecting again", role.role,
+                      role.client_id)
+        elif not role._stop.is_set():
             why = reason_text(rc)
             why = "connection lost" if why == "Unspecified error" else why
             role.last_error = f"{'results' if self.outbound else 'data'} connection: {why}; reconnecting"

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 _STOP = object()
 QUEUE_SECONDS = 1.0  # s of work a full queue holds at most, at the worker's measured pace (see _pace)
 MAX_WAIT_LIMIT = 86_400.0  # s: the largest max_wait (a day); larger is a mistake, not a bound
+# --max-wait: this many images in a row too old when read means that what the broker holds for the worker is
+# stale at its head. The worker then ends its image connection (a session that does not outlive it), and the
+# broker drops that backlog with the session, instead of sending it to be read and skipped image by image.
+STALE_RUN = 256
 
 # A queued image: payload, receive time, (mid, qos, connection) to acknowledge or None, MQTT 5 properties
 Item = tuple[bytes, float, Any, ImageProps | None]
@@ -91,6 +95,8 @@ class Worker(Role):
         self.received = 0
         self.expired = 0  # past its MQTT 5 expiry or older than max_wait: not inferred, not answered
         self._skip_told = False  # the first image skipped for max_wait is logged
+        self._stale_run = 0  # images too old for max_wait in a row, as the data connection read them
+        self.backlogs_dropped = 0  # times the image connection was ended to drop a stale backlog at the broker
         self._stale = 0  # older than max_wait on arrival, decoded by paho (with MQTT 5 properties): skipped here
         self._auto_ids = 0
         self.meter = RateMeter()
@@ -112,6 +118,7 @@ class Worker(Role):
 
     def on_data_connect(self) -> None:
         self._conn_gen += 1
+        self._stale_run = 0
 
     def data_qos(self) -> int:
         """The QoS of the last batch's results (that of its images, or --result-qos)."""
@@ -247,12 +254,36 @@ class Worker(Role):
         batch = max(1, self.max_batch)  # its batch starts once the whole batches ahead of it are done
         ahead = min(self.queue.qsize() // batch * batch * per_image, max_wait / 2) if per_image else 0.0
         if not self._too_old(payload, time.time() - max_wait + ahead):
+            self._stale_run = 0
             return False
+        self._stale_run += 1
+        if self._stale_run == STALE_RUN:  # once per connection: on_data_connect starts the count again
+            self._drop_backlog()
         if not self._skip_told:  # once: from here on the status's `expired` counts them
             self._skip_told = True
             log.info("infer %s: skipping images published more than %g s ago (--max-wait), counted as expired",
                      self.client_id, max_wait)
         return True
+
+    def _drop_backlog(self) -> None:
+        """End the image connection so that the broker drops the stale backlog it holds for this worker.
+
+        Reading and skipping a backlog costs the worker about 7-20 us an image: offered ten times what it
+        takes, that was most of its CPU (docs/PERFORMANCE.md, "A stale backlog dropped at the broker"). A
+        session that ends with its connection takes its queue with it at the broker, at no cost here; the
+        worker connects again at once and subscribes, and goes on answering from its own queue meanwhile.
+        Not with a durable session (the session is what keeps the images of a worker that is away), nor
+        while stopping. What the broker dropped is not counted (it does not say how much); `backlogs_dropped`
+        in the status counts the drops."""
+        data = self._data
+        if data is None or self.persistent or self._intake_closed:
+            return
+        if data.drop_session():
+            self.backlogs_dropped += 1
+            if self.backlogs_dropped == 1:
+                log.info("infer %s: images queued at the broker are more than %g s old (--max-wait): dropping them "
+                         "with the image connection's session (counted in backlogs_dropped)",
+                         self.client_id, self.max_wait)
 
     @staticmethod
     def _too_old(payload: bytes, oldest: float) -> bool:
@@ -593,6 +624,7 @@ class Worker(Role):
             "processed": self.processed,
             "errors": self.errors,
             "expired": self.expired + self._stale + self.skipped,
+            "backlogs_dropped": self.backlogs_dropped,
             "loads": self.loads,
             "warmup_ms": self.warmup_ms,
             "rate": round(self.meter.rate(), 1),
