@@ -192,8 +192,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--max-wait", type=max_wait_seconds, default=0, metavar="SECONDS",
                    help="skip an image published more than SECONDS ago (by the time in its metadata) instead of "
                         "inferring it: counted as expired, not answered. Bounds the latency of an overloaded "
-                        "worker at QoS 1, whose backlog waits at the broker; needs the clocks in step (NTP) "
-                        "across machines (default: 0, none: every image is answered however late)")
+                        "worker at QoS 1, whose backlog waits at the broker (a backlog stale at its head is "
+                        "dropped there with the image connection's session, unless durable); needs the clocks "
+                        "in step (NTP) across machines (default: 0, none: every image is answered however late)")
     w.add_argument("--queue-size", type=positive_int, default=2_000,
                    help="images queued at most (default: 2000); fewer when that is more than 1 s of work at "
                         "the pace of the worker's full batches")

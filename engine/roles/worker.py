@@ -44,6 +44,10 @@ MAX_WAIT_LIMIT = 86_400.0  # s: the largest max_wait (a day); larger is a mistak
 # stale at its head. The worker then ends its image connection (a session that does not outlive it), and the
 # broker drops that backlog with the session, instead of sending it to be read and skipped image by image.
 STALE_RUN = 256
+# ...but not sooner after the last drop than max_wait (a fresh backlog takes that long to go stale), nor than
+# this: a publisher whose clock is far behind ours makes every image look stale, and the worker would end its
+# connection every few milliseconds.
+DROP_INTERVAL = 1.0
 
 # A queued image: payload, receive time, (mid, qos, connection) to acknowledge or None, MQTT 5 properties
 Item = tuple[bytes, float, Any, ImageProps | None]
@@ -97,6 +101,8 @@ class Worker(Role):
         self._skip_told = False  # the first image skipped for max_wait is logged
         self._stale_run = 0  # images too old for max_wait in a row, as the data connection read them
         self.backlogs_dropped = 0  # times the image connection was ended to drop a stale backlog at the broker
+        self._dropping = False  # the image connection was ended for that and is not back yet
+        self._dropped_at = -DROP_INTERVAL - MAX_WAIT_LIMIT  # time.monotonic() of the last drop (long ago)
         self._stale = 0  # older than max_wait on arrival, decoded by paho (with MQTT 5 properties): skipped here
         self._auto_ids = 0
         self.meter = RateMeter()
@@ -119,6 +125,7 @@ class Worker(Role):
     def on_data_connect(self) -> None:
         self._conn_gen += 1
         self._stale_run = 0
+        self._dropping = False
 
     def data_qos(self) -> int:
         """The QoS of the last batch's results (that of its images, or --result-qos)."""
@@ -257,7 +264,7 @@ class Worker(Role):
             self._stale_run = 0
             return False
         self._stale_run += 1
-        if self._stale_run == STALE_RUN:  # once per connection: on_data_connect starts the count again
+        if self._stale_run >= STALE_RUN and not self._dropping:
             self._drop_backlog()
         if not self._skip_told:  # once: from here on the status's `expired` counts them
             self._skip_told = True
@@ -276,9 +283,13 @@ class Worker(Role):
         while stopping. What the broker dropped is not counted (it does not say how much); `backlogs_dropped`
         in the status counts the drops."""
         data = self._data
-        if data is None or self.persistent or self._intake_closed:
+        now = time.monotonic()
+        if (data is None or self.persistent or self._intake_closed
+                or now - self._dropped_at < max(self.max_wait or 0.0, DROP_INTERVAL)):
             return
         if data.drop_session():
+            self._dropping = True  # until the connection is back (on_data_connect)
+            self._dropped_at = now
             self.backlogs_dropped += 1
             if self.backlogs_dropped == 1:
                 log.info("infer %s: images queued at the broker are more than %g s old (--max-wait): dropping them "

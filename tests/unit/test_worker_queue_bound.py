@@ -9,7 +9,7 @@ from fault_helpers import model
 from engine.digits.dataset import load_dataset
 from engine.mqtt.address import BrokerAddress
 from engine.protocol import embed_meta
-from engine.roles.worker import QUEUE_SECONDS, Worker
+from engine.roles.worker import DROP_INTERVAL, QUEUE_SECONDS, STALE_RUN, Worker
 from engine.settings import Settings
 
 NOWHERE = BrokerAddress.parse("mqtt://127.0.0.1:1")
@@ -115,3 +115,53 @@ def test_the_look_ahead_counts_whole_batches_only() -> None:
     for i in range(21):
         worker.queue.put_nowait((b"", float(i), None, None))
     assert worker._skip(png)  # 40 ahead: two batches of 20 at 3 ms an image first, 0.12 s; 0.27 s old then
+
+
+class _Connection:
+    """Stands for the worker's image connection: counts the sessions it was asked to drop."""
+
+    def __init__(self) -> None:
+        self.drops = 0
+
+    def drop_session(self) -> bool:
+        self.drops += 1
+        return True
+
+
+def test_a_stale_backlog_is_dropped_after_a_run_of_stale_images_at_most_once_a_second() -> None:
+    """STALE_RUN images in a row too old: the image connection's session is dropped once; not again before the
+    connection is back, nor within DROP_INTERVAL of the last drop (a publisher's clock far behind ours makes every
+    image stale: a drop each 256 images would end the connection every few milliseconds); a fresh image in
+    between starts the run again; a durable worker never drops its session."""
+    worker = _worker(max_wait=0.05)  # shorter than DROP_INTERVAL: that is the bound between drops
+    data = _Connection()
+    worker._data = data  # type: ignore[assignment]
+    sample = load_dataset(Settings().dataset)[0]
+    stale = embed_meta(sample.png, {"id": "x-1", "label": sample.label, "t": time.time() - 60, "src": "x"})
+    fresh = embed_meta(sample.png, {"id": "x-2", "label": sample.label, "t": time.time() + 60, "src": "x"})
+
+    def feed(n: int) -> None:
+        assert all(worker._skip(stale) for _ in range(n))
+
+    assert worker.max_wait < 0.5 < DROP_INTERVAL
+    feed(STALE_RUN - 1)
+    assert not worker._skip(fresh) and data.drops == 0  # a fresh one ends the run
+    feed(STALE_RUN - 1)
+    assert data.drops == 0
+    feed(1)
+    assert data.drops == 1 and worker.backlogs_dropped == 1
+    feed(STALE_RUN * 3)  # what the old connection still had in hand
+    assert data.drops == 1
+    worker.on_data_connect()  # back, and past max_wait but within a second of the drop: skipped one by one
+    worker._dropped_at -= 0.5
+    feed(STALE_RUN * 3)
+    assert data.drops == 1
+    worker._dropped_at -= DROP_INTERVAL  # a second and a half after the drop
+    feed(1)
+    assert data.drops == 2 and worker.backlogs_dropped == 2
+
+    durable = _worker(max_wait=0.5, durable=True, session_expiry=3600)
+    durable._data = data  # type: ignore[assignment]
+    assert durable.persistent
+    assert all(durable._skip(stale) for _ in range(STALE_RUN * 2))
+    assert data.drops == 2 and durable.backlogs_dropped == 0
