@@ -44,10 +44,10 @@ MAX_WAIT_LIMIT = 86_400.0  # s: the largest max_wait (a day); larger is a mistak
 # stale at its head. The worker then ends its image connection (a session that does not outlive it), and the
 # broker drops that backlog with the session, instead of sending it to be read and skipped image by image.
 STALE_RUN = 256
-# ...but not sooner after the last drop than max_wait (a fresh backlog takes that long to go stale), nor than
-# this: a publisher whose clock is far behind ours makes every image look stale, and the worker would end its
-# connection every few milliseconds.
-DROP_INTERVAL = 1.0
+# ...but not sooner than this after the last drop: a publisher whose clock is far behind ours makes every image
+# look stale, and the worker would end its connection every few milliseconds. Under a flood a fresh backlog
+# goes stale again within half of max_wait (the look-ahead), and until the next drop it is skipped image by image.
+DROP_INTERVAL = 0.25
 
 # A queued image: payload, receive time, (mid, qos, connection) to acknowledge or None, MQTT 5 properties
 Item = tuple[bytes, float, Any, ImageProps | None]
@@ -102,7 +102,7 @@ class Worker(Role):
         self._stale_run = 0  # images too old for max_wait in a row, as the data connection read them
         self.backlogs_dropped = 0  # times the image connection was ended to drop a stale backlog at the broker
         self._dropping = False  # the image connection was ended for that and is not back yet
-        self._dropped_at = -DROP_INTERVAL - MAX_WAIT_LIMIT  # time.monotonic() of the last drop (long ago)
+        self._dropped_at = float("-inf")  # time.monotonic() of the last drop
         self._stale = 0  # older than max_wait on arrival, decoded by paho (with MQTT 5 properties): skipped here
         self._auto_ids = 0
         self.meter = RateMeter()
@@ -285,7 +285,7 @@ class Worker(Role):
         data = self._data
         now = time.monotonic()
         if (data is None or self.persistent or self._intake_closed
-                or now - self._dropped_at < max(self.max_wait or 0.0, DROP_INTERVAL)):
+                or now - self._dropped_at < DROP_INTERVAL):
             return
         if data.drop_session():
             self._dropping = True  # until the connection is back (on_data_connect)

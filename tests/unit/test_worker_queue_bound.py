@@ -128,12 +128,12 @@ class _Connection:
         return True
 
 
-def test_a_stale_backlog_is_dropped_after_a_run_of_stale_images_at_most_once_a_second() -> None:
+def test_a_stale_backlog_is_dropped_after_a_run_of_stale_images_not_too_often() -> None:
     """STALE_RUN images in a row too old: the image connection's session is dropped once; not again before the
     connection is back, nor within DROP_INTERVAL of the last drop (a publisher's clock far behind ours makes every
     image stale: a drop each 256 images would end the connection every few milliseconds); a fresh image in
     between starts the run again; a durable worker never drops its session."""
-    worker = _worker(max_wait=0.05)  # shorter than DROP_INTERVAL: that is the bound between drops
+    worker = _worker(max_wait=0.05)
     data = _Connection()
     worker._data = data  # type: ignore[assignment]
     sample = load_dataset(Settings().dataset)[0]
@@ -143,7 +143,7 @@ def test_a_stale_backlog_is_dropped_after_a_run_of_stale_images_at_most_once_a_s
     def feed(n: int) -> None:
         assert all(worker._skip(stale) for _ in range(n))
 
-    assert worker.max_wait < 0.5 < DROP_INTERVAL
+    assert worker.max_wait < DROP_INTERVAL / 2
     feed(STALE_RUN - 1)
     assert not worker._skip(fresh) and data.drops == 0  # a fresh one ends the run
     feed(STALE_RUN - 1)
@@ -152,11 +152,11 @@ def test_a_stale_backlog_is_dropped_after_a_run_of_stale_images_at_most_once_a_s
     assert data.drops == 1 and worker.backlogs_dropped == 1
     feed(STALE_RUN * 3)  # what the old connection still had in hand
     assert data.drops == 1
-    worker.on_data_connect()  # back, and past max_wait but within a second of the drop: skipped one by one
-    worker._dropped_at -= 0.5
+    worker.on_data_connect()  # back, and past max_wait but within DROP_INTERVAL of the drop: skipped one by one
+    worker._dropped_at -= DROP_INTERVAL / 2
     feed(STALE_RUN * 3)
     assert data.drops == 1
-    worker._dropped_at -= DROP_INTERVAL  # a second and a half after the drop
+    worker._dropped_at -= DROP_INTERVAL  # past DROP_INTERVAL now
     feed(1)
     assert data.drops == 2 and worker.backlogs_dropped == 2
 
