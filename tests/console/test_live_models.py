@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 import torch
 from fault_helpers import command, digit, model, send, status, tagged, wait_status
 from helpers import wait_for
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from secured import login
 
 from engine.digits.model import LeNet5, load_model
 from engine.mqtt.client import make_client as engine_client
@@ -237,34 +239,41 @@ def test_max_wait_skips_images_published_too_long_ago_and_is_steerable(mosquitto
         worker.stop()
 
 
-def test_a_stale_backlog_at_the_broker_is_dropped_with_the_session_not_read(mosquitto_broker,
-                                                                           probe_factory) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_a_stale_backlog_at_the_broker_is_dropped_with_the_session_not_read(request, transport: str) -> None:
     """--max-wait: 10,000 QoS 1 images wait at the broker for a stopped worker (it holds the 64 its receive
     maximum lets in) until they are older than the bound. Started, it finds STALE_RUN of them in a row too old,
     ends its image connection so that the broker drops the rest with the session, connects again and answers
-    what comes next. It reads a fraction of the backlog, not all of it, counts the drop, reports no error."""
-    addr = mosquitto_broker.address
-    probe = probe_factory(addr, ["result", "mnist/reply/#", "mnist/status/#"], qos=1)
-    worker = Worker(addr, Settings(max_wait=1.0, queue_size=64), "w-stale", model=model())
+    what comes next. It reads a fraction of the backlog, not all of it, counts the drop, reports no error.
+    Over TLS too (the secured broker: its ACL's accounts for the worker, the console and the publisher)."""
+    if transport == "tls":
+        _, secure = request.getfixturevalue("secured_broker")
+        wid, worker_addr, probe_addr = "worker-1", login(secure, "worker-1"), login(secure, "console")
+        pub_addr, pub_id = login(secure, "player-1"), "player-1"
+    else:
+        addr = request.getfixturevalue("mosquitto_broker").address
+        wid, worker_addr, probe_addr, pub_addr, pub_id = "w-stale", addr, addr, addr, "stale-flood"
+    probe = request.getfixturevalue("probe_factory")(probe_addr, ["result", "mnist/reply/#", "mnist/status/#"], qos=1)
+    worker = Worker(worker_addr, Settings(max_wait=1.0, queue_size=64), wid, model=model())
     worker.start()
-    topic = "mnist/status/infer/w-stale"
+    topic = f"mnist/status/infer/{wid}"
     flood = 10_000
-    pub = engine_client(addr, "stale-flood", protocol=5)
-    pub.connect(addr.host, addr.port)
+    pub = engine_client(pub_addr, pub_id, protocol=5)
+    pub.connect(pub_addr.host, pub_addr.port)
     pub.loop_start()
     try:
         assert worker.wait_ready()
         wait_status(probe, topic, lambda s: s.get("state") == "running")
-        assert command(probe, "infer", "w-stale", '{"cmd":"stop","req":"p"}', "p")["ok"]
+        assert command(probe, "infer", wid, '{"cmd":"stop","req":"p"}', "p")["ok"]
         published = time.time()
         infos = pub.publish_many("mnist", [tagged("old", t=published)] * flood, qos=1)
         wait_for(lambda: all(i.is_published() for i in infos), timeout=60, message="the backlog was not published")
         held = wait_status(probe, topic, lambda s: s["queue"] == 64)
         assert held["received"] == 64 and held["expired"] == 0, held  # fresh when read; the rest at the broker
         wait_for(lambda: time.time() > published + 1.5, message="")  # the backlog ages past the bound
-        assert command(probe, "infer", "w-stale", '{"cmd":"start","req":"s"}', "s")["ok"]
+        assert command(probe, "infer", wid, '{"cmd":"start","req":"s"}', "s")["ok"]
         dropped = wait_status(probe, topic, lambda s: s.get("backlogs_dropped", 0) >= 1 and s.get("subscribed"))
-        probe.client.publish("mnist", tagged("fresh"), qos=1)
+        pub.publish("mnist", tagged("fresh"), qos=1)
         wait_for(lambda: any(json.loads(m.payload)["id"] == "fresh" for m in probe.messages("result")),
                  message="no answer after the backlog was dropped")
         final = wait_status(probe, topic, lambda s: s["processed"] == 1 and s["queue"] == 0)
