@@ -45,7 +45,7 @@ COUNTERS = (
     ("mnist_dropped", "Images dropped because the worker's queue was full", {"infer": "dropped"}),
     ("mnist_expired", "Images not answered: past their MQTT 5 expiry or older than --max-wait", {"infer": "expired"}),
     ("mnist_backlogs_dropped", "Times a worker ended its image connection so that the broker dropped a backlog "
-     "older than --max-wait", {"infer": "backlogs_dropped"}),
+     "stale at its head (--max-wait)", {"infer": "backlogs_dropped"}),
     ("mnist_duplicates", "Results received more than once", {"output": "duplicates"}),
 )
 GAUGES = (

@@ -92,6 +92,7 @@ class DataConnection:
             return False
         self._dropping = True
         client.reconnect_delay_set(min_delay=DROP_RECONNECT_DELAY, max_delay=RECONNECT_MAX_DELAY)  # type: ignore[arg-type]
+        client.loop_write()  # what is queued goes out first (the socket's FIN follows the bytes written)
         try:
             shutdown(socket.SHUT_RDWR)  # paho reads the end of the stream next: connection lost, reconnect
         except OSError:  # gone meanwhile
@@ -145,7 +146,8 @@ class DataConnection:
             client.reconnect_delay_set(min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY)
         self.generation += 1
         role.on_data_connect()
-        subs = role.subscriptions()
+        # stopping (a worker unsubscribed to be sent nothing more): a connection made meanwhile takes nothing new
+        subs = [] if role._stop.is_set() and not role.persistent else role.subscriptions()
         self.connected.set()
         if subs:
             _rc, self._sub_mid = client.subscribe(subs)
@@ -169,6 +171,8 @@ class DataConnection:
         self.ready.clear()
         role = self.role
         role.ready.clear()
+        if not self.outbound:
+            role.on_data_disconnect()
         if self._dropping:
             log.debug("%s %s: data connection ended to drop its session; connecting again", role.role,
                       role.client_id)

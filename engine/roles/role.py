@@ -199,6 +199,9 @@ class Role:
     def on_data_connect(self) -> None:
         """Called on the data connection's network thread each time it (re)connects."""
 
+    def on_data_disconnect(self) -> None:
+        """Called on the data connection's network thread each time it is lost or ended."""
+
     # ----- paho callbacks (network thread: parse and enqueue only) -----
     def subscriptions(self) -> list[tuple[str, int]]:
         return []

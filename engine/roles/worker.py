@@ -26,7 +26,7 @@ from engine.digits.model import LoadedModel, load_model, set_threads
 from engine.digits.preprocess import ImageError, decode_png
 from engine.errors import ModelError
 from engine.mqtt.address import BrokerAddress
-from engine.mqtt.fastclient import payload_of, skip_asked
+from engine.mqtt.fastclient import FastClient, payload_of, skip_asked
 from engine.mqtt.message_props import ImageProps, merge_meta, read_image_props, result_properties
 from engine.protocol import CommandError, extract_meta, number_arg, published_at
 from engine.result_json import encode_results
@@ -102,7 +102,12 @@ class Worker(Role):
         self._stale_run = 0  # images too old for max_wait in a row, as the data connection read them
         self.backlogs_dropped = 0  # times the image connection was ended to drop a stale backlog at the broker
         self._dropping = False  # the image connection was ended for that and is not back yet
-        self._dropped_at = float("-inf")  # time.monotonic() of the last drop
+        self._dropped_at = float("-inf")  # time.monotonic() of the last drop (or attempt)
+        # The image connection is down (lost, or ended by a drop) and not back: its acknowledgements wait for
+        # nothing (the packet ids mean nothing on the next one), and QoS 0 results go on the results connection.
+        # Held by a QoS 0 publish on the data connection and by an acknowledgement, as well as to change it.
+        self._data_down = False
+        self._data_lock = threading.Lock()
         self._stale = 0  # older than max_wait on arrival, decoded by paho (with MQTT 5 properties): skipped here
         self._auto_ids = 0
         self.meter = RateMeter()
@@ -123,9 +128,15 @@ class Worker(Role):
         return self.topics.results
 
     def on_data_connect(self) -> None:
-        self._conn_gen += 1
+        with self._data_lock:
+            self._conn_gen += 1
+            self._data_down = False
         self._stale_run = 0
         self._dropping = False
+
+    def on_data_disconnect(self) -> None:
+        with self._data_lock:
+            self._data_down = True
 
     def data_qos(self) -> int:
         """The QoS of the last batch's results (that of its images, or --result-qos)."""
@@ -284,17 +295,19 @@ class Worker(Role):
         in the status counts the drops."""
         data = self._data
         now = time.monotonic()
-        if (data is None or self.persistent or self._intake_closed
+        if (data is None or self.persistent or self._stop.is_set() or self._intake_closed
                 or now - self._dropped_at < DROP_INTERVAL):
             return
-        if data.drop_session():
-            self._dropping = True  # until the connection is back (on_data_connect)
-            self._dropped_at = now
-            self.backlogs_dropped += 1
-            if self.backlogs_dropped == 1:
-                log.info("infer %s: images queued at the broker are more than %g s old (--max-wait): dropping them "
-                         "with the image connection's session (counted in backlogs_dropped)",
-                         self.client_id, self.max_wait)
+        self._dropped_at = now  # tried: not again before DROP_INTERVAL, whether it could be done or not (websockets)
+        with self._data_lock:  # no acknowledgement nor QoS 0 result is queued on the data client meanwhile
+            if not data.drop_session():
+                return
+            self._data_down = True
+        self._dropping = True  # until the connection is back (on_data_connect)
+        self.backlogs_dropped += 1
+        if self.backlogs_dropped == 1:
+            log.info("infer %s: images queued at the broker are more than %g s old (--max-wait): dropping them "
+                     "with the image connection's session (counted in backlogs_dropped)", self.client_id, self.max_wait)
 
     @staticmethod
     def _too_old(payload: bytes, oldest: float) -> bool:
@@ -497,8 +510,11 @@ class Worker(Role):
             self.results_client.after_acknowledged(lambda: self._send_acks(acks, gen))
 
     def _send_acks(self, acks: list[tuple[int, int]], gen: int) -> None:
-        if gen == self._conn_gen:  # packet ids of the data connection's last session mean nothing on this one
-            self.data_client.ack_many(acks)
+        # packet ids of the data connection's last session mean nothing on this one, nor while it is down (queued
+        # then, they would go out ahead of the next CONNECT, and the broker closes a connection that starts so)
+        with self._data_lock:
+            if gen == self._conn_gen and not self._data_down:
+                self.data_client.ack_many(acks)
 
     def _process(self, batch: list[Item]) -> None:
         t0 = time.time()
@@ -607,8 +623,17 @@ class Worker(Role):
         """Results on the result topic (content type JSON on MQTT 5), and each one whose image named a
         response topic there too, with the image's correlation data (MQTT 5 request/response)."""
         # QoS 1/2 results on the results connection (their PUBACKs must not queue behind unread images); QoS 0
-        # ones, which nothing acknowledges, on the data connection: one network thread fewer in a busy worker
-        client = self.results_client if qos else self.data_client
+        # ones, which nothing acknowledges, on the data connection: one network thread fewer in a busy worker.
+        # Not when the worker may end its image connection to drop a stale backlog (_drop_backlog): what it wrote
+        # there just before can be lost with it (the broker's kernel drops what it had not read when the closed
+        # socket answers the images still coming with a reset). Nor while that connection is down.
+        if qos or (self.max_wait is not None and not self.persistent):
+            self._publish_on(self.results_client, out, items, qos)
+            return
+        with self._data_lock:
+            self._publish_on(self.results_client if self._data_down else self.data_client, out, items, qos)
+
+    def _publish_on(self, client: FastClient, out: list[bytes], items: list[Item], qos: int) -> None:
         v5 = self.settings.protocol == 5
         client.publish_many(self.topics.results, out, qos=qos, properties=_RESULT_PROPS if v5 else None)
         for payload, item in zip(out, items, strict=True):

@@ -287,3 +287,39 @@ def test_a_stale_backlog_at_the_broker_is_dropped_with_the_session_not_read(requ
     assert final["received"] < 2_000, final
     assert final["state"] == "running" and worker.last_error is None, (final, worker.last_error)
     assert [json.loads(m.payload)["id"] for m in probe.messages("result")] == ["fresh"]
+
+
+def test_qos0_results_made_while_a_stale_backlog_is_dropped_all_go_out(mosquitto_broker, probe_factory) -> None:
+    """QoS 0 results go out on the image connection, which a drop ends: 64 fresh images held by a stopped worker
+    (answered one by one, --result-qos 0) with 3,000 stale ones behind them at the broker. Started, the worker
+    drops the backlog while it is still answering; the results it makes meanwhile go out on its results
+    connection, and every one of the 64 arrives (on the image connection, 19 to 49 of them did)."""
+    addr = mosquitto_broker.address
+    probe = probe_factory(addr, ["result", "mnist/reply/#", "mnist/status/#"], qos=1)
+    settings = Settings(max_wait=1.0, queue_size=64, max_batch=1, max_delay_ms=0, result_qos=0)
+    worker = Worker(addr, settings, "w-q0", model=model())
+    worker.start()
+    topic = "mnist/status/infer/w-q0"
+    pub = engine_client(addr, "q0-flood", protocol=5)
+    pub.connect(addr.host, addr.port)
+    pub.loop_start()
+    try:
+        assert worker.wait_ready()
+        wait_status(probe, topic, lambda s: s.get("state") == "running")
+        assert command(probe, "infer", "w-q0", '{"cmd":"stop","req":"p"}', "p")["ok"]
+        fresh = [tagged(f"f{i}", t=time.time() + 600) for i in range(64)]  # never too old
+        infos = pub.publish_many("mnist", fresh, qos=1)
+        infos += pub.publish_many("mnist", [tagged("stale", t=time.time() - 60)] * 3_000, qos=1)
+        wait_for(lambda: all(i.is_published() for i in infos), timeout=60, message="the images were not published")
+        wait_status(probe, topic, lambda s: s["queue"] == 64)
+        assert command(probe, "infer", "w-q0", '{"cmd":"start","req":"s"}', "s")["ok"]
+        final = wait_status(probe, topic, lambda s: s["processed"] == 64 and s.get("backlogs_dropped", 0) >= 1
+                            and s.get("subscribed"))
+        wait_for(lambda: len(probe.messages("result")) >= 64,
+                 message=lambda: f"{len(probe.messages('result'))} of 64 results arrived")
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        worker.shutdown()
+    assert sorted(json.loads(m.payload)["id"] for m in probe.messages("result")) == sorted(f"f{i}" for i in range(64))
+    assert final["errors"] == 0 and worker.last_error is None

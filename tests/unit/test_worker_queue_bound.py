@@ -118,14 +118,20 @@ def test_the_look_ahead_counts_whole_batches_only() -> None:
 
 
 class _Connection:
-    """Stands for the worker's image connection: counts the sessions it was asked to drop."""
+    """Stands for the worker's image connection: counts the sessions it was asked to drop, and the packet ids
+    its client was asked to acknowledge."""
 
     def __init__(self) -> None:
         self.drops = 0
+        self.acked: list[int] = []
+        self.client = self
 
     def drop_session(self) -> bool:
         self.drops += 1
         return True
+
+    def ack_many(self, acks: list[tuple[int, int]]) -> None:
+        self.acked += [mid for mid, _qos in acks]
 
 
 def test_a_stale_backlog_is_dropped_after_a_run_of_stale_images_not_too_often() -> None:
@@ -165,3 +171,36 @@ def test_a_stale_backlog_is_dropped_after_a_run_of_stale_images_not_too_often() 
     assert durable.persistent
     assert all(durable._skip(stale) for _ in range(STALE_RUN * 2))
     assert data.drops == 2 and durable.backlogs_dropped == 0
+
+
+def test_no_stale_backlog_is_dropped_while_the_worker_stops() -> None:
+    """Stopping, a worker unsubscribes and waits for the broker's answer before it closes its intake: a drop then
+    would lose that answer, and the connection made after it would subscribe again (a stopping worker in a group
+    taking its share of new images, to ignore them)."""
+    worker = _worker(max_wait=0.05)
+    data = _Connection()
+    worker._data = data  # type: ignore[assignment]
+    sample = load_dataset(Settings().dataset)[0]
+    stale = embed_meta(sample.png, {"id": "x-1", "label": sample.label, "t": time.time() - 60, "src": "x"})
+    worker._stop.set()
+    assert all(worker._skip(stale) for _ in range(STALE_RUN * 2))
+    assert data.drops == 0 and worker.backlogs_dropped == 0
+
+
+def test_acknowledgements_wait_for_nothing_while_the_image_connection_is_down() -> None:
+    """An image's acknowledgement goes out on the connection it came on, and only while that one is up: queued
+    while it is down (lost, or ended to drop a backlog), it would go out ahead of the next CONNECT, and mosquitto
+    closes a connection that starts with a PUBACK; on the next connection its packet id means nothing."""
+    worker = _worker()
+    data = _Connection()
+    worker._data = data  # type: ignore[assignment]
+    worker.on_data_connect()
+    gen = worker._conn_gen
+    worker._send_acks([(1, 1)], gen)
+    assert data.acked == [1]
+    worker.on_data_disconnect()
+    worker._send_acks([(2, 1)], gen)  # down: not queued
+    worker.on_data_connect()
+    worker._send_acks([(3, 1)], gen)  # from the connection before: not sent on this one
+    worker._send_acks([(4, 1)], worker._conn_gen)
+    assert data.acked == [1, 4]
