@@ -878,6 +878,11 @@ class FastClient(mqtt.Client):
                 infos.append(publish(topic, payload, qos=qos, properties=properties))
         return infos
 
+    def awaits_acknowledgement(self) -> bool:
+        """Whether a QoS 1/2 publish handed to this client is not acknowledged yet (`unacknowledged` without
+        its lock: asked where paho may hold that lock, on every write)."""
+        return bool(self._out_messages)
+
     def unacknowledged(self) -> int:
         """QoS 1/2 publishes handed to this client and not yet acknowledged: those in flight and those
         waiting behind the in-flight window in the client itself."""

@@ -220,7 +220,11 @@ class _OnPublishWhenNeeded:
 
     def __bool__(self) -> bool:
         data = self._data
-        if data.outbound:  # it carries QoS 1/2 results only: a refusal comes whatever the last batch's QoS was
-            return True
+        if data.outbound:
+            # QoS 1/2 results, and QoS 0 ones of a worker that may end its image connection (Worker._publish_results):
+            # a QoS 0 batch is written joined, without the callback, unless a QoS 1/2 result still waits for its
+            # acknowledgement (a refusal comes in it, whatever the last batch's QoS was)
+            client = data._client
+            return data.role.data_qos() > 0 or (client is not None and client.awaits_acknowledgement())
         # a role with a results connection sends only QoS 0 results and acknowledgements on its data connection
         return data.role.data_qos() > 0 and not data.role.results_connection
