@@ -101,7 +101,6 @@ class Worker(Role):
         self._skip_told = False  # the first image skipped for max_wait is logged
         self._stale_run = 0  # images too old for max_wait in a row, as the data connection read them
         self.backlogs_dropped = 0  # times the image connection was ended to drop a stale backlog at the broker
-        self._dropping = False  # the image connection was ended for that and is not back yet
         self._dropped_at = float("-inf")  # time.monotonic() of the last drop (or attempt)
         # The image connection is down (lost, or ended by a drop) and not back: its acknowledgements wait for
         # nothing (the packet ids mean nothing on the next one), and QoS 0 results go on the results connection.
@@ -132,7 +131,6 @@ class Worker(Role):
             self._conn_gen += 1
             self._data_down = False
         self._stale_run = 0
-        self._dropping = False
 
     def on_data_disconnect(self) -> None:
         with self._data_lock:
@@ -275,7 +273,7 @@ class Worker(Role):
             self._stale_run = 0
             return False
         self._stale_run += 1
-        if self._stale_run >= STALE_RUN and not self._dropping:
+        if self._stale_run >= STALE_RUN and not self._data_down:  # not again while a drop is under way
             self._drop_backlog()
         if not self._skip_told:  # once: from here on the status's `expired` counts them
             self._skip_told = True
@@ -302,8 +300,7 @@ class Worker(Role):
         with self._data_lock:  # no acknowledgement nor QoS 0 result is queued on the data client meanwhile
             if not data.drop_session():
                 return
-            self._data_down = True
-        self._dropping = True  # until the connection is back (on_data_connect)
+            self._data_down = True  # until the connection is back (on_data_connect)
         self.backlogs_dropped += 1
         if self.backlogs_dropped == 1:
             log.info("infer %s: images queued at the broker are more than %g s old (--max-wait): dropping them "
