@@ -140,7 +140,7 @@ def _main(config: dict[str, Any]) -> int:
     run_id = config["run_id"]
     tracker = ResultTracker()
     t_measure = float(config["t_measure"])
-    tracker.start_measuring(0, t_measure)
+    tracker.start_measuring(0, t_measure, t_measure + float(config["duration"]))
     role = config.get("role", "both")
     prefix = "c" if role == "collect" else "g"  # a collector's own ids are never sent
     gen = LoadGenerator(address, settings, samples, f"{run_id}-{prefix}{config['index']}", settings.protocol,

@@ -171,7 +171,7 @@ class LoadGenerator:
             other = self.others.get(gen)
             if other is None:
                 other = self.others[gen] = ResultTracker()
-                other.start_measuring(0, self.tracker.since)
+                other.start_measuring(0, self.tracker.since, self.tracker.until)
             tracker = other
             msg_id = self.prefix + rest
         seq = int(msg_id[len(self.prefix):])

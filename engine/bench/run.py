@@ -335,7 +335,7 @@ class Bench:
             self.tracker.merge(r["tally"])
         sent = sum(r["sent"] for r in got)
         send_seconds = max((r["send_seconds"] for r in got), default=0.0)
-        report = self._report(sent, send_seconds, t_measure, True, sampler)
+        report = self._report(sent, send_seconds, t_measure, True, sampler, window=duration)
         report["publish_errors"] = sum(r["publish_errors"] for r in got)
         report["held_back"] = sum(r.get("held_back", 0) for r in got)
         report["foreign_results"] = sum(r["foreign"] for r in got)
@@ -420,9 +420,19 @@ class Bench:
                 tick()
             time.sleep(0.02)
 
-    def _report(self, sent: int, send_seconds: float, t_start: float, flushed: bool, sampler: Any) -> dict[str, Any]:
+    def _report(self, sent: int, send_seconds: float, t_start: float, flushed: bool, sampler: Any,
+                window: float | None = None) -> dict[str, Any]:
+        """With `window` (the generator processes' measured seconds), goodput is the answers that arrived
+        within it, whichever image they answer, per second of it. Without, and for throughput: the measured
+        images' answers per second from `t_start` to the last of them. Under overload those differ: the
+        workers' queues hold up to a second of warm-up images as the window opens, and as many measured
+        ones when it closes, so the measured images' answers span a second more than the window."""
         tally = self.tracker.tally
         span = (tally.last_answer - t_start) if tally.last_answer else 0.0
+        if window:
+            goodput = round(tally.in_window / window, 1)
+        else:
+            goodput = round(tally.counts.received / span, 1) if span > 0 else 0.0
         stages, batch_mean = stage_means(self.live.status_log, self.worker_ids)
         per_worker: dict[str, Any] = {}
         quota = self.quota.stats() if self.quota is not None else {}  # pid -> its group's cpu.stat
@@ -489,7 +499,8 @@ class Bench:
             "foreign_results": self.tracker.foreign,
             "interrupted": self.stop_event.is_set(),
             "capacity": self.capacity,
-            "goodput": round(tally.counts.received / span, 1) if span > 0 else 0.0,
+            "goodput": goodput,
+            "answered_in_window": tally.in_window if window else None,
             "control_ms": {**self.live.pings.summary_ms(), "sent": self.live.pings_sent,
                            "unanswered": self.live.pings_unanswered()},
         }

@@ -95,6 +95,9 @@ class Tally:
         name: LatencyHistogram() for name in PARTS})
     first_answer: float | None = None
     last_answer: float | None = None
+    # answers that arrived within the measured window (ResultTracker.start_measuring's `until`), whenever their
+    # image was sent: the rate the workers answer at while the load lasts (goodput under overload)
+    in_window: int = 0
 
 
 class ResultTracker:
@@ -111,13 +114,18 @@ class ResultTracker:
         self.seen_any = 0  # unique answers, warm-up included (for the in-flight window)
         self.foreign = 0  # results for images this run did not send
         self.since: float | None = None
+        self.until: float | None = None
 
-    def start_measuring(self, first_seq: int, since: float | None = None) -> None:
+    def start_measuring(self, first_seq: int, since: float | None = None, until: float | None = None) -> None:
         """Count images from sequence number `first_seq` on; with `since` (a wall-clock time), also only
-        those sent from then on (for the images of other generator processes, whose numbers it does not know)."""
+        those sent from then on (for the images of other generator processes, whose numbers it does not know).
+        With `until` too, count in `in_window` every answer that arrives from `since` to `until`, warm-up images'
+        included: under overload a worker's queue holds up to a second of warm-up images as the window opens,
+        and answers those first."""
         with self._lock:
             self.tally = Tally(first_seq=first_seq)
             self.since = since
+            self.until = until
 
     def record(self, seq: int, now: float, t_sent: float | None, worker: str | None, error: bool,
                pred: Any = None, label: Any = None, t_recv: Any = None, t_done: Any = None) -> None:
@@ -130,6 +138,8 @@ class ResultTracker:
             if not duplicate:
                 seen[seq] = 1
                 self.seen_any += 1
+                if self.until is not None and self.since is not None and self.since <= now < self.until:
+                    tally.in_window += 1
             if seq < tally.first_seq or (self.since is not None and (t_sent is None or t_sent < self.since)):
                 return
             if duplicate:
@@ -152,7 +162,8 @@ class ResultTracker:
         with self._lock:
             t = self.tally
             return {
-                "counts": t.counts.to_json(), "duplicates": t.duplicates, "first_answer": t.first_answer,
+                "counts": t.counts.to_json(), "duplicates": t.duplicates, "in_window": t.in_window,
+                "first_answer": t.first_answer,
                 "last_answer": t.last_answer, "latency": t.latency.to_json(),
                 "parts": {name: h.to_json() for name, h in t.parts.items()},
             }
@@ -162,6 +173,7 @@ class ResultTracker:
         with self._lock:
             t = self.tally
             t.duplicates += int(other.get("duplicates", 0))
+            t.in_window += int(other.get("in_window", 0))
             t.counts.merge(other.get("counts", {}))
             for key, pick in (("first_answer", min), ("last_answer", max)):
                 theirs = other.get(key)

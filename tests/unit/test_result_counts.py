@@ -86,3 +86,27 @@ def test_counts_take_untrusted_values_without_failing() -> None:
     for i in range(MAX_WORKER_NAMES + 5):
         counts.add(None, None, worker=f"x{i}")
     assert len(counts.per_worker) == MAX_WORKER_NAMES + 1 and counts.per_worker[OTHER_WORKERS] >= 5
+
+
+def test_goodput_counts_every_answer_that_arrives_within_the_window() -> None:
+    """Under overload a worker's queue holds warm-up images as the measured window opens: their answers
+    arriving within it count for the window's rate (`in_window`), not for the measured images' tally;
+    an answer after the window, a duplicate, or one before it counts for no rate."""
+    since, until = NOW, NOW + 8.0
+    tracker = ResultTracker()
+    tracker.start_measuring(0, since, until)
+    tracker.record(0, since - 0.5, since - 1.5, "w0", False)  # answered before the window: neither
+    tracker.record(1, since + 0.1, since - 0.9, "w0", False)  # a warm-up image answered in the window
+    tracker.record(2, since + 4.0, since + 3.0, "w0", False)  # measured, in the window
+    tracker.record(2, since + 4.1, since + 3.0, "w0", False)  # its duplicate
+    tracker.record(3, until + 0.4, until - 0.5, "w0", True)  # measured, answered (an error) after the window
+    assert tracker.tally.in_window == 2
+    assert tracker.snapshot() == (2, 1)  # the measured images' answers: 2 and 3, and 2's duplicate
+    merged = ResultTracker()
+    merged.merge(tracker.to_json())
+    merged.merge(tracker.to_json())  # another collector's tally adds to it
+    assert merged.tally.in_window == 4
+    plain = ResultTracker()  # no window: nothing counts for one
+    plain.start_measuring(0, since)
+    plain.record(0, since + 1.0, since + 0.5, "w0", False)
+    assert plain.tally.in_window == 0 and plain.snapshot() == (1, 0)
