@@ -46,6 +46,8 @@ COUNTERS = (
     ("mnist_expired", "Images not answered: past their MQTT 5 expiry or older than --max-wait", {"infer": "expired"}),
     ("mnist_backlogs_dropped", "Times a worker ended its image connection so that the broker dropped a backlog "
      "stale at its head (--max-wait)", {"infer": "backlogs_dropped"}),
+    ("mnist_intake_pauses", "Times a worker's queue filled with QoS 0 images and it left its image subscription "
+     "until the queue was half empty (the broker dropped what was published meanwhile)", {"infer": "intake_pauses"}),
     ("mnist_duplicates", "Results received more than once", {"output": "duplicates"}),
 )
 GAUGES = (

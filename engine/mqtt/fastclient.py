@@ -190,6 +190,7 @@ class FastClient(mqtt.Client):
         self._quiet_wake: socket.socket | None = None  # paho's wake-up socket, held back meanwhile
         self.shed_when: Callable[[], bool] | None = None  # True: drop incoming QoS 0 publishes unread
         self.shed = 0  # QoS 0 publishes dropped so (shedding)
+        self.on_shed: Callable[[], None] | None = None  # called after a read in which some were shed
         # True for a payload: that QoS 0/1 message is dropped as it is decoded (a QoS 1 one acknowledged),
         # before paho makes a message of it or calls on_message
         self.skip_when: Callable[[bytes], bool] | None = None
@@ -380,6 +381,8 @@ class FastClient(mqtt.Client):
         if pos:
             del buf[:pos]
             self.shed += dropped
+            if dropped and self.on_shed is not None:
+                self.on_shed()
 
     def _read_publishes(self, shed_when: Callable[[], bool] | None) -> tuple[MQTTErrorCode, bool]:
         """Handle the whole QoS 0/1 PUBLISH packets at the head of the read buffer in one loop.

@@ -107,6 +107,14 @@ class Worker(Role):
         # Held by a QoS 0 publish on the data connection and by an acknowledgement, as well as to change it.
         self._data_down = False
         self._data_lock = threading.Lock()
+        # A QoS 0 flood past a full queue: the worker leaves its image subscription until the queue is half
+        # empty again (_leave_while_full), so that the broker drops (or gives the rest of a shared group) what
+        # the worker could only read and shed. Changed under _sub_lock; reset by each (re)connect.
+        self._left = False
+        self._rejoined = False  # subscribed again on this connection: a retained image now is one answered
+        self._reliable_seen = False  # a QoS 1/2 image came on this connection: never leave (it would be lost)
+        self.intake_pauses = 0  # times it left so
+        self._sub_lock = threading.Lock()
         self._stale = 0  # older than max_wait on arrival, decoded by paho (with MQTT 5 properties): skipped here
         self._auto_ids = 0
         self.meter = RateMeter()
@@ -130,6 +138,8 @@ class Worker(Role):
         with self._data_lock:
             self._conn_gen += 1
             self._data_down = False
+        with self._sub_lock:
+            self._left = self._rejoined = self._reliable_seen = False
         self._stale_run = 0
 
     def on_data_disconnect(self) -> None:
@@ -143,6 +153,41 @@ class Worker(Role):
     def _queue_full(self) -> bool:
         """Asked by the data client before it reads: while True, QoS 0 images are dropped unread."""
         return self.queue.qsize() >= self.queue_limit and not self._intake_closed
+
+    def _leave_while_full(self) -> None:
+        """Unsubscribe from the images while the queue is full (FastClient.on_shed, network thread).
+
+        Offered ten times what it takes, a worker that stays subscribed reads ten images for each it answers
+        and sheds nine, about 2-3 us each: a fifth of its CPU at 10x (docs/PERFORMANCE.md, "A full worker
+        leaves its subscription"). Unsubscribed, it is sent nothing until it subscribes again with its queue
+        half empty (`_rejoin`): the broker drops what is published meanwhile, or gives it to the other workers
+        of a shared group, at no cost here. Only for QoS 0 images: not once a QoS 1/2 image came on this
+        connection (the broker would not keep one published meanwhile), not with a durable session (the
+        subscription is part of it), not while stopping. What the broker dropped is not counted (it does not
+        say); `intake_pauses` in the status counts the pauses, `shed` what came before the broker stopped."""
+        data = self._data
+        if (self._left or self._reliable_seen or data is None or self.persistent or self._intake_closed
+                or self._stop.is_set()):
+            return
+        with self._sub_lock:
+            if self._left or self._reliable_seen or self._data_down:
+                return
+            self._left = True
+            self.intake_pauses += 1
+            data.client.unsubscribe([t for t, _ in self.subscriptions()])
+        if self.intake_pauses == 1:
+            log.info("infer %s: queue full under a QoS 0 flood: unsubscribing from the images until it is half "
+                     "empty (counted in intake_pauses; the broker drops what is published meanwhile)", self.client_id)
+
+    def _rejoin(self) -> None:
+        """Subscribe to the images again after `_leave_while_full` (the batching thread, queue half empty)."""
+        data = self._data
+        with self._sub_lock:
+            if not self._left or data is None or self._intake_closed or self._stop.is_set():
+                return
+            self._left = False
+            self._rejoined = True
+            data.client.subscribe(self.subscriptions())
 
     @property
     def shed(self) -> int:
@@ -172,6 +217,7 @@ class Worker(Role):
         # before paho or Python touches each one; QoS 1 images wait at the broker (the receive maximum, and where
         # mosquitto 2.0.11 overshoots it, on_data holding the data thread: TCP back-pressure).
         self.data_client.shed_when = self._queue_full
+        self.data_client.on_shed = self._leave_while_full  # and leaves its subscription until there is room
         # --max-wait: an image too old is dropped as the data client decodes it (acknowledged, counted)
         self.data_client.skip_when = self._skip
         self._thread.start()
@@ -188,7 +234,8 @@ class Worker(Role):
         if client is not None and self.data_connected.is_set() and not self.persistent:
             done = threading.Event()
             client.on_unsubscribe = lambda *_a: done.set()
-            client.unsubscribe([t for t, _ in self.subscriptions()])
+            with self._sub_lock:  # after a subscribe of _rejoin's, never before it
+                client.unsubscribe([t for t, _ in self.subscriptions()])
             done.wait(1)  # bounded: behind a flood the answer queues after the images; intake closes anyway
         self._paused.clear()
         drain = self.settings.drain_seconds
@@ -206,6 +253,10 @@ class Worker(Role):
 
     # ----- network thread: stamp and enqueue only -----
     def on_data(self, msg: mqtt.MQTTMessage) -> None:
+        if msg.qos:
+            self._reliable_seen = True
+        elif msg.retain and self._rejoined:
+            return  # the retained image the broker sends at each subscribe: answered at the first one
         ack = None if msg.qos == 0 else (msg.mid, msg.qos, self._conn_gen)
         now = time.time()
         payload = payload_of(msg)
@@ -230,6 +281,7 @@ class Worker(Role):
             if msg.qos == 0:
                 if self._queue_full():
                     self.dropped += 1
+                    self._leave_while_full()
                     return
                 try:
                     self.queue.put_nowait(item)
@@ -372,6 +424,8 @@ class Worker(Role):
         image that arrives in the window (a Condition notify, a GIL hand-off and a context switch per
         image: at 1,000 images/s that cost more CPU than the forward passes, docs/PERFORMANCE.md).
         """
+        if self._left and self.queue.qsize() <= self.queue_limit // 2:
+            self._rejoin()  # room again after a QoS 0 flood filled the queue
         try:
             first = self.queue.get(timeout=0.2)
         except queue.Empty:
@@ -666,6 +720,7 @@ class Worker(Role):
             "queue_max": self.queue_limit,
             "dropped": self.dropped + self.shed,
             "shed": self.shed,
+            "intake_pauses": self.intake_pauses,
             "batch_mean": round(mean_batch, 2) if mean_batch is not None else None,
             "max_batch": self.max_batch,
             "max_delay_ms": round(self.max_delay * 1000, 3),

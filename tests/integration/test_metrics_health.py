@@ -102,6 +102,7 @@ def test_exporter_counts_a_real_pipeline_and_skips_bad_fields(mosquitto_broker, 
     assert got[("mnist_dropped_total", "infer", "w-m")] == 0
     assert got[("mnist_expired_total", "infer", "w-m")] == 0
     assert got[("mnist_backlogs_dropped_total", "infer", "w-m")] == 0
+    assert got[("mnist_intake_pauses_total", "infer", "w-m")] == 0
     assert got[("mnist_duplicates_total", "output", "out-m")] == 0
     assert got[("mnist_sessions_lost_total", "infer", "w-m")] == 0
     assert got[("mnist_online", "infer", "w-m")] == 1

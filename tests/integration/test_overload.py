@@ -88,6 +88,8 @@ def test_flooded_worker_answers_reports_and_sheds(mosquitto_broker, probe_factor
             status_topic)[-5:]))), [json.loads(m.payload).get("queue_peak") for m in watch.messages(status_topic)]
         assert status["queue_peak"] <= status["queue_max"]
         assert status["dropped"] >= status["shed"] > 0
+        # it left its subscription while its queue was full, and came back: it answered on meanwhile
+        assert status["intake_pauses"] >= 1 and status["subscribed"] is True
         assert all(f.poll() is None for f in floods), "the flood ended before the checks"
     finally:
         for f in floods:

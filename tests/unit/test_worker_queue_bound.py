@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import paho.mqtt.client as mqtt
 from fault_helpers import model
 
 from engine.digits.dataset import load_dataset
@@ -124,6 +125,8 @@ class _Connection:
     def __init__(self) -> None:
         self.drops = 0
         self.acked: list[int] = []
+        self.subscribed: list[list[tuple[str, int]]] = []
+        self.unsubscribed: list[list[str]] = []
         self.client = self
 
     def drop_session(self) -> bool:
@@ -132,6 +135,12 @@ class _Connection:
 
     def ack_many(self, acks: list[tuple[int, int]]) -> None:
         self.acked += [mid for mid, _qos in acks]
+
+    def subscribe(self, subs: list[tuple[str, int]]) -> None:
+        self.subscribed.append(subs)
+
+    def unsubscribe(self, topics: list[str]) -> None:
+        self.unsubscribed.append(topics)
 
 
 def test_a_stale_backlog_is_dropped_after_a_run_of_stale_images_not_too_often() -> None:
@@ -204,3 +213,54 @@ def test_acknowledgements_wait_for_nothing_while_the_image_connection_is_down() 
     worker._send_acks([(3, 1)], gen)  # from the connection before: not sent on this one
     worker._send_acks([(4, 1)], worker._conn_gen)
     assert data.acked == [1, 4]
+
+
+def _image_message(qos: int) -> mqtt.MQTTMessage:
+    sample = load_dataset(Settings().dataset)[0]
+    msg = mqtt.MQTTMessage(mid=1, topic=b"mnist")
+    msg.qos = qos
+    msg.payload = embed_meta(sample.png, {"id": "x-1", "t": time.time(), "src": "x"})
+    return msg
+
+
+def test_a_full_worker_leaves_its_subscription_under_qos0_only_and_is_back_with_half_a_queue() -> None:
+    """A full queue (FastClient.on_shed) unsubscribes once; a batch taken with more than half the queue waiting
+    subscribes nothing, one with half or less subscribes again. Never once a QoS 1 image came on the connection
+    (the broker would drop one published meanwhile), never with a durable session, never while stopping."""
+    worker = _worker(queue_size=100, max_batch=10)
+    data = _Connection()
+    worker._data = data  # type: ignore[assignment]
+    worker.on_data_connect()
+
+    def fill(w: Worker) -> None:
+        while not w._queue_full():
+            w.queue.put_nowait((b"", 0.0, None, None))
+
+    fill(worker)
+    worker._leave_while_full()
+    worker._leave_while_full()  # left already
+    assert data.unsubscribed == [["mnist"]] and worker.intake_pauses == 1
+    while worker.queue.qsize() > 50:
+        assert worker._take_batch()[0] and not data.subscribed
+    worker._take_batch()
+    assert data.subscribed == [[("mnist", 1)]]
+    fill(worker)
+    worker._leave_while_full()  # full again: left again
+    assert len(data.unsubscribed) == 2 and worker.intake_pauses == 2
+
+    worker.on_data_connect()  # a new connection subscribes anew
+    while not worker.queue.empty():
+        worker.queue.get_nowait()
+    worker.on_data(_image_message(qos=1))
+    fill(worker)
+    worker._leave_while_full()
+    assert len(data.unsubscribed) == 2, "left with QoS 1 images coming"
+
+    durable = _worker(queue_size=100, durable=True, session_expiry=3600)
+    stopping = _worker(queue_size=100)
+    stopping._stop.set()
+    for other in (durable, stopping):
+        other._data = data  # type: ignore[assignment]
+        fill(other)
+        other._leave_while_full()
+        assert len(data.unsubscribed) == 2 and other.intake_pauses == 0
