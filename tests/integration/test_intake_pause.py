@@ -27,9 +27,10 @@ def test_a_full_worker_leaves_its_subscription_and_is_back_with_room(mosquitto_b
     """Stopped, the worker fills its queue of 50 with QoS 0 images; the next is shed and it unsubscribes.
     The 500 published then never reach it (the code before read and shed every one). Started again, it
     answers its queue, subscribes again, and answers what comes next; a retained image, which the broker
-    sends again at that subscribe, is answered once."""
+    sends again at that subscribe, is answered once. (Not on the Python broker: amqtt forwards a QoS 0 image at
+    the subscription's QoS 1, and a worker never leaves once a QoS 1 image came.)"""
     addr = mosquitto_broker.address
-    probe = probe_factory(addr, ["result", "mnist/reply/#", "mnist/status/#"], qos=1)
+    probe = probe_factory(addr, ["result", "mnist/reply/#", "mnist/status/#"], qos=1, protocol=protocol)
     probe.client.publish("mnist", tagged("r0"), qos=0, retain=True).wait_for_publish(10)
     worker = Worker(addr, Settings(queue_size=50, max_batch=8, protocol=protocol), WID, model=model())
     worker.start()
