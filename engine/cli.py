@@ -281,7 +281,7 @@ def _summary(status: dict[str, Any]) -> str:
         if status.get("backlogs_dropped"):  # --max-wait: stale backlogs left to the broker to drop
             expired += f", backlogs dropped {status['backlogs_dropped']}"
         if status.get("intake_pauses"):  # a QoS 0 flood: left its subscription while the queue was full
-            expired += f", paused {status['intake_pauses']}x"
+            expired += f", intake pauses {status['intake_pauses']}"
         if status.get("batch_mean") is None:  # nothing processed in this interval: no batch, no latency
             return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, idle, "
                     f"queue {status['queue']}, dropped {status['dropped']}{expired}")

@@ -50,7 +50,8 @@ class DataConnection:
         self.connected = threading.Event()
         self.ready = threading.Event()  # connected and the data subscriptions acknowledged
         self.generation = 0  # connections so far: packet ids of one mean nothing on the next
-        self._sub_mid: int | None = None
+        self._sub_mid: int | None = None  # the subscribe made on connecting, until the broker answers it
+        self._again_mids: set[int] = set()  # subscribe_again's, until answered
         self._refusals_logged: set[str] = set()
         self._client: FastClient | None = None
         self._dropping = False  # drop_session ended the connection: its loss is no error
@@ -101,6 +102,13 @@ class DataConnection:
             return False
         return True
 
+    def subscribe_again(self) -> None:
+        """Subscribe to `role.subscriptions()` again on this connection (a worker back from a pause, after it
+        unsubscribed with a full queue); a refusal is reported as one on connecting is."""
+        rc, mid = self.client.subscribe(self.role.subscriptions())
+        if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+            self._again_mids.add(mid)
+
     def flush(self, timeout: float) -> bool:
         """Wait (at most `timeout` s) until what was published here is written and acknowledged."""
         client = self._client
@@ -145,6 +153,7 @@ class DataConnection:
             self._dropping = False
             client.reconnect_delay_set(min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY)
         self.generation += 1
+        self._again_mids.clear()  # packet ids of the last connection
         role.on_data_connect()
         # stopping (a worker unsubscribed to be sent nothing more): a connection made meanwhile takes nothing new
         subs = [] if role._stop.is_set() and not role.persistent else role.subscriptions()
@@ -156,13 +165,18 @@ class DataConnection:
             role._check_ready()
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, reason_codes: Any, _p: Any) -> None:
-        if mid != self._sub_mid:
+        again = mid in self._again_mids
+        if mid != self._sub_mid and not again:
             return
         role = self.role
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
             role.last_error = f"broker refused a subscription: {', '.join(refused)}"
             log.error("%s %s: %s", role.role, role.client_id, role.last_error)
+        if again:
+            self._again_mids.discard(mid)
+            return
+        self._sub_mid = None  # a later SUBACK with the same packet id answers something else
         self.ready.set()
         role._check_ready()
 

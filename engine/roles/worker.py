@@ -109,10 +109,12 @@ class Worker(Role):
         self._data_lock = threading.Lock()
         # A QoS 0 flood past a full queue: the worker leaves its image subscription until the queue is half
         # empty again (_leave_while_full), so that the broker drops (or gives the rest of a shared group) what
-        # the worker could only read and shed. Changed under _sub_lock; reset by each (re)connect.
+        # the worker could only read and shed. _left and _rejoined change under _sub_lock; each (re)connect
+        # subscribes anew and clears them.
         self._left = False
         self._rejoined = False  # subscribed again on this connection: a retained image now is one answered
-        self._reliable_seen = False  # a QoS 1/2 image came on this connection: never leave (it would be lost)
+        # a QoS 1/2 image came (ever, on any connection): never leave again, one published meanwhile would be lost
+        self._reliable_seen = False
         self.intake_pauses = 0  # times it left so
         self._sub_lock = threading.Lock()
         self._stale = 0  # older than max_wait on arrival, decoded by paho (with MQTT 5 properties): skipped here
@@ -139,7 +141,7 @@ class Worker(Role):
             self._conn_gen += 1
             self._data_down = False
         with self._sub_lock:
-            self._left = self._rejoined = self._reliable_seen = False
+            self._left = self._rejoined = False
         self._stale_run = 0
 
     def on_data_disconnect(self) -> None:
@@ -158,16 +160,17 @@ class Worker(Role):
         """Unsubscribe from the images while the queue is full (FastClient.on_shed, network thread).
 
         Offered ten times what it takes, a worker that stays subscribed reads ten images for each it answers
-        and sheds nine, about 2-3 us each: a fifth of its CPU at 10x (docs/PERFORMANCE.md, "A full worker
-        leaves its subscription"). Unsubscribed, it is sent nothing until it subscribes again with its queue
-        half empty (`_rejoin`): the broker drops what is published meanwhile, or gives it to the other workers
-        of a shared group, at no cost here. Only for QoS 0 images: not once a QoS 1/2 image came on this
-        connection (the broker would not keep one published meanwhile), not with a durable session (the
-        subscription is part of it), not while stopping. What the broker dropped is not counted (it does not
-        say); `intake_pauses` in the status counts the pauses, `shed` what came before the broker stopped."""
+        and sheds nine, 2-3 us each with the reads: a fifth of its CPU at 10x (docs/PERFORMANCE.md, "A full
+        worker leaves its subscription"). Unsubscribed, it is sent nothing until it subscribes again with its
+        queue half empty (`_rejoin`): the broker drops what is published meanwhile, or gives it to the other
+        workers of a shared group, at no cost here. Only for QoS 0 images: not for a worker told its images come
+        at QoS 1 (`--qos 1`, `--durable`), nor once a QoS 1/2 image came at all (the broker keeps one for a
+        subscriber, and would drop one published in a pause); not with a durable session (the subscription
+        is part of it), nor while stopping. What the broker dropped is not counted (it does not say);
+        `intake_pauses` in the status counts the pauses, `shed` what came before the broker stopped."""
         data = self._data
-        if (self._left or self._reliable_seen or data is None or self.persistent or self._intake_closed
-                or self._stop.is_set()):
+        if (self._left or self._reliable_seen or self.settings.qos or data is None or self.persistent
+                or self._intake_closed or self._stop.is_set()):
             return
         with self._sub_lock:
             if self._left or self._reliable_seen or self._data_down:
@@ -180,14 +183,17 @@ class Worker(Role):
                      "empty (counted in intake_pauses; the broker drops what is published meanwhile)", self.client_id)
 
     def _rejoin(self) -> None:
-        """Subscribe to the images again after `_leave_while_full` (the batching thread, queue half empty)."""
+        """Subscribe to the images again after `_leave_while_full` (the batching thread, queue half empty).
+        Not while the image connection is down: its next connection subscribes anew (on_data_connect), and a
+        SUBSCRIBE queued ahead of its CONNECT would end it."""
         data = self._data
-        with self._sub_lock:
-            if not self._left or data is None or self._intake_closed or self._stop.is_set():
+        with self._sub_lock, self._data_lock:
+            if (not self._left or data is None or self._data_down or self._intake_closed
+                    or self._stop.is_set()):
                 return
             self._left = False
             self._rejoined = True
-            data.client.subscribe(self.subscriptions())
+            data.subscribe_again()
 
     @property
     def shed(self) -> int:
@@ -233,9 +239,10 @@ class Worker(Role):
         client = self._data.client if self._data is not None else None
         if client is not None and self.data_connected.is_set() and not self.persistent:
             done = threading.Event()
-            client.on_unsubscribe = lambda *_a: done.set()
+            mids: list[int | None] = []  # the answer to this UNSUBSCRIBE, not to a pause's (_leave_while_full)
+            client.on_unsubscribe = lambda _c, _u, mid, *_a: done.set() if mid in mids else None
             with self._sub_lock:  # after a subscribe of _rejoin's, never before it
-                client.unsubscribe([t for t, _ in self.subscriptions()])
+                mids.append(client.unsubscribe([t for t, _ in self.subscriptions()])[1])
             done.wait(1)  # bounded: behind a flood the answer queues after the images; intake closes anyway
         self._paused.clear()
         drain = self.settings.drain_seconds

@@ -6,10 +6,13 @@ import time
 
 import paho.mqtt.client as mqtt
 from fault_helpers import model
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from engine.digits.dataset import load_dataset
 from engine.mqtt.address import BrokerAddress
 from engine.protocol import embed_meta
+from engine.roles.dataplane import DataConnection
 from engine.roles.worker import DROP_INTERVAL, QUEUE_SECONDS, STALE_RUN, Worker
 from engine.settings import Settings
 
@@ -136,8 +139,8 @@ class _Connection:
     def ack_many(self, acks: list[tuple[int, int]]) -> None:
         self.acked += [mid for mid, _qos in acks]
 
-    def subscribe(self, subs: list[tuple[str, int]]) -> None:
-        self.subscribed.append(subs)
+    def subscribe_again(self) -> None:
+        self.subscribed.append([("mnist", 1)])
 
     def unsubscribe(self, topics: list[str]) -> None:
         self.unsubscribed.append(topics)
@@ -225,8 +228,9 @@ def _image_message(qos: int) -> mqtt.MQTTMessage:
 
 def test_a_full_worker_leaves_its_subscription_under_qos0_only_and_is_back_with_half_a_queue() -> None:
     """A full queue (FastClient.on_shed) unsubscribes once; a batch taken with more than half the queue waiting
-    subscribes nothing, one with half or less subscribes again. Never once a QoS 1 image came on the connection
-    (the broker would drop one published meanwhile), never with a durable session, never while stopping."""
+    subscribes nothing, one with half or less subscribes again, unless the image connection is down. Never once
+    a QoS 1 image came (the broker would drop one published meanwhile), nor for a worker told its images are QoS 1,
+    nor with a durable session, nor while stopping."""
     worker = _worker(queue_size=100, max_batch=10)
     data = _Connection()
     worker._data = data  # type: ignore[assignment]
@@ -248,19 +252,59 @@ def test_a_full_worker_leaves_its_subscription_under_qos0_only_and_is_back_with_
     worker._leave_while_full()  # full again: left again
     assert len(data.unsubscribed) == 2 and worker.intake_pauses == 2
 
-    worker.on_data_connect()  # a new connection subscribes anew
+    # the image connection drops during the pause: no subscribe while it is down (one queued ahead of the next
+    # CONNECT would end that connection); the next connection subscribes anew, and the worker can leave again
+    worker.on_data_disconnect()
+    while not worker.queue.empty():
+        worker.queue.get_nowait()
+    worker._take_batch()
+    assert len(data.subscribed) == 1 and worker._left
+    worker.on_data_connect()
+    assert not worker._left
+    worker._take_batch()
+    assert len(data.subscribed) == 1
+    fill(worker)
+    worker._leave_while_full()
+    assert len(data.unsubscribed) == 3 and worker.intake_pauses == 3
+
+    worker.on_data_connect()
     while not worker.queue.empty():
         worker.queue.get_nowait()
     worker.on_data(_image_message(qos=1))
+    worker.on_data_connect()  # on any later connection too: the publishers are the same
+    while not worker.queue.empty():
+        worker.queue.get_nowait()
     fill(worker)
     worker._leave_while_full()
-    assert len(data.unsubscribed) == 2, "left with QoS 1 images coming"
+    assert len(data.unsubscribed) == 3, "left with QoS 1 images coming"
 
+    told_qos1 = _worker(queue_size=100, qos=1)
     durable = _worker(queue_size=100, durable=True, session_expiry=3600)
     stopping = _worker(queue_size=100)
     stopping._stop.set()
-    for other in (durable, stopping):
+    for other in (told_qos1, durable, stopping):
         other._data = data  # type: ignore[assignment]
         fill(other)
         other._leave_while_full()
-        assert len(data.unsubscribed) == 2 and other.intake_pauses == 0
+        assert len(data.unsubscribed) == 3 and other.intake_pauses == 0
+
+
+def test_a_refused_subscribe_after_a_pause_is_reported_and_changes_no_readiness() -> None:
+    """The answer to subscribe_again is checked as the one on connecting is: a refusal is logged and becomes the
+    role's last error; it neither sets nor clears the connection's readiness."""
+    class _Client:
+        def subscribe(self, _subs: list[tuple[str, int]]) -> tuple[int, int]:
+            return mqtt.MQTT_ERR_SUCCESS, 7
+
+    worker = _worker()
+    data = DataConnection(worker)
+    data._client = _Client()  # type: ignore[assignment]
+    data.subscribe_again()
+    data._on_subscribe(None, None, 8, [ReasonCode(PacketTypes.SUBACK, "Not authorized")], None)  # type: ignore[arg-type]
+    assert worker.last_error is None  # another packet id: not this one's answer
+    data._on_subscribe(None, None, 7, [ReasonCode(PacketTypes.SUBACK, "Not authorized")], None)  # type: ignore[arg-type]
+    assert worker.last_error is not None and "refused a subscription" in worker.last_error
+    assert not data.ready.is_set()
+    worker.last_error = None
+    data._on_subscribe(None, None, 7, [ReasonCode(PacketTypes.SUBACK, "Not authorized")], None)  # type: ignore[arg-type]
+    assert worker.last_error is None, "answered twice"
