@@ -123,6 +123,22 @@ def test_an_offline_workers_trend_holds_still() -> None:
     assert worker_cells(alive, NOW + 5, pal) != worker_cells(alive, NOW + 50, pal)  # the test can fail
 
 
+def test_a_worker_whose_queue_filled_since_its_last_status_shows_full() -> None:
+    """Overloaded (its queue reached its bound since the last status: it drops, or at QoS 0 leaves its
+    subscription, or the broker holds its QoS 1 images back), a running worker says `full`, not `running`."""
+    pal = Palette(*(Style() for _ in range(6)))
+    t = (NOW - 1,)
+
+    def state(**data: object) -> str:
+        role = RoleStatus("infer", "w", "running", {"queue_max": 2000, **data}, NOW, (1.0,), t, (1.0,))
+        return worker_cells(role, NOW, pal)[1].plain
+
+    assert state(queue=10, queue_peak=1999) == "running"
+    assert state(queue=10, queue_peak=2000) == "full"
+    assert state(queue=10) == "running"
+    assert state(queue_peak="2000") == "running"  # not a number: untrusted, shown as running
+
+
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 async def test_z_fills_the_screen_with_any_pane(size: tuple[int, int]) -> None:
     app = MnistApp(make_observer(), BROKER)
