@@ -27,6 +27,10 @@ from engine.untrusted import json_object
 MAX_RATE = 100_000.0
 MIN_RATE = 0.01  # images/s: one every 100 s; a rate is this or more, or 0 (max)
 BURST = 64  # images handed to paho at once at full speed (and at rates above 1 per loop pass)
+# The shortest wait between two passes of a paced run: above 500 images/s what fell due meanwhile goes out as one
+# burst (one joined write, one wake-up of the network thread), not one image a pass. At max paced by a worker
+# answering 9,000/s, a wait for each image took a third of the publisher's CPU (docs/PERFORMANCE.md).
+MIN_WAIT = 0.002
 
 
 def valid_rate(rate: float) -> bool:
@@ -417,7 +421,7 @@ class Publisher(Role):
                 if rate != planned:  # after max (planned 0) from now: the sends max skipped are not owed
                     next_at, planned = (min(next_at, now + 1 / rate) if planned else now), rate
                 if next_at > now:
-                    self._wake.wait(min(next_at - now, 1.0))  # a wait is bounded, whatever the rate
+                    self._wake.wait(min(max(next_at - now, MIN_WAIT), 1.0))  # a wait is bounded, whatever the rate
                     self._wake.clear()
                     continue
                 burst = max(1, min(BURST, int((now - next_at) * rate) + 1))  # what is due, at high rates several
