@@ -27,9 +27,10 @@ from engine.untrusted import json_object
 MAX_RATE = 100_000.0
 MIN_RATE = 0.01  # images/s: one every 100 s; a rate is this or more, or 0 (max)
 BURST = 64  # images handed to paho at once at full speed (and at rates above 1 per loop pass)
-# The shortest wait between two passes of a paced run: above 500 images/s what fell due meanwhile goes out as one
-# burst (one joined write, one wake-up of the network thread), not one image a pass. At max paced by a worker
-# answering 9,000/s, a wait for each image took a third of the publisher's CPU (docs/PERFORMANCE.md).
+# The shortest wait between two passes of a run at a set rate, or at max paced by the workers: above 500 images/s
+# what fell due meanwhile goes out as one burst (one joined write, one wake-up of the network thread), not one image
+# a pass. At max beside a worker answering 9,000/s, a wait and a wake-up for each image took a quarter of the roles
+# process's samples, and the burst cut its CPU from half a core to 37% (docs/PERFORMANCE.md).
 MIN_WAIT = 0.002
 
 
