@@ -81,6 +81,7 @@ class Publisher(Role):
         self._pacer = Pacer()
         self.loop = s.loop
         self.remaining: int | None = s.count
+        self._counts = 0  # counts set by play(count): a pass counts its images against the count it began under
         self.sent = 0
         self.errors = 0
         self.meter = RateMeter()
@@ -158,6 +159,7 @@ class Publisher(Role):
         with self._lock:
             if count is not None:
                 self.remaining = count
+                self._counts += 1
             self._finished = False
         self._running.set()
         self._wake.set()
@@ -435,6 +437,7 @@ class Publisher(Role):
         with self._lock:
             if self.remaining is not None:
                 count = min(count, self.remaining)
+            counts = self._counts
             epoch = self._epoch
         samples = []
         for _ in range(count):
@@ -450,7 +453,8 @@ class Publisher(Role):
         done = len(samples) < count  # the dataset ran out (no loop)
         if self.remaining is not None:
             with self._lock:
-                self.remaining -= sent
+                if self._counts == counts:  # a count given meanwhile (start N) counts from what follows
+                    self.remaining -= sent
                 done = done or self.remaining <= 0
         if sent < len(samples):  # a stop came: the rest goes first next time
             self._put_back(samples[sent:], epoch)

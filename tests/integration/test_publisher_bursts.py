@@ -46,3 +46,36 @@ def test_a_high_rate_goes_out_in_bursts_each_image_once_in_order(mosquitto_broke
                  message=lambda: f"{len(images.messages('mnist'))} of {COUNT} received")
     seqs = [int(extract_meta(m.payload).id.rsplit("-", 1)[-1]) for m in images.messages("mnist")]
     assert seqs == sorted(seqs) and len(set(seqs)) == COUNT
+
+
+class _CountMidPass(Publisher):
+    """Takes `start` with a count of 100 while its first pass is being sent, as a command may land."""
+
+    hooked = False
+
+    def _send(self, sample: Any, running: bool = False) -> bool:
+        self._count_now()
+        return super()._send(sample, running)
+
+    def _send_burst(self, samples: list[Any]) -> int:
+        self._count_now()
+        return super()._send_burst(samples)
+
+    def _count_now(self) -> None:
+        if not self.hooked:
+            self.hooked = True
+            self.play(count=100)
+
+
+def test_a_count_given_while_a_pass_is_sent_counts_from_what_follows(mosquitto_broker, probe_factory) -> None:
+    """`start` with 100 lands while the first pass (one image: the run begins on time) is sent: 100 more follow it.
+    The pass's images were counted against the new count before, and with bursts at high rates that was up to
+    a burst fewer than asked."""
+    address = mosquitto_broker.address
+    images = probe_factory(address, "mnist", qos=0)
+    with started(_CountMidPass(address, Settings(rate=RATE, count=10), "count-in")) as publisher:
+        publisher.play()
+        wait_for(lambda: publisher.finished, timeout=60, message=lambda: f"{publisher.sent} sent")
+        assert publisher.hooked and publisher.sent == 1 + 100 and publisher.remaining == 0
+        wait_for(lambda: len(images.messages("mnist")) == 101, timeout=60,
+                 message=lambda: f"{len(images.messages('mnist'))} of 101 received")
