@@ -89,6 +89,7 @@ class Worker(Role):
         self._conn_gen = 0  # packet ids of one connection mean nothing on the next
         self._held = 0  # images taken from the queue but held because the worker was paused meanwhile
         self._queue_peak = 0  # the longest queue a batch was taken from since the last status published
+        self._filled = False  # the queue reached the bound in force (queue_limit) since the last status published
         self._peak_lock = threading.Lock()
         self._intake = threading.Lock()  # closing the intake and the last enqueue do not interleave
         self._intake_closed = False
@@ -154,7 +155,10 @@ class Worker(Role):
 
     def _queue_full(self) -> bool:
         """Asked by the data client before it reads: while True, QoS 0 images are dropped unread."""
-        return self.queue.qsize() >= self.queue_limit and not self._intake_closed
+        full = self.queue.qsize() >= self.queue_limit and not self._intake_closed
+        if full:
+            self._filled = True
+        return full
 
     def _leave_while_full(self) -> None:
         """Unsubscribe from the images while the queue is full (FastClient.on_shed, network thread).
@@ -312,6 +316,7 @@ class Worker(Role):
         room = self._room
         with room:
             while self.queue.qsize() >= self.queue_limit:
+                self._filled = True
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
@@ -709,6 +714,8 @@ class Worker(Role):
         with self._peak_lock:
             if self._queue_peak <= status.get("queue_peak", 0):
                 self._queue_peak = 0
+        if status.get("queue_full"):
+            self._filled = False  # until the queue is at its bound again
 
     def status_fields(self) -> dict[str, Any]:
         mean_batch = self.batches.mean()
@@ -725,6 +732,7 @@ class Worker(Role):
             "queue": (waiting := self.queue.qsize() + self._held),
             "queue_peak": min(max(self._queue_peak, waiting), self.queue.maxsize),  # since the last status sent
             "queue_max": self.queue_limit,
+            "queue_full": self._filled,
             "dropped": self.dropped + self.shed,
             "shed": self.shed,
             "intake_pauses": self.intake_pauses,

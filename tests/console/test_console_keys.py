@@ -133,10 +133,10 @@ def test_a_worker_whose_queue_filled_since_its_last_status_shows_full() -> None:
         role = RoleStatus("infer", "w", "running", {"queue_max": 2000, **data}, NOW, (1.0,), t, (1.0,))
         return worker_cells(role, NOW, pal)[1].plain
 
-    assert state(queue=10, queue_peak=1999) == "running"
-    assert state(queue=10, queue_peak=2000) == "full"
-    assert state(queue=10) == "running"
-    assert state(queue_peak="2000") == "running"  # not a number: untrusted, shown as running
+    assert state(queue=10, queue_peak=1999, queue_full=False) == "running"
+    assert state(queue=10, queue_peak=2000, queue_full=True) == "full"
+    assert state(queue=10) == "running"  # a status without the field
+    assert state(queue_full="yes") == "running"  # not a flag: untrusted, shown as running
 
 
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])

@@ -87,6 +87,7 @@ def test_flooded_worker_answers_reports_and_sheds(mosquitto_broker, probe_factor
         assert any(s.get("queue_peak", 0) >= 150 for s in map(json.loads, (m.payload for m in watch.messages(
             status_topic)[-5:]))), [json.loads(m.payload).get("queue_peak") for m in watch.messages(status_topic)]
         assert status["queue_peak"] <= status["queue_max"]
+        assert any(json.loads(m.payload).get("queue_full") is True for m in watch.messages(status_topic)[-5:])
         assert status["dropped"] >= status["shed"] > 0
         # it left its subscription while its queue was full, and came back: it answered on meanwhile
         assert status["intake_pauses"] >= 1 and status["subscribed"] is True

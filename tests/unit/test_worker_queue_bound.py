@@ -308,3 +308,24 @@ def test_a_refused_subscribe_after_a_pause_is_reported_and_changes_no_readiness(
     worker.last_error = None
     data._on_subscribe(None, None, 7, [ReasonCode(PacketTypes.SUBACK, "Not authorized")], None)  # type: ignore[arg-type]
     assert worker.last_error is None, "answered twice"
+
+
+def test_queue_full_says_whether_the_bound_in_force_was_reached_since_the_last_status() -> None:
+    """`queue_full` (the Workers pane's `full`): the queue at its bound when the data client asked (QoS 0 shed) or a
+    QoS 1 image waited for room, since the last status published; a peak reached under a bound that then shrank
+    (the pace of full batches) is not full."""
+    worker = _worker(queue_size=100, max_batch=10)
+    for i in range(99):
+        worker.queue.put_nowait((b"", float(i), None, None))
+    assert not worker._queue_full() and worker.status()["queue_full"] is False
+    worker.queue.put_nowait((b"", 0.0, None, None))
+    assert worker._queue_full() and worker.status()["queue_full"] is True
+    worker.queue.get_nowait()
+    status = worker.status()
+    assert status["queue_full"] is True  # until a status has said so
+    worker.status_published(status)
+    assert worker.status()["queue_full"] is False
+    for _ in range(30):
+        worker._pace(10 * 0.05, 10)  # 20 images/s: the bound shrinks to a second of work, 20 images
+    assert worker.queue_limit < 99 <= worker.queue.qsize()
+    assert worker.status()["queue_full"] is False, "a queue the bound shrank under is full only once asked"

@@ -160,8 +160,7 @@ def worker_cells(role: RoleStatus, now: float, pal: Palette, columns: tuple[Colu
         if lost_sessions:  # a durable session the broker lost: what was queued for it is gone
             return Text("sess lost", style=pal.warn)
         if role.state == "running":
-            peak, limit = _num(d.get("queue_peak")), _num(d.get("queue_max"))
-            if peak is not None and limit and peak >= limit:  # its queue filled since its last status: overloaded,
+            if d.get("queue_full") is True:  # its queue reached its bound since its last status: overloaded,
                 return Text("full", style=pal.warn)  # dropping (and at QoS 0 leaving its subscription) or held back
             return Text("running", style=pal.ok)
         return Text(role.state, style=pal.warn)
