@@ -234,10 +234,8 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     "paced": _number,
     # infer
     "model": _text, "received": _count, "processed": _count, "queue": _count, "queue_peak": _count, "queue_max": _count,
-    "queue_full": _flag,
-    "dropped": _count, "shed": _count, "expired": _count, "backlogs_dropped": _count, "intake_pauses": _count,
-    "batch_mean": _number,
-    "max_batch": _count,
+    "queue_full": _flag, "dropped": _count, "shed": _count, "expired": _count, "backlogs_dropped": _count,
+    "intake_pauses": _count, "batch_mean": _number, "max_batch": _count,
     "max_delay_ms": _number, "max_wait": _number, "loads": _count, "warmup_ms": _number,
     "lat_ms": _numbers, "stages_ms": _numbers, "group": _text,
     # output

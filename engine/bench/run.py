@@ -429,10 +429,8 @@ class Bench:
         ones when it closes, so the measured images' answers span a second more than the window."""
         tally = self.tracker.tally
         span = (tally.last_answer - t_start) if tally.last_answer else 0.0
-        if window:
-            goodput = round(tally.in_window / window, 1)
-        else:
-            goodput = round(tally.counts.received / span, 1) if span > 0 else 0.0
+        throughput = round(tally.counts.received / span, 1) if span > 0 else 0.0
+        goodput = round(tally.in_window / window, 1) if window else throughput
         stages, batch_mean = stage_means(self.live.status_log, self.worker_ids)
         per_worker: dict[str, Any] = {}
         quota = self.quota.stats() if self.quota is not None else {}  # pid -> its group's cpu.stat
@@ -484,7 +482,7 @@ class Bench:
             "send_seconds": round(send_seconds, 3),
             "offered_rate": round(sent / send_seconds, 1) if send_seconds > 0 else None,
             "elapsed": round(span, 3),
-            "throughput": round(tally.counts.received / span, 1) if span > 0 else 0.0,
+            "throughput": throughput,
             "latency_ms": tally.latency.summary_ms(),
             # where the latency is: sent -> taken by a worker -> its result published -> collected
             "latency_parts_ms": {name: h.summary_ms() for name, h in tally.parts.items()},

@@ -176,8 +176,9 @@ class Worker(Role):
         if (self._left or self._reliable_seen or self.settings.qos or data is None or self.persistent
                 or self._intake_closed or self._stop.is_set()):
             return
+        # _left may change on the batching thread too (_rejoin); _reliable_seen and _data_down on this one only
         with self._sub_lock:
-            if self._left or self._reliable_seen or self._data_down:
+            if self._left or self._data_down:
                 return
             self._left = True
             self.intake_pauses += 1

@@ -4,10 +4,8 @@ model, an in-process worker; waits with deadlines."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from fault_helpers import command, model, send, tagged, wait_status
+from fault_helpers import command, model, results, send, tagged, wait_status
 from helpers import wait_for
 
 from engine.roles.worker import Worker
@@ -18,7 +16,7 @@ STATUS = f"mnist/status/infer/{WID}"
 
 
 def _answered(probe, prefix: str) -> list[str]:
-    return [i for i in (json.loads(m.payload)["id"] for m in probe.messages("result")) if i.startswith(prefix)]
+    return [r["id"] for r in results(probe) if r["id"].startswith(prefix)]
 
 
 @pytest.mark.parametrize("protocol", [5, 4], ids=["mqtt5", "mqtt311"])
