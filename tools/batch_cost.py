@@ -2,12 +2,17 @@
 
 A benchmark, not a test. Runs the worker's work on one batch (each image's metadata read and its PNG
 inflated, the batch's pixels decoded, the forward pass, the result JSON) on the shipped digits with
-metadata stamped in, as the publisher sends them, for several batch sizes, three ways:
+metadata stamped in, as the publisher sends them, for several batch sizes, in these ways (`--ways`):
 
 - `none`: batches back to back (as at full speed, when the thread never waits);
 - `sleep`: the thread sleeps `--gap` ms between batches (as at a moderate rate, waiting for images);
-- `spin`: the thread busy-waits `--gap` ms instead, so the processor never idles: if this costs as much as
-  `sleep`, what a wait costs is not the idle processor's wake-up but what ran meanwhile in its caches.
+- `spin`: the thread busy-waits `--gap` ms instead, reading the clock, so the processor never idles: if this
+  costs as much as `sleep`, what a wait costs is not the idle processor's wake-up;
+- `loop`: the thread runs a pure-Python loop of about `--gap` ms instead (calibrated first, no clock read
+  within it): work of its own with a small footprint, and no system call.
+
+If every way of spending the gap costs the same, and more the longer the gap, what the next batch pays does
+not depend on what this thread did meanwhile, only on how long (docs/PERFORMANCE.md, "Moderate rates").
 
 Prints microseconds of thread CPU per image for each stage, the median of `--rounds` rounds.
 """
@@ -36,8 +41,32 @@ def _payloads(count: int) -> list[bytes]:
             for i in range(count)]
 
 
+def _busy(iterations: int) -> int:
+    total = 0
+    for i in range(iterations):
+        total += i & 7
+    return total
+
+
+def _loop_iterations(gap: float) -> int:
+    """How many `_busy` iterations take about `gap` seconds here."""
+    n = 10_000
+    while True:
+        t0 = time.perf_counter()
+        _busy(n)
+        took = time.perf_counter() - t0
+        if took > 0.02:
+            return max(1, round(n * gap / took))
+        n *= 2
+
+
+_LOOP: dict[float, int] = {}
+
+
 def _wait(mode: str, gap: float) -> None:
-    if mode == "sleep":
+    if mode == "loop":
+        _busy(_LOOP.setdefault(gap, _loop_iterations(gap)))
+    elif mode == "sleep":
         time.sleep(gap)
     elif mode == "spin":
         end = time.perf_counter() + gap
@@ -73,12 +102,17 @@ def _round(batch: list[bytes], batches: int, mode: str, gap: float, predict: Cal
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.batch_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,4,16,64", help="batch sizes, comma-separated (default 1,4,16,64)")
-    parser.add_argument("--gap", type=float, default=4.0, help="ms between batches for sleep and spin (default 4)")
+    parser.add_argument("--gap", type=float, default=4.0, help="ms between batches (default 4)")
+    parser.add_argument("--ways", default="none,sleep,spin",
+                        help="what the thread does between batches, comma-separated: none, sleep, spin, loop "
+                             "(default none,sleep,spin)")
     parser.add_argument("--images", type=int, default=2000, help="images per round and way (default 2000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the median is shown (default 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     args = parser.parse_args(argv)
     sizes = [int(size) for size in args.sizes.split(",")]
+    if unknown := set(args.ways.split(",")) - {"none", "sleep", "spin", "loop"}:
+        parser.error(f"unknown way: {', '.join(sorted(unknown))}")
     set_threads(1)  # as the worker runs
     model = load_model()
     rows = []
@@ -86,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         batch = _payloads(size)
         batches = max(20, args.images // size)
         _round(batch, 20, "none", 0.0, model.predict)  # warm up
-        for mode in ("none", "sleep", "spin"):
+        for mode in args.ways.split(","):
             rounds = [_round(batch, batches, mode, args.gap / 1000, model.predict) for _ in range(args.rounds)]
             stages = [statistics.median(r[i] for r in rounds) for i in range(len(STAGES))]
             rows.append({"batch": size, "between": mode, "us_per_image": dict(zip(STAGES, stages, strict=True)),
