@@ -260,11 +260,15 @@ def run_roles(args: argparse.Namespace) -> int:
                 for role in pipeline.roles:
                     log.info("%s", _summary(role.status()))
     finally:
+        sender = pipeline.role("input") if started else None  # (a stopped pipeline has no roles)
         if started:
             log.info("stopping")
             pipeline.stop()
         for s, handler in old.items():
             signal.signal(s, handler)
+    if isinstance(sender, Publisher) and sender.no_subscriber:  # MQTT 5 brokers say so of a QoS 1 image: it is gone
+        log.warning("input %s: %d of %d images had nobody subscribed to %s (the broker said \"no matching "
+                    "subscribers\"): gone", sender.client_id, sender.no_subscriber, sender.sent, sender.topics.images)
     if failed is not None:  # a role that died: one line and a non-zero exit (main prints it)
         raise RoleFailed(failed)
     return 0
@@ -273,7 +277,9 @@ def run_roles(args: argparse.Namespace) -> int:
 def _summary(status: dict[str, Any]) -> str:
     role = status["role"]
     if role == "input":
-        return f"input {status['id']}: {status['state']}, sent {status['sent']}, {status['rate_actual']}/s"
+        # MQTT 5 brokers say when a QoS 1 image had nobody subscribed to it: it is gone (shown once there is one)
+        unheard = f", no subscriber {status['no_subscriber']}" if status.get("no_subscriber") else ""
+        return f"input {status['id']}: {status['state']}, sent {status['sent']}{unheard}, {status['rate_actual']}/s"
     if role == "infer":
         lat = status["lat_ms"]
         # expired: past its MQTT 5 expiry or older than --max-wait, not answered (shown once there is one)
@@ -282,6 +288,8 @@ def _summary(status: dict[str, Any]) -> str:
             expired += f", backlogs dropped {status['backlogs_dropped']}"
         if status.get("intake_pauses"):  # a QoS 0 flood: left its subscription while the queue was full
             expired += f", intake pauses {status['intake_pauses']}"
+        if status.get("no_subscriber"):  # QoS 1 results with nobody subscribed to them (MQTT 5): gone
+            expired += f", results with no subscriber {status['no_subscriber']}"
         if status.get("batch_mean") is None:  # nothing processed in this interval: no batch, no latency
             return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, idle, "
                     f"queue {status['queue']}, dropped {status['dropped']}{expired}")

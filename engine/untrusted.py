@@ -231,7 +231,7 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     # input
     "dataset": _text, "size": _count, "sent": _count, "rate": _number, "rate_actual": _number, "qos": _qos,
     "order": _text, "loop": _flag, "remaining": _count, "errors": _count, "last": _last, "pace": _flag,
-    "paced": _number,
+    "paced": _number, "no_subscriber": _count,
     # infer
     "model": _text, "received": _count, "processed": _count, "queue": _count, "queue_peak": _count, "queue_max": _count,
     "queue_full": _flag, "dropped": _count, "shed": _count, "expired": _count, "backlogs_dropped": _count,

@@ -28,9 +28,10 @@ spent more time handing the GIL to each other than decoding (py-spy of a full-sp
   is copied from a template instead and the values are set on it as paho's decoder sets them.
   Anything else (user properties, a response topic, a Content Type that is not ASCII, a repeated or
   malformed property) goes to paho;
-- acknowledgements: a plain PUBACK (success, no properties) is read here and handed to on_publish with
-  one shared success reason code and empty properties: paho makes both for each, and a ReasonCode copies
-  its table of names as it is made (about 10 us of a worker's CPU per QoS 1 result);
+- acknowledgements: a plain PUBACK (success, or MQTT 5's "no matching subscribers", without properties) is
+  read here and handed to on_publish with one shared reason code and empty properties: paho makes both for
+  each, and a ReasonCode copies its table of names as it is made (about 10 us of a worker's CPU per QoS 1
+  result);
 - skipping: a message whose payload `skip_when(payload)` finds unwanted (a worker's image older than
   its `--max-wait`) is dropped as it is decoded, a QoS 1 one acknowledged, and counted in `skipped`,
   without a message object, paho's dispatch or the role's callback; in a run of whole packets a QoS 1
@@ -88,6 +89,8 @@ _PUBLISH = 0x30
 _DISCONNECTING = _ConnectionState.MQTT_CS_DISCONNECTING
 _PUBACK = 0x40
 _PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)  # shared by every plain PUBACK read (see _handle_pubackcomp)
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5: the broker took the message, and nobody was subscribed to it
+_PUBACK_NO_SUBSCRIBERS = ReasonCode(PacketTypes.PUBACK, identifier=NO_MATCHING_SUBSCRIBERS)
 _PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)
 _PUBACK_HEAD = bytes((_PUBACK, 2))  # a PUBACK: its type, its length (2) and then the packet id (MQTT 5: success)
 _PUBCOMP = 0x70  # PUBACK, PUBREC, PUBREL and PUBCOMP: 0x40-0x70 (paho's _send_command_with_mid)
@@ -734,18 +737,20 @@ class FastClient(mqtt.Client):
                                  if m.qos and m.state == mqtt_ms_queued)
 
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
-        """paho's, but a plain PUBACK (success, no properties: what a broker sends for nearly every one) is
-        read here and handed on with one success reason code and one empty properties object shared by all:
-        paho builds both for each, and a ReasonCode copies a table of every reason's name as it is made, more
-        than the rest of the acknowledgement costs. Anything else is paho's."""
+        """paho's, but a plain PUBACK (success or "no matching subscribers", no properties: what a broker
+        sends for nearly every one) is read here and handed on with one reason code and one empty properties
+        object shared by all: paho builds both for each, and a ReasonCode copies a table of every reason's
+        name as it is made, more than the rest of the acknowledgement costs. Anything else is paho's."""
         packet = self._in_packet["packet"]
         size = len(packet)
-        if cmd != "PUBACK" or not (size == 2 or (self._protocol == MQTTv5 and 3 <= size <= 4 and not any(packet[2:]))):
+        if cmd != "PUBACK" or not (size == 2 or (self._protocol == MQTTv5 and 3 <= size <= 4 and not any(packet[3:])
+                                                 and packet[2] in (0, NO_MATCHING_SUBSCRIBERS))):
             return super()._handle_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
+        reason = _PUBACK_NO_SUBSCRIBERS if size > 2 and packet[2] else _PUBACK_SUCCESS
         with self._out_message_mutex:
             if mid in self._out_messages:
-                return self._do_on_publish(mid, _PUBACK_SUCCESS, _PUBACK_PROPERTIES)
+                return self._do_on_publish(mid, reason, _PUBACK_PROPERTIES)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_pubrec(self) -> MQTTErrorCode:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 
 from engine.mqtt.client import RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY, connect_kwargs, make_client, reason_text
-from engine.mqtt.fastclient import FastClient
+from engine.mqtt.fastclient import NO_MATCHING_SUBSCRIBERS, FastClient
 
 if TYPE_CHECKING:
     from engine.roles.role import Role
@@ -204,8 +204,11 @@ class DataConnection:
                           msg.topic)
 
     def on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, rc: Any, _p: Any) -> None:
-        """MQTT 5 brokers say in the PUBACK when the ACL denies a QoS 1 publish: say so once."""
+        """MQTT 5 brokers say in the PUBACK when the ACL denies a QoS 1 publish: say so once. They also say when
+        nobody was subscribed to it (it is gone): counted in `no_subscriber`."""
         if not rc.is_failure:
+            if rc == NO_MATCHING_SUBSCRIBERS:
+                self.role.no_subscriber += 1
             return
         role = self.role
         topic = role.data_topic() or "a topic"

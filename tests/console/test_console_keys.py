@@ -112,6 +112,14 @@ def test_headless_worker_log_has_no_none() -> None:
     assert "batch 3.2" in _summary(busy) and "expired" not in _summary(busy)
     skipping = busy | {"expired": 1234}  # --max-wait skipping images: the summary says so
     assert "expired 1234" in _summary(skipping) and "expired 1234" in _summary(idle | {"expired": 1234})
+    assert "no subscriber" not in _summary(busy)  # said once a QoS 1 result went to nobody (MQTT 5)
+    assert "results with no subscriber 12" in _summary(busy | {"no_subscriber": 12})
+
+
+def test_headless_input_log_says_what_went_to_nobody() -> None:
+    sending = {"role": "input", "id": "in", "state": "running", "sent": 40, "rate_actual": 20.0, "no_subscriber": 0}
+    assert _summary(sending) == "input in: running, sent 40, 20.0/s"
+    assert _summary(sending | {"no_subscriber": 15}) == "input in: running, sent 40, no subscriber 15, 20.0/s"
 
 
 def test_an_offline_workers_trend_holds_still() -> None:
