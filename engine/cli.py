@@ -288,8 +288,6 @@ def _summary(status: dict[str, Any]) -> str:
             expired += f", backlogs dropped {status['backlogs_dropped']}"
         if status.get("intake_pauses"):  # a QoS 0 flood: left its subscription while the queue was full
             expired += f", intake pauses {status['intake_pauses']}"
-        if status.get("no_subscriber"):  # QoS 1 results with nobody subscribed to them (MQTT 5): gone
-            expired += f", results with no subscriber {status['no_subscriber']}"
         if status.get("batch_mean") is None:  # nothing processed in this interval: no batch, no latency
             return (f"infer {status['id']}: done {status['processed']}, errors {status['errors']}, idle, "
                     f"queue {status['queue']}, dropped {status['dropped']}{expired}")

@@ -48,8 +48,8 @@ COUNTERS = (
      "stale at its head (--max-wait)", {"infer": "backlogs_dropped"}),
     ("mnist_intake_pauses", "Times a worker's queue filled with QoS 0 images and it left its image subscription "
      "until the queue was half empty (the broker dropped what was published meanwhile)", {"infer": "intake_pauses"}),
-    ("mnist_no_subscriber", "QoS 1 images (input) or results (infer) the broker took with nobody subscribed to "
-     "them (MQTT 5 'no matching subscribers'): gone", {"input": "no_subscriber", "infer": "no_subscriber"}),
+    ("mnist_no_subscriber", "QoS 1 images the broker took with nobody subscribed to them (MQTT 5 'no matching "
+     "subscribers'): gone", {"input": "no_subscriber"}),
     ("mnist_duplicates", "Results received more than once", {"output": "duplicates"}),
 )
 GAUGES = (

@@ -205,9 +205,11 @@ class DataConnection:
 
     def on_publish(self, _c: mqtt.Client, _u: Any, _mid: int, rc: Any, _p: Any) -> None:
         """MQTT 5 brokers say in the PUBACK when the ACL denies a QoS 1 publish: say so once. They also say when
-        nobody was subscribed to it (it is gone): counted in `no_subscriber`."""
+        nobody was subscribed to it (it is gone): the input role counts its images so in `no_subscriber` (a
+        worker's results are not counted: the output role, a console and the metrics exporter all subscribe
+        to them, and its answers on a response topic would count apart)."""
         if not rc.is_failure:
-            if rc == NO_MATCHING_SUBSCRIBERS:
+            if rc == NO_MATCHING_SUBSCRIBERS and not self.outbound:
                 self.role.no_subscriber += 1
             return
         role = self.role
@@ -221,7 +223,8 @@ class DataConnection:
 
 
 class _OnPublishWhenNeeded:
-    """The data client's on_publish, falsy while the role publishes its data at QoS 0.
+    """The data client's on_publish, falsy while the role publishes its data at QoS 0 (and none of its QoS 1 data
+    still waits for its acknowledgement).
 
     paho asks `if on_publish:` before it builds a ReasonCode and a Properties object for the callback,
     and it does so for every QoS 0 message it writes (13% of a full-speed worker's GIL time, py-spy);
@@ -237,11 +240,11 @@ class _OnPublishWhenNeeded:
 
     def __bool__(self) -> bool:
         data = self._data
-        if data.outbound:
-            # QoS 1/2 results, and QoS 0 ones of a worker that may end its image connection (Worker._publish_results):
-            # a QoS 0 batch is written joined, without the callback, unless a QoS 1/2 result still waits for its
-            # acknowledgement (a refusal comes in it, whatever the last batch's QoS was)
-            client = data._client
-            return data.role.data_qos() > 0 or (client is not None and client.awaits_acknowledgement())
-        # a role with a results connection sends only QoS 0 results and acknowledgements on its data connection
-        return data.role.data_qos() > 0 and not data.role.results_connection
+        if not data.outbound and data.role.results_connection:
+            return False  # a role with a results connection sends only QoS 0 results and acknowledgements here
+        # QoS 1/2 data, and QoS 0 data while a QoS 1/2 publish still waits for its acknowledgement (a refusal, or
+        # "no matching subscribers", comes in it whatever the QoS is now): a worker's QoS 0 results after QoS 1
+        # ones (Worker._publish_results), the input role's images after `set qos 0`. Otherwise a QoS 0 batch
+        # is written joined, without the callback.
+        client = data._client
+        return data.role.data_qos() > 0 or (client is not None and client.awaits_acknowledgement())

@@ -245,6 +245,7 @@ class Publisher(Role):
             self._epoch += 1
             self.sent = 0
             self.errors = 0
+            self.no_subscriber = 0
             self._finished = False
         self._pacer.recount(0)
 
@@ -485,7 +486,7 @@ class Publisher(Role):
             "loop": self.loop,
             "remaining": remaining,
             "errors": self.errors,
-            "no_subscriber": self.no_subscriber,  # QoS 1/2 images nobody was subscribed to (MQTT 5)
+            "no_subscriber": self.no_subscriber,  # QoS 1 images nobody was subscribed to (MQTT 5)
             "skipped": len(getattr(self.samples, "skipped", ())),  # unusable files of the dataset
             "last": None if last is None else {
                 "id": last["id"], "label": last["label"], "name": last["name"],

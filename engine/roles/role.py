@@ -69,7 +69,8 @@ class Role:
         self.last_error: str | None = None
         self.fatal_error: str | None = None  # set when the broker refuses what the role cannot work without
         self.refused = 0  # publishes the broker refused (MQTT 5 PUBACK reason codes)
-        # QoS 1/2 data the broker took with nobody subscribed to it (MQTT 5 "no matching subscribers"): gone
+        # the input role's QoS 1 images the broker took with nobody subscribed to them (MQTT 5 "no matching
+        # subscribers"): gone
         self.no_subscriber = 0
         self._refusals_logged: set[str] = set()
         self._early_refusals: list[str] = []  # said once the first status is answered (unless that is refused)

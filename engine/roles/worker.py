@@ -737,7 +737,6 @@ class Worker(Role):
             "dropped": self.dropped + self.shed,
             "shed": self.shed,
             "intake_pauses": self.intake_pauses,
-            "no_subscriber": self.no_subscriber,  # QoS 1/2 results nobody was subscribed to (MQTT 5)
             "batch_mean": round(mean_batch, 2) if mean_batch is not None else None,
             "max_batch": self.max_batch,
             "max_delay_ms": round(self.max_delay * 1000, 3),

@@ -156,7 +156,8 @@ def test_json_without_nan_infinity_or_deep_nesting() -> None:
             loads_json(bad)
 
 
-PUBLISHER_FIELDS = ["sent", "rate", "rate_actual", "size", "remaining", "errors", "order", "qos", "loop"]
+PUBLISHER_FIELDS = ["sent", "rate", "rate_actual", "size", "remaining", "errors", "order", "qos", "loop",
+                    "no_subscriber"]
 WORKER_FIELDS = ["errors", "dropped", "queue", "processed", "received", "batch_mean", "lat_ms", "stages_ms",
                  "shed", "expired", "max_wait", "loads", "warmup_ms"]
 BAD_VALUES = ["lots", math.inf, -math.inf, math.nan, -1, [1], {"x": 1}, 10**400]

@@ -1,18 +1,18 @@
 """An MQTT 5 broker acknowledges a QoS 1 message that nobody is subscribed to with "no matching subscribers":
-it took the message, and it is gone. The input role counts its images so, a worker its results (`no_subscriber`
-in their statuses). MQTT 3.1.1 has no way to say it. Real mosquitto and model, in-process roles."""
+it took the message, and it is gone. The input role counts its images so (`no_subscriber` in its status).
+MQTT 3.1.1 has no way to say it. Real mosquitto, an in-process input role."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
 import pytest
-from fault_helpers import model, send
 from helpers import started, wait_for
 
 from engine.roles.publisher import Publisher
-from engine.roles.worker import Worker
 from engine.settings import Settings
 
 
@@ -39,22 +39,22 @@ def test_images_nobody_is_subscribed_to_are_counted(mosquitto_broker, probe_fact
         assert publisher.status()["no_subscriber"] == (20 if protocol == 5 else 0)
 
 
-def test_results_nobody_is_subscribed_to_are_counted(mosquitto_broker, probe_factory) -> None:
-    """A worker with QoS 1 results and no output role: each result it publishes is counted; with a subscriber
-    to the results, none is."""
+def test_images_still_unacknowledged_when_the_qos_drops_to_0_are_counted(mosquitto_broker) -> None:
+    """Images sent at QoS 1 while the broker is stopped (SIGSTOP), then `set qos 0`: their acknowledgements come
+    after the switch, and each still counts (the data connection stopped listening for them at QoS 0)."""
     address = mosquitto_broker.address
-    images = probe_factory(address, [], qos=1, protocol=5)
-    with started(Worker(address, Settings(result_qos=1), "unheard-w", model=model())) as worker:
-        send(images, [f"a{i}" for i in range(12)], qos=1)
-        wait_for(lambda: worker.status()["no_subscriber"] == 12, timeout=60,
-                 message=lambda: f"status {worker.status()['processed']} processed, "
-                                 f"{worker.status()['no_subscriber']} with no subscriber")
-        listener = probe_factory(address, "result", qos=1, protocol=5)
-        send(images, [f"b{i}" for i in range(8)], qos=1)
-        wait_for(lambda: len(listener.messages("result")) == 8, timeout=60,
-                 message=lambda: f"{len(listener.messages('result'))} of 8 results")
-        assert worker.results_client.flush(30)
-        assert worker.status()["no_subscriber"] == 12
+    with started(Publisher(address, Settings(rate=0, count=50, qos=1), "switch-in")) as publisher:
+        os.kill(mosquitto_broker.pid, signal.SIGSTOP)
+        try:
+            publisher.play()
+            wait_for(lambda: publisher.finished and publisher.sent == 50, timeout=60,
+                     message=lambda: f"{publisher.sent} of 50 sent")
+            publisher._cmd_set({"qos": 0})
+            assert publisher.data_client.unacknowledged() == 50
+        finally:
+            os.kill(mosquitto_broker.pid, signal.SIGCONT)
+        assert publisher.data_client.flush(30), "the broker did not acknowledge every image"
+        assert publisher.no_subscriber == 50
 
 
 def test_run_input_says_how_many_images_went_to_nobody(mosquitto_broker) -> None:
