@@ -235,17 +235,19 @@ def run_roles(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     failed: str | None = None
+    publisher: Publisher | None = None  # the input role, when this process runs one
     try:
         pipeline.start()  # cleans up after itself when it fails
         started = True
+        found = pipeline.role("input")  # (a stopped pipeline has no roles: the warning below needs it after)
+        assert found is None or isinstance(found, Publisher)
+        publisher = found
         for note in pipeline.notes:
             log.warning("%s", note)
         assert pipeline.address is not None, "a started pipeline knows its broker"
         log.info("broker: %s (%s, %s)", pipeline.address.url, pipeline.broker_description, pipeline.protocol_name)
         for role in pipeline.roles:
             log.info("%s %s started", role.role, role.client_id)
-        publisher = pipeline.role("input")
-        assert publisher is None or isinstance(publisher, Publisher)
         only_input = roles == ["input"]
         next_summary = time.monotonic() + 5
         while not stop.wait(0.2):
@@ -260,15 +262,15 @@ def run_roles(args: argparse.Namespace) -> int:
                 for role in pipeline.roles:
                     log.info("%s", _summary(role.status()))
     finally:
-        sender = pipeline.role("input") if started else None  # (a stopped pipeline has no roles)
         if started:
             log.info("stopping")
             pipeline.stop()
         for s, handler in old.items():
             signal.signal(s, handler)
-    if isinstance(sender, Publisher) and sender.no_subscriber:  # MQTT 5 brokers say so of a QoS 1 image: it is gone
+    if publisher is not None and publisher.no_subscriber:  # MQTT 5 brokers say so of a QoS 1 image: it is gone
         log.warning("input %s: %d of %d images had nobody subscribed to %s (the broker said \"no matching "
-                    "subscribers\"): gone", sender.client_id, sender.no_subscriber, sender.sent, sender.topics.images)
+                    "subscribers\"): gone", publisher.client_id, publisher.no_subscriber, publisher.sent,
+                    publisher.topics.images)
     if failed is not None:  # a role that died: one line and a non-zero exit (main prints it)
         raise RoleFailed(failed)
     return 0
